@@ -1,0 +1,106 @@
+//! Builds every guest crate (first-party plugins and test components) for
+//! `wasm32-wasip2` with the `wasm-guest` profile, in its own target folder so
+//! the nested cargo never waits on the outer one's lock.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (crate, file stem) of the plugins embedded in the binary.
+const FIRST_PARTY: &[&str] = &[
+    "orbital-adapter-sqlite",
+    "orbital-materialization-view",
+    "orbital-materialization-table",
+];
+/// Guest crates only the tests use.
+const TEST_COMPONENTS: &[&str] = &["orbital-test-trap", "orbital-test-spin", "orbital-test-hog"];
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.join("../..");
+    for watched in ["sdk", "wit", "plugins", "tests/components", "Cargo.lock"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
+    }
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .unwrap_or(&out_dir)
+        .join("wasm-guests");
+    build_guests(&workspace, &target_dir);
+
+    let built = target_dir.join(WASM_TARGET).join("wasm-guest");
+    let mut code = String::from(
+        "/// The first-party plugins: (name, component bytes).\npub const FIRST_PARTY: &[(&str, &[u8])] = &[\n",
+    );
+    for krate in FIRST_PARTY {
+        let file = built.join(format!("{}.wasm", krate.replace('-', "_")));
+        let name = krate.trim_start_matches("orbital-");
+        writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            file.display().to_string()
+        )
+        .ok();
+    }
+    code.push_str("];\n");
+    writeln!(
+        code,
+        "/// Where the test components are built.\npub const GUEST_DIR: &str = {:?};",
+        built.display().to_string()
+    )
+    .ok();
+    std::fs::write(out_dir.join("bundled.rs"), code).expect("OUT_DIR is writable");
+}
+
+fn build_guests(workspace: &Path, target_dir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--profile",
+            "wasm-guest",
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    for krate in FIRST_PARTY.iter().chain(TEST_COMPONENTS) {
+        command.args(["-p", krate]);
+    }
+    // The outer build's settings (clippy's wrapper, its flags, its target)
+    // are not the guests'; the jobserver and network settings are shared.
+    for (key, _) in env::vars() {
+        let keep = key == "CARGO_HOME"
+            || key == "CARGO_MAKEFLAGS"
+            || key.starts_with("CARGO_NET_")
+            || key.starts_with("CARGO_HTTP_")
+            || key.starts_with("CARGO_REGISTRIES_");
+        if !keep
+            && (key.starts_with("CARGO_")
+                || key.starts_with("RUSTC")
+                || key.starts_with("RUSTDOC")
+                || key == "RUSTFLAGS")
+        {
+            command.env_remove(key);
+        }
+    }
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the plugin components: {e}"));
+    if !status.success() {
+        panic!(
+            "building the plugin components for {WASM_TARGET} failed (see above). \
+             If the target is missing: rustup target add {WASM_TARGET}"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! `orbital.toml`: the project file.
+//!
+//! ```toml
+//! name = "jaffle_shop"
+//! default-target = "dev"
+//!
+//! [targets.dev]
+//! url = "sqlite://${ORBITAL_DB:-target/jaffle_shop.db}"
+//!
+//! [models]                 # defaults for every model
+//! materialized = "view"
+//!
+//! [models.marts]           # defaults for models/marts/**
+//! materialized = "table"
+//!
+//! [seeds.raw_orders.column-types]
+//! order_date = "date"
+//!
+//! [sources.raw]            # `raw.events` in SQL resolves to this table
+//! tables = ["events"]
+//! ```
+//!
+//! `${VAR}` and `${VAR:-default}` are replaced by environment variables before
+//! the file is parsed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Location, Result, line_col};
+use crate::seed::LogicalType;
+
+pub const FILE_NAME: &str = "orbital.toml";
+
+/// The parsed project file.
+#[derive(Debug, Clone)]
+pub struct ProjectConfig {
+    pub name: String,
+    pub model_paths: Vec<PathBuf>,
+    pub seed_paths: Vec<PathBuf>,
+    /// Where compiled SQL and local state go, relative to the project.
+    pub target_path: PathBuf,
+    pub default_target: Option<String>,
+    pub targets: BTreeMap<String, Target>,
+    /// Model config defaults: `""` for all models, then one entry per folder.
+    pub model_defaults: BTreeMap<String, toml::Table>,
+    pub seeds: BTreeMap<String, SeedConfig>,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub plugins: PluginSettings,
+}
+
+/// A named database to build into.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Target {
+    /// `sqlite://path/to/file.db` (relative to the project) or a server URL.
+    pub url: String,
+    /// Schema models are built in, where the database has schemas.
+    pub schema: Option<String>,
+    /// How many models build at once.
+    pub threads: Option<usize>,
+}
+
+impl Target {
+    /// The URL scheme, e.g. `sqlite`.
+    pub fn scheme(&self) -> &str {
+        self.url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(scheme, _)| scheme)
+    }
+
+    /// The SQL dialect models are parsed with.
+    pub fn parser_dialect(&self) -> &'static str {
+        match self.scheme() {
+            "sqlite" => "sqlite",
+            "postgres" | "postgresql" => "postgres",
+            _ => "generic",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SeedConfig {
+    #[serde(default)]
+    pub column_types: BTreeMap<String, LogicalType>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceConfig {
+    /// The database schema the tables live in (defaults to the source's name
+    /// where the database has schemas; ignored by SQLite's main database).
+    pub schema: Option<String>,
+    pub tables: Vec<String>,
+}
+
+/// Limits and extra components for WASM plugins.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct PluginSettings {
+    /// Extra plugin components (paths relative to the project).
+    pub components: Vec<PathBuf>,
+    /// Wall-clock time a plugin may spend running its own code per call,
+    /// excluding time the host spends on its database calls.
+    pub timeout_ms: u64,
+    /// Linear memory one plugin instance may grow to.
+    pub memory_limit_mb: u64,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            components: Vec::new(),
+            timeout_ms: 30_000,
+            memory_limit_mb: 256,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    name: String,
+    #[serde(default = "default_model_paths")]
+    model_paths: Vec<PathBuf>,
+    #[serde(default = "default_seed_paths")]
+    seed_paths: Vec<PathBuf>,
+    #[serde(default = "default_target_path")]
+    target_path: PathBuf,
+    default_target: Option<String>,
+    #[serde(default)]
+    targets: BTreeMap<String, Target>,
+    #[serde(default)]
+    models: toml::Table,
+    #[serde(default)]
+    seeds: BTreeMap<String, SeedConfig>,
+    #[serde(default)]
+    sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    plugins: PluginSettings,
+}
+
+fn default_model_paths() -> Vec<PathBuf> {
+    vec!["models".into()]
+}
+fn default_seed_paths() -> Vec<PathBuf> {
+    vec!["seeds".into()]
+}
+fn default_target_path() -> PathBuf {
+    "target".into()
+}
+
+impl ProjectConfig {
+    /// Reads `orbital.toml` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoProject {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        Self::parse(&path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses project file text; `env` looks up `${VAR}` references.
+    pub fn parse(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let text = interpolate(path, text, env)?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |span| line_col(&text, span.start));
+            Error::Config {
+                location: Location::new(path, line, column),
+                message: e.message().to_string(),
+            }
+        })?;
+        let whole_file = Location::new(path, 1, 1);
+        if let Some(default) = &raw.default_target
+            && !raw.targets.contains_key(default)
+        {
+            return Err(Error::Config {
+                location: whole_file,
+                message: format!("default-target `{default}` is not one of [targets]"),
+            });
+        }
+        if raw.plugins.memory_limit_mb == 0 || raw.plugins.timeout_ms == 0 {
+            return Err(Error::Config {
+                location: whole_file,
+                message: "[plugins] timeout-ms and memory-limit-mb must be positive".into(),
+            });
+        }
+        Ok(Self {
+            name: raw.name,
+            model_paths: raw.model_paths,
+            seed_paths: raw.seed_paths,
+            target_path: raw.target_path,
+            default_target: raw.default_target,
+            targets: raw.targets,
+            model_defaults: split_folder_defaults(raw.models),
+            seeds: raw.seeds,
+            sources: raw.sources,
+            plugins: raw.plugins,
+        })
+    }
+
+    /// The target named `name`, or the default one.
+    pub fn target(&self, name: Option<&str>) -> Result<(&str, &Target)> {
+        let wanted = name.or(self.default_target.as_deref()).or_else(|| {
+            // One target needs no default-target line.
+            (self.targets.len() == 1)
+                .then(|| self.targets.keys().next().map(String::as_str))
+                .flatten()
+        });
+        let unknown = |name: &str| Error::UnknownTarget {
+            name: name.to_string(),
+            available: self.targets.keys().cloned().collect(),
+        };
+        let wanted = wanted.ok_or_else(|| unknown("(none given)"))?;
+        self.targets
+            .get_key_value(wanted)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or_else(|| unknown(wanted))
+    }
+}
+
+/// Splits `[models]` into config keys (scalars, arrays, `+`-prefixed keys)
+/// and folder tables, keyed by folder path ("" for the top level).
+fn split_folder_defaults(models: toml::Table) -> BTreeMap<String, toml::Table> {
+    let mut out = BTreeMap::new();
+    collect_folder(String::new(), models, &mut out);
+    out
+}
+
+fn collect_folder(folder: String, table: toml::Table, out: &mut BTreeMap<String, toml::Table>) {
+    let mut own = toml::Table::new();
+    for (key, value) in table {
+        match (key.strip_prefix('+'), value) {
+            (Some(config_key), value) => {
+                own.insert(config_key.to_string(), value);
+            }
+            (None, toml::Value::Table(sub)) => {
+                let path = if folder.is_empty() {
+                    key
+                } else {
+                    format!("{folder}/{key}")
+                };
+                collect_folder(path, sub, out);
+            }
+            (None, value) => {
+                own.insert(key, value);
+            }
+        }
+    }
+    out.insert(folder, own);
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` outside comment lines.
+fn interpolate(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let column = line.len() - rest.len() + start + 1;
+            let location = || Location::new(path, index + 1, column);
+            let Some(end) = rest[start..].find('}') else {
+                return Err(Error::Config {
+                    location: location(),
+                    message: "unclosed `${`".into(),
+                });
+            };
+            let expr = &rest[start + 2..start + end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (expr, None),
+            };
+            let value = env(name).or_else(|| default.map(str::to_string)).ok_or_else(|| Error::Config {
+                location: location(),
+                message: format!("environment variable `{name}` is not set (write `${{{name}:-default}}` for a default)"),
+            })?;
+            out.push_str(&value.replace('\\', "\\\\").replace('"', "\\\""));
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ProjectConfig> {
+        ProjectConfig::parse(Path::new("orbital.toml"), text, |name| {
+            (name == "HOME_DB").then(|| "/tmp/x.db".into())
+        })
+    }
+
+    #[test]
+    fn reads_targets_folders_and_env() {
+        let config = parse(
+            r#"
+name = "shop"
+# ${NOT_SET} in a comment is left alone
+[targets.dev]
+url = "sqlite://${HOME_DB}"
+[targets.ci]
+url = "sqlite://${CI_DB:-ci.db}"
+[models]
+materialized = "view"
+[models.marts]
+materialized = "table"
+[models.marts.finance]
+tags = ["finance"]
+"+meta" = { owner = "ana" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.targets["dev"].url, "sqlite:///tmp/x.db");
+        assert_eq!(config.targets["ci"].url, "sqlite://ci.db");
+        assert_eq!(
+            config.model_defaults[""]["materialized"].as_str(),
+            Some("view")
+        );
+        assert_eq!(
+            config.model_defaults["marts"]["materialized"].as_str(),
+            Some("table")
+        );
+        assert!(config.model_defaults["marts/finance"].contains_key("meta"));
+        assert_eq!(
+            config.target(None).unwrap_err().to_string(),
+            "unknown target `(none given)`; orbital.toml defines: ci, dev"
+        );
+        assert_eq!(config.target(Some("ci")).unwrap().0, "ci");
+    }
+
+    #[test]
+    fn missing_env_var_points_at_it() {
+        let err = parse("name = \"x\"\n[targets.dev]\nurl = \"sqlite://${NOPE}\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "orbital.toml:3:17: environment variable `NOPE` is not set (write `${NOPE:-default}` for a default)"
+        );
+    }
+
+    #[test]
+    fn malformed_toml_has_line_and_column() {
+        let err = parse("name = \"x\"\n[targets.dev\nurl = 1\n").unwrap_err();
+        let location = err.location().unwrap();
+        assert_eq!((location.line, location.column), (2, 13));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = parse("name = \"x\"\nmodel_paths = []\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `model_paths`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_target_lists_the_known_ones() {
+        let config = parse("name = \"x\"\n[targets.dev]\nurl = \"sqlite://a.db\"\n").unwrap();
+        assert_eq!(config.target(None).unwrap().0, "dev");
+        let err = config.target(Some("prod")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown target `prod`; orbital.toml defines: dev"
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! The dependency graph of seeds and models, checked acyclic.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+
+use crate::compile::CompiledModel;
+use crate::config::SeedConfig;
+use crate::error::{Error, Location, Result};
+use crate::project::Model;
+
+/// Index of a node in [`Dag::nodes`].
+pub type NodeId = usize;
+
+/// A relation as the core names it; adapters quote and render it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelationName {
+    pub schema: Option<String>,
+    pub identifier: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    Seed(SeedConfig),
+    Model(CompiledModel),
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+    /// Project-relative file path.
+    pub path: PathBuf,
+    pub tags: Vec<String>,
+    pub relation: RelationName,
+    /// Upstream nodes, sorted, unique.
+    pub depends_on: Vec<NodeId>,
+}
+
+impl Node {
+    /// Stands in for a model that failed to compile, so ids stay aligned
+    /// while the other models' errors are collected.
+    pub(crate) fn placeholder(model: &Model) -> Self {
+        Node {
+            name: model.name.clone(),
+            kind: NodeKind::Seed(SeedConfig::default()),
+            path: model.path.clone(),
+            tags: Vec::new(),
+            relation: RelationName::default(),
+            depends_on: Vec::new(),
+        }
+    }
+
+    pub fn is_seed(&self) -> bool {
+        matches!(self.kind, NodeKind::Seed(_))
+    }
+
+    pub fn as_model(&self) -> Option<&CompiledModel> {
+        match &self.kind {
+            NodeKind::Model(model) => Some(model),
+            NodeKind::Seed(_) => None,
+        }
+    }
+
+    /// `model` or `seed`.
+    pub fn kind_name(&self) -> &'static str {
+        if self.is_seed() { "seed" } else { "model" }
+    }
+}
+
+/// Nodes with their edges both ways and a topological order.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    pub nodes: Vec<Node>,
+    /// Downstream nodes of each node.
+    pub children: Vec<Vec<NodeId>>,
+    /// Every node after all of its dependencies; ties broken by name.
+    pub order: Vec<NodeId>,
+}
+
+impl Dag {
+    /// Builds the graph; `edges` maps (node, dependency) to where the
+    /// dependency is written, so a cycle can point at its source.
+    pub fn new(nodes: Vec<Node>, edges: &BTreeMap<(NodeId, NodeId), Location>) -> Result<Self> {
+        let mut children = vec![Vec::new(); nodes.len()];
+        for (id, node) in nodes.iter().enumerate() {
+            for &dep in &node.depends_on {
+                children[dep].push(id);
+            }
+        }
+        let order = topological_order(&nodes, &children);
+        if order.len() < nodes.len() {
+            let cycle = find_cycle(&nodes, &order);
+            let location = edges
+                .get(&(cycle[0], cycle[1]))
+                .cloned()
+                .unwrap_or_else(|| Location::new(&nodes[cycle[0]].path, 1, 1));
+            return Err(Error::Cycle {
+                location,
+                cycle: cycle.iter().map(|&id| nodes[id].name.clone()).collect(),
+            });
+        }
+        Ok(Self {
+            nodes,
+            children,
+            order,
+        })
+    }
+
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|n| n.name.eq_ignore_ascii_case(name))
+    }
+
+    /// All upstream nodes of `id` within `depth` steps (None: unlimited).
+    pub fn ancestors(&self, id: NodeId, depth: Option<usize>) -> Vec<NodeId> {
+        self.walk(id, depth, |n| &self.nodes[n].depends_on)
+    }
+
+    /// All downstream nodes of `id` within `depth` steps (None: unlimited).
+    pub fn descendants(&self, id: NodeId, depth: Option<usize>) -> Vec<NodeId> {
+        self.walk(id, depth, |n| &self.children[n])
+    }
+
+    fn walk<'a>(
+        &'a self,
+        start: NodeId,
+        depth: Option<usize>,
+        next: impl Fn(NodeId) -> &'a Vec<NodeId>,
+    ) -> Vec<NodeId> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut out = Vec::new();
+        let mut queue = VecDeque::from([(start, 0usize)]);
+        seen[start] = true;
+        while let Some((node, distance)) = queue.pop_front() {
+            if depth.is_some_and(|d| distance >= d) {
+                continue;
+            }
+            for &other in next(node) {
+                if !seen[other] {
+                    seen[other] = true;
+                    out.push(other);
+                    queue.push_back((other, distance + 1));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Kahn's algorithm with a name-ordered ready set, so the order is stable.
+fn topological_order(nodes: &[Node], children: &[Vec<NodeId>]) -> Vec<NodeId> {
+    let mut waiting: Vec<usize> = nodes.iter().map(|n| n.depends_on.len()).collect();
+    let mut ready: std::collections::BTreeSet<(&str, NodeId)> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| waiting[*i] == 0)
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(next) = ready.pop_first() {
+        order.push(next.1);
+        for &child in &children[next.1] {
+            waiting[child] -= 1;
+            if waiting[child] == 0 {
+                ready.insert((nodes[child].name.as_str(), child));
+            }
+        }
+    }
+    order
+}
+
+/// A cycle among the nodes Kahn's algorithm could not order, as a closed
+/// path starting at its alphabetically first member: [a, c, b, a].
+fn find_cycle(nodes: &[Node], ordered: &[NodeId]) -> Vec<NodeId> {
+    let mut done = vec![false; nodes.len()];
+    for &id in ordered {
+        done[id] = true;
+    }
+    let start = (0..nodes.len())
+        .filter(|i| !done[*i])
+        .min_by_key(|i| &nodes[*i].name)
+        .unwrap_or(0);
+    // Every unordered node has an unordered dependency; follow them until a node repeats.
+    let mut path = vec![start];
+    let mut position = vec![usize::MAX; nodes.len()];
+    position[start] = 0;
+    loop {
+        let current = path[path.len() - 1];
+        let Some(&next) = nodes[current]
+            .depends_on
+            .iter()
+            .filter(|d| !done[**d])
+            .min_by_key(|d| &nodes[**d].name)
+        else {
+            return path;
+        };
+        if position[next] != usize::MAX {
+            let mut cycle = path[position[next]..].to_vec();
+            cycle.push(next);
+            return cycle;
+        }
+        position[next] = path.len();
+        path.push(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dag(deps: &[(&str, &[usize])]) -> Result<Dag> {
+        let nodes = deps
+            .iter()
+            .map(|(name, depends_on)| Node {
+                name: name.to_string(),
+                kind: NodeKind::Seed(SeedConfig::default()),
+                path: format!("models/{name}.sql").into(),
+                tags: Vec::new(),
+                relation: RelationName::default(),
+                depends_on: depends_on.to_vec(),
+            })
+            .collect();
+        Dag::new(nodes, &BTreeMap::new())
+    }
+
+    #[test]
+    fn orders_dependencies_first_with_stable_ties() {
+        let dag = dag(&[("c", &[]), ("b", &[0]), ("a", &[0]), ("d", &[1, 2])]).unwrap();
+        let names: Vec<&str> = dag
+            .order
+            .iter()
+            .map(|i| dag.nodes[*i].name.as_str())
+            .collect();
+        assert_eq!(names, vec!["c", "a", "b", "d"]);
+        assert_eq!(dag.descendants(0, None).len(), 3);
+        assert_eq!(dag.descendants(0, Some(1)).len(), 2);
+        assert_eq!(dag.ancestors(3, None).len(), 3);
+    }
+
+    #[test]
+    fn reports_a_cycle_but_not_its_tail() {
+        // x -> a -> b -> c -> a
+        let err = dag(&[("a", &[3]), ("b", &[0]), ("x", &[0]), ("c", &[1])]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "models/a.sql:1:1: dependency cycle: a -> c -> b -> a"
+        );
+    }
+
+    #[test]
+    fn self_reference_is_a_cycle() {
+        let err = dag(&[("a", &[0])]).unwrap_err();
+        assert!(err.to_string().ends_with("dependency cycle: a -> a"));
+    }
+}

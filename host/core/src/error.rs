@@ -1,0 +1,155 @@
+//! The one error type of the core, by phase.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A position in a project file, 1-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Location {
+    pub fn new(path: impl Into<PathBuf>, line: usize, column: usize) -> Self {
+        Self {
+            path: path.into(),
+            line,
+            column,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("no orbital.toml in {} (run `orbital` inside a project, or pass --project DIR)", dir.display())]
+    NoProject { dir: PathBuf },
+
+    #[error("{location}: {message}")]
+    Config { location: Location, message: String },
+
+    #[error("{location}: SQL syntax error in model `{model}`: {message}")]
+    Syntax {
+        location: Location,
+        model: String,
+        message: String,
+    },
+
+    #[error("{location}: model `{model}` {message}")]
+    InvalidModel {
+        location: Location,
+        model: String,
+        message: String,
+    },
+
+    #[error("{location}: model `{model}` refers to unknown table `{name}`{hint}")]
+    UnknownRelation {
+        location: Location,
+        model: String,
+        name: String,
+        hint: String,
+    },
+
+    #[error("{location}: dependency cycle: {}", cycle.join(" -> "))]
+    Cycle {
+        location: Location,
+        cycle: Vec<String>,
+    },
+
+    #[error("{location}: duplicate name `{name}`: also defined at {}", first.display())]
+    Duplicate {
+        location: Location,
+        name: String,
+        first: PathBuf,
+    },
+
+    #[error("{location}: malformed CSV in seed `{seed}`: {message}")]
+    Csv {
+        location: Location,
+        seed: String,
+        message: String,
+    },
+
+    #[error("unknown target `{name}`; orbital.toml defines: {}", if available.is_empty() { "none".to_string() } else { available.join(", ") })]
+    UnknownTarget {
+        name: String,
+        available: Vec<String>,
+    },
+
+    #[error("invalid selector `{selector}`: {message}")]
+    Selector { selector: String, message: String },
+
+    #[error("{}", render_many(.0))]
+    Many(Vec<Error>),
+}
+
+fn render_many(errors: &[Error]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    format!("{} errors:\n{}", errors.len(), lines.join("\n"))
+}
+
+impl Error {
+    /// Where in a project file the error points, if anywhere.
+    pub fn location(&self) -> Option<&Location> {
+        match self {
+            Error::Config { location, .. }
+            | Error::Syntax { location, .. }
+            | Error::InvalidModel { location, .. }
+            | Error::UnknownRelation { location, .. }
+            | Error::Cycle { location, .. }
+            | Error::Duplicate { location, .. }
+            | Error::Csv { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+
+    /// The individual errors, flattening [`Error::Many`].
+    pub fn flatten(&self) -> Vec<&Error> {
+        match self {
+            Error::Many(errors) => errors.iter().flat_map(Error::flatten).collect(),
+            other => vec![other],
+        }
+    }
+
+    /// One error stays itself; several become [`Error::Many`].
+    pub fn collect(mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset in `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}

@@ -1,0 +1,363 @@
+//! Loading a project: `orbital.toml`, `models/**/*.sql`, `seeds/*.csv`.
+//!
+//! A model is one `.sql` file holding one `SELECT`. Its name is the file stem.
+//! Per-model config sits in `-- config:` comment lines, written like dbt's
+//! `config(...)` call (the text is a TOML inline table body):
+//!
+//! ```sql
+//! -- config: materialized = 'table', tags = ['finance', 'daily']
+//! select ...
+//! ```
+//!
+//! Config merges in order: `[models]`, then each enclosing folder's table,
+//! then the file's own lines; later wins.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{ProjectConfig, SeedConfig};
+use crate::error::{Error, Location, Result};
+
+const CONFIG_PREFIX: &str = "config:";
+
+/// A loaded project; nothing parsed yet beyond config.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub config: ProjectConfig,
+    pub models: Vec<Model>,
+    pub seeds: Vec<Seed>,
+}
+
+/// One model file.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    /// Path relative to the project root, with `/` separators.
+    pub path: PathBuf,
+    pub sql: String,
+    pub config: ModelConfig,
+}
+
+/// A model's merged config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelConfig {
+    /// The materialization plugin's strategy name: `view`, `table`, ...
+    pub materialized: String,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    /// Every other key, passed to the materialization as JSON.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One seed CSV file.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub name: String,
+    pub path: PathBuf,
+    pub config: SeedConfig,
+}
+
+impl Project {
+    /// Loads the project in `root`.
+    pub fn load(root: &Path) -> Result<Self> {
+        let config = ProjectConfig::load(root)?;
+        let mut errors = Vec::new();
+        let mut models = Vec::new();
+        for dir in &config.model_paths {
+            for path in files_with_extension(root, dir, "sql")? {
+                match load_model(root, &path, &config) {
+                    Ok(model) if model.config.enabled => models.push(model),
+                    Ok(_) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        let mut seeds = Vec::new();
+        for dir in &config.seed_paths {
+            for path in files_with_extension(root, dir, "csv")? {
+                let name = stem(&path);
+                seeds.push(Seed {
+                    config: config.seeds.get(&name).cloned().unwrap_or_default(),
+                    name,
+                    path,
+                });
+            }
+        }
+        errors.extend(duplicate_names(&models, &seeds));
+        Error::collect(errors)?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            config,
+            models,
+            seeds,
+        })
+    }
+
+    /// The absolute path of a project-relative path.
+    pub fn absolute(&self, relative: &Path) -> PathBuf {
+        self.root.join(relative)
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Project-relative paths of the files under `root/dir` ending in `.ext`, sorted.
+fn files_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.join(dir)];
+    while let Some(current) = pending.pop() {
+        let entries = match std::fs::read_dir(&current) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(current, e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&current, e))?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model> {
+    let sql =
+        std::fs::read_to_string(root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
+    let name = stem(path);
+    let mut merged = toml::Table::new();
+    for (folder, defaults) in &project.model_defaults {
+        if folder_applies(folder, path, &project.model_paths) {
+            merged.extend(defaults.clone());
+        }
+    }
+    merged.extend(file_config(path, &sql)?);
+    let config = model_config(merged).map_err(|message| Error::InvalidModel {
+        location: Location::new(path, 1, 1),
+        model: name.clone(),
+        message,
+    })?;
+    Ok(Model {
+        name,
+        path: path.to_path_buf(),
+        sql,
+        config,
+    })
+}
+
+/// Whether `[models.<folder>]` covers the model at `path`.
+fn folder_applies(folder: &str, path: &Path, model_paths: &[PathBuf]) -> bool {
+    folder.is_empty()
+        || model_paths.iter().any(|base| {
+            path.strip_prefix(base)
+                .is_ok_and(|inside| inside.starts_with(folder))
+        })
+}
+
+/// The `-- config:` lines of a model file, merged.
+fn file_config(path: &Path, sql: &str) -> Result<toml::Table> {
+    let mut table = toml::Table::new();
+    for (index, line) in sql.lines().enumerate() {
+        let Some(body) = line.trim_start().strip_prefix("--").map(str::trim_start) else {
+            continue;
+        };
+        let Some(body) = body.strip_prefix(CONFIG_PREFIX) else {
+            continue;
+        };
+        let body_column = line.len() - body.len() + 1;
+        let wrapped = format!("c = {{{body}}}");
+        let parsed: toml::Table = toml::from_str(&wrapped).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start.saturating_sub(5));
+            Error::Config {
+                location: Location::new(path, index + 1, body_column + offset.min(body.len())),
+                message: format!("invalid `-- config:` line: {}", e.message()),
+            }
+        })?;
+        if let Some(toml::Value::Table(values)) = parsed.get("c") {
+            table.extend(values.clone());
+        }
+    }
+    Ok(table)
+}
+
+fn model_config(mut table: toml::Table) -> std::result::Result<ModelConfig, String> {
+    let materialized = match table.remove("materialized") {
+        None => "view".to_string(),
+        Some(toml::Value::String(s)) => s,
+        Some(other) => {
+            return Err(format!(
+                "config `materialized` must be a string, got {other}"
+            ));
+        }
+    };
+    let tags = match table.remove("tags") {
+        None => Vec::new(),
+        Some(toml::Value::String(s)) => vec![s],
+        Some(toml::Value::Array(items)) => items
+            .into_iter()
+            .map(|t| match t {
+                toml::Value::String(s) => Ok(s),
+                other => Err(format!("config `tags` must hold strings, got {other}")),
+            })
+            .collect::<std::result::Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "config `tags` must be a list of strings, got {other}"
+            ));
+        }
+    };
+    let enabled = match table.remove("enabled") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => b,
+        Some(other) => {
+            return Err(format!(
+                "config `enabled` must be true or false, got {other}"
+            ));
+        }
+    };
+    let extra = match serde_json::to_value(&table) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    Ok(ModelConfig {
+        materialized,
+        tags,
+        enabled,
+        extra,
+    })
+}
+
+/// Models and seeds share one namespace: a name is a table.
+fn duplicate_names(models: &[Model], seeds: &[Seed]) -> Vec<Error> {
+    let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let named = models
+        .iter()
+        .map(|m| (&m.name, &m.path))
+        .chain(seeds.iter().map(|s| (&s.name, &s.path)));
+    for (name, path) in named {
+        match seen.get(&name.to_lowercase()) {
+            Some(first) => errors.push(Error::Duplicate {
+                location: Location::new(path, 1, 1),
+                name: name.clone(),
+                first: first.to_path_buf(),
+            }),
+            None => {
+                seen.insert(name.to_lowercase(), path);
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let full = dir.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        }
+        dir
+    }
+
+    const TOML: &str = "name = \"p\"\n[targets.dev]\nurl = \"sqlite://p.db\"\n[models.marts]\nmaterialized = \"table\"\ntags = [\"mart\"]\n";
+
+    #[test]
+    fn merges_folder_and_file_config() {
+        let dir = project(&[
+            ("orbital.toml", TOML),
+            ("models/staging/stg_a.sql", "select 1 as x"),
+            (
+                "models/marts/a.sql",
+                "-- config: tags = ['daily'], unique_key = 'id'\nselect 1 as x",
+            ),
+            (
+                "models/marts/b.sql",
+                "-- config: materialized = 'view'\nselect 1",
+            ),
+            ("seeds/raw_a.csv", "x\n1\n"),
+        ]);
+        let project = Project::load(dir.path()).unwrap();
+        let by_name = |n: &str| project.models.iter().find(|m| m.name == n).unwrap();
+        assert_eq!(by_name("stg_a").config.materialized, "view");
+        let a = &by_name("a").config;
+        assert_eq!(
+            (a.materialized.as_str(), a.tags.clone()),
+            ("table", vec!["daily".to_string()])
+        );
+        assert_eq!(a.extra["unique_key"], "id");
+        assert_eq!(by_name("b").config.materialized, "view");
+        assert_eq!(project.seeds[0].name, "raw_a");
+    }
+
+    #[test]
+    fn duplicate_model_names_name_both_files() {
+        let dir = project(&[
+            ("orbital.toml", TOML),
+            ("models/a/x.sql", "select 1"),
+            ("models/b/x.sql", "select 2"),
+        ]);
+        let err = Project::load(dir.path()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "models/b/x.sql:1:1: duplicate name `x`: also defined at models/a/x.sql"
+        );
+    }
+
+    #[test]
+    fn a_seed_and_a_model_cannot_share_a_name() {
+        let dir = project(&[
+            ("orbital.toml", TOML),
+            ("models/x.sql", "select 1"),
+            ("seeds/x.csv", "a\n1\n"),
+        ]);
+        assert!(matches!(
+            Project::load(dir.path()).unwrap_err(),
+            Error::Duplicate { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_config_line_points_into_it() {
+        let dir = project(&[
+            ("orbital.toml", TOML),
+            (
+                "models/x.sql",
+                "\n-- config: materialized = table\nselect 1",
+            ),
+        ]);
+        let err = Project::load(dir.path()).unwrap_err();
+        let location = err.location().unwrap();
+        assert_eq!(
+            (location.path.to_str().unwrap(), location.line),
+            ("models/x.sql", 2)
+        );
+        assert!(location.column >= 12, "{err}");
+    }
+
+    #[test]
+    fn missing_project_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            Project::load(dir.path())
+                .unwrap_err()
+                .to_string()
+                .starts_with("no orbital.toml in ")
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! Node selection, with dbt's syntax.
+//!
+//! - `--select a b` is a union; `a,b` within one item is an intersection.
+//! - An atom is `[@][N+]method:value[+N]`: `+x` adds ancestors, `x+`
+//!   descendants, `2+x` only two levels up, `@x` descendants and all of their
+//!   ancestors.
+//! - Methods: a bare value matches names (`*` and `?` wildcards); `tag:`;
+//!   `path:` (a file or a folder, relative to the project); `resource_type:`
+//!   (`model` or `seed`).
+//! - `--exclude` takes the same syntax and removes what it matches.
+//!
+//! A selector that matches nothing is an error: a typo should not quietly
+//! build nothing.
+
+use std::path::Path;
+
+use crate::dag::{Dag, NodeId};
+use crate::error::{Error, Result};
+
+/// The nodes a command acts on, in topological order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub nodes: Vec<NodeId>,
+}
+
+impl Selection {
+    /// Everything, or what `select` picks, minus what `exclude` picks.
+    pub fn resolve(dag: &Dag, select: &[String], exclude: &[String]) -> Result<Self> {
+        let chosen = if items(select).next().is_none() {
+            vec![true; dag.nodes.len()]
+        } else {
+            union(dag, select)?
+        };
+        let removed = if items(exclude).next().is_none() {
+            vec![false; dag.nodes.len()]
+        } else {
+            union(dag, exclude)?
+        };
+        let nodes = dag
+            .order
+            .iter()
+            .copied()
+            .filter(|&id| chosen[id] && !removed[id])
+            .collect();
+        Ok(Self { nodes })
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.nodes.contains(&id)
+    }
+}
+
+fn items(args: &[String]) -> impl Iterator<Item = &str> {
+    args.iter().flat_map(|a| a.split_whitespace())
+}
+
+fn union(dag: &Dag, args: &[String]) -> Result<Vec<bool>> {
+    let mut out = vec![false; dag.nodes.len()];
+    for item in items(args) {
+        let mut intersection = vec![true; dag.nodes.len()];
+        for atom in item.split(',').filter(|a| !a.is_empty()) {
+            let matched = atom_matches(dag, atom)?;
+            for (slot, hit) in intersection.iter_mut().zip(matched) {
+                *slot &= hit;
+            }
+        }
+        for (slot, hit) in out.iter_mut().zip(intersection) {
+            *slot |= hit;
+        }
+    }
+    Ok(out)
+}
+
+/// One parsed atom: graph operators around a method and value.
+#[derive(Debug, PartialEq)]
+struct Atom<'a> {
+    at: bool,
+    /// `Some(None)`: unlimited; `Some(Some(n))`: n levels.
+    ancestors: Option<Option<usize>>,
+    descendants: Option<Option<usize>>,
+    method: &'a str,
+    value: &'a str,
+}
+
+fn parse_atom(atom: &str) -> Result<Atom<'_>> {
+    let invalid = |message: &str| Error::Selector {
+        selector: atom.to_string(),
+        message: message.to_string(),
+    };
+    let (at, rest) = match atom.strip_prefix('@') {
+        Some(rest) => (true, rest),
+        None => (false, atom),
+    };
+    let (ancestors, rest) = match rest.find('+') {
+        Some(plus)
+            if rest[..plus].chars().all(|c| c.is_ascii_digit()) && plus < rest.len() - 1
+                || plus == 0 =>
+        {
+            let depth = rest[..plus].parse().ok();
+            (Some(depth), &rest[plus + 1..])
+        }
+        _ => (None, rest),
+    };
+    let (rest, descendants) = match rest.rfind('+') {
+        Some(plus) if rest[plus + 1..].chars().all(|c| c.is_ascii_digit()) => {
+            (&rest[..plus], Some(rest[plus + 1..].parse().ok()))
+        }
+        _ => (rest, None),
+    };
+    if at && (ancestors.is_some() || descendants.is_some()) {
+        return Err(invalid("`@` cannot be combined with `+`"));
+    }
+    let (method, value) = rest.split_once(':').unwrap_or(("name", rest));
+    if value.is_empty() {
+        return Err(invalid("nothing to select"));
+    }
+    Ok(Atom {
+        at,
+        ancestors,
+        descendants,
+        method,
+        value,
+    })
+}
+
+fn atom_matches(dag: &Dag, text: &str) -> Result<Vec<bool>> {
+    let atom = parse_atom(text)?;
+    let base: Vec<NodeId> = match atom.method {
+        "name" => (0..dag.nodes.len())
+            .filter(|&i| glob(atom.value, &dag.nodes[i].name))
+            .collect(),
+        "tag" => (0..dag.nodes.len())
+            .filter(|&i| dag.nodes[i].tags.iter().any(|t| glob(atom.value, t)))
+            .collect(),
+        "path" => (0..dag.nodes.len())
+            .filter(|&i| path_matches(atom.value, &dag.nodes[i].path))
+            .collect(),
+        "resource_type" => match atom.value {
+            "model" | "seed" => (0..dag.nodes.len())
+                .filter(|&i| dag.nodes[i].kind_name() == atom.value)
+                .collect(),
+            other => {
+                return Err(Error::Selector {
+                    selector: text.to_string(),
+                    message: format!("unknown resource type `{other}` (model or seed)"),
+                });
+            }
+        },
+        other => {
+            return Err(Error::Selector {
+                selector: text.to_string(),
+                message: format!(
+                    "unknown method `{other}` (known: name, tag:, path:, resource_type:)"
+                ),
+            });
+        }
+    };
+    if base.is_empty() {
+        let hint = if atom.method == "name" {
+            name_hint(dag, atom.value)
+        } else {
+            String::new()
+        };
+        return Err(Error::Selector {
+            selector: text.to_string(),
+            message: format!("matches no model or seed{hint}"),
+        });
+    }
+    let mut out = vec![false; dag.nodes.len()];
+    for &id in &base {
+        out[id] = true;
+        if let Some(depth) = atom.ancestors {
+            dag.ancestors(id, depth)
+                .into_iter()
+                .for_each(|a| out[a] = true);
+        }
+        if let Some(depth) = atom.descendants {
+            dag.descendants(id, depth)
+                .into_iter()
+                .for_each(|d| out[d] = true);
+        }
+        if atom.at {
+            for d in dag.descendants(id, None) {
+                out[d] = true;
+                dag.ancestors(d, None)
+                    .into_iter()
+                    .for_each(|a| out[a] = true);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn name_hint(dag: &Dag, value: &str) -> String {
+    dag.nodes
+        .iter()
+        .map(|n| (strsim::levenshtein(value, &n.name), &n.name))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, name)| format!("; did you mean `{name}`?"))
+        .unwrap_or_default()
+}
+
+fn path_matches(selector: &str, path: &Path) -> bool {
+    let selector = Path::new(selector.trim_end_matches('/'));
+    path == selector || path.starts_with(selector)
+}
+
+/// `*` matches any run of characters, `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi].eq_ignore_ascii_case(&t[ti])) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SeedConfig;
+    use crate::dag::{Node, NodeKind, RelationName};
+    use std::collections::BTreeMap;
+
+    /// raw -> stg_a -> mart, raw -> stg_b -> mart, other
+    fn dag() -> Dag {
+        let model = crate::compile::CompiledModel {
+            sql: String::new(),
+            config: crate::project::ModelConfig {
+                materialized: "view".into(),
+                tags: Vec::new(),
+                enabled: true,
+                extra: Default::default(),
+            },
+            sources: Vec::new(),
+        };
+        let node = |name: &str, path: &str, tags: &[&str], deps: &[usize]| Node {
+            name: name.into(),
+            kind: if path.starts_with("seeds") {
+                NodeKind::Seed(SeedConfig::default())
+            } else {
+                NodeKind::Model(model.clone())
+            },
+            path: path.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            relation: RelationName::default(),
+            depends_on: deps.to_vec(),
+        };
+        Dag::new(
+            vec![
+                node("raw", "seeds/raw.csv", &[], &[]),
+                node("stg_a", "models/staging/stg_a.sql", &["staging"], &[0]),
+                node("stg_b", "models/staging/stg_b.sql", &["staging", "b"], &[0]),
+                node("mart", "models/marts/mart.sql", &["daily"], &[1, 2]),
+                node("other", "models/other.sql", &["daily"], &[]),
+            ],
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    fn select(select: &[&str], exclude: &[&str]) -> Result<Vec<String>> {
+        let dag = dag();
+        let s: Vec<String> = select.iter().map(|s| s.to_string()).collect();
+        let e: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+        let mut names: Vec<String> = Selection::resolve(&dag, &s, &e)?
+            .nodes
+            .iter()
+            .map(|i| dag.nodes[*i].name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    #[test]
+    fn names_and_graph_operators() {
+        assert_eq!(select(&[], &[]).unwrap().len(), 5);
+        assert_eq!(select(&["stg_a"], &[]).unwrap(), ["stg_a"]);
+        assert_eq!(select(&["+stg_a"], &[]).unwrap(), ["raw", "stg_a"]);
+        assert_eq!(select(&["stg_a+"], &[]).unwrap(), ["mart", "stg_a"]);
+        assert_eq!(
+            select(&["1+mart"], &[]).unwrap(),
+            ["mart", "stg_a", "stg_b"]
+        );
+        assert_eq!(select(&["raw+1"], &[]).unwrap(), ["raw", "stg_a", "stg_b"]);
+        assert_eq!(
+            select(&["@stg_a"], &[]).unwrap(),
+            ["mart", "raw", "stg_a", "stg_b"]
+        );
+        assert_eq!(select(&["stg_*"], &[]).unwrap(), ["stg_a", "stg_b"]);
+    }
+
+    #[test]
+    fn methods_unions_intersections_and_excludes() {
+        assert_eq!(select(&["tag:daily"], &[]).unwrap(), ["mart", "other"]);
+        assert_eq!(
+            select(&["path:models/staging"], &[]).unwrap(),
+            ["stg_a", "stg_b"]
+        );
+        assert_eq!(
+            select(&["path:models/marts/mart.sql"], &[]).unwrap(),
+            ["mart"]
+        );
+        assert_eq!(select(&["tag:staging,tag:b"], &[]).unwrap(), ["stg_b"]);
+        assert_eq!(select(&["stg_a other"], &[]).unwrap(), ["other", "stg_a"]);
+        assert_eq!(
+            select(&["stg_a", "other"], &[]).unwrap(),
+            ["other", "stg_a"]
+        );
+        assert_eq!(
+            select(&["+mart"], &["resource_type:seed"]).unwrap(),
+            ["mart", "stg_a", "stg_b"]
+        );
+        assert_eq!(
+            select(&["raw+"], &["tag:staging"]).unwrap(),
+            ["mart", "raw"]
+        );
+    }
+
+    #[test]
+    fn bad_selectors_are_errors() {
+        assert_eq!(
+            select(&["stg_c"], &[]).unwrap_err().to_string(),
+            "invalid selector `stg_c`: matches no model or seed; did you mean `stg_a`?"
+        );
+        assert!(
+            select(&["colour:red"], &[])
+                .unwrap_err()
+                .to_string()
+                .contains("unknown method `colour`")
+        );
+        assert!(select(&["@+mart"], &[]).is_err());
+        assert!(select(&["tag:"], &[]).is_err());
+        assert!(select(&[], &["nope"]).is_err());
+    }
+
+    #[test]
+    fn glob_matching() {
+        assert!(glob("stg_*", "stg_orders"));
+        assert!(glob("*_orders", "stg_orders"));
+        assert!(glob("s?g*", "stg"));
+        assert!(!glob("stg_*", "orders"));
+    }
+}

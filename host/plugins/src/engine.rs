@@ -1,0 +1,443 @@
+//! The engine: compiles components once per process and instantiates them
+//! per call from pre-linked `InstancePre`s in a pooling allocator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use crate::bindings::adapter::exports::orbital::plugin::dialect::Guest as DialectGuest;
+use crate::bindings::adapter::{Adapter as AdapterBindings, AdapterPre};
+use crate::bindings::materialization::{
+    Materialization as MaterializationBindings, MaterializationPre,
+};
+use crate::error::PluginError;
+use crate::state::{AdapterInstance, AdapterState, Database, Guard, Guarded, TaskState, arm};
+use crate::types::{AdapterInfo, ModelTask, Outcome, PluginInfo};
+
+/// How often the epoch advances: the granularity of deadlines and yields.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// Limits applied to every plugin call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time a call may spend in plugin code (host database time excluded).
+    pub timeout: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// How many calls may run at once (sizes the instance pool).
+    pub concurrency: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 256 << 20,
+            concurrency: 8,
+        }
+    }
+}
+
+/// A loaded plugin, by world.
+pub enum Plugin {
+    Adapter(Adapter),
+    Materialization(Materialization),
+}
+
+/// A compiled adapter, ready to instantiate.
+pub struct Adapter {
+    pub info: AdapterInfo,
+    pre: AdapterPre<AdapterState>,
+}
+
+/// A compiled materialization, ready to instantiate.
+pub struct Materialization {
+    pub info: PluginInfo,
+    /// The name models use in `materialized = '...'`.
+    pub strategy: String,
+    pre: MaterializationPre<TaskState>,
+}
+
+/// Loads and runs plugins. Create one per process.
+pub struct PluginHost {
+    engine: Engine,
+    limits: Limits,
+    adapter_linker: Linker<AdapterState>,
+    task_linker: Linker<TaskState>,
+    _ticker: EpochTicker,
+}
+
+impl PluginHost {
+    pub fn new(limits: Limits) -> Result<Self, PluginError> {
+        let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let engine = Engine::new(&engine_config(&limits)).map_err(engine_error)?;
+        let mut adapter_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(engine_error)?;
+        let mut task_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut task_linker).map_err(engine_error)?;
+        MaterializationBindings::add_to_linker::<_, HasSelf<TaskState>>(
+            &mut task_linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            limits,
+            adapter_linker,
+            task_linker,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles a component; CPU-heavy, so it runs off the async threads.
+    async fn compile(&self, label: &str, bytes: Vec<u8>) -> Result<Component, PluginError> {
+        let engine = self.engine.clone();
+        let load_error = |message: String| PluginError::Load {
+            plugin: label.to_string(),
+            message,
+        };
+        tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| load_error(e.to_string()))?
+            .map_err(|e| load_error(format!("not a valid component: {e:#}")))
+    }
+
+    /// Compiles a component and loads it as the world it exports; `label`
+    /// names it in errors until it names itself.
+    pub async fn load(&self, label: &str, bytes: Vec<u8>) -> Result<Plugin, PluginError> {
+        let component = self.compile(label, bytes).await?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let exports_interface = |interface: &str| {
+            exports
+                .iter()
+                .any(|e| e == &format!("orbital:plugin/{interface}@0.1.0"))
+        };
+        if exports_interface("dialect") {
+            self.load_adapter(label, &component)
+                .await
+                .map(Plugin::Adapter)
+        } else if exports_interface("strategy") {
+            self.load_materialization(label, &component)
+                .await
+                .map(Plugin::Materialization)
+        } else {
+            Err(PluginError::Load {
+                plugin: label.to_string(),
+                message: format!(
+                    "it exports none of the worlds this host loads (adapter, materialization of orbital:plugin@0.1.0); its exports: [{}]",
+                    exports.join(", ")
+                ),
+            })
+        }
+    }
+
+    async fn load_adapter(
+        &self,
+        label: &str,
+        component: &Component,
+    ) -> Result<Adapter, PluginError> {
+        let pre = self
+            .adapter_linker
+            .instantiate_pre(component)
+            .and_then(AdapterPre::new)
+            .map_err(|e| wrong_world(label, "adapter", e))?;
+        let mut session = AdapterSession {
+            instance: instantiate_adapter(&self.engine, &self.limits, &pre, label).await?,
+            plugin: label.to_string(),
+        };
+        let info = session
+            .call(async |dialect, store| dialect.call_describe(store).await)
+            .await?;
+        Ok(Adapter { info, pre })
+    }
+
+    async fn load_materialization(
+        &self,
+        label: &str,
+        component: &Component,
+    ) -> Result<Materialization, PluginError> {
+        let pre = self
+            .task_linker
+            .instantiate_pre(component)
+            .and_then(MaterializationPre::new)
+            .map_err(|e| wrong_world(label, "materialization", e))?;
+        // Describing needs an instance; it gets a database that refuses everything.
+        let (info, strategy) = {
+            let mut store = self.task_store(label, Arc::new(NoDatabase), None).await?;
+            let bindings = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| classify(&store.data().guard, e))?;
+            let strategy_api = bindings.orbital_plugin_strategy();
+            let info = strategy_api
+                .call_describe(&mut store)
+                .await
+                .map_err(|e| classify(&store.data().guard, e))?;
+            let strategy = strategy_api
+                .call_strategy_name(&mut store)
+                .await
+                .map_err(|e| classify(&store.data().guard, e))?;
+            (info, strategy)
+        };
+        Ok(Materialization {
+            info,
+            strategy,
+            pre,
+        })
+    }
+
+    async fn task_store(
+        &self,
+        plugin: &str,
+        database: Arc<dyn Database>,
+        adapter: Option<&Adapter>,
+    ) -> Result<Store<TaskState>, PluginError> {
+        let adapter_instance = match adapter {
+            Some(adapter) => Some(
+                instantiate_adapter(
+                    &self.engine,
+                    &self.limits,
+                    &adapter.pre,
+                    &adapter.info.plugin.name,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let guard = Guard::new(plugin, self.limits.memory_bytes, self.limits.timeout);
+        let mut store = Store::new(
+            &self.engine,
+            TaskState::new(guard, database, adapter_instance),
+        );
+        arm(&mut store);
+        Ok(store)
+    }
+
+    /// Builds one model: a fresh materialization instance linked to a fresh
+    /// adapter instance and `database`.
+    pub async fn materialize(
+        &self,
+        adapter: &Adapter,
+        materialization: &Materialization,
+        database: Arc<dyn Database>,
+        task: &ModelTask,
+    ) -> Result<Outcome, PluginError> {
+        let plugin = materialization.info.name.as_str();
+        let mut store = self.task_store(plugin, database, Some(adapter)).await?;
+        let result = async {
+            let bindings = materialization.pre.instantiate_async(&mut store).await?;
+            bindings
+                .orbital_plugin_strategy()
+                .call_materialize(&mut store, task)
+                .await
+        }
+        .await;
+        match result {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(message)) => Err(PluginError::Failed {
+                plugin: plugin.to_string(),
+                message,
+            }),
+            Err(error) => {
+                let state = store.data();
+                Err(match (&state.adapter_failure, &state.adapter) {
+                    (Some(adapter_error), Some(adapter)) => {
+                        classify_ref(&adapter.store.data().guard, adapter_error)
+                    }
+                    _ => classify(&state.guard, error),
+                })
+            }
+        }
+    }
+
+    /// An adapter instance for the host's own dialect calls (seeds, introspection).
+    pub async fn adapter_session(&self, adapter: &Adapter) -> Result<AdapterSession, PluginError> {
+        let name = adapter.info.plugin.name.clone();
+        let instance = instantiate_adapter(&self.engine, &self.limits, &adapter.pre, &name).await?;
+        Ok(AdapterSession {
+            instance,
+            plugin: name,
+        })
+    }
+}
+
+fn engine_config(limits: &Limits) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    // Each call holds two component instances (materialization + adapter);
+    // a wasip2 component has a handful of core instances, memories and tables.
+    let components = limits.concurrency.saturating_mul(2).saturating_add(8);
+    pool.total_component_instances(components)
+        .total_core_instances(components.saturating_mul(8))
+        .total_memories(components.saturating_mul(2))
+        .total_tables(components.saturating_mul(4))
+        .total_stacks(components)
+        // The limiter enforces the user's limit and records that it did;
+        // the pool's own ceiling sits above it.
+        .max_memory_size(limits.memory_bytes.saturating_mul(2).max(64 << 20));
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+async fn instantiate_adapter(
+    engine: &Engine,
+    limits: &Limits,
+    pre: &AdapterPre<AdapterState>,
+    plugin: &str,
+) -> Result<AdapterInstance, PluginError> {
+    let mut store = Store::new(
+        engine,
+        AdapterState::new(Guard::new(plugin, limits.memory_bytes, limits.timeout)),
+    );
+    arm(&mut store);
+    let bindings: AdapterBindings = pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| classify(&store.data().guard, e))?;
+    Ok(AdapterInstance { store, bindings })
+}
+
+/// An adapter instance the host calls directly.
+pub struct AdapterSession {
+    instance: AdapterInstance,
+    plugin: String,
+}
+
+impl AdapterSession {
+    /// Calls one dialect export under the adapter's limits.
+    pub async fn call<R>(
+        &mut self,
+        f: impl AsyncFnOnce(&DialectGuest, &mut Store<AdapterState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let AdapterInstance { store, bindings } = &mut self.instance;
+        store.data_mut().guard().restart();
+        f(bindings.orbital_plugin_dialect(), store)
+            .await
+            .map_err(|e| classify(&store.data().guard, e))
+    }
+
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+}
+
+/// Turns a failed call into what the user should read.
+fn classify(guard: &Guard, error: wasmtime::Error) -> PluginError {
+    classify_ref(guard, &error)
+}
+
+fn classify_ref(guard: &Guard, error: &wasmtime::Error) -> PluginError {
+    let plugin = guard.plugin.clone();
+    if guard.timed_out {
+        return PluginError::Timeout {
+            plugin,
+            limit_ms: guard.budget_ms(),
+        };
+    }
+    if guard.memory_exceeded {
+        return PluginError::Memory {
+            plugin,
+            limit_mb: guard.memory_limit_mb(),
+        };
+    }
+    let stderr = guard.stderr_text();
+    let trap = error
+        .downcast_ref::<wasmtime::Trap>()
+        .map(ToString::to_string);
+    let message = match (stderr.is_empty(), trap) {
+        (false, _) => stderr.replace('\n', " "),
+        (true, Some(trap)) => trap,
+        (true, None) => format!("{error:#}"),
+    };
+    PluginError::Trap { plugin, message }
+}
+
+fn wrong_world(label: &str, world: &str, error: wasmtime::Error) -> PluginError {
+    PluginError::Load {
+        plugin: label.to_string(),
+        message: format!(
+            "it does not implement the `{world}` world of orbital:plugin@0.1.0: {error:#}"
+        ),
+    }
+}
+
+/// The database handed to an instance that must not touch one.
+struct NoDatabase;
+
+impl Database for NoDatabase {
+    fn execute(
+        &self,
+        _: crate::types::Statement,
+    ) -> crate::BoxFuture<'_, Result<u64, crate::types::DbError>> {
+        Box::pin(async { Err(refused()) })
+    }
+    fn query(
+        &self,
+        _: crate::types::Statement,
+    ) -> crate::BoxFuture<'_, Result<crate::types::RowSet, crate::types::DbError>> {
+        Box::pin(async { Err(refused()) })
+    }
+    fn transaction(
+        &self,
+        _: Vec<crate::types::Statement>,
+    ) -> crate::BoxFuture<'_, Result<Vec<u64>, crate::types::DbError>> {
+        Box::pin(async { Err(refused()) })
+    }
+    fn log(&self, _: crate::types::LogLevel, _: &str) {}
+}
+
+fn refused() -> crate::types::DbError {
+    crate::types::DbError {
+        message: "no database while loading the plugin".into(),
+        code: None,
+        transient: false,
+    }
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("orbital-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

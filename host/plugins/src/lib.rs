@@ -1,0 +1,32 @@
+//! # orbital-plugins: the plugin host box
+//!
+//! Owns the single place wasmtime bindings are generated ([`bindings`]),
+//! compiling and validating components, and calling them under limits: a
+//! deadline on the time a plugin spends in its own code (epoch interruption;
+//! time the host spends on the plugin's database calls does not count), a
+//! memory limit, and WASI with no files, environment, network or clock.
+//!
+//! A materialization reaches the database only through the [`Database`] the
+//! caller hands in, and its dialect SQL through the adapter instance this
+//! crate links in for it.
+//!
+//! May depend on wasmtime and tokio; never on a database driver or the core.
+
+pub mod bindings;
+mod engine;
+mod error;
+mod state;
+
+pub use engine::{Adapter, AdapterSession, Limits, Materialization, Plugin, PluginHost};
+pub use error::PluginError;
+pub use state::{BoxFuture, Database};
+
+/// Values, relations, statements and the other WIT types, as Rust types.
+pub mod types {
+    pub use crate::bindings::adapter::exports::orbital::plugin::dialect::{AdapterInfo, Swap};
+    pub use crate::bindings::adapter::orbital::plugin::types::*;
+    pub use crate::bindings::materialization::exports::orbital::plugin::strategy::{
+        ModelTask, Outcome,
+    };
+    pub use crate::bindings::materialization::orbital::plugin::database::DbError;
+}

@@ -1,0 +1,21 @@
+//! # orbital-runner: the job runner box
+//!
+//! Executes a selection of the DAG on a target database: one tokio task per
+//! node, at most `threads` at once, each in dependency order. A model task
+//! instantiates its materialization plugin (linked to a fresh adapter
+//! instance) and hands it the [`database`] the runner owns; a seed task loads
+//! its CSV through the adapter's dialect SQL in one transaction. A failed
+//! node skips its descendants and nothing else.
+//!
+//! May depend on the core, the plugin host, sqlx and tokio. Knows nothing of
+//! the CLI or how results are shown.
+
+pub mod database;
+mod error;
+mod execute;
+mod plugins;
+mod seed;
+
+pub use error::RunnerError;
+pub use execute::{Event, NodeResult, RunOptions, Status, execute};
+pub use plugins::{Component, Runtime};
