@@ -1,1 +1,379 @@
+//! End to end: the built `orbital` binary builds jaffle_shop into a real
+//! SQLite file through the real WASM plugins.
 
+mod support;
+
+use support::{TestProject, object_kind, query, scalar};
+
+#[test]
+fn build_makes_the_example_warehouse_with_exact_values() {
+    let project = TestProject::jaffle_shop();
+    let run = project.orbital(&["build", "--json"]).expect_code(0);
+    let json = run.json();
+    assert!(json["elapsed_ms"].is_u64());
+    let statuses = run.statuses();
+    assert_eq!(statuses.len(), 8, "{statuses:?}");
+    assert!(statuses.values().all(|s| s == "success"), "{statuses:?}");
+    for result in json["results"].as_array().unwrap() {
+        assert!(
+            result["duration_ms"].is_u64() && result["error"].is_null(),
+            "{result}"
+        );
+    }
+
+    let db = project.database();
+    assert_eq!(object_kind(&db, "stg_orders"), "view");
+    assert_eq!(object_kind(&db, "customers"), "table");
+    assert_eq!(object_kind(&db, "raw_orders"), "table");
+
+    assert_eq!(
+        query(
+            &db,
+            "select count(*), count(first_order), sum(customer_lifetime_value) from customers"
+        ),
+        [["10", "8", "208.00"]]
+    );
+    assert_eq!(
+        query(
+            &db,
+            "select first_name, first_order, most_recent_order, number_of_orders, customer_lifetime_value from customers where customer_id = 1"
+        ),
+        [["Ada", "2024-01-02", "2024-02-01", "3", "48.00"]]
+    );
+    assert_eq!(
+        query(
+            &db,
+            "select number_of_orders, customer_lifetime_value from customers where customer_id = 9"
+        ),
+        [["NULL", "NULL"]]
+    );
+    assert_eq!(
+        query(
+            &db,
+            "select count(*), sum(amount), sum(credit_card_amount), sum(coupon_amount), sum(bank_transfer_amount), sum(gift_card_amount) from orders"
+        ),
+        [["12", "208.00", "107.00", "13.00", "70.00", "18.00"]]
+    );
+    assert_eq!(
+        query(
+            &db,
+            "select status, credit_card_amount, coupon_amount, amount from orders where order_id = 3"
+        ),
+        [["completed", "25.00", "1.00", "26.00"]]
+    );
+    // Seed types: the override makes order_date a DATE column; amounts are integers.
+    assert_eq!(
+        query(
+            &db,
+            "select type from pragma_table_info('raw_orders') where name = 'order_date'"
+        ),
+        [["DATE"]]
+    );
+    assert_eq!(
+        query(
+            &db,
+            "select type from pragma_table_info('raw_payments') where name = 'amount'"
+        ),
+        [["INTEGER"]]
+    );
+    // Nothing staged is left behind.
+    assert_eq!(
+        scalar(
+            &db,
+            "select count(*) from sqlite_master where name like '%orbital_staged%'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn the_original_jaffle_shop_seeds_give_the_known_results() {
+    let shared = support::workspace().join("../shared/data/jaffle_shop");
+    if !shared.is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have ../shared/data/jaffle_shop beside the checkout"
+        );
+        eprintln!("skipped: {} is absent", shared.display());
+        return;
+    }
+    let project = TestProject::jaffle_shop();
+    for seed in ["raw_customers", "raw_orders", "raw_payments"] {
+        std::fs::copy(
+            shared.join(format!("{seed}.csv")),
+            project.path().join(format!("seeds/{seed}.csv")),
+        )
+        .unwrap();
+    }
+    project.orbital(&["build", "--json"]).expect_code(0);
+    let db = project.database();
+    assert_eq!(
+        query(
+            &db,
+            "select count(*), count(first_order), sum(customer_lifetime_value) from customers"
+        ),
+        [["100", "62", "1672.00"]]
+    );
+    assert_eq!(
+        query(
+            &db,
+            "select number_of_orders, first_order, most_recent_order, customer_lifetime_value from customers where customer_id = 1"
+        ),
+        [["2", "2018-01-01", "2018-02-10", "33.00"]]
+    );
+    assert_eq!(
+        query(
+            &db,
+            "select count(*), sum(amount), sum(credit_card_amount), sum(coupon_amount), sum(bank_transfer_amount), sum(gift_card_amount) from orders"
+        ),
+        [["99", "1672.00", "871.00", "185.00", "411.00", "205.00"]]
+    );
+}
+
+#[test]
+fn human_output_is_a_dbt_style_summary() {
+    let project = TestProject::jaffle_shop();
+    let run = project.orbital(&["build", "--threads", "2"]).expect_code(0);
+    let out = run.stdout();
+    assert!(
+        out.contains("Running 3 seeds and 5 models on 2 threads"),
+        "{out}"
+    );
+    assert!(out.contains("OK    seed raw_orders"), "{out}");
+    assert!(out.contains("[created table (12 rows) in "), "{out}");
+    assert!(out.contains("Done. PASS=8 ERROR=0 SKIP=0 TOTAL=8"), "{out}");
+}
+
+#[test]
+fn run_twice_rebuilds_in_place_and_seed_replaces_the_table() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["build"]).expect_code(0);
+    project.orbital(&["run", "--json"]).expect_code(0);
+    project.write(
+        "seeds/raw_customers.csv",
+        "id,first_name,last_name\n1,Ada,L.\n2,Grace,H.\n",
+    );
+    let run = project
+        .orbital(&["seed", "--select", "raw_customers", "--json"])
+        .expect_code(0);
+    assert_eq!(run.statuses().len(), 1);
+    project
+        .orbital(&["run", "--select", "customers"])
+        .expect_code(0);
+    assert_eq!(
+        scalar(&project.database(), "select count(*) from customers"),
+        "2"
+    );
+}
+
+#[test]
+fn selectors_pick_what_runs() {
+    let project = TestProject::jaffle_shop();
+    let run = project
+        .orbital(&["build", "--select", "+orders", "--json"])
+        .expect_code(0);
+    let names: Vec<String> = run.statuses().into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            "orders",
+            "raw_orders",
+            "raw_payments",
+            "stg_orders",
+            "stg_payments"
+        ]
+    );
+
+    let run = project
+        .orbital(&[
+            "run",
+            "--select",
+            "tag:staging",
+            "--exclude",
+            "stg_customers",
+            "--json",
+        ])
+        .expect_code(0);
+    assert_eq!(
+        run.statuses().into_keys().collect::<Vec<_>>(),
+        ["stg_orders", "stg_payments"]
+    );
+
+    let run = project
+        .orbital(&[
+            "run",
+            "-s",
+            "path:models/marts",
+            "tag:finance,orders",
+            "--json",
+        ])
+        .expect_code(1);
+    // customers needs stg_customers, which was never built: its own error, not a skip.
+    assert_eq!(run.statuses()["orders"], "success");
+    assert_eq!(run.statuses()["customers"], "error");
+    assert!(
+        run.error_of("customers").contains("stg_customers"),
+        "{}",
+        run.error_of("customers")
+    );
+}
+
+#[test]
+fn a_failed_model_skips_its_descendants_and_nothing_else() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["build"]).expect_code(0);
+    let before = scalar(&project.database(), "select sum(amount) from orders");
+    // stg_payments now reads a column that does not exist: SQLite rejects the view.
+    project.write(
+        "models/staging/stg_payments.sql",
+        "select id as payment_id, order_id, no_such_column as amount from raw_payments",
+    );
+    let run = project.orbital(&["build", "--json"]).expect_code(1);
+    let statuses = run.statuses();
+    assert_eq!(statuses["stg_payments"], "error");
+    assert!(
+        run.error_of("stg_payments")
+            .contains("no such column: no_such_column"),
+        "{}",
+        run.error_of("stg_payments")
+    );
+    assert_eq!(statuses["orders"], "skipped");
+    assert_eq!(statuses["customers"], "skipped");
+    assert_eq!(
+        run.error_of("orders"),
+        "skipped because upstream `stg_payments` failed"
+    );
+    for unrelated in [
+        "raw_customers",
+        "raw_orders",
+        "raw_payments",
+        "stg_customers",
+        "stg_orders",
+    ] {
+        assert_eq!(statuses[unrelated], "success", "{unrelated}");
+    }
+    // The old tables are untouched.
+    assert_eq!(
+        scalar(&project.database(), "select sum(amount) from orders"),
+        before
+    );
+}
+
+#[test]
+fn a_failed_table_build_leaves_the_old_table() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["build"]).expect_code(0);
+    // Fails at run time, after the staged table is created: division by a text is fine
+    // in SQLite, so use a function that does not exist.
+    project.write(
+        "models/marts/orders.sql",
+        "select order_id, no_such_function(order_id) as x from stg_orders",
+    );
+    let run = project
+        .orbital(&["run", "--select", "orders", "--json"])
+        .expect_code(1);
+    let error = run.error_of("orders");
+    assert!(
+        error.contains("plugin `materialization-table` reported:")
+            && error.contains("no_such_function"),
+        "{error}"
+    );
+    let db = project.database();
+    assert_eq!(
+        query(&db, "select count(*), sum(amount) from orders"),
+        [["12", "208.00"]]
+    );
+    assert_eq!(
+        scalar(
+            &db,
+            "select count(*) from sqlite_master where name like '%orbital_staged%'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn compile_writes_sql_and_prints_one_model() {
+    let project = TestProject::jaffle_shop();
+    let run = project.orbital(&["compile", "stg_orders"]).expect_code(0);
+    let sql = run.stdout();
+    assert!(sql.contains("FROM\n  \"raw_orders\""), "{sql}");
+    let written = std::fs::read_to_string(
+        project
+            .path()
+            .join("target/compiled/models/marts/customers.sql"),
+    )
+    .unwrap();
+    assert!(written.contains("\"stg_customers\""), "{written}");
+    assert!(
+        !project.database().exists(),
+        "compile must not touch the database"
+    );
+
+    let json = project
+        .orbital(&["compile", "--json", "--select", "orders"])
+        .expect_code(0)
+        .json();
+    let models = json["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1);
+    assert_eq!(
+        models[0]["depends_on"],
+        serde_json::json!(["stg_orders", "stg_payments"])
+    );
+}
+
+#[test]
+fn ls_lists_nodes_with_their_config() {
+    let project = TestProject::jaffle_shop();
+    let json = project
+        .orbital(&["ls", "--json", "--select", "tag:marts"])
+        .expect_code(0)
+        .json();
+    let names: Vec<&str> = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["customers", "orders"]);
+    assert_eq!(json["nodes"][1]["materialized"], "table");
+    assert_eq!(
+        json["nodes"][1]["tags"],
+        serde_json::json!(["marts", "finance"])
+    );
+    let text = project.orbital(&["ls"]).expect_code(0).stdout();
+    assert!(text.contains("seed   raw_orders"), "{text}");
+}
+
+#[test]
+fn targets_come_from_the_environment_and_the_command_line() {
+    let project = TestProject::jaffle_shop();
+    let other = project.path().join("elsewhere.db");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["seed", "--project"])
+        .arg(project.path())
+        .env("JAFFLE_DB", &other)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(scalar(&other, "select count(*) from raw_customers"), "10");
+    assert!(!project.database().exists());
+
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    project.write(
+        "orbital.toml",
+        &format!("{config}\n[targets.ci]\nurl = \"sqlite://ci.db\"\nthreads = 1\n"),
+    );
+    project.orbital(&["seed", "--target", "ci"]).expect_code(0);
+    assert_eq!(
+        scalar(
+            &project.path().join("ci.db"),
+            "select count(*) from raw_orders"
+        ),
+        "12"
+    );
+}

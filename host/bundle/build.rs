@@ -61,24 +61,40 @@ fn main() {
 }
 
 fn build_guests(workspace: &Path, target_dir: &Path) {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--profile",
-            "wasm-guest",
-            "--target",
-            WASM_TARGET,
-            "--target-dir",
-        ])
-        .arg(target_dir);
+    // Guest crates are plain libraries, so native builds (tests, clippy) of the
+    // workspace link; only here are they asked for a cdylib, the component.
     for krate in FIRST_PARTY.iter().chain(TEST_COMPONENTS) {
-        command.args(["-p", krate]);
+        let mut command = cargo(workspace);
+        command
+            .args([
+                "rustc",
+                "--lib",
+                "--crate-type",
+                "cdylib",
+                "--profile",
+                "wasm-guest",
+                "--target",
+                WASM_TARGET,
+            ])
+            .args(["-p", krate, "--target-dir"])
+            .arg(target_dir);
+        let status = command
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the plugin components: {e}"));
+        if !status.success() {
+            panic!(
+                "building the plugin component {krate} for {WASM_TARGET} failed (see above). \
+                 If the target is missing: rustup target add {WASM_TARGET}"
+            );
+        }
     }
-    // The outer build's settings (clippy's wrapper, its flags, its target)
-    // are not the guests'; the jobserver and network settings are shared.
+}
+
+/// A cargo command without the outer build's settings (clippy's wrapper,
+/// its flags, its target); the jobserver and network settings are shared.
+fn cargo(workspace: &Path) -> Command {
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace);
     for (key, _) in env::vars() {
         let keep = key == "CARGO_HOME"
             || key == "CARGO_MAKEFLAGS"
@@ -94,13 +110,5 @@ fn build_guests(workspace: &Path, target_dir: &Path) {
             command.env_remove(key);
         }
     }
-    let status = command
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the plugin components: {e}"));
-    if !status.success() {
-        panic!(
-            "building the plugin components for {WASM_TARGET} failed (see above). \
-             If the target is missing: rustup target add {WASM_TARGET}"
-        );
-    }
+    command
 }

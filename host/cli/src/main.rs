@@ -129,6 +129,17 @@ fn init_tracing(verbose: bool) {
         .init();
 }
 
+/// Where compiled plugins are cached: `ORBITAL_CACHE_DIR`, else the user's cache folder.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ORBITAL_CACHE_DIR") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("orbital").join("wasmtime"))
+}
+
 /// Load, pick the target, compile, select: the synchronous front half of every command.
 struct Prepared {
     project: Project,
@@ -149,6 +160,9 @@ fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Fai
         Scope::Models => !compiled.dag.nodes[id].is_seed(),
         Scope::Both => true,
     });
+    if scope != Scope::Models {
+        check_seeds(&project, &compiled, &selection)?;
+    }
     Ok(Prepared {
         project,
         target_name,
@@ -156,6 +170,31 @@ fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Fai
         compiled,
         selection,
     })
+}
+
+/// Reads every selected seed before anything runs, so a malformed CSV stops
+/// the command with nothing written.
+fn check_seeds(
+    project: &Project,
+    compiled: &CompiledProject,
+    selection: &Selection,
+) -> Result<(), Failure> {
+    let errors: Vec<orbital_core::Error> = selection
+        .nodes
+        .iter()
+        .map(|&id| &compiled.dag.nodes[id])
+        .filter_map(|node| match &node.kind {
+            orbital_core::NodeKind::Seed(config) => orbital_core::seed::read(
+                &node.name,
+                &project.absolute(&node.path),
+                &node.path,
+                config,
+            )
+            .err(),
+            orbital_core::NodeKind::Model(_) => None,
+        })
+        .collect();
+    Ok(orbital_core::Error::collect(errors)?)
 }
 
 fn compile(
@@ -209,6 +248,7 @@ fn run(
         timeout: Duration::from_millis(settings.timeout_ms),
         memory_bytes: usize::try_from(settings.memory_limit_mb << 20).unwrap_or(usize::MAX),
         concurrency: u32::try_from(threads).unwrap_or(u32::MAX),
+        cache_dir: cache_dir(),
     };
     let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
         .iter()

@@ -137,12 +137,15 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
         std::fs::read_to_string(root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
     let name = stem(path);
     let mut merged = toml::Table::new();
-    for (folder, defaults) in &project.model_defaults {
-        if folder_applies(folder, path, &project.model_paths) {
-            merged.extend(defaults.clone());
-        }
+    let levels = project
+        .model_defaults
+        .iter()
+        .filter(|(folder, _)| folder_applies(folder, path, &project.model_paths))
+        .map(|(_, defaults)| defaults.clone())
+        .chain(std::iter::once(file_config(path, &sql)?));
+    for level in levels {
+        merge_level(&mut merged, level);
     }
-    merged.extend(file_config(path, &sql)?);
     let config = model_config(merged).map_err(|message| Error::InvalidModel {
         location: Location::new(path, 1, 1),
         model: name.clone(),
@@ -163,6 +166,29 @@ fn folder_applies(folder: &str, path: &Path, model_paths: &[PathBuf]) -> bool {
             path.strip_prefix(base)
                 .is_ok_and(|inside| inside.starts_with(folder))
         })
+}
+
+/// Later levels win, except `tags`, which accumulate as in dbt.
+fn merge_level(merged: &mut toml::Table, level: toml::Table) {
+    for (key, value) in level {
+        match (key.as_str(), merged.get_mut("tags"), value) {
+            ("tags", Some(toml::Value::Array(existing)), toml::Value::Array(more)) => {
+                existing.extend(
+                    more.into_iter()
+                        .filter(|t| !existing.contains(t))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            ("tags", Some(toml::Value::Array(existing)), more @ toml::Value::String(_)) => {
+                if !existing.contains(&more) {
+                    existing.push(more);
+                }
+            }
+            (_, _, value) => {
+                merged.insert(key, value);
+            }
+        }
+    }
 }
 
 /// The `-- config:` lines of a model file, merged.
@@ -298,7 +324,7 @@ mod tests {
         let a = &by_name("a").config;
         assert_eq!(
             (a.materialized.as_str(), a.tags.clone()),
-            ("table", vec!["daily".to_string()])
+            ("table", vec!["mart".to_string(), "daily".to_string()])
         );
         assert_eq!(a.extra["unique_key"], "id");
         assert_eq!(by_name("b").config.materialized, "view");

@@ -30,6 +30,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// How many calls may run at once (sizes the instance pool).
     pub concurrency: u32,
+    /// Where compiled components are cached across processes; None: no cache.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Limits {
@@ -38,13 +40,14 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             memory_bytes: 256 << 20,
             concurrency: 8,
+            cache_dir: None,
         }
     }
 }
 
 /// A loaded plugin, by world.
 pub enum Plugin {
-    Adapter(Adapter),
+    Adapter(Box<Adapter>),
     Materialization(Materialization),
 }
 
@@ -128,7 +131,7 @@ impl PluginHost {
         if exports_interface("dialect") {
             self.load_adapter(label, &component)
                 .await
-                .map(Plugin::Adapter)
+                .map(|adapter| Plugin::Adapter(Box::new(adapter)))
         } else if exports_interface("strategy") {
             self.load_materialization(label, &component)
                 .await
@@ -292,6 +295,17 @@ fn engine_config(limits: &Limits) -> Config {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(dir) = &limits.cache_dir {
+        // Compiling is most of a short run's time; a broken cache only costs that time.
+        let mut cache_config = wasmtime::CacheConfig::new();
+        cache_config.with_directory(dir);
+        match wasmtime::Cache::new(cache_config) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!("compiled-plugin cache disabled ({}): {e:#}", dir.display()),
+        }
+    }
     config
 }
 
@@ -356,7 +370,7 @@ fn classify_ref(guard: &Guard, error: &wasmtime::Error) -> PluginError {
             limit_mb: guard.memory_limit_mb(),
         };
     }
-    let stderr = guard.stderr_text();
+    let stderr = panic_message(&guard.stderr_text());
     let trap = error
         .downcast_ref::<wasmtime::Trap>()
         .map(ToString::to_string);
@@ -366,6 +380,19 @@ fn classify_ref(guard: &Guard, error: &wasmtime::Error) -> PluginError {
         (true, None) => format!("{error:#}"),
     };
     PluginError::Trap { plugin, message }
+}
+
+/// A Rust guest's panic output without the boilerplate around the message.
+fn panic_message(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let text = lines.join(" ");
+    match (text.find("panicked at "), text.starts_with("thread ")) {
+        (Some(at), true) => text[at..].to_string(),
+        _ => text,
+    }
 }
 
 fn wrong_world(label: &str, world: &str, error: wasmtime::Error) -> PluginError {

@@ -69,7 +69,7 @@ impl Runtime {
         let mut strategies: BTreeMap<String, Vec<(bool, Materialization)>> = BTreeMap::new();
         for (bundled, loaded) in futures::future::join_all(loads).await {
             match loaded? {
-                Plugin::Adapter(adapter) => adapters.push((bundled, adapter)),
+                Plugin::Adapter(adapter) => adapters.push((bundled, *adapter)),
                 Plugin::Materialization(m) => strategies
                     .entry(m.strategy.clone())
                     .or_default()

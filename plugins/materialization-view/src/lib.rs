@@ -19,6 +19,13 @@ impl Materialization for View {
             None => Vec::new(),
         };
         statements.extend(dialect::create_view(&task.relation, &task.sql));
+        // Some databases (SQLite) check a view's columns only when it is read:
+        // read it before committing, so a broken view never replaces a good one.
+        let probe = format!(
+            "SELECT * FROM {} WHERE 1 = 0",
+            dialect::render_relation(&task.relation)
+        );
+        statements.push(orbital_sdk::sql(probe));
         database::run_in_transaction(&statements)?;
         Ok(Outcome {
             rows_affected: None,

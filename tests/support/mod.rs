@@ -1,0 +1,198 @@
+//! Helpers for the end-to-end tests: run the real `orbital` binary on a
+//! project in a temporary folder and read the SQLite file it built.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sqlx::{Connection, Row, SqliteConnection, TypeInfo, ValueRef};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// A project in a temporary folder.
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// An empty project folder.
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A copy of `examples/jaffle_shop` without its build output.
+    pub fn jaffle_shop() -> Self {
+        let project = Self::empty();
+        copy_dir(&workspace().join("examples/jaffle_shop"), project.path());
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, relative: &str, text: &str) -> &Self {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+        self
+    }
+
+    pub fn remove(&self, relative: &str) -> &Self {
+        std::fs::remove_file(self.path().join(relative)).expect("remove");
+        self
+    }
+
+    /// Runs `orbital <args> --project <dir>`.
+    pub fn orbital(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(args)
+            .arg("--project")
+            .arg(self.path())
+            .env_remove("JAFFLE_DB")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run orbital");
+        Run { output }
+    }
+
+    /// The SQLite file the default example target builds into.
+    pub fn database(&self) -> PathBuf {
+        self.path().join("target/jaffle_shop.db")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read example") {
+        let entry = entry.expect("entry");
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_name() == "target" {
+            continue;
+        }
+        if source.is_dir() {
+            std::fs::create_dir_all(&dest).expect("mkdir");
+            copy_dir(&source, &dest);
+        } else {
+            std::fs::copy(&source, &dest).expect("copy");
+        }
+    }
+}
+
+/// One finished run of the binary.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout(), self.stderr()))
+    }
+
+    /// `name -> status` from a `--json` run.
+    pub fn statuses(&self) -> std::collections::BTreeMap<String, String> {
+        self.json()["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap_or("").to_string(),
+                    r["status"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The `error` of one node in a `--json` run.
+    pub fn error_of(&self, name: &str) -> String {
+        let results = self.json()["results"].as_array().expect("results").clone();
+        let result = results
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no result for {name}"));
+        result["error"].as_str().unwrap_or("").to_string()
+    }
+}
+
+/// Runs a query on a SQLite file; every cell as text (`NULL` for null,
+/// reals with two decimals).
+pub fn query(database: &Path, sql: &str) -> Vec<Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", database.display());
+        let mut connection = SqliteConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.iter()
+            .map(|row| {
+                (0..row.columns().len())
+                    .map(|i| {
+                        let raw = row.try_get_raw(i).expect("cell");
+                        if raw.is_null() {
+                            return "NULL".to_string();
+                        }
+                        match raw.type_info().name() {
+                            "INTEGER" => row.get::<i64, _>(i).to_string(),
+                            "REAL" => format!("{:.2}", row.get::<f64, _>(i)),
+                            _ => row.get::<String, _>(i),
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+/// A single value.
+pub fn scalar(database: &Path, sql: &str) -> String {
+    query(database, sql).remove(0).remove(0)
+}
+
+/// `table` or `view` for an object in the SQLite file, or `none`.
+pub fn object_kind(database: &Path, name: &str) -> String {
+    let rows = query(
+        database,
+        &format!("select type from sqlite_master where name = '{name}'"),
+    );
+    rows.first().map_or("none".into(), |r| r[0].clone())
+}
