@@ -377,3 +377,17 @@ fn targets_come_from_the_environment_and_the_command_line() {
         "12"
     );
 }
+
+#[test]
+fn an_in_memory_target_builds_everything_on_one_connection() {
+    let project = TestProject::jaffle_shop();
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    project.write(
+        "orbital.toml",
+        &format!("{config}\n[targets.scratch]\nurl = \"sqlite://:memory:\"\n"),
+    );
+    let run = project
+        .orbital(&["build", "--target", "scratch", "--json"])
+        .expect_code(0);
+    assert_eq!(run.statuses().len(), 8);
+}

@@ -15,6 +15,7 @@ mod error;
 pub mod project;
 pub mod seed;
 pub mod selector;
+pub mod synthetic;
 
 pub use compile::{CompiledModel, CompiledProject, compile};
 pub use config::{ProjectConfig, Target};

@@ -37,7 +37,8 @@ impl Sqlite {
         if path.is_empty() {
             return Err("the sqlite:// URL names no file".into());
         }
-        let options = if path == ":memory:" {
+        let in_memory = path == ":memory:";
+        let options = if in_memory {
             SqliteConnectOptions::from_str("sqlite::memory:").map_err(|e| e.to_string())?
         } else {
             let file = base.join(path);
@@ -51,7 +52,8 @@ impl Sqlite {
                 .journal_mode(SqliteJournalMode::Wal)
         };
         let pool = SqlitePoolOptions::new()
-            .max_connections(connections.max(1))
+            // Every connection to :memory: is its own empty database.
+            .max_connections(if in_memory { 1 } else { connections.max(1) })
             .connect_with(options.busy_timeout(BUSY_TIMEOUT))
             .await
             .map_err(|e| e.to_string())?;
