@@ -25,8 +25,8 @@ pub fn project(models: usize, seed: u64) -> Vec<(PathBuf, String)> {
         ));
     }
     for i in 0..models {
-        let upstream: Vec<String> = if i < 3 {
-            vec![SEEDS[i].to_string()]
+        let upstream: Vec<String> = if let Some(seed_name) = SEEDS.get(i) {
+            vec![seed_name.to_string()]
         } else {
             let count = 1 + random.below(5).min(i as u64 - 1) as usize;
             let mut picked: Vec<usize> = (0..count)
