@@ -19,6 +19,11 @@ pub enum Failure {
     Core(#[from] orbital_core::Error),
     #[error(transparent)]
     Runner(#[from] RunnerError),
+    #[error(transparent)]
+    State(#[from] orbital_cas::CasError),
+    /// Another orbital process holds what this one needs.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -31,12 +36,14 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// 2 for what the user can fix in the project or command; 3 for the environment.
+    /// 2 for what the user can fix in the project or command; 3 for the
+    /// environment; 4 when another orbital process holds the environment.
     pub fn exit_code(&self) -> ExitCode {
         let environment = match self {
             Failure::Core(_) | Failure::Usage(_) => false,
             Failure::Runner(e) => matches!(e, RunnerError::Connect { .. } | RunnerError::Plugin(_)),
-            Failure::Environment(_) | Failure::Write { .. } => true,
+            Failure::Environment(_) | Failure::Write { .. } | Failure::State(_) => true,
+            Failure::Busy(_) => return ExitCode::from(4),
         };
         ExitCode::from(if environment { 3 } else { 2 })
     }

@@ -6,20 +6,21 @@
 //!
 //! Exit codes: 0 success; 1 a seed or model failed; 2 the project, a model,
 //! a selector or the command line is wrong; 3 the environment failed (the
-//! database, a plugin component).
+//! database, a plugin component, the state store); 4 another orbital
+//! process holds the environment.
 
 mod diagnostics;
+mod lock;
+mod manage;
 mod report;
+mod run;
+mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use orbital_core::{CompiledProject, Project, Selection, Target};
-use orbital_plugins::Limits;
-use orbital_runner::{Component, RunOptions, Runtime};
+use orbital_core::{CompiledProject, Project, Selection};
 
 use crate::diagnostics::Failure;
 
@@ -29,10 +30,10 @@ use crate::diagnostics::Failure;
     version,
     about = "Build a SQL warehouse from a folder of plain SQL models."
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// The project folder (holding orbital.toml).
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
-    project: PathBuf,
+    pub(crate) project: PathBuf,
     /// Print one JSON document instead of human output.
     #[arg(long, global = true)]
     json: bool,
@@ -63,36 +64,72 @@ enum Command {
     Run(RunArgs),
     /// Load seeds, then build models, in dependency order.
     Build(RunArgs),
+    /// Show what a run would build, reuse or remove, with SQL diffs.
+    Plan {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// The environment to plan for.
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+    },
+    /// Point one environment at another's builds, atomically; runs no model SQL.
+    Promote {
+        /// The environment to promote.
+        from: String,
+        /// The environment to point at its builds.
+        #[arg(long, value_name = "NAME", default_value = orbital_core::plan::DEFAULT_ENVIRONMENT)]
+        to: String,
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// Drop builds no environment uses and store objects nothing reaches.
+    Gc {
+        /// Show what would go without dropping anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        select: SelectArgs,
+    },
+    /// List past runs with per-node status, timing and fingerprints.
+    Runs {
+        /// How many runs to show, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 #[derive(Args, Clone)]
-struct SelectArgs {
+pub(crate) struct SelectArgs {
     /// Nodes to act on: names, `+name`, `name+`, `tag:x`, `path:dir`; space = union, comma = intersection.
     #[arg(short, long, num_args = 1.., value_name = "SELECTOR")]
-    select: Vec<String>,
+    pub(crate) select: Vec<String>,
     /// Nodes to leave out, same syntax as --select.
     #[arg(long, num_args = 1.., value_name = "SELECTOR")]
-    exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
     /// The target in orbital.toml (default: default-target, or the only one).
     #[arg(short, long)]
-    target: Option<String>,
+    pub(crate) target: Option<String>,
 }
 
 #[derive(Args, Clone)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
-    select: SelectArgs,
+    pub(crate) select: SelectArgs,
     /// How many nodes build at once (default: the target's `threads`, else 4).
     #[arg(long)]
-    threads: Option<usize>,
-    /// Ask materializations to rebuild from scratch.
+    pub(crate) threads: Option<usize>,
+    /// Rebuild selected nodes even where a build with the same fingerprint exists.
     #[arg(long)]
-    full_refresh: bool,
+    pub(crate) full_refresh: bool,
+    /// The environment to build (default: prod). Others are free: they reuse
+    /// every build they share with any environment.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) env: Option<String>,
 }
 
 /// Which node kinds a command runs.
 #[derive(Clone, Copy, PartialEq)]
-enum Scope {
+pub(crate) enum Scope {
     Seeds,
     Models,
     Both,
@@ -105,9 +142,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Compile { model, select } => compile(&cli, select, model.as_deref(), &output),
         Command::Ls { select } => list(&cli, select, &output),
-        Command::Seed(args) => run(&cli, args, Scope::Seeds, &output),
-        Command::Run(args) => run(&cli, args, Scope::Models, &output),
-        Command::Build(args) => run(&cli, args, Scope::Both, &output),
+        Command::Seed(args) => run::run(&cli, args, Scope::Seeds, "seed", &output),
+        Command::Run(args) => run::run(&cli, args, Scope::Models, "run", &output),
+        Command::Build(args) => run::run(&cli, args, Scope::Both, "build", &output),
+        Command::Plan { select, env } => manage::plan(&cli, select, env.as_deref(), &output),
+        Command::Promote { from, to, select } => manage::promote(&cli, select, from, to, &output),
+        Command::Gc { dry_run, select } => manage::gc(&cli, select, *dry_run, &output),
+        Command::Runs { limit } => manage::runs(&cli, *limit, &output),
     };
     match result {
         Ok(code) => code,
@@ -130,7 +171,7 @@ fn init_tracing(verbose: bool) {
 }
 
 /// Where compiled plugins are cached: `ORBITAL_CACHE_DIR`, else the user's cache folder.
-fn cache_dir() -> Option<PathBuf> {
+pub(crate) fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("ORBITAL_CACHE_DIR") {
         return (!dir.is_empty()).then(|| PathBuf::from(dir));
     }
@@ -143,17 +184,14 @@ fn cache_dir() -> Option<PathBuf> {
 /// Load, pick the target, compile, select: the synchronous front half of every command.
 struct Prepared {
     project: Project,
-    target_name: String,
-    target: Target,
     compiled: CompiledProject,
     selection: Selection,
 }
 
 fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Failure> {
     let project = Project::load(&cli.project)?;
-    let (target_name, target) = project.config.target(select.target.as_deref())?;
-    let (target_name, target) = (target_name.to_string(), target.clone());
-    let compiled = orbital_core::compile(&project, &target)?;
+    let (_, target) = project.config.target(select.target.as_deref())?;
+    let compiled = orbital_core::compile(&project, target)?;
     let mut selection = Selection::resolve(&compiled.dag, &select.select, &select.exclude)?;
     selection.nodes.retain(|&id| match scope {
         Scope::Seeds => compiled.dag.nodes[id].is_seed(),
@@ -165,8 +203,6 @@ fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Fai
     }
     Ok(Prepared {
         project,
-        target_name,
-        target,
         compiled,
         selection,
     })
@@ -174,7 +210,7 @@ fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Fai
 
 /// Reads every selected seed before anything runs, so a malformed CSV stops
 /// the command with nothing written.
-fn check_seeds(
+pub(crate) fn check_seeds(
     project: &Project,
     compiled: &CompiledProject,
     selection: &Selection,
@@ -233,70 +269,10 @@ fn list(cli: &Cli, select: &SelectArgs, output: &report::Output) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(
-    cli: &Cli,
-    args: &RunArgs,
-    scope: Scope,
-    output: &report::Output,
-) -> Result<ExitCode, Failure> {
-    let started = Instant::now();
-    let prepared = prepare(cli, &args.select, scope)?;
-    let dag = Arc::new(prepared.compiled.dag);
-    let threads = args.threads.or(prepared.target.threads).unwrap_or(4).max(1);
-    let settings = &prepared.project.config.plugins;
-    let limits = Limits {
-        timeout: Duration::from_millis(settings.timeout_ms),
-        memory_bytes: usize::try_from(settings.memory_limit_mb << 20).unwrap_or(usize::MAX),
-        concurrency: u32::try_from(threads).unwrap_or(u32::MAX),
-        cache_dir: cache_dir(),
-    };
-    let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
-        .iter()
-        .map(|(name, bytes)| Component {
-            label: format!("bundled:{name}"),
-            bytes: bytes.to_vec(),
-            bundled: true,
-        })
-        .collect();
-    for path in &settings.components {
-        components.push(Component::read(&prepared.project.root.join(path))?);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The async runtime of one command.
+pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::Environment(format!("cannot start the async runtime: {e}")))?;
-    let results = runtime.block_on(async {
-        let rt = Runtime::start(
-            &prepared.target_name,
-            &prepared.target,
-            &prepared.project.root,
-            components,
-            limits,
-        )
-        .await?;
-        let strategies = prepared.selection.nodes.iter().filter_map(|&id| {
-            let node = &dag.nodes[id];
-            node.as_model()
-                .map(|m| (node.name.as_str(), m.config.materialized.as_str()))
-        });
-        rt.check_strategies(strategies)?;
-        let options = RunOptions {
-            threads,
-            full_refresh: args.full_refresh,
-        };
-        let results = output
-            .run(rt.clone(), dag.clone(), &prepared.selection.nodes, &options)
-            .await;
-        rt.close().await;
-        Ok::<_, Failure>(results)
-    })?;
-    output.summary(&dag, &results, started.elapsed());
-    let failed = results
-        .iter()
-        .any(|r| r.status == orbital_runner::Status::Error);
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+        .map_err(|e| Failure::Environment(format!("cannot start the async runtime: {e}")))
 }

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use orbital_core::Hash;
+use orbital_core::plan::{Action, Change};
 use orbital_core::{Dag, NodeId};
-use orbital_runner::{Event, NodeResult, RunOptions, Runtime, Status};
+use orbital_runner::{Assignments, Event, NodeResult, RunOptions, Runtime, Status};
 
 use crate::diagnostics::Failure;
 
@@ -83,7 +85,7 @@ impl Output {
                 .filter(|id| !dag.nodes[**id].is_seed())
                 .map(|&id| {
                     let mut value = node_json(dag, id);
-                    value["sql"] = dag.nodes[id].as_model().map(|m| m.sql.clone()).into();
+                    value["sql"] = user_sql(dag, id).into();
                     value
                 })
                 .collect();
@@ -93,8 +95,8 @@ impl Output {
             );
             return;
         }
-        match printed.and_then(|id| dag.nodes[id].as_model()) {
-            Some(model) => println!("{}", model.sql),
+        match printed.and_then(|id| user_sql(dag, id)) {
+            Some(sql) => println!("{sql}"),
             None => println!("Compiled {written} models into {}", out_dir.display()),
         }
     }
@@ -102,9 +104,10 @@ impl Output {
     /// Runs the nodes, showing a progress bar and one line per finished node.
     pub async fn run(
         &self,
-        runtime: Arc<Runtime>,
+        runtime: Option<Arc<Runtime>>,
         dag: Arc<Dag>,
         selection: &[NodeId],
+        assignments: Arc<Assignments>,
         options: &RunOptions,
     ) -> Vec<NodeResult> {
         let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
@@ -127,7 +130,14 @@ impl Output {
                 if options.threads == 1 { "" } else { "s" }
             );
         }
-        let work = orbital_runner::execute(runtime, dag.clone(), selection, options, sender);
+        let work = orbital_runner::execute(
+            runtime,
+            dag.clone(),
+            selection,
+            assignments,
+            options,
+            sender,
+        );
         let show = async {
             let (mut done, mut running) = (0, Vec::new());
             while let Some(event) = events.recv().await {
@@ -155,6 +165,7 @@ impl Output {
         let width = total.to_string().len();
         let (label, paint, detail) = match result.status {
             Status::Success => ("OK", Paint::Green, result.message.clone()),
+            Status::Reused => ("REUSE", Paint::Dim, "reused".to_string()),
             Status::Error => ("ERROR", Paint::Red, "error".to_string()),
             Status::Skipped => ("SKIP", Paint::Yellow, "skipped".to_string()),
         };
@@ -178,8 +189,9 @@ impl Output {
             return;
         }
         let count = |status| results.iter().filter(|r| r.status == status).count();
-        let (pass, error, skip) = (
+        let (pass, reuse, error, skip) = (
             count(Status::Success),
+            count(Status::Reused),
             count(Status::Error),
             count(Status::Skipped),
         );
@@ -207,7 +219,7 @@ impl Output {
         }
         println!();
         let done = format!(
-            "Done. PASS={pass} ERROR={error} SKIP={skip} TOTAL={}",
+            "Done. PASS={pass} REUSE={reuse} ERROR={error} SKIP={skip} TOTAL={}",
             results.len()
         );
         println!(
@@ -215,6 +227,183 @@ impl Output {
             self.paint(&done, if error > 0 { Paint::Red } else { Paint::Green })
         );
     }
+}
+
+/// What `orbital plan` shows for one node.
+#[derive(serde::Serialize)]
+pub struct PlanEntry {
+    pub name: String,
+    pub kind: &'static str,
+    pub change: Change,
+    pub action: Action,
+    pub fingerprint: Hash,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub affects: Vec<String>,
+}
+
+impl Output {
+    pub fn plan(&self, environment: &str, entries: &[PlanEntry], removed: &[String]) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "environment": environment,
+                    "nodes": entries,
+                    "removed": removed,
+                })
+            );
+            return;
+        }
+        let count = |change| entries.iter().filter(|e| e.change == change).count();
+        println!(
+            "Plan for environment `{environment}`: {} added, {} modified, {} affected downstream, {} removed, {} unchanged",
+            count(Change::Added),
+            count(Change::Modified),
+            count(Change::Indirect),
+            removed.len(),
+            count(Change::Unchanged),
+        );
+        for entry in entries {
+            let (sign, paint, what) = match entry.change {
+                Change::Added => ("+", Paint::Green, "added"),
+                Change::Modified => ("~", Paint::Yellow, "modified"),
+                Change::Indirect => ("~", Paint::Dim, "upstream changed"),
+                Change::Unchanged if entry.action == Action::Reuse => continue,
+                Change::Unchanged => ("=", Paint::Dim, "unchanged"),
+            };
+            let action = match entry.action {
+                Action::Build => "build",
+                Action::Repoint => "reuse a build from another environment",
+                Action::Reuse => "reuse",
+            };
+            println!(
+                "{} {} {} ({what}; will {action}) {}",
+                self.paint(sign, paint),
+                entry.kind,
+                entry.name,
+                self.paint(&entry.fingerprint.short(), Paint::Dim)
+            );
+            if !entry.affects.is_empty() {
+                println!("    affects: {}", entry.affects.join(", "));
+            }
+            if let Some(diff) = &entry.diff {
+                for line in diff.lines() {
+                    let paint = match line.chars().next() {
+                        Some('+') => Paint::Green,
+                        Some('-') => Paint::Red,
+                        _ => Paint::Dim,
+                    };
+                    println!("    {}", self.paint(line, paint));
+                }
+            }
+        }
+        for name in removed {
+            println!(
+                "{} {name} (removed from the project)",
+                self.paint("-", Paint::Red)
+            );
+        }
+    }
+
+    pub fn promoted(&self, from: &str, to: &str, moved: usize, dropped: usize) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({ "from": from, "to": to, "promoted": moved, "removed": dropped })
+            );
+        } else {
+            println!(
+                "Promoted `{from}` to `{to}`: {moved} relation{} repointed, {dropped} removed; no model SQL ran.",
+                if moved == 1 { "" } else { "s" }
+            );
+        }
+    }
+
+    pub fn garbage(
+        &self,
+        dropped: &[(Hash, orbital_cas::BuildRecord)],
+        objects: usize,
+        parses: usize,
+        dry_run: bool,
+    ) {
+        if self.json {
+            let relations: Vec<serde_json::Value> = dropped
+                .iter()
+                .map(|(fp, r)| {
+                    serde_json::json!({
+                        "node": r.node, "relation": r.relation.to_string(), "fingerprint": fp,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "dry_run": dry_run, "relations": relations,
+                    "objects": objects, "parse_cache_entries": parses,
+                })
+            );
+            return;
+        }
+        let verb = if dry_run { "Would drop" } else { "Dropped" };
+        for (_, record) in dropped {
+            println!(
+                "{verb} {} ({} of `{}`)",
+                record.relation, record.kind, record.node
+            );
+        }
+        println!(
+            "{verb} {} relation{}, {objects} store object{} and {parses} parse cache entr{}.",
+            dropped.len(),
+            if dropped.len() == 1 { "" } else { "s" },
+            if objects == 1 { "" } else { "s" },
+            if parses == 1 { "y" } else { "ies" },
+        );
+    }
+
+    pub fn runs(&self, runs: &[orbital_cas::RunRecord]) {
+        if self.json {
+            println!("{}", serde_json::json!({ "runs": runs }));
+            return;
+        }
+        if runs.is_empty() {
+            println!("No runs recorded yet.");
+        }
+        for run in runs {
+            let failed = run.nodes.iter().filter(|n| n.status == "error").count();
+            println!(
+                "#{} {} {} (target {}, environment {}) {} nodes, {} failed, {:.2}s",
+                run.id,
+                run.started_at,
+                run.command,
+                run.target,
+                run.environment,
+                run.nodes.len(),
+                failed,
+                run.elapsed_ms as f64 / 1000.0
+            );
+            for node in &run.nodes {
+                println!(
+                    "    {:<8} {:<32} {:>8.2}s {}{}",
+                    node.status,
+                    node.name,
+                    node.duration_ms as f64 / 1000.0,
+                    node.fingerprint.map(|f| f.short()).unwrap_or_default(),
+                    node.error
+                        .as_deref()
+                        .map(|e| format!(" {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+/// A model's SQL as users read it: references by their relation names.
+fn user_sql(dag: &Dag, id: NodeId) -> Option<String> {
+    dag.nodes[id]
+        .as_model()
+        .map(|model| model.render(|dep| dag.nodes[dep].relation.quoted()))
 }
 
 fn counts(dag: &Dag, selection: &[NodeId]) -> String {
@@ -257,14 +446,14 @@ pub fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result
     let mut written = 0;
     for &id in selection {
         let node = &dag.nodes[id];
-        let Some(model) = node.as_model() else {
+        let Some(sql) = user_sql(dag, id) else {
             continue;
         };
         let file: PathBuf = staging.join(&node.path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).map_err(write_error(parent))?;
         }
-        std::fs::write(&file, format!("{}\n", model.sql)).map_err(write_error(&file))?;
+        std::fs::write(&file, format!("{sql}\n")).map_err(write_error(&file))?;
         written += 1;
     }
     std::fs::create_dir_all(&staging).map_err(write_error(&staging))?;

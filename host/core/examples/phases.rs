@@ -2,7 +2,10 @@
 //! `cargo run --release -p orbital-core --example phases -- 10000`
 use std::time::Instant;
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("tempdir");
     for (path, text) in orbital_core::synthetic::project(n, 42) {
         let full = dir.path().join(path);
@@ -16,6 +19,10 @@ fn main() {
         let target = project.config.target(None).expect("target").1.clone();
         let t = Instant::now();
         let compiled = orbital_core::compile(&project, &target).expect("compile");
-        println!("load {load:?} compile {:?} nodes {}", t.elapsed(), compiled.dag.nodes.len());
+        println!(
+            "load {load:?} compile {:?} nodes {}",
+            t.elapsed(),
+            compiled.dag.nodes.len()
+        );
     }
 }

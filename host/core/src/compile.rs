@@ -1,15 +1,27 @@
 //! Compile: parse each model, resolve its table references, and produce
-//! canonical SQL in which every reference names the physical relation.
+//! canonical SQL.
+//!
+//! Two phases. Parsing ([`parse_model`]) depends on nothing but the file: it
+//! checks the model is one SELECT, formats it from the AST (so whitespace and
+//! comments never count) and replaces every table reference with a marker
+//! naming what was written. Its result is cached by the file's hash
+//! ([`ParseCache`]), so an unchanged project compiles without parsing.
+//! Resolution then maps each marker to a model, seed or declared source.
 //!
 //! A table reference resolves, in order, to a CTE of the same statement
 //! (left alone), a model or seed (one-part name), or a declared source
 //! (`source.table`). Table functions (`FROM f(x)`) are not references.
 //! Anything else is an error at the reference's line and column.
+//!
+//! The canonical SQL keeps the markers; [`CompiledModel::render`] swaps them
+//! for relation names at the last moment, because which physical relation a
+//! reference reads depends on the environment and the fingerprints.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
-use std::path::Path;
 
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
     Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableAlias, TableFactor, Visit,
     VisitMut, Visitor, VisitorMut,
@@ -20,22 +32,125 @@ use sqlparser::parser::Parser;
 use crate::config::Target;
 use crate::dag::{Dag, Node, NodeId, NodeKind, RelationName};
 use crate::error::{Error, Location, Result};
+use crate::hash::{Hash, Hasher};
 use crate::project::{Model, ModelConfig, Project};
+
+/// What canonical SQL writes in place of a table reference, before the
+/// reference's folded name.
+const MARKER: &str = "__orbital_ref__";
 
 /// A model after compilation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompiledModel {
-    /// Canonical SQL: formatted from the AST, references rewritten.
+    /// Canonical SQL: formatted from the AST, references as markers.
     pub sql: String,
     pub config: ModelConfig,
     /// Declared sources this model reads, as `source.table`.
     pub sources: Vec<String>,
+    /// What each marker in `sql` stands for.
+    pub references: Vec<(String, Referent)>,
+}
+
+/// What a table reference resolved to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Referent {
+    Node(NodeId),
+    Source(RelationName),
+}
+
+impl CompiledModel {
+    /// The SQL with every reference replaced: nodes by `node(id)`, sources by
+    /// their declared relation.
+    pub fn render(&self, mut node: impl FnMut(NodeId) -> String) -> String {
+        let mut sql = self.sql.clone();
+        for (key, referent) in &self.references {
+            let text = match referent {
+                Referent::Node(id) => node(*id),
+                Referent::Source(relation) => relation.quoted(),
+            };
+            sql = sql.replace(&marker(key), &text);
+        }
+        sql
+    }
+}
+
+/// The quoted marker canonical SQL holds for the reference `key`.
+fn marker(key: &str) -> String {
+    Ident::with_quote('"', format!("{MARKER}{key}")).to_string()
+}
+
+/// Canonical SQL as a person reads it: markers shown as the names written.
+pub fn readable(sql: &str) -> String {
+    let opening = format!("\"{MARKER}");
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(&opening) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + opening.len()..];
+        let Some(close) = tail.find('"') else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        out.push_str(&tail[..close]);
+        rest = &tail[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The project-independent result of parsing one model file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParsedModel {
+    /// Canonical SQL with markers.
+    pub sql: String,
+    pub references: Vec<Reference>,
+}
+
+/// A table reference as written, folded like identifiers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    pub parts: Vec<String>,
+    pub written: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl Reference {
+    fn key(&self) -> String {
+        self.parts.join(".")
+    }
+}
+
+/// Earlier parse results, by [`parse_key`].
+pub trait ParseCache: Sync {
+    fn get(&self, key: &Hash) -> Option<ParsedModel>;
+}
+
+/// Parses everything.
+pub struct NoCache;
+
+impl ParseCache for NoCache {
+    fn get(&self, _: &Hash) -> Option<ParsedModel> {
+        None
+    }
+}
+
+/// What a parse result depends on: this version of Orbital (the canonical
+/// form may change between versions), the parser dialect and the SQL.
+pub fn parse_key(dialect: &str, sql: &str) -> Hash {
+    Hasher::new("orbital parse cache v1")
+        .field(env!("CARGO_PKG_VERSION"))
+        .field(dialect)
+        .field(sql)
+        .finish()
 }
 
 /// Every node of the project, in a checked acyclic graph.
 #[derive(Debug, Clone)]
 pub struct CompiledProject {
     pub dag: Dag,
+    /// Parse results that were not in the cache, for the caller to store.
+    pub fresh_parses: Vec<(Hash, ParsedModel)>,
 }
 
 /// The parser dialect for a dialect name (`sqlite`, `postgres`, `generic`).
@@ -57,17 +172,12 @@ enum Resolved {
 struct Resolver<'a> {
     /// Folded name -> node id; ids number seeds first, then models.
     nodes: HashMap<String, NodeId>,
-    relations: Vec<RelationName>,
     sources: BTreeMap<(String, String), RelationName>,
     known_names: Vec<&'a str>,
 }
 
 impl<'a> Resolver<'a> {
-    fn new(project: &'a Project, target: &Target) -> Self {
-        let relation = |identifier: &str| RelationName {
-            schema: target.schema.clone(),
-            identifier: identifier.to_string(),
-        };
+    fn new(project: &'a Project) -> Self {
         let names = project
             .seeds
             .iter()
@@ -78,7 +188,6 @@ impl<'a> Resolver<'a> {
             .enumerate()
             .map(|(id, name)| (name.to_lowercase(), id))
             .collect();
-        let relations = names.clone().map(relation).collect();
         let mut sources = BTreeMap::new();
         for (source, config) in &project.config.sources {
             for table in &config.tables {
@@ -91,30 +200,22 @@ impl<'a> Resolver<'a> {
         }
         Self {
             nodes,
-            relations,
             sources,
             known_names: names.collect(),
         }
     }
 
-    fn resolve(&self, parts: &[&Ident]) -> Option<Resolved> {
+    fn resolve(&self, parts: &[String]) -> Option<Resolved> {
         match parts {
-            [name] => self.nodes.get(&fold(name)).map(|id| Resolved::Node(*id)),
+            [name] => self.nodes.get(name).map(|id| Resolved::Node(*id)),
             [source, table] => self
                 .sources
-                .get(&(fold(source), fold(table)))
+                .get(&(source.clone(), table.clone()))
                 .map(|relation| Resolved::Source {
-                    key: format!("{}.{}", source.value, table.value),
+                    key: format!("{source}.{table}"),
                     relation: relation.clone(),
                 }),
             _ => None,
-        }
-    }
-
-    fn relation(&self, resolved: &Resolved) -> RelationName {
-        match resolved {
-            Resolved::Node(id) => self.relations[*id].clone(),
-            Resolved::Source { relation, .. } => relation.clone(),
         }
     }
 
@@ -130,10 +231,32 @@ impl<'a> Resolver<'a> {
     }
 }
 
-/// Compiles every model of `project` for `target`.
+/// Compiles every model of `project` for `target`, parsing each one.
 pub fn compile(project: &Project, target: &Target) -> Result<CompiledProject> {
-    let dialect = dialect_for(target.parser_dialect());
-    let resolver = Resolver::new(project, target);
+    compile_with_cache(project, target, &NoCache)
+}
+
+/// Compiles every model, taking parse results from `cache` where it has them.
+/// Parsing runs on all cores.
+pub fn compile_with_cache(
+    project: &Project,
+    target: &Target,
+    cache: &dyn ParseCache,
+) -> Result<CompiledProject> {
+    let dialect_name = target.parser_dialect();
+    let parsed: Vec<Result<(Hash, ParsedModel, bool)>> = project
+        .models
+        .par_iter()
+        .map(|model| {
+            let key = parse_key(dialect_name, &model.sql);
+            match cache.get(&key) {
+                Some(parsed) => Ok((key, parsed, false)),
+                None => parse_model(model, dialect_for(dialect_name).as_ref())
+                    .map(|parsed| (key, parsed, true)),
+            }
+        })
+        .collect();
+    let resolver = Resolver::new(project);
     let mut nodes: Vec<Node> = project
         .seeds
         .iter()
@@ -151,9 +274,17 @@ pub fn compile(project: &Project, target: &Target) -> Result<CompiledProject> {
         .collect();
     let mut edges: BTreeMap<(NodeId, NodeId), Location> = BTreeMap::new();
     let mut errors = Vec::new();
-    for model in &project.models {
+    let mut fresh_parses = Vec::new();
+    for (model, parsed) in project.models.iter().zip(parsed) {
         let id = nodes.len();
-        match compile_model(model, dialect.as_ref(), &resolver) {
+        let resolved = parsed.and_then(|(key, parsed, fresh)| {
+            let compiled = resolve_model(model, &parsed, &resolver);
+            if fresh {
+                fresh_parses.push((key, parsed));
+            }
+            compiled
+        });
+        match resolved {
             Ok((compiled, deps)) => {
                 let mut depends_on: Vec<NodeId> = deps.iter().map(|(dep, _)| *dep).collect();
                 depends_on.sort_unstable();
@@ -182,38 +313,75 @@ pub fn compile(project: &Project, target: &Target) -> Result<CompiledProject> {
     }
     Error::collect(errors)?;
     let dag = Dag::new(nodes, &edges)?;
-    Ok(CompiledProject { dag })
+    Ok(CompiledProject { dag, fresh_parses })
 }
 
 type Dependencies = Vec<(NodeId, Location)>;
 
-fn compile_model(
-    model: &Model,
-    dialect: &dyn Dialect,
-    resolver: &Resolver<'_>,
-) -> Result<(CompiledModel, Dependencies)> {
+/// Parses one model: checks it is a single SELECT, marks its table
+/// references and formats it canonically.
+pub fn parse_model(model: &Model, dialect: &dyn Dialect) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
     let ctes = cte_names(&statement);
-    let mut rewriter = Rewriter {
-        path: &model.path,
-        model: &model.name,
-        resolver,
+    let mut marker = Marker {
         ctes,
-        deps: Vec::new(),
-        sources: Vec::new(),
-        errors: Vec::new(),
+        references: Vec::new(),
     };
-    let _ = VisitMut::visit(&mut statement, &mut rewriter);
-    Error::collect(std::mem::take(&mut rewriter.errors))?;
-    let mut sources = rewriter.sources;
+    let _ = VisitMut::visit(&mut statement, &mut marker);
+    Ok(ParsedModel {
+        sql: format!("{statement:#}"),
+        references: marker.references,
+    })
+}
+
+fn resolve_model(
+    model: &Model,
+    parsed: &ParsedModel,
+    resolver: &Resolver<'_>,
+) -> Result<(CompiledModel, Dependencies)> {
+    let mut deps = Vec::new();
+    let mut sources = Vec::new();
+    let mut references = Vec::new();
+    let mut errors = Vec::new();
+    for reference in &parsed.references {
+        let location = Location::new(
+            &model.path,
+            reference.line as usize,
+            reference.column as usize,
+        );
+        let referent = match resolver.resolve(&reference.parts) {
+            Some(Resolved::Node(id)) => {
+                deps.push((id, location));
+                Referent::Node(id)
+            }
+            Some(Resolved::Source { key, relation }) => {
+                sources.push(key);
+                Referent::Source(relation)
+            }
+            None => {
+                errors.push(Error::UnknownRelation {
+                    location,
+                    model: model.name.clone(),
+                    hint: resolver.hint(&reference.written),
+                    name: reference.written.clone(),
+                });
+                continue;
+            }
+        };
+        references.push((reference.key(), referent));
+    }
+    Error::collect(errors)?;
     sources.sort();
     sources.dedup();
+    references.sort_by(|a, b| a.0.cmp(&b.0));
+    references.dedup_by(|a, b| a.0 == b.0);
     let compiled = CompiledModel {
-        sql: format!("{statement:#}"),
+        sql: parsed.sql.clone(),
         config: model.config.clone(),
         sources,
+        references,
     };
-    Ok((compiled, rewriter.deps))
+    Ok((compiled, deps))
 }
 
 fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Result<Statement> {
@@ -305,17 +473,13 @@ fn fold(ident: &Ident) -> String {
     }
 }
 
-struct Rewriter<'a> {
-    path: &'a Path,
-    model: &'a str,
-    resolver: &'a Resolver<'a>,
+/// Replaces every table reference that is not a CTE with its marker.
+struct Marker {
     ctes: HashSet<String>,
-    deps: Dependencies,
-    sources: Vec<String>,
-    errors: Vec<Error>,
+    references: Vec<Reference>,
 }
 
-impl VisitorMut for Rewriter<'_> {
+impl VisitorMut for Marker {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
@@ -338,51 +502,41 @@ impl VisitorMut for Rewriter<'_> {
             return ControlFlow::Continue(());
         }
         let start = parts[0].span.start;
-        let location = Location::new(
-            self.path,
-            start.line.max(1) as usize,
-            start.column.max(1) as usize,
-        );
-        let Some(resolved) = self.resolver.resolve(&parts) else {
-            let written = name.to_string();
-            self.errors.push(Error::UnknownRelation {
-                location,
-                model: self.model.to_string(),
-                hint: self.resolver.hint(&written),
-                name: written,
-            });
-            return ControlFlow::Continue(());
+        let reference = Reference {
+            parts: parts.iter().map(|p| fold(p)).collect(),
+            written: name.to_string(),
+            line: start.line.max(1) as u32,
+            column: start.column.max(1) as u32,
         };
-        let written_last = parts[parts.len() - 1].clone();
-        let relation = self.resolver.relation(&resolved);
-        match resolved {
-            Resolved::Node(id) => self.deps.push((id, location)),
-            Resolved::Source { key, .. } => self.sources.push(key),
-        }
-        // Keep qualified column references (`orders.id`) working when the
-        // physical name differs from the written one.
-        if alias.is_none() && (parts.len() > 1 || written_last.value != relation.identifier) {
+        // Keep qualified column references (`orders.id`) working once the
+        // relation is renamed.
+        if alias.is_none() {
+            let mut written_last = parts[parts.len() - 1].clone();
+            written_last.span = sqlparser::tokenizer::Span::empty();
             *alias = Some(TableAlias {
                 explicit: true,
-                name: Ident::new(written_last.value),
+                name: written_last,
                 columns: Vec::new(),
                 at: None,
             });
         }
-        *name = relation.to_object_name();
+        *name = ObjectName::from(vec![Ident::with_quote(
+            '"',
+            format!("{MARKER}{}", reference.key()),
+        )]);
+        self.references.push(reference);
         ControlFlow::Continue(())
     }
 }
 
 impl RelationName {
-    fn to_object_name(&self) -> ObjectName {
-        let quoted = |s: &str| Ident::with_quote('"', s);
-        let mut parts = Vec::new();
-        if let Some(schema) = &self.schema {
-            parts.push(quoted(schema));
+    /// The relation in ANSI double quotes, schema first where there is one.
+    pub fn quoted(&self) -> String {
+        let quoted = |s: &str| Ident::with_quote('"', s).to_string();
+        match &self.schema {
+            Some(schema) => format!("{}.{}", quoted(schema), quoted(&self.identifier)),
+            None => quoted(&self.identifier),
         }
-        parts.push(quoted(&self.identifier));
-        ObjectName::from(parts)
     }
 }
 
@@ -442,9 +596,16 @@ mod tests {
             .collect();
         assert_eq!(deps, vec!["stg"]);
         assert_eq!(mart.sources, vec!["raw.events"]);
-        let flat = mart.sql.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(flat.contains("FROM \"stg\""), "{flat}");
+        let rendered = mart.render(|id| format!("\"{}_physical\"", compiled.dag.nodes[id].name));
+        let flat = rendered.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains("FROM \"stg_physical\" AS stg"), "{flat}");
         assert!(flat.contains("JOIN \"events\" e ON"), "{flat}");
+        let readable = readable(&mart.sql)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(readable.contains("FROM stg AS stg"), "{readable}");
+        assert!(readable.contains("JOIN raw.events e"), "{readable}");
         let (stg_node, _) = model(&compiled, "stg");
         assert_eq!(
             compiled.dag.nodes[stg_node.depends_on[0]].name,

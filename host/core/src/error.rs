@@ -94,6 +94,23 @@ pub enum Error {
     #[error("invalid selector `{selector}`: {message}")]
     Selector { selector: String, message: String },
 
+    #[error(
+        "model `{model}` reads `{upstream}`, which environment `{environment}` has never built; select it too (e.g. --select +{model})"
+    )]
+    Unbuilt {
+        model: String,
+        upstream: String,
+        environment: String,
+    },
+
+    #[error(
+        "invalid environment name `{name}`: use 1-32 lowercase letters, digits and _, starting with a letter"
+    )]
+    Environment { name: String },
+
+    #[error("no plugin provides materialized = '{strategy}' (asked for by model `{model}`)")]
+    UnknownStrategy { strategy: String, model: String },
+
     #[error("{}", render_many(.0))]
     Many(Vec<Error>),
 }

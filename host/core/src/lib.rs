@@ -3,23 +3,33 @@
 //! Owns everything between a project folder and a plan: loading
 //! `orbital.toml`, model files and seeds ([`project`]), parsing model SQL and
 //! resolving every table reference to a model, seed or declared source
-//! ([`compile`]), the dependency graph ([`dag`]) and selectors ([`selector`]).
+//! ([`compile`]), the dependency graph ([`dag`]), selectors ([`selector`]),
+//! fingerprints ([`fingerprint`]) and the plan against recorded state
+//! ([`plan`]).
 //!
 //! Synchronous and free of I/O beyond reading the project. It may depend on
-//! sqlparser, serde and csv; never on wasmtime, a database or an async runtime.
+//! sqlparser, serde, csv, blake3 and rayon; never on wasmtime, a database or an async runtime.
 
 pub mod compile;
 pub mod config;
 pub mod dag;
 mod error;
+pub mod fingerprint;
+pub mod hash;
+pub mod plan;
 pub mod project;
 pub mod seed;
 pub mod selector;
 pub mod synthetic;
 
-pub use compile::{CompiledModel, CompiledProject, compile};
+pub use compile::{
+    CompiledModel, CompiledProject, NoCache, ParseCache, ParsedModel, Referent, compile,
+    compile_with_cache,
+};
 pub use config::{ProjectConfig, Target};
 pub use dag::{Dag, Node, NodeId, NodeKind};
 pub use error::{Error, Location, Result};
+pub use fingerprint::{Fingerprints, PluginHashes};
+pub use hash::Hash;
 pub use project::{Model, ModelConfig, Project, Seed};
-pub use selector::Selection;
+pub use selector::{Selection, StateDiff};

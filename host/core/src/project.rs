@@ -59,6 +59,8 @@ pub struct Seed {
     pub name: String,
     pub path: PathBuf,
     pub config: SeedConfig,
+    /// The hash of the CSV file's bytes.
+    pub content: crate::Hash,
 }
 
 impl Project {
@@ -80,7 +82,16 @@ impl Project {
         for dir in &config.seed_paths {
             for path in files_with_extension(root, dir, "csv")? {
                 let name = stem(&path);
+                let full = root.join(&path);
+                let content = match std::fs::read(&full) {
+                    Ok(bytes) => crate::Hash::of(&bytes),
+                    Err(e) => {
+                        errors.push(Error::io(full, e));
+                        continue;
+                    }
+                };
                 seeds.push(Seed {
+                    content,
                     config: config.seeds.get(&name).cloned().unwrap_or_default(),
                     name,
                     path,

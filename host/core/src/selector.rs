@@ -6,11 +6,14 @@
 //!   ancestors.
 //! - Methods: a bare value matches names (`*` and `?` wildcards); `tag:`;
 //!   `path:` (a file or a folder, relative to the project); `resource_type:`
-//!   (`model` or `seed`).
+//!   (`model` or `seed`); `state:modified` (new, or its own SQL, config or
+//!   plugins changed against an environment's recorded state; `state:new`
+//!   only new ones). `state:modified+` adds what the change reaches.
 //! - `--exclude` takes the same syntax and removes what it matches.
 //!
 //! A selector that matches nothing is an error: a typo should not quietly
-//! build nothing.
+//! build nothing. `state:` selectors are the exception: nothing modified is
+//! a normal answer.
 
 use std::path::Path;
 
@@ -26,15 +29,27 @@ pub struct Selection {
 impl Selection {
     /// Everything, or what `select` picks, minus what `exclude` picks.
     pub fn resolve(dag: &Dag, select: &[String], exclude: &[String]) -> Result<Self> {
+        Self::resolve_with_state(dag, select, exclude, None)
+    }
+
+    /// Like [`Selection::resolve`], with the state `state:` selectors compare
+    /// against: per node, whether it is new or modified. `None` makes any
+    /// `state:` selector an error.
+    pub fn resolve_with_state(
+        dag: &Dag,
+        select: &[String],
+        exclude: &[String],
+        state: Option<&StateDiff>,
+    ) -> Result<Self> {
         let chosen = if items(select).next().is_none() {
             vec![true; dag.nodes.len()]
         } else {
-            union(dag, select)?
+            union(dag, select, state)?
         };
         let removed = if items(exclude).next().is_none() {
             vec![false; dag.nodes.len()]
         } else {
-            union(dag, exclude)?
+            union(dag, exclude, state)?
         };
         let nodes = dag
             .order
@@ -48,18 +63,34 @@ impl Selection {
     pub fn contains(&self, id: NodeId) -> bool {
         self.nodes.contains(&id)
     }
+
+    /// Whether any item uses a `state:` method.
+    pub fn uses_state(select: &[String], exclude: &[String]) -> bool {
+        items(select)
+            .chain(items(exclude))
+            .any(|item| item.contains("state:"))
+    }
+}
+
+/// Per node (by id), how it differs from an environment's recorded state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDiff {
+    /// Not recorded in the environment.
+    pub new: Vec<bool>,
+    /// New, or its own SQL, config or plugins differ (not only upstream).
+    pub modified: Vec<bool>,
 }
 
 fn items(args: &[String]) -> impl Iterator<Item = &str> {
     args.iter().flat_map(|a| a.split_whitespace())
 }
 
-fn union(dag: &Dag, args: &[String]) -> Result<Vec<bool>> {
+fn union(dag: &Dag, args: &[String], state: Option<&StateDiff>) -> Result<Vec<bool>> {
     let mut out = vec![false; dag.nodes.len()];
     for item in items(args) {
         let mut intersection = vec![true; dag.nodes.len()];
         for atom in item.split(',').filter(|a| !a.is_empty()) {
-            let matched = atom_matches(dag, atom)?;
+            let matched = atom_matches(dag, atom, state)?;
             for (slot, hit) in intersection.iter_mut().zip(matched) {
                 *slot &= hit;
             }
@@ -123,7 +154,7 @@ fn parse_atom(atom: &str) -> Result<Atom<'_>> {
     })
 }
 
-fn atom_matches(dag: &Dag, text: &str) -> Result<Vec<bool>> {
+fn atom_matches(dag: &Dag, text: &str, state: Option<&StateDiff>) -> Result<Vec<bool>> {
     let atom = parse_atom(text)?;
     let base: Vec<NodeId> = match atom.method {
         "name" => (0..dag.nodes.len())
@@ -146,16 +177,35 @@ fn atom_matches(dag: &Dag, text: &str) -> Result<Vec<bool>> {
                 });
             }
         },
+        "state" => {
+            let Some(state) = state else {
+                return Err(Error::Selector {
+                    selector: text.to_string(),
+                    message: "state: needs recorded state, which this command does not read".into(),
+                });
+            };
+            let flags = match atom.value {
+                "modified" => &state.modified,
+                "new" => &state.new,
+                other => {
+                    return Err(Error::Selector {
+                        selector: text.to_string(),
+                        message: format!("unknown state `{other}` (modified or new)"),
+                    });
+                }
+            };
+            (0..dag.nodes.len()).filter(|&i| flags[i]).collect()
+        }
         other => {
             return Err(Error::Selector {
                 selector: text.to_string(),
                 message: format!(
-                    "unknown method `{other}` (known: name, tag:, path:, resource_type:)"
+                    "unknown method `{other}` (known: name, tag:, path:, resource_type:, state:)"
                 ),
             });
         }
     };
-    if base.is_empty() {
+    if base.is_empty() && atom.method != "state" {
         let hint = if atom.method == "name" {
             name_hint(dag, atom.value)
         } else {
@@ -247,6 +297,7 @@ mod tests {
                 extra: Default::default(),
             },
             sources: Vec::new(),
+            references: Vec::new(),
         };
         let node = |name: &str, path: &str, tags: &[&str], deps: &[usize]| Node {
             name: name.into(),

@@ -18,6 +18,29 @@ use sqlx::sqlite::{
 };
 use sqlx::{Arguments, AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
+fn plain(sql: &str) -> Statement {
+    Statement {
+        sql: sql.to_string(),
+        params: Vec::new(),
+    }
+}
+
+/// A fresh random id: 128 bits from the clock, the process and the OS's
+/// hash seed, which is enough to tell warehouses apart.
+fn new_warehouse_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    let high = hasher.finish();
+    hasher.write_u64(high);
+    format!("{high:016x}{:016x}", hasher.finish())
+}
+
 /// How long a statement waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -58,6 +81,39 @@ impl Sqlite {
             .await
             .map_err(|e| e.to_string())?;
         Ok(Self { pool })
+    }
+
+    /// The warehouse's identity: a random id Orbital keeps in the table
+    /// `_orbital_warehouse`, so state recorded for one database is never
+    /// taken for another's (a deleted and recreated file is a new
+    /// warehouse). `create` writes one if there is none.
+    pub async fn warehouse_id(&self, create: bool) -> Result<Option<String>, DbError> {
+        let exists = self
+            .query(plain(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'",
+            ))
+            .await?;
+        if !exists.rows.is_empty() {
+            let rows = self
+                .query(plain("SELECT id FROM _orbital_warehouse LIMIT 1"))
+                .await?;
+            if let Some(Value::Text(id)) = rows.rows.first().and_then(|r| r.first()) {
+                return Ok(Some(id.clone()));
+            }
+        }
+        if !create {
+            return Ok(None);
+        }
+        let id = new_warehouse_id();
+        let mut insert = plain("INSERT INTO _orbital_warehouse (id) VALUES (?)");
+        insert.params = vec![Value::Text(id.clone())];
+        self.transaction(vec![
+            plain("CREATE TABLE IF NOT EXISTS _orbital_warehouse (id TEXT NOT NULL)"),
+            plain("DELETE FROM _orbital_warehouse"),
+            insert,
+        ])
+        .await?;
+        Ok(Some(id))
     }
 
     /// A handle for one task.

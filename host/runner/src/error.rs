@@ -36,6 +36,9 @@ pub enum RunnerError {
         source: std::io::Error,
     },
 
+    #[error("cannot update the environment's relations: {0}")]
+    Publish(String),
+
     #[error(transparent)]
     Plugin(#[from] orbital_plugins::PluginError),
 

@@ -4,6 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use orbital_core::dag::RelationName;
+use orbital_core::plan::Action;
 use orbital_core::{Dag, NodeId};
 use orbital_plugins::types::{ModelTask, Relation};
 use serde::Serialize;
@@ -24,8 +26,28 @@ pub struct RunOptions {
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Success,
+    /// Already built with the same fingerprint: nothing ran.
+    Reused,
     Error,
     Skipped,
+}
+
+/// What to do with one selected node.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub action: Action,
+    /// Where the node's fingerprint lives.
+    pub physical: RelationName,
+    /// What users query: the environment's view.
+    pub relation: RelationName,
+}
+
+/// Per node id: what to do (selected nodes) and which relation readers of
+/// the node read (every node something reads).
+#[derive(Debug, Clone, Default)]
+pub struct Assignments {
+    pub work: Vec<Option<Work>>,
+    pub reads: Vec<Option<RelationName>>,
 }
 
 /// The outcome of one node.
@@ -54,10 +76,12 @@ pub enum Event {
 
 /// Runs `selection` (in topological order) and returns one result per node,
 /// in that order. Nodes outside the selection are taken as already built.
+/// `runtime` may be `None` when no node needs building.
 pub async fn execute(
-    runtime: Arc<Runtime>,
+    runtime: Option<Arc<Runtime>>,
     dag: Arc<Dag>,
     selection: &[NodeId],
+    assignments: Arc<Assignments>,
     options: &RunOptions,
     events: UnboundedSender<Event>,
 ) -> Vec<NodeResult> {
@@ -102,14 +126,14 @@ pub async fn execute(
                 continue;
             }
             let _ = events.send(Event::Started { id });
-            let (runtime, dag, options, started_at) = (
-                runtime.clone(),
-                dag.clone(),
-                options.clone(),
-                run_started_at.clone(),
-            );
-            let task = running
-                .spawn(async move { run_node(&runtime, &dag, id, &options, &started_at).await });
+            let context = Context {
+                runtime: runtime.clone(),
+                dag: dag.clone(),
+                assignments: assignments.clone(),
+                options: options.clone(),
+                run_started_at: run_started_at.clone(),
+            };
+            let task = running.spawn(async move { context.run_node(id).await });
             task_nodes.insert(task.id(), id);
         }
         let Some(joined) = running.join_next_with_id().await else {
@@ -159,7 +183,7 @@ fn release(
     ready: &mut VecDeque<NodeId>,
 ) {
     let failure = match result.status {
-        Status::Success => blocked_by[id].clone(),
+        Status::Success | Status::Reused => blocked_by[id].clone(),
         Status::Error => Some(dag.nodes[id].name.clone()),
         Status::Skipped => blocked_by[id].clone(),
     };
@@ -186,14 +210,13 @@ fn skipped(dag: &Dag, id: NodeId, upstream: &str) -> NodeResult {
         duration_ms: 0,
         error: Some(format!("skipped because upstream `{upstream}` failed")),
         message: String::new(),
-        relation: relation_text(&relation(dag, id)),
+        relation: relation_text(&wit_relation(&node.relation)),
         rows_affected: None,
         id,
     }
 }
 
-pub(crate) fn relation(dag: &Dag, id: NodeId) -> Relation {
-    let name = &dag.nodes[id].relation;
+pub(crate) fn wit_relation(name: &RelationName) -> Relation {
     Relation {
         database: None,
         schema: name.schema.clone(),
@@ -208,61 +231,101 @@ fn relation_text(relation: &Relation) -> String {
     }
 }
 
-async fn run_node(
-    runtime: &Runtime,
-    dag: &Dag,
-    id: NodeId,
-    options: &RunOptions,
-    run_started_at: &str,
-) -> NodeResult {
-    let node = &dag.nodes[id];
-    let started = Instant::now();
-    let target = relation(dag, id);
-    let outcome = match node.as_model() {
-        None => crate::seed::load(runtime, node, target.clone()).await,
-        Some(model) => {
-            let task = ModelTask {
-                model: node.name.clone(),
-                relation: target.clone(),
-                previous: None,
-                sql: model.sql.clone(),
-                config: serde_json::to_string(&model.config).unwrap_or_else(|_| "{}".into()),
-                full_refresh: options.full_refresh,
-                run_started_at: run_started_at.to_string(),
-            };
-            match runtime.materializations.get(&model.config.materialized) {
-                Some(materialization) => runtime
-                    .host
-                    .materialize(
-                        &runtime.adapter,
-                        materialization,
-                        runtime.database.for_task(&node.name),
-                        &task,
-                    )
-                    .await
-                    .map(|outcome| (outcome.message, outcome.rows_affected))
-                    .map_err(|e| e.to_string()),
-                None => Err(format!(
-                    "no plugin provides materialized = '{}'",
-                    model.config.materialized
-                )),
-            }
+/// What one node task needs.
+struct Context {
+    runtime: Option<Arc<Runtime>>,
+    dag: Arc<Dag>,
+    assignments: Arc<Assignments>,
+    options: RunOptions,
+    run_started_at: String,
+}
+
+impl Context {
+    async fn run_node(&self, id: NodeId) -> NodeResult {
+        let node = &self.dag.nodes[id];
+        let started = Instant::now();
+        let (target, outcome) = match &self.assignments.work[id] {
+            None => (
+                wit_relation(&node.relation),
+                Err("internal error: the node has no work assigned".to_string()),
+            ),
+            Some(work) => (wit_relation(&work.relation), self.perform(id, work).await),
+        };
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (status, message, rows_affected, error) = match outcome {
+            Ok(Done::Built(message, rows)) => (Status::Success, message, rows, None),
+            Ok(Done::Reused) => (Status::Reused, "reused".to_string(), None, None),
+            Err(error) => (Status::Error, String::new(), None, Some(error)),
+        };
+        NodeResult {
+            name: node.name.clone(),
+            kind: node.kind_name(),
+            status,
+            duration_ms,
+            error,
+            message,
+            relation: relation_text(&target),
+            rows_affected,
+            id,
         }
-    };
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (status, message, rows_affected, error) = match outcome {
-        Ok((message, rows)) => (Status::Success, message, rows, None),
-        Err(error) => (Status::Error, String::new(), None, Some(error)),
-    };
-    NodeResult {
-        name: node.name.clone(),
-        kind: node.kind_name(),
-        status,
-        duration_ms,
-        error,
-        message,
-        relation: relation_text(&target),
-        rows_affected,
-        id,
     }
+
+    async fn perform(&self, id: NodeId, work: &Work) -> Result<Done, String> {
+        if work.action != Action::Build {
+            return Ok(Done::Reused);
+        }
+        let Some(runtime) = &self.runtime else {
+            return Err("internal error: a build without a plugin runtime".into());
+        };
+        let node = &self.dag.nodes[id];
+        let target = wit_relation(&work.physical);
+        let built = match node.as_model() {
+            None => crate::seed::load(runtime, node, target).await,
+            Some(model) => {
+                let mut unread = None;
+                let sql = model.render(|dep| match &self.assignments.reads[dep] {
+                    Some(relation) => relation.quoted(),
+                    None => {
+                        unread = Some(self.dag.nodes[dep].name.clone());
+                        String::new()
+                    }
+                });
+                if let Some(dep) = unread {
+                    return Err(format!("internal error: no relation to read `{dep}` from"));
+                }
+                let task = ModelTask {
+                    model: node.name.clone(),
+                    relation: target,
+                    previous: None,
+                    sql,
+                    config: serde_json::to_string(&model.config).unwrap_or_else(|_| "{}".into()),
+                    full_refresh: self.options.full_refresh,
+                    run_started_at: self.run_started_at.clone(),
+                };
+                match runtime.materializations.get(&model.config.materialized) {
+                    Some(materialization) => runtime
+                        .host
+                        .materialize(
+                            &runtime.adapter,
+                            materialization,
+                            runtime.database.for_task(&node.name),
+                            &task,
+                        )
+                        .await
+                        .map(|outcome| (outcome.message, outcome.rows_affected))
+                        .map_err(|e| e.to_string()),
+                    None => Err(format!(
+                        "no plugin provides materialized = '{}'",
+                        model.config.materialized
+                    )),
+                }
+            }
+        };
+        built.map(|(message, rows)| Done::Built(message, rows))
+    }
+}
+
+enum Done {
+    Built(String, Option<u64>),
+    Reused,
 }

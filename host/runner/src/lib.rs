@@ -14,8 +14,11 @@ pub mod database;
 mod error;
 mod execute;
 mod plugins;
+mod publish;
 mod seed;
 
+pub use database::Sqlite;
 pub use error::RunnerError;
-pub use execute::{Event, NodeResult, RunOptions, Status, execute};
-pub use plugins::{Component, Runtime};
+pub use execute::{Assignments, Event, NodeResult, RunOptions, Status, Work, execute};
+pub use plugins::{Component, Runtime, plugin_set_key};
+pub use publish::{Publish, drop_physical, publish};

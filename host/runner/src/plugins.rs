@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use orbital_core::Target;
+use orbital_core::{Hash, PluginHashes, Target};
 use orbital_plugins::{Adapter, Limits, Materialization, Plugin, PluginHost};
 
 use crate::database::Sqlite;
 use crate::error::RunnerError;
 
 /// A plugin component to load.
+#[derive(Clone)]
 pub struct Component {
     /// How errors name it until it names itself: a file name or `bundled:<name>`.
     pub label: String,
@@ -18,6 +19,8 @@ pub struct Component {
     /// First-party components give way to project components that claim
     /// the same strategy or URL scheme.
     pub bundled: bool,
+    /// The hash of `bytes`: what fingerprints record.
+    pub hash: Hash,
 }
 
 impl Component {
@@ -27,12 +30,31 @@ impl Component {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Self {
-            label: path.display().to_string(),
-            bytes,
-            bundled: false,
-        })
+        Ok(Self::new(path.display().to_string(), bytes, false))
     }
+
+    pub fn new(label: String, bytes: Vec<u8>, bundled: bool) -> Self {
+        Self {
+            label,
+            hash: Hash::of(&bytes),
+            bytes,
+            bundled,
+        }
+    }
+}
+
+/// The key under which the store remembers which component of `components`
+/// serves a target scheme and each strategy: the hashes of the components
+/// (with their standing) and the scheme.
+pub fn plugin_set_key(components: &[Component], scheme: &str) -> Hash {
+    let mut hashes: Vec<(Hash, bool)> = components.iter().map(|c| (c.hash, c.bundled)).collect();
+    hashes.sort();
+    let mut hasher = orbital_core::hash::Hasher::new("orbital plugin set v1");
+    hasher.field(scheme);
+    for (hash, bundled) in hashes {
+        hasher.field(hash.0).field([u8::from(bundled)]);
+    }
+    hasher.finish()
 }
 
 /// Everything a run needs, shared by its tasks.
@@ -42,6 +64,7 @@ pub struct Runtime {
     pub(crate) materializations: BTreeMap<String, Materialization>,
     pub(crate) database: Sqlite,
     pub(crate) project_root: std::path::PathBuf,
+    hashes: PluginHashes,
 }
 
 impl Runtime {
@@ -53,67 +76,72 @@ impl Runtime {
         project_root: &Path,
         components: Vec<Component>,
         limits: Limits,
+        database: Sqlite,
     ) -> Result<Arc<Self>, RunnerError> {
-        let connections = limits.concurrency;
         let host = PluginHost::new(limits)?;
         let loads = components.into_iter().map(|component| {
             let host = &host;
             async move {
                 (
                     component.bundled,
+                    component.hash,
                     host.load(&component.label, component.bytes).await,
                 )
             }
         });
         let mut adapters = Vec::new();
-        let mut strategies: BTreeMap<String, Vec<(bool, Materialization)>> = BTreeMap::new();
-        for (bundled, loaded) in futures::future::join_all(loads).await {
+        let mut strategies: BTreeMap<String, Vec<(bool, (Hash, Materialization))>> =
+            BTreeMap::new();
+        for (bundled, hash, loaded) in futures::future::join_all(loads).await {
             match loaded? {
-                Plugin::Adapter(adapter) => adapters.push((bundled, *adapter)),
+                Plugin::Adapter(adapter) => adapters.push((bundled, (hash, *adapter))),
                 Plugin::Materialization(m) => strategies
                     .entry(m.strategy.clone())
                     .or_default()
-                    .push((bundled, m)),
+                    .push((bundled, (hash, m))),
             }
         }
         let scheme = target.scheme().to_string();
         let installed = adapters
             .iter()
-            .flat_map(|(_, a)| a.info.url_schemes.clone())
+            .flat_map(|(_, (_, a))| a.info.url_schemes.clone())
             .collect::<Vec<_>>()
             .join(", ");
         let serving = adapters
             .into_iter()
-            .filter(|(_, a)| a.info.url_schemes.contains(&scheme))
+            .filter(|(_, (_, a))| a.info.url_schemes.contains(&scheme))
             .collect();
-        let adapter = pick(format!("the `{scheme}://` URL scheme"), serving, |a| {
-            &a.info.plugin.name
-        })?
-        .ok_or_else(|| RunnerError::NoAdapter {
-            target: target_name.to_string(),
-            scheme,
-            installed,
-        })?;
+        let (adapter_hash, adapter) =
+            pick(format!("the `{scheme}://` URL scheme"), serving, |a| {
+                &a.1.info.plugin.name
+            })?
+            .ok_or_else(|| RunnerError::NoAdapter {
+                target: target_name.to_string(),
+                scheme,
+                installed,
+            })?;
         let mut materializations = BTreeMap::new();
+        let mut hashes = PluginHashes {
+            adapter: adapter_hash,
+            strategies: BTreeMap::new(),
+        };
         for (strategy, candidates) in strategies {
-            if let Some(m) = pick(format!("materialized = '{strategy}'"), candidates, |m| {
-                &m.info.name
-            })? {
+            if let Some((hash, m)) =
+                pick(format!("materialized = '{strategy}'"), candidates, |m| {
+                    &m.1.info.name
+                })?
+            {
+                hashes.strategies.insert(strategy.clone(), hash);
                 materializations.insert(strategy, m);
             }
         }
-        let database = Sqlite::open(&target.url, project_root, connections)
-            .await
-            .map_err(|message| RunnerError::Connect {
-                target: target_name.to_string(),
-                message,
-            })?;
         Ok(Arc::new(Self {
             host,
             adapter,
             materializations,
             database,
             project_root: project_root.to_path_buf(),
+            hashes,
         }))
     }
 
@@ -137,6 +165,11 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Which component serves the adapter and each strategy.
+    pub fn plugin_hashes(&self) -> &PluginHashes {
+        &self.hashes
     }
 
     pub fn adapter_name(&self) -> &str {

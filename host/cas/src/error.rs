@@ -1,0 +1,47 @@
+//! The store's one error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CasError {
+    #[error("cannot use {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{} is not an Orbital state store ({detail}); move it away or delete it to start from empty state", path.display())]
+    NotAStore { path: PathBuf, detail: String },
+
+    #[error("{} was written by a newer Orbital (store format {found}; this one reads up to {supported}); upgrade orbital", path.display())]
+    Newer {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error("state store: {0}")]
+    Storage(String),
+
+    #[error("state store: a record cannot be decoded ({0})")]
+    Encoding(String),
+}
+
+macro_rules! storage_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for CasError {
+            fn from(e: $error) -> Self {
+                CasError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,406 @@
+//! # orbital-cas: the content-addressed storage box
+//!
+//! One redb file per project (`<target-path>/state.redb`) holds:
+//!
+//! - **objects**: bytes by blake3 hash (canonical compiled SQL, run records);
+//! - **builds**: per warehouse, the physical relations that exist, by the
+//!   fingerprint they were built with;
+//! - **environments**: per warehouse, named pointers model -> fingerprint;
+//! - **runs**: run id -> the run record's object hash;
+//! - **parse cache**: parse results by file hash;
+//! - **plugin sets**: which component provides the adapter and each
+//!   materialization, by the hash of the set of components, so an unchanged
+//!   run fingerprints without loading a plugin.
+//!
+//! A warehouse is one target database, named by the identity Orbital writes
+//! into it, so deleting the database forgets its builds.
+//!
+//! Everything one run changes goes through one [`Store::write`] call: one
+//! redb transaction, atomic and durable. Several processes may open the store
+//! at once (redb's multi-writer mode); write transactions take turns.
+//!
+//! Synchronous. Depends on the core (for hashes and parse results), redb and
+//! serde; knows nothing of databases, plugins or the CLI.
+
+mod error;
+mod records;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use orbital_core::{Hash, ParseCache, ParsedModel, PluginHashes};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+
+pub use error::CasError;
+pub use records::{BuildRecord, EnvEntry, NodeRun, RelationRecord, RunRecord};
+
+pub type Result<T, E = CasError> = std::result::Result<T, E>;
+
+/// The store format this build reads and writes. A store with a higher
+/// number was written by a newer Orbital.
+pub const FORMAT: u32 = 1;
+
+const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
+const OBJECTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("objects");
+const PARSED: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("parsed");
+const PLUGIN_SETS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("plugin_sets");
+/// `warehouse/fingerprint-hex` -> [`BuildRecord`].
+const BUILDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("builds");
+/// `warehouse/environment/model` -> [`EnvEntry`].
+const ENVIRONMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("environments");
+/// run id -> the run record's object hash.
+const RUNS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("runs");
+
+/// An open store.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it (and its folder) if missing.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| CasError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let not_a_store = |detail: String| CasError::NotAStore {
+            path: path.to_path_buf(),
+            detail,
+        };
+        // redb trusts a cleanly closed file and may panic on bytes that are
+        // not a redb file at all; a foreign file is a user error, not a crash.
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+                .create(path)
+        })
+        .map_err(|_| not_a_store("the file is not a redb database".into()))?;
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Io(source))
+                if source.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                CasError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+            other => not_a_store(other.to_string()),
+        })?;
+        let store = Self {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("format")?.map(|v| v.value().to_string());
+            match found {
+                None => {
+                    meta.insert("format", FORMAT.to_string().as_str())?;
+                }
+                Some(text) => {
+                    let found: u32 = text.parse().map_err(|_| CasError::NotAStore {
+                        path: self.path.clone(),
+                        detail: format!("unreadable format marker `{text}`"),
+                    })?;
+                    if found > FORMAT {
+                        return Err(CasError::Newer {
+                            path: self.path.clone(),
+                            found,
+                            supported: FORMAT,
+                        });
+                    }
+                }
+            }
+            // Create every table, so readers never meet a missing one.
+            txn.open_table(OBJECTS)?;
+            txn.open_table(PARSED)?;
+            txn.open_table(PLUGIN_SETS)?;
+            txn.open_table(BUILDS)?;
+            txn.open_table(ENVIRONMENTS)?;
+            txn.open_table(RUNS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// A read-only view of the parse cache, for [`orbital_core::compile_with_cache`].
+    pub fn parse_cache(&self) -> Result<StoredParses> {
+        Ok(StoredParses {
+            table: self.read()?.open_table(PARSED)?,
+        })
+    }
+
+    /// The plugin set recorded under `key`.
+    pub fn plugin_set(&self, key: &Hash) -> Result<Option<PluginHashes>> {
+        let table = self.read()?.open_table(PLUGIN_SETS)?;
+        table
+            .get(key.0.as_slice())?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// An object's bytes.
+    pub fn object(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
+        let table = self.read()?.open_table(OBJECTS)?;
+        Ok(table.get(hash.0.as_slice())?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every environment of `warehouse`: name -> model -> entry.
+    pub fn environments(
+        &self,
+        warehouse: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, EnvEntry>>> {
+        let table = self.read()?.open_table(ENVIRONMENTS)?;
+        let prefix = format!("{warehouse}/");
+        let mut out: BTreeMap<String, BTreeMap<String, EnvEntry>> = BTreeMap::new();
+        for item in table.range(prefix.as_str()..)? {
+            let (key, value) = item?;
+            let Some(rest) = key.value().strip_prefix(&prefix) else {
+                break;
+            };
+            let Some((env, model)) = rest.split_once('/') else {
+                continue;
+            };
+            out.entry(env.to_string())
+                .or_default()
+                .insert(model.to_string(), decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One environment of `warehouse`: model -> entry (empty if unknown).
+    pub fn environment(&self, warehouse: &str, env: &str) -> Result<BTreeMap<String, EnvEntry>> {
+        let table = self.read()?.open_table(ENVIRONMENTS)?;
+        let prefix = format!("{warehouse}/{env}/");
+        let mut out = BTreeMap::new();
+        for item in table.range(prefix.as_str()..)? {
+            let (key, value) = item?;
+            let Some(model) = key.value().strip_prefix(&prefix) else {
+                break;
+            };
+            out.insert(model.to_string(), decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every physical relation built in `warehouse`, by fingerprint.
+    pub fn builds(&self, warehouse: &str) -> Result<BTreeMap<Hash, BuildRecord>> {
+        let table = self.read()?.open_table(BUILDS)?;
+        let prefix = format!("{warehouse}/");
+        let mut out = BTreeMap::new();
+        for item in table.range(prefix.as_str()..)? {
+            let (key, value) = item?;
+            if !key.value().starts_with(&prefix) {
+                break;
+            }
+            let record: BuildRecord = decode(value.value())?;
+            out.insert(record.fingerprint, record);
+        }
+        Ok(out)
+    }
+
+    /// The latest `limit` runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        let txn = self.read()?;
+        let runs = txn.open_table(RUNS)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for item in runs.iter()?.rev().take(limit) {
+            let (_, hash) = item?;
+            if let Some(bytes) = objects.get(hash.value())? {
+                out.push(decode(bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `change` in one write transaction and commits it, or commits
+    /// nothing if it fails.
+    pub fn write<T>(&self, change: impl FnOnce(&mut Writer) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write()?;
+        let mut writer = Writer { txn };
+        let out = change(&mut writer)?;
+        writer.txn.commit()?;
+        Ok(out)
+    }
+
+    /// Removes objects and parse results nothing reaches: objects not named
+    /// by a build, an environment entry or a run, and parse results whose
+    /// key is not in `keep_parses`. Returns how many of each went (or would
+    /// go, with `dry_run`).
+    pub fn collect_garbage(
+        &self,
+        keep_parses: &BTreeSet<Hash>,
+        dry_run: bool,
+    ) -> Result<(usize, usize)> {
+        self.write(|w| {
+            let mut reachable = BTreeSet::new();
+            for item in w.txn.open_table(BUILDS)?.iter()? {
+                let record: BuildRecord = decode(item?.1.value())?;
+                reachable.extend(record.sql);
+            }
+            for item in w.txn.open_table(ENVIRONMENTS)?.iter()? {
+                let entry: EnvEntry = decode(item?.1.value())?;
+                reachable.extend(entry.sql);
+            }
+            for item in w.txn.open_table(RUNS)?.iter()? {
+                reachable.insert(hash_from(item?.1.value())?);
+            }
+            let mut objects = w.txn.open_table(OBJECTS)?;
+            let dead_objects: Vec<Vec<u8>> = objects
+                .iter()?
+                .filter_map(|item| item.ok())
+                .map(|(key, _)| key.value().to_vec())
+                .filter(|key| hash_from(key).is_ok_and(|h| !reachable.contains(&h)))
+                .collect();
+            let mut parsed = w.txn.open_table(PARSED)?;
+            let dead_parses: Vec<Vec<u8>> = parsed
+                .iter()?
+                .filter_map(|item| item.ok())
+                .map(|(key, _)| key.value().to_vec())
+                .filter(|key| hash_from(key).is_ok_and(|h| !keep_parses.contains(&h)))
+                .collect();
+            if !dry_run {
+                for key in &dead_objects {
+                    objects.remove(key.as_slice())?;
+                }
+                for key in &dead_parses {
+                    parsed.remove(key.as_slice())?;
+                }
+            }
+            Ok((dead_objects.len(), dead_parses.len()))
+        })
+    }
+}
+
+/// The changes of one write transaction.
+pub struct Writer {
+    txn: WriteTransaction,
+}
+
+impl Writer {
+    /// Stores `bytes` as an object; returns its hash.
+    pub fn put_object(&mut self, bytes: &[u8]) -> Result<Hash> {
+        let hash = Hash::of(bytes);
+        self.txn
+            .open_table(OBJECTS)?
+            .insert(hash.0.as_slice(), bytes)?;
+        Ok(hash)
+    }
+
+    pub fn put_parsed(&mut self, key: &Hash, parsed: &ParsedModel) -> Result<()> {
+        self.txn
+            .open_table(PARSED)?
+            .insert(key.0.as_slice(), encode(parsed)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_plugin_set(&mut self, key: &Hash, set: &PluginHashes) -> Result<()> {
+        self.txn
+            .open_table(PLUGIN_SETS)?
+            .insert(key.0.as_slice(), encode(set)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn record_build(&mut self, warehouse: &str, record: &BuildRecord) -> Result<()> {
+        let key = format!("{warehouse}/{}", record.fingerprint);
+        self.txn
+            .open_table(BUILDS)?
+            .insert(key.as_str(), encode(record)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_build(&mut self, warehouse: &str, fingerprint: &Hash) -> Result<()> {
+        let key = format!("{warehouse}/{fingerprint}");
+        self.txn.open_table(BUILDS)?.remove(key.as_str())?;
+        Ok(())
+    }
+
+    pub fn set_env(
+        &mut self,
+        warehouse: &str,
+        env: &str,
+        model: &str,
+        entry: &EnvEntry,
+    ) -> Result<()> {
+        let key = format!("{warehouse}/{env}/{model}");
+        self.txn
+            .open_table(ENVIRONMENTS)?
+            .insert(key.as_str(), encode(entry)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_env(&mut self, warehouse: &str, env: &str, model: &str) -> Result<()> {
+        let key = format!("{warehouse}/{env}/{model}");
+        self.txn.open_table(ENVIRONMENTS)?.remove(key.as_str())?;
+        Ok(())
+    }
+
+    /// Records a run under the next run id, which it returns.
+    pub fn add_run(&mut self, mut record: RunRecord) -> Result<u64> {
+        let id = {
+            let runs = self.txn.open_table(RUNS)?;
+            runs.last()?.map_or(1, |(key, _)| key.value() + 1)
+        };
+        record.id = id;
+        let hash = self.put_object(&encode(&record)?)?;
+        self.txn.open_table(RUNS)?.insert(id, hash.0.as_slice())?;
+        Ok(id)
+    }
+
+    /// The id the next [`Writer::add_run`] will give.
+    pub fn next_run_id(&self) -> Result<u64> {
+        let runs = self.txn.open_table(RUNS)?;
+        Ok(runs.last()?.map_or(1, |(key, _)| key.value() + 1))
+    }
+}
+
+/// The parse cache as the core reads it.
+pub struct StoredParses {
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl ParseCache for StoredParses {
+    fn get(&self, key: &Hash) -> Option<ParsedModel> {
+        // A damaged entry is a cache miss: the model is parsed again.
+        let value = self.table.get(key.0.as_slice()).ok()??;
+        postcard::from_bytes(value.value()).ok()
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|e| CasError::Encoding(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| CasError::Encoding(e.to_string()))
+}
+
+fn hash_from(bytes: &[u8]) -> Result<Hash> {
+    <[u8; 32]>::try_from(bytes)
+        .map(Hash)
+        .map_err(|_| CasError::Encoding("a stored hash is not 32 bytes".into()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state/state.redb")).unwrap();
+    (dir, store)
+}
+
+fn entry(n: u8) -> EnvEntry {
+    EnvEntry {
+        fingerprint: Hash::of(&[n]),
+        local: Hash::of(&[n, n]),
+        sql: None,
+        relation: RelationRecord {
+            schema: None,
+            identifier: format!("m{n}"),
+        },
+    }
+}
+
+#[test]
+fn environments_are_separate_per_warehouse_and_name() {
+    let (_dir, store) = store();
+    store
+        .write(|w| {
+            w.set_env("w1", "prod", "a", &entry(1))?;
+            w.set_env("w1", "dev", "a", &entry(2))?;
+            w.set_env("w2", "prod", "a", &entry(3))
+        })
+        .unwrap();
+    assert_eq!(store.environment("w1", "prod").unwrap()["a"], entry(1));
+    assert_eq!(store.environment("w1", "dev").unwrap()["a"], entry(2));
+    assert_eq!(store.environments("w1").unwrap().len(), 2);
+    assert!(store.environment("w1", "pro").unwrap().is_empty());
+}
+
+#[test]
+fn a_failed_write_commits_nothing() {
+    let (_dir, store) = store();
+    let result: Result<()> = store.write(|w| {
+        w.set_env("w", "prod", "a", &entry(1))?;
+        Err(CasError::Storage("boom".into()))
+    });
+    assert!(result.is_err());
+    assert!(store.environment("w", "prod").unwrap().is_empty());
+}
+
+#[test]
+fn runs_are_numbered_and_listed_newest_first() {
+    let (_dir, store) = store();
+    for command in ["run", "build"] {
+        store
+            .write(|w| {
+                w.add_run(RunRecord {
+                    id: 0,
+                    command: command.into(),
+                    target: "dev".into(),
+                    environment: "prod".into(),
+                    started_at: String::new(),
+                    elapsed_ms: 1,
+                    nodes: Vec::new(),
+                })
+            })
+            .unwrap();
+    }
+    let runs = store.runs(10).unwrap();
+    assert_eq!((runs[0].id, runs[0].command.as_str()), (2, "build"));
+    assert_eq!(runs[1].id, 1);
+}
+
+#[test]
+fn garbage_is_what_nothing_reaches() {
+    let (_dir, store) = store();
+    let (kept, dropped) = store
+        .write(|w| {
+            let kept = w.put_object(b"kept")?;
+            let dropped = w.put_object(b"dropped")?;
+            let mut e = entry(1);
+            e.sql = Some(kept);
+            w.set_env("w", "prod", "a", &e)?;
+            Ok((kept, dropped))
+        })
+        .unwrap();
+    assert_eq!(
+        store.collect_garbage(&BTreeSet::new(), true).unwrap(),
+        (1, 0)
+    );
+    assert!(store.object(&dropped).unwrap().is_some());
+    store.collect_garbage(&BTreeSet::new(), false).unwrap();
+    assert!(store.object(&dropped).unwrap().is_none());
+    assert!(store.object(&kept).unwrap().is_some());
+}
+
+#[test]
+fn a_foreign_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    std::fs::write(&path, vec![7u8; 10_000]).unwrap();
+    let err = Store::open(&path).err().unwrap();
+    assert!(
+        err.to_string().contains("is not an Orbital state store"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_newer_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    drop(Store::open(&path).unwrap());
+    {
+        let db = Database::builder()
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .create(&path)
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("format", "99")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&path).err().unwrap();
+    assert!(
+        err.to_string().contains("written by a newer Orbital"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_handles_can_be_open_at_once() {
+    let (dir, store) = store();
+    let other = Store::open(&dir.path().join("state/state.redb")).unwrap();
+    other
+        .write(|w| w.set_env("w", "prod", "a", &entry(1)))
+        .unwrap();
+    assert_eq!(store.environment("w", "prod").unwrap().len(), 1);
+}

@@ -1,0 +1,84 @@
+//! Advisory file locks between orbital processes on one project.
+//!
+//! - `<state>/locks/<target>--<env>.lock`, exclusive: one run (or promote)
+//!   per environment at a time; a second fails at once, naming the holder.
+//! - `<state>/locks/gc.lock`: runs hold it shared, `gc` exclusive, so `gc`
+//!   never drops a relation a run is about to point at.
+//!
+//! The OS releases a lock when its process dies, even by kill -9.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use crate::diagnostics::Failure;
+
+pub struct Lock {
+    _file: File,
+}
+
+fn open(dir: &Path, name: &str) -> Result<File, Failure> {
+    let locks = dir.join("locks");
+    std::fs::create_dir_all(&locks).map_err(|source| Failure::Write {
+        path: locks.clone(),
+        source,
+    })?;
+    let path = locks.join(name);
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Failure::Write { path, source })
+}
+
+/// Takes the environment's lock or says who holds it.
+pub fn environment(dir: &Path, target: &str, env: &str) -> Result<Lock, Failure> {
+    let mut file = open(dir, &format!("{target}--{env}.lock"))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the next process's message.
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "{}", std::process::id());
+            Ok(Lock { _file: file })
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another orbital process".to_string()
+            } else {
+                format!("another orbital process (pid {holder})")
+            };
+            Err(Failure::Busy(format!(
+                "environment `{env}` of target `{target}` is in use by {who}; try again when it finishes"
+            )))
+        }
+        Err(TryLockError::Error(e)) => Err(Failure::Environment(format!(
+            "cannot lock environment `{env}`: {e}"
+        ))),
+    }
+}
+
+/// Runs share the gc lock; `exclusive` is for gc.
+pub fn gc(dir: &Path, exclusive: bool) -> Result<Lock, Failure> {
+    let file = open(dir, "gc.lock")?;
+    let taken = if exclusive {
+        file.try_lock()
+    } else {
+        file.try_lock_shared()
+    };
+    match taken {
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(TryLockError::WouldBlock) if exclusive => Err(Failure::Busy(
+            "an orbital run is in progress on this project; run gc when it finishes".into(),
+        )),
+        Err(TryLockError::WouldBlock) => Err(Failure::Busy(
+            "orbital gc is running on this project; try again when it finishes".into(),
+        )),
+        Err(TryLockError::Error(e)) => Err(Failure::Environment(format!("cannot lock: {e}"))),
+    }
+}

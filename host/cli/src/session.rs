@@ -1,0 +1,221 @@
+//! The front half every stateful command shares: load the project, open the
+//! state store, compile with its parse cache, learn the plugins'
+//! hashes (from the store when it knows this set of components, else by
+//! loading them), fingerprint, and read the environment's records.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orbital_cas::{BuildRecord, EnvEntry, Store};
+use orbital_core::dag::RelationName;
+use orbital_core::plan::{Recorded, environment_relation, physical_relation};
+use orbital_core::{CompiledProject, Fingerprints, Hash, Project, Selection, Target};
+use orbital_plugins::Limits;
+use orbital_runner::{Component, Runtime, Sqlite};
+
+use crate::diagnostics::Failure;
+use crate::{Cli, SelectArgs};
+
+pub struct Session {
+    pub project: Project,
+    pub target_name: String,
+    pub target: Target,
+    pub environment: String,
+    pub store: Store,
+    pub compiled: CompiledProject,
+    pub components: Vec<Component>,
+    pub threads: usize,
+}
+
+/// What the warehouse and the store say, once connected.
+pub struct Connected {
+    pub database: Sqlite,
+    /// `None`: Orbital has never written to this database.
+    pub warehouse: Option<String>,
+    /// Set when the plugins had to be loaded to learn their hashes.
+    pub runtime: Option<Arc<Runtime>>,
+    pub fingerprints: Fingerprints,
+    pub recorded: BTreeMap<String, EnvEntry>,
+    pub builds: BTreeMap<Hash, BuildRecord>,
+}
+
+impl Session {
+    pub fn open(
+        cli: &Cli,
+        select: &SelectArgs,
+        environment: Option<&str>,
+        threads: Option<usize>,
+    ) -> Result<Self, Failure> {
+        let project = Project::load(&cli.project)?;
+        let (target_name, target) = project.config.target(select.target.as_deref())?;
+        let (target_name, target) = (target_name.to_string(), target.clone());
+        let environment = environment
+            .unwrap_or(orbital_core::plan::DEFAULT_ENVIRONMENT)
+            .to_string();
+        orbital_core::plan::check_environment_name(&environment)?;
+        let store = Store::open(&state_dir(&project).join("state.redb"))?;
+        let compiled = {
+            let cache = store.parse_cache()?;
+            orbital_core::compile_with_cache(&project, &target, &cache)?
+        };
+        let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
+            .iter()
+            .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
+            .collect();
+        for path in &project.config.plugins.components {
+            components.push(Component::read(&project.root.join(path))?);
+        }
+        let threads = threads.or(target.threads).unwrap_or(4).max(1);
+        Ok(Self {
+            project,
+            target_name,
+            target,
+            environment,
+            store,
+            compiled,
+            components,
+            threads,
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        state_dir(&self.project)
+    }
+
+    fn limits(&self) -> Limits {
+        let settings = &self.project.config.plugins;
+        Limits {
+            timeout: Duration::from_millis(settings.timeout_ms),
+            memory_bytes: usize::try_from(settings.memory_limit_mb << 20).unwrap_or(usize::MAX),
+            concurrency: u32::try_from(self.threads).unwrap_or(u32::MAX),
+            cache_dir: crate::cache_dir(),
+        }
+    }
+
+    /// Loads every plugin component and connects them to `database`.
+    pub async fn start_runtime(&self, database: &Sqlite) -> Result<Arc<Runtime>, Failure> {
+        Ok(Runtime::start(
+            &self.target_name,
+            &self.target,
+            &self.project.root,
+            self.components.clone(),
+            self.limits(),
+            database.clone(),
+        )
+        .await?)
+    }
+
+    /// Connects to the target and reads what the store records for it.
+    pub async fn connect(&self) -> Result<Connected, Failure> {
+        let database = Sqlite::open(&self.target.url, &self.project.root, self.threads as u32)
+            .await
+            .map_err(|message| orbital_runner::RunnerError::Connect {
+                target: self.target_name.clone(),
+                message,
+            })?;
+        let warehouse = database.warehouse_id(false).await.map_err(|e| {
+            Failure::Environment(format!(
+                "target `{}`: cannot read the warehouse identity: {}",
+                self.target_name, e.message
+            ))
+        })?;
+        let set_key = orbital_runner::plugin_set_key(&self.components, self.target.scheme());
+        let (plugins, runtime) = match self.store.plugin_set(&set_key)? {
+            Some(plugins) => (plugins, None),
+            None => {
+                let runtime = self.start_runtime(&database).await?;
+                let plugins = runtime.plugin_hashes().clone();
+                self.store.write(|w| w.put_plugin_set(&set_key, &plugins))?;
+                (plugins, Some(runtime))
+            }
+        };
+        let fingerprints =
+            orbital_core::fingerprint::fingerprint(&self.project, &self.compiled.dag, &plugins)
+                .map_err(|(strategy, model)| orbital_core::Error::UnknownStrategy {
+                    strategy,
+                    model,
+                })?;
+        let (recorded, builds) = match &warehouse {
+            Some(w) => (
+                self.store.environment(w, &self.environment)?,
+                self.store.builds(w)?,
+            ),
+            None => Default::default(),
+        };
+        Ok(Connected {
+            database,
+            warehouse,
+            runtime,
+            fingerprints,
+            recorded,
+            builds,
+        })
+    }
+
+    /// The selection, with `state:` selectors answered against `connected`.
+    pub fn select(&self, select: &SelectArgs, connected: &Connected) -> Result<Selection, Failure> {
+        let diff = orbital_core::plan::state_diff(
+            &self.compiled.dag,
+            &connected.fingerprints,
+            &recorded(&connected.recorded),
+        );
+        Ok(Selection::resolve_with_state(
+            &self.compiled.dag,
+            &select.select,
+            &select.exclude,
+            Some(&diff),
+        )?)
+    }
+
+    /// Where a fingerprint of `name` lives: where it was built, else where it will be.
+    pub fn physical(&self, connected: &Connected, name: &str, fingerprint: &Hash) -> RelationName {
+        match connected.builds.get(fingerprint) {
+            Some(record) => RelationName {
+                schema: record.relation.schema.clone(),
+                identifier: record.relation.identifier.clone(),
+            },
+            None => physical_relation(&self.target, name, fingerprint),
+        }
+    }
+
+    /// What users query for `name` in this session's environment.
+    pub fn env_relation(&self, name: &str) -> RelationName {
+        environment_relation(&self.target, &self.environment, name)
+    }
+
+    /// The parse-cache keys of the project as it is now (what `gc` keeps).
+    pub fn parse_keys(&self) -> std::collections::BTreeSet<Hash> {
+        let dialect = self.target.parser_dialect();
+        self.project
+            .models
+            .iter()
+            .map(|m| orbital_core::compile::parse_key(dialect, &m.sql))
+            .collect()
+    }
+}
+
+/// The environment records as the planner reads them.
+pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> BTreeMap<String, Recorded> {
+    entries
+        .iter()
+        .map(|(name, e)| {
+            (
+                name.clone(),
+                Recorded {
+                    fingerprint: e.fingerprint,
+                    local: e.local,
+                },
+            )
+        })
+        .collect()
+}
+
+/// `<target-path>/orbital`: the state store and the locks.
+pub fn state_dir(project: &Project) -> PathBuf {
+    project
+        .root
+        .join(&project.config.target_path)
+        .join("orbital")
+}

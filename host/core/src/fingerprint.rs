@@ -1,0 +1,200 @@
+//! Fingerprints: what makes two builds of a node the same build.
+//!
+//! Every node has two hashes (blake3, length-prefixed fields, see
+//! [`Hasher`]):
+//!
+//! - **local**: the node on its own.
+//!   - a model: its canonical SQL (formatted from the AST, so whitespace and
+//!     comments do not count; references appear by the name written), its
+//!     config except what cannot change the result (`tags`, `enabled`), the
+//!     relation each declared source it reads resolves to, and the hashes of
+//!     the materialization plugin that builds it and of the target's adapter
+//!     plugin;
+//!   - a seed: the CSV file's bytes, its column-type overrides, and the
+//!     adapter plugin's hash.
+//! - **fingerprint**: the local hash and, for each upstream node by name,
+//!   the upstream's fingerprint: a Merkle DAG, so a change reaches every
+//!   descendant.
+//!
+//! Two nodes with the same fingerprint produce the same relation, which is
+//! why a physical relation is named by it and shared by every environment.
+//! The local hash tells a direct change ("modified") from one that only
+//! arrived from upstream.
+
+use std::collections::BTreeMap;
+
+use crate::dag::{Dag, NodeId, NodeKind};
+use crate::hash::{Hash, Hasher};
+use crate::project::Project;
+
+/// The plugins that build a project on one target, by content hash.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PluginHashes {
+    pub adapter: Hash,
+    /// Materialization strategy name -> the component that provides it.
+    pub strategies: BTreeMap<String, Hash>,
+}
+
+/// Per node id: its local hash and its fingerprint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fingerprints {
+    pub local: Vec<Hash>,
+    pub full: Vec<Hash>,
+}
+
+/// The local hash of every node, or the name of a strategy no plugin
+/// provides (with the first model that asks for it).
+pub fn local_hashes(
+    project: &Project,
+    dag: &Dag,
+    plugins: &PluginHashes,
+) -> Result<Vec<Hash>, (String, String)> {
+    dag.nodes
+        .iter()
+        .enumerate()
+        .map(|(id, node)| match &node.kind {
+            NodeKind::Seed(config) => {
+                let mut hasher = Hasher::new("orbital fingerprint v1 seed");
+                hasher.field(project.seeds[id].content.0);
+                for (column, logical) in &config.column_types {
+                    hasher.field(column).field(format!("{logical:?}"));
+                }
+                hasher.field(plugins.adapter.0);
+                Ok(hasher.finish())
+            }
+            NodeKind::Model(model) => {
+                let strategy = &model.config.materialized;
+                let Some(plugin) = plugins.strategies.get(strategy) else {
+                    return Err((strategy.clone(), node.name.clone()));
+                };
+                let mut hasher = Hasher::new("orbital fingerprint v1 model");
+                hasher.field(&model.sql).field(strategy);
+                // serde_json keeps object keys sorted (no preserve_order), so
+                // equal configs serialize to equal bytes.
+                for (key, value) in &model.config.extra {
+                    hasher.field(key).field(value.to_string());
+                }
+                for (key, referent) in &model.references {
+                    if let crate::Referent::Source(relation) = referent {
+                        hasher.field(key).field(relation.quoted());
+                    }
+                }
+                hasher.field(plugin.0).field(plugins.adapter.0);
+                Ok(hasher.finish())
+            }
+        })
+        .collect()
+}
+
+/// One node's fingerprint from its local hash and its upstreams'.
+pub fn combine_one(
+    dag: &Dag,
+    id: NodeId,
+    local: Hash,
+    mut upstream: impl FnMut(NodeId) -> Hash,
+) -> Hash {
+    let mut deps: Vec<NodeId> = dag.nodes[id].depends_on.clone();
+    deps.sort_by(|a, b| dag.nodes[*a].name.cmp(&dag.nodes[*b].name));
+    let mut hasher = Hasher::new("orbital fingerprint v1 node");
+    hasher.field(local.0);
+    for dep in deps {
+        hasher.field(&dag.nodes[dep].name).field(upstream(dep).0);
+    }
+    hasher.finish()
+}
+
+/// Local hashes and fingerprints of the whole project as written.
+pub fn fingerprint(
+    project: &Project,
+    dag: &Dag,
+    plugins: &PluginHashes,
+) -> Result<Fingerprints, (String, String)> {
+    let local = local_hashes(project, dag, plugins)?;
+    let mut full = vec![Hash::default(); dag.nodes.len()];
+    for &id in &dag.order {
+        full[id] = combine_one(dag, id, local[id], |dep| full[dep]);
+    }
+    Ok(Fingerprints { local, full })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprints(models: &[(&str, &str)], plugin: u8) -> BTreeMap<String, (Hash, Hash)> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("orbital.toml"),
+            "name = \"p\"\n[targets.dev]\nurl = \"sqlite://p.db\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::create_dir_all(dir.path().join("seeds")).unwrap();
+        std::fs::write(dir.path().join("seeds/raw.csv"), "id\n1\n").unwrap();
+        for (name, sql) in models {
+            std::fs::write(dir.path().join(format!("models/{name}.sql")), sql).unwrap();
+        }
+        let project = Project::load(dir.path()).unwrap();
+        let target = project.config.target(None).unwrap().1.clone();
+        let compiled = crate::compile(&project, &target).unwrap();
+        let plugins = PluginHashes {
+            adapter: Hash::of(b"adapter"),
+            strategies: [
+                ("view".to_string(), Hash::of(&[plugin])),
+                ("table".to_string(), Hash::of(b"table")),
+            ]
+            .into(),
+        };
+        let prints = fingerprint(&project, &compiled.dag, &plugins).unwrap();
+        compiled
+            .dag
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(id, n)| (n.name.clone(), (prints.local[id], prints.full[id])))
+            .collect()
+    }
+
+    #[test]
+    fn whitespace_and_comments_change_nothing() {
+        let a = fingerprints(&[("a", "select id from raw"), ("b", "select * from a")], 1);
+        let b = fingerprints(
+            &[
+                ("a", "-- note\nSELECT  id\n FROM raw /* x */"),
+                ("b", "select * from a"),
+            ],
+            1,
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_change_reaches_descendants_but_not_their_local_hash() {
+        let a = fingerprints(&[("a", "select id from raw"), ("b", "select * from a")], 1);
+        let b = fingerprints(
+            &[
+                ("a", "select id + 1 as id from raw"),
+                ("b", "select * from a"),
+            ],
+            1,
+        );
+        assert_ne!(a["a"].0, b["a"].0);
+        assert_ne!(a["b"].1, b["b"].1);
+        assert_eq!(a["b"].0, b["b"].0);
+        assert_eq!(a["raw"], b["raw"]);
+    }
+
+    #[test]
+    fn config_and_plugins_count_but_tags_do_not() {
+        let base = fingerprints(&[("a", "select id from raw")], 1);
+        let tagged = fingerprints(&[("a", "-- config: tags = ['x']\nselect id from raw")], 1);
+        assert_eq!(base, tagged);
+        let table = fingerprints(
+            &[("a", "-- config: materialized = 'table'\nselect id from raw")],
+            1,
+        );
+        assert_ne!(base["a"], table["a"]);
+        let upgraded = fingerprints(&[("a", "select id from raw")], 2);
+        assert_ne!(base["a"], upgraded["a"]);
+    }
+}

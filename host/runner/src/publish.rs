@@ -1,0 +1,116 @@
+//! Publishing: pointing an environment's relations at physical relations.
+//!
+//! Each environment relation is a view onto the physical relation of the
+//! fingerprint the environment records. A run (or a promote) replaces all
+//! the views it changes in one database transaction, so users see the old
+//! environment or the new one, never a mix; physical relations are never
+//! touched here.
+
+use orbital_core::dag::RelationName;
+use orbital_plugins::types::{Relation, RelationKind, Statement, Value};
+
+use crate::error::RunnerError;
+use crate::execute::wit_relation;
+use crate::plugins::Runtime;
+
+/// One change to an environment.
+#[derive(Debug, Clone)]
+pub enum Publish {
+    /// Make `relation` a view onto `physical`.
+    Point {
+        relation: RelationName,
+        physical: RelationName,
+    },
+    /// Drop `relation` (the node left the environment).
+    Remove { relation: RelationName },
+}
+
+/// Applies `changes` in one transaction.
+pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), RunnerError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
+    let mut statements = Vec::new();
+    for change in changes {
+        let relation = match change {
+            Publish::Point { relation, .. } | Publish::Remove { relation } => {
+                wit_relation(relation)
+            }
+        };
+        let probe = dialect
+            .call(async |d, s| d.call_relation_kind_query(s, &relation).await)
+            .await?;
+        if let Some(kind) = existing_kind(runtime, &relation, probe).await? {
+            statements.extend(
+                dialect
+                    .call(async |d, s| d.call_drop_relation(s, &relation, kind).await)
+                    .await?,
+            );
+        }
+        if let Publish::Point { physical, .. } = change {
+            let select = format!("SELECT * FROM {}", physical.quoted());
+            statements.extend(
+                dialect
+                    .call(async |d, s| d.call_create_view(s, &relation, &select).await)
+                    .await?,
+            );
+        }
+    }
+    runtime
+        .database
+        .transaction(statements)
+        .await
+        .map_err(|e| RunnerError::Publish(e.message))?;
+    Ok(())
+}
+
+/// Drops physical relations (for `gc`) in one transaction; one already
+/// gone is skipped.
+pub async fn drop_physical(
+    runtime: &Runtime,
+    relations: &[RelationName],
+) -> Result<(), RunnerError> {
+    let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
+    let mut statements = Vec::new();
+    for relation in relations {
+        let relation = wit_relation(relation);
+        let probe = dialect
+            .call(async |d, s| d.call_relation_kind_query(s, &relation).await)
+            .await?;
+        if let Some(kind) = existing_kind(runtime, &relation, probe).await? {
+            statements.extend(
+                dialect
+                    .call(async |d, s| d.call_drop_relation(s, &relation, kind).await)
+                    .await?,
+            );
+        }
+    }
+    runtime
+        .database
+        .transaction(statements)
+        .await
+        .map_err(|e| RunnerError::Publish(e.message))?;
+    Ok(())
+}
+
+async fn existing_kind(
+    runtime: &Runtime,
+    relation: &Relation,
+    probe: Statement,
+) -> Result<Option<RelationKind>, RunnerError> {
+    let rows = runtime
+        .database
+        .query(probe)
+        .await
+        .map_err(|e| RunnerError::Publish(e.message))?;
+    match rows.rows.first().and_then(|row| row.first()) {
+        None => Ok(None),
+        Some(Value::Text(kind)) if kind == "view" => Ok(Some(RelationKind::View)),
+        Some(Value::Text(kind)) if kind == "table" => Ok(Some(RelationKind::Table)),
+        Some(other) => Err(RunnerError::Publish(format!(
+            "the adapter's relation-kind query for {} returned {other:?}",
+            relation.identifier
+        ))),
+    }
+}
