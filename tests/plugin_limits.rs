@@ -87,7 +87,10 @@ fn human_output_names_the_model_and_the_plugin() {
         out.contains("model `bad_trap` (models/bad_trap.sql): plugin `test-trap` crashed:"),
         "{out}"
     );
-    assert!(out.contains("Done. PASS=1 ERROR=1 SKIP=1 TOTAL=3"), "{out}");
+    assert!(
+        out.contains("Done. PASS=1 REUSE=0 ERROR=1 SKIP=1 TOTAL=3"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -1,1 +1,383 @@
+//! End to end: content-addressed state. Reuse, rebuilds of exactly what
+//! changed, plan, environments, promote, state selectors, gc, runs, and
+//! what survives kill -9, a second process, and a damaged store.
 
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{TestProject, query as query_rows, scalar as query_one};
+
+fn statuses(project: &TestProject, args: &[&str]) -> BTreeMap<String, String> {
+    let mut full = args.to_vec();
+    full.push("--json");
+    project.orbital(&full).expect_code(0).statuses()
+}
+
+fn all(map: &BTreeMap<String, String>, status: &str) -> bool {
+    map.values().all(|s| s == status)
+}
+
+#[test]
+fn a_second_run_reuses_everything_and_an_edit_rebuilds_only_what_it_reaches() {
+    let project = TestProject::jaffle_shop();
+    let first = statuses(&project, &["build"]);
+    assert_eq!(first.len(), 8);
+    assert!(all(&first, "success"), "{first:?}");
+
+    let second = statuses(&project, &["build"]);
+    assert!(all(&second, "reused"), "{second:?}");
+
+    // Whitespace and comments are not changes.
+    let path = "models/staging/stg_payments.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    project.write(
+        path,
+        &format!("-- a note\n\n{}\n\n/* more */", original.replace(' ', "  ")),
+    );
+    assert!(all(&statuses(&project, &["build"]), "reused"));
+
+    // A real edit: the model and its descendants, nothing else.
+    project.write(
+        path,
+        &original.replace("amount / 100.0", "amount / 100.0 * 2"),
+    );
+    let edited = statuses(&project, &["build"]);
+    let rebuilt: Vec<&str> = edited
+        .iter()
+        .filter(|(_, s)| *s == "success")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(rebuilt, vec!["customers", "orders", "stg_payments"]);
+    assert!(edited.iter().filter(|(_, s)| *s == "reused").count() == 5);
+    let db = project.database();
+    assert_eq!(query_one(&db, "SELECT SUM(amount) FROM orders"), "416.00");
+}
+
+#[test]
+fn upgrading_a_plugin_rebuilds_the_models_it_builds_and_their_descendants() {
+    let project = TestProject::jaffle_shop();
+    statuses(&project, &["build"]);
+    // The same `table` plugin with one more custom section: new bytes, new
+    // hash, same behaviour, as an upgrade would be.
+    let (_, table) = orbital_bundle::FIRST_PARTY
+        .iter()
+        .find(|(name, _)| *name == "materialization-table")
+        .expect("bundled table plugin");
+    let mut upgraded = table.to_vec();
+    let name = b"orbital-test-upgrade";
+    upgraded.extend_from_slice(&[0, (name.len() + 2) as u8, name.len() as u8]);
+    upgraded.extend_from_slice(name);
+    upgraded.push(1);
+    std::fs::create_dir_all(project.path().join("plugins")).unwrap();
+    std::fs::write(project.path().join("plugins/table.wasm"), upgraded).unwrap();
+    let toml = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    project.write(
+        "orbital.toml",
+        &format!("{toml}\n[plugins]\ncomponents = [\"plugins/table.wasm\"]\n"),
+    );
+    let after = statuses(&project, &["build"]);
+    assert_eq!(after["customers"], "success");
+    assert_eq!(after["orders"], "success");
+    for view in [
+        "stg_customers",
+        "stg_orders",
+        "stg_payments",
+        "raw_customers",
+        "raw_orders",
+        "raw_payments",
+    ] {
+        assert_eq!(after[view], "reused", "{view}: {after:?}");
+    }
+}
+
+#[test]
+fn plan_shows_changes_with_a_diff_and_what_they_affect() {
+    let project = TestProject::jaffle_shop();
+    statuses(&project, &["build"]);
+    let path = "models/staging/stg_orders.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    project.write(
+        path,
+        &original.replace("    status", "    upper(status) as status"),
+    );
+    project.write("models/extra.sql", "select customer_id from customers");
+    let plan = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    let nodes: BTreeMap<String, serde_json::Value> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap().to_string(), n.clone()))
+        .collect();
+    assert_eq!(nodes["stg_orders"]["change"], "modified");
+    assert_eq!(nodes["stg_orders"]["action"], "build");
+    let diff = nodes["stg_orders"]["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("-  status") && diff.contains("+  upper(status) AS status"),
+        "{diff}"
+    );
+    let affects: Vec<&str> = nodes["stg_orders"]["affects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(affects.len(), 3, "{affects:?}");
+    assert!(affects.contains(&"extra") && affects.contains(&"customers"));
+    assert_eq!(nodes["orders"]["change"], "indirect");
+    assert_eq!(nodes["extra"]["change"], "added");
+    assert_eq!(nodes["stg_customers"]["action"], "reuse");
+    // Planning changes nothing.
+    let again = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    assert_eq!(plan, again);
+
+    // Removing a model: planned as removed, dropped by a whole-project run.
+    project.remove("models/extra.sql");
+    statuses(&project, &["build"]);
+    project.write("models/extra.sql", "select customer_id from customers");
+    statuses(&project, &["build"]);
+    project.remove("models/extra.sql");
+    let plan = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    assert_eq!(plan["removed"], serde_json::json!(["extra"]));
+    statuses(&project, &["build"]);
+    assert_eq!(super_kind(&project, "extra"), "none");
+}
+
+fn super_kind(project: &TestProject, name: &str) -> String {
+    support::object_kind(&project.database(), name)
+}
+
+#[test]
+fn environments_reuse_builds_and_promote_runs_no_sql() {
+    let project = TestProject::jaffle_shop();
+    statuses(&project, &["build"]);
+    // dev shares every build with prod: nothing runs.
+    let dev = statuses(&project, &["build", "--env", "dev"]);
+    assert!(all(&dev, "reused"), "{dev:?}");
+    let db = project.database();
+    assert_eq!(
+        query_one(
+            &db,
+            "SELECT SUM(customer_lifetime_value) FROM dev__customers"
+        ),
+        "208.00"
+    );
+
+    // A change in dev only.
+    let path = "models/staging/stg_orders.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    project.write(
+        path,
+        &original.replace("    status", "    upper(status) as status"),
+    );
+    let dev = statuses(&project, &["build", "--env", "dev"]);
+    assert_eq!(dev["stg_orders"], "success");
+    assert_eq!(
+        query_rows(&db, "SELECT DISTINCT status FROM dev__orders ORDER BY 1")[0][0],
+        "COMPLETED"
+    );
+    assert_eq!(
+        query_rows(&db, "SELECT DISTINCT status FROM orders ORDER BY 1")[0][0],
+        "completed"
+    );
+
+    // state:modified compares with an environment.
+    let modified = statuses(&project, &["build", "--select", "state:modified+"]);
+    let names: Vec<&String> = modified.keys().collect();
+    assert_eq!(names, vec!["customers", "orders", "stg_orders"]);
+    // ...which prod now matches: nothing left modified.
+    let none = statuses(&project, &["run", "--select", "state:modified"]);
+    assert!(none.is_empty(), "{none:?}");
+
+    // Back to the original in prod, then promote dev: views repointed, no SQL.
+    project.write(path, &original);
+    statuses(&project, &["build"]);
+    assert_eq!(
+        query_rows(&db, "SELECT DISTINCT status FROM orders ORDER BY 1")[0][0],
+        "completed"
+    );
+    let promoted = project
+        .orbital(&["promote", "dev", "--to", "prod", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(promoted["promoted"], 3);
+    assert_eq!(
+        query_rows(&db, "SELECT DISTINCT status FROM orders ORDER BY 1")[0][0],
+        "COMPLETED"
+    );
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    assert_eq!(runs["runs"][0]["command"], "promote dev");
+
+    // Unknown or empty environments are clear errors.
+    let bad = project
+        .orbital(&["run", "--env", "Bad-Name"])
+        .expect_code(2);
+    assert!(
+        bad.stderr().contains("invalid environment name `Bad-Name`"),
+        "{}",
+        bad.stderr()
+    );
+    let empty = project.orbital(&["promote", "qa"]).expect_code(2);
+    assert!(
+        empty
+            .stderr()
+            .contains("environment `qa` of target `dev` has nothing to promote"),
+        "{}",
+        empty.stderr()
+    );
+}
+
+#[test]
+fn gc_drops_only_what_no_environment_reaches() {
+    let project = TestProject::jaffle_shop();
+    statuses(&project, &["build"]);
+    let path = "models/staging/stg_orders.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    project.write(
+        path,
+        &original.replace("    status", "    upper(status) as status"),
+    );
+    statuses(&project, &["build"]);
+    let physical = |project: &TestProject| {
+        query_rows(
+            &project.database(),
+            "SELECT name FROM sqlite_master WHERE name LIKE 'orbital__%' ORDER BY name",
+        )
+        .len()
+    };
+    // Old stg_orders, orders and customers are garbage now.
+    assert_eq!(physical(&project), 11);
+    let dry = project
+        .orbital(&["gc", "--dry-run", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(dry["relations"].as_array().unwrap().len(), 3);
+    assert_eq!(physical(&project), 11);
+    project.orbital(&["gc"]).expect_code(0);
+    assert_eq!(physical(&project), 8);
+    // Everything still reads.
+    assert_eq!(
+        query_one(&project.database(), "SELECT COUNT(*) FROM customers"),
+        "10"
+    );
+    assert!(all(&statuses(&project, &["build"]), "reused"));
+}
+
+#[test]
+fn runs_lists_history_with_fingerprints() {
+    let project = TestProject::jaffle_shop();
+    statuses(&project, &["build"]);
+    statuses(&project, &["run"]);
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["command"], "run");
+    assert_eq!(runs[1]["command"], "build");
+    let node = &runs[1]["nodes"][0];
+    assert_eq!(node["status"], "success");
+    assert_eq!(node["fingerprint"].as_str().unwrap().len(), 64);
+    let human = project.orbital(&["runs"]).expect_code(0).stdout();
+    assert!(human.contains("#2") && human.contains("reused"), "{human}");
+}
+
+#[test]
+fn a_damaged_store_is_a_clear_error() {
+    let project = TestProject::jaffle_shop();
+    project.write("target/orbital/state.redb", &"not a store ".repeat(1000));
+    let run = project.orbital(&["build"]).expect_code(3);
+    assert!(
+        run.stderr().contains("is not an Orbital state store"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!project.database().exists());
+}
+
+/// A project whose `slow` table takes seconds to build.
+fn slow_project(rows: u64) -> TestProject {
+    let project = TestProject::empty();
+    project.write(
+        "orbital.toml",
+        "name = \"slow\"\n[targets.dev]\nurl = \"sqlite://target/slow.db\"\n",
+    );
+    project.write("models/fast.sql", "select 1 as version");
+    project.write(
+        "models/slow.sql",
+        &format!(
+            "-- config: materialized = 'table'\n\
+             with recursive c(x) as (select 1 union all select x + 1 from c where x < {rows})\n\
+             select count(*) as n, max(fast.version) as version from c, fast"
+        ),
+    );
+    project
+}
+
+#[test]
+fn kill_9_mid_run_leaves_old_relations_and_the_next_run_finishes() {
+    let project = slow_project(300);
+    statuses(&project, &["run"]);
+    let db = project.path().join("target/slow.db");
+    assert_eq!(query_one(&db, "SELECT version FROM slow"), "1");
+
+    // Version 2 with a slow build; kill the run while `slow` builds.
+    project.write("models/fast.sql", "select 2 as version");
+    let slow = std::fs::read_to_string(project.path().join("models/slow.sql")).unwrap();
+    project.write("models/slow.sql", &slow.replace("x < 300", "x < 8000000"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["run", "--threads", "1", "--project"])
+        .arg(project.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("a progress line").unwrap();
+        if line.contains("OK    model fast") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A second process on the same environment is refused, not interleaved.
+    let second = project.orbital(&["run"]).expect_code(4);
+    assert!(
+        second.stderr().contains(
+            "environment `prod` of target `dev` is in use by another orbital process (pid"
+        ),
+        "{}",
+        second.stderr()
+    );
+
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the slow build finished too soon"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Users still see version 1 everywhere; nothing of the killed run is recorded.
+    assert_eq!(query_one(&db, "SELECT version FROM fast"), "1");
+    assert_eq!(query_one(&db, "SELECT version FROM slow"), "1");
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+    let plan = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    assert!(
+        plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["change"] == "modified" && n["action"] == "build"),
+        "{plan}"
+    );
+
+    // The next run completes the work.
+    let finished = statuses(&project, &["run"]);
+    assert!(all(&finished, "success"), "{finished:?}");
+    assert_eq!(query_one(&db, "SELECT version FROM slow"), "2");
+    assert_eq!(query_one(&db, "SELECT n FROM slow"), "8000000");
+}

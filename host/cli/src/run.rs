@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use orbital_cas::{BuildRecord, EnvEntry, NodeRun, RelationRecord, RunRecord};
+use orbital_core::Selection;
 use orbital_core::plan::{Action, Plan};
 use orbital_runner::{Assignments, NodeResult, Publish, RunOptions, Status, Work};
 
@@ -36,6 +37,20 @@ pub fn run(
         &session.target_name,
         &session.environment,
     )?;
+    let uses_state = Selection::uses_state(&args.select.select, &args.select.exclude);
+    if scope != Scope::Models && !uses_state {
+        // Read every selected seed before connecting, so a malformed CSV
+        // stops the command with nothing written.
+        let mut early = Selection::resolve(
+            &session.compiled.dag,
+            &args.select.select,
+            &args.select.exclude,
+        )?;
+        early
+            .nodes
+            .retain(|&id| session.compiled.dag.nodes[id].is_seed());
+        crate::check_seeds(&session.project, &session.compiled, &early)?;
+    }
     let runtime = crate::async_runtime()?;
     let (results, dag) = runtime.block_on(async {
         let connected = session.connect().await?;
@@ -46,7 +61,7 @@ pub fn run(
             Scope::Models => !dag.nodes[id].is_seed(),
             Scope::Both => true,
         });
-        if scope != Scope::Models {
+        if scope != Scope::Models && uses_state {
             crate::check_seeds(&session.project, &session.compiled, &selection)?;
         }
         let plan = orbital_core::plan::plan(

@@ -133,10 +133,18 @@ impl Session {
         };
         let fingerprints =
             orbital_core::fingerprint::fingerprint(&self.project, &self.compiled.dag, &plugins)
-                .map_err(|(strategy, model)| orbital_core::Error::UnknownStrategy {
-                    strategy,
-                    model,
-                })?;
+                .map_err(
+                    |(strategy, model)| orbital_runner::RunnerError::NoMaterialization {
+                        model,
+                        strategy,
+                        installed: plugins
+                            .strategies
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    },
+                )?;
         let (recorded, builds) = match &warehouse {
             Some(w) => (
                 self.store.environment(w, &self.environment)?,

@@ -108,9 +108,6 @@ pub enum Error {
     )]
     Environment { name: String },
 
-    #[error("no plugin provides materialized = '{strategy}' (asked for by model `{model}`)")]
-    UnknownStrategy { strategy: String, model: String },
-
     #[error("{}", render_many(.0))]
     Many(Vec<Error>),
 }
