@@ -4,6 +4,14 @@
 //! leave it as it is.
 //!
 //! Pure: the caller passes the recorded state in.
+//!
+//! Where incremental models and snapshots will fit: their relation carries
+//! history that no fingerprint can rebuild, so for them a changed
+//! fingerprint must not mean "a fresh physical relation". The decision per
+//! node is made in one place, [`plan`], and is where such a model will
+//! either continue its environment's current build forward (the runner
+//! passes it as the task's `previous` relation) or refuse without
+//! `--full-refresh`.
 
 use std::collections::BTreeMap;
 
@@ -209,9 +217,11 @@ pub fn plan(
             fingerprint,
         });
     }
+    let present: std::collections::HashSet<&str> =
+        dag.nodes.iter().map(|n| n.name.as_str()).collect();
     let removed = recorded
         .keys()
-        .filter(|name| dag.find(name).is_none())
+        .filter(|name| !present.contains(name.as_str()))
         .cloned()
         .collect();
     Ok(Plan {

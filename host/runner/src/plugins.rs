@@ -57,6 +57,9 @@ pub fn plugin_set_key(components: &[Component], scheme: &str) -> Hash {
     hasher.finish()
 }
 
+/// A loaded plugin: whether it is bundled, and its component hash.
+type Candidate<T> = (bool, (Hash, T));
+
 /// Everything a run needs, shared by its tasks.
 pub struct Runtime {
     pub(crate) host: PluginHost,
@@ -90,8 +93,7 @@ impl Runtime {
             }
         });
         let mut adapters = Vec::new();
-        let mut strategies: BTreeMap<String, Vec<(bool, (Hash, Materialization))>> =
-            BTreeMap::new();
+        let mut strategies: BTreeMap<String, Vec<Candidate<Materialization>>> = BTreeMap::new();
         for (bundled, hash, loaded) in futures::future::join_all(loads).await {
             match loaded? {
                 Plugin::Adapter(adapter) => adapters.push((bundled, (hash, *adapter))),
