@@ -22,9 +22,20 @@ fn build_makes_the_example_warehouse_with_exact_values() {
     }
 
     let db = project.database();
-    assert_eq!(object_kind(&db, "stg_orders"), "view");
-    assert_eq!(object_kind(&db, "customers"), "table");
-    assert_eq!(object_kind(&db, "raw_orders"), "table");
+    // Users query plain names (views onto the builds); each build is named
+    // by its fingerprint and has the model's materialization.
+    for name in ["stg_orders", "customers", "raw_orders"] {
+        assert_eq!(object_kind(&db, name), "view", "{name}");
+    }
+    let physical = |name: &str| {
+        scalar(
+            &db,
+            &format!("select type from sqlite_master where name glob 'orbital__{name}__*'"),
+        )
+    };
+    assert_eq!(physical("stg_orders"), "view");
+    assert_eq!(physical("customers"), "table");
+    assert_eq!(physical("raw_orders"), "table");
 
     assert_eq!(
         query(
@@ -141,11 +152,14 @@ fn human_output_is_a_dbt_style_summary() {
     );
     assert!(out.contains("OK    seed raw_orders"), "{out}");
     assert!(out.contains("[created table (12 rows) in "), "{out}");
-    assert!(out.contains("Done. PASS=8 ERROR=0 SKIP=0 TOTAL=8"), "{out}");
+    assert!(
+        out.contains("Done. PASS=8 REUSE=0 ERROR=0 SKIP=0 TOTAL=8"),
+        "{out}"
+    );
 }
 
 #[test]
-fn run_twice_rebuilds_in_place_and_seed_replaces_the_table() {
+fn a_changed_seed_reaches_what_is_rebuilt_after_it() {
     let project = TestProject::jaffle_shop();
     project.orbital(&["build"]).expect_code(0);
     project.orbital(&["run", "--json"]).expect_code(0);
@@ -157,8 +171,17 @@ fn run_twice_rebuilds_in_place_and_seed_replaces_the_table() {
         .orbital(&["seed", "--select", "raw_customers", "--json"])
         .expect_code(0);
     assert_eq!(run.statuses().len(), 1);
+    // stg_customers was not rebuilt, so customers alone still reads the
+    // build of stg_customers over the old seed.
     project
         .orbital(&["run", "--select", "customers"])
+        .expect_code(0);
+    assert_eq!(
+        scalar(&project.database(), "select count(*) from customers"),
+        "10"
+    );
+    project
+        .orbital(&["run", "--select", "stg_customers+"])
         .expect_code(0);
     assert_eq!(
         scalar(&project.database(), "select count(*) from customers"),
@@ -207,14 +230,14 @@ fn selectors_pick_what_runs() {
             "tag:finance,orders",
             "--json",
         ])
-        .expect_code(1);
-    // customers needs stg_customers, which was never built: its own error, not a skip.
-    assert_eq!(run.statuses()["orders"], "success");
-    assert_eq!(run.statuses()["customers"], "error");
+        .expect_code(2);
+    // customers reads stg_customers, which was never built: refused before anything runs.
     assert!(
-        run.error_of("customers").contains("stg_customers"),
+        run.stdout().contains(
+            "model `customers` reads `stg_customers`, which environment `prod` has never built"
+        ),
         "{}",
-        run.error_of("customers")
+        run.stdout()
     );
 }
 
@@ -250,7 +273,7 @@ fn a_failed_model_skips_its_descendants_and_nothing_else() {
         "stg_customers",
         "stg_orders",
     ] {
-        assert_eq!(statuses[unrelated], "success", "{unrelated}");
+        assert_eq!(statuses[unrelated], "reused", "{unrelated}");
     }
     // The old tables are untouched.
     assert_eq!(
