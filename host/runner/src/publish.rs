@@ -66,32 +66,19 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
 }
 
 /// Drops physical relations (for `gc`) in one transaction; one already
-/// gone is skipped.
+/// gone is skipped. The same drop-if-present as removing a node from an
+/// environment.
 pub async fn drop_physical(
     runtime: &Runtime,
     relations: &[RelationName],
 ) -> Result<(), RunnerError> {
-    let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
-    let mut statements = Vec::new();
-    for relation in relations {
-        let relation = wit_relation(relation);
-        let probe = dialect
-            .call(async |d, s| d.call_relation_kind_query(s, &relation).await)
-            .await?;
-        if let Some(kind) = existing_kind(runtime, &relation, probe).await? {
-            statements.extend(
-                dialect
-                    .call(async |d, s| d.call_drop_relation(s, &relation, kind).await)
-                    .await?,
-            );
-        }
-    }
-    runtime
-        .database
-        .transaction(statements)
-        .await
-        .map_err(|e| RunnerError::Publish(e.message))?;
-    Ok(())
+    let removals: Vec<Publish> = relations
+        .iter()
+        .map(|relation| Publish::Remove {
+            relation: relation.clone(),
+        })
+        .collect();
+    publish(runtime, &removals).await
 }
 
 async fn existing_kind(
