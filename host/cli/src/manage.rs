@@ -11,7 +11,7 @@ use orbital_runner::Publish;
 
 use crate::diagnostics::Failure;
 use crate::run::relation_record;
-use crate::session::{Session, recorded};
+use crate::session::Session;
 use crate::{Cli, SelectArgs, lock, report};
 
 /// `orbital plan`: what a run would do, with SQL diffs.
@@ -26,15 +26,7 @@ pub fn plan(
     let connected = runtime.block_on(session.connect())?;
     let selection = session.select(select, &connected)?;
     let dag = &session.compiled.dag;
-    let plan = orbital_core::plan::plan(
-        dag,
-        &connected.fingerprints,
-        &selection.nodes,
-        &session.environment,
-        &recorded(&connected.recorded),
-        |fp| connected.builds.contains_key(fp),
-        false,
-    )?;
+    let plan = session.plan(&connected, &selection, false)?;
     let mut entries = Vec::new();
     for step in &plan.steps {
         let node = &dag.nodes[step.id];

@@ -18,7 +18,7 @@ use orbital_core::plan::{Action, Plan};
 use orbital_runner::{Assignments, NodeResult, Publish, RunOptions, Status, Work};
 
 use crate::diagnostics::Failure;
-use crate::session::{Connected, Session, recorded};
+use crate::session::{Connected, Session};
 use crate::{Cli, RunArgs, Scope, lock, report};
 
 pub fn run(
@@ -64,15 +64,7 @@ pub fn run(
         if scope != Scope::Models && uses_state {
             crate::check_seeds(&session.project, &session.compiled, &selection)?;
         }
-        let plan = orbital_core::plan::plan(
-            dag,
-            &connected.fingerprints,
-            &selection.nodes,
-            &session.environment,
-            &recorded(&connected.recorded),
-            |fp| connected.builds.contains_key(fp),
-            args.full_refresh,
-        )?;
+        let plan = session.plan(&connected, &selection, args.full_refresh)?;
         // Only a whole-project run may drop what the project no longer has.
         let removing = args.select.select.is_empty() && args.select.exclude.is_empty();
         let removed: Vec<String> = if removing {

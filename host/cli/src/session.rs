@@ -177,6 +177,24 @@ impl Session {
         )?)
     }
 
+    /// The plan of `selection` against this session's environment.
+    pub fn plan(
+        &self,
+        connected: &Connected,
+        selection: &Selection,
+        full_refresh: bool,
+    ) -> Result<orbital_core::plan::Plan, Failure> {
+        Ok(orbital_core::plan::plan(
+            &self.compiled.dag,
+            &connected.fingerprints,
+            &selection.nodes,
+            &self.environment,
+            &recorded(&connected.recorded),
+            |fp| connected.builds.contains_key(fp),
+            full_refresh,
+        )?)
+    }
+
     /// Where a fingerprint of `name` lives: where it was built, else where it will be.
     pub fn physical(&self, connected: &Connected, name: &str, fingerprint: &Hash) -> RelationName {
         match connected.builds.get(fingerprint) {
