@@ -58,6 +58,43 @@ fn a_second_run_reuses_everything_and_an_edit_rebuilds_only_what_it_reaches() {
 }
 
 #[test]
+fn an_unchanged_project_comes_from_its_snapshot_and_every_edit_is_still_seen() {
+    const RESTORED: &str = "restored from the state snapshot";
+    let project = TestProject::jaffle_shop();
+    project.age();
+    let first = project.orbital(&["build", "--json", "-v"]).expect_code(0);
+    assert!(!first.stderr().contains(RESTORED));
+    assert!(all(&first.statuses(), "success"));
+
+    let second = project.orbital(&["build", "--json", "-v"]).expect_code(0);
+    assert!(second.stderr().contains(RESTORED), "{}", second.stderr());
+    assert!(all(&second.statuses(), "reused"));
+
+    // Same size and same modification time: only the inode's change time
+    // tells, and it must.
+    let path = "models/staging/stg_payments.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    let edited = original.replace("amount / 100.0", "amount / 200.0");
+    assert_eq!(edited.len(), original.len());
+    project.write_keeping_mtime(path, &edited);
+    let third = project.orbital(&["build", "--json", "-v"]).expect_code(0);
+    assert!(!third.stderr().contains(RESTORED), "{}", third.stderr());
+    let rebuilt: Vec<String> = third
+        .statuses()
+        .into_iter()
+        .filter(|(_, s)| s == "success")
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(rebuilt, ["customers", "orders", "stg_payments"]);
+
+    // A new file is a change too.
+    project.write("models/extra.sql", "select 1 as x");
+    let fourth = project.orbital(&["build", "--json", "-v"]).expect_code(0);
+    assert!(!fourth.stderr().contains(RESTORED));
+    assert_eq!(fourth.statuses()["extra"], "success");
+}
+
+#[test]
 fn upgrading_a_plugin_rebuilds_the_models_it_builds_and_their_descendants() {
     let project = TestProject::jaffle_shop();
     statuses(&project, &["build"]);

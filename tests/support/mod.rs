@@ -51,6 +51,31 @@ impl TestProject {
         self
     }
 
+    /// Sets every project file's modification time an hour back and waits
+    /// out the snapshot's racy window (the inode change times cannot be
+    /// set), so the state snapshot trusts the files' stamps.
+    pub fn age(&self) -> &Self {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for path in files_under(self.path()) {
+            set_modified(&path, hour_ago);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        self
+    }
+
+    /// Writes `text` over `relative` and puts its modification time back,
+    /// as `git checkout` or a careless tool can: only the inode's change
+    /// time tells that the file changed.
+    pub fn write_keeping_mtime(&self, relative: &str, text: &str) -> &Self {
+        let path = self.path().join(relative);
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(&path, text).expect("write");
+        set_modified(&path, modified);
+        self
+    }
+
     /// Runs `orbital <args> --project <dir>`.
     pub fn orbital(&self, args: &[&str]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_orbital"))
@@ -68,6 +93,27 @@ impl TestProject {
     pub fn database(&self) -> PathBuf {
         self.path().join("target/jaffle_shop.db")
     }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn set_modified(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .expect("set mtime");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

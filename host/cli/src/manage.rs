@@ -265,8 +265,10 @@ fn reachable(
 
 /// `orbital runs`: past runs, newest first.
 pub fn runs(cli: &Cli, limit: usize, output: &report::Output) -> Result<ExitCode, Failure> {
-    let project = orbital_core::Project::load(&cli.project)?;
-    let store = orbital_cas::Store::open(&crate::session::state_dir(&project).join("state.redb"))?;
+    let config = orbital_core::ProjectConfig::load(&cli.project)?;
+    let store = orbital_cas::Store::open(
+        &crate::session::state_dir(&cli.project, &config).join("state.redb"),
+    )?;
     output.runs(&store.runs(limit)?);
     Ok(ExitCode::SUCCESS)
 }

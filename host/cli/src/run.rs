@@ -131,12 +131,7 @@ pub fn run(
                 },
             )?;
         } else if !session.compiled.fresh_parses.is_empty() {
-            session.store.write(|w| {
-                for (key, parsed) in &session.compiled.fresh_parses {
-                    w.put_parsed(key, parsed)?;
-                }
-                Ok(())
-            })?;
+            session.store.write(|w| save_caches(w, &session))?;
         }
         if let Some(runtime) = &runtime {
             runtime.close().await;
@@ -252,6 +247,14 @@ struct RunInfo<'a> {
     elapsed_ms: u64,
 }
 
+/// The parse results this session computed, for later sessions.
+fn save_caches(w: &mut orbital_cas::Writer, session: &Session) -> orbital_cas::Result<()> {
+    for (key, parsed) in &session.compiled.fresh_parses {
+        w.put_parsed(key, parsed)?;
+    }
+    Ok(())
+}
+
 /// One store transaction: parse results, builds, pointers, the run.
 fn record(
     session: &Session,
@@ -266,9 +269,7 @@ fn record(
     let status: std::collections::HashMap<_, _> = results.iter().map(|r| (r.id, r)).collect();
     session.store.write(|w| {
         let run_id = w.next_run_id()?;
-        for (key, parsed) in &session.compiled.fresh_parses {
-            w.put_parsed(key, parsed)?;
-        }
+        save_caches(w, session)?;
         let mut nodes = Vec::new();
         for step in &plan.steps {
             let node = &dag.nodes[step.id];

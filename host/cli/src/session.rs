@@ -4,14 +4,16 @@
 //! loading them), fingerprint, and read the environment's records.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use orbital_cas::{BuildRecord, EnvEntry, Store};
 use orbital_core::dag::RelationName;
 use orbital_core::plan::{Recorded, environment_relation, physical_relation};
-use orbital_core::{CompiledProject, Fingerprints, Hash, Project, Selection, Target};
+use orbital_core::{
+    CompiledProject, Fingerprints, Hash, Project, ProjectConfig, Selection, Snapshot, Target,
+};
 use orbital_plugins::Limits;
 use orbital_runner::{Component, Runtime, Sqlite};
 
@@ -48,18 +50,15 @@ impl Session {
         environment: Option<&str>,
         threads: Option<usize>,
     ) -> Result<Self, Failure> {
-        let project = Project::load(&cli.project)?;
-        let (target_name, target) = project.config.target(select.target.as_deref())?;
+        let config = ProjectConfig::load(&cli.project)?;
+        let (target_name, target) = config.target(select.target.as_deref())?;
         let (target_name, target) = (target_name.to_string(), target.clone());
         let environment = environment
             .unwrap_or(orbital_core::plan::DEFAULT_ENVIRONMENT)
             .to_string();
         orbital_core::plan::check_environment_name(&environment)?;
-        let store = Store::open(&state_dir(&project).join("state.redb"))?;
-        let compiled = {
-            let cache = store.parse_cache()?;
-            orbital_core::compile_with_cache(&project, &target, &cache)?
-        };
+        let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
+        let (project, compiled) = load(&cli.project, config, &target, &store)?;
         let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
             .iter()
             .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
@@ -81,7 +80,7 @@ impl Session {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        state_dir(&self.project)
+        state_dir(&self.project.root, &self.project.config)
     }
 
     fn limits(&self) -> Limits {
@@ -109,7 +108,7 @@ impl Session {
 
     /// Connects to the target and reads what the store records for it.
     pub async fn connect(&self) -> Result<Connected, Failure> {
-        let database = Sqlite::open(&self.target.url, &self.project.root, self.threads as u32)
+        let database = Sqlite::open(&self.target.url, &self.project.root)
             .await
             .map_err(|message| orbital_runner::RunnerError::Connect {
                 target: self.target_name.clone(),
@@ -239,9 +238,47 @@ pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> BTreeMap<String, Record
 }
 
 /// `<target-path>/orbital`: the state store and the locks.
-pub fn state_dir(project: &Project) -> PathBuf {
-    project
-        .root
-        .join(&project.config.target_path)
-        .join("orbital")
+pub fn state_dir(root: &Path, config: &ProjectConfig) -> PathBuf {
+    root.join(&config.target_path).join("orbital")
+}
+
+/// The project and its compiled graph: from the store's snapshot when no
+/// source file has changed since it was taken, else read and compiled (with
+/// the parse cache) and snapshotted for the next command.
+fn load(
+    root: &Path,
+    config: ProjectConfig,
+    target: &Target,
+    store: &Store,
+) -> Result<(Project, CompiledProject), Failure> {
+    let read_at = SystemTime::now();
+    let files = orbital_core::snapshot::stamp_files(root, &config)?;
+    let key = orbital_core::snapshot::key(&config, target);
+    if let Some(snapshot) = store.snapshot(&key)?
+        && snapshot.matches(&key, &files)
+    {
+        tracing::info!(
+            files = files.len(),
+            "no source file changed: project restored from the state snapshot"
+        );
+        let (project, dag) = snapshot.restore(root, config);
+        let compiled = CompiledProject {
+            dag,
+            fresh_parses: Vec::new(),
+        };
+        return Ok((project, compiled));
+    }
+    tracing::info!("project read and compiled");
+    let project = Project::load_with_config(root, config)?;
+    let compiled = {
+        let cache = store.parse_cache()?;
+        orbital_core::compile_with_cache(&project, target, &cache)?
+    };
+    if let Some(snapshot) = Snapshot::capture(key, files, read_at, &project, &compiled.dag)
+        && let Err(e) = store.save_snapshot(&snapshot)
+    {
+        // A cache: without it the next command reads the project again.
+        tracing::warn!("cannot save the project snapshot: {e}");
+    }
+    Ok((project, compiled))
 }

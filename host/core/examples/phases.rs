@@ -1,20 +1,31 @@
 //! Times the phases of a cold compile of a synthetic project.
-//! `cargo run --release -p orbital-core --example phases -- 10000`
+//! `cargo run --release -p orbital-core --example phases -- 10000 [DIR]`
+//! With DIR, the project is written there once and reused by later runs, so
+//! a profiler sees only the compile.
 use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (path, text) in orbital_core::synthetic::project(n, 42) {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-        std::fs::write(full, text).expect("write");
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = std::env::args()
+        .nth(2)
+        .map_or_else(|| temp.path().to_path_buf(), std::path::PathBuf::from);
+    if !dir.join("orbital.toml").exists() {
+        for (path, text) in orbital_core::synthetic::project(n, 42) {
+            let full = dir.join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(full, text).expect("write");
+        }
     }
     for _ in 0..3 {
         let t = Instant::now();
-        let project = orbital_core::Project::load(dir.path()).expect("load");
+        let project = orbital_core::Project::load(&dir).expect("load");
         let load = t.elapsed();
         let target = project.config.target(None).expect("target").1.clone();
         let t = Instant::now();

@@ -40,10 +40,11 @@ use crate::project::{Model, ModelConfig, Project};
 const MARKER: &str = "__orbital_ref__";
 
 /// A model after compilation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompiledModel {
     /// Canonical SQL: formatted from the AST, references as markers.
     pub sql: String,
+    #[serde(with = "crate::project::stored_config")]
     pub config: ModelConfig,
     /// Declared sources this model reads, as `source.table`.
     pub sources: Vec<String>,
@@ -52,7 +53,7 @@ pub struct CompiledModel {
 }
 
 /// What a table reference resolved to.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Referent {
     Node(NodeId),
     Source(RelationName),

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use crate::compile::CompiledModel;
 use crate::config::SeedConfig;
 use crate::error::{Error, Location, Result};
@@ -12,19 +14,19 @@ use crate::project::Model;
 pub type NodeId = usize;
 
 /// A relation as the core names it; adapters quote and render it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RelationName {
     pub schema: Option<String>,
     pub identifier: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NodeKind {
     Seed(SeedConfig),
     Model(CompiledModel),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Node {
     pub name: String,
     pub kind: NodeKind,
@@ -68,7 +70,7 @@ impl Node {
 }
 
 /// Nodes with their edges both ways and a topological order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dag {
     pub nodes: Vec<Node>,
     /// Downstream nodes of each node.

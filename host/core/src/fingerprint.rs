@@ -23,6 +23,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::dag::{Dag, NodeId, NodeKind};
 use crate::hash::{Hash, Hasher};
 use crate::project::Project;
@@ -50,7 +52,7 @@ pub fn local_hashes(
     plugins: &PluginHashes,
 ) -> Result<Vec<Hash>, (String, String)> {
     dag.nodes
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(id, node)| match &node.kind {
             NodeKind::Seed(config) => {

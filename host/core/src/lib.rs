@@ -20,6 +20,7 @@ pub mod plan;
 pub mod project;
 pub mod seed;
 pub mod selector;
+pub mod snapshot;
 pub mod synthetic;
 
 pub use compile::{
@@ -33,3 +34,4 @@ pub use fingerprint::{Fingerprints, PluginHashes};
 pub use hash::Hash;
 pub use project::{Model, ModelConfig, Project, Seed};
 pub use selector::{Selection, StateDiff};
+pub use snapshot::Snapshot;

@@ -15,7 +15,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ProjectConfig, SeedConfig};
 use crate::error::{Error, Location, Result};
@@ -32,12 +33,13 @@ pub struct Project {
 }
 
 /// One model file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
     pub name: String,
     /// Path relative to the project root, with `/` separators.
     pub path: PathBuf,
     pub sql: String,
+    #[serde(with = "stored_config")]
     pub config: ModelConfig,
 }
 
@@ -54,7 +56,7 @@ pub struct ModelConfig {
 }
 
 /// One seed CSV file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Seed {
     pub name: String,
     pub path: PathBuf,
@@ -66,16 +68,27 @@ pub struct Seed {
 impl Project {
     /// Loads the project in `root`.
     pub fn load(root: &Path) -> Result<Self> {
-        let config = ProjectConfig::load(root)?;
+        Self::load_with_config(root, ProjectConfig::load(root)?)
+    }
+
+    /// Loads the models and seeds of a project whose `orbital.toml` is loaded.
+    pub fn load_with_config(root: &Path, config: ProjectConfig) -> Result<Self> {
         let mut errors = Vec::new();
         let mut models = Vec::new();
+        let mut paths = Vec::new();
         for dir in &config.model_paths {
-            for path in files_with_extension(root, dir, "sql")? {
-                match load_model(root, &path, &config) {
-                    Ok(model) if model.config.enabled => models.push(model),
-                    Ok(_) => {}
-                    Err(e) => errors.push(e),
-                }
+            paths.extend(files_with_extension(root, dir, "sql")?);
+        }
+        // Reading and config parsing are per file: spread them over the cores.
+        let loaded: Vec<Result<Model>> = paths
+            .par_iter()
+            .map(|path| load_model(root, path, &config))
+            .collect();
+        for model in loaded {
+            match model {
+                Ok(model) if model.config.enabled => models.push(model),
+                Ok(_) => {}
+                Err(e) => errors.push(e),
             }
         }
         let mut seeds = Vec::new();
@@ -120,6 +133,19 @@ fn stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Project-relative paths of every file a project is loaded from:
+/// `orbital.toml`, then model files, then seed files.
+pub fn source_files(root: &Path, config: &ProjectConfig) -> Result<Vec<PathBuf>> {
+    let mut files = vec![PathBuf::from(crate::config::FILE_NAME)];
+    for dir in &config.model_paths {
+        files.extend(files_with_extension(root, dir, "sql")?);
+    }
+    for dir in &config.seed_paths {
+        files.extend(files_with_extension(root, dir, "csv")?);
+    }
+    Ok(files)
+}
+
 /// Project-relative paths of the files under `root/dir` ending in `.ext`, sorted.
 fn files_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -131,8 +157,15 @@ fn files_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBu
             Err(e) => return Err(Error::io(current, e)),
         };
         for entry in entries {
-            let path = entry.map_err(|e| Error::io(&current, e))?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(|e| Error::io(&current, e))?;
+            let path = entry.path();
+            // The directory entry knows its type on most file systems: no stat.
+            let is_dir = match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => path.is_dir(),
+                Ok(kind) => kind.is_dir(),
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            if is_dir {
                 pending.push(path);
             } else if path.extension().is_some_and(|e| e == ext) {
                 out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
@@ -273,6 +306,38 @@ fn model_config(mut table: toml::Table) -> std::result::Result<ModelConfig, Stri
         enabled,
         extra,
     })
+}
+
+/// A [`ModelConfig`] in binary caches (the parse cache, snapshots). Its own
+/// `Serialize` flattens `extra` for plugins' JSON, which binary formats
+/// cannot read back, so `extra` is kept as JSON text here.
+pub(crate) mod stored_config {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ModelConfig;
+
+    type Stored = (String, Vec<String>, bool, String);
+
+    pub fn serialize<S: Serializer>(
+        config: &ModelConfig,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let extra = serde_json::Value::Object(config.extra.clone()).to_string();
+        (&config.materialized, &config.tags, config.enabled, extra).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<ModelConfig, D::Error> {
+        let (materialized, tags, enabled, extra): Stored = Deserialize::deserialize(deserializer)?;
+        let extra = serde_json::from_str(&extra).map_err(serde::de::Error::custom)?;
+        Ok(ModelConfig {
+            materialized,
+            tags,
+            enabled,
+            extra,
+        })
+    }
 }
 
 /// Models and seeds share one namespace: a name is a table.

@@ -44,7 +44,12 @@ fn new_warehouse_id() -> String {
 /// How long a statement waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A pool of connections to one SQLite file.
+/// One connection to one SQLite file, shared by every task.
+///
+/// One, because SQLite runs one writer at a time anyway, and because each DDL
+/// statement makes every other connection reparse the whole schema before its
+/// next statement: with a pool, building n models costs O(n²) schema parsing
+/// (10k tables took minutes, nearly all in SQLite's parser).
 #[derive(Clone)]
 pub struct Sqlite {
     pool: SqlitePool,
@@ -53,7 +58,7 @@ pub struct Sqlite {
 impl Sqlite {
     /// Opens (creating if needed) the file a `sqlite://` URL names; a relative
     /// path is relative to `base`.
-    pub async fn open(url: &str, base: &Path, connections: u32) -> Result<Self, String> {
+    pub async fn open(url: &str, base: &Path) -> Result<Self, String> {
         let path = url
             .strip_prefix("sqlite://")
             .ok_or_else(|| format!("`{url}` is not a sqlite:// URL"))?;
@@ -75,8 +80,7 @@ impl Sqlite {
                 .journal_mode(SqliteJournalMode::Wal)
         };
         let pool = SqlitePoolOptions::new()
-            // Every connection to :memory: is its own empty database.
-            .max_connections(if in_memory { 1 } else { connections.max(1) })
+            .max_connections(1)
             .connect_with(options.busy_timeout(BUSY_TIMEOUT))
             .await
             .map_err(|e| e.to_string())?;
@@ -316,7 +320,7 @@ mod tests {
     #[tokio::test]
     async fn round_trips_typed_values_and_rolls_back_failed_transactions() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Sqlite::open("sqlite://t.db", dir.path(), 2).await.unwrap();
+        let db = Sqlite::open("sqlite://t.db", dir.path()).await.unwrap();
         db.execute(sql(
             "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB)",
             vec![],
