@@ -401,9 +401,7 @@ impl Output {
 
 /// A model's SQL as users read it: references by their relation names.
 fn user_sql(dag: &Dag, id: NodeId) -> Option<String> {
-    dag.nodes[id]
-        .as_model()
-        .map(|model| model.render(|dep| dag.nodes[dep].relation.quoted()))
+    orbital_core::compile::render_model(dag, id, |dep| dag.nodes[dep].relation.quoted())
 }
 
 fn counts(dag: &Dag, selection: &[NodeId]) -> String {

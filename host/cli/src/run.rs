@@ -56,10 +56,11 @@ pub fn run(
         let connected = session.connect().await?;
         let mut selection = session.select(&args.select, &connected)?;
         let dag = &session.compiled.dag;
+        // Ephemeral models are inlined into their readers, never run.
         selection.nodes.retain(|&id| match scope {
             Scope::Seeds => dag.nodes[id].is_seed(),
-            Scope::Models => !dag.nodes[id].is_seed(),
-            Scope::Both => true,
+            Scope::Models => !dag.nodes[id].is_seed() && !dag.nodes[id].is_ephemeral(),
+            Scope::Both => !dag.nodes[id].is_ephemeral(),
         });
         if scope != Scope::Models && uses_state {
             crate::check_seeds(&session.project, &session.compiled, &selection)?;

@@ -242,6 +242,16 @@ pub fn state_dir(root: &Path, config: &ProjectConfig) -> PathBuf {
     root.join(&config.target_path).join("orbital")
 }
 
+/// This binary, as the size and modification time of its file: a rebuilt
+/// `orbital` may compile differently, so it never trusts an older one's
+/// snapshots.
+fn build_identity() -> String {
+    std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| format!("{} {:?}", m.len(), m.modified().ok()))
+        .unwrap_or_default()
+}
+
 /// The project and its compiled graph: from the store's snapshot when no
 /// source file has changed since it was taken, else read and compiled (with
 /// the parse cache) and snapshotted for the next command.
@@ -253,7 +263,7 @@ fn load(
 ) -> Result<(Project, CompiledProject), Failure> {
     let read_at = SystemTime::now();
     let files = orbital_core::snapshot::stamp_files(root, &config)?;
-    let key = orbital_core::snapshot::key(&config, target);
+    let key = orbital_core::snapshot::key(&config, target, &build_identity());
     if let Some(snapshot) = store.snapshot(&key)?
         && snapshot.matches(&key, &files)
     {

@@ -75,6 +75,56 @@ impl CompiledModel {
     }
 }
 
+/// The SQL to run for model `id`: each reference replaced by `relation(dep)`,
+/// and each ephemeral model it reads (directly or through other ephemeral
+/// models) inlined as a CTE named `__orbital_ephemeral__<name>`, defined
+/// before its readers. `None` for a seed.
+pub fn render_model(
+    dag: &Dag,
+    id: NodeId,
+    mut relation: impl FnMut(NodeId) -> String,
+) -> Option<String> {
+    let model = dag.nodes[id].as_model()?;
+    let mut name = |dep: NodeId| match dag.nodes[dep].is_ephemeral() {
+        true => ephemeral_cte(&dag.nodes[dep].name),
+        false => relation(dep),
+    };
+    // Inherited edges (`Dag::new`) make every ephemeral model this one
+    // inlines a direct dependency; `order` puts each before its readers.
+    let ctes: Vec<String> = dag
+        .order
+        .iter()
+        .filter(|dep| dag.nodes[id].depends_on.contains(dep) && dag.nodes[**dep].is_ephemeral())
+        .filter_map(|&dep| {
+            let inlined = dag.nodes[dep].as_model()?.render(&mut name);
+            Some(format!(
+                "{} AS (\n{inlined}\n)",
+                ephemeral_cte(&dag.nodes[dep].name)
+            ))
+        })
+        .collect();
+    let sql = model.render(&mut name);
+    if ctes.is_empty() {
+        return Some(sql);
+    }
+    let ctes = ctes.join(",\n");
+    // Canonical SQL is sqlparser's formatting, so an existing WITH clause
+    // starts the text exactly like this.
+    Some(
+        match ["WITH RECURSIVE ", "WITH "]
+            .iter()
+            .find_map(|with| sql.strip_prefix(with).map(|rest| (with, rest)))
+        {
+            Some((with, rest)) => format!("{with}{ctes},\n{rest}"),
+            None => format!("WITH {ctes}\n{sql}"),
+        },
+    )
+}
+
+fn ephemeral_cte(name: &str) -> String {
+    Ident::with_quote('"', format!("__orbital_ephemeral__{name}")).to_string()
+}
+
 /// The quoted marker canonical SQL holds for the reference `key`.
 fn marker(key: &str) -> String {
     Ident::with_quote('"', format!("{MARKER}{key}")).to_string()
@@ -580,6 +630,59 @@ mod tests {
             NodeKind::Model(m) => (node, m),
             NodeKind::Seed(_) => panic!("{name} is a seed"),
         }
+    }
+
+    #[test]
+    fn ephemeral_models_become_ctes_of_their_readers_innermost_first() {
+        let e = "-- config: materialized = 'ephemeral'\n";
+        let compiled = compile_project(&[
+            ("inner", &format!("{e}select id from raw_orders")),
+            ("outer", &format!("{e}select id from inner where id > 0")),
+            ("plain", "select * from outer"),
+            ("own_ctes", "with x as (select * from outer) select * from x"),
+            ("recursive", "with recursive r(n) as (select 1 union all select n + 1 from r where n < 3) select * from r, inner"),
+        ])
+        .unwrap();
+        let dag = &compiled.dag;
+        let id = |name: &str| dag.find(name).unwrap();
+        // Compared with whitespace collapsed: the layout is sqlparser's.
+        let render = |name: &str| {
+            let sql = render_model(dag, id(name), |dep| {
+                format!("\"{}_built\"", dag.nodes[dep].name)
+            })
+            .unwrap();
+            sql.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        // Readers also wait for what the inlined SQL reads.
+        assert!(
+            dag.nodes[id("plain")]
+                .depends_on
+                .contains(&id("raw_orders"))
+        );
+
+        let plain = render("plain");
+        assert!(plain.starts_with("WITH \"__orbital_ephemeral__inner\" AS ( SELECT id FROM \"raw_orders_built\" AS raw_orders ), \"__orbital_ephemeral__outer\" AS ( SELECT id FROM \"__orbital_ephemeral__inner\" AS inner WHERE id > 0 )"), "{plain}");
+        assert!(
+            plain.ends_with(") SELECT * FROM \"__orbital_ephemeral__outer\" AS outer"),
+            "{plain}"
+        );
+
+        let own = render("own_ctes");
+        assert_eq!(own.matches("WITH ").count(), 1, "{own}");
+        assert!(
+            own.ends_with(
+                " ), x AS ( SELECT * FROM \"__orbital_ephemeral__outer\" AS outer ) SELECT * FROM x"
+            ),
+            "{own}"
+        );
+
+        let recursive = render("recursive");
+        assert!(
+            recursive.starts_with("WITH RECURSIVE \"__orbital_ephemeral__inner\" AS ("),
+            "{recursive}"
+        );
+        // What the ephemeral model reads it would render itself too.
+        assert!(render("outer").contains("__orbital_ephemeral__inner"));
     }
 
     #[test]

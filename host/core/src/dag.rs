@@ -63,9 +63,51 @@ impl Node {
         }
     }
 
+    /// Whether this model is inlined into its readers instead of built.
+    pub fn is_ephemeral(&self) -> bool {
+        self.as_model()
+            .is_some_and(|m| m.config.materialized == EPHEMERAL)
+    }
+
     /// `model` or `seed`.
     pub fn kind_name(&self) -> &'static str {
         if self.is_seed() { "seed" } else { "model" }
+    }
+}
+
+/// The materialization that builds nothing: the host inlines the model as a
+/// CTE into every model that reads it ([`crate::compile::render_model`]).
+pub const EPHEMERAL: &str = "ephemeral";
+
+fn children_of(nodes: &[Node]) -> Vec<Vec<NodeId>> {
+    let mut children = vec![Vec::new(); nodes.len()];
+    for (id, node) in nodes.iter().enumerate() {
+        for &dep in &node.depends_on {
+            children[dep].push(id);
+        }
+    }
+    children
+}
+
+/// A reader of an ephemeral model runs its SQL, so it depends on what that
+/// SQL reads: each node also depends on its ephemeral upstreams'
+/// dependencies (which the scheduler, the planner and `+` selectors then
+/// see as ordinary edges). In topological order, so chains fold in whole.
+fn inherit_ephemeral_dependencies(nodes: &mut [Node], order: &[NodeId]) {
+    for &id in order {
+        let inherited: Vec<NodeId> = nodes[id]
+            .depends_on
+            .iter()
+            .filter(|&&dep| nodes[dep].is_ephemeral())
+            .flat_map(|&dep| nodes[dep].depends_on.clone())
+            .collect();
+        if inherited.is_empty() {
+            continue;
+        }
+        let deps = &mut nodes[id].depends_on;
+        deps.extend(inherited);
+        deps.sort_unstable();
+        deps.dedup();
     }
 }
 
@@ -82,13 +124,8 @@ pub struct Dag {
 impl Dag {
     /// Builds the graph; `edges` maps (node, dependency) to where the
     /// dependency is written, so a cycle can point at its source.
-    pub fn new(nodes: Vec<Node>, edges: &BTreeMap<(NodeId, NodeId), Location>) -> Result<Self> {
-        let mut children = vec![Vec::new(); nodes.len()];
-        for (id, node) in nodes.iter().enumerate() {
-            for &dep in &node.depends_on {
-                children[dep].push(id);
-            }
-        }
+    pub fn new(mut nodes: Vec<Node>, edges: &BTreeMap<(NodeId, NodeId), Location>) -> Result<Self> {
+        let children = children_of(&nodes);
         let order = topological_order(&nodes, &children);
         if order.len() < nodes.len() {
             let cycle = find_cycle(&nodes, &order);
@@ -101,9 +138,10 @@ impl Dag {
                 cycle: cycle.iter().map(|&id| nodes[id].name.clone()).collect(),
             });
         }
+        inherit_ephemeral_dependencies(&mut nodes, &order);
         Ok(Self {
+            children: children_of(&nodes),
             nodes,
-            children,
             order,
         })
     }

@@ -9,12 +9,14 @@
 //!     config except what cannot change the result (`tags`, `enabled`), the
 //!     relation each declared source it reads resolves to, and the hashes of
 //!     the materialization plugin that builds it and of the target's adapter
-//!     plugin;
+//!     plugin (an ephemeral model has no materialization plugin: zeros);
 //!   - a seed: the CSV file's bytes, its column-type overrides, and the
 //!     adapter plugin's hash.
 //! - **fingerprint**: the local hash and, for each upstream node by name,
 //!   the upstream's fingerprint: a Merkle DAG, so a change reaches every
-//!   descendant.
+//!   descendant. A model that reads an ephemeral model also lists that
+//!   model's upstreams among its own (`Dag::new`), and the ephemeral
+//!   model's fingerprint covers its SQL, so inlined SQL counts.
 //!
 //! Two nodes with the same fingerprint produce the same relation, which is
 //! why a physical relation is named by it and shared by every environment.
@@ -25,7 +27,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use crate::dag::{Dag, NodeId, NodeKind};
+use crate::dag::{Dag, EPHEMERAL, NodeId, NodeKind};
 use crate::hash::{Hash, Hasher};
 use crate::project::Project;
 
@@ -66,8 +68,11 @@ pub fn local_hashes(
             }
             NodeKind::Model(model) => {
                 let strategy = &model.config.materialized;
-                let Some(plugin) = plugins.strategies.get(strategy) else {
-                    return Err((strategy.clone(), node.name.clone()));
+                // Ephemeral models are inlined by the host: no plugin builds them.
+                let plugin = match plugins.strategies.get(strategy) {
+                    Some(plugin) => plugin.0,
+                    None if strategy == EPHEMERAL => [0; 32],
+                    None => return Err((strategy.clone(), node.name.clone())),
                 };
                 let mut hasher = Hasher::new("orbital fingerprint v1 model");
                 hasher.field(&model.sql).field(strategy);
@@ -81,7 +86,7 @@ pub fn local_hashes(
                         hasher.field(key).field(relation.quoted());
                     }
                 }
-                hasher.field(plugin.0).field(plugins.adapter.0);
+                hasher.field(plugin).field(plugins.adapter.0);
                 Ok(hasher.finish())
             }
         })

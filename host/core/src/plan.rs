@@ -172,6 +172,18 @@ pub fn plan(
     for &id in &dag.order {
         let node = &dag.nodes[id];
         let record = recorded.get(&node.name);
+        if node.is_ephemeral() {
+            // Never built: it is what its upstreams will be, inlined.
+            let mut complete = true;
+            let fingerprint = combine_one(dag, id, prints.local[id], |dep| {
+                effective[dep].unwrap_or_else(|| {
+                    complete = false;
+                    Hash::default()
+                })
+            });
+            effective[id] = complete.then_some(fingerprint);
+            continue;
+        }
         if !selected[id] {
             effective[id] = if built(&prints.full[id]) {
                 Some(prints.full[id])
@@ -183,7 +195,11 @@ pub fn plan(
         let mut missing = None;
         let fingerprint = combine_one(dag, id, prints.local[id], |dep| {
             effective[dep].unwrap_or_else(|| {
-                missing.get_or_insert(dep);
+                // An ephemeral upstream is unbuilt only when one of its own
+                // upstreams is, and those are this node's too: name that one.
+                if !dag.nodes[dep].is_ephemeral() {
+                    missing.get_or_insert(dep);
+                }
                 Hash::default()
             })
         });
@@ -217,8 +233,14 @@ pub fn plan(
             fingerprint,
         });
     }
-    let present: std::collections::HashSet<&str> =
-        dag.nodes.iter().map(|n| n.name.as_str()).collect();
+    // An ephemeral model has no relation: one recorded (it was built before
+    // it became ephemeral) leaves the environment.
+    let present: std::collections::HashSet<&str> = dag
+        .nodes
+        .iter()
+        .filter(|n| !n.is_ephemeral())
+        .map(|n| n.name.as_str())
+        .collect();
     let removed = recorded
         .keys()
         .filter(|name| !present.contains(name.as_str()))

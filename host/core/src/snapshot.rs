@@ -74,12 +74,13 @@ pub fn stamp_files(root: &Path, config: &ProjectConfig) -> Result<Vec<(PathBuf, 
         .collect()
 }
 
-/// What a snapshot is valid for besides its files: this version of Orbital,
-/// the parts of the target that compiling reads, and the project config that
-/// loading and compiling read. The config is taken as loaded, after `${VAR}`
-/// interpolation, because the same `orbital.toml` can mean another config
-/// under another environment.
-pub fn key(config: &ProjectConfig, target: &Target) -> Hash {
+/// What a snapshot is valid for besides its files: the Orbital build that
+/// compiled it (`build` names the binary, since compiling can change between
+/// builds of one version), the parts of the target that compiling reads, and
+/// the project config that loading and compiling read. The config is taken
+/// as loaded, after `${VAR}` interpolation, because the same `orbital.toml`
+/// can mean another config under another environment.
+pub fn key(config: &ProjectConfig, target: &Target, build: &str) -> Hash {
     let read = (
         &config.model_paths,
         &config.seed_paths,
@@ -89,6 +90,7 @@ pub fn key(config: &ProjectConfig, target: &Target) -> Hash {
     );
     Hasher::new("orbital snapshot v1")
         .field(env!("CARGO_PKG_VERSION"))
+        .field(build)
         .field(target.parser_dialect())
         .field(target.schema.as_deref().unwrap_or(""))
         // Debug output is deterministic here: every map is a BTreeMap.
@@ -179,7 +181,7 @@ mod tests {
         let project = Project::load(root).unwrap();
         let target = project.config.target(None).unwrap().1.clone();
         let dag = crate::compile(&project, &target).unwrap().dag;
-        (project.clone(), dag, key(&project.config, &target))
+        (project.clone(), dag, key(&project.config, &target, "test"))
     }
 
     #[test]

@@ -283,13 +283,17 @@ impl Context {
             None => crate::seed::load(runtime, node, target).await,
             Some(model) => {
                 let mut unread = None;
-                let sql = model.render(|dep| match &self.assignments.reads[dep] {
-                    Some(relation) => relation.quoted(),
-                    None => {
-                        unread = Some(self.dag.nodes[dep].name.clone());
-                        String::new()
-                    }
-                });
+                let rendered =
+                    orbital_core::compile::render_model(&self.dag, id, |dep| {
+                        match &self.assignments.reads[dep] {
+                            Some(relation) => relation.quoted(),
+                            None => {
+                                unread = Some(self.dag.nodes[dep].name.clone());
+                                String::new()
+                            }
+                        }
+                    });
+                let sql = rendered.unwrap_or_default();
                 if let Some(dep) = unread {
                     return Err(format!("internal error: no relation to read `{dep}` from"));
                 }
