@@ -8,6 +8,9 @@
 //! - **environments**: per warehouse, named pointers model -> fingerprint;
 //! - **runs**: run id -> the run record's object hash;
 //! - **parse cache**: parse results by file hash;
+//! - **installed plugins**: component bytes by blake3 hash, put there by
+//!   `orbital plugin install` and named in orbital.toml as `blake3:<hex>`;
+//!   apart from objects because `gc` never removes them;
 //! - **plugin sets**: which component provides the adapter and each
 //!   materialization, by the hash of the set of components, so an unchanged
 //!   run fingerprints without loading a plugin.
@@ -51,6 +54,8 @@ const PLUGIN_SETS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("plu
 const BUILDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("builds");
 /// `warehouse/environment/model` -> [`EnvEntry`].
 const ENVIRONMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("environments");
+/// component hash -> component bytes.
+const PLUGINS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("plugins");
 /// run id -> the run record's object hash.
 const RUNS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("runs");
 
@@ -134,6 +139,7 @@ impl Store {
             txn.open_table(BUILDS)?;
             txn.open_table(ENVIRONMENTS)?;
             txn.open_table(RUNS)?;
+            txn.open_table(PLUGINS)?;
         }
         txn.commit()?;
         Ok(())
@@ -211,6 +217,22 @@ impl Store {
     pub fn object(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
         let table = self.read()?.open_table(OBJECTS)?;
         Ok(table.get(hash.0.as_slice())?.map(|v| v.value().to_vec()))
+    }
+
+    /// The installed component with hash `hash`.
+    pub fn plugin(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
+        let table = self.read()?.open_table(PLUGINS)?;
+        Ok(table.get(hash.0.as_slice())?.map(|v| v.value().to_vec()))
+    }
+
+    /// The hashes of every installed component.
+    pub fn plugins(&self) -> Result<Vec<Hash>> {
+        let table = self.read()?.open_table(PLUGINS)?;
+        let mut hashes = Vec::new();
+        for item in table.iter()? {
+            hashes.push(hash_from(item?.0.value())?);
+        }
+        Ok(hashes)
     }
 
     /// Every environment of `warehouse`: name -> model -> entry.
@@ -358,6 +380,15 @@ impl Writer {
         let hash = Hash::of(bytes);
         self.txn
             .open_table(OBJECTS)?
+            .insert(hash.0.as_slice(), bytes)?;
+        Ok(hash)
+    }
+
+    /// Installs a component; returns its hash.
+    pub fn put_plugin(&mut self, bytes: &[u8]) -> Result<Hash> {
+        let hash = Hash::of(bytes);
+        self.txn
+            .open_table(PLUGINS)?
             .insert(hash.0.as_slice(), bytes)?;
         Ok(hash)
     }

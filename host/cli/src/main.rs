@@ -12,6 +12,7 @@
 mod diagnostics;
 mod lock;
 mod manage;
+mod plugin;
 mod report;
 mod run;
 mod session;
@@ -96,6 +97,11 @@ enum Command {
         #[command(flatten)]
         select: SelectArgs,
     },
+    /// Scaffold, build, install and list plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
     /// List past runs with per-node status, timing and fingerprints.
     Runs {
         /// How many runs to show, newest first.
@@ -155,6 +161,7 @@ fn main() -> ExitCode {
         Command::Promote { from, to, select } => manage::promote(&cli, select, from, to, &output),
         Command::Gc { dry_run, select } => manage::gc(&cli, select, *dry_run, &output),
         Command::Runs { limit } => manage::runs(&cli, *limit, &output),
+        Command::Plugin { command } => plugin::command(&cli, command, &output),
     };
     match result {
         Ok(code) => code,

@@ -12,7 +12,8 @@ use orbital_cas::{BuildRecord, EnvEntry, Store};
 use orbital_core::dag::RelationName;
 use orbital_core::plan::{Recorded, environment_relation, physical_relation};
 use orbital_core::{
-    CompiledProject, Fingerprints, Hash, Project, ProjectConfig, Selection, Snapshot, Target,
+    CompiledProject, ComponentRef, Fingerprints, Hash, Project, ProjectConfig, Selection, Snapshot,
+    Target,
 };
 use orbital_plugins::Limits;
 use orbital_runner::{Component, Runtime, Sqlite};
@@ -59,13 +60,7 @@ impl Session {
         orbital_core::plan::check_environment_name(&environment)?;
         let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
         let (project, compiled) = load(&cli.project, config, &target, &store)?;
-        let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
-            .iter()
-            .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
-            .collect();
-        for path in &project.config.plugins.components {
-            components.push(Component::read(&project.root.join(path))?);
-        }
+        let components = components(&project, &store)?;
         let threads = threads.or(target.threads).unwrap_or(4).max(1);
         Ok(Self {
             project,
@@ -235,6 +230,31 @@ pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> BTreeMap<String, Record
             )
         })
         .collect()
+}
+
+/// The components a project loads: the bundled ones, then those its
+/// orbital.toml lists (files, or components installed in `store`).
+pub fn components(project: &Project, store: &Store) -> Result<Vec<Component>, Failure> {
+    let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
+        .iter()
+        .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
+        .collect();
+    for reference in &project.config.plugins.components {
+        components.push(match reference {
+            ComponentRef::Path(path) => Component::read(&project.root.join(path))?,
+            ComponentRef::Installed(hash) => {
+                let bytes = store.plugin(hash)?.ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "orbital.toml lists the plugin `{reference}`, which is not installed in \
+                         {}; install it with `orbital plugin install <file.wasm>`",
+                        store.path().display()
+                    ))
+                })?;
+                Component::new(reference.to_string(), bytes, false)
+            }
+        });
+    }
+    Ok(components)
 }
 
 /// `<target-path>/orbital`: the state store and the locks.

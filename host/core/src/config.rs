@@ -96,12 +96,49 @@ pub struct SourceConfig {
     pub tables: Vec<String>,
 }
 
+/// Where a project's plugin component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentRef {
+    /// A `.wasm` file, relative to the project.
+    Path(PathBuf),
+    /// `blake3:<hex>`: a component installed in the project's state store.
+    Installed(crate::hash::Hash),
+}
+
+/// How orbital.toml names an installed component.
+pub const INSTALLED_PREFIX: &str = "blake3:";
+
+impl<'de> Deserialize<'de> for ComponentRef {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.strip_prefix(INSTALLED_PREFIX) {
+            Some(hex) => hex
+                .parse()
+                .map(ComponentRef::Installed)
+                .map_err(serde::de::Error::custom),
+            None => Ok(ComponentRef::Path(PathBuf::from(text))),
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComponentRef::Path(path) => write!(f, "{}", path.display()),
+            ComponentRef::Installed(hash) => write!(f, "{INSTALLED_PREFIX}{hash}"),
+        }
+    }
+}
+
 /// Limits and extra components for WASM plugins.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct PluginSettings {
-    /// Extra plugin components (paths relative to the project).
-    pub components: Vec<PathBuf>,
+    /// Extra plugin components: `.wasm` files (relative to the project) or
+    /// components `orbital plugin install` put in the state store.
+    pub components: Vec<ComponentRef>,
     /// Wall-clock time a plugin may spend running its own code per call,
     /// excluding time the host spends on its database calls.
     pub timeout_ms: u64,

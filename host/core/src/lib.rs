@@ -27,7 +27,7 @@ pub use compile::{
     CompiledModel, CompiledProject, NoCache, ParseCache, ParsedModel, Referent, compile,
     compile_with_cache,
 };
-pub use config::{ProjectConfig, Target};
+pub use config::{ComponentRef, ProjectConfig, Target};
 pub use dag::{Dag, Node, NodeId, NodeKind};
 pub use error::{Error, Location, Result};
 pub use fingerprint::{Fingerprints, PluginHashes};

@@ -1,0 +1,467 @@
+//! `orbital plugin`: scaffold a plugin crate, build it to a component,
+//! install a component into the project's state store, list what a project
+//! loads. Everything a third party needs to go from nothing to a model built
+//! by their own materialization.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use clap::{Subcommand, ValueEnum};
+use orbital_cas::Store;
+use orbital_core::config::INSTALLED_PREFIX;
+use orbital_core::{Project, ProjectConfig};
+use orbital_plugins::{Limits, Plugin, PluginHost};
+use orbital_runner::Component;
+use serde::Serialize;
+
+use crate::diagnostics::Failure;
+use crate::session::{components, state_dir};
+use crate::{Cli, report};
+
+/// The WASM target plugins build for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+#[derive(Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Create a plugin crate that `orbital plugin build` turns into a component.
+    New {
+        /// What the plugin provides.
+        kind: PluginKind,
+        /// The plugin's name (lowercase letters, digits, `-`, `_`); for a
+        /// materialization, also the `materialized` value models use (with
+        /// `-` as `_`).
+        name: String,
+        /// Where to create the crate (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The orbital-sdk crate to depend on, as a path (default: the SDK
+        /// this orbital was built from, when its source is still there).
+        #[arg(long, value_name = "DIR")]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Build the plugin crate in DIR for wasm32-wasip2 and check that the
+    /// result loads as a plugin.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Check a component and install it into the project's state store; the
+    /// project then lists it in orbital.toml as `blake3:<hash>`.
+    Install { file: PathBuf },
+    /// The plugins the project loads: bundled, then listed in orbital.toml.
+    List,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PluginKind {
+    Materialization,
+    Adapter,
+}
+
+/// What a loaded component says about itself.
+#[derive(Debug, Serialize)]
+struct Described {
+    kind: &'static str,
+    name: String,
+    version: String,
+    description: String,
+    /// The strategy a materialization provides, or the URL schemes of an adapter.
+    provides: String,
+    hash: String,
+    source: String,
+}
+
+pub(crate) fn command(
+    cli: &Cli,
+    command: &PluginCommand,
+    output: &report::Output,
+) -> Result<ExitCode, Failure> {
+    match command {
+        PluginCommand::New {
+            kind,
+            name,
+            dir,
+            sdk_path,
+        } => {
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(name));
+            scaffold(*kind, name, &dir, sdk_path.as_deref())?;
+            print(output, serde_json::json!({ "created": dir }), || {
+                format!(
+                    "Created the plugin crate {}. Build it with: orbital plugin build {}",
+                    dir.display(),
+                    dir.display()
+                )
+            });
+        }
+        PluginCommand::Build { dir } => {
+            let wasm = build(dir)?;
+            let described = describe(&Component::read(&wasm)?, &wasm.display().to_string())?;
+            print(output, serde_json::json!({ "built": described }), || {
+                format!("Built {}\n{}", wasm.display(), described.line())
+            });
+        }
+        PluginCommand::Install { file } => {
+            let component = Component::read(file)?;
+            let described = describe(&component, &file.display().to_string())?;
+            let config = ProjectConfig::load(&cli.project)?;
+            let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
+            store.write(|w| w.put_plugin(&component.bytes))?;
+            print(
+                output,
+                serde_json::json!({ "installed": described }),
+                || {
+                    format!(
+                        "Installed {}\nList it in orbital.toml to use it:\n  [plugins]\n  components = [\"{}\"]",
+                        described.line(),
+                        described.hash
+                    )
+                },
+            );
+        }
+        PluginCommand::List => {
+            let config = ProjectConfig::load(&cli.project)?;
+            let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
+            let project = Project {
+                root: cli.project.clone(),
+                config,
+                models: Vec::new(),
+                seeds: Vec::new(),
+            };
+            let listed = components(&project, &store)?
+                .iter()
+                .map(|c| describe(c, &c.label))
+                .collect::<Result<Vec<_>, _>>()?;
+            print(output, serde_json::json!({ "plugins": listed }), || {
+                listed
+                    .iter()
+                    .map(Described::line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Described {
+    fn line(&self) -> String {
+        format!(
+            "{:<16} {:<32} {:<10} provides {:<20} {} ({})",
+            self.kind,
+            self.name,
+            self.version,
+            self.provides,
+            &self.hash[..INSTALLED_PREFIX.len() + 12],
+            self.source
+        )
+    }
+}
+
+fn print(output: &report::Output, json: serde_json::Value, human: impl FnOnce() -> String) {
+    if output.json {
+        println!("{json}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn describe(component: &Component, source: &str) -> Result<Described, Failure> {
+    let runtime = crate::async_runtime()?;
+    let limits = Limits {
+        cache_dir: crate::cache_dir(),
+        ..Limits::default()
+    };
+    let plugin = runtime.block_on(async {
+        let host = PluginHost::new(limits)?;
+        host.load(source, component.bytes.clone()).await
+    });
+    let plugin = plugin.map_err(orbital_runner::RunnerError::from)?;
+    let (kind, info, provides) = match plugin {
+        Plugin::Adapter(adapter) => (
+            "adapter",
+            adapter.info.plugin.clone(),
+            adapter.info.url_schemes.join(", "),
+        ),
+        Plugin::Materialization(m) => ("materialization", m.info.clone(), m.strategy.clone()),
+    };
+    Ok(Described {
+        kind,
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        provides,
+        hash: format!("{INSTALLED_PREFIX}{}", component.hash),
+        source: source.to_string(),
+    })
+}
+
+fn check_name(name: &str) -> Result<(), Failure> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Failure::Usage(format!(
+            "`{name}` is not a plugin name: use lowercase letters, digits, `-` and `_`, starting with a letter"
+        )))
+    }
+}
+
+/// Writes the crate into a temporary folder beside `dir`, then renames it
+/// into place, so a failure leaves nothing behind.
+fn scaffold(
+    kind: PluginKind,
+    name: &str,
+    dir: &Path,
+    sdk_path: Option<&Path>,
+) -> Result<(), Failure> {
+    check_name(name)?;
+    if dir.exists() {
+        return Err(Failure::Usage(format!(
+            "{} already exists; choose another --dir",
+            dir.display()
+        )));
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Failure::Write { path, source }
+    };
+    std::fs::create_dir_all(&parent).map_err(write_error(&parent))?;
+    let staging = tempfile::TempDir::new_in(&parent).map_err(write_error(&parent))?;
+    let files = [
+        ("Cargo.toml", manifest(name, &sdk_dependency(sdk_path)?)),
+        ("src/lib.rs", source(kind, name)),
+        (".gitignore", "/target\n".to_string()),
+    ];
+    for (relative, text) in files {
+        let path = staging.path().join(relative);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(write_error(folder))?;
+        }
+        std::fs::write(&path, text).map_err(write_error(&path))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, dir).map_err(|source| {
+        let _ = std::fs::remove_dir_all(&staged);
+        Failure::Write {
+            path: dir.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// The `orbital-sdk` dependency line: a path to the SDK source.
+fn sdk_dependency(sdk_path: Option<&Path>) -> Result<String, Failure> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
+    let path = match sdk_path {
+        Some(path) => path.to_path_buf(),
+        None if built_from.join("Cargo.toml").is_file() => built_from,
+        None => {
+            return Err(Failure::Usage(
+                "the orbital-sdk source this orbital was built from is gone; pass --sdk-path <dir of orbital-sdk>".into(),
+            ));
+        }
+    };
+    let path = path
+        .canonicalize()
+        .map_err(|e| Failure::Usage(format!("--sdk-path {}: {e}", path.display())))?;
+    if !path.join("Cargo.toml").is_file() {
+        return Err(Failure::Usage(format!(
+            "{} holds no Cargo.toml; --sdk-path names the orbital-sdk crate's folder",
+            path.display()
+        )));
+    }
+    // A TOML basic string: escape what would end or bend it.
+    let escaped = path
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    Ok(format!("{{ path = \"{escaped}\" }}"))
+}
+
+fn manifest(name: &str, sdk: &str) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+# cdylib: for wasm32-wasip2 the linker makes it a WebAssembly component.
+crate-type = ["cdylib"]
+
+[dependencies]
+orbital-sdk = {sdk}
+
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+strip = true
+panic = "abort"
+
+# Its own workspace, wherever it is created.
+[workspace]
+"#
+    )
+}
+
+fn source(kind: PluginKind, name: &str) -> String {
+    let strategy = name.replace('-', "_");
+    match kind {
+        PluginKind::Materialization => format!(
+            r#"//! `{name}`: an Orbital materialization.
+//!
+//! Models use it with `-- config: materialized = '{strategy}'`.
+//! `orbital plugin build` makes the component; list the `.wasm` file under
+//! `[plugins] components` in orbital.toml, or `orbital plugin install` it
+//! and list the `blake3:<hash>` it prints.
+
+use orbital_sdk::{{Materialization, ModelTask, Outcome, PluginInfo, database, dialect}};
+
+struct Plugin;
+
+impl Materialization for Plugin {{
+    fn info() -> PluginInfo {{
+        orbital_sdk::plugin_info!("{name}", "Builds a model as a table")
+    }}
+
+    fn strategy() -> String {{
+        "{strategy}".into()
+    }}
+
+    fn materialize(task: ModelTask) -> Result<Outcome, String> {{
+        // One transaction: a failed build leaves what was there.
+        let mut statements = match database::relation_kind(&task.relation)? {{
+            Some(kind) => dialect::drop_relation(&task.relation, kind),
+            None => Vec::new(),
+        }};
+        statements.extend(dialect::create_table_as(&task.relation, &task.sql));
+        database::run_in_transaction(&statements)?;
+        let rows = database::row_count(&task.relation)?;
+        Ok(Outcome {{
+            rows_affected: Some(rows),
+            message: format!("built by {name} ({{rows}} rows)"),
+        }})
+    }}
+}}
+
+orbital_sdk::export_materialization!(Plugin);
+"#
+        ),
+        PluginKind::Adapter => format!(
+            r#"//! `{name}`: an Orbital adapter, the SQL dialect of one kind of database.
+//!
+//! Every method of `Adapter` but `info` has a standard-SQL default; override
+//! what your database says differently. The host connects to the URL
+//! schemes it has drivers for (`sqlite`); an adapter claiming one replaces
+//! the bundled adapter for it.
+
+use orbital_sdk::{{Adapter, AdapterInfo}};
+
+struct Plugin;
+
+impl Adapter for Plugin {{
+    fn info() -> AdapterInfo {{
+        AdapterInfo {{
+            plugin: orbital_sdk::plugin_info!("{name}", "A SQL dialect"),
+            url_schemes: vec!["sqlite".into()],
+            parser_dialect: "sqlite".into(),
+            transactional_ddl: true,
+        }}
+    }}
+}}
+
+orbital_sdk::export_adapter!(Plugin);
+"#
+        ),
+    }
+}
+
+/// Builds the crate in `dir` and returns its component's path.
+fn build(dir: &Path) -> Result<PathBuf, Failure> {
+    if !dir.join("Cargo.toml").is_file() {
+        return Err(Failure::Usage(format!(
+            "{} holds no Cargo.toml; `orbital plugin new` creates a plugin crate",
+            dir.display()
+        )));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(dir)
+        .args(["build", "--release", "--lib", "--target", WASM_TARGET])
+        .args(["--message-format", "json-render-diagnostics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Failure::Environment(format!("cannot run cargo: {e}")))?;
+    if !built.status.success() {
+        return Err(Failure::Usage(format!(
+            "building the plugin in {} failed (cargo's errors above); if the target is missing: rustup target add {WASM_TARGET}",
+            dir.display()
+        )));
+    }
+    component_path(&String::from_utf8_lossy(&built.stdout)).ok_or_else(|| {
+        Failure::Usage(format!(
+            "cargo built no .wasm in {}: is the crate's [lib] crate-type \"cdylib\"?",
+            dir.display()
+        ))
+    })
+}
+
+/// The `.wasm` file among cargo's JSON messages: the last artifact of the
+/// root package (dependencies are rlibs).
+fn component_path(messages: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+                .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+                .collect::<Vec<_>>()
+        })
+        .last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("audited_table").is_ok());
+        assert!(check_name("my-mat2").is_ok());
+        for bad in ["", "Mat", "2mat", "a b", "a/b", "../x"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_component_is_the_wasm_artifact() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","filenames":["/t/libdep.rlib"]}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","filenames":["/t/my_mat.wasm"]}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            component_path(messages),
+            Some(PathBuf::from("/t/my_mat.wasm"))
+        );
+        assert_eq!(component_path(""), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! End to end: a third party's path from nothing to a model built by their
+//! own materialization: `orbital plugin new`, `build`, `install`, `list`,
+//! then a model that uses it. Builds a real crate with cargo for
+//! wasm32-wasip2, so it takes a while on a cold target folder.
+
+mod support;
+
+use std::process::Command;
+
+use support::{TestProject, scalar, workspace};
+
+const CARGO_LOCK: &str = "Cargo.lock";
+
+fn orbital(args: &[&str], cwd: &std::path::Path) -> support::Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(args)
+        .current_dir(cwd)
+        // The workspace's lock pins every crate the SDK needs, so no index
+        // is fetched; a target folder under the workspace's is reused by
+        // later runs of this test.
+        .env("CARGO_NET_OFFLINE", "true")
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace().join("target/plugin-authoring-test"),
+        )
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run orbital");
+    support::Run { output }
+}
+
+#[test]
+fn scaffold_build_install_and_use_a_custom_materialization() {
+    let work = tempfile::tempdir().unwrap();
+    let sdk = workspace().join("sdk");
+    let sdk = sdk.to_str().unwrap();
+    orbital(
+        &[
+            "plugin",
+            "new",
+            "materialization",
+            "audited-table",
+            "--sdk-path",
+            sdk,
+        ],
+        work.path(),
+    )
+    .expect_code(0);
+    let crate_dir = work.path().join("audited-table");
+    std::fs::copy(workspace().join(CARGO_LOCK), crate_dir.join(CARGO_LOCK)).unwrap();
+
+    let built = orbital(&["--json", "plugin", "build", "audited-table"], work.path())
+        .expect_code(0)
+        .json();
+    let built = &built["built"];
+    assert_eq!(built["kind"], "materialization");
+    assert_eq!(built["provides"], "audited_table");
+    let wasm = built["source"].as_str().unwrap().to_string();
+    assert!(wasm.ends_with("audited_table.wasm"), "{wasm}");
+
+    let project = TestProject::jaffle_shop();
+    let installed = project
+        .orbital(&["--json", "plugin", "install", &wasm])
+        .expect_code(0)
+        .json();
+    let hash = installed["installed"]["hash"].as_str().unwrap().to_string();
+    assert_eq!(hash, built["hash"].as_str().unwrap());
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    project.write(
+        "orbital.toml",
+        &format!("{config}\n[plugins]\ncomponents = [\"{hash}\"]\n"),
+    );
+    project.write(
+        "models/marts/order_counts.sql",
+        "-- config: materialized = 'audited_table'\nselect customer_id, count(*) as n from stg_orders group by customer_id",
+    );
+
+    let listed = project
+        .orbital(&["--json", "plugin", "list"])
+        .expect_code(0)
+        .json();
+    let names: Vec<&str> = listed["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"audited-table"), "{names:?}");
+
+    let run = project.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(run.statuses()["order_counts"], "success");
+    let results = run.json()["results"].as_array().unwrap().clone();
+    let message = results
+        .iter()
+        .find(|r| r["name"] == "order_counts")
+        .and_then(|r| r["message"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(message.starts_with("built by audited-table"), "{message}");
+    let db = project.database();
+    assert_eq!(
+        scalar(&db, "SELECT sum(n) FROM order_counts"),
+        scalar(&db, "SELECT count(*) FROM stg_orders")
+    );
+
+    // The adapter scaffold builds too.
+    orbital(
+        &["plugin", "new", "adapter", "my-dialect", "--sdk-path", sdk],
+        work.path(),
+    )
+    .expect_code(0);
+    std::fs::copy(
+        workspace().join(CARGO_LOCK),
+        work.path().join("my-dialect").join(CARGO_LOCK),
+    )
+    .unwrap();
+    let adapter = orbital(&["--json", "plugin", "build", "my-dialect"], work.path())
+        .expect_code(0)
+        .json();
+    assert_eq!(adapter["built"]["kind"], "adapter");
+    assert_eq!(adapter["built"]["provides"], "sqlite");
+
+    // Uninstalled (a fresh state store): a clear error naming the hash.
+    std::fs::remove_dir_all(project.path().join("target")).unwrap();
+    let missing = project.orbital(&["build"]).expect_code(2);
+    assert!(
+        missing.stderr().contains(&hash) && missing.stderr().contains("orbital plugin install"),
+        "{}",
+        missing.stderr()
+    );
+}
+
+#[test]
+fn bad_plugin_commands_are_clear_errors_that_write_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let bad_name = orbital(
+        &["plugin", "new", "materialization", "Bad Name"],
+        work.path(),
+    )
+    .expect_code(2);
+    assert!(
+        bad_name.stderr().contains("is not a plugin name"),
+        "{}",
+        bad_name.stderr()
+    );
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+
+    std::fs::create_dir(work.path().join("taken")).unwrap();
+    let taken = orbital(&["plugin", "new", "adapter", "taken"], work.path()).expect_code(2);
+    assert!(
+        taken.stderr().contains("already exists"),
+        "{}",
+        taken.stderr()
+    );
+
+    let no_crate = orbital(&["plugin", "build", "nowhere"], work.path()).expect_code(2);
+    assert!(
+        no_crate.stderr().contains("holds no Cargo.toml"),
+        "{}",
+        no_crate.stderr()
+    );
+
+    let project = TestProject::jaffle_shop();
+    project.write("not_a_plugin.wasm", "definitely not wasm");
+    let file = project.path().join("not_a_plugin.wasm");
+    let bad = project.orbital(&["plugin", "install", file.to_str().unwrap()]);
+    assert_ne!(bad.code(), 0);
+    assert!(
+        bad.stderr().contains("not a valid component"),
+        "{}",
+        bad.stderr()
+    );
+    let listed = project
+        .orbital(&["--json", "plugin", "list"])
+        .expect_code(0)
+        .json();
+    assert_eq!(listed["plugins"].as_array().unwrap().len(), 3);
+}
