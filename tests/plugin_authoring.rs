@@ -163,8 +163,9 @@ fn bad_plugin_commands_are_clear_errors_that_write_nothing() {
     let project = TestProject::jaffle_shop();
     project.write("not_a_plugin.wasm", "definitely not wasm");
     let file = project.path().join("not_a_plugin.wasm");
-    let bad = project.orbital(&["plugin", "install", file.to_str().unwrap()]);
-    assert_ne!(bad.code(), 0);
+    let bad = project
+        .orbital(&["plugin", "install", file.to_str().unwrap()])
+        .expect_code(2);
     assert!(
         bad.stderr().contains("not a valid component"),
         "{}",

@@ -175,7 +175,12 @@ fn describe(component: &Component, source: &str) -> Result<Described, Failure> {
         let host = PluginHost::new(limits)?;
         host.load(source, component.bytes.clone()).await
     });
-    let plugin = plugin.map_err(orbital_runner::RunnerError::from)?;
+    // A file that is not a plugin is the user's to fix (exit 2), unlike a
+    // plugin failing while it runs.
+    let plugin = plugin.map_err(|e| match e {
+        orbital_plugins::PluginError::Load { .. } => Failure::Usage(e.to_string()),
+        other => orbital_runner::RunnerError::from(other).into(),
+    })?;
     let (kind, info, provides) = match plugin {
         Plugin::Adapter(adapter) => (
             "adapter",

@@ -54,17 +54,23 @@ impl Output {
             println!("{}", serde_json::json!({ "nodes": nodes }));
             return;
         }
+        let detail = |id: NodeId| {
+            dag.nodes[id]
+                .as_model()
+                .map_or("", |m| m.config.materialized.as_str())
+        };
+        let width = selection
+            .iter()
+            .map(|&id| detail(id).len())
+            .max()
+            .unwrap_or(0);
         for &id in selection {
             let node = &dag.nodes[id];
-            let detail = node
-                .as_model()
-                .map(|m| m.config.materialized.as_str())
-                .unwrap_or("");
             println!(
-                "{:<6} {:<32} {:<8} {}",
+                "{:<6} {:<32} {:<width$} {}",
                 node.kind_name(),
                 node.name,
-                detail,
+                detail(id),
                 node.path.display()
             );
         }
