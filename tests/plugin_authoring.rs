@@ -65,6 +65,16 @@ fn scaffold_build_install_and_use_a_custom_materialization() {
         .json();
     let hash = installed["installed"]["hash"].as_str().unwrap().to_string();
     assert_eq!(hash, built["hash"].as_str().unwrap());
+    // Installed but not yet in orbital.toml: listed as such.
+    let listed = project
+        .orbital(&["--json", "plugin", "list"])
+        .expect_code(0)
+        .json();
+    assert_eq!(listed["plugins"][3]["name"], "audited-table");
+    assert_eq!(
+        listed["plugins"][3]["source"],
+        "installed, not in orbital.toml"
+    );
     let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
     project.write(
         "orbital.toml",
@@ -86,6 +96,7 @@ fn scaffold_build_install_and_use_a_custom_materialization() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"audited-table"), "{names:?}");
+    assert_eq!(names.len(), 4, "listed once, as loaded: {names:?}");
 
     let run = project.orbital(&["build", "--json"]).expect_code(0);
     assert_eq!(run.statuses()["order_counts"], "success");

@@ -48,7 +48,8 @@ pub(crate) enum PluginCommand {
     /// Check a component and install it into the project's state store; the
     /// project then lists it in orbital.toml as `blake3:<hash>`.
     Install { file: PathBuf },
-    /// The plugins the project loads: bundled, then listed in orbital.toml.
+    /// The plugins the project loads (bundled, then listed in orbital.toml),
+    /// then those installed but not listed.
     List,
 }
 
@@ -127,10 +128,21 @@ pub(crate) fn command(
                 models: Vec::new(),
                 seeds: Vec::new(),
             };
-            let listed = components(&project, &store)?
+            let loaded = components(&project, &store)?;
+            let mut listed = loaded
                 .iter()
                 .map(|c| describe(c, &c.label))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Installed but not in orbital.toml: shown, so they can be found.
+            for hash in store.plugins()? {
+                if loaded.iter().any(|c| c.hash == hash) {
+                    continue;
+                }
+                if let Some(bytes) = store.plugin(&hash)? {
+                    let component = Component::new(String::new(), bytes, false);
+                    listed.push(describe(&component, "installed, not in orbital.toml")?);
+                }
+            }
             print(output, serde_json::json!({ "plugins": listed }), || {
                 listed
                     .iter()
