@@ -26,7 +26,7 @@ fn rebuilt(statuses: &BTreeMap<String, String>) -> Vec<&str> {
 
 /// `stg_payments` made ephemeral.
 fn ephemeral_payments() -> (TestProject, String) {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     let path = "models/staging/stg_payments.sql";
     let original = std::fs::read_to_string(project.path().join(path)).unwrap();
     project.write(path, &format!("{EPHEMERAL}{original}"));
@@ -35,7 +35,7 @@ fn ephemeral_payments() -> (TestProject, String) {
 
 #[test]
 fn an_ephemeral_model_is_inlined_into_its_readers_and_never_built() {
-    let plain = TestProject::jaffle_shop();
+    let plain = TestProject::jaffle_shop_without_data_tests();
     statuses(&plain, &["build"]);
     let expected = query(&plain.database(), "SELECT * FROM orders ORDER BY order_id");
 

@@ -88,7 +88,7 @@ fn human_output_names_the_model_and_the_plugin() {
         "{out}"
     );
     assert!(
-        out.contains("Done. PASS=1 REUSE=0 ERROR=1 SKIP=1 TOTAL=3"),
+        out.contains("Done. PASS=1 REUSE=0 WARN=0 ERROR=1 SKIP=1 TOTAL=3"),
         "{out}"
     );
 }

@@ -116,7 +116,11 @@ fn the_original_jaffle_shop_seeds_give_the_known_results() {
         )
         .unwrap();
     }
-    project.orbital(&["build", "--json"]).expect_code(0);
+    let built = project.orbital(&["build", "--json"]).expect_code(0);
+    // The original project's data tests, on the original data.
+    let tests = built.test_statuses();
+    assert_eq!(tests.len(), 21, "{tests:?}");
+    assert!(tests.values().all(|s| s == "pass"), "{tests:?}");
     let db = project.database();
     assert_eq!(
         query(
@@ -147,13 +151,13 @@ fn human_output_is_a_dbt_style_summary() {
     let run = project.orbital(&["build", "--threads", "2"]).expect_code(0);
     let out = run.stdout();
     assert!(
-        out.contains("Running 3 seeds and 5 models on 2 threads"),
+        out.contains("Running 3 seeds, 5 models and 21 tests on 2 threads"),
         "{out}"
     );
     assert!(out.contains("OK    seed raw_orders"), "{out}");
     assert!(out.contains("[created table (12 rows) in "), "{out}");
     assert!(
-        out.contains("Done. PASS=8 REUSE=0 ERROR=0 SKIP=0 TOTAL=8"),
+        out.contains("Done. PASS=29 REUSE=0 WARN=0 ERROR=0 SKIP=0 TOTAL=29"),
         "{out}"
     );
 }
@@ -413,4 +417,39 @@ fn an_in_memory_target_builds_everything_on_one_connection() {
         .orbital(&["build", "--target", "scratch", "--json"])
         .expect_code(0);
     assert_eq!(run.statuses().len(), 8);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+
+    let project = TestProject::empty();
+    project.write(
+        "orbital.toml",
+        "name = \"p\"\n[targets.dev]\nurl = \"sqlite://target/p.db\"\n",
+    );
+    // More listing than a pipe buffers, so `ls` is still writing when the
+    // reader goes away, as with `orbital ls | head`.
+    for i in 0..3000 {
+        project.write(&format!("models/model_{i:05}.sql"), "select 1 as x");
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["ls", "--project"])
+        .arg(project.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(first.contains("model_00000"), "{first}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    const SIGPIPE: i32 = 13;
+    assert_eq!(output.status.signal(), Some(SIGPIPE));
 }

@@ -23,7 +23,7 @@ fn all(map: &BTreeMap<String, String>, status: &str) -> bool {
 
 #[test]
 fn a_second_run_reuses_everything_and_an_edit_rebuilds_only_what_it_reaches() {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     let first = statuses(&project, &["build"]);
     assert_eq!(first.len(), 8);
     assert!(all(&first, "success"), "{first:?}");
@@ -60,7 +60,7 @@ fn a_second_run_reuses_everything_and_an_edit_rebuilds_only_what_it_reaches() {
 #[test]
 fn an_unchanged_project_comes_from_its_snapshot_and_every_edit_is_still_seen() {
     const RESTORED: &str = "restored from the state snapshot";
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     project.age();
     let first = project.orbital(&["build", "--json", "-v"]).expect_code(0);
     assert!(!first.stderr().contains(RESTORED));
@@ -96,7 +96,7 @@ fn an_unchanged_project_comes_from_its_snapshot_and_every_edit_is_still_seen() {
 
 #[test]
 fn upgrading_a_plugin_rebuilds_the_models_it_builds_and_their_descendants() {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     statuses(&project, &["build"]);
     // The same `table` plugin with one more custom section: new bytes, new
     // hash, same behaviour, as an upgrade would be.
@@ -133,7 +133,7 @@ fn upgrading_a_plugin_rebuilds_the_models_it_builds_and_their_descendants() {
 
 #[test]
 fn plan_shows_changes_with_a_diff_and_what_they_affect() {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     statuses(&project, &["build"]);
     let path = "models/staging/stg_orders.sql";
     let original = std::fs::read_to_string(project.path().join(path)).unwrap();
@@ -189,7 +189,7 @@ fn super_kind(project: &TestProject, name: &str) -> String {
 
 #[test]
 fn environments_reuse_builds_and_promote_runs_no_sql() {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     statuses(&project, &["build"]);
     // dev shares every build with prod: nothing runs.
     let dev = statuses(&project, &["build", "--env", "dev"]);
@@ -269,7 +269,7 @@ fn environments_reuse_builds_and_promote_runs_no_sql() {
 
 #[test]
 fn gc_drops_only_what_no_environment_reaches() {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     statuses(&project, &["build"]);
     let path = "models/staging/stg_orders.sql";
     let original = std::fs::read_to_string(project.path().join(path)).unwrap();
@@ -305,7 +305,7 @@ fn gc_drops_only_what_no_environment_reaches() {
 
 #[test]
 fn runs_lists_history_with_fingerprints() {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     statuses(&project, &["build"]);
     statuses(&project, &["run"]);
     let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
@@ -322,7 +322,7 @@ fn runs_lists_history_with_fingerprints() {
 
 #[test]
 fn a_damaged_store_is_a_clear_error() {
-    let project = TestProject::jaffle_shop();
+    let project = TestProject::jaffle_shop_without_data_tests();
     project.write("target/orbital/state.redb", &"not a store ".repeat(1000));
     let run = project.orbital(&["build"]).expect_code(3);
     assert!(

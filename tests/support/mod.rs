@@ -35,6 +35,22 @@ impl TestProject {
         project
     }
 
+    /// `examples/jaffle_shop` without its data tests, for tests of other
+    /// things that edit its models freely.
+    pub fn jaffle_shop_without_data_tests() -> Self {
+        let project = Self::jaffle_shop();
+        for path in files_under(&project.path().join("models")) {
+            let text = std::fs::read_to_string(&path).expect("read model");
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|line| !line.starts_with("-- config: tests."))
+                .collect();
+            std::fs::write(&path, kept.join("\n") + "\n").expect("write model");
+        }
+        std::fs::remove_dir_all(project.path().join("tests")).expect("remove tests/");
+        project
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -167,12 +183,25 @@ impl Run {
             .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout(), self.stderr()))
     }
 
-    /// `name -> status` from a `--json` run.
+    /// `name -> status` of the seeds and models of a `--json` run.
     pub fn statuses(&self) -> std::collections::BTreeMap<String, String> {
+        self.statuses_where(|kind| kind != "test")
+    }
+
+    /// `name -> status` of the data tests of a `--json` run.
+    pub fn test_statuses(&self) -> std::collections::BTreeMap<String, String> {
+        self.statuses_where(|kind| kind == "test")
+    }
+
+    fn statuses_where(
+        &self,
+        kind: impl Fn(&str) -> bool,
+    ) -> std::collections::BTreeMap<String, String> {
         self.json()["results"]
             .as_array()
             .expect("results")
             .iter()
+            .filter(|r| kind(r["kind"].as_str().unwrap_or("")))
             .map(|r| {
                 (
                     r["name"].as_str().unwrap_or("").to_string(),

@@ -69,8 +69,11 @@ enum Command {
     Seed(RunArgs),
     /// Build models (not seeds) in dependency order.
     Run(RunArgs),
-    /// Load seeds, then build models, in dependency order.
+    /// Load seeds, build models and run their data tests, in dependency
+    /// order; what is built from a model whose test fails is skipped.
     Build(RunArgs),
+    /// Run the data tests of the selected nodes (all, without --select).
+    Test(RunArgs),
     /// Show what a run would build, reuse or remove, with SQL diffs.
     Plan {
         #[command(flatten)]
@@ -144,10 +147,26 @@ pub(crate) struct RunArgs {
 pub(crate) enum Scope {
     Seeds,
     Models,
+    /// `build`: seeds, models and their tests.
     Both,
+    Tests,
+}
+
+impl Scope {
+    /// Whether a command of this scope acts on `node`. Ephemeral models are
+    /// inlined into their readers, never run.
+    pub(crate) fn includes(self, node: &orbital_core::Node) -> bool {
+        match self {
+            Scope::Seeds => node.is_seed(),
+            Scope::Models => node.as_model().is_some() && !node.is_ephemeral(),
+            Scope::Both => !node.is_ephemeral(),
+            Scope::Tests => node.is_test(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let output = report::Output::new(cli.json);
@@ -157,6 +176,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => run::run(&cli, args, Scope::Seeds, "seed", &output),
         Command::Run(args) => run::run(&cli, args, Scope::Models, "run", &output),
         Command::Build(args) => run::run(&cli, args, Scope::Both, "build", &output),
+        Command::Test(args) => run::run(&cli, args, Scope::Tests, "test", &output),
         Command::Plan { select, env } => manage::plan(&cli, select, env.as_deref(), &output),
         Command::Promote { from, to, select } => manage::promote(&cli, select, from, to, &output),
         Command::Gc { dry_run, select } => manage::gc(&cli, select, *dry_run, &output),
@@ -169,6 +189,17 @@ fn main() -> ExitCode {
             diagnostics::report(&failure, &cli.project, &output);
             failure.exit_code()
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `orbital runs | head` would panic on the closed
+/// pipe; like other Unix tools, let it end the process quietly instead.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; resetting
+    // a signal's disposition to the default touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -212,11 +243,12 @@ fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Fai
     let compiled = orbital_core::compile(&project, target)?;
     let mut selection = Selection::resolve(&compiled.dag, &select.select, &select.exclude)?;
     selection.nodes.retain(|&id| match scope {
-        Scope::Seeds => compiled.dag.nodes[id].is_seed(),
-        Scope::Models => !compiled.dag.nodes[id].is_seed(),
+        // `compile` and `ls` show ephemeral models too.
+        Scope::Models => compiled.dag.nodes[id].as_model().is_some(),
         Scope::Both => true,
+        _ => scope.includes(&compiled.dag.nodes[id]),
     });
-    if scope != Scope::Models {
+    if matches!(scope, Scope::Seeds | Scope::Both) {
         check_seeds(&project, &compiled, &selection)?;
     }
     Ok(Prepared {
@@ -245,7 +277,7 @@ pub(crate) fn check_seeds(
                 config,
             )
             .err(),
-            orbital_core::NodeKind::Model(_) => None,
+            orbital_core::NodeKind::Model(_) | orbital_core::NodeKind::Test(_) => None,
         })
         .collect();
     Ok(orbital_core::Error::collect(errors)?)

@@ -46,6 +46,7 @@ pub fn plan(
         let affects: Vec<String> = if step.change == Change::Modified {
             dag.descendants(step.id, None)
                 .into_iter()
+                .filter(|&d| !dag.nodes[d].is_test())
                 .map(|d| dag.nodes[d].name.clone())
                 .collect()
         } else {

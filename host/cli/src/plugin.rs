@@ -127,6 +127,7 @@ pub(crate) fn command(
                 config,
                 models: Vec::new(),
                 seeds: Vec::new(),
+                tests: Vec::new(),
             };
             let loaded = components(&project, &store)?;
             let mut listed = loaded

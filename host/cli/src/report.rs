@@ -111,6 +111,7 @@ impl Output {
     pub async fn run(
         &self,
         runtime: Option<Arc<Runtime>>,
+        database: orbital_runner::Sqlite,
         dag: Arc<Dag>,
         selection: &[NodeId],
         assignments: Arc<Assignments>,
@@ -138,6 +139,7 @@ impl Output {
         }
         let work = orbital_runner::execute(
             runtime,
+            database,
             dag.clone(),
             selection,
             assignments,
@@ -174,6 +176,9 @@ impl Output {
             Status::Reused => ("REUSE", Paint::Dim, "reused".to_string()),
             Status::Error => ("ERROR", Paint::Red, "error".to_string()),
             Status::Skipped => ("SKIP", Paint::Yellow, "skipped".to_string()),
+            Status::Pass => ("PASS", Paint::Green, "pass".to_string()),
+            Status::Fail => ("FAIL", Paint::Red, result.message.clone()),
+            Status::Warn => ("WARN", Paint::Yellow, result.message.clone()),
         };
         let what = format!("{} {} ", result.kind, result.relation);
         let dots = ".".repeat(DOTS_TO.saturating_sub(what.len()).max(3));
@@ -195,17 +200,18 @@ impl Output {
             return;
         }
         let count = |status| results.iter().filter(|r| r.status == status).count();
-        let (pass, reuse, error, skip) = (
-            count(Status::Success),
+        let (pass, reuse, warn, error, skip) = (
+            count(Status::Success) + count(Status::Pass),
             count(Status::Reused),
-            count(Status::Error),
+            count(Status::Warn),
+            count(Status::Error) + count(Status::Fail),
             count(Status::Skipped),
         );
         println!();
         println!("Finished in {:.2}s.", elapsed.as_secs_f64());
         let failures: Vec<&NodeResult> = results
             .iter()
-            .filter(|r| r.status == Status::Error)
+            .filter(|r| matches!(r.status, Status::Error | Status::Fail))
             .collect();
         if !failures.is_empty() {
             println!();
@@ -225,7 +231,7 @@ impl Output {
         }
         println!();
         let done = format!(
-            "Done. PASS={pass} REUSE={reuse} ERROR={error} SKIP={skip} TOTAL={}",
+            "Done. PASS={pass} REUSE={reuse} WARN={warn} ERROR={error} SKIP={skip} TOTAL={}",
             results.len()
         );
         println!(
@@ -411,16 +417,23 @@ fn user_sql(dag: &Dag, id: NodeId) -> Option<String> {
 }
 
 fn counts(dag: &Dag, selection: &[NodeId]) -> String {
-    let seeds = selection
-        .iter()
-        .filter(|id| dag.nodes[**id].is_seed())
-        .count();
-    let models = selection.len() - seeds;
+    let count = |kind: &str| {
+        selection
+            .iter()
+            .filter(|id| dag.nodes[**id].kind_name() == kind)
+            .count()
+    };
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    match (seeds, models) {
-        (0, m) => plural(m, "model"),
-        (s, 0) => plural(s, "seed"),
-        (s, m) => format!("{} and {}", plural(s, "seed"), plural(m, "model")),
+    let parts: Vec<String> = ["seed", "model", "test"]
+        .into_iter()
+        .map(|kind| (count(kind), kind))
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, kind)| plural(n, kind))
+        .collect();
+    match parts.as_slice() {
+        [] => "0 models".to_string(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 

@@ -38,7 +38,7 @@ pub fn run(
         &session.environment,
     )?;
     let uses_state = Selection::uses_state(&args.select.select, &args.select.exclude);
-    if scope != Scope::Models && !uses_state {
+    if matches!(scope, Scope::Seeds | Scope::Both) && !uses_state {
         // Read every selected seed before connecting, so a malformed CSV
         // stops the command with nothing written.
         let mut early = Selection::resolve(
@@ -56,16 +56,26 @@ pub fn run(
         let connected = session.connect().await?;
         let mut selection = session.select(&args.select, &connected)?;
         let dag = &session.compiled.dag;
-        // Ephemeral models are inlined into their readers, never run.
-        selection.nodes.retain(|&id| match scope {
-            Scope::Seeds => dag.nodes[id].is_seed(),
-            Scope::Models => !dag.nodes[id].is_seed() && !dag.nodes[id].is_ephemeral(),
-            Scope::Both => !dag.nodes[id].is_ephemeral(),
-        });
-        if scope != Scope::Models && uses_state {
+        if matches!(scope, Scope::Both | Scope::Tests) {
+            with_tests(dag, &mut selection);
+        }
+        selection.nodes.retain(|&id| scope.includes(&dag.nodes[id]));
+        if matches!(scope, Scope::Seeds | Scope::Both) && uses_state {
             crate::check_seeds(&session.project, &session.compiled, &selection)?;
         }
         let plan = session.plan(&connected, &selection, args.full_refresh)?;
+        if scope == Scope::Both {
+            // `build` runs a test only when all it reads will exist: a
+            // relationships test to an unselected, never-built model waits
+            // for a build that has it (`orbital test` runs it and says why not).
+            selection.nodes.retain(|&id| {
+                !dag.nodes[id].is_test()
+                    || dag.nodes[id]
+                        .depends_on
+                        .iter()
+                        .all(|&d| plan.reads[d].is_some())
+            });
+        }
         // Only a whole-project run may drop what the project no longer has.
         let removing = args.select.select.is_empty() && args.select.exclude.is_empty();
         let removed: Vec<String> = if removing {
@@ -98,6 +108,7 @@ pub fn run(
         let results = output
             .run(
                 runtime.clone(),
+                connected.database.clone(),
                 dag.clone(),
                 &selection.nodes,
                 assignments.clone(),
@@ -142,12 +153,38 @@ pub fn run(
         Ok::<_, Failure>((results, dag))
     })?;
     output.summary(&dag, &results, started.elapsed());
-    let failed = results.iter().any(|r| r.status == Status::Error);
+    let failed = results
+        .iter()
+        .any(|r| matches!(r.status, Status::Error | Status::Fail));
     Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Adds the tests of every selected node (dbt's eager indirect selection):
+/// `orbital test -s orders` runs the tests that read `orders`. A test the
+/// selection excluded by name stays out only if nothing it reads is selected.
+fn with_tests(dag: &orbital_core::Dag, selection: &mut Selection) {
+    let mut selected = vec![false; dag.nodes.len()];
+    selection.nodes.iter().for_each(|&id| selected[id] = true);
+    let mut added = false;
+    for (id, node) in dag.nodes.iter().enumerate() {
+        if node.is_test() && !selected[id] && node.depends_on.iter().any(|&d| selected[d]) {
+            selected[id] = true;
+            added = true;
+        }
+    }
+    if added {
+        // Keep topological order, which the scheduler expects.
+        selection.nodes = dag
+            .order
+            .iter()
+            .copied()
+            .filter(|&id| selected[id])
+            .collect();
+    }
 }
 
 fn needs_plugins(plan: &Plan, removed: &[String]) -> bool {
@@ -330,6 +367,16 @@ fn record(
         }
         for name in removed {
             w.remove_env(warehouse, &session.environment, name)?;
+        }
+        // Tests build nothing: the run records only their outcome.
+        for result in results.iter().filter(|r| dag.nodes[r.id].is_test()) {
+            nodes.push(NodeRun {
+                name: result.name.clone(),
+                status: format!("{:?}", result.status).to_lowercase(),
+                duration_ms: result.duration_ms,
+                fingerprint: None,
+                error: result.error.clone(),
+            });
         }
         w.add_run(RunRecord {
             id: run_id,

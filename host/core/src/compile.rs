@@ -31,6 +31,7 @@ use sqlparser::parser::Parser;
 
 use crate::config::Target;
 use crate::dag::{Dag, Node, NodeId, NodeKind, RelationName};
+use crate::data_test::Severity;
 use crate::error::{Error, Location, Result};
 use crate::hash::{Hash, Hasher};
 use crate::project::{Model, ModelConfig, Project};
@@ -50,6 +51,17 @@ pub struct CompiledModel {
     pub sources: Vec<String>,
     /// What each marker in `sql` stands for.
     pub references: Vec<(String, Referent)>,
+}
+
+/// A data test after compilation (see [`crate::data_test`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompiledTest {
+    /// The query returning failing rows, compiled as a model's would be.
+    pub query: CompiledModel,
+    pub severity: Severity,
+    /// The model a generic test checks: in `orbital build`, what is built
+    /// from that model waits for the test, and is skipped if it fails.
+    pub checks: Option<NodeId>,
 }
 
 /// What a table reference resolved to.
@@ -75,7 +87,7 @@ impl CompiledModel {
     }
 }
 
-/// The SQL to run for model `id`: each reference replaced by `relation(dep)`,
+/// The SQL to run for model or test `id`: each reference replaced by `relation(dep)`,
 /// and each ephemeral model it reads (directly or through other ephemeral
 /// models) inlined as a CTE named `__orbital_ephemeral__<name>`, defined
 /// before its readers. `None` for a seed.
@@ -84,7 +96,7 @@ pub fn render_model(
     id: NodeId,
     mut relation: impl FnMut(NodeId) -> String,
 ) -> Option<String> {
-    let model = dag.nodes[id].as_model()?;
+    let model = dag.nodes[id].query()?;
     let mut name = |dep: NodeId| match dag.nodes[dep].is_ephemeral() {
         true => ephemeral_cte(&dag.nodes[dep].name),
         false => relation(dep),
@@ -362,9 +374,159 @@ pub fn compile_with_cache(
             }
         }
     }
+    let tests = compile_tests(project, dialect_name, cache, &resolver, &nodes);
+    for test in tests {
+        match test {
+            Ok((test, fresh)) => {
+                fresh_parses.extend(fresh);
+                nodes.push(test);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    Error::collect(errors)?;
+    errors = duplicate_test_names(&nodes);
     Error::collect(errors)?;
     let dag = Dag::new(nodes, &edges)?;
     Ok(CompiledProject { dag, fresh_parses })
+}
+
+/// A parse result computed (not taken from the cache) during this compile.
+type FreshParse = (Hash, ParsedModel);
+
+/// The generic tests of every compiled model, then the singular tests, as
+/// nodes (with any fresh parse result of a singular test).
+fn compile_tests(
+    project: &Project,
+    dialect_name: &str,
+    cache: &dyn ParseCache,
+    resolver: &Resolver<'_>,
+    nodes: &[Node],
+) -> Vec<Result<(Node, Option<FreshParse>)>> {
+    let dialect = dialect_for(dialect_name);
+    let mut out = Vec::new();
+    for (id, node) in nodes.iter().enumerate() {
+        let Some(model) = node.as_model() else {
+            continue;
+        };
+        for column_test in &model.config.tests {
+            let name = column_test.name(&node.name);
+            let query = test_query(&name, &node.path, column_test.sql(&node.name));
+            let compiled = parse_model(&query, dialect.as_ref())
+                .and_then(|parsed| resolve_model(&query, &parsed, resolver))
+                .map_err(|e| generic_test_error(e, &name, node));
+            out.push(compiled.map(|(query, deps)| {
+                let test = CompiledTest {
+                    query,
+                    severity: column_test.severity,
+                    checks: Some(id),
+                };
+                (test_node(name, &node.path, test, &deps), None)
+            }));
+        }
+    }
+    for singular in &project.tests {
+        let query = test_query(&singular.name, &singular.path, singular.sql.clone());
+        let key = parse_key(dialect_name, &query.sql);
+        let parsed = match cache.get(&key) {
+            Some(parsed) => Ok((parsed, false)),
+            None => parse_model(&query, dialect.as_ref())
+                .map(|p| (p, true))
+                .map_err(|e| match e {
+                    Error::InvalidModel {
+                        location, model, ..
+                    } => Error::Config {
+                        location,
+                        message: format!(
+                            "test `{model}` must be one SELECT returning the rows that fail"
+                        ),
+                    },
+                    other => other,
+                }),
+        };
+        out.push(parsed.and_then(|(parsed, fresh)| {
+            let (compiled, deps) = resolve_model(&query, &parsed, resolver)?;
+            let test = CompiledTest {
+                query: compiled,
+                severity: singular.severity,
+                checks: None,
+            };
+            let node = test_node(singular.name.clone(), &singular.path, test, &deps);
+            Ok((node, fresh.then_some((key, parsed))))
+        }));
+    }
+    out
+}
+
+/// A test's query as a model, so it parses and resolves like one.
+fn test_query(name: &str, path: &std::path::Path, sql: String) -> Model {
+    Model {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        sql,
+        config: ModelConfig {
+            materialized: "test".into(),
+            tags: Vec::new(),
+            enabled: true,
+            tests: Vec::new(),
+            extra: serde_json::Map::new(),
+        },
+    }
+}
+
+fn test_node(
+    name: String,
+    path: &std::path::Path,
+    test: CompiledTest,
+    deps: &Dependencies,
+) -> Node {
+    let mut depends_on: Vec<NodeId> = deps.iter().map(|(dep, _)| *dep).collect();
+    depends_on.sort_unstable();
+    depends_on.dedup();
+    Node {
+        name,
+        kind: NodeKind::Test(test),
+        path: path.to_path_buf(),
+        tags: Vec::new(),
+        relation: RelationName::default(),
+        depends_on,
+    }
+}
+
+/// A generic test's SQL is generated, so its errors point at the model's
+/// `tests` config rather than at a position in text nobody wrote.
+fn generic_test_error(error: Error, name: &str, model: &Node) -> Error {
+    let message = match error {
+        Error::UnknownRelation {
+            name: table, hint, ..
+        } => {
+            format!("`{table}` is not a model or seed{hint}")
+        }
+        other => other.to_string(),
+    };
+    Error::Config {
+        location: Location::new(&model.path, 1, 1),
+        message: format!("test `{name}` on model `{}`: {message}", model.name),
+    }
+}
+
+/// Test names share the namespace of models and seeds (and so each other).
+fn duplicate_test_names(nodes: &[Node]) -> Vec<Error> {
+    let mut first: HashMap<String, &Node> = HashMap::new();
+    let mut errors = Vec::new();
+    for node in nodes {
+        match first.get(&node.name.to_lowercase()) {
+            Some(earlier) if node.is_test() => errors.push(Error::Duplicate {
+                location: Location::new(&node.path, 1, 1),
+                name: node.name.clone(),
+                first: earlier.path.clone(),
+            }),
+            _ => {
+                first.insert(node.name.to_lowercase(), node);
+            }
+        }
+    }
+    errors
 }
 
 type Dependencies = Vec<(NodeId, Location)>;
@@ -628,7 +790,7 @@ mod tests {
         let node = compiled.dag.nodes.iter().find(|n| n.name == name).unwrap();
         match &node.kind {
             NodeKind::Model(m) => (node, m),
-            NodeKind::Seed(_) => panic!("{name} is a seed"),
+            _ => panic!("{name} is not a model"),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct ProjectConfig {
     pub name: String,
     pub model_paths: Vec<PathBuf>,
     pub seed_paths: Vec<PathBuf>,
+    /// Folders of singular data tests (`.sql` files returning failing rows).
+    pub test_paths: Vec<PathBuf>,
     /// Where compiled SQL and local state go, relative to the project.
     pub target_path: PathBuf,
     pub default_target: Option<String>,
@@ -164,6 +166,8 @@ struct RawConfig {
     model_paths: Vec<PathBuf>,
     #[serde(default = "default_seed_paths")]
     seed_paths: Vec<PathBuf>,
+    #[serde(default = "default_test_paths")]
+    test_paths: Vec<PathBuf>,
     #[serde(default = "default_target_path")]
     target_path: PathBuf,
     default_target: Option<String>,
@@ -184,6 +188,9 @@ fn default_model_paths() -> Vec<PathBuf> {
 }
 fn default_seed_paths() -> Vec<PathBuf> {
     vec!["seeds".into()]
+}
+fn default_test_paths() -> Vec<PathBuf> {
+    vec!["tests".into()]
 }
 fn default_target_path() -> PathBuf {
     "target".into()
@@ -234,6 +241,7 @@ impl ProjectConfig {
             name: raw.name,
             model_paths: raw.model_paths,
             seed_paths: raw.seed_paths,
+            test_paths: raw.test_paths,
             target_path: raw.target_path,
             default_target: raw.default_target,
             targets: raw.targets,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compile::CompiledModel;
+use crate::compile::{CompiledModel, CompiledTest};
 use crate::config::SeedConfig;
 use crate::error::{Error, Location, Result};
 use crate::project::Model;
@@ -24,6 +24,7 @@ pub struct RelationName {
 pub enum NodeKind {
     Seed(SeedConfig),
     Model(CompiledModel),
+    Test(CompiledTest),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +60,26 @@ impl Node {
     pub fn as_model(&self) -> Option<&CompiledModel> {
         match &self.kind {
             NodeKind::Model(model) => Some(model),
+            NodeKind::Seed(_) | NodeKind::Test(_) => None,
+        }
+    }
+
+    pub fn is_test(&self) -> bool {
+        matches!(self.kind, NodeKind::Test(_))
+    }
+
+    pub fn as_test(&self) -> Option<&CompiledTest> {
+        match &self.kind {
+            NodeKind::Test(test) => Some(test),
+            _ => None,
+        }
+    }
+
+    /// The SQL a model builds from or a test runs.
+    pub fn query(&self) -> Option<&CompiledModel> {
+        match &self.kind {
+            NodeKind::Model(model) => Some(model),
+            NodeKind::Test(test) => Some(&test.query),
             NodeKind::Seed(_) => None,
         }
     }
@@ -69,9 +90,13 @@ impl Node {
             .is_some_and(|m| m.config.materialized == EPHEMERAL)
     }
 
-    /// `model` or `seed`.
+    /// `model`, `seed` or `test`.
     pub fn kind_name(&self) -> &'static str {
-        if self.is_seed() { "seed" } else { "model" }
+        match self.kind {
+            NodeKind::Seed(_) => "seed",
+            NodeKind::Model(_) => "model",
+            NodeKind::Test(_) => "test",
+        }
     }
 }
 

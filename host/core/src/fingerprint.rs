@@ -66,6 +66,12 @@ pub fn local_hashes(
                 hasher.field(plugins.adapter.0);
                 Ok(hasher.finish())
             }
+            // Tests build nothing and are never recorded; the hash only
+            // names what one ran.
+            NodeKind::Test(test) => Ok(Hasher::new("orbital fingerprint v1 test")
+                .field(&test.query.sql)
+                .field(format!("{:?}", test.severity))
+                .finish()),
             NodeKind::Model(model) => {
                 let strategy = &model.config.materialized;
                 // Ephemeral models are inlined by the host: no plugin builds them.

@@ -13,6 +13,7 @@
 pub mod compile;
 pub mod config;
 pub mod dag;
+pub mod data_test;
 mod error;
 pub mod fingerprint;
 pub mod hash;

@@ -172,6 +172,10 @@ pub fn plan(
     for &id in &dag.order {
         let node = &dag.nodes[id];
         let record = recorded.get(&node.name);
+        if node.is_test() {
+            // Run by the scheduler, never built or recorded.
+            continue;
+        }
         if node.is_ephemeral() {
             // Never built: it is what its upstreams will be, inlined.
             let mut complete = true;
@@ -238,7 +242,7 @@ pub fn plan(
     let present: std::collections::HashSet<&str> = dag
         .nodes
         .iter()
-        .filter(|n| !n.is_ephemeral())
+        .filter(|n| !n.is_ephemeral() && !n.is_test())
         .map(|n| n.name.as_str())
         .collect();
     let removed = recorded

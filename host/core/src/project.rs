@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ProjectConfig, SeedConfig};
+use crate::data_test::{ColumnTest, SingularTest};
 use crate::error::{Error, Location, Result};
 
 const CONFIG_PREFIX: &str = "config:";
@@ -30,6 +31,8 @@ pub struct Project {
     pub config: ProjectConfig,
     pub models: Vec<Model>,
     pub seeds: Vec<Seed>,
+    /// Singular data tests, from `test-paths`.
+    pub tests: Vec<SingularTest>,
 }
 
 /// One model file.
@@ -50,6 +53,10 @@ pub struct ModelConfig {
     pub materialized: String,
     pub tags: Vec<String>,
     pub enabled: bool,
+    /// Generic data tests on its columns (`tests.<column>`); not the
+    /// materialization's business, and not part of the fingerprint.
+    #[serde(skip)]
+    pub tests: Vec<ColumnTest>,
     /// Every other key, passed to the materialization as JSON.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -111,13 +118,23 @@ impl Project {
                 });
             }
         }
-        errors.extend(duplicate_names(&models, &seeds));
+        let mut tests = Vec::new();
+        for dir in &config.test_paths {
+            for path in files_with_extension(root, dir, "sql")? {
+                match load_test(root, &path) {
+                    Ok(test) => tests.push(test),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        errors.extend(duplicate_names(&models, &seeds, &tests));
         Error::collect(errors)?;
         Ok(Self {
             root: root.to_path_buf(),
             config,
             models,
             seeds,
+            tests,
         })
     }
 
@@ -134,7 +151,7 @@ fn stem(path: &Path) -> String {
 }
 
 /// Project-relative paths of every file a project is loaded from:
-/// `orbital.toml`, then model files, then seed files.
+/// `orbital.toml`, then model files, seed files and test files.
 pub fn source_files(root: &Path, config: &ProjectConfig) -> Result<Vec<PathBuf>> {
     let mut files = vec![PathBuf::from(crate::config::FILE_NAME)];
     for dir in &config.model_paths {
@@ -142,6 +159,9 @@ pub fn source_files(root: &Path, config: &ProjectConfig) -> Result<Vec<PathBuf>>
     }
     for dir in &config.seed_paths {
         files.extend(files_with_extension(root, dir, "csv")?);
+    }
+    for dir in &config.test_paths {
+        files.extend(files_with_extension(root, dir, "sql")?);
     }
     Ok(files)
 }
@@ -203,6 +223,25 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
     })
 }
 
+fn load_test(root: &Path, path: &Path) -> Result<SingularTest> {
+    let full = root.join(path);
+    let sql = std::fs::read_to_string(&full).map_err(|e| Error::io(full, e))?;
+    let name = stem(path);
+    let severity =
+        crate::data_test::singular_severity(file_config(path, &sql)?).map_err(|message| {
+            Error::Config {
+                location: Location::new(path, 1, 1),
+                message: format!("test `{name}`: {message}"),
+            }
+        })?;
+    Ok(SingularTest {
+        name,
+        path: path.to_path_buf(),
+        sql,
+        severity,
+    })
+}
+
 /// Whether `[models.<folder>]` covers the model at `path`.
 fn folder_applies(folder: &str, path: &Path, model_paths: &[PathBuf]) -> bool {
     folder.is_empty()
@@ -255,10 +294,25 @@ fn file_config(path: &Path, sql: &str) -> Result<toml::Table> {
             }
         })?;
         if let Some(toml::Value::Table(values)) = parsed.get("c") {
-            table.extend(values.clone());
+            deep_merge(&mut table, values.clone());
         }
     }
     Ok(table)
+}
+
+/// Merges `more` into `table`, table values key by key, so that
+/// `tests.a = [...]` and `tests.b = [...]` on two lines both count.
+fn deep_merge(table: &mut toml::Table, more: toml::Table) {
+    for (key, value) in more {
+        match (table.get_mut(&key), value) {
+            (Some(toml::Value::Table(existing)), toml::Value::Table(inner)) => {
+                deep_merge(existing, inner);
+            }
+            (_, value) => {
+                table.insert(key, value);
+            }
+        }
+    }
 }
 
 fn model_config(mut table: toml::Table) -> std::result::Result<ModelConfig, String> {
@@ -287,6 +341,10 @@ fn model_config(mut table: toml::Table) -> std::result::Result<ModelConfig, Stri
             ));
         }
     };
+    let tests = match table.remove("tests") {
+        None => Vec::new(),
+        Some(value) => crate::data_test::parse_column_tests(value)?,
+    };
     let enabled = match table.remove("enabled") {
         None => true,
         Some(toml::Value::Boolean(b)) => b,
@@ -304,6 +362,7 @@ fn model_config(mut table: toml::Table) -> std::result::Result<ModelConfig, Stri
         materialized,
         tags,
         enabled,
+        tests,
         extra,
     })
 }
@@ -316,38 +375,50 @@ pub(crate) mod stored_config {
 
     use super::ModelConfig;
 
-    type Stored = (String, Vec<String>, bool, String);
+    type Stored = (String, Vec<String>, bool, String, String);
 
     pub fn serialize<S: Serializer>(
         config: &ModelConfig,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         let extra = serde_json::Value::Object(config.extra.clone()).to_string();
-        (&config.materialized, &config.tags, config.enabled, extra).serialize(serializer)
+        let tests = serde_json::to_string(&config.tests).map_err(serde::ser::Error::custom)?;
+        (
+            &config.materialized,
+            &config.tags,
+            config.enabled,
+            extra,
+            tests,
+        )
+            .serialize(serializer)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<ModelConfig, D::Error> {
-        let (materialized, tags, enabled, extra): Stored = Deserialize::deserialize(deserializer)?;
+        let (materialized, tags, enabled, extra, tests): Stored =
+            Deserialize::deserialize(deserializer)?;
         let extra = serde_json::from_str(&extra).map_err(serde::de::Error::custom)?;
+        let tests = serde_json::from_str(&tests).map_err(serde::de::Error::custom)?;
         Ok(ModelConfig {
             materialized,
             tags,
             enabled,
+            tests,
             extra,
         })
     }
 }
 
-/// Models and seeds share one namespace: a name is a table.
-fn duplicate_names(models: &[Model], seeds: &[Seed]) -> Vec<Error> {
+/// Models, seeds and tests share one namespace: a name is a node.
+fn duplicate_names(models: &[Model], seeds: &[Seed], tests: &[SingularTest]) -> Vec<Error> {
     let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
     let mut errors = Vec::new();
     let named = models
         .iter()
         .map(|m| (&m.name, &m.path))
-        .chain(seeds.iter().map(|s| (&s.name, &s.path)));
+        .chain(seeds.iter().map(|s| (&s.name, &s.path)))
+        .chain(tests.iter().map(|t| (&t.name, &t.path)));
     for (name, path) in named {
         match seen.get(&name.to_lowercase()) {
             Some(first) => errors.push(Error::Duplicate {

@@ -291,6 +291,7 @@ mod tests {
         let model = crate::compile::CompiledModel {
             sql: String::new(),
             config: crate::project::ModelConfig {
+                tests: Vec::new(),
                 materialized: "view".into(),
                 tags: Vec::new(),
                 enabled: true,

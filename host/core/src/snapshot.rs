@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ProjectConfig, Target};
 use crate::dag::Dag;
+use crate::data_test::SingularTest;
 use crate::error::{Error, Result};
 use crate::hash::{Hash, Hasher};
 use crate::project::{Model, Project, Seed};
@@ -84,6 +85,7 @@ pub fn key(config: &ProjectConfig, target: &Target, build: &str) -> Hash {
     let read = (
         &config.model_paths,
         &config.seed_paths,
+        &config.test_paths,
         &config.model_defaults,
         &config.seeds,
         &config.sources,
@@ -105,6 +107,7 @@ pub struct Snapshot {
     pub files: Vec<(PathBuf, Stamp)>,
     pub models: Vec<Model>,
     pub seeds: Vec<Seed>,
+    pub tests: Vec<SingularTest>,
     pub dag: Dag,
 }
 
@@ -133,6 +136,7 @@ impl Snapshot {
             files,
             models: project.models.clone(),
             seeds: project.seeds.clone(),
+            tests: project.tests.clone(),
             dag: dag.clone(),
         })
     }
@@ -150,6 +154,7 @@ impl Snapshot {
             config,
             models: self.models,
             seeds: self.seeds,
+            tests: self.tests,
         };
         (project, self.dag)
     }

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Arguments, AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
-fn plain(sql: &str) -> Statement {
+pub(crate) fn plain(sql: &str) -> Statement {
     Statement {
         sql: sql.to_string(),
         params: Vec::new(),

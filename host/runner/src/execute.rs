@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use orbital_core::dag::RelationName;
+use orbital_core::data_test::Severity;
 use orbital_core::plan::Action;
 use orbital_core::{Dag, NodeId};
-use orbital_plugins::types::{ModelTask, Relation};
+use orbital_plugins::types::{ModelTask, Relation, Value};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
+use crate::database::Sqlite;
 use crate::plugins::Runtime;
 
 #[derive(Debug, Clone)]
@@ -30,6 +32,12 @@ pub enum Status {
     Reused,
     Error,
     Skipped,
+    /// A data test that found no failing rows.
+    Pass,
+    /// A data test of severity `error` that found failing rows.
+    Fail,
+    /// A data test of severity `warn` that found failing rows.
+    Warn,
 }
 
 /// What to do with one selected node.
@@ -63,6 +71,9 @@ pub struct NodeResult {
     pub message: String,
     pub relation: String,
     pub rows_affected: Option<u64>,
+    /// For a data test: how many rows failed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u64>,
     #[serde(skip)]
     pub id: NodeId,
 }
@@ -76,32 +87,22 @@ pub enum Event {
 
 /// Runs `selection` (in topological order) and returns one result per node,
 /// in that order. Nodes outside the selection are taken as already built.
-/// `runtime` may be `None` when no node needs building.
+/// `runtime` may be `None` when no node needs building; data tests query
+/// `database` directly.
+///
+/// A selected test of a model also holds back the selected nodes built from
+/// that model (unless the test reads them), which are skipped if it fails:
+/// what `orbital build` promises.
 pub async fn execute(
     runtime: Option<Arc<Runtime>>,
+    database: Sqlite,
     dag: Arc<Dag>,
     selection: &[NodeId],
     assignments: Arc<Assignments>,
     options: &RunOptions,
     events: UnboundedSender<Event>,
 ) -> Vec<NodeResult> {
-    let mut selected = vec![false; dag.nodes.len()];
-    selection.iter().for_each(|&id| selected[id] = true);
-    let mut waiting: Vec<usize> = (0..dag.nodes.len())
-        .map(|id| {
-            dag.nodes[id]
-                .depends_on
-                .iter()
-                .filter(|d| selected[**d])
-                .count()
-        })
-        .collect();
-    let mut blocked_by: Vec<Option<String>> = vec![None; dag.nodes.len()];
-    let mut ready: VecDeque<NodeId> = selection
-        .iter()
-        .copied()
-        .filter(|&id| waiting[id] == 0)
-        .collect();
+    let mut schedule = Schedule::new(&dag, selection);
     let mut results: Vec<Option<NodeResult>> = vec![None; dag.nodes.len()];
     let mut running = JoinSet::new();
     let mut task_nodes = HashMap::new();
@@ -109,25 +110,20 @@ pub async fn execute(
 
     loop {
         while running.len() < options.threads.max(1) {
-            let Some(id) = ready.pop_front() else { break };
-            if let Some(upstream) = &blocked_by[id] {
+            let Some(id) = schedule.ready.pop_front() else {
+                break;
+            };
+            if let Some(upstream) = &schedule.blocked_by[id] {
                 let result = skipped(&dag, id, upstream);
                 let _ = events.send(Event::Finished(result.clone()));
-                release(
-                    &dag,
-                    id,
-                    &result,
-                    &selected,
-                    &mut waiting,
-                    &mut blocked_by,
-                    &mut ready,
-                );
+                schedule.release(&dag, &result);
                 results[id] = Some(result);
                 continue;
             }
             let _ = events.send(Event::Started { id });
             let context = Context {
                 runtime: runtime.clone(),
+                database: database.clone(),
                 dag: dag.clone(),
                 assignments: assignments.clone(),
                 options: options.clone(),
@@ -145,16 +141,8 @@ pub async fn execute(
             Err(e) => internal_error(&dag, task_nodes[&e.id()], &e),
         };
         let _ = events.send(Event::Finished(result.clone()));
+        schedule.release(&dag, &result);
         let id = result.id;
-        release(
-            &dag,
-            id,
-            &result,
-            &selected,
-            &mut waiting,
-            &mut blocked_by,
-            &mut ready,
-        );
         results[id] = Some(result);
     }
     selection
@@ -171,34 +159,89 @@ fn internal_error(dag: &Dag, id: NodeId, error: &tokio::task::JoinError) -> Node
     }
 }
 
-/// Marks `id` done: its selected children wait for one fewer node, and
-/// inherit the failure if it did not succeed.
-fn release(
-    dag: &Dag,
-    id: NodeId,
-    result: &NodeResult,
-    selected: &[bool],
-    waiting: &mut [usize],
-    blocked_by: &mut [Option<String>],
-    ready: &mut VecDeque<NodeId>,
-) {
-    let failure = match result.status {
-        Status::Success | Status::Reused => blocked_by[id].clone(),
-        Status::Error => Some(dag.nodes[id].name.clone()),
-        Status::Skipped => blocked_by[id].clone(),
-    };
-    for &child in &dag.children[id] {
-        if !selected[child] {
-            continue;
+/// Which selected nodes may start: each waits for its selected upstreams
+/// (and a node built from a tested model for that model's selected tests).
+struct Schedule {
+    selected: Vec<bool>,
+    /// Test -> the nodes it holds back.
+    gates: HashMap<NodeId, Vec<NodeId>>,
+    waiting: Vec<usize>,
+    /// The failed node a node inherits, which skips it.
+    blocked_by: Vec<Option<String>>,
+    ready: VecDeque<NodeId>,
+}
+
+impl Schedule {
+    fn new(dag: &Dag, selection: &[NodeId]) -> Self {
+        let mut selected = vec![false; dag.nodes.len()];
+        selection.iter().for_each(|&id| selected[id] = true);
+        let mut waiting: Vec<usize> = dag
+            .nodes
+            .iter()
+            .map(|node| node.depends_on.iter().filter(|d| selected[**d]).count())
+            .collect();
+        let gates = test_gates(dag, selection, &selected);
+        for held in gates.values().flatten() {
+            waiting[*held] += 1;
         }
-        if failure.is_some() && blocked_by[child].is_none() {
-            blocked_by[child] = failure.clone();
-        }
-        waiting[child] -= 1;
-        if waiting[child] == 0 {
-            ready.push_back(child);
+        let ready = selection
+            .iter()
+            .copied()
+            .filter(|&id| waiting[id] == 0)
+            .collect();
+        Self {
+            blocked_by: vec![None; dag.nodes.len()],
+            selected,
+            gates,
+            waiting,
+            ready,
         }
     }
+
+    /// Marks a node done: what waits on it waits for one fewer node, and
+    /// inherits the failure if it did not succeed.
+    fn release(&mut self, dag: &Dag, result: &NodeResult) {
+        let id = result.id;
+        let failure = match result.status {
+            Status::Success | Status::Reused | Status::Pass | Status::Warn | Status::Skipped => {
+                self.blocked_by[id].clone()
+            }
+            Status::Error | Status::Fail => Some(dag.nodes[id].name.clone()),
+        };
+        let children = dag.children[id].iter().filter(|&&c| self.selected[c]);
+        let held = self.gates.get(&id).into_iter().flatten();
+        for &next in children.chain(held) {
+            if failure.is_some() && self.blocked_by[next].is_none() {
+                self.blocked_by[next] = failure.clone();
+            }
+            self.waiting[next] -= 1;
+            if self.waiting[next] == 0 {
+                self.ready.push_back(next);
+            }
+        }
+    }
+}
+
+/// For each selected test of a model: the selected non-test nodes that read
+/// that model, except any the test itself reads (which would wait on each
+/// other).
+fn test_gates(dag: &Dag, selection: &[NodeId], selected: &[bool]) -> HashMap<NodeId, Vec<NodeId>> {
+    let mut gates = HashMap::new();
+    for &test in selection {
+        let Some(model) = dag.nodes[test].as_test().and_then(|t| t.checks) else {
+            continue;
+        };
+        let upstream = dag.ancestors(test, None);
+        let held: Vec<NodeId> = dag.children[model]
+            .iter()
+            .copied()
+            .filter(|&c| selected[c] && !dag.nodes[c].is_test() && !upstream.contains(&c))
+            .collect();
+        if !held.is_empty() {
+            gates.insert(test, held);
+        }
+    }
+    gates
 }
 
 fn skipped(dag: &Dag, id: NodeId, upstream: &str) -> NodeResult {
@@ -212,6 +255,7 @@ fn skipped(dag: &Dag, id: NodeId, upstream: &str) -> NodeResult {
         message: String::new(),
         relation: relation_text(&wit_relation(&node.relation)),
         rows_affected: None,
+        failures: None,
         id,
     }
 }
@@ -234,6 +278,7 @@ fn relation_text(relation: &Relation) -> String {
 /// What one node task needs.
 struct Context {
     runtime: Option<Arc<Runtime>>,
+    database: Sqlite,
     dag: Arc<Dag>,
     assignments: Arc<Assignments>,
     options: RunOptions,
@@ -244,6 +289,9 @@ impl Context {
     async fn run_node(&self, id: NodeId) -> NodeResult {
         let node = &self.dag.nodes[id];
         let started = Instant::now();
+        if let Some(test) = node.as_test() {
+            return self.run_test(id, test.severity, started).await;
+        }
         let (target, outcome) = match &self.assignments.work[id] {
             None => (
                 wit_relation(&node.relation),
@@ -266,7 +314,79 @@ impl Context {
             message,
             relation: relation_text(&target),
             rows_affected,
+            failures: None,
             id,
+        }
+    }
+
+    /// Counts the rows a test's query returns: none is a pass.
+    async fn run_test(&self, id: NodeId, severity: Severity, started: Instant) -> NodeResult {
+        let node = &self.dag.nodes[id];
+        let counted = match self.render(id) {
+            Ok(sql) => {
+                let count = format!("SELECT count(*) FROM (\n{sql}\n) AS orbital_failures");
+                self.database
+                    .query(crate::database::plain(&count))
+                    .await
+                    .map_err(|e| e.message)
+                    .and_then(|rows| match rows.rows.first().and_then(|r| r.first()) {
+                        Some(Value::Integer(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+                        other => Err(format!("the failing-row count came back as {other:?}")),
+                    })
+            }
+            Err(error) => Err(error),
+        };
+        let (status, message, failures, error) = match counted {
+            Ok(0) => (Status::Pass, "pass".to_string(), Some(0), None),
+            Ok(n) => {
+                let status = match severity {
+                    Severity::Error => Status::Fail,
+                    Severity::Warn => Status::Warn,
+                };
+                let rows = if n == 1 { "row" } else { "rows" };
+                let text = format!("{n} failing {rows}");
+                (
+                    status,
+                    text.clone(),
+                    Some(n),
+                    (status == Status::Fail).then_some(text),
+                )
+            }
+            Err(error) => (Status::Error, String::new(), None, Some(error)),
+        };
+        NodeResult {
+            name: node.name.clone(),
+            kind: node.kind_name(),
+            status,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            error,
+            message,
+            // What the progress lines show: the test's name.
+            relation: node.name.clone(),
+            rows_affected: None,
+            failures,
+            id,
+        }
+    }
+
+    /// A model's or test's SQL reading the relations this run assigned.
+    fn render(&self, id: NodeId) -> Result<String, String> {
+        let mut unread = None;
+        let rendered = orbital_core::compile::render_model(&self.dag, id, |dep| {
+            match &self.assignments.reads[dep] {
+                Some(relation) => relation.quoted(),
+                None => {
+                    unread = Some(self.dag.nodes[dep].name.clone());
+                    String::new()
+                }
+            }
+        });
+        match unread {
+            Some(dep) => Err(format!(
+                "`{dep}` is not built in this environment; build it first (e.g. orbital build --select +{})",
+                self.dag.nodes[id].name
+            )),
+            None => Ok(rendered.unwrap_or_default()),
         }
     }
 
@@ -282,21 +402,7 @@ impl Context {
         let built = match node.as_model() {
             None => crate::seed::load(runtime, node, target).await,
             Some(model) => {
-                let mut unread = None;
-                let rendered =
-                    orbital_core::compile::render_model(&self.dag, id, |dep| {
-                        match &self.assignments.reads[dep] {
-                            Some(relation) => relation.quoted(),
-                            None => {
-                                unread = Some(self.dag.nodes[dep].name.clone());
-                                String::new()
-                            }
-                        }
-                    });
-                let sql = rendered.unwrap_or_default();
-                if let Some(dep) = unread {
-                    return Err(format!("internal error: no relation to read `{dep}` from"));
-                }
+                let sql = self.render(id)?;
                 let task = ModelTask {
                     model: node.name.clone(),
                     relation: target,

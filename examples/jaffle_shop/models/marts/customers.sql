@@ -1,3 +1,4 @@
+-- config: tests.customer_id = ['unique', 'not_null']
 with customers as (
     select * from stg_customers
 ),

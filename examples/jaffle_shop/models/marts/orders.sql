@@ -1,4 +1,12 @@
 -- config: tags = ['finance']
+-- config: tests.order_id = ['unique', 'not_null']
+-- config: tests.customer_id = ['not_null', { relationships = { to = 'customers', field = 'customer_id' } }]
+-- config: tests.status = [{ accepted_values = ['placed', 'shipped', 'completed', 'return_pending', 'returned'] }]
+-- config: tests.amount = ['not_null']
+-- config: tests.credit_card_amount = ['not_null']
+-- config: tests.coupon_amount = ['not_null']
+-- config: tests.bank_transfer_amount = ['not_null']
+-- config: tests.gift_card_amount = ['not_null']
 with orders as (
     select * from stg_orders
 ),

@@ -1,3 +1,4 @@
+-- config: tests.customer_id = ['unique', 'not_null']
 select
     id as customer_id,
     first_name,

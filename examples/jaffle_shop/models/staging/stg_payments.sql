@@ -1,3 +1,5 @@
+-- config: tests.payment_id = ['unique', 'not_null']
+-- config: tests.payment_method = [{ accepted_values = ['credit_card', 'coupon', 'bank_transfer', 'gift_card'] }]
 select
     id as payment_id,
     order_id,

@@ -1,0 +1,195 @@
+//! End to end: data tests. Generic tests declared per column in model
+//! config, singular tests in `tests/`, `orbital test`, and `orbital build`
+//! running each model's tests right after it and skipping what is built
+//! from a model whose test fails.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use support::{TestProject, query};
+
+fn tests_of(run: &support::Run) -> BTreeMap<String, String> {
+    run.test_statuses()
+}
+
+fn result<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no result for {name}"))
+}
+
+#[test]
+fn the_example_tests_pass_and_orbital_test_runs_them_alone() {
+    let project = TestProject::jaffle_shop();
+    let built = project.orbital(&["build", "--json"]).expect_code(0);
+    let tests = tests_of(&built);
+    assert_eq!(tests.len(), 21, "{tests:?}");
+    assert!(tests.values().all(|s| s == "pass"), "{tests:?}");
+
+    let tested = project.orbital(&["test", "--json"]).expect_code(0);
+    assert!(tested.statuses().is_empty(), "orbital test builds nothing");
+    assert_eq!(tests_of(&tested), tests);
+    let json = tested.json();
+    let not_null = result(&json, "not_null_orders_order_id");
+    assert_eq!(not_null["failures"], 0);
+
+    // Selecting a model selects the tests that read it, relationships too.
+    let orders = project
+        .orbital(&["test", "--json", "--select", "orders"])
+        .expect_code(0);
+    let names: Vec<String> = tests_of(&orders).into_keys().collect();
+    assert_eq!(names.len(), 10, "{names:?}");
+    assert!(names.contains(&"relationships_orders_customer_id__customers".to_string()));
+    assert!(names.iter().all(|n| n.contains("orders")), "{names:?}");
+
+    let human = project.orbital(&["test"]).expect_code(0).stdout();
+    assert!(
+        human.contains("PASS  test unique_orders_order_id"),
+        "{human}"
+    );
+    assert!(human.contains("Done. PASS=21 "), "{human}");
+}
+
+#[test]
+fn failing_tests_fail_the_command_and_warnings_do_not() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["build"]).expect_code(0);
+    project.write(
+        "tests/no_big_orders.sql",
+        "select order_id, amount from orders where amount > 20",
+    );
+    let failed = project.orbital(&["test", "--json"]).expect_code(1);
+    assert_eq!(tests_of(&failed)["no_big_orders"], "fail");
+    let json = failed.json();
+    let big = result(&json, "no_big_orders");
+    let expected = query(
+        &project.database(),
+        "select count(*) from orders where amount > 20",
+    )[0][0]
+        .clone();
+    assert_eq!(big["failures"].to_string(), expected);
+    assert!(big["error"].as_str().unwrap().contains("failing row"));
+
+    project.write(
+        "tests/no_big_orders.sql",
+        "-- config: severity = 'warn'\nselect order_id, amount from orders where amount > 20",
+    );
+    let warned = project.orbital(&["test"]).expect_code(0).stdout();
+    assert!(warned.contains("WARN  test no_big_orders"), "{warned}");
+    assert!(warned.contains("WARN=1"), "{warned}");
+}
+
+#[test]
+fn build_skips_what_is_built_from_a_model_whose_test_fails() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["build"]).expect_code(0);
+    let path = "models/staging/stg_orders.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    project.write(
+        path,
+        &original.replace("    status", "    upper(status) as status"),
+    );
+    let run = project.orbital(&["build", "--json"]).expect_code(1);
+    let statuses = run.statuses();
+    assert_eq!(statuses["stg_orders"], "success");
+    assert_eq!(statuses["orders"], "skipped");
+    assert_eq!(statuses["customers"], "skipped");
+    assert_eq!(statuses["stg_payments"], "reused");
+    let tests = tests_of(&run);
+    assert_eq!(tests["accepted_values_stg_orders_status"], "fail");
+    assert_eq!(tests["unique_stg_orders_order_id"], "pass");
+    assert_eq!(tests["unique_orders_order_id"], "skipped");
+    let json = run.json();
+    assert!(
+        result(&json, "orders")["error"]
+            .as_str()
+            .unwrap()
+            .contains("accepted_values_stg_orders_status")
+    );
+    // Users still see the orders built before the bad change.
+    assert_eq!(
+        query(
+            &project.database(),
+            "select distinct status from orders order by 1"
+        )[0][0],
+        "completed"
+    );
+}
+
+#[test]
+fn tests_of_unbuilt_models_say_so() {
+    let project = TestProject::jaffle_shop();
+    let run = project.orbital(&["test", "--json"]).expect_code(1);
+    let json = run.json();
+    let error = result(&json, "unique_orders_order_id")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("is not built in this environment"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_test_declarations_are_clear_errors() {
+    let cases = [
+        (
+            "models/marts/orders.sql",
+            "-- config: tests.order_id = ['uniqe']\nselect 1 as order_id",
+            "unknown test `uniqe`",
+        ),
+        (
+            "models/marts/orders.sql",
+            "-- config: tests.status = [{ accepted_values = [] }]\nselect 1 as status",
+            "at least one value",
+        ),
+        (
+            "models/marts/orders.sql",
+            "-- config: tests.customer_id = [{ relationships = { to = 'customer', field = 'id' } }]\nselect 1 as customer_id",
+            "`customer` is not a model or seed; did you mean `customers`?",
+        ),
+        (
+            "tests/not_a_select.sql",
+            "delete from orders",
+            "test `not_a_select` must be one SELECT returning the rows that fail",
+        ),
+        (
+            "tests/bad_severity.sql",
+            "-- config: severity = 'fatal'\nselect 1",
+            "severity",
+        ),
+    ];
+    for (path, text, expected) in cases {
+        let project = TestProject::jaffle_shop();
+        project.write(path, text);
+        let run = project.orbital(&["test"]).expect_code(2);
+        let stderr = run.stderr();
+        assert!(stderr.contains(expected), "{path}: {stderr}");
+        let file = path.rsplit('/').next().unwrap();
+        assert!(stderr.contains(file), "{path}: {stderr}");
+        assert!(!project.database().exists(), "nothing is written");
+    }
+}
+
+#[test]
+fn a_test_that_reads_a_model_built_from_the_one_it_checks_does_not_hold_it_back() {
+    let project = TestProject::empty();
+    project.write(
+        "orbital.toml",
+        "name = \"p\"\n[targets.dev]\nurl = \"sqlite://target/p.db\"\n",
+    );
+    project.write("seeds/raw.csv", "id\n1\n2\n");
+    project.write(
+        "models/parent.sql",
+        "-- config: tests.id = [{ relationships = { to = 'child', field = 'id' } }]\nselect id from raw",
+    );
+    project.write("models/child.sql", "select id from parent");
+    let run = project.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(run.statuses().len(), 3);
+    assert_eq!(tests_of(&run)["relationships_parent_id__child"], "pass");
+}
