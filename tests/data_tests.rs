@@ -193,3 +193,82 @@ fn a_test_that_reads_a_model_built_from_the_one_it_checks_does_not_hold_it_back(
     assert_eq!(run.statuses().len(), 3);
     assert_eq!(tests_of(&run)["relationships_parent_id__child"], "pass");
 }
+
+/// jaffle_shop with the test component that provides `is_positive`,
+/// `is_between` and `spins` as generic tests.
+fn with_range_tests(extra_config: &str) -> TestProject {
+    let project = TestProject::jaffle_shop();
+    let component = orbital_bundle::test_component("orbital-test-range-tests");
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    project.write(
+        "orbital.toml",
+        &format!(
+            "{config}\n[plugins]\ncomponents = [{:?}]\n{extra_config}",
+            component.display().to_string()
+        ),
+    );
+    project
+}
+
+#[test]
+fn a_macro_plugin_provides_generic_tests() {
+    let project = with_range_tests("");
+    let path = "models/staging/stg_payments.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    let with_tests = |tests: &str| {
+        project.write(
+            path,
+            &format!("-- config: tests.amount = {tests}\n{original}"),
+        );
+    };
+    with_tests("['is_positive', { is_between = { min = 0, max = 100 } }]");
+    let built = project.orbital(&["build", "--json"]).expect_code(0);
+    let tests = tests_of(&built);
+    assert_eq!(tests["is_positive_stg_payments_amount"], "pass");
+    assert_eq!(tests["is_between_stg_payments_amount"], "pass");
+    let sql = project
+        .orbital(&["compile", "is_between_stg_payments_amount"])
+        .expect_code(0)
+        .stdout();
+    assert!(sql.contains("amount < 0 OR amount > 100"), "{sql}");
+
+    // The plugin's arguments decide: a tighter range fails.
+    with_tests("[{ is_between = { min = 0, max = 5 } }]");
+    let failed = project.orbital(&["test", "--json"]).expect_code(1);
+    assert_eq!(tests_of(&failed)["is_between_stg_payments_amount"], "fail");
+
+    // Nothing provides it: the error lists what does.
+    with_tests("['is_negative']");
+    let unknown = project.orbital(&["test"]).expect_code(2).stderr();
+    assert!(
+        unknown.contains("unknown test `is_negative`") && unknown.contains("is_positive"),
+        "{unknown}"
+    );
+
+    // The plugin's own refusal names the macro and the plugin.
+    with_tests("[{ is_between = { min = 0 } }]");
+    let refused = project.orbital(&["test"]).expect_code(2).stderr();
+    assert!(
+        refused.contains("macro `is_between` of plugin `test-range-tests`")
+            && refused.contains("needs `max`")
+            && refused.contains("stg_payments.sql"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_test_macro_that_never_returns_is_stopped() {
+    let project = with_range_tests("timeout-ms = 500\n");
+    let path = "models/staging/stg_payments.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    project.write(
+        path,
+        &format!("-- config: tests.amount = ['spins']\n{original}"),
+    );
+    let stopped = project.orbital(&["test"]).expect_code(2).stderr();
+    assert!(
+        stopped.contains("test-range-tests") && stopped.contains("time limit"),
+        "{stopped}"
+    );
+    assert!(!project.database().exists(), "nothing is written");
+}

@@ -131,6 +131,43 @@ fn scaffold_build_install_and_use_a_custom_materialization() {
     assert_eq!(adapter["built"]["kind"], "adapter");
     assert_eq!(adapter["built"]["provides"], "sqlite");
 
+    // So does the macros scaffold, whose test macro then tests a column.
+    orbital(
+        &["plugin", "new", "macros", "no-negatives", "--sdk-path", sdk],
+        work.path(),
+    )
+    .expect_code(0);
+    std::fs::copy(
+        workspace().join(CARGO_LOCK),
+        work.path().join("no-negatives").join(CARGO_LOCK),
+    )
+    .unwrap();
+    let macros = orbital(&["--json", "plugin", "build", "no-negatives"], work.path())
+        .expect_code(0)
+        .json();
+    assert_eq!(macros["built"]["kind"], "macros");
+    assert_eq!(macros["built"]["provides"], "no_negatives");
+    let macros_wasm = macros["built"]["source"].as_str().unwrap().to_string();
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    project.write(
+        "orbital.toml",
+        &config.replace(
+            &format!("components = [\"{hash}\"]"),
+            &format!("components = [\"{hash}\", {macros_wasm:?}]"),
+        ),
+    );
+    project.write(
+        "models/marts/order_counts.sql",
+        "-- config: materialized = 'audited_table', tests.n = ['no_negatives']\nselect customer_id, count(*) as n from stg_orders group by customer_id",
+    );
+    let tested = project
+        .orbital(&["test", "--json", "--select", "order_counts"])
+        .expect_code(0);
+    assert_eq!(
+        tested.test_statuses()["no_negatives_order_counts_n"],
+        "pass"
+    );
+
     // Uninstalled (a fresh state store): a clear error naming the hash.
     std::fs::remove_dir_all(project.path().join("target")).unwrap();
     let missing = project.orbital(&["build"]).expect_code(2);

@@ -14,7 +14,12 @@ const FIRST_PARTY: &[&str] = &[
     "orbital-materialization-table",
 ];
 /// Guest crates only the tests use.
-const TEST_COMPONENTS: &[&str] = &["orbital-test-trap", "orbital-test-spin", "orbital-test-hog"];
+const TEST_COMPONENTS: &[&str] = &[
+    "orbital-test-trap",
+    "orbital-test-spin",
+    "orbital-test-hog",
+    "orbital-test-range-tests",
+];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() {

@@ -8,8 +8,8 @@ use std::process::{Command, ExitCode, Stdio};
 
 use clap::{Subcommand, ValueEnum};
 use orbital_cas::Store;
+use orbital_core::ProjectConfig;
 use orbital_core::config::INSTALLED_PREFIX;
-use orbital_core::{Project, ProjectConfig};
 use orbital_plugins::{Limits, Plugin, PluginHost};
 use orbital_runner::Component;
 use serde::Serialize;
@@ -57,6 +57,8 @@ pub(crate) enum PluginCommand {
 pub(crate) enum PluginKind {
     Materialization,
     Adapter,
+    /// Macros; the template provides a generic data test.
+    Macros,
 }
 
 /// What a loaded component says about itself.
@@ -122,14 +124,7 @@ pub(crate) fn command(
         PluginCommand::List => {
             let config = ProjectConfig::load(&cli.project)?;
             let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
-            let project = Project {
-                root: cli.project.clone(),
-                config,
-                models: Vec::new(),
-                seeds: Vec::new(),
-                tests: Vec::new(),
-            };
-            let loaded = components(&project, &store)?;
+            let loaded = components(&cli.project, &config, &store)?;
             let mut listed = loaded
                 .iter()
                 .map(|c| describe(c, &c.label))
@@ -201,6 +196,15 @@ fn describe(component: &Component, source: &str) -> Result<Described, Failure> {
             adapter.info.url_schemes.join(", "),
         ),
         Plugin::Materialization(m) => ("materialization", m.info.clone(), m.strategy.clone()),
+        Plugin::Macros(m) => (
+            "macros",
+            m.info.clone(),
+            m.signatures
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
     };
     Ok(Described {
         kind,
@@ -372,6 +376,45 @@ impl Materialization for Plugin {{
 }}
 
 orbital_sdk::export_materialization!(Plugin);
+"#
+        ),
+        PluginKind::Macros => format!(
+            r#"//! `{name}`: Orbital macros. The template provides one generic data
+//! test, `{strategy}`: models declare it per column,
+//! `-- config: tests.amount = ['{strategy}']`, and it fails the rows where the
+//! column is negative. A test macro returns the query of failing rows.
+
+use orbital_sdk::{{Call, Macros, PluginInfo, Position, Signature}};
+
+struct Plugin;
+
+impl Macros for Plugin {{
+    fn info() -> PluginInfo {{
+        orbital_sdk::plugin_info!("{name}", "Generic data tests")
+    }}
+
+    fn signatures() -> Vec<Signature> {{
+        vec![Signature {{
+            name: "{strategy}".into(),
+            positions: vec![Position::Test],
+            params: vec!["column".into()],
+            required: 1,
+            description: "Fails rows where the column is negative".into(),
+        }}]
+    }}
+
+    fn expand(call: Call) -> Result<String, String> {{
+        // The host passes the tested column first, named `column`.
+        let column = call
+            .args
+            .iter()
+            .find(|a| a.name.as_deref() == Some("column"))
+            .ok_or("no column given")?;
+        Ok(format!("select * from {{}} where {{}} < 0", call.model, column.sql))
+    }}
+}}
+
+orbital_sdk::export_macros!(Plugin);
 "#
         ),
         PluginKind::Adapter => format!(

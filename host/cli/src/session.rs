@@ -19,6 +19,7 @@ use orbital_plugins::Limits;
 use orbital_runner::{Component, Runtime, Sqlite};
 
 use crate::diagnostics::Failure;
+use crate::test_macros::PluginTests;
 use crate::{Cli, SelectArgs};
 
 pub struct Session {
@@ -59,8 +60,9 @@ impl Session {
             .to_string();
         orbital_core::plan::check_environment_name(&environment)?;
         let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
-        let (project, compiled) = load(&cli.project, config, &target, &store)?;
-        let components = components(&project, &store)?;
+        let components = components(&cli.project, &config, &store)?;
+        let macros = PluginTests::new(&components, &config);
+        let (project, compiled) = load(&cli.project, config, &target, &store, &macros)?;
         let threads = threads.or(target.threads).unwrap_or(4).max(1);
         Ok(Self {
             project,
@@ -234,14 +236,18 @@ pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> BTreeMap<String, Record
 
 /// The components a project loads: the bundled ones, then those its
 /// orbital.toml lists (files, or components installed in `store`).
-pub fn components(project: &Project, store: &Store) -> Result<Vec<Component>, Failure> {
+pub fn components(
+    root: &Path,
+    config: &ProjectConfig,
+    store: &Store,
+) -> Result<Vec<Component>, Failure> {
     let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
         .iter()
         .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
         .collect();
-    for reference in &project.config.plugins.components {
+    for reference in &config.plugins.components {
         components.push(match reference {
-            ComponentRef::Path(path) => Component::read(&project.root.join(path))?,
+            ComponentRef::Path(path) => Component::read(&root.join(path))?,
             ComponentRef::Installed(hash) => {
                 let bytes = store.plugin(hash)?.ok_or_else(|| {
                     Failure::Usage(format!(
@@ -255,6 +261,34 @@ pub fn components(project: &Project, store: &Store) -> Result<Vec<Component>, Fa
         });
     }
     Ok(components)
+}
+
+/// The project's test macros for commands that do not otherwise open the
+/// state store (`compile`, `ls`): it is opened only for installed plugins.
+pub fn project_test_macros(root: &Path, config: &ProjectConfig) -> Result<PluginTests, Failure> {
+    let installed = config
+        .plugins
+        .components
+        .iter()
+        .any(|c| matches!(c, ComponentRef::Installed(_)));
+    if config.plugins.components.is_empty() {
+        return Ok(PluginTests::new(&[], config));
+    }
+    let components = if installed {
+        let store = Store::open(&state_dir(root, config).join("state.redb"))?;
+        components(root, config, &store)?
+    } else {
+        config
+            .plugins
+            .components
+            .iter()
+            .filter_map(|c| match c {
+                ComponentRef::Path(path) => Some(Component::read(&root.join(path))),
+                ComponentRef::Installed(_) => None,
+            })
+            .collect::<Result<_, _>>()?
+    };
+    Ok(PluginTests::new(&components, config))
 }
 
 /// `<target-path>/orbital`: the state store and the locks.
@@ -280,10 +314,13 @@ fn load(
     config: ProjectConfig,
     target: &Target,
     store: &Store,
+    macros: &PluginTests,
 ) -> Result<(Project, CompiledProject), Failure> {
     let read_at = SystemTime::now();
     let files = orbital_core::snapshot::stamp_files(root, &config)?;
-    let key = orbital_core::snapshot::key(&config, target, &build_identity());
+    // Plugin tests write SQL the snapshot keeps: their plugins are part of it.
+    let identity = format!("{} {}", build_identity(), macros.identity());
+    let key = orbital_core::snapshot::key(&config, target, &identity);
     if let Some(snapshot) = store.snapshot(&key)?
         && snapshot.matches(&key, &files)
     {
@@ -302,7 +339,7 @@ fn load(
     let project = Project::load_with_config(root, config)?;
     let compiled = {
         let cache = store.parse_cache()?;
-        orbital_core::compile_with_cache(&project, target, &cache)?
+        orbital_core::compile_with(&project, target, &cache, macros)?
     };
     if let Some(snapshot) = Snapshot::capture(key, files, read_at, &project, &compiled.dag)
         && let Err(e) = store.save_snapshot(&snapshot)

@@ -31,7 +31,7 @@ use sqlparser::parser::Parser;
 
 use crate::config::Target;
 use crate::dag::{Dag, Node, NodeId, NodeKind, RelationName};
-use crate::data_test::Severity;
+use crate::data_test::{ColumnTest, Generic, NoTestMacros, Severity, TestMacros};
 use crate::error::{Error, Location, Result};
 use crate::hash::{Hash, Hasher};
 use crate::project::{Model, ModelConfig, Project};
@@ -306,6 +306,16 @@ pub fn compile_with_cache(
     target: &Target,
     cache: &dyn ParseCache,
 ) -> Result<CompiledProject> {
+    compile_with(project, target, cache, &NoTestMacros)
+}
+
+/// Compiles every model and test, with custom generic tests from `macros`.
+pub fn compile_with(
+    project: &Project,
+    target: &Target,
+    cache: &dyn ParseCache,
+    macros: &dyn TestMacros,
+) -> Result<CompiledProject> {
     let dialect_name = target.parser_dialect();
     let parsed: Vec<Result<(Hash, ParsedModel, bool)>> = project
         .models
@@ -374,7 +384,7 @@ pub fn compile_with_cache(
             }
         }
     }
-    let tests = compile_tests(project, dialect_name, cache, &resolver, &nodes);
+    let tests = compile_tests(project, dialect_name, cache, macros, &resolver, &nodes);
     for test in tests {
         match test {
             Ok((test, fresh)) => {
@@ -400,6 +410,7 @@ fn compile_tests(
     project: &Project,
     dialect_name: &str,
     cache: &dyn ParseCache,
+    macros: &dyn TestMacros,
     resolver: &Resolver<'_>,
     nodes: &[Node],
 ) -> Vec<Result<(Node, Option<FreshParse>)>> {
@@ -411,7 +422,17 @@ fn compile_tests(
         };
         for column_test in &model.config.tests {
             let name = column_test.name(&node.name);
-            let query = test_query(&name, &node.path, column_test.sql(&node.name));
+            let sql = match generic_sql(column_test, &node.name, macros) {
+                Ok(sql) => sql,
+                Err(message) => {
+                    out.push(Err(Error::Config {
+                        location: Location::new(&node.path, 1, 1),
+                        message: format!("test `{name}` on model `{}`: {message}", node.name),
+                    }));
+                    continue;
+                }
+            };
+            let query = test_query(&name, &node.path, sql);
             let compiled = parse_model(&query, dialect.as_ref())
                 .and_then(|parsed| resolve_model(&query, &parsed, resolver))
                 .map_err(|e| generic_test_error(e, &name, node));
@@ -456,6 +477,23 @@ fn compile_tests(
         }));
     }
     out
+}
+
+/// A generic test's failing-rows query: built in, or from a macro plugin.
+fn generic_sql(
+    test: &ColumnTest,
+    model: &str,
+    macros: &dyn TestMacros,
+) -> std::result::Result<String, String> {
+    if let Some(sql) = test.sql(model) {
+        return Ok(sql);
+    }
+    let Generic::Custom { name, args } = &test.test else {
+        return Err("internal error: a built-in test without SQL".into());
+    };
+    macros
+        .expand(name, model, &test.column, args)
+        .unwrap_or_else(|| Err(crate::data_test::unknown_test(name, macros)))
 }
 
 /// A test's query as a model, so it parses and resolves like one.

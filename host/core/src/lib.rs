@@ -26,7 +26,7 @@ pub mod synthetic;
 
 pub use compile::{
     CompiledModel, CompiledProject, NoCache, ParseCache, ParsedModel, Referent, compile,
-    compile_with_cache,
+    compile_with, compile_with_cache,
 };
 pub use config::{ComponentRef, ProjectConfig, Target};
 pub use dag::{Dag, Node, NodeId, NodeKind};

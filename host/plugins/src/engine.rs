@@ -11,11 +11,15 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::adapter::exports::orbital::plugin::dialect::Guest as DialectGuest;
 use crate::bindings::adapter::{Adapter as AdapterBindings, AdapterPre};
+use crate::bindings::macros::exports::orbital::plugin::expander::{Call, Signature};
+use crate::bindings::macros::{Macros as MacrosBindings, MacrosPre};
 use crate::bindings::materialization::{
     Materialization as MaterializationBindings, MaterializationPre,
 };
 use crate::error::PluginError;
-use crate::state::{AdapterInstance, AdapterState, Database, Guard, Guarded, TaskState, arm};
+use crate::state::{
+    AdapterInstance, AdapterState, Database, Guard, Guarded, MacroState, TaskState, arm,
+};
 use crate::types::{AdapterInfo, ModelTask, Outcome, PluginInfo};
 
 /// How often the epoch advances: the granularity of deadlines and yields.
@@ -49,6 +53,15 @@ impl Default for Limits {
 pub enum Plugin {
     Adapter(Box<Adapter>),
     Materialization(Materialization),
+    Macros(MacroPlugin),
+}
+
+/// A compiled macro plugin, ready to instantiate.
+pub struct MacroPlugin {
+    pub info: PluginInfo,
+    /// The macros it claims.
+    pub signatures: Vec<Signature>,
+    pre: MacrosPre<MacroState>,
 }
 
 /// A compiled adapter, ready to instantiate.
@@ -71,6 +84,7 @@ pub struct PluginHost {
     limits: Limits,
     adapter_linker: Linker<AdapterState>,
     task_linker: Linker<TaskState>,
+    macro_linker: Linker<MacroState>,
     _ticker: EpochTicker,
 }
 
@@ -87,12 +101,17 @@ impl PluginHost {
             |state| state,
         )
         .map_err(engine_error)?;
+        let mut macro_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut macro_linker).map_err(engine_error)?;
+        MacrosBindings::add_to_linker::<_, HasSelf<MacroState>>(&mut macro_linker, |state| state)
+            .map_err(engine_error)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
             engine,
             limits,
             adapter_linker,
             task_linker,
+            macro_linker,
             _ticker: ticker,
         })
     }
@@ -136,11 +155,15 @@ impl PluginHost {
             self.load_materialization(label, &component)
                 .await
                 .map(Plugin::Materialization)
+        } else if exports_interface("expander") {
+            self.load_macros(label, &component)
+                .await
+                .map(Plugin::Macros)
         } else {
             Err(PluginError::Load {
                 plugin: label.to_string(),
                 message: format!(
-                    "it exports none of the worlds this host loads (adapter, materialization of orbital:plugin@0.1.0); its exports: [{}]",
+                    "it exports none of the worlds this host loads (adapter, materialization, macros of orbital:plugin@0.1.0); its exports: [{}]",
                     exports.join(", ")
                 ),
             })
@@ -200,6 +223,51 @@ impl PluginHost {
             strategy,
             pre,
         })
+    }
+
+    async fn load_macros(
+        &self,
+        label: &str,
+        component: &Component,
+    ) -> Result<MacroPlugin, PluginError> {
+        let pre = self
+            .macro_linker
+            .instantiate_pre(component)
+            .and_then(MacrosPre::new)
+            .map_err(|e| wrong_world(label, "macros", e))?;
+        let mut session = self.macro_session_of(label, &pre).await?;
+        let info = session
+            .call(async |expander, store| expander.call_describe(store).await)
+            .await?;
+        let signatures = session
+            .call(async |expander, store| expander.call_signatures(store).await)
+            .await?;
+        Ok(MacroPlugin {
+            info,
+            signatures,
+            pre,
+        })
+    }
+
+    /// One instance of a macro plugin, reused for every call of a compile
+    /// (each call under the plugin's time limit).
+    pub async fn macro_session(&self, plugin: &MacroPlugin) -> Result<MacroSession, PluginError> {
+        self.macro_session_of(&plugin.info.name, &plugin.pre).await
+    }
+
+    async fn macro_session_of(
+        &self,
+        plugin: &str,
+        pre: &MacrosPre<MacroState>,
+    ) -> Result<MacroSession, PluginError> {
+        let guard = Guard::new(plugin, self.limits.memory_bytes, self.limits.timeout);
+        let mut store = Store::new(&self.engine, MacroState::new(guard));
+        arm(&mut store);
+        let bindings = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(&store.data().guard, e))?;
+        Ok(MacroSession { store, bindings })
     }
 
     async fn task_store(
@@ -348,6 +416,34 @@ impl AdapterSession {
 
     pub fn plugin(&self) -> &str {
         &self.plugin
+    }
+}
+
+/// A live macro plugin instance.
+pub struct MacroSession {
+    store: Store<MacroState>,
+    bindings: MacrosBindings,
+}
+
+impl MacroSession {
+    async fn call<R>(
+        &mut self,
+        f: impl AsyncFnOnce(
+            &crate::bindings::macros::exports::orbital::plugin::expander::Guest,
+            &mut Store<MacroState>,
+        ) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        self.store.data_mut().guard().restart();
+        f(self.bindings.orbital_plugin_expander(), &mut self.store)
+            .await
+            .map_err(|e| classify(&self.store.data().guard, e))
+    }
+
+    /// Expands one call: the SQL text for its position, or the plugin's
+    /// own error message.
+    pub async fn expand(&mut self, call: &Call) -> Result<Result<String, String>, PluginError> {
+        self.call(async |expander, store| expander.call_expand(store, call).await)
+            .await
     }
 }
 

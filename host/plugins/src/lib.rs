@@ -17,7 +17,9 @@ mod engine;
 mod error;
 mod state;
 
-pub use engine::{Adapter, AdapterSession, Limits, Materialization, Plugin, PluginHost};
+pub use engine::{
+    Adapter, AdapterSession, Limits, MacroPlugin, MacroSession, Materialization, Plugin, PluginHost,
+};
 pub use error::PluginError;
 pub use state::{BoxFuture, Database};
 
@@ -25,6 +27,9 @@ pub use state::{BoxFuture, Database};
 pub mod types {
     pub use crate::bindings::adapter::exports::orbital::plugin::dialect::{AdapterInfo, Swap};
     pub use crate::bindings::adapter::orbital::plugin::types::*;
+    pub use crate::bindings::macros::exports::orbital::plugin::expander::{
+        Argument, Call, Position, Signature,
+    };
     pub use crate::bindings::materialization::exports::orbital::plugin::strategy::{
         ModelTask, Outcome,
     };

@@ -418,3 +418,48 @@ impl dialect::Host for TaskState {
         forward!(self, call_column_type(logical))
     }
 }
+
+/// A macro plugin instance's store data.
+pub struct MacroState {
+    pub(crate) guard: Guard,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl MacroState {
+    pub(crate) fn new(guard: Guard) -> Self {
+        Self {
+            wasi: sandboxed_wasi(&guard),
+            guard,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl WasiView for MacroState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Guarded for MacroState {
+    fn guard(&mut self) -> &mut Guard {
+        &mut self.guard
+    }
+}
+
+impl crate::bindings::adapter::orbital::plugin::types::Host for MacroState {}
+
+impl crate::bindings::macros::orbital::plugin::catalog::Host for MacroState {
+    /// Column look-ups need the warehouse or every upstream's columns at
+    /// compile time, which the host does not have yet: an error the macro
+    /// can pass on, rather than a guess.
+    async fn columns(&mut self, relation: String) -> wasmtime::Result<Result<Vec<Column>, String>> {
+        Ok(Err(format!(
+            "the catalog cannot give the columns of `{relation}` yet: macros run at compile time, before anything is built"
+        )))
+    }
+}

@@ -101,6 +101,9 @@ impl Runtime {
                     .entry(m.strategy.clone())
                     .or_default()
                     .push((bundled, (hash, m))),
+                // Macros run at compile time (the CLI loads them); a run
+                // needs none.
+                Plugin::Macros(_) => {}
             }
         }
         let scheme = target.scheme().to_string();
