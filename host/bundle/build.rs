@@ -12,6 +12,7 @@ const FIRST_PARTY: &[&str] = &[
     "orbital-adapter-sqlite",
     "orbital-materialization-view",
     "orbital-materialization-table",
+    "orbital-macros-std",
 ];
 /// Guest crates only the tests use.
 const TEST_COMPONENTS: &[&str] = &[

@@ -11,12 +11,12 @@
 
 mod diagnostics;
 mod lock;
+mod macros;
 mod manage;
 mod plugin;
 mod report;
 mod run;
 mod session;
-mod test_macros;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -241,7 +241,7 @@ struct Prepared {
 fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Failure> {
     let project = Project::load(&cli.project)?;
     let (_, target) = project.config.target(select.target.as_deref())?;
-    let macros = session::project_test_macros(&project.root, &project.config)?;
+    let macros = session::project_macros(&project.root, &project.config)?;
     let compiled = orbital_core::compile_with(&project, target, &orbital_core::NoCache, &macros)?;
     let mut selection = Selection::resolve(&compiled.dag, &select.select, &select.exclude)?;
     selection.nodes.retain(|&id| match scope {

@@ -19,7 +19,7 @@ use orbital_plugins::Limits;
 use orbital_runner::{Component, Runtime, Sqlite};
 
 use crate::diagnostics::Failure;
-use crate::test_macros::PluginTests;
+use crate::macros::PluginMacros;
 use crate::{Cli, SelectArgs};
 
 pub struct Session {
@@ -61,7 +61,7 @@ impl Session {
         orbital_core::plan::check_environment_name(&environment)?;
         let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
         let components = components(&cli.project, &config, &store)?;
-        let macros = PluginTests::new(&components, &config);
+        let macros = PluginMacros::new(&components, &config);
         let (project, compiled) = load(&cli.project, config, &target, &store, &macros)?;
         let threads = threads.or(target.threads).unwrap_or(4).max(1);
         Ok(Self {
@@ -210,10 +210,14 @@ impl Session {
     /// The parse-cache keys of the project as it is now (what `gc` keeps).
     pub fn parse_keys(&self) -> std::collections::BTreeSet<Hash> {
         let dialect = self.target.parser_dialect();
+        let macros = PluginMacros::new(&self.components, &self.project.config);
+        let identity = orbital_core::macros::SqlMacros::identity(&macros);
         self.project
             .models
             .iter()
-            .map(|m| orbital_core::compile::parse_key(dialect, &m.sql))
+            .map(|m| m.sql.as_str())
+            .chain(self.project.tests.iter().map(|t| t.sql.as_str()))
+            .map(|sql| orbital_core::compile::parse_key(dialect, &identity, sql))
             .collect()
     }
 }
@@ -241,10 +245,7 @@ pub fn components(
     config: &ProjectConfig,
     store: &Store,
 ) -> Result<Vec<Component>, Failure> {
-    let mut components: Vec<Component> = orbital_bundle::FIRST_PARTY
-        .iter()
-        .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
-        .collect();
+    let mut components = bundled_components();
     for reference in &config.plugins.components {
         components.push(match reference {
             ComponentRef::Path(path) => Component::read(&root.join(path))?,
@@ -263,32 +264,34 @@ pub fn components(
     Ok(components)
 }
 
-/// The project's test macros for commands that do not otherwise open the
-/// state store (`compile`, `ls`): it is opened only for installed plugins.
-pub fn project_test_macros(root: &Path, config: &ProjectConfig) -> Result<PluginTests, Failure> {
+/// The project's macros for commands that do not otherwise open the state
+/// store (`compile`, `ls`): it is opened only for installed plugins.
+pub fn project_macros(root: &Path, config: &ProjectConfig) -> Result<PluginMacros, Failure> {
     let installed = config
         .plugins
         .components
         .iter()
         .any(|c| matches!(c, ComponentRef::Installed(_)));
-    if config.plugins.components.is_empty() {
-        return Ok(PluginTests::new(&[], config));
-    }
     let components = if installed {
         let store = Store::open(&state_dir(root, config).join("state.redb"))?;
         components(root, config, &store)?
     } else {
-        config
-            .plugins
-            .components
-            .iter()
-            .filter_map(|c| match c {
-                ComponentRef::Path(path) => Some(Component::read(&root.join(path))),
-                ComponentRef::Installed(_) => None,
-            })
-            .collect::<Result<_, _>>()?
+        let mut components = bundled_components();
+        for reference in &config.plugins.components {
+            if let ComponentRef::Path(path) = reference {
+                components.push(Component::read(&root.join(path))?);
+            }
+        }
+        components
     };
-    Ok(PluginTests::new(&components, config))
+    Ok(PluginMacros::new(&components, config))
+}
+
+fn bundled_components() -> Vec<Component> {
+    orbital_bundle::FIRST_PARTY
+        .iter()
+        .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
+        .collect()
 }
 
 /// `<target-path>/orbital`: the state store and the locks.
@@ -314,11 +317,11 @@ fn load(
     config: ProjectConfig,
     target: &Target,
     store: &Store,
-    macros: &PluginTests,
+    macros: &PluginMacros,
 ) -> Result<(Project, CompiledProject), Failure> {
     let read_at = SystemTime::now();
     let files = orbital_core::snapshot::stamp_files(root, &config)?;
-    // Plugin tests write SQL the snapshot keeps: their plugins are part of it.
+    // Macro plugins write SQL the snapshot keeps: they are part of its key.
     let identity = format!("{} {}", build_identity(), macros.identity());
     let key = orbital_core::snapshot::key(&config, target, &identity);
     if let Some(snapshot) = store.snapshot(&key)?

@@ -31,9 +31,10 @@ use sqlparser::parser::Parser;
 
 use crate::config::Target;
 use crate::dag::{Dag, Node, NodeId, NodeKind, RelationName};
-use crate::data_test::{ColumnTest, Generic, NoTestMacros, Severity, TestMacros};
+use crate::data_test::{ColumnTest, Generic, Severity, TestMacros};
 use crate::error::{Error, Location, Result};
 use crate::hash::{Hash, Hasher};
+use crate::macros::{NoMacros, ProjectMacros, SqlMacros};
 use crate::project::{Model, ModelConfig, Project};
 
 /// What canonical SQL writes in place of a table reference, before the
@@ -51,6 +52,8 @@ pub struct CompiledModel {
     pub sources: Vec<String>,
     /// What each marker in `sql` stands for.
     pub references: Vec<(String, Referent)>,
+    /// The macro plugins that expanded calls in it.
+    pub macros: Vec<Hash>,
 }
 
 /// A data test after compilation (see [`crate::data_test`]).
@@ -164,9 +167,11 @@ pub fn readable(sql: &str) -> String {
 /// The project-independent result of parsing one model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParsedModel {
-    /// Canonical SQL with markers.
+    /// Canonical SQL with markers, macros expanded.
     pub sql: String,
     pub references: Vec<Reference>,
+    /// The macro plugins that expanded something in it.
+    pub macros: Vec<Hash>,
 }
 
 /// A table reference as written, folded like identifiers.
@@ -200,10 +205,13 @@ impl ParseCache for NoCache {
 
 /// What a parse result depends on: this version of Orbital (the canonical
 /// form may change between versions), the parser dialect and the SQL.
-pub fn parse_key(dialect: &str, sql: &str) -> Hash {
-    Hasher::new("orbital parse cache v1")
+/// `macros` is the macro plugins' identity ([`SqlMacros::identity`]): an
+/// expansion depends on them.
+pub fn parse_key(dialect: &str, macros: &str, sql: &str) -> Hash {
+    Hasher::new("orbital parse cache v2")
         .field(env!("CARGO_PKG_VERSION"))
         .field(dialect)
+        .field(macros)
         .field(sql)
         .finish()
 }
@@ -306,25 +314,28 @@ pub fn compile_with_cache(
     target: &Target,
     cache: &dyn ParseCache,
 ) -> Result<CompiledProject> {
-    compile_with(project, target, cache, &NoTestMacros)
+    compile_with(project, target, cache, &NoMacros)
 }
 
-/// Compiles every model and test, with custom generic tests from `macros`.
+/// Compiles every model and test, expanding macros and custom generic tests
+/// with `macros`.
 pub fn compile_with(
     project: &Project,
     target: &Target,
     cache: &dyn ParseCache,
-    macros: &dyn TestMacros,
+    macros: &dyn ProjectMacros,
 ) -> Result<CompiledProject> {
     let dialect_name = target.parser_dialect();
+    let identity = SqlMacros::identity(macros);
+    SqlMacros::prepare(macros);
     let parsed: Vec<Result<(Hash, ParsedModel, bool)>> = project
         .models
         .par_iter()
         .map(|model| {
-            let key = parse_key(dialect_name, &model.sql);
+            let key = parse_key(dialect_name, &identity, &model.sql);
             match cache.get(&key) {
                 Some(parsed) => Ok((key, parsed, false)),
-                None => parse_model(model, dialect_for(dialect_name).as_ref())
+                None => parse_model(model, dialect_for(dialect_name).as_ref(), macros)
                     .map(|parsed| (key, parsed, true)),
             }
         })
@@ -384,7 +395,15 @@ pub fn compile_with(
             }
         }
     }
-    let tests = compile_tests(project, dialect_name, cache, macros, &resolver, &nodes);
+    let tests = compile_tests(
+        project,
+        dialect_name,
+        &identity,
+        cache,
+        macros,
+        &resolver,
+        &nodes,
+    );
     for test in tests {
         match test {
             Ok((test, fresh)) => {
@@ -409,8 +428,9 @@ type FreshParse = (Hash, ParsedModel);
 fn compile_tests(
     project: &Project,
     dialect_name: &str,
+    identity: &str,
     cache: &dyn ParseCache,
-    macros: &dyn TestMacros,
+    macros: &dyn ProjectMacros,
     resolver: &Resolver<'_>,
     nodes: &[Node],
 ) -> Vec<Result<(Node, Option<FreshParse>)>> {
@@ -433,7 +453,7 @@ fn compile_tests(
                 }
             };
             let query = test_query(&name, &node.path, sql);
-            let compiled = parse_model(&query, dialect.as_ref())
+            let compiled = parse_model(&query, dialect.as_ref(), macros)
                 .and_then(|parsed| resolve_model(&query, &parsed, resolver))
                 .map_err(|e| generic_test_error(e, &name, node));
             out.push(compiled.map(|(query, deps)| {
@@ -448,10 +468,10 @@ fn compile_tests(
     }
     for singular in &project.tests {
         let query = test_query(&singular.name, &singular.path, singular.sql.clone());
-        let key = parse_key(dialect_name, &query.sql);
+        let key = parse_key(dialect_name, identity, &query.sql);
         let parsed = match cache.get(&key) {
             Some(parsed) => Ok((parsed, false)),
-            None => parse_model(&query, dialect.as_ref())
+            None => parse_model(&query, dialect.as_ref(), macros)
                 .map(|p| (p, true))
                 .map_err(|e| match e {
                     Error::InvalidModel {
@@ -571,8 +591,13 @@ type Dependencies = Vec<(NodeId, Location)>;
 
 /// Parses one model: checks it is a single SELECT, marks its table
 /// references and formats it canonically.
-pub fn parse_model(model: &Model, dialect: &dyn Dialect) -> Result<ParsedModel> {
+pub fn parse_model(
+    model: &Model,
+    dialect: &dyn Dialect,
+    macros: &dyn SqlMacros,
+) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
+    let used = crate::macros::expand(&mut statement, model, dialect, macros)?;
     let ctes = cte_names(&statement);
     let mut marker = Marker {
         ctes,
@@ -582,6 +607,7 @@ pub fn parse_model(model: &Model, dialect: &dyn Dialect) -> Result<ParsedModel> 
     Ok(ParsedModel {
         sql: format!("{statement:#}"),
         references: marker.references,
+        macros: used,
     })
 }
 
@@ -631,6 +657,7 @@ fn resolve_model(
         config: model.config.clone(),
         sources,
         references,
+        macros: parsed.macros.clone(),
     };
     Ok((compiled, deps))
 }

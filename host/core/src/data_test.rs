@@ -223,10 +223,7 @@ pub trait TestMacros: Sync {
     fn names(&self) -> Vec<String>;
 }
 
-/// No plugin tests.
-pub struct NoTestMacros;
-
-impl TestMacros for NoTestMacros {
+impl TestMacros for crate::macros::NoMacros {
     fn expand(&self, _: &str, _: &str, _: &str, _: &str) -> Option<Result<String, String>> {
         None
     }

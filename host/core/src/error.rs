@@ -65,6 +65,15 @@ pub enum Error {
         hint: String,
     },
 
+    /// `message` names the macro (and its plugin, when it comes from one).
+    #[error("{location}: model `{model}`: {message}")]
+    Macro {
+        location: Location,
+        model: String,
+        name: String,
+        message: String,
+    },
+
     #[error("{location}: dependency cycle: {}", cycle.join(" -> "))]
     Cycle {
         location: Location,
@@ -125,6 +134,7 @@ impl Error {
             | Error::Syntax { location, .. }
             | Error::InvalidModel { location, .. }
             | Error::UnknownRelation { location, .. }
+            | Error::Macro { location, .. }
             | Error::Cycle { location, .. }
             | Error::Duplicate { location, .. }
             | Error::Csv { location, .. } => Some(location),

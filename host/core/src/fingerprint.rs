@@ -9,7 +9,8 @@
 //!     config except what cannot change the result (`tags`, `enabled`), the
 //!     relation each declared source it reads resolves to, and the hashes of
 //!     the materialization plugin that builds it and of the target's adapter
-//!     plugin (an ephemeral model has no materialization plugin: zeros);
+//!     plugin (an ephemeral model has no materialization plugin: zeros),
+//!     and of every macro plugin that expanded a call in it;
 //!   - a seed: the CSV file's bytes, its column-type overrides, and the
 //!     adapter plugin's hash.
 //! - **fingerprint**: the local hash and, for each upstream node by name,
@@ -93,6 +94,9 @@ pub fn local_hashes(
                     }
                 }
                 hasher.field(plugin).field(plugins.adapter.0);
+                for macros in &model.macros {
+                    hasher.field(macros.0);
+                }
                 Ok(hasher.finish())
             }
         })

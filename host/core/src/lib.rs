@@ -17,6 +17,7 @@ pub mod data_test;
 mod error;
 pub mod fingerprint;
 pub mod hash;
+pub mod macros;
 pub mod plan;
 pub mod project;
 pub mod seed;

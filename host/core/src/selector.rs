@@ -289,6 +289,7 @@ mod tests {
     /// raw -> stg_a -> mart, raw -> stg_b -> mart, other
     fn dag() -> Dag {
         let model = crate::compile::CompiledModel {
+            macros: Vec::new(),
             sql: String::new(),
             config: crate::project::ModelConfig {
                 tests: Vec::new(),

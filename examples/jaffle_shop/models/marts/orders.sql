@@ -18,10 +18,9 @@ payments as (
 order_payments as (
     select
         order_id,
-        sum(case when payment_method = 'credit_card' then amount else 0 end) as credit_card_amount,
-        sum(case when payment_method = 'coupon' then amount else 0 end) as coupon_amount,
-        sum(case when payment_method = 'bank_transfer' then amount else 0 end) as bank_transfer_amount,
-        sum(case when payment_method = 'gift_card' then amount else 0 end) as gift_card_amount,
+        -- One column per method, as the original's Jinja loop wrote them:
+        -- credit_card_amount, coupon_amount, ...
+        std.pivot(payment_method, amount, 'credit_card', 'coupon', 'bank_transfer', 'gift_card'),
         sum(amount) as total_amount
     from payments
     group by order_id

@@ -1,16 +1,22 @@
 //! Test component: custom generic data tests, written as a third party
 //! would with the SDK. `is_positive` fails rows where the column is <= 0;
 //! `is_between` takes `min` and `max`; `spins` never returns (for the
-//! deadline).
+//! deadline); `broken()`, an expression macro, returns SQL that does not
+//! parse.
 
 use orbital_sdk::{Argument, Call, Macros, PluginInfo, Position, Signature};
 
 struct RangeTests;
 
 fn signature(name: &str, params: &[&str], required: u32) -> Signature {
+    let positions = match name {
+        "broken" => vec![Position::Expression],
+        "spins" => vec![Position::Test, Position::Expression],
+        _ => vec![Position::Test],
+    };
     Signature {
         name: name.into(),
-        positions: vec![Position::Test],
+        positions,
         params: params.iter().map(|p| p.to_string()).collect(),
         required,
         description: format!("generic test {name}"),
@@ -34,10 +40,19 @@ impl Macros for RangeTests {
             signature("is_positive", &["column"], 1),
             signature("is_between", &["column", "min", "max"], 3),
             signature("spins", &["column"], 1),
+            signature("broken", &[], 0),
         ]
     }
 
     fn expand(call: Call) -> Result<String, String> {
+        if call.name == "broken" {
+            return Ok("1 +".into());
+        }
+        if call.name == "spins" && call.position == Position::Expression {
+            loop {
+                std::hint::black_box(call.args.len());
+            }
+        }
         let column = &arg(&call, "column")?.sql;
         let model = &call.model;
         match call.name.as_str() {
