@@ -8,7 +8,9 @@
 //! - cold compile (load + parse + resolve + fingerprint, no parse cache) of
 //!   10k and 100k synthetic models, and the peak memory of the 100k one;
 //! - the whole `orbital plan` process on 10k unchanged, built models;
-//! - the whole `orbital run` process on 1k unchanged models on SQLite.
+//! - the whole `orbital run` process on 1k unchanged models on SQLite;
+//! - `orbital compile` (whole process, no caches) of 10k models with and
+//!   without two `std` macro calls in each: the cost of macro expansion.
 
 use std::path::Path;
 use std::process::Command;
@@ -148,6 +150,43 @@ fn run_unchanged(dir: &Path) -> Duration {
     })
 }
 
+/// Best of 3 whole `orbital compile` processes (no caches) of `dir`.
+fn compile_process(dir: &Path) -> Duration {
+    let orbital = orbital_binary();
+    best_of(3, || {
+        let status = Command::new(&orbital)
+            .args(["compile", "--project"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("orbital compile");
+        assert!(status.success(), "orbital compile failed");
+    })
+}
+
+/// The 10k synthetic project, then the same with two macro calls per model.
+fn macro_compile() -> (Duration, Duration) {
+    let plain = tempfile::tempdir().expect("tempdir");
+    write_project(plain.path(), 10_000);
+    let with_macros = tempfile::tempdir().expect("tempdir");
+    for (path, text) in orbital_core::synthetic::project(10_000, 42) {
+        let is_model = path.starts_with("models");
+        let text = text.replace(
+            "select id, key, amount, created_at from summary",
+            "select id, key, amount, created_at, std.surrogate_key(id, key) as sk, \
+             std.surrogate_key(key, amount) as sk2 from summary",
+        );
+        assert!(!is_model || text.contains("std.surrogate_key"), "no macro call in {path:?}");
+        let full = with_macros.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+    (
+        compile_process(plain.path()),
+        compile_process(with_macros.path()),
+    )
+}
+
 fn main() {
     let only: Option<String> = std::env::args().nth(1);
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
@@ -181,6 +220,16 @@ fn main() {
         println!(
             "warm no-change plan 10000 models: {:.0} ms",
             time.as_secs_f64() * 1000.0
+        );
+    }
+    if wants("macros") {
+        let (plain, macros) = macro_compile();
+        let (plain_ms, macros_ms) = (plain.as_secs_f64() * 1000.0, macros.as_secs_f64() * 1000.0);
+        println!(
+            "orbital compile, 10000 models: {plain_ms:.0} ms; with 2 macro calls each: {macros_ms:.0} ms \
+             ({:.2}x, {:.1} us per call)",
+            macros_ms / plain_ms,
+            (macros_ms - plain_ms) * 1000.0 / 20_000.0
         );
     }
     if wants("run") {
