@@ -125,8 +125,21 @@ fn macros_that_go_wrong_are_clear_errors_at_the_call_site() {
 
     let too_few = refused("select std.pivot(kind) from raw");
     assert!(
-        too_few.contains("needs a column, a value column"),
+        too_few.contains(
+            "macro `std.pivot` of plugin `macros-std` needs at least 3 argument(s), got 1"
+        ),
         "{too_few}"
+    );
+
+    let misspelled = refused("select std.surogate_key(id) as k from raw");
+    assert!(
+        misspelled.contains("unknown macro `std.surogate_key`; did you mean `std.surrogate_key`?"),
+        "{misspelled}"
+    );
+    let no_such_table = refused("select * from std.series(3)");
+    assert!(
+        no_such_table.contains("unknown macro `std.series`"),
+        "{no_such_table}"
     );
 
     let unparseable = refused("select broken() as x from raw");

@@ -176,7 +176,10 @@ fn macro_compile() -> (Duration, Duration) {
             "select id, key, amount, created_at, std.surrogate_key(id, key) as sk, \
              std.surrogate_key(key, amount) as sk2 from summary",
         );
-        assert!(!is_model || text.contains("std.surrogate_key"), "no macro call in {path:?}");
+        assert!(
+            !is_model || text.contains("std.surrogate_key"),
+            "no macro call in {path:?}"
+        );
         let full = with_macros.path().join(path);
         std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
         std::fs::write(full, text).expect("write");

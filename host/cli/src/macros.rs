@@ -252,6 +252,18 @@ impl SqlMacros for PluginMacros {
         )
     }
 
+    fn claimed(&self) -> Vec<(String, u32)> {
+        let Some(loaded) = self.ready() else {
+            return Vec::new();
+        };
+        loaded
+            .plugins
+            .iter()
+            .flat_map(|(_, p)| p.signatures.iter())
+            .map(|s| (s.name.to_lowercase(), s.required))
+            .collect()
+    }
+
     fn plugin_name(&self, name: &str) -> Option<String> {
         let loaded = self.ready()?;
         let (index, _) = loaded.macros.get(name)?;

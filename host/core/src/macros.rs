@@ -76,6 +76,10 @@ pub trait SqlMacros: Sync {
     fn plugin_name(&self, _name: &str) -> Option<String> {
         None
     }
+    /// Every macro name claimed, with how many leading arguments it requires.
+    fn claimed(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
     /// Changes when any macro plugin does: parse results depend on it.
     fn identity(&self) -> String;
     /// Called once before parsing starts, off the parallel parse: a plugin
@@ -163,14 +167,73 @@ struct Expander<'a> {
 impl Expander<'_> {
     /// The claimed name of a call, when a plugin claims it for `position`.
     fn claimed(&self, name: &ObjectName, position: MacroPosition) -> Option<String> {
-        let parts: Option<Vec<&Ident>> = name.0.iter().map(ObjectNamePart::as_ident).collect();
-        let text = parts?
-            .iter()
-            .map(|p| p.value.to_lowercase())
-            .collect::<Vec<_>>()
-            .join(".");
+        let text = call_name(name)?;
         let positions = self.macros.positions(&text)?;
         positions.contains(&position).then_some(text)
+    }
+
+    /// A call that is no macro but names a macro namespace (`std.pivott`)
+    /// is a misspelled macro, not a database function: an error.
+    fn check_namespace(&self, name: &ObjectName) -> std::result::Result<(), Error> {
+        let Some(text) = call_name(name) else {
+            return Ok(());
+        };
+        let Some((namespace, _)) = text.rsplit_once('.') else {
+            return Ok(());
+        };
+        if self.macros.positions(&text).is_some() {
+            return Ok(());
+        }
+        let claimed = self.macros.claimed();
+        let in_namespace: Vec<&String> = claimed
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.rsplit_once('.').is_some_and(|(ns, _)| ns == namespace))
+            .collect();
+        if in_namespace.is_empty() {
+            return Ok(());
+        }
+        let hint = in_namespace
+            .iter()
+            .map(|n| (strsim::levenshtein(&text, n), n))
+            .filter(|(distance, _)| *distance <= 3)
+            .min()
+            .map(|(_, n)| format!("; did you mean `{n}`?"))
+            .unwrap_or_else(|| {
+                let all: Vec<&str> = in_namespace.iter().map(|n| n.as_str()).collect();
+                format!(" (`{namespace}` has: {})", all.join(", "))
+            });
+        Err(self.fail(name, &text, format!("unknown macro `{text}`{hint}")))
+    }
+
+    /// Refuses a call with fewer arguments than the macro requires.
+    fn check_arity(
+        &self,
+        name: &ObjectName,
+        macro_name: &str,
+        args: &FunctionArguments,
+    ) -> std::result::Result<(), Error> {
+        let given = match args {
+            FunctionArguments::List(list) => list.args.len(),
+            _ => 0,
+        };
+        let required = self
+            .macros
+            .claimed()
+            .into_iter()
+            .find(|(n, _)| n == macro_name)
+            .map_or(0, |(_, r)| r as usize);
+        if given >= required {
+            return Ok(());
+        }
+        let plugin = self.macros.plugin_name(macro_name).unwrap_or_default();
+        Err(self.fail(
+            name,
+            macro_name,
+            format!(
+                "macro `{macro_name}`{plugin} needs at least {required} argument(s), got {given}"
+            ),
+        ))
     }
 
     fn location(&self, name: &ObjectName) -> Location {
@@ -218,6 +281,7 @@ impl Expander<'_> {
         if self.first_site.is_none() {
             self.first_site = Some(self.location(name));
         }
+        self.check_arity(name, &macro_name, args)?;
         let call = MacroCall {
             args: arguments(args),
             name: macro_name.clone(),
@@ -256,7 +320,7 @@ impl Expander<'_> {
             return Ok(());
         };
         let Some(macro_name) = self.claimed(&function.name, MacroPosition::Expression) else {
-            return Ok(());
+            return self.check_namespace(&function.name);
         };
         let name = function.name.clone();
         let sql = self.call(
@@ -291,7 +355,7 @@ impl Expander<'_> {
             return Ok(());
         };
         let Some(macro_name) = self.claimed(name, MacroPosition::Table) else {
-            return Ok(());
+            return self.check_namespace(name);
         };
         let name = name.clone();
         let arguments = FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
@@ -354,6 +418,18 @@ impl Expander<'_> {
         *items = out;
         Ok(())
     }
+}
+
+/// A call's name as macros are claimed: lowercase, dotted.
+fn call_name(name: &ObjectName) -> Option<String> {
+    let parts: Option<Vec<&Ident>> = name.0.iter().map(ObjectNamePart::as_ident).collect();
+    Some(
+        parts?
+            .iter()
+            .map(|p| p.value.to_lowercase())
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 fn parse_query(dialect: &dyn Dialect, sql: &str) -> std::result::Result<Query, String> {
