@@ -121,6 +121,33 @@ fn build_skips_what_is_built_from_a_model_whose_test_fails() {
 }
 
 #[test]
+fn state_modified_selects_the_tests_of_what_changed() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["build"]).expect_code(0);
+    let nothing = project
+        .orbital(&["test", "--json", "--select", "state:modified"])
+        .expect_code(0);
+    assert!(tests_of(&nothing).is_empty(), "{:?}", tests_of(&nothing));
+    let path = "models/staging/stg_customers.sql";
+    let original = std::fs::read_to_string(project.path().join(path)).unwrap();
+    project.write(
+        path,
+        &original.replace("    last_name", "    upper(last_name) as last_name"),
+    );
+    let changed = project
+        .orbital(&["build", "--json", "--select", "state:modified"])
+        .expect_code(0);
+    let names: Vec<String> = tests_of(&changed).into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            "not_null_stg_customers_customer_id",
+            "unique_stg_customers_customer_id"
+        ]
+    );
+}
+
+#[test]
 fn tests_of_unbuilt_models_say_so() {
     let project = TestProject::jaffle_shop();
     let run = project.orbital(&["test", "--json"]).expect_code(1);

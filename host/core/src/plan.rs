@@ -143,11 +143,20 @@ pub fn state_diff(
     };
     for (id, node) in dag.nodes.iter().enumerate() {
         match recorded.get(&node.name) {
+            // Tests are never recorded: they follow what they read (below).
+            None if node.is_test() => {}
             None => {
                 diff.new[id] = true;
                 diff.modified[id] = true;
             }
             Some(record) => diff.modified[id] = record.local != prints.local[id],
+        }
+    }
+    // A test is modified when something it reads is (in topological order,
+    // so every upstream is settled first).
+    for &id in &dag.order {
+        if dag.nodes[id].is_test() {
+            diff.modified[id] = dag.nodes[id].depends_on.iter().any(|&d| diff.modified[d]);
         }
     }
     diff
