@@ -22,7 +22,7 @@ pub fn plan(
     output: &report::Output,
 ) -> Result<ExitCode, Failure> {
     let session = Session::open(cli, select, env, None)?;
-    let runtime = crate::async_runtime()?;
+    let runtime = &session.runtime;
     let connected = runtime.block_on(session.connect())?;
     let selection = session.select(select, &connected)?;
     let dag = &session.compiled.dag;
@@ -93,7 +93,7 @@ pub fn promote(
     let session = Session::open(cli, select, Some(to), None)?;
     let _gc_lock = lock::gc(&session.state_dir(), false)?;
     let _lock = lock::environment(&session.state_dir(), &session.target_name, to)?;
-    let runtime = crate::async_runtime()?;
+    let runtime = &session.runtime;
     let moved = runtime.block_on(async {
         let connected = session.connect().await?;
         let source = match &connected.warehouse {
@@ -199,7 +199,7 @@ pub fn gc(
 ) -> Result<ExitCode, Failure> {
     let session = Session::open(cli, select, None, None)?;
     let _gc_lock = lock::gc(&session.state_dir(), true)?;
-    let runtime = crate::async_runtime()?;
+    let runtime = &session.runtime;
     let dropped = runtime.block_on(async {
         let connected = session.connect().await?;
         let Some(warehouse) = &connected.warehouse else {

@@ -51,7 +51,7 @@ pub fn run(
             .retain(|&id| session.compiled.dag.nodes[id].is_seed());
         crate::check_seeds(&session.project, &session.compiled, &early)?;
     }
-    let runtime = crate::async_runtime()?;
+    let runtime = &session.runtime;
     let (results, dag) = runtime.block_on(async {
         let connected = session.connect().await?;
         let mut selection = session.select(&args.select, &connected)?;

@@ -31,7 +31,13 @@ pub struct Session {
     pub compiled: CompiledProject,
     pub components: Vec<Component>,
     pub threads: usize,
+    /// The command's async runtime.
+    pub runtime: tokio::runtime::Runtime,
+    /// The target database being opened since the session started.
+    early_database: std::sync::Mutex<Option<EarlyDatabase>>,
 }
+
+type EarlyDatabase = tokio::task::JoinHandle<Result<(Sqlite, Option<String>), Failure>>;
 
 /// What the warehouse and the store say, once connected.
 pub struct Connected {
@@ -60,6 +66,14 @@ impl Session {
             .to_string();
         orbital_core::plan::check_environment_name(&environment)?;
         let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
+        let runtime = crate::async_runtime()?;
+        // Opening SQLite reads its whole schema (20k entries for a 10k-model
+        // warehouse): let that run while the project loads. Only an existing
+        // file, so a command that stops at a bad model creates nothing.
+        let early_database = Sqlite::existing_file(&target.url, &cli.project).map(|_| {
+            let (url, root, name) = (target.url.clone(), cli.project.clone(), target_name.clone());
+            runtime.spawn(async move { open_database(&url, &root, &name).await })
+        });
         let components = components(&cli.project, &config, &store)?;
         let macros = PluginMacros::new(&components, &config);
         let (project, compiled) = load(&cli.project, config, &target, &store, &macros)?;
@@ -73,6 +87,8 @@ impl Session {
             compiled,
             components,
             threads,
+            runtime,
+            early_database: std::sync::Mutex::new(early_database),
         })
     }
 
@@ -105,18 +121,17 @@ impl Session {
 
     /// Connects to the target and reads what the store records for it.
     pub async fn connect(&self) -> Result<Connected, Failure> {
-        let database = Sqlite::open(&self.target.url, &self.project.root)
-            .await
-            .map_err(|message| orbital_runner::RunnerError::Connect {
-                target: self.target_name.clone(),
-                message,
-            })?;
-        let warehouse = database.warehouse_id(false).await.map_err(|e| {
-            Failure::Environment(format!(
-                "target `{}`: cannot read the warehouse identity: {}",
-                self.target_name, e.message
-            ))
-        })?;
+        let early = self
+            .early_database
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let (database, warehouse) = match early {
+            Some(opening) => opening.await.map_err(|e| {
+                Failure::Environment(format!("opening the target database failed: {e}"))
+            })??,
+            None => open_database(&self.target.url, &self.project.root, &self.target_name).await?,
+        };
         let set_key = orbital_runner::plugin_set_key(&self.components, self.target.scheme());
         let (plugins, runtime) = match self.store.plugin_set(&set_key)? {
             Some(plugins) => (plugins, None),
@@ -236,6 +251,29 @@ pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> BTreeMap<String, Record
             )
         })
         .collect()
+}
+
+/// Opens the target database and reads the warehouse identity Orbital keeps
+/// in it (`None` for a database Orbital never wrote).
+async fn open_database(
+    url: &str,
+    root: &Path,
+    target_name: &str,
+) -> Result<(Sqlite, Option<String>), Failure> {
+    let database =
+        Sqlite::open(url, root)
+            .await
+            .map_err(|message| orbital_runner::RunnerError::Connect {
+                target: target_name.to_string(),
+                message,
+            })?;
+    let warehouse = database.warehouse_id(false).await.map_err(|e| {
+        Failure::Environment(format!(
+            "target `{target_name}`: cannot read the warehouse identity: {}",
+            e.message
+        ))
+    })?;
+    Ok((database, warehouse))
 }
 
 /// The components a project loads: the bundled ones, then those its

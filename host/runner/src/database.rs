@@ -56,6 +56,16 @@ pub struct Sqlite {
 }
 
 impl Sqlite {
+    /// The file a `sqlite://` URL names, when it exists (not `:memory:`).
+    pub fn existing_file(url: &str, base: &Path) -> Option<std::path::PathBuf> {
+        let path = url.strip_prefix("sqlite://")?;
+        if path.is_empty() || path == ":memory:" {
+            return None;
+        }
+        let file = base.join(path);
+        file.is_file().then_some(file)
+    }
+
     /// Opens (creating if needed) the file a `sqlite://` URL names; a relative
     /// path is relative to `base`.
     pub async fn open(url: &str, base: &Path) -> Result<Self, String> {
