@@ -120,6 +120,9 @@ pub fn expand(
     dialect: &dyn Dialect,
     macros: &dyn SqlMacros,
 ) -> Result<Vec<Hash>> {
+    if !may_call_macros(&model.sql, macros) {
+        return Ok(Vec::new());
+    }
     let mut expander = Expander {
         model,
         dialect,
@@ -420,6 +423,22 @@ impl Expander<'_> {
     }
 }
 
+/// Whether the model's text mentions a macro (or a macro namespace) at
+/// all: most models call none, and a text search is far cheaper than the
+/// two walks of the AST that expansion takes.
+fn may_call_macros(sql: &str, macros: &dyn SqlMacros) -> bool {
+    let claimed = macros.claimed();
+    if claimed.is_empty() {
+        return false;
+    }
+    let text = sql.to_lowercase();
+    claimed.iter().any(|(name, _)| {
+        let last = name.rsplit('.').next().unwrap_or(name);
+        let namespace = name.rsplit_once('.').map(|(ns, _)| format!("{ns}."));
+        text.contains(last) || namespace.is_some_and(|ns| text.contains(&ns))
+    })
+}
+
 /// A call's name as macros are claimed: lowercase, dotted.
 fn call_name(name: &ObjectName) -> Option<String> {
     let parts: Option<Vec<&Ident>> = name.0.iter().map(ObjectNamePart::as_ident).collect();
@@ -564,6 +583,12 @@ mod tests {
         }
         fn identity(&self) -> String {
             "fake".into()
+        }
+        fn claimed(&self) -> Vec<(String, u32)> {
+            ["twice", "forever", "cols", "one"]
+                .iter()
+                .map(|n| (n.to_string(), 0))
+                .collect()
         }
     }
 
