@@ -3,9 +3,11 @@
 //! Owns everything between a project folder and a plan: loading
 //! `orbital.toml`, model files and seeds ([`project`]), parsing model SQL and
 //! resolving every table reference to a model, seed or declared source
-//! ([`compile`]), the dependency graph ([`dag`]), selectors ([`selector`]),
-//! fingerprints ([`fingerprint`]) and the plan against recorded state
-//! ([`plan`]).
+//! ([`compile`](mod@compile)), expanding macro calls on the AST ([`macros`], through a
+//! trait the caller implements over plugins), data tests ([`data_test`]),
+//! the dependency graph ([`dag`]), selectors ([`selector`]), fingerprints
+//! ([`fingerprint`]), snapshots of a compiled project ([`snapshot`]) and
+//! the plan against recorded state ([`plan`]).
 //!
 //! Synchronous and free of I/O beyond reading the project. It may depend on
 //! sqlparser, serde, csv, blake3 and rayon; never on wasmtime, a database or an async runtime.

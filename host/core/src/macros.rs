@@ -72,7 +72,8 @@ pub trait SqlMacros: Sync {
     fn expand(&self, call: &MacroCall) -> std::result::Result<String, String>;
     /// The hash of the plugin that provides macro `name`.
     fn plugin(&self, name: &str) -> Option<Hash>;
-    /// ` of plugin `<name>``, for messages about macro `name`.
+    /// The text `` of plugin `NAME` `` naming the plugin of macro `name`, for
+    /// messages.
     fn plugin_name(&self, _name: &str) -> Option<String> {
         None
     }

@@ -8,7 +8,8 @@
 //!
 //! A materialization reaches the database only through the [`Database`] the
 //! caller hands in, and its dialect SQL through the adapter instance this
-//! crate links in for it.
+//! crate links in for it. A macro plugin gets no database: one instance
+//! ([`MacroSession`]) expands every call of a compile.
 //!
 //! May depend on wasmtime and tokio; never on a database driver or the core.
 

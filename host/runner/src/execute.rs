@@ -253,7 +253,11 @@ fn skipped(dag: &Dag, id: NodeId, upstream: &str) -> NodeResult {
         duration_ms: 0,
         error: Some(format!("skipped because upstream `{upstream}` failed")),
         message: String::new(),
-        relation: relation_text(&wit_relation(&node.relation)),
+        relation: if node.is_test() {
+            node.name.clone()
+        } else {
+            relation_text(&wit_relation(&node.relation))
+        },
         rows_affected: None,
         failures: None,
         id,

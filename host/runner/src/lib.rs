@@ -4,8 +4,10 @@
 //! node, at most `threads` at once, each in dependency order. A model task
 //! instantiates its materialization plugin (linked to a fresh adapter
 //! instance) and hands it the [`database`] the runner owns; a seed task loads
-//! its CSV through the adapter's dialect SQL in one transaction. A failed
-//! node skips its descendants and nothing else.
+//! its CSV through the adapter's dialect SQL in one transaction; a data test
+//! task counts the rows its query returns. A failed node skips its
+//! descendants and nothing else; a failed test of a model also skips what
+//! is built from that model.
 //!
 //! May depend on the core, the plugin host, sqlx and tokio. Knows nothing of
 //! the CLI or how results are shown.
