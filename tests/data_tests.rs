@@ -199,6 +199,10 @@ fn bad_test_declarations_are_clear_errors() {
         assert!(stderr.contains(expected), "{path}: {stderr}");
         let file = path.rsplit('/').next().unwrap();
         assert!(stderr.contains(file), "{path}: {stderr}");
+        if path.starts_with("models/") {
+            // The declaration's own line and column.
+            assert!(stderr.contains(&format!("{file}:1:12")), "{path}: {stderr}");
+        }
         assert!(!project.database().exists(), "nothing is written");
     }
 }

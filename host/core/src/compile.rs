@@ -440,13 +440,19 @@ fn compile_tests(
         let Some(model) = node.as_model() else {
             continue;
         };
+        let source = id
+            .checked_sub(project.seeds.len())
+            .and_then(|i| project.models.get(i))
+            .map_or("", |m| m.sql.as_str());
         for column_test in &model.config.tests {
             let name = column_test.name(&node.name);
+            let (line, column) = crate::data_test::declared_at(source, &column_test.column);
+            let at = Location::new(&node.path, line, column);
             let sql = match generic_sql(column_test, &node.name, macros) {
                 Ok(sql) => sql,
                 Err(message) => {
                     out.push(Err(Error::Config {
-                        location: Location::new(&node.path, 1, 1),
+                        location: at,
                         message: format!("test `{name}` on model `{}`: {message}", node.name),
                     }));
                     continue;
@@ -455,7 +461,7 @@ fn compile_tests(
             let query = test_query(&name, &node.path, sql);
             let compiled = parse_model(&query, dialect.as_ref(), macros)
                 .and_then(|parsed| resolve_model(&query, &parsed, resolver))
-                .map_err(|e| generic_test_error(e, &name, node));
+                .map_err(|e| generic_test_error(e, &name, node, at));
             out.push(compiled.map(|(query, deps)| {
                 let test = CompiledTest {
                     query,
@@ -551,9 +557,9 @@ fn test_node(
     }
 }
 
-/// A generic test's SQL is generated, so its errors point at the model's
-/// `tests` config rather than at a position in text nobody wrote.
-fn generic_test_error(error: Error, name: &str, model: &Node) -> Error {
+/// A generic test's SQL is generated, so its errors point at where the test
+/// is declared (`at`) rather than at a position in text nobody wrote.
+fn generic_test_error(error: Error, name: &str, model: &Node, at: Location) -> Error {
     let message = match error {
         Error::UnknownRelation {
             name: table, hint, ..
@@ -563,7 +569,7 @@ fn generic_test_error(error: Error, name: &str, model: &Node) -> Error {
         other => other.to_string(),
     };
     Error::Config {
-        location: Location::new(&model.path, 1, 1),
+        location: at,
         message: format!("test `{name}` on model `{}`: {message}", model.name),
     }
 }

@@ -293,6 +293,25 @@ fn parse_one(column: &str, test: toml::Value) -> Result<ColumnTest, String> {
     }
 }
 
+/// Where in a model file the tests of `column` are declared: the line and
+/// column of `tests.<column>` (or of `tests`) in a `-- config:` line; the
+/// file's start when neither is there (a folder default declared them).
+pub fn declared_at(sql: &str, column: &str) -> (usize, usize) {
+    let wanted = [format!("tests.{column}"), "tests".to_string()];
+    for needle in &wanted {
+        for (index, line) in sql.lines().enumerate() {
+            let is_config = line
+                .trim_start()
+                .strip_prefix("--")
+                .is_some_and(|rest| rest.trim_start().starts_with("config:"));
+            if let Some(at) = line.find(needle.as_str()).filter(|_| is_config) {
+                return (index + 1, at + 1);
+            }
+        }
+    }
+    (1, 1)
+}
+
 /// The severity a singular test's config sets; nothing else is allowed there.
 pub fn singular_severity(mut config: toml::Table) -> Result<Severity, String> {
     let severity = match config.remove("severity") {
@@ -359,6 +378,13 @@ mod tests {
         assert!(error("tests.id = [{ not_null = 1 }]").contains("takes no arguments"));
         assert!(error("tests.id = [{ unique = {}, severity = 'fatal' }]").contains("severity"));
         assert!(error("tests = ['unique']").contains("tests.<column>"));
+    }
+
+    #[test]
+    fn declarations_are_found_on_their_config_line() {
+        let sql = "-- config: tags = ['x']\n-- config: tests.id = ['unique']\nselect 1 as id";
+        assert_eq!(declared_at(sql, "id"), (2, 12));
+        assert_eq!(declared_at("select 1", "id"), (1, 1));
     }
 
     #[test]

@@ -210,10 +210,19 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
     for level in levels {
         merge_level(&mut merged, level);
     }
-    let config = model_config(merged).map_err(|message| Error::InvalidModel {
-        location: Location::new(path, 1, 1),
-        model: name.clone(),
-        message,
+    let config = model_config(merged).map_err(|message| {
+        // A `tests.<column>: ...` message points at that declaration.
+        let (line, column) = message
+            .strip_prefix("tests.")
+            .and_then(|rest| rest.split_once(':'))
+            .map_or((1, 1), |(column, _)| {
+                crate::data_test::declared_at(&sql, column)
+            });
+        Error::InvalidModel {
+            location: Location::new(path, line, column),
+            model: name.clone(),
+            message,
+        }
     })?;
     Ok(Model {
         name,
