@@ -29,29 +29,26 @@ fn orbital(args: &[&str], cwd: &std::path::Path) -> support::Run {
     support::Run { output }
 }
 
+/// `orbital plugin new <kind> <name>` in `work` against this workspace's
+/// SDK, then `orbital plugin build`; the build's JSON.
+fn scaffold_and_build(work: &std::path::Path, kind: &str, name: &str) -> serde_json::Value {
+    let sdk = workspace().join("sdk");
+    let sdk = sdk.to_str().unwrap();
+    orbital(&["plugin", "new", kind, name, "--sdk-path", sdk], work).expect_code(0);
+    std::fs::copy(
+        workspace().join(CARGO_LOCK),
+        work.join(name).join(CARGO_LOCK),
+    )
+    .unwrap();
+    orbital(&["--json", "plugin", "build", name], work)
+        .expect_code(0)
+        .json()
+}
+
 #[test]
 fn scaffold_build_install_and_use_a_custom_materialization() {
     let work = tempfile::tempdir().unwrap();
-    let sdk = workspace().join("sdk");
-    let sdk = sdk.to_str().unwrap();
-    orbital(
-        &[
-            "plugin",
-            "new",
-            "materialization",
-            "audited-table",
-            "--sdk-path",
-            sdk,
-        ],
-        work.path(),
-    )
-    .expect_code(0);
-    let crate_dir = work.path().join("audited-table");
-    std::fs::copy(workspace().join(CARGO_LOCK), crate_dir.join(CARGO_LOCK)).unwrap();
-
-    let built = orbital(&["--json", "plugin", "build", "audited-table"], work.path())
-        .expect_code(0)
-        .json();
+    let built = scaffold_and_build(work.path(), "materialization", "audited-table");
     let built = &built["built"];
     assert_eq!(built["kind"], "materialization");
     assert_eq!(built["provides"], "audited_table");
@@ -121,36 +118,12 @@ fn scaffold_build_install_and_use_a_custom_materialization() {
     );
 
     // The adapter scaffold builds too.
-    orbital(
-        &["plugin", "new", "adapter", "my-dialect", "--sdk-path", sdk],
-        work.path(),
-    )
-    .expect_code(0);
-    std::fs::copy(
-        workspace().join(CARGO_LOCK),
-        work.path().join("my-dialect").join(CARGO_LOCK),
-    )
-    .unwrap();
-    let adapter = orbital(&["--json", "plugin", "build", "my-dialect"], work.path())
-        .expect_code(0)
-        .json();
+    let adapter = scaffold_and_build(work.path(), "adapter", "my-dialect");
     assert_eq!(adapter["built"]["kind"], "adapter");
     assert_eq!(adapter["built"]["provides"], "sqlite");
 
     // So does the macros scaffold, whose test macro then tests a column.
-    orbital(
-        &["plugin", "new", "macros", "no-negatives", "--sdk-path", sdk],
-        work.path(),
-    )
-    .expect_code(0);
-    std::fs::copy(
-        workspace().join(CARGO_LOCK),
-        work.path().join("no-negatives").join(CARGO_LOCK),
-    )
-    .unwrap();
-    let macros = orbital(&["--json", "plugin", "build", "no-negatives"], work.path())
-        .expect_code(0)
-        .json();
+    let macros = scaffold_and_build(work.path(), "macros", "no-negatives");
     assert_eq!(macros["built"]["kind"], "macros");
     assert_eq!(macros["built"]["provides"], "no_negatives");
     let macros_wasm = macros["built"]["source"].as_str().unwrap().to_string();

@@ -34,6 +34,9 @@ struct Loaded {
     /// Lowercase macro name -> (index into `plugins`, its positions); the
     /// first plugin to claim a name keeps it.
     macros: BTreeMap<String, (usize, Vec<Position>)>,
+    /// Every claimed name with the arguments it requires, built once: the
+    /// compile asks for it per model and per call.
+    claimed: Vec<(String, u32)>,
     sessions: tokio::sync::Mutex<BTreeMap<usize, MacroSession>>,
 }
 
@@ -64,11 +67,6 @@ impl PluginMacros {
             loaded: OnceLock::new(),
             identity,
         }
-    }
-
-    /// What snapshots of compiles with these plugins are keyed by.
-    pub fn identity(&self) -> &str {
-        &self.identity
     }
 
     fn loaded(&self) -> Option<&Result<Loaded, String>> {
@@ -113,11 +111,17 @@ fn load(components: &[Component], limits: Limits) -> Result<Loaded, String> {
                 .or_insert((index, signature.positions.clone()));
         }
     }
+    let claimed = plugins
+        .iter()
+        .flat_map(|(_, p)| p.signatures.iter())
+        .map(|s| (s.name.to_lowercase(), s.required))
+        .collect();
     Ok(Loaded {
         runtime,
         host,
         plugins,
         macros,
+        claimed,
         sessions: tokio::sync::Mutex::new(BTreeMap::new()),
     })
 }
@@ -252,16 +256,8 @@ impl SqlMacros for PluginMacros {
         )
     }
 
-    fn claimed(&self) -> Vec<(String, u32)> {
-        let Some(loaded) = self.ready() else {
-            return Vec::new();
-        };
-        loaded
-            .plugins
-            .iter()
-            .flat_map(|(_, p)| p.signatures.iter())
-            .map(|s| (s.name.to_lowercase(), s.required))
-            .collect()
+    fn claimed(&self) -> &[(String, u32)] {
+        self.ready().map_or(&[], |loaded| &loaded.claimed)
     }
 
     fn plugin_name(&self, name: &str) -> Option<String> {

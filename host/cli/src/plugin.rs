@@ -98,14 +98,15 @@ pub(crate) fn command(
         }
         PluginCommand::Build { dir } => {
             let wasm = build(dir)?;
-            let described = describe(&Component::read(&wasm)?, &wasm.display().to_string())?;
+            let described = Describer::new()?
+                .describe(&Component::read(&wasm)?, &wasm.display().to_string())?;
             print(output, serde_json::json!({ "built": described }), || {
                 format!("Built {}\n{}", wasm.display(), described.line())
             });
         }
         PluginCommand::Install { file } => {
             let component = Component::read(file)?;
-            let described = describe(&component, &file.display().to_string())?;
+            let described = Describer::new()?.describe(&component, &file.display().to_string())?;
             let config = ProjectConfig::load(&cli.project)?;
             let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
             store.write(|w| w.put_plugin(&component.bytes))?;
@@ -125,10 +126,10 @@ pub(crate) fn command(
             let config = ProjectConfig::load(&cli.project)?;
             let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
             let loaded = components(&cli.project, &config, &store)?;
-            let mut listed = loaded
+            let mut shown: Vec<(Component, String)> = loaded
                 .iter()
-                .map(|c| describe(c, &c.label))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|c| (c.clone(), c.label.clone()))
+                .collect();
             // Installed but not in orbital.toml: shown, so they can be found.
             for hash in store.plugins()? {
                 if loaded.iter().any(|c| c.hash == hash) {
@@ -136,9 +137,14 @@ pub(crate) fn command(
                 }
                 if let Some(bytes) = store.plugin(&hash)? {
                     let component = Component::new(String::new(), bytes, false);
-                    listed.push(describe(&component, "installed, not in orbital.toml")?);
+                    shown.push((component, "installed, not in orbital.toml".into()));
                 }
             }
+            let describer = Describer::new()?;
+            let listed = shown
+                .iter()
+                .map(|(component, source)| describer.describe(component, source))
+                .collect::<Result<Vec<_>, _>>()?;
             print(output, serde_json::json!({ "plugins": listed }), || {
                 listed
                     .iter()
@@ -173,48 +179,61 @@ fn print(output: &report::Output, json: serde_json::Value, human: impl FnOnce() 
     }
 }
 
-fn describe(component: &Component, source: &str) -> Result<Described, Failure> {
-    let runtime = crate::async_runtime()?;
-    let limits = Limits {
-        cache_dir: crate::cache_dir(),
-        ..Limits::default()
-    };
-    let plugin = runtime.block_on(async {
-        let host = PluginHost::new(limits)?;
-        host.load(source, component.bytes.clone()).await
-    });
-    // A file that is not a plugin is the user's to fix (exit 2), unlike a
-    // plugin failing while it runs.
-    let plugin = plugin.map_err(|e| match e {
-        orbital_plugins::PluginError::Load { .. } => Failure::Usage(e.to_string()),
-        other => orbital_runner::RunnerError::from(other).into(),
-    })?;
-    let (kind, info, provides) = match plugin {
-        Plugin::Adapter(adapter) => (
-            "adapter",
-            adapter.info.plugin.clone(),
-            adapter.info.url_schemes.join(", "),
-        ),
-        Plugin::Materialization(m) => ("materialization", m.info.clone(), m.strategy.clone()),
-        Plugin::Macros(m) => (
-            "macros",
-            m.info.clone(),
-            m.signatures
-                .iter()
-                .map(|s| s.name.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-    };
-    Ok(Described {
-        kind,
-        name: info.name,
-        version: info.version,
-        description: info.description,
-        provides,
-        hash: format!("{INSTALLED_PREFIX}{}", component.hash),
-        source: source.to_string(),
-    })
+/// Loads components to ask them who they are: one plugin host for all.
+struct Describer {
+    runtime: tokio::runtime::Runtime,
+    host: PluginHost,
+}
+
+impl Describer {
+    fn new() -> Result<Self, Failure> {
+        let limits = Limits {
+            cache_dir: crate::cache_dir(),
+            ..Limits::default()
+        };
+        Ok(Self {
+            runtime: crate::async_runtime()?,
+            host: PluginHost::new(limits).map_err(orbital_runner::RunnerError::from)?,
+        })
+    }
+
+    fn describe(&self, component: &Component, source: &str) -> Result<Described, Failure> {
+        let plugin = self
+            .runtime
+            .block_on(self.host.load(source, component.bytes.clone()));
+        // A file that is not a plugin is the user's to fix (exit 2), unlike a
+        // plugin failing while it runs.
+        let plugin = plugin.map_err(|e| match e {
+            orbital_plugins::PluginError::Load { .. } => Failure::Usage(e.to_string()),
+            other => orbital_runner::RunnerError::from(other).into(),
+        })?;
+        let (kind, info, provides) = match plugin {
+            Plugin::Adapter(adapter) => (
+                "adapter",
+                adapter.info.plugin.clone(),
+                adapter.info.url_schemes.join(", "),
+            ),
+            Plugin::Materialization(m) => ("materialization", m.info.clone(), m.strategy.clone()),
+            Plugin::Macros(m) => (
+                "macros",
+                m.info.clone(),
+                m.signatures
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
+        Ok(Described {
+            kind,
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            provides,
+            hash: format!("{INSTALLED_PREFIX}{}", component.hash),
+            source: source.to_string(),
+        })
+    }
 }
 
 fn check_name(name: &str) -> Result<(), Failure> {

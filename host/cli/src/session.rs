@@ -21,6 +21,7 @@ use orbital_runner::{Component, Runtime, Sqlite};
 use crate::diagnostics::Failure;
 use crate::macros::PluginMacros;
 use crate::{Cli, SelectArgs};
+use orbital_core::macros::SqlMacros;
 
 pub struct Session {
     pub project: Project,
@@ -31,6 +32,9 @@ pub struct Session {
     pub compiled: CompiledProject,
     pub components: Vec<Component>,
     pub threads: usize,
+    /// What parse results depend on of the macro plugins
+    /// ([`orbital_core::macros::SqlMacros::identity`]).
+    macro_identity: String,
     /// The command's async runtime.
     pub runtime: tokio::runtime::Runtime,
     /// The target database being opened since the session started.
@@ -87,6 +91,7 @@ impl Session {
             compiled,
             components,
             threads,
+            macro_identity: SqlMacros::identity(&macros),
             runtime,
             early_database: std::sync::Mutex::new(early_database),
         })
@@ -225,14 +230,13 @@ impl Session {
     /// The parse-cache keys of the project as it is now (what `gc` keeps).
     pub fn parse_keys(&self) -> std::collections::BTreeSet<Hash> {
         let dialect = self.target.parser_dialect();
-        let macros = PluginMacros::new(&self.components, &self.project.config);
-        let identity = orbital_core::macros::SqlMacros::identity(&macros);
+        let identity = &self.macro_identity;
         self.project
             .models
             .iter()
             .map(|m| m.sql.as_str())
             .chain(self.project.tests.iter().map(|t| t.sql.as_str()))
-            .map(|sql| orbital_core::compile::parse_key(dialect, &identity, sql))
+            .map(|sql| orbital_core::compile::parse_key(dialect, identity, sql))
             .collect()
     }
 }
@@ -283,23 +287,7 @@ pub fn components(
     config: &ProjectConfig,
     store: &Store,
 ) -> Result<Vec<Component>, Failure> {
-    let mut components = bundled_components();
-    for reference in &config.plugins.components {
-        components.push(match reference {
-            ComponentRef::Path(path) => Component::read(&root.join(path))?,
-            ComponentRef::Installed(hash) => {
-                let bytes = store.plugin(hash)?.ok_or_else(|| {
-                    Failure::Usage(format!(
-                        "orbital.toml lists the plugin `{reference}`, which is not installed in \
-                         {}; install it with `orbital plugin install <file.wasm>`",
-                        store.path().display()
-                    ))
-                })?;
-                Component::new(reference.to_string(), bytes, false)
-            }
-        });
-    }
-    Ok(components)
+    listed_components(root, config, Some(store))
 }
 
 /// The project's macros for commands that do not otherwise open the state
@@ -310,19 +298,41 @@ pub fn project_macros(root: &Path, config: &ProjectConfig) -> Result<PluginMacro
         .components
         .iter()
         .any(|c| matches!(c, ComponentRef::Installed(_)));
-    let components = if installed {
-        let store = Store::open(&state_dir(root, config).join("state.redb"))?;
-        components(root, config, &store)?
-    } else {
-        let mut components = bundled_components();
-        for reference in &config.plugins.components {
-            if let ComponentRef::Path(path) = reference {
-                components.push(Component::read(&root.join(path))?);
-            }
-        }
-        components
-    };
+    let store = installed
+        .then(|| Store::open(&state_dir(root, config).join("state.redb")))
+        .transpose()?;
+    let components = listed_components(root, config, store.as_ref())?;
     Ok(PluginMacros::new(&components, config))
+}
+
+/// [`components`], with `store` opened only when orbital.toml names an
+/// installed component.
+fn listed_components(
+    root: &Path,
+    config: &ProjectConfig,
+    store: Option<&Store>,
+) -> Result<Vec<Component>, Failure> {
+    let mut components = bundled_components();
+    for reference in &config.plugins.components {
+        components.push(match reference {
+            ComponentRef::Path(path) => Component::read(&root.join(path))?,
+            ComponentRef::Installed(hash) => {
+                let bytes = match store {
+                    Some(store) => store.plugin(hash)?,
+                    None => None,
+                };
+                let bytes = bytes.ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "orbital.toml lists the plugin `{reference}`, which is not installed in \
+                         {}; install it with `orbital plugin install <file.wasm>`",
+                        state_dir(root, config).join("state.redb").display()
+                    ))
+                })?;
+                Component::new(reference.to_string(), bytes, false)
+            }
+        });
+    }
+    Ok(components)
 }
 
 fn bundled_components() -> Vec<Component> {
@@ -360,7 +370,7 @@ fn load(
     let read_at = SystemTime::now();
     let files = orbital_core::snapshot::stamp_files(root, &config)?;
     // Macro plugins write SQL the snapshot keeps: they are part of its key.
-    let identity = format!("{} {}", build_identity(), macros.identity());
+    let identity = format!("{} {}", build_identity(), SqlMacros::identity(macros));
     let key = orbital_core::snapshot::key(&config, target, &identity);
     if let Some(snapshot) = store.snapshot(&key)?
         && snapshot.matches(&key, &files)

@@ -78,8 +78,8 @@ pub trait SqlMacros: Sync {
         None
     }
     /// Every macro name claimed, with how many leading arguments it requires.
-    fn claimed(&self) -> Vec<(String, u32)> {
-        Vec::new()
+    fn claimed(&self) -> &[(String, u32)] {
+        &[]
     }
     /// Changes when any macro plugin does: parse results depend on it.
     fn identity(&self) -> String;
@@ -224,9 +224,9 @@ impl Expander<'_> {
         let required = self
             .macros
             .claimed()
-            .into_iter()
+            .iter()
             .find(|(n, _)| n == macro_name)
-            .map_or(0, |(_, r)| r as usize);
+            .map_or(0, |(_, r)| *r as usize);
         if given >= required {
             return Ok(());
         }
@@ -560,7 +560,18 @@ mod tests {
 
     /// `twice(x)` -> `x * 2`; `cols()` -> `1 AS a, 2 AS b`; `one()` ->
     /// a one-row query; `forever()` calls itself.
-    struct Fake;
+    struct Fake {
+        claimed: Vec<(String, u32)>,
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            claimed: ["twice", "forever", "cols", "one"]
+                .iter()
+                .map(|n| (n.to_string(), 0))
+                .collect(),
+        }
+    }
 
     impl SqlMacros for Fake {
         fn positions(&self, name: &str) -> Option<Vec<MacroPosition>> {
@@ -585,11 +596,8 @@ mod tests {
         fn identity(&self) -> String {
             "fake".into()
         }
-        fn claimed(&self) -> Vec<(String, u32)> {
-            ["twice", "forever", "cols", "one"]
-                .iter()
-                .map(|n| (n.to_string(), 0))
-                .collect()
+        fn claimed(&self) -> &[(String, u32)] {
+            &self.claimed
         }
     }
 
@@ -608,7 +616,7 @@ mod tests {
             },
         };
         let mut statement = Parser::parse_sql(&dialect, sql).unwrap().remove(0);
-        let used = expand(&mut statement, &model, &dialect, &Fake)?;
+        let used = expand(&mut statement, &model, &dialect, &fake())?;
         Ok((statement.to_string(), used))
     }
 

@@ -151,14 +151,20 @@ pub(crate) fn arm<T: Guarded>(store: &mut Store<T>) {
     });
 }
 
-/// An adapter instance's store data.
-pub struct AdapterState {
+/// The store data of a plugin that reaches nothing but the host's pure
+/// imports: adapters (none) and macro plugins (the catalog).
+pub struct PureState {
     pub(crate) guard: Guard,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
-impl AdapterState {
+/// An adapter instance's store data.
+pub type AdapterState = PureState;
+/// A macro plugin instance's store data.
+pub type MacroState = PureState;
+
+impl PureState {
     pub(crate) fn new(guard: Guard) -> Self {
         Self {
             wasi: sandboxed_wasi(&guard),
@@ -168,7 +174,7 @@ impl AdapterState {
     }
 }
 
-impl WasiView for AdapterState {
+impl WasiView for PureState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -177,7 +183,7 @@ impl WasiView for AdapterState {
     }
 }
 
-impl Guarded for AdapterState {
+impl Guarded for PureState {
     fn guard(&mut self) -> &mut Guard {
         &mut self.guard
     }
@@ -419,41 +425,9 @@ impl dialect::Host for TaskState {
     }
 }
 
-/// A macro plugin instance's store data.
-pub struct MacroState {
-    pub(crate) guard: Guard,
-    wasi: WasiCtx,
-    table: ResourceTable,
-}
+impl crate::bindings::adapter::orbital::plugin::types::Host for PureState {}
 
-impl MacroState {
-    pub(crate) fn new(guard: Guard) -> Self {
-        Self {
-            wasi: sandboxed_wasi(&guard),
-            guard,
-            table: ResourceTable::new(),
-        }
-    }
-}
-
-impl WasiView for MacroState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl Guarded for MacroState {
-    fn guard(&mut self) -> &mut Guard {
-        &mut self.guard
-    }
-}
-
-impl crate::bindings::adapter::orbital::plugin::types::Host for MacroState {}
-
-impl crate::bindings::macros::orbital::plugin::catalog::Host for MacroState {
+impl crate::bindings::macros::orbital::plugin::catalog::Host for PureState {
     /// Column look-ups need the warehouse or every upstream's columns at
     /// compile time, which the host does not have yet: an error the macro
     /// can pass on, rather than a guess.
