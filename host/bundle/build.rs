@@ -12,6 +12,8 @@ const FIRST_PARTY: &[&str] = &[
     "orbital-adapter-sqlite",
     "orbital-materialization-view",
     "orbital-materialization-table",
+    "orbital-materialization-incremental",
+    "orbital-materialization-snapshot",
     "orbital-macros-std",
 ];
 /// Guest crates only the tests use.

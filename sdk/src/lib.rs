@@ -46,7 +46,8 @@ mod materialization;
 pub use adapter::{Adapter, AdapterExport, AdapterInfo, Swap};
 pub use macros::{Argument, Call, MacroExport, Macros, Position, Signature, catalog};
 pub use materialization::{
-    Materialization, MaterializationExport, ModelTask, Outcome, config_value, database, dialect,
+    Materialization, MaterializationExport, ModelTask, Outcome, build, config_columns, config_str,
+    config_value, database, dialect,
 };
 
 /// The hidden wit-bindgen output. Not part of the API.

@@ -24,6 +24,125 @@ pub fn config_value(task: &ModelTask, key: &str) -> Result<Option<serde_json::Va
     Ok(config.get(key).cloned())
 }
 
+/// Reads a string key of the task's config; `None` when absent.
+pub fn config_str(task: &ModelTask, key: &str) -> Result<Option<String>, String> {
+    match config_value(task, key)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("config `{key}` must be a string, got {other}")),
+    }
+}
+
+/// Reads a key that is one column name or a list of them (`unique_key`,
+/// `check_cols`); empty when absent.
+pub fn config_columns(task: &ModelTask, key: &str) -> Result<Vec<String>, String> {
+    match config_value(task, key)? {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::String(s)) => Ok(vec![s]),
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                serde_json::Value::String(s) => Ok(s),
+                other => Err(format!("config `{key}` must list column names, got {other}")),
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "config `{key}` must be a column name or a list of them, got {other}"
+        )),
+    }
+}
+
+/// Building blocks most materializations share.
+pub mod build {
+    use crate::{Relation, dialect};
+
+    use super::database;
+
+    /// `<identifier><suffix>` beside `relation`: where a build stages its work.
+    pub fn beside(relation: &Relation, suffix: &str) -> Relation {
+        Relation {
+            identifier: format!("{}{suffix}", relation.identifier),
+            ..relation.clone()
+        }
+    }
+
+    /// Builds `sql` as the table `target`, atomically: a new table in one
+    /// CREATE TABLE AS; an existing relation replaced by a table built
+    /// under a staging name and swapped in within one transaction, so a
+    /// failed build leaves the old one. Returns the new table's row count.
+    pub fn replace_table(target: &Relation, sql: &str) -> Result<u64, String> {
+        let existing = database::relation_kind(target)?;
+        if existing.is_none() {
+            database::run(&dialect::create_table_as(target, sql))?;
+            return database::row_count(target);
+        }
+        let staged = beside(target, "__orbital_staged");
+        // A previous run may have died between build and swap.
+        database::drop_if_exists(&staged)?;
+        database::run(&dialect::create_table_as(&staged, sql))?;
+        let rows = database::row_count(&staged)?;
+        let swap = dialect::Swap {
+            staged: staged.clone(),
+            target: target.clone(),
+            existing,
+        };
+        if let Err(error) = database::run_in_transaction(&dialect::swap_relation(&swap)) {
+            database::drop_if_exists(&staged)?;
+            return Err(error);
+        }
+        Ok(rows)
+    }
+
+    /// Whether two relations are the same one.
+    pub fn same(a: &Relation, b: &Relation) -> bool {
+        a.database == b.database && a.schema == b.schema && a.identifier == b.identifier
+    }
+
+    /// For a stateful materialization: makes `target` continue the table
+    /// `previous` (the task's `previous`), then runs `add` to add this
+    /// build's rows to `target`. When they differ (the model's fingerprint
+    /// changed), `previous` is copied to `target` first and left as it was
+    /// for whoever still uses it; the copy is dropped if `add` fails.
+    /// Returns what `add` returned and whether a copy was made.
+    pub fn continue_table<T>(
+        previous: &Relation,
+        target: &Relation,
+        add: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, bool), String> {
+        if database::relation_kind(previous)?.is_none() {
+            return Err(format!(
+                "its table {} is missing from the warehouse (dropped outside Orbital?); rebuild it with --full-refresh",
+                dialect::render_relation(previous)
+            ));
+        }
+        let copied = !same(previous, target);
+        if copied {
+            // Left by an interrupted run: never recorded, so never read.
+            database::drop_if_exists(target)?;
+            let copy = format!("SELECT * FROM {}", dialect::render_relation(previous));
+            database::run(&dialect::create_table_as(target, &copy))?;
+        }
+        match add() {
+            Ok(added) => Ok((added, copied)),
+            Err(error) => {
+                if copied {
+                    database::drop_if_exists(target)?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs `sql` into a fresh scratch table beside `target` (named with
+    /// `suffix`), for a build to read from; the caller drops it.
+    pub fn scratch_table(target: &Relation, suffix: &str, sql: &str) -> Result<Relation, String> {
+        let scratch = beside(target, suffix);
+        database::drop_if_exists(&scratch)?;
+        database::run(&dialect::create_table_as(&scratch, sql))?;
+        Ok(scratch)
+    }
+}
+
 /// The adapter's dialect SQL, as seen from a materialization.
 pub mod dialect {
     pub use crate::__wit::materialization::orbital::plugin::dialect::*;
@@ -33,7 +152,7 @@ pub mod dialect {
 pub mod database {
     use crate::__wit::materialization::orbital::plugin::database as wit;
     use crate::__wit::materialization::orbital::plugin::dialect;
-    use crate::{LogLevel, Relation, RelationKind, RowSet, Statement, Value};
+    use crate::{Column, LogLevel, Relation, RelationKind, RowSet, Statement, Value};
 
     pub use wit::DbError;
 
@@ -61,6 +180,11 @@ pub mod database {
         Ok(wit::transaction(statements).map_err(describe)?.iter().sum())
     }
 
+    /// Runs the statements in one transaction; returns each one's rows affected.
+    pub fn transaction_counts(statements: &[Statement]) -> Result<Vec<u64>, String> {
+        wit::transaction(statements).map_err(describe)
+    }
+
     /// Runs a query.
     pub fn query(statement: &Statement) -> Result<RowSet, String> {
         wit::query(statement).map_err(describe)
@@ -82,6 +206,35 @@ pub mod database {
                 "the adapter's relation-kind query returned {other:?}, expected 'table' or 'view'"
             )),
         }
+    }
+
+    /// Drops whatever stands at `relation`, if anything.
+    pub fn drop_if_exists(relation: &Relation) -> Result<(), String> {
+        if let Some(kind) = relation_kind(relation)? {
+            run(&dialect::drop_relation(relation, kind))?;
+        }
+        Ok(())
+    }
+
+    /// The columns of `relation`, in order, as the adapter's columns query
+    /// describes them.
+    pub fn columns(relation: &Relation) -> Result<Vec<Column>, String> {
+        let rows = query(&dialect::columns_query(relation))?;
+        rows.rows
+            .iter()
+            .map(|row| match row.as_slice() {
+                [Value::Text(name), data_type, ..] => Ok(Column {
+                    name: name.clone(),
+                    data_type: match data_type {
+                        Value::Text(t) => t.clone(),
+                        _ => String::new(),
+                    },
+                }),
+                other => Err(format!(
+                    "the adapter's columns query returned {other:?}, expected (name, data type)"
+                )),
+            })
+            .collect()
     }
 
     /// The number of rows in `relation`.

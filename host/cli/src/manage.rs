@@ -58,6 +58,7 @@ pub fn plan(
             change: step.change,
             action: step.action,
             fingerprint: step.fingerprint,
+            continues: step.previous,
             diff,
             affects,
         });

@@ -249,6 +249,9 @@ pub struct PlanEntry {
     pub change: Change,
     pub action: Action,
     pub fingerprint: Hash,
+    /// For `continue`: the fingerprint whose table the build continues.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continues: Option<Hash>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     pub affects: Vec<String>,
@@ -284,10 +287,22 @@ impl Output {
                 Change::Unchanged if entry.action == Action::Reuse => continue,
                 Change::Unchanged => ("=", Paint::Dim, "unchanged"),
             };
+            let continued;
             let action = match entry.action {
                 Action::Build => "build",
                 Action::Repoint => "reuse a build from another environment",
                 Action::Reuse => "reuse",
+                Action::Refresh => "rebuild in place: it reads a table this run continues",
+                Action::Continue => match &entry.continues {
+                    Some(previous) if previous != &entry.fingerprint => {
+                        continued = format!(
+                            "continue: copy table {} forward and add the increment",
+                            previous.short()
+                        );
+                        &continued
+                    }
+                    _ => "continue its table with the increment",
+                },
             };
             println!(
                 "{} {} {} ({what}; will {action}) {}",

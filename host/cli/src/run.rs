@@ -94,7 +94,7 @@ pub fn run(
             let strategies = plan.steps.iter().filter_map(|step| {
                 let node = &dag.nodes[step.id];
                 node.as_model()
-                    .filter(|_| step.action == Action::Build)
+                    .filter(|_| step.action.runs())
                     .map(|m| (node.name.as_str(), m.config.materialized.as_str()))
             });
             runtime.check_strategies(strategies)?;
@@ -212,6 +212,9 @@ fn assign(session: &Session, connected: &Connected, plan: &Plan) -> Assignments 
             action: step.action,
             physical: session.physical(connected, name, &step.fingerprint),
             relation: session.env_relation(name),
+            previous: step
+                .previous
+                .map(|fp| session.physical(connected, name, &fp)),
         });
     }
     assignments
@@ -330,7 +333,7 @@ fn record(
                 None => None,
             };
             let physical = session.physical(connected, &node.name, &step.fingerprint);
-            if step.action == Action::Build {
+            if step.action.runs() {
                 let upstream = node
                     .depends_on
                     .iter()

@@ -53,6 +53,9 @@ pub struct Connected {
     pub fingerprints: Fingerprints,
     pub recorded: BTreeMap<String, EnvEntry>,
     pub builds: BTreeMap<Hash, BuildRecord>,
+    /// The default environment's records, when this session's is another
+    /// and the project has stateful models (see `PlanOptions::base`).
+    pub base: Option<BTreeMap<String, Recorded>>,
 }
 
 impl Session {
@@ -168,6 +171,16 @@ impl Session {
             ),
             None => Default::default(),
         };
+        let stateful = self.compiled.dag.nodes.iter().any(|n| n.is_stateful());
+        let base = match &warehouse {
+            Some(w) if stateful && self.environment != orbital_core::plan::DEFAULT_ENVIRONMENT => {
+                let base = self
+                    .store
+                    .environment(w, orbital_core::plan::DEFAULT_ENVIRONMENT)?;
+                Some(self::recorded(&base))
+            }
+            _ => None,
+        };
         Ok(Connected {
             database,
             warehouse,
@@ -175,6 +188,7 @@ impl Session {
             fingerprints,
             recorded,
             builds,
+            base,
         })
     }
 
@@ -207,7 +221,10 @@ impl Session {
             &self.environment,
             &recorded(&connected.recorded),
             |fp| connected.builds.contains_key(fp),
-            full_refresh,
+            orbital_core::plan::PlanOptions {
+                full_refresh,
+                base: connected.base.as_ref(),
+            },
         )?)
     }
 

@@ -54,6 +54,10 @@ pub struct CompiledModel {
     pub references: Vec<(String, Referent)>,
     /// The macro plugins that expanded calls in it.
     pub macros: Vec<Hash>,
+    /// For a stateful model that calls `if_incremental()` or
+    /// `is_incremental()`: the SQL of a build that continues its table
+    /// (`sql` is then the full build's). See [`crate::incremental`].
+    pub incremental_sql: Option<String>,
 }
 
 /// A data test after compilation (see [`crate::data_test`]).
@@ -72,17 +76,34 @@ pub struct CompiledTest {
 pub enum Referent {
     Node(NodeId),
     Source(RelationName),
+    /// `this` in a stateful model: its own current table.
+    This,
 }
 
 impl CompiledModel {
     /// The SQL with every reference replaced: nodes by `node(id)`, sources by
     /// their declared relation.
-    pub fn render(&self, mut node: impl FnMut(NodeId) -> String) -> String {
-        let mut sql = self.sql.clone();
+    pub fn render(&self, node: impl FnMut(NodeId) -> String) -> String {
+        self.render_build(None, node)
+    }
+
+    /// The SQL of a full build (`this: None`) or of a build that continues
+    /// the table `this` (quoted), with references replaced as in [`Self::render`].
+    pub fn render_build(
+        &self,
+        this: Option<&str>,
+        mut node: impl FnMut(NodeId) -> String,
+    ) -> String {
+        let mut sql = match (this, &self.incremental_sql) {
+            (Some(_), Some(incremental)) => incremental.clone(),
+            _ => self.sql.clone(),
+        };
         for (key, referent) in &self.references {
             let text = match referent {
                 Referent::Node(id) => node(*id),
                 Referent::Source(relation) => relation.quoted(),
+                // Compilation lets `this` stand only where a build continues the table.
+                Referent::This => this.map_or_else(|| marker(key), str::to_string),
             };
             sql = sql.replace(&marker(key), &text);
         }
@@ -97,6 +118,17 @@ impl CompiledModel {
 pub fn render_model(
     dag: &Dag,
     id: NodeId,
+    relation: impl FnMut(NodeId) -> String,
+) -> Option<String> {
+    render_build(dag, id, None, relation)
+}
+
+/// [`render_model`] for a build that continues the table `this` (quoted),
+/// or a full build when `None`.
+pub fn render_build(
+    dag: &Dag,
+    id: NodeId,
+    this: Option<&str>,
     mut relation: impl FnMut(NodeId) -> String,
 ) -> Option<String> {
     let model = dag.nodes[id].query()?;
@@ -118,7 +150,7 @@ pub fn render_model(
             ))
         })
         .collect();
-    let sql = model.render(&mut name);
+    let sql = model.render_build(this, &mut name);
     if ctes.is_empty() {
         return Some(sql);
     }
@@ -172,6 +204,14 @@ pub struct ParsedModel {
     pub references: Vec<Reference>,
     /// The macro plugins that expanded something in it.
     pub macros: Vec<Hash>,
+    /// The incremental build's SQL, when the model calls the incremental
+    /// functions; `references` then covers both builds.
+    pub incremental_sql: Option<String>,
+    /// Where the first incremental function call stands, if any.
+    pub incremental_call: Option<(u32, u32)>,
+    /// Where `this` stands in the full build's SQL, if it does (an error
+    /// for a stateful model: on a full build there is no table yet).
+    pub this_on_full_build: Option<(u32, u32)>,
 }
 
 /// A table reference as written, folded like identifiers.
@@ -208,7 +248,7 @@ impl ParseCache for NoCache {
 /// `macros` is the macro plugins' identity ([`SqlMacros::identity`]): an
 /// expansion depends on them.
 pub fn parse_key(dialect: &str, macros: &str, sql: &str) -> Hash {
-    Hasher::new("orbital parse cache v2")
+    Hasher::new("orbital parse cache v3")
         .field(env!("CARGO_PKG_VERSION"))
         .field(dialect)
         .field(macros)
@@ -604,17 +644,39 @@ pub fn parse_model(
 ) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
     let used = crate::macros::expand(&mut statement, model, dialect, macros)?;
-    let ctes = cte_names(&statement);
+    let variants = crate::incremental::variants(&statement, model)?;
+    let (full, incremental, incremental_call) = match variants {
+        Some(v) => (v.full, Some(v.incremental), Some(v.first_call)),
+        None => (statement, None, None),
+    };
+    let (sql, mut references) = mark(full);
+    let this_on_full_build = references
+        .iter()
+        .find(|r| r.parts == [crate::incremental::THIS])
+        .map(|r| (r.line, r.column));
+    let incremental_sql = incremental.map(|statement| {
+        let (sql, more) = mark(statement);
+        references.extend(more);
+        sql
+    });
+    Ok(ParsedModel {
+        sql,
+        references,
+        macros: used,
+        incremental_sql,
+        incremental_call,
+        this_on_full_build,
+    })
+}
+
+/// Canonical SQL with every table reference replaced by its marker.
+fn mark(mut statement: Statement) -> (String, Vec<Reference>) {
     let mut marker = Marker {
-        ctes,
+        ctes: cte_names(&statement),
         references: Vec::new(),
     };
     let _ = VisitMut::visit(&mut statement, &mut marker);
-    Ok(ParsedModel {
-        sql: format!("{statement:#}"),
-        references: marker.references,
-        macros: used,
-    })
+    (format!("{statement:#}"), marker.references)
 }
 
 fn resolve_model(
@@ -626,12 +688,31 @@ fn resolve_model(
     let mut sources = Vec::new();
     let mut references = Vec::new();
     let mut errors = Vec::new();
+    let stateful = crate::incremental::is_stateful(&model.config.materialized);
+    let at = |(line, column): (u32, u32)| Location::new(&model.path, line as usize, column as usize);
+    if let Some(call) = parsed.incremental_call.filter(|_| !stateful) {
+        return Err(Error::InvalidModel {
+            location: at(call),
+            model: model.name.clone(),
+            message: format!(
+                "calls is_incremental() or if_incremental(), which only an incremental model or snapshot may; it is materialized as '{}'",
+                model.config.materialized
+            ),
+        });
+    }
+    if let Some(this) = parsed.this_on_full_build.filter(|_| stateful) {
+        return Err(Error::InvalidModel {
+            location: at(this),
+            model: model.name.clone(),
+            message: "reads `this` (its own table) outside if_incremental(...): on its first build, and with --full-refresh, the table does not exist yet".into(),
+        });
+    }
     for reference in &parsed.references {
-        let location = Location::new(
-            &model.path,
-            reference.line as usize,
-            reference.column as usize,
-        );
+        let location = at((reference.line, reference.column));
+        if stateful && reference.parts == [crate::incremental::THIS] {
+            references.push((reference.key(), Referent::This));
+            continue;
+        }
         let referent = match resolver.resolve(&reference.parts) {
             Some(Resolved::Node(id)) => {
                 deps.push((id, location));
@@ -664,6 +745,7 @@ fn resolve_model(
         sources,
         references,
         macros: parsed.macros.clone(),
+        incremental_sql: parsed.incremental_sql.clone(),
     };
     Ok((compiled, deps))
 }
@@ -1025,5 +1107,62 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.flatten().len(), 2);
+    }
+
+    #[test]
+    fn an_incremental_model_has_a_full_and_an_incremental_build() {
+        let compiled = compile_project(&[
+            ("raw", "select 1 as id, 10 as ts"),
+            (
+                "events",
+                "-- config: materialized = 'incremental'\n\
+                 select id, ts, is_incremental() as continued from raw\n\
+                 where if_incremental(ts > (select max(ts) from this))",
+            ),
+        ])
+        .unwrap();
+        let id = compiled.dag.find("events").unwrap();
+        let name = |_: NodeId| "\"raw_table\"".to_string();
+        let flat = |sql: String| sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let full = flat(render_build(&compiled.dag, id, None, name).unwrap());
+        assert!(full.contains("(1 = 0) AS continued"), "{full}");
+        assert!(full.contains("WHERE (1 = 1)"), "{full}");
+        assert!(!full.contains("max"), "{full}");
+        let incremental =
+            flat(render_build(&compiled.dag, id, Some("\"events_v1\""), name).unwrap());
+        assert!(incremental.contains("(1 = 1) AS continued"), "{incremental}");
+        assert!(
+            incremental.contains("(SELECT max(ts) FROM \"events_v1\" AS this)"),
+            "{incremental}"
+        );
+        // `this` is the model itself, not an upstream.
+        assert_eq!(compiled.dag.nodes[id].depends_on, vec![compiled.dag.find("raw").unwrap()]);
+    }
+
+    #[test]
+    fn incremental_syntax_errors_point_at_the_call() {
+        let err = compile_project(&[(
+            "t",
+            "-- config: materialized = 'table'\nselect 1 as x where if_incremental(x > 0)",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("t.sql:2:21"), "{err}");
+        assert!(err.contains("only an incremental model or snapshot may"), "{err}");
+        let err = compile_project(&[(
+            "i",
+            "-- config: materialized = 'incremental'\nselect * from this",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("i.sql:2:15"), "{err}");
+        assert!(err.contains("outside if_incremental"), "{err}");
+        let err = compile_project(&[(
+            "i",
+            "-- config: materialized = 'incremental'\nselect 1 as x where if_incremental(1, 2, 3)",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("with 3 arguments"), "{err}");
     }
 }

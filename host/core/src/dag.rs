@@ -90,6 +90,13 @@ impl Node {
             .is_some_and(|m| m.config.materialized == EPHEMERAL)
     }
 
+    /// Whether this model's table continues from build to build
+    /// (incremental models and snapshots).
+    pub fn is_stateful(&self) -> bool {
+        self.as_model()
+            .is_some_and(|m| crate::incremental::is_stateful(&m.config.materialized))
+    }
+
     /// `model`, `seed` or `test`.
     pub fn kind_name(&self) -> &'static str {
         match self.kind {

@@ -10,7 +10,9 @@
 //!     relation each declared source it reads resolves to, and the hashes of
 //!     the materialization plugin that builds it and of the target's adapter
 //!     plugin (an ephemeral model has no materialization plugin: zeros),
-//!     and of every macro plugin that expanded a call in it;
+//!     and of every macro plugin that expanded a call in it; for a model
+//!     using `if_incremental()`, the canonical SQL of its incremental build
+//!     too;
 //!   - a seed: the CSV file's bytes, its column-type overrides, and the
 //!     adapter plugin's hash.
 //! - **fingerprint**: the local hash and, for each upstream node by name,
@@ -83,6 +85,9 @@ pub fn local_hashes(
                 };
                 let mut hasher = Hasher::new("orbital fingerprint v1 model");
                 hasher.field(&model.sql).field(strategy);
+                if let Some(incremental) = &model.incremental_sql {
+                    hasher.field("incremental build").field(incremental);
+                }
                 // serde_json keeps object keys sorted (no preserve_order), so
                 // equal configs serialize to equal bytes.
                 for (key, value) in &model.config.extra {

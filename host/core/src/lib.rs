@@ -6,7 +6,8 @@
 //! ([`compile`](mod@compile)), expanding macro calls on the AST ([`macros`], through a
 //! trait the caller implements over plugins), data tests ([`data_test`]),
 //! the dependency graph ([`dag`]), selectors ([`selector`]), fingerprints
-//! ([`fingerprint`]), snapshots of a compiled project ([`snapshot`]) and
+//! ([`fingerprint`]), the syntax stateful models continue their table
+//! with ([`incremental`]), snapshots of a compiled project ([`snapshot`]) and
 //! the plan against recorded state ([`plan`]).
 //!
 //! Synchronous and free of I/O beyond reading the project. It may depend on
@@ -19,6 +20,7 @@ pub mod data_test;
 mod error;
 pub mod fingerprint;
 pub mod hash;
+pub mod incremental;
 pub mod macros;
 pub mod plan;
 pub mod project;

@@ -5,13 +5,22 @@
 //!
 //! Pure: the caller passes the recorded state in.
 //!
-//! Where incremental models and snapshots will fit: their relation carries
-//! history that no fingerprint can rebuild, so for them a changed
-//! fingerprint must not mean "a fresh physical relation". The decision per
-//! node is made in one place, [`plan`], and is where such a model will
-//! either continue its environment's current build forward (the runner
-//! passes it as the task's `previous` relation) or refuse without
-//! `--full-refresh`.
+//! Stateful models (incremental models and snapshots) carry history that no
+//! fingerprint can rebuild, so for them a fingerprint is where the table
+//! lives, not a promise of its contents:
+//!
+//! - a first build (nothing to continue) or `--full-refresh` builds the
+//!   whole table: [`Action::Build`];
+//! - otherwise every run continues a table ([`Action::Continue`]): the one
+//!   of the new fingerprint if some environment built it (in place), else
+//!   the environment's current one, which the materialization copies to the
+//!   new fingerprint's relation before adding the increment. The old table
+//!   stays as it was for any environment still pointing at it; history is
+//!   never dropped except by an explicit `--full-refresh` or `gc`.
+//!
+//! A continued table has new rows under an unchanged fingerprint, so a
+//! selected table built from it (directly or through views) is rebuilt in
+//! place ([`Action::Refresh`]) instead of reused.
 
 use std::collections::BTreeMap;
 
@@ -108,6 +117,19 @@ pub enum Action {
     Repoint,
     /// Run the model's SQL (or load the seed).
     Build,
+    /// A stateful model: add this run's increment to the table of
+    /// [`Step::previous`] (copied forward when that is another fingerprint).
+    Continue,
+    /// Rebuild the existing relation of this fingerprint in place: it reads
+    /// a stateful model this run continues.
+    Refresh,
+}
+
+impl Action {
+    /// Whether the node's SQL runs.
+    pub fn runs(self) -> bool {
+        matches!(self, Action::Build | Action::Continue | Action::Refresh)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +140,8 @@ pub struct Step {
     /// The fingerprint this run gives the node: as written, except that an
     /// unselected upstream counts with the version the environment has.
     pub fingerprint: Hash,
+    /// For [`Action::Continue`]: the fingerprint whose table it continues.
+    pub previous: Option<Hash>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +186,18 @@ pub fn state_diff(
     diff
 }
 
+/// How to plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions<'a> {
+    /// Rebuild every selected node from scratch.
+    pub full_refresh: bool,
+    /// The default environment's records, when planning another: a
+    /// stateful model the planned environment has never built continues the
+    /// default environment's table rather than starting empty, so history
+    /// is not lost when the environment is promoted.
+    pub base: Option<&'a BTreeMap<String, Recorded>>,
+}
+
 /// Plans `selection` for the environment `environment`, whose records are
 /// `recorded`; `built` tells whether a fingerprint's relation exists.
 pub fn plan(
@@ -171,12 +207,16 @@ pub fn plan(
     environment: &str,
     recorded: &BTreeMap<String, Recorded>,
     built: impl Fn(&Hash) -> bool,
-    full_refresh: bool,
+    options: PlanOptions<'_>,
 ) -> Result<Plan> {
+    let full_refresh = options.full_refresh;
     let mut selected = vec![false; dag.nodes.len()];
     selection.iter().for_each(|&id| selected[id] = true);
     // What each node will be once the run is done, if anything.
     let mut effective: Vec<Option<Hash>> = vec![None; dag.nodes.len()];
+    // Whether a node's rows change this run though its fingerprint may not:
+    // a continued stateful model, and what reads it live (views, inlining).
+    let mut moving = vec![false; dag.nodes.len()];
     let mut steps = Vec::with_capacity(selection.len());
     for &id in &dag.order {
         let node = &dag.nodes[id];
@@ -185,7 +225,9 @@ pub fn plan(
             // Run by the scheduler, never built or recorded.
             continue;
         }
+        let upstream_moving = node.depends_on.iter().any(|&d| moving[d]);
         if node.is_ephemeral() {
+            moving[id] = upstream_moving;
             // Never built: it is what its upstreams will be, inlined.
             let mut complete = true;
             let fingerprint = combine_one(dag, id, prints.local[id], |dep| {
@@ -230,8 +272,16 @@ pub fn plan(
             Some(r) if r.fingerprint != fingerprint => Change::Indirect,
             Some(_) => Change::Unchanged,
         };
-        let action = if full_refresh {
+        let mut previous = None;
+        let mut action = if full_refresh {
             Action::Build
+        } else if node.is_stateful() {
+            let base = options.base.and_then(|base| base.get(&node.name));
+            previous = continues(record.or(base), &fingerprint, &built);
+            match previous {
+                Some(_) => Action::Continue,
+                None => Action::Build,
+            }
         } else if record.is_some_and(|r| r.fingerprint == fingerprint) && built(&fingerprint) {
             Action::Reuse
         } else if built(&fingerprint) {
@@ -239,11 +289,21 @@ pub fn plan(
         } else {
             Action::Build
         };
+        let reads_live = node
+            .as_model()
+            .is_some_and(|m| m.config.materialized == "view");
+        if upstream_moving && !reads_live && matches!(action, Action::Reuse | Action::Repoint) {
+            action = Action::Refresh;
+        }
+        moving[id] = action == Action::Continue
+            || action == Action::Refresh
+            || (upstream_moving && reads_live);
         steps.push(Step {
             id,
             change,
             action,
             fingerprint,
+            previous,
         });
     }
     // An ephemeral model has no relation: one recorded (it was built before
@@ -264,6 +324,22 @@ pub fn plan(
         removed,
         reads: effective,
     })
+}
+
+/// The table a stateful model continues: its new fingerprint's, if some
+/// environment built it, else the one this environment (or, for a new
+/// environment, the default one) has.
+fn continues(
+    record: Option<&Recorded>,
+    fingerprint: &Hash,
+    built: impl Fn(&Hash) -> bool,
+) -> Option<Hash> {
+    if built(fingerprint) {
+        return Some(*fingerprint);
+    }
+    record
+        .map(|r| r.fingerprint)
+        .filter(|previous| built(previous))
 }
 
 #[cfg(test)]
@@ -296,7 +372,12 @@ mod tests {
         let dag = crate::compile(&project, &target).unwrap().dag;
         let plugins = PluginHashes {
             adapter: Hash::of(b"a"),
-            strategies: [("view".to_string(), Hash::of(b"v"))].into(),
+            strategies: [
+                ("view".to_string(), Hash::of(b"v")),
+                ("table".to_string(), Hash::of(b"t")),
+                ("incremental".to_string(), Hash::of(b"i")),
+            ]
+            .into(),
         };
         let prints = fingerprint(&project, &dag, &plugins).unwrap();
         Fixture {
@@ -352,7 +433,7 @@ mod tests {
             "prod",
             &recorded,
             |h| built.contains(h),
-            false,
+            PlanOptions::default(),
         )
         .unwrap();
         let mut got = actions(&after, &plan);
@@ -380,7 +461,7 @@ mod tests {
             "dev",
             &BTreeMap::new(),
             |h| built.contains(h),
-            false,
+            PlanOptions::default(),
         )
         .unwrap();
         assert_eq!(
@@ -400,7 +481,7 @@ mod tests {
             "dev",
             &BTreeMap::new(),
             |_| false,
-            false,
+            PlanOptions::default(),
         )
         .unwrap_err();
         assert!(
@@ -419,10 +500,74 @@ mod tests {
             "dev",
             &recorded,
             |h| built.contains(h),
-            false,
+            PlanOptions::default(),
         )
         .unwrap();
         assert_eq!(plan.removed, vec!["gone".to_string()]);
         assert!(plan.steps.iter().all(|s| s.action == Action::Reuse));
+    }
+
+    fn plan_all(f: &Fixture, recorded: &BTreeMap<String, Recorded>, full_refresh: bool) -> Plan {
+        let built: HashSet<Hash> = recorded.values().map(|r| r.fingerprint).collect();
+        plan(
+            &f.dag,
+            &f.prints,
+            &f.dag.order,
+            "prod",
+            recorded,
+            |h| built.contains(h),
+            PlanOptions {
+                full_refresh,
+                base: None,
+            },
+        )
+        .unwrap()
+    }
+
+    fn step<'a>(f: &Fixture, plan: &'a Plan, name: &str) -> &'a Step {
+        let id = f.dag.find(name).unwrap();
+        plan.steps.iter().find(|s| s.id == id).unwrap()
+    }
+
+    const EVENTS: &str = "-- config: materialized = 'incremental'\n\
+        select 1 as id where if_incremental(1 > (select max(id) from this))";
+
+    #[test]
+    fn an_incremental_model_continues_its_table_and_what_reads_it_refreshes() {
+        let f = fixture(&[
+            ("events", EVENTS),
+            ("daily", "-- config: materialized = 'table'\nselect * from events"),
+            ("live", "select * from events"),
+            ("other", "-- config: materialized = 'table'\nselect 2 as y"),
+        ]);
+        let first = plan_all(&f, &BTreeMap::new(), false);
+        assert_eq!(step(&f, &first, "events").action, Action::Build);
+        let recorded = record(&f);
+        let again = plan_all(&f, &recorded, false);
+        let events = step(&f, &again, "events");
+        assert_eq!(events.action, Action::Continue);
+        assert_eq!(events.previous, Some(recorded["events"].fingerprint));
+        assert_eq!(step(&f, &again, "daily").action, Action::Refresh);
+        assert_eq!(step(&f, &again, "live").action, Action::Reuse);
+        assert_eq!(step(&f, &again, "other").action, Action::Reuse);
+        let refreshed = plan_all(&f, &recorded, true);
+        assert_eq!(step(&f, &refreshed, "events").action, Action::Build);
+        assert_eq!(step(&f, &refreshed, "events").previous, None);
+    }
+
+    #[test]
+    fn a_changed_incremental_model_continues_its_old_table_forward() {
+        let before = fixture(&[("events", EVENTS)]);
+        let recorded = record(&before);
+        let after = fixture(&[(
+            "events",
+            "-- config: materialized = 'incremental'\nselect 2 as id where if_incremental(1 > (select max(id) from this))",
+        )]);
+        let plan = plan_all(&after, &recorded, false);
+        let events = step(&after, &plan, "events");
+        assert_eq!(events.change, Change::Modified);
+        assert_eq!(events.action, Action::Continue);
+        assert_eq!(events.previous, Some(recorded["events"].fingerprint));
+        assert_ne!(events.fingerprint, recorded["events"].fingerprint);
     }
 }

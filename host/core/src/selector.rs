@@ -290,6 +290,7 @@ mod tests {
     fn dag() -> Dag {
         let model = crate::compile::CompiledModel {
             macros: Vec::new(),
+            incremental_sql: None,
             sql: String::new(),
             config: crate::project::ModelConfig {
                 tests: Vec::new(),

@@ -48,6 +48,8 @@ pub struct Work {
     pub physical: RelationName,
     /// What users query: the environment's view.
     pub relation: RelationName,
+    /// For a stateful model continuing a table: that table.
+    pub previous: Option<RelationName>,
 }
 
 /// Per node id: what to do (selected nodes) and which relation readers of
@@ -373,10 +375,15 @@ impl Context {
         }
     }
 
-    /// A model's or test's SQL reading the relations this run assigned.
+    /// A model's or test's SQL reading the relations this run assigned; for
+    /// a build continuing the table `this` (quoted), its incremental SQL.
     fn render(&self, id: NodeId) -> Result<String, String> {
+        self.render_build(id, None)
+    }
+
+    fn render_build(&self, id: NodeId, this: Option<&str>) -> Result<String, String> {
         let mut unread = None;
-        let rendered = orbital_core::compile::render_model(&self.dag, id, |dep| {
+        let rendered = orbital_core::compile::render_build(&self.dag, id, this, |dep| {
             match &self.assignments.reads[dep] {
                 Some(relation) => relation.quoted(),
                 None => {
@@ -395,7 +402,7 @@ impl Context {
     }
 
     async fn perform(&self, id: NodeId, work: &Work) -> Result<Done, String> {
-        if work.action != Action::Build {
+        if !work.action.runs() {
             return Ok(Done::Reused);
         }
         let Some(runtime) = &self.runtime else {
@@ -406,11 +413,14 @@ impl Context {
         let built = match node.as_model() {
             None => crate::seed::load(runtime, node, target).await,
             Some(model) => {
-                let sql = self.render(id)?;
+                // A full refresh rebuilds from scratch, whatever the plan continues.
+                let previous = work.previous.as_ref().filter(|_| !self.options.full_refresh);
+                let this = previous.map(RelationName::quoted);
+                let sql = self.render_build(id, this.as_deref())?;
                 let task = ModelTask {
                     model: node.name.clone(),
                     relation: target,
-                    previous: None,
+                    previous: previous.map(wit_relation),
                     sql,
                     config: serde_json::to_string(&model.config).unwrap_or_else(|_| "{}".into()),
                     full_refresh: self.options.full_refresh,
