@@ -211,14 +211,22 @@ impl Run {
             .collect()
     }
 
+    /// The `message` of one node in a `--json` run.
+    pub fn message_of(&self, name: &str) -> String {
+        self.result_of(name)["message"].as_str().unwrap_or("").to_string()
+    }
+
+    fn result_of(&self, name: &str) -> serde_json::Value {
+        let results = self.json()["results"].as_array().expect("results").clone();
+        results
+            .into_iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no result for {name}:\n{}", self.stdout()))
+    }
+
     /// The `error` of one node in a `--json` run.
     pub fn error_of(&self, name: &str) -> String {
-        let results = self.json()["results"].as_array().expect("results").clone();
-        let result = results
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("no result for {name}"));
-        result["error"].as_str().unwrap_or("").to_string()
+        self.result_of(name)["error"].as_str().unwrap_or("").to_string()
     }
 }
 
@@ -256,6 +264,30 @@ pub fn query(database: &Path, sql: &str) -> Vec<Vec<String>> {
             })
             .collect()
     })
+}
+
+/// Runs `;`-separated statements on a SQLite file, creating it (and its
+/// folder) if missing: how tests change a source's data between runs.
+pub fn execute(database: &Path, sql: &str) {
+    if let Some(parent) = database.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(database)
+            .create_if_missing(true);
+        let mut connection = SqliteConnection::connect_with(&options)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", database.display()));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
 }
 
 /// A single value.

@@ -454,7 +454,8 @@ pub fn compile_with(
         }
     }
     Error::collect(errors)?;
-    errors = duplicate_test_names(&nodes);
+    errors = shadowed_sources(&nodes, &resolver);
+    errors.extend(duplicate_test_names(&nodes));
     Error::collect(errors)?;
     let dag = Dag::new(nodes, &edges)?;
     Ok(CompiledProject { dag, fresh_parses })
@@ -615,6 +616,34 @@ fn generic_test_error(error: Error, name: &str, model: &Node, at: Location) -> E
 }
 
 /// Test names share the namespace of models and seeds (and so each other).
+/// A model or seed published where a declared source table lives (SQLite
+/// has one namespace) would replace the source's data: refuse it.
+fn shadowed_sources(nodes: &[Node], resolver: &Resolver<'_>) -> Vec<Error> {
+    let lower = |r: &RelationName| (r.schema.clone(), r.identifier.to_lowercase());
+    let sources: HashMap<_, _> = resolver
+        .sources
+        .iter()
+        .map(|((source, table), relation)| (lower(relation), format!("{source}.{table}")))
+        .collect();
+    nodes
+        .iter()
+        .filter(|node| !node.is_test())
+        .filter_map(|node| {
+            let source = sources.get(&lower(&node.relation))?;
+            Some(Error::InvalidModel {
+                location: Location::new(&node.path, 1, 1),
+                model: node.name.clone(),
+                message: format!(
+                    "would be published as `{}`, where the declared source table `{source}` lives: \
+                     building it would replace the source's data; rename the {} or give the source its own schema",
+                    node.relation.identifier,
+                    node.kind_name()
+                ),
+            })
+        })
+        .collect()
+}
+
 fn duplicate_test_names(nodes: &[Node]) -> Vec<Error> {
     let mut first: HashMap<String, &Node> = HashMap::new();
     let mut errors = Vec::new();
@@ -1164,5 +1193,21 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("with 3 arguments"), "{err}");
+    }
+
+    #[test]
+    fn a_model_where_a_source_table_lives_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("orbital.toml"),
+            "name = \"p\"\n[targets.dev]\nurl = \"sqlite://p.db\"\n[sources.app]\ntables = [\"events\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::write(dir.path().join("models/events.sql"), "select * from app.events").unwrap();
+        let project = Project::load(dir.path()).unwrap();
+        let target = project.config.target(None).unwrap().1.clone();
+        let err = compile(&project, &target).unwrap_err().to_string();
+        assert!(err.contains("where the declared source table `app.events` lives"), "{err}");
     }
 }
