@@ -103,6 +103,7 @@ pub fn run(
         let options = RunOptions {
             threads: session.threads,
             full_refresh: args.full_refresh,
+            started_at: started_at.clone(),
         };
         let dag = Arc::new(session.compiled.dag.clone());
         let results = output

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use orbital_core::dag::RelationName;
 use orbital_core::data_test::Severity;
@@ -22,6 +22,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// Asks materializations to rebuild from scratch.
     pub full_refresh: bool,
+    /// When the run started, RFC 3339 in UTC: what the run record says and
+    /// what materializations (snapshots) stamp rows with.
+    pub started_at: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,7 +111,6 @@ pub async fn execute(
     let mut results: Vec<Option<NodeResult>> = vec![None; dag.nodes.len()];
     let mut running = JoinSet::new();
     let mut task_nodes = HashMap::new();
-    let run_started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
 
     loop {
         while running.len() < options.threads.max(1) {
@@ -129,7 +131,7 @@ pub async fn execute(
                 dag: dag.clone(),
                 assignments: assignments.clone(),
                 options: options.clone(),
-                run_started_at: run_started_at.clone(),
+                run_started_at: options.started_at.clone(),
             };
             let task = running.spawn(async move { context.run_node(id).await });
             task_nodes.insert(task.id(), id);
