@@ -74,7 +74,9 @@ fn merge_updates_matching_rows_inserts_the_rest_and_refreshes_what_reads_it() {
         "{plan}"
     );
     assert!(
-        plan.contains("per_kind (unchanged; will rebuild in place: it reads a table this run continues)"),
+        plan.contains(
+            "per_kind (unchanged; will rebuild in place: it reads a table this run continues)"
+        ),
         "{plan}"
     );
     let second = run(&project, &["run"]);
@@ -162,10 +164,13 @@ fn physical_columns(db: &std::path::Path, model: &str) -> Vec<String> {
             "select name from sqlite_master where name like 'orbital__{model}__%' order by rowid desc limit 1"
         ),
     );
-    query(db, &format!("select name from pragma_table_info('{table}')"))
-        .into_iter()
-        .map(|row| row[0].clone())
-        .collect()
+    query(
+        db,
+        &format!("select name from pragma_table_info('{table}')"),
+    )
+    .into_iter()
+    .map(|row| row[0].clone())
+    .collect()
 }
 
 #[test]
@@ -183,7 +188,11 @@ fn on_schema_change_ignore_append_sync_and_fail() {
     let appended = ", unique_key = 'id', on_schema_change = 'append_new_columns'";
     let (_p, db, second) = schema_change(appended, "id, kind, ts, upper(kind) as loud");
     assert_eq!(second.code(), 0, "{}", second.stdout());
-    assert!(second.message_of("events").ends_with("merged 1 row; added loud"));
+    assert!(
+        second
+            .message_of("events")
+            .ends_with("merged 1 row; added loud")
+    );
     assert_eq!(
         query(&db, "select id, loud from events order by id"),
         [r(&["1", "NULL"]), r(&["2", "NULL"]), r(&["3", "C"])]
@@ -237,11 +246,15 @@ fn a_changed_model_continues_its_table_forward_and_other_environments_keep_their
         ),
     );
     // A new environment continues the default environment's table.
-    let plan = project.orbital(&["plan", "--env", "dev"]).expect_code(0).stdout();
+    let plan = project
+        .orbital(&["plan", "--env", "dev"])
+        .expect_code(0)
+        .stdout();
     assert!(plan.contains("will continue: copy table"), "{plan}");
     let dev = run(&project, &["run", "--env", "dev"]);
     assert!(
-        dev.message_of("events").starts_with("copied orbital__events__"),
+        dev.message_of("events")
+            .starts_with("copied orbital__events__"),
         "{}",
         dev.message_of("events")
     );
@@ -255,10 +268,15 @@ fn a_changed_model_continues_its_table_forward_and_other_environments_keep_their
         [r(&["1", "a", "2024-01-01"]), r(&["2", "b", "2024-01-02"])]
     );
     // Promoting makes prod read dev's continued table: history intact.
-    project.orbital(&["promote", "dev", "--to", "prod"]).expect_code(0);
+    project
+        .orbital(&["promote", "dev", "--to", "prod"])
+        .expect_code(0);
     assert_eq!(scalar(&db, "select count(*) from events"), "3");
     // The old table is now unreferenced: only an explicit gc drops it.
-    let gc = project.orbital(&["gc", "--dry-run"]).expect_code(0).stdout();
+    let gc = project
+        .orbital(&["gc", "--dry-run"])
+        .expect_code(0)
+        .stdout();
     assert!(gc.contains("table of `events`"), "{gc}");
 }
 

@@ -112,10 +112,7 @@ fn timestamp_strategy_keeps_every_version_with_its_validity() {
         third.message_of("customers_history"),
         "snapshot: 0 changed, 0 new, 1 deleted"
     );
-    let closed = scalar(
-        &db,
-        "select valid_to from customers_history where id = 3",
-    );
+    let closed = scalar(&db, "select valid_to from customers_history where id = 3");
     let run_started = runs_started_at(&project, 0);
     assert_eq!(closed, run_started);
     execute(
@@ -234,7 +231,10 @@ fn a_snapshot_without_its_config_fails_before_writing_anything() {
             ", strategy = 'timestamp'",
             "strategy = 'timestamp' needs updated_at = '<column>'",
         ),
-        (", strategy = 'check'", "strategy = 'check' needs check_cols"),
+        (
+            ", strategy = 'check'",
+            "strategy = 'check' needs check_cols",
+        ),
         (
             ", strategy = 'timestamp', updated_at = 'changed_at'",
             "names column `changed_at`, which the model does not return",

@@ -43,7 +43,9 @@ pub fn config_columns(task: &ModelTask, key: &str) -> Result<Vec<String>, String
             .into_iter()
             .map(|item| match item {
                 serde_json::Value::String(s) => Ok(s),
-                other => Err(format!("config `{key}` must list column names, got {other}")),
+                other => Err(format!(
+                    "config `{key}` must list column names, got {other}"
+                )),
             })
             .collect(),
         Some(other) => Err(format!(

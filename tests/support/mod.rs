@@ -213,7 +213,10 @@ impl Run {
 
     /// The `message` of one node in a `--json` run.
     pub fn message_of(&self, name: &str) -> String {
-        self.result_of(name)["message"].as_str().unwrap_or("").to_string()
+        self.result_of(name)["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     fn result_of(&self, name: &str) -> serde_json::Value {
@@ -226,7 +229,10 @@ impl Run {
 
     /// The `error` of one node in a `--json` run.
     pub fn error_of(&self, name: &str) -> String {
-        self.result_of(name)["error"].as_str().unwrap_or("").to_string()
+        self.result_of(name)["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 

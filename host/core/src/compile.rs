@@ -718,7 +718,8 @@ fn resolve_model(
     let mut references = Vec::new();
     let mut errors = Vec::new();
     let stateful = crate::incremental::is_stateful(&model.config.materialized);
-    let at = |(line, column): (u32, u32)| Location::new(&model.path, line as usize, column as usize);
+    let at =
+        |(line, column): (u32, u32)| Location::new(&model.path, line as usize, column as usize);
     if let Some(call) = parsed.incremental_call.filter(|_| !stateful) {
         return Err(Error::InvalidModel {
             location: at(call),
@@ -1143,14 +1144,14 @@ mod tests {
         let compiled = compile_project(&[
             ("raw", "select 1 as id, 10 as ts"),
             (
-                "events",
+                "increments",
                 "-- config: materialized = 'incremental'\n\
                  select id, ts, is_incremental() as continued from raw\n\
                  where if_incremental(ts > (select max(ts) from this))",
             ),
         ])
         .unwrap();
-        let id = compiled.dag.find("events").unwrap();
+        let id = compiled.dag.find("increments").unwrap();
         let name = |_: NodeId| "\"raw_table\"".to_string();
         let flat = |sql: String| sql.split_whitespace().collect::<Vec<_>>().join(" ");
         let full = flat(render_build(&compiled.dag, id, None, name).unwrap());
@@ -1159,13 +1160,19 @@ mod tests {
         assert!(!full.contains("max"), "{full}");
         let incremental =
             flat(render_build(&compiled.dag, id, Some("\"events_v1\""), name).unwrap());
-        assert!(incremental.contains("(1 = 1) AS continued"), "{incremental}");
+        assert!(
+            incremental.contains("(1 = 1) AS continued"),
+            "{incremental}"
+        );
         assert!(
             incremental.contains("(SELECT max(ts) FROM \"events_v1\" AS this)"),
             "{incremental}"
         );
         // `this` is the model itself, not an upstream.
-        assert_eq!(compiled.dag.nodes[id].depends_on, vec![compiled.dag.find("raw").unwrap()]);
+        assert_eq!(
+            compiled.dag.nodes[id].depends_on,
+            vec![compiled.dag.find("raw").unwrap()]
+        );
     }
 
     #[test]
@@ -1177,7 +1184,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("t.sql:2:21"), "{err}");
-        assert!(err.contains("only an incremental model or snapshot may"), "{err}");
+        assert!(
+            err.contains("only an incremental model or snapshot may"),
+            "{err}"
+        );
         let err = compile_project(&[(
             "i",
             "-- config: materialized = 'incremental'\nselect * from this",
@@ -1204,10 +1214,17 @@ mod tests {
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("models")).unwrap();
-        std::fs::write(dir.path().join("models/events.sql"), "select * from app.events").unwrap();
+        std::fs::write(
+            dir.path().join("models/events.sql"),
+            "select * from app.events",
+        )
+        .unwrap();
         let project = Project::load(dir.path()).unwrap();
         let target = project.config.target(None).unwrap().1.clone();
         let err = compile(&project, &target).unwrap_err().to_string();
-        assert!(err.contains("where the declared source table `app.events` lives"), "{err}");
+        assert!(
+            err.contains("where the declared source table `app.events` lives"),
+            "{err}"
+        );
     }
 }

@@ -140,7 +140,11 @@ impl VisitorMut for Rewriter {
                 nested(if self.incremental { then } else { otherwise })
             }
             (IS_INCREMENTAL, _) => {
-                self.error = Some((at.0, at.1, "calls is_incremental() with arguments; it takes none".into()));
+                self.error = Some((
+                    at.0,
+                    at.1,
+                    "calls is_incremental() with arguments; it takes none".into(),
+                ));
                 return ControlFlow::Break(());
             }
             _ => {
@@ -163,14 +167,17 @@ impl VisitorMut for Rewriter {
 fn plain_args(args: &FunctionArguments) -> Option<Vec<Expr>> {
     match args {
         FunctionArguments::None => Some(Vec::new()),
-        FunctionArguments::List(list) if list.clauses.is_empty() && list.duplicate_treatment.is_none() => list
-            .args
-            .iter()
-            .map(|arg| match arg {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                _ => None,
-            })
-            .collect(),
+        FunctionArguments::List(list)
+            if list.clauses.is_empty() && list.duplicate_treatment.is_none() =>
+        {
+            list.args
+                .iter()
+                .map(|arg| match arg {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
         _ => None,
     }
 }

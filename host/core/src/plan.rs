@@ -536,7 +536,10 @@ mod tests {
     fn an_incremental_model_continues_its_table_and_what_reads_it_refreshes() {
         let f = fixture(&[
             ("events", EVENTS),
-            ("daily", "-- config: materialized = 'table'\nselect * from events"),
+            (
+                "daily",
+                "-- config: materialized = 'table'\nselect * from events",
+            ),
             ("live", "select * from events"),
             ("other", "-- config: materialized = 'table'\nselect 2 as y"),
         ]);

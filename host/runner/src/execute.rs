@@ -385,13 +385,14 @@ impl Context {
 
     fn render_build(&self, id: NodeId, this: Option<&str>) -> Result<String, String> {
         let mut unread = None;
-        let rendered = orbital_core::compile::render_build(&self.dag, id, this, |dep| {
-            match &self.assignments.reads[dep] {
-                Some(relation) => relation.quoted(),
-                None => {
-                    unread = Some(self.dag.nodes[dep].name.clone());
-                    String::new()
-                }
+        let rendered = orbital_core::compile::render_build(&self.dag, id, this, |dep| match &self
+            .assignments
+            .reads[dep]
+        {
+            Some(relation) => relation.quoted(),
+            None => {
+                unread = Some(self.dag.nodes[dep].name.clone());
+                String::new()
             }
         });
         match unread {
@@ -416,7 +417,10 @@ impl Context {
             None => crate::seed::load(runtime, node, target).await,
             Some(model) => {
                 // A full refresh rebuilds from scratch, whatever the plan continues.
-                let previous = work.previous.as_ref().filter(|_| !self.options.full_refresh);
+                let previous = work
+                    .previous
+                    .as_ref()
+                    .filter(|_| !self.options.full_refresh);
                 let this = previous.map(RelationName::quoted);
                 let sql = self.render_build(id, this.as_deref())?;
                 let task = ModelTask {

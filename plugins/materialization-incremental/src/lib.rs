@@ -124,7 +124,10 @@ fn continue_table(
     let (mut outcome, copied) =
         build::continue_table(previous, &task.relation, || add_increment(task, settings))?;
     if copied {
-        outcome.message = format!("copied {} forward, {}", previous.identifier, outcome.message);
+        outcome.message = format!(
+            "copied {} forward, {}",
+            previous.identifier, outcome.message
+        );
     }
     Ok(outcome)
 }
@@ -220,10 +223,7 @@ fn strategy_statements(
                 .map(|c| dialect::quote_identifier(c))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let select = format!(
-                "SELECT {list} FROM {}",
-                dialect::render_relation(increment)
-            );
+            let select = format!("SELECT {list} FROM {}", dialect::render_relation(increment));
             dialect::insert_select(target, columns, &select)
         }
         Strategy::Merge => dialect::merge(target, increment, &settings.unique_key, columns),

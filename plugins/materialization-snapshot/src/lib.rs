@@ -204,7 +204,11 @@ fn check_unique(source: &Relation, unique_key: &[String]) -> Result<(), String> 
         None => Ok(()),
         Some(row) => Err(format!(
             "the model returns {} rows for unique_key ({}) = ({}); a snapshot needs one row per key",
-            if duplicates.rows.len() == 1 { "several" } else { "duplicate" },
+            if duplicates.rows.len() == 1 {
+                "several"
+            } else {
+                "duplicate"
+            },
             unique_key.join(", "),
             row.iter().map(show).collect::<Vec<_>>().join(", ")
         )),
@@ -310,7 +314,13 @@ impl Run<'_> {
                 let compared: Vec<String> = if listed.is_empty() {
                     self.names()
                         .into_iter()
-                        .filter(|n| !self.settings.unique_key.iter().any(|k| k.eq_ignore_ascii_case(n)))
+                        .filter(|n| {
+                            !self
+                                .settings
+                                .unique_key
+                                .iter()
+                                .any(|k| k.eq_ignore_ascii_case(n))
+                        })
                         .collect()
                 } else {
                     listed.clone()
@@ -370,7 +380,10 @@ impl Run<'_> {
         let mut statements = Vec::new();
         let mut added = Vec::new();
         for column in self.columns {
-            if !existing.iter().any(|c| c.name.eq_ignore_ascii_case(&column.name)) {
+            if !existing
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(&column.name))
+            {
                 statements.extend(dialect::add_column(target, column));
                 added.push(column.name.clone());
             }
