@@ -102,6 +102,65 @@ fn std_macros_expand_in_every_position() {
     assert!(again.statuses().values().all(|s| s == "reused"));
 }
 
+#[test]
+fn star_reads_columns_from_the_catalog_and_follows_upstream_changes() {
+    let project = project_with(&[
+        (
+            "wide",
+            "select id, kind, amount, amount * 2 as doubled from raw",
+        ),
+        (
+            "narrow",
+            "select std.star(wide, 'doubled', relation_alias => 'w'), 1 as one from wide as w",
+        ),
+        ("extra", "select id, 'x' as note from raw"),
+        ("unioned", "select * from std.union_relations(extra, wide)"),
+    ]);
+    project.orbital(&["build", "--json"]).expect_code(0);
+    let db = project.path().join("target/m.db");
+    let columns = |relation: &str| -> Vec<String> {
+        query(
+            &db,
+            &format!("select name from pragma_table_info('{relation}')"),
+        )
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
+    };
+    assert_eq!(columns("narrow"), ["id", "kind", "amount", "one"]);
+    // union_relations matches columns by name, NULL where one lacks it.
+    assert_eq!(
+        columns("unioned"),
+        [
+            "_source_relation",
+            "id",
+            "note",
+            "kind",
+            "amount",
+            "doubled"
+        ]
+    );
+    assert_eq!(
+        scalar(&db, "select count(*) from unioned where note is null"),
+        "3"
+    );
+    // `wide` gains a column: `narrow`, unchanged on disk, is expanded again
+    // (its cached parse was made with the old columns).
+    project.write(
+        "models/wide.sql",
+        "select id, kind, amount, amount * 2 as doubled, kind || '!' as loud from raw",
+    );
+    let run = project.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(run.statuses()["narrow"], "success");
+    assert_eq!(columns("narrow"), ["id", "kind", "amount", "loud", "one"]);
+
+    let error = refused("select std.star(raw, 'nope') from raw");
+    assert!(
+        error.contains("`raw` has no column `nope` to leave out (it has id, kind, amount)"),
+        "{error}"
+    );
+}
+
 /// Runs `orbital build` on one model and returns stderr (exit code 2).
 fn refused(sql: &str) -> String {
     let project = project_with(&[("bad", sql)]);

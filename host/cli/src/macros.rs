@@ -14,9 +14,12 @@ use std::sync::OnceLock;
 use orbital_core::data_test::TestMacros;
 use orbital_core::macros::{MacroCall, MacroPosition, SqlMacros};
 use orbital_core::{Hash, ProjectConfig};
-use orbital_plugins::types::{Argument, Call, Position, Value};
+use orbital_plugins::types::{Argument, Call, Column, Position, Value};
 use orbital_plugins::{Limits, MacroPlugin, MacroSession, Plugin, PluginHost};
 use orbital_runner::Component;
+
+/// The columns a call's catalog import answers with, by relation.
+type Catalog = BTreeMap<String, Result<Vec<Column>, String>>;
 
 /// The macro plugins among a project's components.
 pub struct PluginMacros {
@@ -129,7 +132,7 @@ fn load(components: &[Component], limits: Limits) -> Result<Loaded, String> {
 impl Loaded {
     /// Runs one expansion on the plugin's instance; errors name the macro
     /// and the plugin.
-    fn call(&self, index: usize, call: &Call) -> Result<String, String> {
+    fn call(&self, index: usize, call: &Call, catalog: Catalog) -> Result<String, String> {
         let plugin = &self.plugins[index].1.info.name;
         let within =
             |message: String| format!("macro `{}` of plugin `{plugin}`: {message}", call.name);
@@ -141,7 +144,7 @@ impl Loaded {
                     entry.insert(self.host.macro_session(&self.plugins[index].1).await?)
                 }
             };
-            let result = session.expand(call).await;
+            let result = session.expand(call, catalog).await;
             if result.is_err() {
                 // A trap or a timeout: the instance is gone with it.
                 sessions.remove(&index);
@@ -186,7 +189,7 @@ impl TestMacros for PluginMacros {
             args,
             model: model.to_string(),
         };
-        Some(loaded.call(*index, &call))
+        Some(loaded.call(*index, &call, Catalog::new()))
     }
 
     fn names(&self) -> Vec<String> {
@@ -245,6 +248,23 @@ impl SqlMacros for PluginMacros {
             MacroPosition::SelectItems => Position::SelectItems,
             MacroPosition::Table => Position::Table,
         };
+        // Column types are not known at compile time: names only.
+        let catalog = call
+            .columns
+            .iter()
+            .map(|(relation, columns)| {
+                let columns = columns.clone().map(|names| {
+                    names
+                        .into_iter()
+                        .map(|name| Column {
+                            name,
+                            data_type: String::new(),
+                        })
+                        .collect()
+                });
+                (relation.clone(), columns)
+            })
+            .collect();
         loaded.call(
             *index,
             &Call {
@@ -253,6 +273,7 @@ impl SqlMacros for PluginMacros {
                 args,
                 model: call.model.clone(),
             },
+            catalog,
         )
     }
 

@@ -29,6 +29,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
+use crate::catalog::{Catalog, ProjectCatalog};
 use crate::config::Target;
 use crate::dag::{Dag, Node, NodeId, NodeKind, RelationName};
 use crate::data_test::{ColumnTest, Generic, Severity, TestMacros};
@@ -212,6 +213,9 @@ pub struct ParsedModel {
     /// Where `this` stands in the full build's SQL, if it does (an error
     /// for a stateful model: on a full build there is no table yet).
     pub this_on_full_build: Option<(u32, u32)>,
+    /// The column lists macros were given, by relation: the result holds
+    /// only while the catalog still says the same ([`crate::catalog`]).
+    pub catalog: Vec<(String, Vec<String>)>,
 }
 
 /// A table reference as written, folded like identifiers.
@@ -248,7 +252,7 @@ impl ParseCache for NoCache {
 /// `macros` is the macro plugins' identity ([`SqlMacros::identity`]): an
 /// expansion depends on them.
 pub fn parse_key(dialect: &str, macros: &str, sql: &str) -> Hash {
-    Hasher::new("orbital parse cache v3")
+    Hasher::new("orbital parse cache v4")
         .field(env!("CARGO_PKG_VERSION"))
         .field(dialect)
         .field(macros)
@@ -368,17 +372,10 @@ pub fn compile_with(
     let dialect_name = target.parser_dialect();
     let identity = SqlMacros::identity(macros);
     SqlMacros::prepare(macros);
-    let parsed: Vec<Result<(Hash, ParsedModel, bool)>> = project
-        .models
-        .par_iter()
-        .map(|model| {
-            let key = parse_key(dialect_name, &identity, &model.sql);
-            match cache.get(&key) {
-                Some(parsed) => Ok((key, parsed, false)),
-                None => parse_model(model, dialect_for(dialect_name).as_ref(), macros)
-                    .map(|parsed| (key, parsed, true)),
-            }
-        })
+    let catalog = ProjectCatalog::new(project, dialect_name, &identity, cache, macros);
+    let parsed: Vec<Result<(Hash, ParsedModel, bool)>> = (0..project.models.len())
+        .into_par_iter()
+        .map(|index| catalog.parse(index))
         .collect();
     let resolver = Resolver::new(project);
     let mut nodes: Vec<Node> = project
@@ -435,15 +432,7 @@ pub fn compile_with(
             }
         }
     }
-    let tests = compile_tests(
-        project,
-        dialect_name,
-        &identity,
-        cache,
-        macros,
-        &resolver,
-        &nodes,
-    );
+    let tests = compile_tests(project, &catalog, macros, &resolver, &nodes);
     for test in tests {
         match test {
             Ok((test, fresh)) => {
@@ -468,14 +457,12 @@ type FreshParse = (Hash, ParsedModel);
 /// nodes (with any fresh parse result of a singular test).
 fn compile_tests(
     project: &Project,
-    dialect_name: &str,
-    identity: &str,
-    cache: &dyn ParseCache,
+    catalog: &ProjectCatalog<'_>,
     macros: &dyn ProjectMacros,
     resolver: &Resolver<'_>,
     nodes: &[Node],
 ) -> Vec<Result<(Node, Option<FreshParse>)>> {
-    let dialect = dialect_for(dialect_name);
+    let dialect = dialect_for(catalog.dialect);
     let mut out = Vec::new();
     for (id, node) in nodes.iter().enumerate() {
         let Some(model) = node.as_model() else {
@@ -500,7 +487,7 @@ fn compile_tests(
                 }
             };
             let query = test_query(&name, &node.path, sql);
-            let compiled = parse_model(&query, dialect.as_ref(), macros)
+            let compiled = parse_model(&query, dialect.as_ref(), macros, catalog)
                 .and_then(|parsed| resolve_model(&query, &parsed, resolver))
                 .map_err(|e| generic_test_error(e, &name, node, at));
             out.push(compiled.map(|(query, deps)| {
@@ -515,10 +502,10 @@ fn compile_tests(
     }
     for singular in &project.tests {
         let query = test_query(&singular.name, &singular.path, singular.sql.clone());
-        let key = parse_key(dialect_name, identity, &query.sql);
-        let parsed = match cache.get(&key) {
+        let key = parse_key(catalog.dialect, catalog.identity, &query.sql);
+        let parsed = match catalog.cached(&key) {
             Some(parsed) => Ok((parsed, false)),
-            None => parse_model(&query, dialect.as_ref(), macros)
+            None => parse_model(&query, dialect.as_ref(), macros, catalog)
                 .map(|p| (p, true))
                 .map_err(|e| match e {
                     Error::InvalidModel {
@@ -670,9 +657,10 @@ pub fn parse_model(
     model: &Model,
     dialect: &dyn Dialect,
     macros: &dyn SqlMacros,
+    catalog: &dyn Catalog,
 ) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
-    let used = crate::macros::expand(&mut statement, model, dialect, macros)?;
+    let expanded = crate::macros::expand(&mut statement, model, dialect, macros, catalog)?;
     let variants = crate::incremental::variants(&statement, model)?;
     let (full, incremental, incremental_call) = match variants {
         Some(v) => (v.full, Some(v.incremental), Some(v.first_call)),
@@ -691,10 +679,11 @@ pub fn parse_model(
     Ok(ParsedModel {
         sql,
         references,
-        macros: used,
+        macros: expanded.plugins,
         incremental_sql,
         incremental_call,
         this_on_full_build,
+        catalog: expanded.catalog,
     })
 }
 
@@ -866,6 +855,18 @@ fn fold(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
+    }
+}
+
+/// The reference a marker in canonical SQL stands for (`orders`,
+/// `raw.events`), or `None` for any other table name.
+pub(crate) fn reference_key(name: &ObjectName) -> Option<String> {
+    match name.0.as_slice() {
+        [part] => part
+            .as_ident()
+            .and_then(|ident| ident.value.strip_prefix(MARKER))
+            .map(str::to_string),
+        _ => None,
     }
 }
 

@@ -13,6 +13,7 @@
 //! Synchronous and free of I/O beyond reading the project. It may depend on
 //! sqlparser, serde, csv, blake3 and rayon; never on wasmtime, a database or an async runtime.
 
+pub mod catalog;
 pub mod compile;
 pub mod config;
 pub mod dag;

@@ -26,6 +26,7 @@ use sqlparser::dialect::Dialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
+use crate::catalog::Catalog;
 use crate::error::{Error, Location, Result};
 use crate::hash::Hash;
 use crate::project::Model;
@@ -60,6 +61,19 @@ pub struct MacroCall {
     pub args: Vec<MacroArg>,
     /// The model being compiled.
     pub model: String,
+    /// The columns of each argument that names a model, seed or source
+    /// (by the name written, lowercase), from the [`Catalog`]: what the
+    /// plugin's catalog import answers.
+    pub columns: Vec<(String, std::result::Result<Vec<String>, String>)>,
+}
+
+/// What expanding a model's macros used.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    /// The plugins that expanded something.
+    pub plugins: Vec<Hash>,
+    /// The column lists the calls were given.
+    pub catalog: Vec<(String, Vec<String>)>,
 }
 
 /// The macros a compile can expand (from macro plugins).
@@ -113,21 +127,24 @@ impl SqlMacros for NoMacros {
     }
 }
 
-/// Expands every macro call in `statement`; returns the hashes of the
-/// plugins that expanded something.
+/// Expands every macro call in `statement`, giving calls the columns of
+/// relations passed to them from `catalog`.
 pub fn expand(
     statement: &mut Statement,
     model: &Model,
     dialect: &dyn Dialect,
     macros: &dyn SqlMacros,
-) -> Result<Vec<Hash>> {
+    catalog: &dyn Catalog,
+) -> Result<Expanded> {
     if !may_call_macros(&model.sql, macros) {
-        return Ok(Vec::new());
+        return Ok(Expanded::default());
     }
     let mut expander = Expander {
         model,
         dialect,
         macros,
+        catalog,
+        given: Vec::new(),
         expansions: 0,
         used: BTreeSet::new(),
         error: None,
@@ -151,13 +168,22 @@ pub fn expand(
             break;
         }
     }
-    Ok(expander.used.into_iter().collect())
+    let mut given = expander.given;
+    given.sort();
+    given.dedup();
+    Ok(Expanded {
+        plugins: expander.used.into_iter().collect(),
+        catalog: given,
+    })
 }
 
 struct Expander<'a> {
     model: &'a Model,
     dialect: &'a dyn Dialect,
     macros: &'a dyn SqlMacros,
+    catalog: &'a dyn Catalog,
+    /// The column lists calls were given.
+    given: Vec<(String, Vec<String>)>,
     expansions: usize,
     used: BTreeSet<Hash>,
     error: Option<Error>,
@@ -286,11 +312,13 @@ impl Expander<'_> {
             self.first_site = Some(self.location(name));
         }
         self.check_arity(name, &macro_name, args)?;
+        let columns = self.relation_columns(args);
         let call = MacroCall {
             args: arguments(args),
             name: macro_name.clone(),
             position,
             model: self.model.name.clone(),
+            columns,
         };
         // The expander's errors name the macro and its plugin already.
         let sql = self
@@ -301,6 +329,41 @@ impl Expander<'_> {
             self.used.insert(plugin);
         }
         Ok(sql)
+    }
+
+    /// The catalog's columns of each argument that names a relation.
+    fn relation_columns(
+        &mut self,
+        args: &FunctionArguments,
+    ) -> Vec<(String, std::result::Result<Vec<String>, String>)> {
+        let FunctionArguments::List(list) = args else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for arg in &list.args {
+            let (FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))
+            | FunctionArg::Named {
+                arg: FunctionArgExpr::Expr(expr),
+                ..
+            }) = arg
+            else {
+                continue;
+            };
+            let name = match expr {
+                Expr::Identifier(ident) => ident.value.to_lowercase(),
+                Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+                    format!("{}.{}", parts[0].value, parts[1].value).to_lowercase()
+                }
+                _ => continue,
+            };
+            if let Some(columns) = self.catalog.columns(&name) {
+                if let Ok(columns) = &columns {
+                    self.given.push((name.clone(), columns.clone()));
+                }
+                found.push((name, columns));
+            }
+        }
+        found
     }
 
     fn unparseable(
@@ -616,7 +679,14 @@ mod tests {
             },
         };
         let mut statement = Parser::parse_sql(&dialect, sql).unwrap().remove(0);
-        let used = expand(&mut statement, &model, &dialect, &fake())?;
+        let used = expand(
+            &mut statement,
+            &model,
+            &dialect,
+            &fake(),
+            &crate::catalog::NoCatalog,
+        )?
+        .plugins;
         Ok((statement.to_string(), used))
     }
 

@@ -1,6 +1,7 @@
 //! The engine: compiles components once per process and instantiates them
 //! per call from pre-linked `InstancePre`s in a pooling allocator.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -20,7 +21,7 @@ use crate::error::PluginError;
 use crate::state::{
     AdapterInstance, AdapterState, Database, Guard, Guarded, MacroState, TaskState, arm,
 };
-use crate::types::{AdapterInfo, ModelTask, Outcome, PluginInfo};
+use crate::types::{AdapterInfo, Column, ModelTask, Outcome, PluginInfo};
 
 /// How often the epoch advances: the granularity of deadlines and yields.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -440,10 +441,19 @@ impl MacroSession {
     }
 
     /// Expands one call: the SQL text for its position, or the plugin's
-    /// own error message.
-    pub async fn expand(&mut self, call: &Call) -> Result<Result<String, String>, PluginError> {
-        self.call(async |expander, store| expander.call_expand(store, call).await)
-            .await
+    /// own error message. `catalog` answers the plugin's column look-ups
+    /// (lowercase relation name -> its columns) during this call.
+    pub async fn expand(
+        &mut self,
+        call: &Call,
+        catalog: BTreeMap<String, Result<Vec<Column>, String>>,
+    ) -> Result<Result<String, String>, PluginError> {
+        self.store.data_mut().catalog = catalog;
+        let result = self
+            .call(async |expander, store| expander.call_expand(store, call).await)
+            .await;
+        self.store.data_mut().catalog.clear();
+        result
     }
 }
 

@@ -1,5 +1,6 @@
 //! What each plugin instance's store holds, and the host side of the imports.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,6 +158,9 @@ pub struct PureState {
     pub(crate) guard: Guard,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// For a macro call: the columns of the relations passed to it, which
+    /// the host looked up before the call (see `orbital_core::catalog`).
+    pub(crate) catalog: BTreeMap<String, Result<Vec<Column>, String>>,
 }
 
 /// An adapter instance's store data.
@@ -170,6 +174,7 @@ impl PureState {
             wasi: sandboxed_wasi(&guard),
             guard,
             table: ResourceTable::new(),
+            catalog: BTreeMap::new(),
         }
     }
 }
@@ -428,12 +433,15 @@ impl dialect::Host for TaskState {
 impl crate::bindings::adapter::orbital::plugin::types::Host for PureState {}
 
 impl crate::bindings::macros::orbital::plugin::catalog::Host for PureState {
-    /// Column look-ups need the warehouse or every upstream's columns at
-    /// compile time, which the host does not have yet: an error the macro
-    /// can pass on, rather than a guess.
+    /// Answers for the relations passed to the call being expanded: the
+    /// host looks them up before the call, because working out a model's
+    /// columns may mean expanding that model's macros first.
     async fn columns(&mut self, relation: String) -> wasmtime::Result<Result<Vec<Column>, String>> {
-        Ok(Err(format!(
-            "the catalog cannot give the columns of `{relation}` yet: macros run at compile time, before anything is built"
-        )))
+        Ok(match self.catalog.get(&relation.to_lowercase()) {
+            Some(columns) => columns.clone(),
+            None => Err(format!(
+                "`{relation}` is not a model, seed or source passed to this call: a macro can ask for the columns of the relations it is given"
+            )),
+        })
     }
 }

@@ -8,8 +8,12 @@
 //!   per value, `sum(case when column = 'v1' then value else 0 end) as v1_value`.
 //! - `std.generate_series(n)` (table): the integers 1..n, as
 //!   `generated_number`.
-//! - `std.union_relations(a, b, ...)` (table): the rows of every relation
-//!   (same columns), with `_source_relation` naming where each came from.
+//! - `std.union_relations(a, b, ...)` (table): the rows of every relation,
+//!   with `_source_relation` naming where each came from; columns are
+//!   matched by name, NULL where a relation lacks one.
+//! - `std.star(relation, 'except', ...)` (select items): every column of
+//!   a model or seed but the ones listed; `relation_alias => 'o'` qualifies
+//!   them. Reads the columns from the host's catalog.
 
 use orbital_sdk::{Argument, Call, Macros, PluginInfo, Position, Signature};
 
@@ -137,11 +141,46 @@ fn generate_series(call: &Call) -> Result<String, String> {
 fn union_relations(call: &Call) -> Result<String, String> {
     let args = positional(call)?;
     at_least(call, &args, 2, "at least two relations")?;
+    let columns: Vec<Vec<String>> = match args.iter().map(|a| column_names(&a.sql)).collect() {
+        Ok(columns) => columns,
+        // Columns unknown at compile time (a source): match by position.
+        Err(_) => {
+            return Ok(args
+                .iter()
+                .map(|a| {
+                    format!(
+                        "select '{}' as _source_relation, * from {}",
+                        a.sql.replace('\'', "''"),
+                        a.sql
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" union all "));
+        }
+    };
+    // Every column any relation has, in first-seen order.
+    let mut all: Vec<&String> = Vec::new();
+    for name in columns.iter().flatten() {
+        if !all.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            all.push(name);
+        }
+    }
     Ok(args
         .iter()
-        .map(|a| {
+        .zip(&columns)
+        .map(|(a, own)| {
+            let items = all
+                .iter()
+                .map(
+                    |name| match own.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                        true => quote(name),
+                        false => format!("null as {}", quote(name)),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join(", ");
             format!(
-                "select '{}' as _source_relation, * from {}",
+                "select '{}' as _source_relation, {items} from {}",
                 a.sql.replace('\'', "''"),
                 a.sql
             )
@@ -150,11 +189,81 @@ fn union_relations(call: &Call) -> Result<String, String> {
         .join(" union all "))
 }
 
+fn column_names(relation: &str) -> Result<Vec<String>, String> {
+    Ok(orbital_sdk::catalog::columns(relation)?
+        .into_iter()
+        .map(|c| c.name)
+        .collect())
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn star(call: &Call) -> Result<String, String> {
+    let mut alias = None;
+    let mut positional = Vec::new();
+    for arg in &call.args {
+        match arg.name.as_deref() {
+            None => positional.push(arg),
+            Some("relation_alias") => match &arg.literal {
+                Some(orbital_sdk::Value::Text(text)) => alias = Some(text.clone()),
+                _ => return Err(format!("`{}`: relation_alias must be a string", call.name)),
+            },
+            Some(other) => {
+                return Err(format!(
+                    "`{}` has no argument `{other}` (it takes a relation, the columns to leave out, and relation_alias)",
+                    call.name
+                ));
+            }
+        }
+    }
+    at_least(call, &positional, 1, "a relation")?;
+    let mut except = Vec::new();
+    for arg in &positional[1..] {
+        match &arg.literal {
+            Some(orbital_sdk::Value::Text(text)) => except.push(text.to_lowercase()),
+            _ => {
+                return Err(format!(
+                    "`{}` leaves out columns named by strings, not {}",
+                    call.name, arg.sql
+                ));
+            }
+        }
+    }
+    let columns = column_names(&positional[0].sql)?;
+    if let Some(unknown) = except
+        .iter()
+        .find(|e| !columns.iter().any(|c| c.to_lowercase() == **e))
+    {
+        return Err(format!(
+            "`{}` has no column `{unknown}` to leave out (it has {})",
+            positional[0].sql,
+            columns.join(", ")
+        ));
+    }
+    let kept: Vec<String> = columns
+        .iter()
+        .filter(|c| !except.contains(&c.to_lowercase()))
+        .map(|c| match &alias {
+            Some(alias) => format!("{}.{}", quote(alias), quote(c)),
+            None => quote(c),
+        })
+        .collect();
+    if kept.is_empty() {
+        return Err(format!(
+            "`{}` would leave no column of `{}`",
+            call.name, positional[0].sql
+        ));
+    }
+    Ok(kept.join(", "))
+}
+
 impl Macros for Std {
     fn info() -> PluginInfo {
         orbital_sdk::plugin_info!(
             "macros-std",
-            "surrogate_key, pivot, generate_series, union_relations"
+            "star, surrogate_key, pivot, generate_series, union_relations"
         )
     }
 
@@ -182,6 +291,13 @@ impl Macros for Std {
                 "The integers from 1 to upper_bound",
             ),
             signature(
+                "star",
+                Position::SelectItems,
+                &["relation", "except...", "relation_alias"],
+                1,
+                "Every column of a relation but the ones listed",
+            ),
+            signature(
                 "union_relations",
                 Position::Table,
                 &["relations..."],
@@ -197,6 +313,7 @@ impl Macros for Std {
             "std.pivot" => pivot(&call),
             "std.generate_series" => generate_series(&call),
             "std.union_relations" => union_relations(&call),
+            "std.star" => star(&call),
             other => Err(format!("macros-std has no macro `{other}`")),
         }
     }
