@@ -114,6 +114,10 @@ fn star_reads_columns_from_the_catalog_and_follows_upstream_changes() {
             "select std.star(wide, 'doubled', relation_alias => 'w'), 1 as one from wide as w",
         ),
         ("extra", "select id, 'x' as note from raw"),
+        (
+            "calendar",
+            "select date_month from std.date_spine('month', '2024-01-31', '2024-04-01')",
+        ),
         ("unioned", "select * from std.union_relations(extra, wide)"),
     ]);
     project.orbital(&["build", "--json"]).expect_code(0);
@@ -143,6 +147,10 @@ fn star_reads_columns_from_the_catalog_and_follows_upstream_changes() {
     assert_eq!(
         scalar(&db, "select count(*) from unioned where note is null"),
         "3"
+    );
+    assert_eq!(
+        scalar(&db, "select group_concat(date_month) from calendar"),
+        "2024-01-31,2024-02-29,2024-03-31"
     );
     // `wide` gains a column: `narrow`, unchanged on disk, is expanded again
     // (its cached parse was made with the old columns).
