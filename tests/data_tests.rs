@@ -230,14 +230,14 @@ fn a_test_that_reads_a_model_built_from_the_one_it_checks_does_not_hold_it_back(
 fn with_range_tests(extra_config: &str) -> TestProject {
     let project = TestProject::jaffle_shop();
     let component = orbital_bundle::test_component("orbital-test-range-tests");
+    project.add_component(&component.display().to_string());
     let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
-    project.write(
-        "orbital.toml",
-        &format!(
-            "{config}\n[plugins]\ncomponents = [{:?}]\n{extra_config}",
-            component.display().to_string()
-        ),
-    );
+    let config = match extra_config.is_empty() {
+        true => config,
+        // `[plugins]` keys go right after the components list.
+        false => config.replacen("components = [", &format!("{extra_config}\ncomponents = ["), 1),
+    };
+    project.write("orbital.toml", &config);
     project
 }
 

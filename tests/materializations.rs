@@ -62,7 +62,7 @@ fn an_ephemeral_model_is_inlined_into_its_readers_and_never_built() {
             .values()
             .all(|s| s == "reused")
     );
-    let edited = original.replace("amount / 100.0", "amount / 100.0 * 2");
+    let edited = original.replace("cents_to_dollars(amount)", "cents_to_dollars(amount) * 2");
     project.write(
         "models/staging/stg_payments.sql",
         &format!("{EPHEMERAL}{edited}"),

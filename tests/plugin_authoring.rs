@@ -67,18 +67,14 @@ fn scaffold_build_install_and_use_a_custom_materialization() {
         .orbital(&["--json", "plugin", "list"])
         .expect_code(0)
         .json();
-    // After the bundled ones.
-    let bundled = orbital_bundle::FIRST_PARTY.len();
+    // After the bundled ones and the example's own.
+    let bundled = orbital_bundle::FIRST_PARTY.len() + 1;
     assert_eq!(listed["plugins"][bundled]["name"], "audited-table");
     assert_eq!(
         listed["plugins"][bundled]["source"],
         "installed, not in orbital.toml"
     );
-    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
-    project.write(
-        "orbital.toml",
-        &format!("{config}\n[plugins]\ncomponents = [\"{hash}\"]\n"),
-    );
+    project.add_component(&hash);
     project.write(
         "models/marts/order_counts.sql",
         "-- config: materialized = 'audited_table'\nselect customer_id, count(*) as n from stg_orders group by customer_id",
@@ -127,14 +123,7 @@ fn scaffold_build_install_and_use_a_custom_materialization() {
     assert_eq!(macros["built"]["kind"], "macros");
     assert_eq!(macros["built"]["provides"], "no_negatives");
     let macros_wasm = macros["built"]["source"].as_str().unwrap().to_string();
-    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
-    project.write(
-        "orbital.toml",
-        &config.replace(
-            &format!("components = [\"{hash}\"]"),
-            &format!("components = [\"{hash}\", {macros_wasm:?}]"),
-        ),
-    );
+    project.add_component(&macros_wasm);
     project.write(
         "models/marts/order_counts.sql",
         "-- config: materialized = 'audited_table', tests.n = ['no_negatives']\nselect customer_id, count(*) as n from stg_orders group by customer_id",
@@ -202,8 +191,9 @@ fn bad_plugin_commands_are_clear_errors_that_write_nothing() {
         .orbital(&["--json", "plugin", "list"])
         .expect_code(0)
         .json();
+    // The bundled ones and the example's own: nothing was installed.
     assert_eq!(
         listed["plugins"].as_array().unwrap().len(),
-        orbital_bundle::FIRST_PARTY.len()
+        orbital_bundle::FIRST_PARTY.len() + 1
     );
 }

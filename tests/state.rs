@@ -43,7 +43,7 @@ fn a_second_run_reuses_everything_and_an_edit_rebuilds_only_what_it_reaches() {
     // A real edit: the model and its descendants, nothing else.
     project.write(
         path,
-        &original.replace("amount / 100.0", "amount / 100.0 * 2"),
+        &original.replace("cents_to_dollars(amount)", "cents_to_dollars(amount) * 2"),
     );
     let edited = statuses(&project, &["build"]);
     let rebuilt: Vec<&str> = edited
@@ -74,7 +74,7 @@ fn an_unchanged_project_comes_from_its_snapshot_and_every_edit_is_still_seen() {
     // tells, and it must.
     let path = "models/staging/stg_payments.sql";
     let original = std::fs::read_to_string(project.path().join(path)).unwrap();
-    let edited = original.replace("amount / 100.0", "amount / 200.0");
+    let edited = original.replace("cents_to_dollars(amount)", "cents_to_dollars(AMOUNT)");
     assert_eq!(edited.len(), original.len());
     project.write_keeping_mtime(path, &edited);
     let third = project.orbital(&["build", "--json", "-v"]).expect_code(0);
@@ -111,11 +111,7 @@ fn upgrading_a_plugin_rebuilds_the_models_it_builds_and_their_descendants() {
     upgraded.push(1);
     std::fs::create_dir_all(project.path().join("plugins")).unwrap();
     std::fs::write(project.path().join("plugins/table.wasm"), upgraded).unwrap();
-    let toml = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
-    project.write(
-        "orbital.toml",
-        &format!("{toml}\n[plugins]\ncomponents = [\"plugins/table.wasm\"]\n"),
-    );
+    project.add_component("plugins/table.wasm");
     let after = statuses(&project, &["build"]);
     assert_eq!(after["customers"], "success");
     assert_eq!(after["orders"], "success");

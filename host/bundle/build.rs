@@ -16,12 +16,14 @@ const FIRST_PARTY: &[&str] = &[
     "orbital-materialization-snapshot",
     "orbital-macros-std",
 ];
-/// Guest crates only the tests use.
+/// Guest crates only the tests use (the example's own plugin among them:
+/// tests put it where the example's orbital.toml lists it).
 const TEST_COMPONENTS: &[&str] = &[
     "orbital-test-trap",
     "orbital-test-spin",
     "orbital-test-hog",
     "orbital-test-range-tests",
+    "jaffle-macros",
 ];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -29,7 +31,14 @@ fn main() {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.join("../..");
-    for watched in ["sdk", "wit", "plugins", "tests/components", "Cargo.lock"] {
+    for watched in [
+        "sdk",
+        "wit",
+        "plugins",
+        "tests/components",
+        "examples/jaffle_shop/plugins/jaffle-macros",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

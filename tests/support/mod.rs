@@ -28,10 +28,16 @@ impl TestProject {
         }
     }
 
-    /// A copy of `examples/jaffle_shop` without its build output.
+    /// A copy of `examples/jaffle_shop` without its build output, with its
+    /// own macro plugin built where its orbital.toml lists it.
     pub fn jaffle_shop() -> Self {
         let project = Self::empty();
         copy_dir(&workspace().join("examples/jaffle_shop"), project.path());
+        std::fs::copy(
+            orbital_bundle::test_component("jaffle-macros"),
+            project.path().join("plugins/jaffle_macros.wasm"),
+        )
+        .expect("the example's macro plugin is built with the test components");
         project
     }
 
@@ -49,6 +55,23 @@ impl TestProject {
         }
         std::fs::remove_dir_all(project.path().join("tests")).expect("remove tests/");
         project
+    }
+
+    /// Adds a component (a path or `blake3:<hash>`) to orbital.toml's
+    /// `[plugins] components`, after any the project lists.
+    pub fn add_component(&self, reference: &str) -> &Self {
+        let path = self.path().join("orbital.toml");
+        let config = std::fs::read_to_string(&path).expect("read orbital.toml");
+        let entry = format!("{reference:?}");
+        let config = match config.find("components = [") {
+            Some(at) => {
+                let close = at + config[at..].find(']').expect("a closed list");
+                format!("{}, {entry}{}", &config[..close], &config[close..])
+            }
+            None => format!("{config}\n[plugins]\ncomponents = [{entry}]\n"),
+        };
+        std::fs::write(&path, config).expect("write orbital.toml");
+        self
     }
 
     pub fn path(&self) -> &Path {

@@ -44,6 +44,9 @@ pub(crate) enum PluginCommand {
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Also copy the component to FILE (e.g. where orbital.toml lists it).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Check a component and install it into the project's state store; the
     /// project then lists it in orbital.toml as `blake3:<hash>`.
@@ -96,8 +99,12 @@ pub(crate) fn command(
                 )
             });
         }
-        PluginCommand::Build { dir } => {
-            let wasm = build(dir)?;
+        PluginCommand::Build { dir, out } => {
+            let mut wasm = build(dir)?;
+            if let Some(out) = out {
+                copy_component(&wasm, out)?;
+                wasm.clone_from(out);
+            }
             let described = Describer::new()?
                 .describe(&Component::read(&wasm)?, &wasm.display().to_string())?;
             print(output, serde_json::json!({ "built": described }), || {
@@ -465,6 +472,18 @@ orbital_sdk::export_adapter!(Plugin);
     }
 }
 
+/// Copies a built component to `out`, writing aside and renaming so a
+/// reader never sees half a file.
+fn copy_component(wasm: &Path, out: &Path) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::Usage(format!("cannot write {}: {e}", out.display()));
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let aside = out.with_extension("wasm.partial");
+    std::fs::copy(wasm, &aside).map_err(io)?;
+    std::fs::rename(&aside, out).map_err(io)
+}
+
 /// Builds the crate in `dir` and returns its component's path.
 fn build(dir: &Path) -> Result<PathBuf, Failure> {
     if !dir.join("Cargo.toml").is_file() {
@@ -474,9 +493,13 @@ fn build(dir: &Path) -> Result<PathBuf, Failure> {
         )));
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // `rustc --crate-type cdylib`: a crate that is also a plain library in
+    // some workspace (as the example's is) still builds as a component. Its
+    // own target folder: never waiting on a cargo that runs this binary.
     let built = Command::new(cargo)
         .current_dir(dir)
-        .args(["build", "--release", "--lib", "--target", WASM_TARGET])
+        .args(["rustc", "--release", "--lib", "--crate-type", "cdylib"])
+        .args(["--target", WASM_TARGET, "--target-dir", "target"])
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

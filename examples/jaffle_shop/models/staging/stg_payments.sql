@@ -4,6 +4,6 @@ select
     id as payment_id,
     order_id,
     payment_method,
-    -- amounts are stored in cents
-    amount / 100.0 as amount
+    -- amounts are stored in cents: a macro of the project's own plugin
+    cents_to_dollars(amount) as amount
 from raw_payments
