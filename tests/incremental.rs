@@ -161,7 +161,7 @@ fn physical_columns(db: &std::path::Path, model: &str) -> Vec<String> {
     let table = scalar(
         db,
         &format!(
-            "select name from sqlite_master where name like 'orbital__{model}__%' order by rowid desc limit 1"
+            "select name from sqlite_master where type = 'table' and name like 'orbital__{model}__%' order by rowid desc limit 1"
         ),
     );
     query(
@@ -222,7 +222,7 @@ fn on_schema_change_ignore_append_sync_and_fail() {
     assert_eq!(
         scalar(
             &db,
-            "select count(*) from sqlite_master where name like 'orbital__events__%'"
+            "select count(*) from sqlite_master where type = 'table' and name like 'orbital__events__%'"
         ),
         "1"
     );

@@ -135,6 +135,26 @@ pub mod build {
         }
     }
 
+    /// Indexes `relation` on `columns` (unless an index of that name exists),
+    /// so the row look-ups of merges and snapshots do not scan the table.
+    /// The index is named after the relation with `suffix`.
+    pub fn index(relation: &Relation, columns: &[String], suffix: &str) -> Result<(), String> {
+        if columns.is_empty() {
+            return Ok(());
+        }
+        let list = columns
+            .iter()
+            .map(|c| dialect::quote_identifier(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let name = dialect::quote_identifier(&format!("{}{suffix}", relation.identifier));
+        database::execute(&crate::sql(format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON {} ({list})",
+            dialect::render_relation(relation)
+        )))
+        .map(|_| ())
+    }
+
     /// Runs `sql` into a fresh scratch table beside `target` (named with
     /// `suffix`), for a build to read from; the caller drops it.
     pub fn scratch_table(target: &Relation, suffix: &str, sql: &str) -> Result<Relation, String> {

@@ -11,7 +11,9 @@
 //! - the whole `orbital run` process on 1k unchanged models on SQLite;
 //! - `orbital ls` (whole process: load and compile with no caches, no
 //!   output files) of 10k models with and without two `std` macro calls in
-//!   each: the cost of macro expansion.
+//!   each: the cost of macro expansion;
+//! - an incremental model adding 10k new rows to a 1M-row table against a
+//!   table model rebuilding all of it (whole `orbital run` processes).
 
 use std::path::Path;
 use std::process::Command;
@@ -193,6 +195,89 @@ fn macro_compile() -> (Duration, Duration) {
     )
 }
 
+/// Runs `orbital <args> --project dir`; the wall time.
+fn timed_orbital(dir: &Path, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let output = Command::new(orbital_binary())
+        .args(args)
+        .arg("--project")
+        .arg(dir)
+        .output()
+        .expect("orbital");
+    assert!(
+        output.status.success(),
+        "orbital {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    started.elapsed()
+}
+
+/// Runs SQL on the project's SQLite file, creating it.
+fn sqlite(dir: &Path, sql: &str) {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.join("bench.db"))
+            .create_if_missing(true);
+        let mut connection = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("open bench.db");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut connection)
+            .await
+            .expect("sql");
+    });
+}
+
+/// 1M source rows built two ways, then 10k more: the incremental model's
+/// run against the table's full rebuild.
+fn incremental_vs_table() -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("orbital.toml"),
+        "name = \"bench\"\n[targets.dev]\nurl = \"sqlite://bench.db\"\n\
+         [sources.app]\ntables = [\"raw_events\"]\n",
+    )
+    .expect("write orbital.toml");
+    let select = "select id, id % 97 as account, id * 0.5 as amount from app.raw_events";
+    std::fs::create_dir_all(dir.path().join("models")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("models/events_incremental.sql"),
+        format!(
+            "-- config: materialized = 'incremental', unique_key = 'id'\n{select}\n\
+             where if_incremental(id > (select max(id) from this))"
+        ),
+    )
+    .expect("write model");
+    std::fs::write(
+        dir.path().join("models/events_table.sql"),
+        format!("-- config: materialized = 'table'\n{select}"),
+    )
+    .expect("write model");
+    let rows = |from: u64, to: u64| {
+        format!(
+            "with recursive n(i) as (select {from} union all select i + 1 from n where i < {to}) \
+             insert into raw_events select i from n;"
+        )
+    };
+    sqlite(
+        dir.path(),
+        &format!("create table raw_events (id integer primary key);{}", rows(1, 1_000_000)),
+    );
+    timed_orbital(dir.path(), &["run"]);
+    sqlite(dir.path(), &rows(1_000_001, 1_010_000));
+    let incremental = timed_orbital(dir.path(), &["run", "--select", "events_incremental"]);
+    let table = timed_orbital(
+        dir.path(),
+        &["run", "--select", "events_table", "--full-refresh"],
+    );
+    (incremental, table)
+}
+
 fn main() {
     let only: Option<String> = std::env::args().nth(1);
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
@@ -226,6 +311,14 @@ fn main() {
         println!(
             "warm no-change plan 10000 models: {:.0} ms",
             time.as_secs_f64() * 1000.0
+        );
+    }
+    if wants("incremental") {
+        let (incremental, table) = incremental_vs_table();
+        println!(
+            "10k new rows on 1M: incremental merge run {:.0} ms, table rebuild run {:.0} ms",
+            incremental.as_secs_f64() * 1000.0,
+            table.as_secs_f64() * 1000.0
         );
     }
     if wants("macros") {

@@ -131,9 +131,15 @@ impl Adapter for Sqlite {
     ) -> Vec<Statement> {
         let target_sql = Self::render_relation(target);
         let source_sql = Self::render_relation(source);
+        // A row-value IN: SQLite probes the target's key index per source
+        // key instead of testing every target row against the source.
+        let keys = unique_key
+            .iter()
+            .map(|k| Self::quote_identifier(k))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut statements = vec![sql(format!(
-            "DELETE FROM {target_sql} WHERE EXISTS (SELECT 1 FROM {source_sql} AS s WHERE {})",
-            Self::key_match(unique_key, &target_sql, "s")
+            "DELETE FROM {target_sql} WHERE ({keys}) IN (SELECT {keys} FROM {source_sql})"
         ))];
         let names = columns
             .iter()

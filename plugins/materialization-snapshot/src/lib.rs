@@ -26,6 +26,8 @@ use orbital_sdk::{
 
 const VALID_FROM: &str = "valid_from";
 const VALID_TO: &str = "valid_to";
+/// The suffix of the index on the key and `valid_to`.
+const KEY_INDEX: &str = "__orbital_key";
 
 struct Snapshot;
 
@@ -368,14 +370,24 @@ impl Run<'_> {
         }
         let counts = database::transaction_counts(&statements)?;
         let rows = counts.get(insert_at).copied().unwrap_or(0);
+        build::index(target, &self.key_columns(), KEY_INDEX)?;
         Ok(Outcome {
             rows_affected: Some(rows),
             message: format!("created snapshot ({rows} rows)"),
         })
     }
 
+    /// The key and `valid_to`: how every statement finds a key's current version.
+    fn key_columns(&self) -> Vec<String> {
+        let mut columns = self.settings.unique_key.clone();
+        columns.push(VALID_TO.into());
+        columns
+    }
+
     /// A later build: close what changed (or vanished), insert new versions.
     fn update(&self, target: &Relation) -> Result<Outcome, String> {
+        // A copied table has no index yet; an existing one keeps its own.
+        build::index(target, &self.key_columns(), KEY_INDEX)?;
         let existing = database::columns(target)?;
         let mut statements = Vec::new();
         let mut added = Vec::new();
