@@ -235,7 +235,11 @@ fn with_range_tests(extra_config: &str) -> TestProject {
     let config = match extra_config.is_empty() {
         true => config,
         // `[plugins]` keys go right after the components list.
-        false => config.replacen("components = [", &format!("{extra_config}\ncomponents = ["), 1),
+        false => config.replacen(
+            "components = [",
+            &format!("{extra_config}\ncomponents = ["),
+            1,
+        ),
     };
     project.write("orbital.toml", &config);
     project

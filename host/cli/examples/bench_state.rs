@@ -266,7 +266,10 @@ fn incremental_vs_table() -> (Duration, Duration) {
     };
     sqlite(
         dir.path(),
-        &format!("create table raw_events (id integer primary key);{}", rows(1, 1_000_000)),
+        &format!(
+            "create table raw_events (id integer primary key);{}",
+            rows(1, 1_000_000)
+        ),
     );
     timed_orbital(dir.path(), &["run"]);
     sqlite(dir.path(), &rows(1_000_001, 1_010_000));
