@@ -131,7 +131,6 @@ pub async fn execute(
                 dag: dag.clone(),
                 assignments: assignments.clone(),
                 options: options.clone(),
-                run_started_at: options.started_at.clone(),
             };
             let task = running.spawn(async move { context.run_node(id).await });
             task_nodes.insert(task.id(), id);
@@ -290,7 +289,6 @@ struct Context {
     dag: Arc<Dag>,
     assignments: Arc<Assignments>,
     options: RunOptions,
-    run_started_at: String,
 }
 
 impl Context {
@@ -430,7 +428,7 @@ impl Context {
                     sql,
                     config: serde_json::to_string(&model.config).unwrap_or_else(|_| "{}".into()),
                     full_refresh: self.options.full_refresh,
-                    run_started_at: self.run_started_at.clone(),
+                    run_started_at: self.options.started_at.clone(),
                 };
                 match runtime.materializations.get(&model.config.materialized) {
                     Some(materialization) => runtime

@@ -275,7 +275,7 @@ impl Run<'_> {
 
     /// Statements inserting a current version of each source row that has
     /// none in `target` (all of them on a first build).
-    fn insert_current(&self, target: &Relation) -> Statement {
+    fn insert_current(&self, target: &Relation) -> Vec<Statement> {
         let names = self.names();
         let mut columns = names.clone();
         columns.extend([VALID_FROM.to_string(), VALID_TO.to_string()]);
@@ -289,8 +289,7 @@ impl Run<'_> {
             self.key_match(),
             dialect::quote_identifier(VALID_TO),
         );
-        let mut statements = dialect::insert_select(target, &columns, &select);
-        statements.remove(0)
+        dialect::insert_select(target, &columns, &select)
     }
 
     fn key_match(&self) -> String {
@@ -359,8 +358,9 @@ impl Run<'_> {
             });
         }
         let mut statements = dialect::create_table(&staged, &columns);
-        let insert_at = statements.len();
-        statements.push(self.insert_current(&staged));
+        statements.extend(self.insert_current(&staged));
+        // The insert is the last statement before any swap.
+        let insert_at = statements.len().saturating_sub(1);
         if let Some(existing) = existing {
             statements.extend(dialect::swap_relation(&dialect::Swap {
                 staged: staged.clone(),
@@ -427,7 +427,7 @@ impl Run<'_> {
             )));
         }
         let closed_deleted = statements.len() - 1;
-        statements.push(self.insert_current(target));
+        statements.extend(self.insert_current(target));
         let counts = database::transaction_counts(&statements)?;
         let inserted = counts.last().copied().unwrap_or(0);
         let changed = counts.get(closed_changed).copied().unwrap_or(0);
