@@ -10,6 +10,7 @@ use std::process::Command;
 /// (crate, file stem) of the plugins embedded in the binary.
 const FIRST_PARTY: &[&str] = &[
     "orbital-adapter-sqlite",
+    "orbital-adapter-postgres",
     "orbital-materialization-view",
     "orbital-materialization-table",
     "orbital-materialization-incremental",

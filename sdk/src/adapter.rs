@@ -234,23 +234,31 @@ pub trait Adapter {
         ))]
     }
 
-    /// The database type for a portable type.
+    /// The database type for a portable type ([`default_column_type`]
+    /// unless overridden).
     fn column_type(logical: LogicalType) -> String {
-        match logical {
-            LogicalType::Integer => "BIGINT",
-            LogicalType::Real => "DOUBLE PRECISION",
-            LogicalType::Numeric => "NUMERIC",
-            LogicalType::Boolean => "BOOLEAN",
-            LogicalType::Text => "TEXT",
-            LogicalType::Date => "DATE",
-            LogicalType::Timestamp => "TIMESTAMP",
-            LogicalType::Timestamptz => "TIMESTAMP WITH TIME ZONE",
-            LogicalType::Json => "JSON",
-            LogicalType::Uuid => "UUID",
-            LogicalType::Bytes => "BYTEA",
-        }
-        .into()
+        default_column_type(logical)
     }
+}
+
+/// The SQL-standard (and PostgreSQL) type of a portable type: what
+/// [`Adapter::column_type`] returns unless an adapter overrides it, for an
+/// override to fall back on.
+pub fn default_column_type(logical: LogicalType) -> String {
+    match logical {
+        LogicalType::Integer => "BIGINT",
+        LogicalType::Real => "DOUBLE PRECISION",
+        LogicalType::Numeric => "NUMERIC",
+        LogicalType::Boolean => "BOOLEAN",
+        LogicalType::Text => "TEXT",
+        LogicalType::Date => "DATE",
+        LogicalType::Timestamp => "TIMESTAMP",
+        LogicalType::Timestamptz => "TIMESTAMP WITH TIME ZONE",
+        LogicalType::Json => "JSON",
+        LogicalType::Uuid => "UUID",
+        LogicalType::Bytes => "BYTEA",
+    }
+    .into()
 }
 
 fn column_list<A: Adapter + ?Sized>(columns: &[String]) -> String {

@@ -43,7 +43,7 @@ mod adapter;
 mod macros;
 mod materialization;
 
-pub use adapter::{Adapter, AdapterExport, AdapterInfo, Swap};
+pub use adapter::{Adapter, AdapterExport, AdapterInfo, Swap, default_column_type};
 pub use macros::{Argument, Call, MacroExport, Macros, Position, Signature, catalog};
 pub use materialization::{
     Materialization, MaterializationExport, ModelTask, Outcome, build, config_columns, config_str,

@@ -111,7 +111,7 @@ impl Output {
     pub async fn run(
         &self,
         runtime: Option<Arc<Runtime>>,
-        database: orbital_runner::Sqlite,
+        database: orbital_runner::Warehouse,
         dag: Arc<Dag>,
         selection: &[NodeId],
         assignments: Arc<Assignments>,

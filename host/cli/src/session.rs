@@ -16,7 +16,7 @@ use orbital_core::{
     Target,
 };
 use orbital_plugins::Limits;
-use orbital_runner::{Component, Runtime, Sqlite};
+use orbital_runner::{Component, Runtime, Warehouse};
 
 use crate::diagnostics::Failure;
 use crate::macros::PluginMacros;
@@ -41,11 +41,11 @@ pub struct Session {
     early_database: std::sync::Mutex<Option<EarlyDatabase>>,
 }
 
-type EarlyDatabase = tokio::task::JoinHandle<Result<(Sqlite, Option<String>), Failure>>;
+type EarlyDatabase = tokio::task::JoinHandle<Result<(Warehouse, Option<String>), Failure>>;
 
 /// What the warehouse and the store say, once connected.
 pub struct Connected {
-    pub database: Sqlite,
+    pub database: Warehouse,
     /// `None`: Orbital has never written to this database.
     pub warehouse: Option<String>,
     /// Set when the plugins had to be loaded to learn their hashes.
@@ -75,12 +75,16 @@ impl Session {
         let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
         let runtime = crate::async_runtime()?;
         // Opening SQLite reads its whole schema (20k entries for a 10k-model
-        // warehouse): let that run while the project loads. Only an existing
-        // file, so a command that stops at a bad model creates nothing.
-        let early_database = Sqlite::existing_file(&target.url, &cli.project).map(|_| {
-            let (url, root, name) = (target.url.clone(), cli.project.clone(), target_name.clone());
-            runtime.spawn(async move { open_database(&url, &root, &name).await })
-        });
+        // warehouse), and a server takes a round trip or more: let that run
+        // while the project loads. Not a SQLite file that does not exist
+        // yet, so a command that stops at a bad model creates nothing.
+        let pool_size = threads.or(target.threads).unwrap_or(4).max(1);
+        let early_database = Warehouse::opens_without_creating(&target.url, &cli.project)
+            .then(|| {
+                let (url, root, name) =
+                    (target.url.clone(), cli.project.clone(), target_name.clone());
+                runtime.spawn(async move { open_database(&url, &root, &name, pool_size).await })
+            });
         let components = components(&cli.project, &config, &store)?;
         let macros = PluginMacros::new(&components, &config);
         let (project, compiled) = load(&cli.project, config, &target, &store, &macros)?;
@@ -115,7 +119,7 @@ impl Session {
     }
 
     /// Loads every plugin component and connects them to `database`.
-    pub async fn start_runtime(&self, database: &Sqlite) -> Result<Arc<Runtime>, Failure> {
+    pub async fn start_runtime(&self, database: &Warehouse) -> Result<Arc<Runtime>, Failure> {
         Ok(Runtime::start(
             &self.target_name,
             &self.target,
@@ -138,7 +142,15 @@ impl Session {
             Some(opening) => opening.await.map_err(|e| {
                 Failure::Environment(format!("opening the target database failed: {e}"))
             })??,
-            None => open_database(&self.target.url, &self.project.root, &self.target_name).await?,
+            None => {
+                open_database(
+                    &self.target.url,
+                    &self.project.root,
+                    &self.target_name,
+                    self.threads,
+                )
+                .await?
+            }
         };
         let set_key = orbital_runner::plugin_set_key(&self.components, self.target.scheme());
         let (plugins, runtime) = match self.store.plugin_set(&set_key)? {
@@ -280,9 +292,10 @@ async fn open_database(
     url: &str,
     root: &Path,
     target_name: &str,
-) -> Result<(Sqlite, Option<String>), Failure> {
+    threads: usize,
+) -> Result<(Warehouse, Option<String>), Failure> {
     let database =
-        Sqlite::open(url, root)
+        Warehouse::open(url, root, threads)
             .await
             .map_err(|message| orbital_runner::RunnerError::Connect {
                 target: target_name.to_string(),

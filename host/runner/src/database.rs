@@ -1,22 +1,24 @@
-//! The host's side of the `database` import, backed by sqlx's SQLite driver.
+//! The host's side of the `database` import, backed by sqlx's concrete
+//! drivers: SQLite (`sqlite://`) and PostgreSQL (`postgres://`).
 //!
-//! The runner owns the pool; each task gets a [`TaskDatabase`] that tags its
-//! log lines with the model. Write transactions start with `BEGIN IMMEDIATE`
-//! so concurrent writers wait on SQLite's busy timeout instead of failing
-//! with a deadlock when a read lock cannot be upgraded.
+//! The runner owns the connections; each task gets a [`TaskDatabase`] that
+//! tags its log lines with the model. SQLite write transactions start with
+//! `BEGIN IMMEDIATE` so concurrent writers wait on SQLite's busy timeout
+//! instead of failing with a deadlock when a read lock cannot be upgraded.
+
+mod postgres;
+mod sqlite;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orbital_plugins::types::{Column, DbError, LogLevel, RowSet, Statement, Value};
+use orbital_plugins::types::{DbError, LogLevel, RowSet, Statement, Value};
 use orbital_plugins::{BoxFuture, Database};
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow,
-};
-use sqlx::{Arguments, AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::AssertSqlSafe;
 
 pub(crate) fn plain(sql: &str) -> Statement {
     Statement {
@@ -44,18 +46,43 @@ fn new_warehouse_id() -> String {
 /// How long a statement waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One connection to one SQLite file, shared by every task.
-///
-/// One, because SQLite runs one writer at a time anyway, and because each DDL
-/// statement makes every other connection reparse the whole schema before its
-/// next statement: with a pool, building n models costs O(n²) schema parsing
-/// (10k tables took minutes, nearly all in SQLite's parser).
+/// The target database, shared by every task.
 #[derive(Clone)]
-pub struct Sqlite {
-    pool: SqlitePool,
+pub struct Warehouse {
+    backend: Backend,
 }
 
-impl Sqlite {
+/// SQLite: one connection, because SQLite runs one writer at a time anyway,
+/// and because each DDL statement makes every other connection reparse the
+/// whole schema before its next statement (with a pool, building n models
+/// cost O(n²) schema parsing). PostgreSQL: a pool, one connection per
+/// running task.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs one statement on a connection or transaction of either backend;
+/// unparameterised text may hold several statements.
+macro_rules! run_on {
+    ($backend:ident, $executor:expr, $statement:expr) => {{
+        let statement: Statement = $statement;
+        if statement.params.is_empty() {
+            sqlx::raw_sql(AssertSqlSafe(statement.sql))
+                .execute($executor)
+                .await
+                .map(|done| done.rows_affected())
+        } else {
+            sqlx::query_with(AssertSqlSafe(statement.sql), $backend::bind(statement.params)?)
+                .execute($executor)
+                .await
+                .map(|done| done.rows_affected())
+        }
+    }};
+}
+
+impl Warehouse {
     /// The file a `sqlite://` URL names, when it exists (not `:memory:`).
     pub fn existing_file(url: &str, base: &Path) -> Option<std::path::PathBuf> {
         let path = url.strip_prefix("sqlite://")?;
@@ -66,12 +93,26 @@ impl Sqlite {
         file.is_file().then_some(file)
     }
 
-    /// Opens (creating if needed) the file a `sqlite://` URL names; a relative
-    /// path is relative to `base`.
-    pub async fn open(url: &str, base: &Path) -> Result<Self, String> {
-        let path = url
-            .strip_prefix("sqlite://")
-            .ok_or_else(|| format!("`{url}` is not a sqlite:// URL"))?;
+    /// Whether opening `url` may start before the project is known to be
+    /// valid: it creates nothing (an existing SQLite file, or a server).
+    pub fn opens_without_creating(url: &str, base: &Path) -> bool {
+        is_postgres(url) || Self::existing_file(url, base).is_some()
+    }
+
+    /// Connects to the database `url` names: a `sqlite://` file (created if
+    /// needed; a relative path is relative to `base`) or a `postgres://`
+    /// server, whose transient connection failures are retried with backoff.
+    pub async fn open(url: &str, base: &Path, threads: usize) -> Result<Self, String> {
+        if is_postgres(url) {
+            return postgres::connect(url, threads)
+                .await
+                .map(|pool| Self {
+                    backend: Backend::Postgres(pool),
+                });
+        }
+        let path = url.strip_prefix("sqlite://").ok_or_else(|| {
+            format!("`{url}` is neither a sqlite:// nor a postgres:// URL")
+        })?;
         if path.is_empty() {
             return Err("the sqlite:// URL names no file".into());
         }
@@ -94,20 +135,23 @@ impl Sqlite {
             .connect_with(options.busy_timeout(BUSY_TIMEOUT))
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Self { pool })
+        Ok(Self {
+            backend: Backend::Sqlite(pool),
+        })
     }
 
     /// The warehouse's identity: a random id Orbital keeps in the table
     /// `_orbital_warehouse`, so state recorded for one database is never
-    /// taken for another's (a deleted and recreated file is a new
+    /// taken for another's (a deleted and recreated database is a new
     /// warehouse). `create` writes one if there is none.
     pub async fn warehouse_id(&self, create: bool) -> Result<Option<String>, DbError> {
-        let exists = self
-            .query(plain(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'",
-            ))
-            .await?;
-        if !exists.rows.is_empty() {
+        let probe = match self.backend {
+            Backend::Sqlite(_) => {
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'"
+            }
+            Backend::Postgres(_) => "SELECT 1 WHERE to_regclass('_orbital_warehouse') IS NOT NULL",
+        };
+        if !self.query(plain(probe)).await?.rows.is_empty() {
             let rows = self
                 .query(plain("SELECT id FROM _orbital_warehouse LIMIT 1"))
                 .await?;
@@ -119,7 +163,13 @@ impl Sqlite {
             return Ok(None);
         }
         let id = new_warehouse_id();
-        let mut insert = plain("INSERT INTO _orbital_warehouse (id) VALUES (?)");
+        let placeholder = match self.backend {
+            Backend::Sqlite(_) => "?",
+            Backend::Postgres(_) => "$1",
+        };
+        let mut insert = plain(&format!(
+            "INSERT INTO _orbital_warehouse (id) VALUES ({placeholder})"
+        ));
         insert.params = vec![Value::Text(id.clone())];
         self.transaction(vec![
             plain("CREATE TABLE IF NOT EXISTS _orbital_warehouse (id TEXT NOT NULL)"),
@@ -133,140 +183,96 @@ impl Sqlite {
     /// A handle for one task.
     pub fn for_task(&self, model: &str) -> Arc<TaskDatabase> {
         Arc::new(TaskDatabase {
-            sqlite: self.clone(),
+            warehouse: self.clone(),
             model: model.to_string(),
         })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
     }
 
     pub async fn execute(&self, statement: Statement) -> Result<u64, DbError> {
-        let result = if statement.params.is_empty() {
-            // Unparameterised text may hold several statements.
-            sqlx::raw_sql(AssertSqlSafe(statement.sql))
-                .execute(&self.pool)
-                .await
-        } else {
-            sqlx::query_with(AssertSqlSafe(statement.sql), bind(statement.params)?)
-                .execute(&self.pool)
-                .await
-        };
-        result.map(|done| done.rows_affected()).map_err(db_error)
+        match &self.backend {
+            Backend::Sqlite(pool) => run_on!(sqlite, pool, statement).map_err(db_error),
+            Backend::Postgres(pool) => run_on!(postgres, pool, statement).map_err(db_error),
+        }
     }
 
     pub async fn query(&self, statement: Statement) -> Result<RowSet, DbError> {
-        let rows = sqlx::query_with(AssertSqlSafe(statement.sql), bind(statement.params)?)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
-        Ok(row_set(&rows))
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let rows = sqlx::query_with(
+                    AssertSqlSafe(statement.sql),
+                    sqlite::bind(statement.params)?,
+                )
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?;
+                Ok(sqlite::row_set(&rows))
+            }
+            Backend::Postgres(pool) => {
+                let rows = sqlx::query_with(
+                    AssertSqlSafe(statement.sql),
+                    postgres::bind(statement.params)?,
+                )
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?;
+                Ok(postgres::row_set(&rows))
+            }
+        }
     }
 
-    /// Runs the statements in one `BEGIN IMMEDIATE` transaction.
+    /// Runs the statements in one transaction (`BEGIN IMMEDIATE` on SQLite).
     pub async fn transaction(&self, statements: Vec<Statement>) -> Result<Vec<u64>, DbError> {
-        let mut transaction = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)?;
         let mut affected = Vec::with_capacity(statements.len());
-        for statement in statements {
-            let result = if statement.params.is_empty() {
-                sqlx::raw_sql(AssertSqlSafe(statement.sql))
-                    .execute(&mut *transaction)
-                    .await
-            } else {
-                sqlx::query_with(AssertSqlSafe(statement.sql), bind(statement.params)?)
-                    .execute(&mut *transaction)
-                    .await
-            };
-            // On error the transaction rolls back when dropped.
-            affected.push(result.map_err(db_error)?.rows_affected());
+        // On error a transaction rolls back when dropped.
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+                for statement in statements {
+                    affected.push(run_on!(sqlite, &mut *transaction, statement).map_err(db_error)?);
+                }
+                transaction.commit().await.map_err(db_error)?;
+            }
+            Backend::Postgres(pool) => {
+                let mut transaction = pool.begin().await.map_err(db_error)?;
+                for statement in statements {
+                    affected
+                        .push(run_on!(postgres, &mut *transaction, statement).map_err(db_error)?);
+                }
+                transaction.commit().await.map_err(db_error)?;
+            }
         }
-        transaction.commit().await.map_err(db_error)?;
         Ok(affected)
     }
 }
 
-fn bind(params: Vec<Value>) -> Result<SqliteArguments, DbError> {
-    let mut arguments = SqliteArguments::default();
-    for param in params {
-        let added = match param {
-            Value::Null => arguments.add(None::<i64>),
-            Value::Boolean(b) => arguments.add(b),
-            Value::Integer(i) => arguments.add(i),
-            Value::Real(r) => arguments.add(r),
-            Value::Bytes(b) => arguments.add(b),
-            Value::Numeric(s)
-            | Value::Text(s)
-            | Value::Date(s)
-            | Value::Timestamp(s)
-            | Value::Timestamptz(s)
-            | Value::Json(s)
-            | Value::Uuid(s) => arguments.add(s),
-        };
-        added.map_err(|e| DbError {
-            message: format!("cannot bind parameter: {e}"),
-            code: None,
-            transient: false,
-        })?;
+/// Whether a failed statement may succeed if retried.
+fn is_transient(code: &str) -> bool {
+    if code.len() == 5 {
+        // A PostgreSQL SQLSTATE: serialization failure, deadlock, a lost or
+        // refused connection, a server shutting down or out of connections.
+        return matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+            || code.starts_with("08");
     }
-    Ok(arguments)
+    // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
-/// Converts rows by each cell's storage class: SQLite types values, not columns.
-fn row_set(rows: &[SqliteRow]) -> RowSet {
-    let columns = rows.first().map_or_else(Vec::new, |row| {
-        row.columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_string(),
-                data_type: c.type_info().name().to_string(),
-            })
-            .collect()
-    });
-    let rows = rows
-        .iter()
-        .map(|row| (0..row.columns().len()).map(|i| cell(row, i)).collect())
-        .collect();
-    RowSet { columns, rows }
-}
-
-fn cell(row: &SqliteRow, index: usize) -> Value {
-    let Ok(raw) = row.try_get_raw(index) else {
-        return Value::Null;
-    };
-    if raw.is_null() {
-        return Value::Null;
-    }
-    let storage = raw.type_info().name().to_string();
-    match storage.as_str() {
-        "INTEGER" => row
-            .try_get::<i64, _>(index)
-            .map_or(Value::Null, Value::Integer),
-        "REAL" => row
-            .try_get::<f64, _>(index)
-            .map_or(Value::Null, Value::Real),
-        "BLOB" => row
-            .try_get::<Vec<u8>, _>(index)
-            .map_or(Value::Null, Value::Bytes),
-        _ => row
-            .try_get::<String, _>(index)
-            .map_or(Value::Null, Value::Text),
-    }
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 fn db_error(error: sqlx::Error) -> DbError {
     match &error {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string());
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-            let transient = code
-                .as_deref()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6));
+            let transient = code.as_deref().is_some_and(is_transient);
             DbError {
                 message: db.message().to_string(),
                 code,
@@ -288,21 +294,21 @@ fn db_error(error: sqlx::Error) -> DbError {
 
 /// The database as one task sees it.
 pub struct TaskDatabase {
-    sqlite: Sqlite,
+    warehouse: Warehouse,
     model: String,
 }
 
 impl Database for TaskDatabase {
     fn execute(&self, statement: Statement) -> BoxFuture<'_, Result<u64, DbError>> {
-        Box::pin(self.sqlite.execute(statement))
+        Box::pin(self.warehouse.execute(statement))
     }
 
     fn query(&self, statement: Statement) -> BoxFuture<'_, Result<RowSet, DbError>> {
-        Box::pin(self.sqlite.query(statement))
+        Box::pin(self.warehouse.query(statement))
     }
 
     fn transaction(&self, statements: Vec<Statement>) -> BoxFuture<'_, Result<Vec<u64>, DbError>> {
-        Box::pin(self.sqlite.transaction(statements))
+        Box::pin(self.warehouse.transaction(statements))
     }
 
     fn log(&self, level: LogLevel, message: &str) {
@@ -330,7 +336,7 @@ mod tests {
     #[tokio::test]
     async fn round_trips_typed_values_and_rolls_back_failed_transactions() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Sqlite::open("sqlite://t.db", dir.path()).await.unwrap();
+        let db = Warehouse::open("sqlite://t.db", dir.path(), 1).await.unwrap();
         db.execute(sql(
             "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB)",
             vec![],

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 
-use crate::database::Sqlite;
+use crate::database::Warehouse;
 use crate::plugins::Runtime;
 
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ pub enum Event {
 /// what `orbital build` promises.
 pub async fn execute(
     runtime: Option<Arc<Runtime>>,
-    database: Sqlite,
+    database: Warehouse,
     dag: Arc<Dag>,
     selection: &[NodeId],
     assignments: Arc<Assignments>,
@@ -285,7 +285,7 @@ fn relation_text(relation: &Relation) -> String {
 /// What one node task needs.
 struct Context {
     runtime: Option<Arc<Runtime>>,
-    database: Sqlite,
+    database: Warehouse,
     dag: Arc<Dag>,
     assignments: Arc<Assignments>,
     options: RunOptions,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use orbital_core::{Hash, PluginHashes, Target};
 use orbital_plugins::{Adapter, Limits, Materialization, Plugin, PluginHost};
 
-use crate::database::Sqlite;
+use crate::database::Warehouse;
 use crate::error::RunnerError;
 
 /// A plugin component to load.
@@ -65,7 +65,7 @@ pub struct Runtime {
     pub(crate) host: PluginHost,
     pub(crate) adapter: Adapter,
     pub(crate) materializations: BTreeMap<String, Materialization>,
-    pub(crate) database: Sqlite,
+    pub(crate) database: Warehouse,
     pub(crate) project_root: std::path::PathBuf,
     hashes: PluginHashes,
 }
@@ -79,7 +79,7 @@ impl Runtime {
         project_root: &Path,
         components: Vec<Component>,
         limits: Limits,
-        database: Sqlite,
+        database: Warehouse,
     ) -> Result<Arc<Self>, RunnerError> {
         let host = PluginHost::new(limits)?;
         let loads = components.into_iter().map(|component| {

@@ -1,0 +1,241 @@
+//! PostgreSQL values: bound with the type their variant names, read by
+//! each column's type, so nothing is lost either way (numeric stays exact,
+//! timestamps keep their offset, json stays text).
+
+use std::time::Duration;
+
+use orbital_plugins::types::{Column, DbError, RowSet, Value};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
+use sqlx::types::{BigDecimal, JsonValue, Uuid};
+use sqlx::{Arguments, Column as _, Row, TypeInfo, ValueRef};
+
+/// How often, and after how long, a refused connection is tried again.
+const CONNECT_ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// A pool of up to `threads` connections (one per running task, plus one).
+/// A server that refuses or drops the first connection (starting up, too
+/// many clients) is retried with exponential backoff; a wrong password or
+/// an unknown database is not.
+pub(super) async fn connect(url: &str, threads: usize) -> Result<PgPool, String> {
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| format!("`{}` is not a valid PostgreSQL URL: {e}", redact(url)))?;
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=CONNECT_ATTEMPTS {
+        let pool = PgPoolOptions::new()
+            .max_connections(u32::try_from(threads + 1).unwrap_or(u32::MAX))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await;
+        match pool {
+            Ok(pool) => return Ok(pool),
+            Err(error) if attempt < CONNECT_ATTEMPTS && retryable(&error) => {
+                tracing::warn!(attempt, "connecting to PostgreSQL failed, retrying: {error}");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(error) => return Err(describe(url, &error)),
+        }
+    }
+    Err(format!("cannot connect to {}", redact(url)))
+}
+
+fn retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| super::is_transient(&code)),
+        _ => false,
+    }
+}
+
+fn describe(url: &str, error: &sqlx::Error) -> String {
+    let server = redact(url);
+    match error {
+        sqlx::Error::Io(e) => format!("cannot reach the PostgreSQL server at {server}: {e}"),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("28P01") | Some("28000") => {
+                format!("PostgreSQL at {server} refused the credentials: {}", db.message())
+            }
+            Some("3D000") => format!("{} (at {server})", db.message()),
+            _ => format!("PostgreSQL at {server}: {}", db.message()),
+        },
+        other => format!("PostgreSQL at {server}: {other}"),
+    }
+}
+
+/// The URL without its password, for messages.
+pub(super) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn bad(what: &str, text: &str) -> DbError {
+    DbError {
+        message: format!("cannot bind {text:?} as {what}"),
+        code: None,
+        transient: false,
+    }
+}
+
+pub(super) fn bind(params: Vec<Value>) -> Result<PgArguments, DbError> {
+    let mut arguments = PgArguments::default();
+    for param in params {
+        let added = match param {
+            // Untyped: the server infers the parameter's type.
+            Value::Null => arguments.add(None::<String>),
+            Value::Boolean(b) => arguments.add(b),
+            Value::Integer(i) => arguments.add(i),
+            Value::Real(r) => arguments.add(r),
+            Value::Bytes(b) => arguments.add(b),
+            Value::Text(s) => arguments.add(s),
+            Value::Numeric(s) => arguments.add(
+                s.parse::<BigDecimal>()
+                    .map_err(|_| bad("numeric", &s))?,
+            ),
+            Value::Date(s) => arguments.add(parse_date(&s).ok_or_else(|| bad("date", &s))?),
+            Value::Timestamp(s) => {
+                arguments.add(parse_timestamp(&s).ok_or_else(|| bad("timestamp", &s))?)
+            }
+            Value::Timestamptz(s) => arguments.add(
+                parse_timestamptz(&s).ok_or_else(|| bad("timestamp with time zone", &s))?,
+            ),
+            Value::Json(s) => arguments.add(
+                serde_json::from_str::<JsonValue>(&s).map_err(|_| bad("json", &s))?,
+            ),
+            Value::Uuid(s) => arguments.add(Uuid::parse_str(&s).map_err(|_| bad("uuid", &s))?),
+        };
+        added.map_err(|e| DbError {
+            message: format!("cannot bind parameter: {e}"),
+            code: None,
+            transient: false,
+        })?;
+    }
+    Ok(arguments)
+}
+
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
+}
+
+fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
+    let text = text.trim();
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .or_else(|| parse_date(text).map(|d| d.and_time(NaiveTime::MIN)))
+}
+
+fn parse_timestamptz(text: &str) -> Option<DateTime<FixedOffset>> {
+    let text = text.trim().replace('T', " ");
+    let text = match text.strip_suffix('Z') {
+        Some(utc) => format!("{utc}+00:00"),
+        None => text,
+    };
+    ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%#z"]
+        .iter()
+        .find_map(|format| DateTime::parse_from_str(&text, format).ok())
+}
+
+/// Rows by each column's declared type.
+pub(super) fn row_set(rows: &[PgRow]) -> RowSet {
+    let columns = rows.first().map_or_else(Vec::new, |row| {
+        row.columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_string(),
+                data_type: c.type_info().name().to_lowercase(),
+            })
+            .collect()
+    });
+    let rows = rows
+        .iter()
+        .map(|row| (0..row.columns().len()).map(|i| cell(row, i)).collect())
+        .collect();
+    RowSet { columns, rows }
+}
+
+fn cell(row: &PgRow, index: usize) -> Value {
+    let Ok(raw) = row.try_get_raw(index) else {
+        return Value::Null;
+    };
+    if raw.is_null() {
+        return Value::Null;
+    }
+    let kind = raw.type_info().name().to_string();
+    let read = |value: Result<Value, sqlx::Error>| {
+        value.unwrap_or_else(|e| Value::Text(format!("<unreadable {kind}: {e}>")))
+    };
+    match kind.as_str() {
+        "INT2" => read(row.try_get::<i16, _>(index).map(|v| Value::Integer(v.into()))),
+        "INT4" => read(row.try_get::<i32, _>(index).map(|v| Value::Integer(v.into()))),
+        "INT8" => read(row.try_get::<i64, _>(index).map(Value::Integer)),
+        "OID" => read(
+            row.try_get::<sqlx::postgres::types::Oid, _>(index)
+                .map(|v| Value::Integer(v.0.into())),
+        ),
+        "FLOAT4" => read(row.try_get::<f32, _>(index).map(|v| Value::Real(v.into()))),
+        "FLOAT8" => read(row.try_get::<f64, _>(index).map(Value::Real)),
+        "NUMERIC" => read(
+            row.try_get::<BigDecimal, _>(index)
+                .map(|v| Value::Numeric(v.to_string())),
+        ),
+        "BOOL" => read(row.try_get::<bool, _>(index).map(Value::Boolean)),
+        "BYTEA" => read(row.try_get::<Vec<u8>, _>(index).map(Value::Bytes)),
+        "DATE" => read(
+            row.try_get::<NaiveDate, _>(index)
+                .map(|v| Value::Date(v.format("%Y-%m-%d").to_string())),
+        ),
+        "TIMESTAMP" => read(
+            row.try_get::<NaiveDateTime, _>(index)
+                .map(|v| Value::Timestamp(v.format("%Y-%m-%d %H:%M:%S%.f").to_string())),
+        ),
+        "TIMESTAMPTZ" => read(
+            row.try_get::<DateTime<sqlx::types::chrono::Utc>, _>(index)
+                .map(|v| Value::Timestamptz(v.format("%Y-%m-%d %H:%M:%S%.f%:z").to_string())),
+        ),
+        "JSON" | "JSONB" => read(
+            row.try_get::<JsonValue, _>(index)
+                .map(|v| Value::Json(v.to_string())),
+        ),
+        "UUID" => read(
+            row.try_get::<Uuid, _>(index)
+                .map(|v| Value::Uuid(v.hyphenated().to_string())),
+        ),
+        _ => read(row.try_get::<String, _>(index).map(Value::Text)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            redact("postgres://ana:secret@127.0.0.1:5432/w"),
+            "postgres://ana:***@127.0.0.1:5432/w"
+        );
+        assert_eq!(redact("postgres://127.0.0.1/w"), "postgres://127.0.0.1/w");
+    }
+
+    #[test]
+    fn timestamps_parse_in_the_forms_plugins_send() {
+        assert!(parse_timestamp("2024-01-02 03:04:05").is_some());
+        assert!(parse_timestamp("2024-01-02T03:04:05.25").is_some());
+        assert!(parse_timestamptz("2024-01-02 03:04:05+02:00").is_some());
+        assert!(parse_timestamptz("2024-01-02T03:04:05Z").is_some());
+        assert!(parse_date("2024-02-30").is_none());
+    }
+}
