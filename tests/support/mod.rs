@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod backends;
+
 use sqlx::{Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 
 /// The workspace root.

@@ -98,6 +98,11 @@ pub fn run(
                     .map(|m| (node.name.as_str(), m.config.materialized.as_str()))
             });
             runtime.check_strategies(strategies)?;
+            if let Some(schema) = &session.target.schema
+                && plan.steps.iter().any(|s| s.action.runs())
+            {
+                orbital_runner::ensure_schemas(runtime, std::slice::from_ref(schema)).await?;
+            }
         }
         let assignments = Arc::new(assign(&session, &connected, &plan));
         let options = RunOptions {

@@ -79,8 +79,8 @@ impl Session {
         // while the project loads. Not a SQLite file that does not exist
         // yet, so a command that stops at a bad model creates nothing.
         let pool_size = threads.or(target.threads).unwrap_or(4).max(1);
-        let early_database = Warehouse::opens_without_creating(&target.url, &cli.project)
-            .then(|| {
+        let early_database =
+            Warehouse::opens_without_creating(&target.url, &cli.project).then(|| {
                 let (url, root, name) =
                     (target.url.clone(), cli.project.clone(), target_name.clone());
                 runtime.spawn(async move { open_database(&url, &root, &name, pool_size).await })
@@ -294,13 +294,12 @@ async fn open_database(
     target_name: &str,
     threads: usize,
 ) -> Result<(Warehouse, Option<String>), Failure> {
-    let database =
-        Warehouse::open(url, root, threads)
-            .await
-            .map_err(|message| orbital_runner::RunnerError::Connect {
-                target: target_name.to_string(),
-                message,
-            })?;
+    let database = Warehouse::open(url, root, threads)
+        .await
+        .map_err(|message| orbital_runner::RunnerError::Connect {
+            target: target_name.to_string(),
+            message,
+        })?;
     let warehouse = database.warehouse_id(false).await.map_err(|e| {
         Failure::Environment(format!(
             "target `{target_name}`: cannot read the warehouse identity: {}",

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use orbital_plugins::types::{DbError, LogLevel, RowSet, Statement, Value};
 use orbital_plugins::{BoxFuture, Database};
+use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::AssertSqlSafe;
 
 pub(crate) fn plain(sql: &str) -> Statement {
     Statement {
@@ -74,10 +74,13 @@ macro_rules! run_on {
                 .await
                 .map(|done| done.rows_affected())
         } else {
-            sqlx::query_with(AssertSqlSafe(statement.sql), $backend::bind(statement.params)?)
-                .execute($executor)
-                .await
-                .map(|done| done.rows_affected())
+            sqlx::query_with(
+                AssertSqlSafe(statement.sql),
+                $backend::bind(statement.params)?,
+            )
+            .execute($executor)
+            .await
+            .map(|done| done.rows_affected())
         }
     }};
 }
@@ -104,15 +107,13 @@ impl Warehouse {
     /// server, whose transient connection failures are retried with backoff.
     pub async fn open(url: &str, base: &Path, threads: usize) -> Result<Self, String> {
         if is_postgres(url) {
-            return postgres::connect(url, threads)
-                .await
-                .map(|pool| Self {
-                    backend: Backend::Postgres(pool),
-                });
+            return postgres::connect(url, threads).await.map(|pool| Self {
+                backend: Backend::Postgres(pool),
+            });
         }
-        let path = url.strip_prefix("sqlite://").ok_or_else(|| {
-            format!("`{url}` is neither a sqlite:// nor a postgres:// URL")
-        })?;
+        let path = url
+            .strip_prefix("sqlite://")
+            .ok_or_else(|| format!("`{url}` is neither a sqlite:// nor a postgres:// URL"))?;
         if path.is_empty() {
             return Err("the sqlite:// URL names no file".into());
         }
@@ -257,8 +258,10 @@ fn is_transient(code: &str) -> bool {
     if code.len() == 5 {
         // A PostgreSQL SQLSTATE: serialization failure, deadlock, a lost or
         // refused connection, a server shutting down or out of connections.
-        return matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
-            || code.starts_with("08");
+        return matches!(
+            code,
+            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300"
+        ) || code.starts_with("08");
     }
     // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
     code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
@@ -336,7 +339,9 @@ mod tests {
     #[tokio::test]
     async fn round_trips_typed_values_and_rolls_back_failed_transactions() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Warehouse::open("sqlite://t.db", dir.path(), 1).await.unwrap();
+        let db = Warehouse::open("sqlite://t.db", dir.path(), 1)
+            .await
+            .unwrap();
         db.execute(sql(
             "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB)",
             vec![],
@@ -382,5 +387,137 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count.rows[0][0], Value::Integer(2));
+    }
+}
+
+/// The PostgreSQL server the tests use: `ORBITAL_TEST_POSTGRES_URL`, set by
+/// `tests/bin/with-postgres`. Missing in CI is a failure; elsewhere the
+/// PostgreSQL tests are skipped with a note.
+#[cfg(test)]
+pub(crate) fn test_postgres_url() -> Option<String> {
+    match std::env::var("ORBITAL_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI runs the PostgreSQL tests: run them under tests/bin/with-postgres")
+        }
+        Err(_) => {
+            eprintln!("ORBITAL_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod postgres_tests {
+    use super::*;
+
+    fn sql(text: &str, params: Vec<Value>) -> Statement {
+        Statement {
+            sql: text.into(),
+            params,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_value_type_round_trips_through_postgres() {
+        let Some(url) = test_postgres_url() else {
+            return;
+        };
+        let db = Warehouse::open(&url, Path::new("."), 2).await.unwrap();
+        let table = format!("round_trip_{}", std::process::id());
+        db.execute(sql(
+            &format!(
+                "CREATE TABLE {table} (i2 smallint, i4 integer, i8 bigint, n numeric(30,10), \
+                 r double precision, b boolean, t text, d date, ts timestamp, tz timestamptz, \
+                 j json, jb jsonb, u uuid, by bytea)"
+            ),
+            vec![],
+        ))
+        .await
+        .unwrap();
+        let row = vec![
+            Value::Integer(-7),
+            Value::Integer(70_000),
+            Value::Integer(9_000_000_000),
+            Value::Numeric("12345678901234567890.0123456789".into()),
+            Value::Real(1.5),
+            Value::Boolean(true),
+            Value::Text("héllo".into()),
+            Value::Date("2024-02-29".into()),
+            Value::Timestamp("2024-02-29 10:11:12.5".into()),
+            Value::Timestamptz("2024-02-29 10:11:12+02:00".into()),
+            Value::Json(r#"{"a":[1,2]}"#.into()),
+            Value::Json(r#"{"b":null}"#.into()),
+            Value::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".into()),
+            Value::Bytes(vec![0, 255, 7]),
+        ];
+        let placeholders: Vec<String> = (1..=row.len()).map(|i| format!("${i}")).collect();
+        let insert = format!("INSERT INTO {table} VALUES ({})", placeholders.join(", "));
+        db.execute(sql(&insert, row.clone())).await.unwrap();
+        db.execute(sql(&insert, vec![Value::Null; row.len()]))
+            .await
+            .unwrap();
+        let rows = db
+            .query(sql(
+                &format!("SELECT * FROM {table} ORDER BY i2 NULLS LAST"),
+                vec![],
+            ))
+            .await
+            .unwrap();
+        db.execute(sql(&format!("DROP TABLE {table}"), vec![]))
+            .await
+            .unwrap();
+        let mut expected = row;
+        // Values come back in the server's canonical form.
+        expected[8] = Value::Timestamp("2024-02-29 10:11:12.500".into());
+        expected[9] = Value::Timestamptz("2024-02-29 08:11:12+00:00".into());
+        assert_eq!(rows.rows[0], expected);
+        assert_eq!(rows.rows[1], vec![Value::Null; expected.len()]);
+        assert_eq!(rows.columns[3].data_type, "numeric");
+        let numerics = db
+            .query(sql(
+                "SELECT 0.0001::numeric, -1.50::numeric, 100::numeric, 0::numeric(5,2), 123456.789::numeric",
+                vec![],
+            ))
+            .await
+            .unwrap();
+        let texts: Vec<Value> = ["0.0001", "-1.50", "100", "0.00", "123456.789"]
+            .iter()
+            .map(|t| Value::Numeric(t.to_string()))
+            .collect();
+        assert_eq!(numerics.rows[0], texts);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn connection_faults_are_clear_errors() {
+        let Some(url) = test_postgres_url() else {
+            return;
+        };
+        let wrong_password = url.replacen(":orbital@", ":not-the-password@", 1);
+        let error = Warehouse::open(&wrong_password, Path::new("."), 1)
+            .await
+            .err()
+            .unwrap();
+        assert!(error.contains("refused the credentials"), "{error}");
+        assert!(!error.contains("not-the-password"), "{error}");
+        let unknown = format!(
+            "{}_nope",
+            url.rsplit_once('/').unwrap().0.to_string() + "/orbital"
+        );
+        let error = Warehouse::open(&unknown, Path::new("."), 1)
+            .await
+            .err()
+            .unwrap();
+        assert!(error.contains("does not exist"), "{error}");
+        let closed = "postgres://orbital:orbital@127.0.0.1:1/postgres";
+        let error = Warehouse::open(closed, Path::new("."), 1)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("cannot reach the PostgreSQL server"),
+            "{error}"
+        );
     }
 }

@@ -23,4 +23,4 @@ pub use database::Warehouse;
 pub use error::RunnerError;
 pub use execute::{Assignments, Event, NodeResult, RunOptions, Status, Work, execute};
 pub use plugins::{Component, Runtime, plugin_set_key};
-pub use publish::{Publish, drop_physical, publish};
+pub use publish::{Publish, drop_physical, ensure_schemas, publish};

@@ -32,6 +32,21 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
     }
     let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
     let mut statements = Vec::new();
+    // An environment's first view may be the first relation in its schema.
+    let schemas: std::collections::BTreeSet<&String> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Publish::Point { relation, .. } => relation.schema.as_ref(),
+            Publish::Remove { .. } => None,
+        })
+        .collect();
+    for schema in schemas {
+        statements.extend(
+            dialect
+                .call(async |d, s| d.call_create_schema(s, None, schema).await)
+                .await?,
+        );
+    }
     for change in changes {
         let relation = match change {
             Publish::Point { relation, .. } | Publish::Remove { relation } => {
@@ -56,6 +71,28 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
                     .await?,
             );
         }
+    }
+    runtime
+        .database
+        .transaction(statements)
+        .await
+        .map_err(|e| RunnerError::Publish(e.message))?;
+    Ok(())
+}
+
+/// Creates `schemas` where they do not exist (before building into them).
+pub async fn ensure_schemas(runtime: &Runtime, schemas: &[String]) -> Result<(), RunnerError> {
+    let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
+    let mut statements = Vec::new();
+    for schema in schemas {
+        statements.extend(
+            dialect
+                .call(async |d, s| d.call_create_schema(s, None, schema).await)
+                .await?,
+        );
+    }
+    if statements.is_empty() {
+        return Ok(());
     }
     runtime
         .database

@@ -5,7 +5,14 @@
 use std::time::Duration;
 
 use orbital_plugins::types::{Column, DbError, RowSet, Value};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Connection;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow,
+    PgTypeInfo, Postgres,
+};
 use sqlx::types::chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
 use sqlx::types::{BigDecimal, JsonValue, Uuid};
 use sqlx::{Arguments, Column as _, Row, TypeInfo, ValueRef};
@@ -13,6 +20,9 @@ use sqlx::{Arguments, Column as _, Row, TypeInfo, ValueRef};
 /// How often, and after how long, a refused connection is tried again.
 const CONNECT_ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// How long a task waits for a connection (the pool keeps trying to open
+/// one meanwhile, so a server restarted within it is waited for).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A pool of up to `threads` connections (one per running task, plus one).
 /// A server that refuses or drops the first connection (starting up, too
@@ -24,15 +34,23 @@ pub(super) async fn connect(url: &str, threads: usize) -> Result<PgPool, String>
         .map_err(|e| format!("`{}` is not a valid PostgreSQL URL: {e}", redact(url)))?;
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=CONNECT_ATTEMPTS {
-        let pool = PgPoolOptions::new()
-            .max_connections(u32::try_from(threads + 1).unwrap_or(u32::MAX))
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await;
-        match pool {
-            Ok(pool) => return Ok(pool),
+        // One connection first: a pool would retry a refused connection
+        // until its timeout and then report only that it timed out.
+        match PgConnection::connect_with(&options).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                // Every task holds at most one connection, so waiting for
+                // one means the server is unreachable: give up soon.
+                return Ok(PgPoolOptions::new()
+                    .max_connections(u32::try_from(threads + 1).unwrap_or(u32::MAX))
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options));
+            }
             Err(error) if attempt < CONNECT_ATTEMPTS && retryable(&error) => {
-                tracing::warn!(attempt, "connecting to PostgreSQL failed, retrying: {error}");
+                tracing::warn!(
+                    attempt,
+                    "connecting to PostgreSQL failed, retrying: {error}"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
@@ -45,9 +63,7 @@ pub(super) async fn connect(url: &str, threads: usize) -> Result<PgPool, String>
 fn retryable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| super::is_transient(&code)),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| super::is_transient(&code)),
         _ => false,
     }
 }
@@ -58,7 +74,10 @@ fn describe(url: &str, error: &sqlx::Error) -> String {
         sqlx::Error::Io(e) => format!("cannot reach the PostgreSQL server at {server}: {e}"),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("28P01") | Some("28000") => {
-                format!("PostgreSQL at {server} refused the credentials: {}", db.message())
+                format!(
+                    "PostgreSQL at {server} refused the credentials: {}",
+                    db.message()
+                )
             }
             Some("3D000") => format!("{} (at {server})", db.message()),
             _ => format!("PostgreSQL at {server}: {}", db.message()),
@@ -93,27 +112,24 @@ pub(super) fn bind(params: Vec<Value>) -> Result<PgArguments, DbError> {
     let mut arguments = PgArguments::default();
     for param in params {
         let added = match param {
-            // Untyped: the server infers the parameter's type.
-            Value::Null => arguments.add(None::<String>),
+            Value::Null => arguments.add(UntypedNull),
             Value::Boolean(b) => arguments.add(b),
             Value::Integer(i) => arguments.add(i),
             Value::Real(r) => arguments.add(r),
             Value::Bytes(b) => arguments.add(b),
             Value::Text(s) => arguments.add(s),
-            Value::Numeric(s) => arguments.add(
-                s.parse::<BigDecimal>()
-                    .map_err(|_| bad("numeric", &s))?,
-            ),
+            Value::Numeric(s) => {
+                arguments.add(s.parse::<BigDecimal>().map_err(|_| bad("numeric", &s))?)
+            }
             Value::Date(s) => arguments.add(parse_date(&s).ok_or_else(|| bad("date", &s))?),
             Value::Timestamp(s) => {
                 arguments.add(parse_timestamp(&s).ok_or_else(|| bad("timestamp", &s))?)
             }
-            Value::Timestamptz(s) => arguments.add(
-                parse_timestamptz(&s).ok_or_else(|| bad("timestamp with time zone", &s))?,
-            ),
-            Value::Json(s) => arguments.add(
-                serde_json::from_str::<JsonValue>(&s).map_err(|_| bad("json", &s))?,
-            ),
+            Value::Timestamptz(s) => arguments
+                .add(parse_timestamptz(&s).ok_or_else(|| bad("timestamp with time zone", &s))?),
+            Value::Json(s) => {
+                arguments.add(serde_json::from_str::<JsonValue>(&s).map_err(|_| bad("json", &s))?)
+            }
             Value::Uuid(s) => arguments.add(Uuid::parse_str(&s).map_err(|_| bad("uuid", &s))?),
         };
         added.map_err(|e| DbError {
@@ -123,6 +139,24 @@ pub(super) fn bind(params: Vec<Value>) -> Result<PgArguments, DbError> {
         })?;
     }
     Ok(arguments)
+}
+
+/// A NULL parameter of no stated type, which the server types from where it
+/// stands (as it does a literal NULL): a typed NULL would have to be cast to
+/// the column's type, and text, say, does not cast to a date implicitly.
+struct UntypedNull;
+
+impl sqlx::Type<Postgres> for UntypedNull {
+    fn type_info() -> PgTypeInfo {
+        // OID 0: "unspecified" in the protocol's Parse message.
+        PgTypeInfo::with_oid(Oid(0))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for UntypedNull {
+    fn encode_by_ref(&self, _: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        Ok(IsNull::Yes)
+    }
 }
 
 fn parse_date(text: &str) -> Option<NaiveDate> {
@@ -178,8 +212,14 @@ fn cell(row: &PgRow, index: usize) -> Value {
         value.unwrap_or_else(|e| Value::Text(format!("<unreadable {kind}: {e}>")))
     };
     match kind.as_str() {
-        "INT2" => read(row.try_get::<i16, _>(index).map(|v| Value::Integer(v.into()))),
-        "INT4" => read(row.try_get::<i32, _>(index).map(|v| Value::Integer(v.into()))),
+        "INT2" => read(
+            row.try_get::<i16, _>(index)
+                .map(|v| Value::Integer(v.into())),
+        ),
+        "INT4" => read(
+            row.try_get::<i32, _>(index)
+                .map(|v| Value::Integer(v.into())),
+        ),
         "INT8" => read(row.try_get::<i64, _>(index).map(Value::Integer)),
         "OID" => read(
             row.try_get::<sqlx::postgres::types::Oid, _>(index)
@@ -187,10 +227,13 @@ fn cell(row: &PgRow, index: usize) -> Value {
         ),
         "FLOAT4" => read(row.try_get::<f32, _>(index).map(|v| Value::Real(v.into()))),
         "FLOAT8" => read(row.try_get::<f64, _>(index).map(Value::Real)),
-        "NUMERIC" => read(
-            row.try_get::<BigDecimal, _>(index)
-                .map(|v| Value::Numeric(v.to_string())),
-        ),
+        "NUMERIC" => match raw.as_bytes().ok().and_then(numeric_text) {
+            Some(text) => Value::Numeric(text),
+            None => read(
+                row.try_get::<BigDecimal, _>(index)
+                    .map(|v| Value::Numeric(v.to_string())),
+            ),
+        },
         "BOOL" => read(row.try_get::<bool, _>(index).map(Value::Boolean)),
         "BYTEA" => read(row.try_get::<Vec<u8>, _>(index).map(Value::Bytes)),
         "DATE" => read(
@@ -215,6 +258,60 @@ fn cell(row: &PgRow, index: usize) -> Value {
         ),
         _ => read(row.try_get::<String, _>(index).map(Value::Text)),
     }
+}
+
+/// PostgreSQL's binary NUMERIC as exact text with its own scale (`10.00`
+/// stays `10.00`; a decimal library would print its base-10000 digits).
+fn numeric_text(bytes: &[u8]) -> Option<String> {
+    let word = |i: usize| -> Option<i16> {
+        Some(i16::from_be_bytes([
+            *bytes.get(2 * i)?,
+            *bytes.get(2 * i + 1)?,
+        ]))
+    };
+    let (count, weight, sign, scale) = (word(0)?, word(1)?, word(2)? as u16, word(3)?);
+    let digits: Vec<i16> = (0..usize::try_from(count).ok()?)
+        .map(|i| word(4 + i))
+        .collect::<Option<_>>()?;
+    let digit = |i: i32| -> i16 {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => return None,
+    }
+    let weight = i32::from(weight);
+    let mut text = String::new();
+    if sign == 0x4000 {
+        text.push('-');
+    }
+    if weight < 0 {
+        text.push('0');
+    } else {
+        text.push_str(&digit(0).to_string());
+        for i in 1..=weight {
+            text.push_str(&format!("{:04}", digit(i)));
+        }
+    }
+    let scale = usize::try_from(scale).ok()?;
+    if scale > 0 {
+        let mut fraction = String::new();
+        let mut i = weight + 1;
+        while fraction.len() < scale {
+            fraction.push_str(&format!("{:04}", digit(i)));
+            i += 1;
+        }
+        fraction.truncate(scale);
+        text.push('.');
+        text.push_str(&fraction);
+    }
+    Some(text)
 }
 
 #[cfg(test)]

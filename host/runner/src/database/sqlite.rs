@@ -71,4 +71,3 @@ fn cell(row: &SqliteRow, index: usize) -> Value {
             .map_or(Value::Null, Value::Text),
     }
 }
-

@@ -1,0 +1,383 @@
+//! The adapter conformance suite: what every adapter must do, in the spirit
+//! of dbt's dbt-tests-adapter. Each case runs the real `orbital` binary with
+//! the bundled components against SQLite and against PostgreSQL (a fresh
+//! database per case on the server `tests/bin/with-postgres` starts; in CI
+//! a missing server is a failure).
+//!
+//! A new adapter joins by adding its backend to `support::backends` and a
+//! module to the `conformance!` list below.
+
+mod support;
+
+use support::backends::{Backend, Case};
+
+/// Generates one test per case per backend.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $case() {
+                if let Some(backend) = super::Backend::postgres(stringify!($case)) {
+                    super::$case(backend)
+                }
+            })*
+        }
+    };
+}
+
+conformance!(
+    base,
+    ephemeral,
+    incremental,
+    snapshot,
+    data_tests,
+    environments,
+    failures,
+);
+
+fn r(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+fn statuses(case: &Case, args: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let mut full = args.to_vec();
+    full.push("--json");
+    case.orbital(&full).expect_code(0).statuses()
+}
+
+/// Seeds (typed by inference and by config), a view and a table over them.
+fn seeded(backend: Backend) -> Case {
+    let case = Case::new(
+        backend,
+        "[seeds.people.column-types]\njoined = \"date\"\nscore = \"numeric\"\n",
+    );
+    let project = &case.project;
+    project.write(
+        "seeds/people.csv",
+        "id,name,joined,score,active\n1,ana,2024-01-02,10.50,true\n2,bo,2024-02-03,7.25,false\n3,cy,2024-03-04,,true\n",
+    );
+    project.write(
+        "models/active_people.sql",
+        "select id, name, joined, score from people where active",
+    );
+    project.write(
+        "models/score_summary.sql",
+        "-- config: materialized = 'table'\n\
+         select count(*) as people, sum(score) as total, max(joined) as latest from active_people",
+    );
+    case
+}
+
+fn base(backend: Backend) {
+    let case = seeded(backend);
+    let first = statuses(&case, &["build"]);
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert!(first.values().all(|s| s == "success"), "{first:?}");
+    assert_eq!(case.kind("active_people"), "view");
+    assert_eq!(
+        case.query("select id, name, joined, score from active_people order by id"),
+        [
+            r(&["1", "ana", "2024-01-02", "10.50"]),
+            r(&["3", "cy", "2024-03-04", "NULL"]),
+        ]
+    );
+    assert_eq!(
+        case.query("select people, total, latest from score_summary"),
+        [r(&["2", "10.50", "2024-03-04"])]
+    );
+    // Run twice: nothing runs again.
+    let second = statuses(&case, &["build"]);
+    assert!(second.values().all(|s| s == "reused"), "{second:?}");
+    // An edit rebuilds the model and what reads it.
+    case.project.write(
+        "models/active_people.sql",
+        "select id, name, joined, score from people where active and id > 1",
+    );
+    let third = statuses(&case, &["build"]);
+    assert_eq!(third["people"], "reused");
+    assert_eq!(third["active_people"], "success");
+    assert_eq!(third["score_summary"], "success");
+    assert_eq!(
+        case.query("select people, total from score_summary"),
+        [r(&["1", "NULL"])]
+    );
+}
+
+fn ephemeral(backend: Backend) {
+    let case = seeded(backend);
+    case.project.write(
+        "models/active_people.sql",
+        "-- config: materialized = 'ephemeral'\nselect id, name, joined, score from people where active",
+    );
+    let run = statuses(&case, &["build"]);
+    assert!(!run.contains_key("active_people"), "{run:?}");
+    assert_eq!(case.kind("active_people"), "none");
+    assert_eq!(
+        case.query("select people, total from score_summary"),
+        [r(&["2", "10.50"])]
+    );
+}
+
+const EVENTS: &str = "[sources.app]\ntables = [\"raw_events\"]\n";
+
+fn events_model(config: &str, columns: &str) -> String {
+    format!(
+        "-- config: materialized = 'incremental', unique_key = 'id'{config}\n\
+         select {columns} from app.raw_events\n\
+         where if_incremental(id > (select max(id) from this) or kind = 'fix')"
+    )
+}
+
+fn incremental(backend: Backend) {
+    let case = Case::new(backend, EVENTS);
+    case.execute(
+        "create table raw_events (id integer, kind text, amount integer);
+         insert into raw_events values (1, 'a', 10), (2, 'b', 20)",
+    );
+    case.project
+        .write("models/events.sql", &events_model("", "id, kind, amount"));
+    let first = case.orbital(&["run", "--json"]).expect_code(0);
+    assert_eq!(first.message_of("events"), "created table (2 rows)");
+
+    // Merge: a corrected row and a new one.
+    case.execute(
+        "update raw_events set kind = 'fix', amount = 21 where id = 2;
+         insert into raw_events values (3, 'c', 30)",
+    );
+    let merged = case.orbital(&["run", "--json"]).expect_code(0);
+    assert_eq!(merged.message_of("events"), "merged 2 rows");
+    assert_eq!(
+        case.query("select id, kind, amount from events order by id"),
+        [
+            r(&["1", "a", "10"]),
+            r(&["2", "fix", "21"]),
+            r(&["3", "c", "30"]),
+        ]
+    );
+
+    // A new column, appended to the table the model continues.
+    case.project.write(
+        "models/events.sql",
+        &events_model(
+            ", on_schema_change = 'append_new_columns'",
+            "id, kind, amount, amount * 2 as doubled",
+        ),
+    );
+    case.execute("insert into raw_events values (4, 'd', 40)");
+    let widened = case.orbital(&["run", "--json"]).expect_code(0);
+    let message = widened.message_of("events");
+    assert!(message.starts_with("copied orbital__events__"), "{message}");
+    assert!(message.ends_with("added doubled"), "{message}");
+    assert_eq!(
+        case.query("select id, doubled from events order by id"),
+        [
+            r(&["1", "NULL"]),
+            r(&["2", "42"]),
+            r(&["3", "NULL"]),
+            r(&["4", "80"]),
+        ]
+    );
+
+    // delete+insert on the same table.
+    case.project.write(
+        "models/events.sql",
+        &events_model(
+            ", incremental_strategy = 'delete+insert', on_schema_change = 'append_new_columns'",
+            "id, kind, amount, amount * 2 as doubled",
+        ),
+    );
+    case.execute("update raw_events set kind = 'fix', amount = 11 where id = 1");
+    let replaced = case.orbital(&["run", "--json"]).expect_code(0);
+    assert!(
+        replaced
+            .message_of("events")
+            .ends_with("delete+inserted 2 rows"),
+        "{}",
+        replaced.message_of("events")
+    );
+    assert_eq!(
+        case.query("select id, amount, doubled from events where id <= 2 order by id"),
+        [r(&["1", "11", "22"]), r(&["2", "21", "42"])]
+    );
+
+    // A full refresh starts over from the source.
+    case.execute("delete from raw_events where id = 3");
+    case.orbital(&["run", "--full-refresh"]).expect_code(0);
+    assert_eq!(case.scalar("select count(*) from events"), "3");
+
+    // Merge without a key: refused before anything is written.
+    case.project.write(
+        "models/keyless.sql",
+        "-- config: materialized = 'incremental', incremental_strategy = 'merge'\nselect 1 as id",
+    );
+    let refused = case.orbital(&["run", "--json"]).expect_code(1);
+    assert!(
+        refused.error_of("keyless").contains("needs a unique_key"),
+        "{}",
+        refused.stdout()
+    );
+    assert_eq!(case.count_relations("orbital__keyless%"), 0);
+}
+
+fn snapshot(backend: Backend) {
+    let postgres = matches!(backend, Backend::Postgres(_));
+    let case = Case::new(backend, "[sources.crm]\ntables = [\"raw_customers\"]\n");
+    let timestamp = if postgres { "timestamp" } else { "text" };
+    case.execute(&format!(
+        "create table raw_customers (id integer, tier text, updated_at {timestamp});
+         insert into raw_customers values (1, 'gold', '2024-01-01 00:00:00'), (2, 'silver', '2024-01-01 00:00:00')"
+    ));
+    case.project.write(
+        "models/history.sql",
+        "-- config: materialized = 'snapshot', unique_key = 'id', strategy = 'timestamp'\n\
+         -- config: updated_at = 'updated_at', hard_deletes = 'invalidate'\n\
+         select id, tier, updated_at from crm.raw_customers",
+    );
+    case.orbital(&["run"]).expect_code(0);
+    case.execute(
+        "update raw_customers set tier = 'gold', updated_at = '2024-02-01 00:00:00' where id = 2;
+         delete from raw_customers where id = 1",
+    );
+    let second = case.orbital(&["run", "--json"]).expect_code(0);
+    assert_eq!(
+        second.message_of("history"),
+        "snapshot: 1 changed, 0 new, 1 deleted"
+    );
+    let runs = case.orbital(&["runs", "--json"]).expect_code(0).json();
+    let started = runs["runs"][0]["started_at"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('Z')
+        .replacen('T', " ", 1);
+    assert_eq!(
+        case.query(
+            "select id, tier, cast(valid_from as text), cast(valid_to as text) from history order by id, valid_from"
+        ),
+        [
+            r(&["1", "gold", "2024-01-01 00:00:00", &started]),
+            r(&["2", "silver", "2024-01-01 00:00:00", "2024-02-01 00:00:00"]),
+            r(&["2", "gold", "2024-02-01 00:00:00", "NULL"]),
+        ]
+    );
+}
+
+fn data_tests(backend: Backend) {
+    let case = seeded(backend);
+    case.project.write(
+        "models/active_people.sql",
+        "-- config: tests.id = ['unique', 'not_null']\n\
+         -- config: tests.name = [{ accepted_values = ['ana', 'cy'] }]\n\
+         select id, name, joined, score from people where active",
+    );
+    case.project.write(
+        "tests/no_negative_scores.sql",
+        "select * from people where score < 0",
+    );
+    let passing = case.orbital(&["build", "--json"]).expect_code(0);
+    let tests = passing.test_statuses();
+    assert_eq!(tests.len(), 4, "{tests:?}");
+    assert!(tests.values().all(|s| s == "pass"), "{tests:?}");
+    case.project.write(
+        "tests/no_negative_scores.sql",
+        "select * from people where score > 10",
+    );
+    let failing = case.orbital(&["test", "--json"]).expect_code(1);
+    assert_eq!(failing.test_statuses()["no_negative_scores"], "fail");
+}
+
+fn environments(backend: Backend) {
+    let case = seeded(backend);
+    statuses(&case, &["build"]);
+    // A new environment reuses every build: no model SQL runs.
+    let dev = statuses(&case, &["build", "--env", "dev"]);
+    assert!(dev.values().all(|s| s == "reused"), "{dev:?}");
+    assert_eq!(case.kind("dev__score_summary"), "view");
+    case.project.write(
+        "models/score_summary.sql",
+        "-- config: materialized = 'table'\nselect count(*) as people from active_people",
+    );
+    let plan = case
+        .orbital(&["plan", "--env", "dev", "--json"])
+        .expect_code(0)
+        .json();
+    let nodes = plan["nodes"].as_array().unwrap();
+    let summary = nodes.iter().find(|n| n["name"] == "score_summary").unwrap();
+    assert_eq!(summary["change"], "modified");
+    assert_eq!(summary["action"], "build");
+    statuses(&case, &["run", "--env", "dev"]);
+    assert_eq!(case.scalar("select count(*) from dev__score_summary"), "1");
+    assert_eq!(
+        case.query("select people, total from score_summary"),
+        [r(&["2", "10.50"])]
+    );
+    case.orbital(&["promote", "dev", "--to", "prod"])
+        .expect_code(0);
+    assert_eq!(case.query("select * from score_summary"), [r(&["2"])]);
+    // The old build is referenced by no environment now: gc drops it.
+    assert_eq!(case.count_relations("orbital__score_summary__%"), 2);
+    case.orbital(&["gc"]).expect_code(0);
+    assert_eq!(case.count_relations("orbital__score_summary__%"), 1);
+}
+
+fn failures(backend: Backend) {
+    let case = seeded(backend);
+    statuses(&case, &["build"]);
+    // A model the database rejects fails alone; what users see stays.
+    case.project.write(
+        "models/score_summary.sql",
+        "-- config: materialized = 'table'\nselect no_such_column from active_people",
+    );
+    let failed = case.orbital(&["run", "--json"]).expect_code(1);
+    assert_eq!(failed.statuses()["score_summary"], "error");
+    assert!(
+        failed.error_of("score_summary").contains("no_such_column"),
+        "{}",
+        failed.stdout()
+    );
+    assert_eq!(
+        case.query("select people, total from score_summary"),
+        [r(&["2", "10.50"])]
+    );
+}
+
+/// jaffle_shop on PostgreSQL gives the rows it gives on SQLite.
+#[test]
+fn jaffle_shop_builds_the_same_on_postgres() {
+    let Some(Backend::Postgres(db)) = Backend::postgres("jaffle") else {
+        return;
+    };
+    let sqlite = support::TestProject::jaffle_shop();
+    sqlite.orbital(&["build"]).expect_code(0);
+    let postgres = support::TestProject::jaffle_shop();
+    let config = std::fs::read_to_string(postgres.path().join("orbital.toml")).unwrap();
+    let config = config.replace("sqlite://${JAFFLE_DB:-target/jaffle_shop.db}", &db.url);
+    postgres.write("orbital.toml", &config);
+    let built = postgres.orbital(&["build", "--json"]).expect_code(0);
+    assert!(
+        built.test_statuses().values().all(|s| s == "pass"),
+        "{:?}",
+        built.test_statuses()
+    );
+    for query in [
+        "select * from customers order by customer_id",
+        "select * from orders order by order_id",
+    ] {
+        let expected: Vec<Vec<String>> = support::query(&sqlite.database(), query)
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|c| support::backends::normalize(c))
+                    .collect()
+            })
+            .collect();
+        let got: Vec<Vec<String>> = support::backends::psql(&db.url, query)
+            .unwrap()
+            .lines()
+            .map(|line| line.split('|').map(support::backends::normalize).collect())
+            .collect();
+        assert_eq!(got, expected, "{query}");
+        assert!(!got.is_empty());
+    }
+}

@@ -1,0 +1,214 @@
+//! The warehouses the adapter conformance suite runs on: a SQLite file in
+//! the test's project, and a fresh database on the PostgreSQL server
+//! `tests/bin/with-postgres` starts (`ORBITAL_TEST_POSTGRES_URL`).
+//!
+//! Results are read independently of Orbital (sqlx for SQLite, `psql` for
+//! PostgreSQL) and normalized so the same rows compare equal on both:
+//! numbers as numbers (`48.00` and `48.0` are `48.00`), NULL as `NULL`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::TestProject;
+
+/// Which kind of warehouse a case runs on.
+pub enum Backend {
+    Sqlite,
+    Postgres(PgDatabase),
+}
+
+/// A database created for one test on the shared server, dropped after.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// The server's URL; in CI a missing server fails the test instead of
+/// skipping it.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("ORBITAL_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => panic!(
+            "CI runs the conformance suite on PostgreSQL: run the tests under tests/bin/with-postgres"
+        ),
+        Err(_) => {
+            eprintln!("ORBITAL_TEST_POSTGRES_URL is not set: PostgreSQL case skipped");
+            None
+        }
+    }
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database for test `test`, or `None` without a server.
+    pub fn postgres(test: &str) -> Option<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = postgres_url()?;
+        let name = format!(
+            "orbital_{test}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        psql(&admin_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        let (server, _) = admin_url.rsplit_once('/').expect("a database in the URL");
+        let url = format!("{server}/{name}");
+        Some(Self::Postgres(PgDatabase {
+            admin_url,
+            name,
+            url,
+        }))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Runs SQL with psql; its output rows, `|`-separated, NULL as `NULL`.
+pub fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let output = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-F",
+            "|",
+            "-P",
+            "null=NULL",
+        ])
+        .arg(url)
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// One test's project on one backend.
+pub struct Case {
+    pub project: TestProject,
+    pub backend: Backend,
+}
+
+impl Case {
+    /// A project named `case` whose dev target is `backend`, with `toml`
+    /// appended to its orbital.toml.
+    pub fn new(backend: Backend, toml: &str) -> Self {
+        let project = TestProject::empty();
+        let url = match &backend {
+            Backend::Sqlite => "sqlite://target/jaffle_shop.db".to_string(),
+            Backend::Postgres(db) => db.url.clone(),
+        };
+        project.write(
+            "orbital.toml",
+            &format!("name = \"case\"\n[targets.dev]\nurl = \"{url}\"\n{toml}"),
+        );
+        Self { project, backend }
+    }
+
+    /// The SQLite file, for SQLite cases.
+    fn sqlite_file(&self) -> PathBuf {
+        self.project.database()
+    }
+
+    /// Runs statements (`;`-separated) on the warehouse.
+    pub fn execute(&self, sql: &str) {
+        match &self.backend {
+            Backend::Sqlite => super::execute(&self.sqlite_file(), sql),
+            Backend::Postgres(db) => {
+                psql(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        }
+    }
+
+    /// Rows of a query, every cell normalized.
+    pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        let rows = match &self.backend {
+            Backend::Sqlite => super::query(&self.sqlite_file(), sql),
+            Backend::Postgres(db) => psql(&db.url, sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .lines()
+                .map(|line| line.split('|').map(str::to_string).collect())
+                .collect(),
+        };
+        rows.into_iter()
+            .map(|row| row.iter().map(|cell| normalize(cell)).collect())
+            .collect()
+    }
+
+    /// One value.
+    pub fn scalar(&self, sql: &str) -> String {
+        self.query(sql).remove(0).remove(0)
+    }
+
+    /// `table`, `view` or `none` for a relation in the default schema.
+    pub fn kind(&self, name: &str) -> String {
+        match &self.backend {
+            Backend::Sqlite => super::object_kind(&self.sqlite_file(), name),
+            Backend::Postgres(db) => {
+                let sql = format!(
+                    "SELECT CASE relkind WHEN 'v' THEN 'view' ELSE 'table' END FROM pg_class \
+                     WHERE relname = '{name}' AND relnamespace = 'public'::regnamespace \
+                     AND relkind IN ('r', 'v')"
+                );
+                let kind = psql(&db.url, &sql).unwrap_or_else(|e| panic!("{e}"));
+                match kind.trim() {
+                    "" => "none".into(),
+                    other => other.into(),
+                }
+            }
+        }
+    }
+
+    /// How many relations (tables and views, not indexes) are named like `pattern`.
+    pub fn count_relations(&self, pattern: &str) -> usize {
+        let sql = match &self.backend {
+            Backend::Sqlite => format!(
+                "select count(*) from sqlite_master where type in ('table', 'view') and name like '{pattern}'"
+            ),
+            Backend::Postgres(_) => format!(
+                "select count(*) from pg_class where relkind in ('r', 'v') and relname like '{pattern}'"
+            ),
+        };
+        self.scalar(&sql).parse().expect("a count")
+    }
+
+    pub fn orbital(&self, args: &[&str]) -> super::Run {
+        self.project.orbital(args)
+    }
+}
+
+/// A number as a number (two decimals unless whole and written whole), else
+/// the text.
+pub fn normalize(cell: &str) -> String {
+    let numeric = !cell.is_empty()
+        && cell
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | 'E' | '+'))
+        && cell.chars().any(|c| c.is_ascii_digit())
+        && !cell.contains("--")
+        && cell.matches('-').count() <= 1;
+    match cell.parse::<f64>() {
+        Ok(value) if numeric && cell.contains('.') => format!("{value:.2}"),
+        _ => cell.to_string(),
+    }
+}
