@@ -202,9 +202,20 @@ fn incremental(backend: Backend) {
         [r(&["1", "11", "22"]), r(&["2", "21", "42"])]
     );
 
+    // Append keeps every version it is given.
+    case.project.write(
+        "models/log.sql",
+        "-- config: materialized = 'incremental', incremental_strategy = 'append'\n\
+         select id, kind from app.raw_events where if_incremental(kind = 'fix')",
+    );
+    case.orbital(&["run", "--select", "log"]).expect_code(0);
+    case.orbital(&["run", "--select", "log"]).expect_code(0);
+    assert_eq!(case.scalar("select count(*) from log where kind = 'fix'"), "4");
+
     // A full refresh starts over from the source.
     case.execute("delete from raw_events where id = 3");
-    case.orbital(&["run", "--full-refresh"]).expect_code(0);
+    case.orbital(&["run", "--full-refresh", "--select", "events"])
+        .expect_code(0);
     assert_eq!(case.scalar("select count(*) from events"), "3");
 
     // Merge without a key: refused before anything is written.
@@ -260,6 +271,29 @@ fn snapshot(backend: Backend) {
             r(&["2", "silver", "2024-01-01 00:00:00", "2024-02-01 00:00:00"]),
             r(&["2", "gold", "2024-02-01 00:00:00", "NULL"]),
         ]
+    );
+
+    // The check strategy on a listed column, NULLs compared as equal.
+    case.project.write(
+        "models/tiers.sql",
+        "-- config: materialized = 'snapshot', unique_key = 'id', strategy = 'check', check_cols = ['tier']\n\
+         select id, tier from crm.raw_customers",
+    );
+    case.orbital(&["run", "--select", "tiers"]).expect_code(0);
+    case.execute("update raw_customers set tier = null where id = 2");
+    let changed = case.orbital(&["run", "--select", "tiers", "--json"]).expect_code(0);
+    assert_eq!(
+        changed.message_of("tiers"),
+        "snapshot: 1 changed, 0 new, 0 deleted"
+    );
+    let unchanged = case.orbital(&["run", "--select", "tiers", "--json"]).expect_code(0);
+    assert_eq!(
+        unchanged.message_of("tiers"),
+        "snapshot: 0 changed, 0 new, 0 deleted"
+    );
+    assert_eq!(
+        case.query("select tier from tiers order by valid_from"),
+        [r(&["gold"]), r(&["NULL"])]
     );
 }
 
@@ -339,6 +373,36 @@ fn failures(backend: Backend) {
     assert_eq!(
         case.query("select people, total from score_summary"),
         [r(&["2", "10.50"])]
+    );
+}
+
+/// On a database with schemas, builds live in the target's schema and
+/// another environment's relations in `<schema>__<environment>`, both
+/// created as needed.
+#[test]
+fn postgres_schemas_are_created_for_builds_and_environments() {
+    let Some(backend) = Backend::postgres("schemas") else {
+        return;
+    };
+    let case = Case::new(backend, "");
+    let config = std::fs::read_to_string(case.project.path().join("orbital.toml")).unwrap();
+    case.project.write(
+        "orbital.toml",
+        &config.replace("[targets.dev]\n", "[targets.dev]\nschema = \"analytics\"\n"),
+    );
+    case.project.write(
+        "models/numbers.sql",
+        "-- config: materialized = 'table'\nselect 1 as n",
+    );
+    case.orbital(&["run"]).expect_code(0);
+    case.orbital(&["run", "--env", "dev"]).expect_code(0);
+    assert_eq!(case.scalar("select n from analytics.numbers"), "1");
+    assert_eq!(case.scalar("select n from analytics__dev.numbers"), "1");
+    assert_eq!(
+        case.scalar(
+            "select count(*) from pg_tables where schemaname = 'analytics' and tablename like 'orbital__numbers__%'"
+        ),
+        "1"
     );
 }
 
