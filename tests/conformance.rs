@@ -210,7 +210,10 @@ fn incremental(backend: Backend) {
     );
     case.orbital(&["run", "--select", "log"]).expect_code(0);
     case.orbital(&["run", "--select", "log"]).expect_code(0);
-    assert_eq!(case.scalar("select count(*) from log where kind = 'fix'"), "4");
+    assert_eq!(
+        case.scalar("select count(*) from log where kind = 'fix'"),
+        "4"
+    );
 
     // A full refresh starts over from the source.
     case.execute("delete from raw_events where id = 3");
@@ -281,12 +284,16 @@ fn snapshot(backend: Backend) {
     );
     case.orbital(&["run", "--select", "tiers"]).expect_code(0);
     case.execute("update raw_customers set tier = null where id = 2");
-    let changed = case.orbital(&["run", "--select", "tiers", "--json"]).expect_code(0);
+    let changed = case
+        .orbital(&["run", "--select", "tiers", "--json"])
+        .expect_code(0);
     assert_eq!(
         changed.message_of("tiers"),
         "snapshot: 1 changed, 0 new, 0 deleted"
     );
-    let unchanged = case.orbital(&["run", "--select", "tiers", "--json"]).expect_code(0);
+    let unchanged = case
+        .orbital(&["run", "--select", "tiers", "--json"])
+        .expect_code(0);
     assert_eq!(
         unchanged.message_of("tiers"),
         "snapshot: 0 changed, 0 new, 0 deleted"
@@ -443,5 +450,77 @@ fn jaffle_shop_builds_the_same_on_postgres() {
             .collect();
         assert_eq!(got, expected, "{query}");
         assert!(!got.is_empty());
+    }
+}
+
+/// Two processes (two copies of a project, so two state stores) running
+/// against one PostgreSQL database at once: the second waits for the
+/// first's run, and both environments come out whole.
+#[test]
+fn concurrent_runs_on_one_postgres_database_do_not_corrupt_each_other() {
+    let Some(Backend::Postgres(db)) = Backend::postgres("concurrent") else {
+        return;
+    };
+    let copies: Vec<support::TestProject> = (0..2)
+        .map(|_| {
+            let project = support::TestProject::empty();
+            project.write(
+                "orbital.toml",
+                &format!("name = \"c\"\n[targets.dev]\nurl = \"{}\"\n", db.url),
+            );
+            for i in 1..=3 {
+                project.write(
+                    &format!("models/m{i}.sql"),
+                    &format!(
+                        "-- config: materialized = 'table'\nselect {i} as n, pg_sleep(0.2) is null as slept"
+                    ),
+                );
+            }
+            project.write("models/total.sql", "select sum(n) as n from (select n from m1 union all select n from m2 union all select n from m3) as all_m");
+            project
+        })
+        .collect();
+    let spawn = |project: &support::TestProject, env: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(["run", "--env", env, "--project"])
+            .arg(project.path())
+            .output()
+            .expect("run orbital")
+    };
+    let (first, second) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| spawn(&copies[0], "prod"));
+        let b = scope.spawn(|| spawn(&copies[1], "dev"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for output in [&first, &second] {
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let total = |relation: &str| {
+        support::backends::psql(&db.url, &format!("select n from {relation}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(total("total"), "6");
+    assert_eq!(total("dev__total"), "6");
+    // Each store records its own environment, fully.
+    for (project, env) in [(&copies[0], "prod"), (&copies[1], "dev")] {
+        let plan = project
+            .orbital(&["plan", "--env", env, "--json"])
+            .expect_code(0)
+            .json();
+        assert!(
+            plan["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["action"] == "reuse"),
+            "{plan}"
+        );
     }
 }

@@ -21,6 +21,9 @@ use crate::diagnostics::Failure;
 use crate::session::{Connected, Session};
 use crate::{Cli, RunArgs, Scope, lock, report};
 
+/// How long a run waits for another process's run on the same warehouse.
+const RUN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub fn run(
     cli: &Cli,
     args: &RunArgs,
@@ -54,6 +57,18 @@ pub fn run(
     let runtime = &session.runtime;
     let (results, dag) = runtime.block_on(async {
         let connected = session.connect().await?;
+        let _run_lock = connected
+            .database
+            .lock_runs(RUN_LOCK_WAIT)
+            .await
+            .map_err(|e| Failure::Environment(format!("cannot lock the warehouse: {}", e.message)))?
+            .ok_or_else(|| {
+                Failure::Busy(format!(
+                    "another orbital run has held target `{}` for over {} s; try again when it finishes",
+                    session.target_name,
+                    RUN_LOCK_WAIT.as_secs()
+                ))
+            })?;
         let mut selection = session.select(&args.select, &connected)?;
         let dag = &session.compiled.dag;
         if matches!(scope, Scope::Both | Scope::Tests) {

@@ -43,6 +43,14 @@ fn new_warehouse_id() -> String {
     format!("{high:016x}{:016x}", hasher.finish())
 }
 
+/// The advisory lock key of orbital runs on a PostgreSQL warehouse.
+const RUN_LOCK_KEY: i64 = 0x6f72_6269_7461_6c00; // "orbital\0"
+
+/// Held for a run; dropping it (or the process dying) releases the lock.
+pub struct RunLock {
+    _connection: Option<sqlx::PgConnection>,
+}
+
 /// How long a statement waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -179,6 +187,40 @@ impl Warehouse {
         ])
         .await?;
         Ok(Some(id))
+    }
+
+    /// Takes the warehouse's run lock, waiting up to `wait` for another
+    /// orbital process (of any project) to finish its run: on PostgreSQL a
+    /// session advisory lock, which the server releases if the process dies.
+    /// SQLite serializes writers itself, and each project's file lock
+    /// covers its own runs. `Ok(None)`: the wait ran out.
+    pub async fn lock_runs(&self, wait: Duration) -> Result<Option<RunLock>, DbError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(Some(RunLock { _connection: None }));
+        };
+        let mut connection = pool.acquire().await.map_err(db_error)?.detach();
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                .bind(RUN_LOCK_KEY)
+                .fetch_one(&mut connection)
+                .await
+                .map_err(db_error)?;
+            if taken {
+                return Ok(Some(RunLock {
+                    _connection: Some(connection),
+                }));
+            }
+            if started.elapsed() >= wait {
+                return Ok(None);
+            }
+            if !said {
+                tracing::warn!("another orbital run holds this warehouse; waiting for it");
+                said = true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// A handle for one task.

@@ -19,7 +19,7 @@ mod plugins;
 mod publish;
 mod seed;
 
-pub use database::Warehouse;
+pub use database::{RunLock, Warehouse};
 pub use error::RunnerError;
 pub use execute::{Assignments, Event, NodeResult, RunOptions, Status, Work, execute};
 pub use plugins::{Component, Runtime, plugin_set_key};

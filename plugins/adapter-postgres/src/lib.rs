@@ -10,6 +10,7 @@
 //!   (`TRUNCATE`, then `INSERT` from the staged table, in one transaction):
 //!   PostgreSQL views bind to a table, not its name, so dropping it would
 //!   take every environment's view onto it along;
+//! - a view is replaced with `CREATE OR REPLACE VIEW`, for the same reason;
 //! - JSON is stored as `jsonb`.
 
 use orbital_sdk::{
@@ -71,6 +72,14 @@ impl Adapter for Postgres {
             ),
             params,
         }
+    }
+
+    /// `CREATE OR REPLACE VIEW`: replacing a view keeps the views that read it.
+    fn create_view(relation: &Relation, query: &str) -> Vec<Statement> {
+        vec![sql(format!(
+            "CREATE OR REPLACE VIEW {} AS\n{query}",
+            Self::render_relation(relation)
+        ))]
     }
 
     fn swap_relation(swap: &Swap) -> Vec<Statement> {
