@@ -58,7 +58,13 @@ fn psql(url: &str, args: &[&str]) -> Duration {
 
 /// A fresh database on the server; its URL.
 fn database(server: &str, name: &str) -> String {
-    psql(server, &["-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")]);
+    psql(
+        server,
+        &[
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ],
+    );
     psql(server, &["-c", &format!("CREATE DATABASE {name}")]);
     let (base, _) = server.rsplit_once('/').expect("a database in the URL");
     format!("{base}/{name}")
@@ -97,7 +103,10 @@ fn replay_script(project: &Path) -> String {
             _ => "TABLE",
         };
         let name = node["name"].as_str().expect("name");
-        script.push_str(&format!("CREATE {kind} \"{name}\" AS\n{};\n", sql.trim_end()));
+        script.push_str(&format!(
+            "CREATE {kind} \"{name}\" AS\n{};\n",
+            sql.trim_end()
+        ));
     }
     script
 }
@@ -116,7 +125,9 @@ fn overhead(server: &str, project: &Path, label: &str) -> (Duration, Duration) {
         orbital(project, &["seed"]);
         let script = project.join("target/replay.sql");
         std::fs::write(&script, replay_script(project)).expect("write script");
-        best.1 = best.1.min(psql(&url, &["-f", script.to_str().expect("utf-8 path")]));
+        best.1 = best
+            .1
+            .min(psql(&url, &["-f", script.to_str().expect("utf-8 path")]));
     }
     (best.0, best.1)
 }
@@ -167,7 +178,12 @@ fn main() {
     .expect("write orbital.toml");
     let mut csv = String::from("id,name,amount,day\n");
     for i in 0..1_000_000u32 {
-        csv.push_str(&format!("{i},name {i},{}.{:02},2024-01-{:02}\n", i % 1000, i % 100, 1 + i % 28));
+        csv.push_str(&format!(
+            "{i},name {i},{}.{:02},2024-01-{:02}\n",
+            i % 1000,
+            i % 100,
+            1 + i % 28
+        ));
     }
     std::fs::create_dir_all(seeds.path().join("seeds")).expect("mkdir");
     std::fs::write(seeds.path().join("seeds/big.csv"), csv).expect("write csv");
