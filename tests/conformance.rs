@@ -202,6 +202,27 @@ fn incremental(backend: Backend) {
         [r(&["1", "11", "22"]), r(&["2", "21", "42"])]
     );
 
+    // sync_all_columns drops what the model no longer returns.
+    case.project.write(
+        "models/events.sql",
+        &events_model(
+            ", on_schema_change = 'sync_all_columns'",
+            "id, kind, amount",
+        ),
+    );
+    let synced = case
+        .orbital(&["run", "--json", "--select", "events"])
+        .expect_code(0);
+    assert!(
+        synced.message_of("events").ends_with("dropped doubled"),
+        "{}",
+        synced.message_of("events")
+    );
+    assert_eq!(
+        case.query("select * from events where id = 1"),
+        [r(&["1", "fix", "11"])]
+    );
+
     // Append keeps every version it is given.
     case.project.write(
         "models/log.sql",
