@@ -68,29 +68,101 @@ pub struct Warehouse {
 #[derive(Clone)]
 enum Backend {
     Sqlite(SqlitePool),
-    Postgres(PgPool),
+    /// The pool, and the connection that opened it, kept for the run lock.
+    Postgres(PgPool, Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>),
 }
 
 /// Runs one statement on a connection or transaction of either backend;
 /// unparameterised text may hold several statements.
 macro_rules! run_on {
     ($backend:ident, $executor:expr, $statement:expr) => {{
-        let statement: Statement = $statement;
+        let statement: &Statement = $statement;
         if statement.params.is_empty() {
-            sqlx::raw_sql(AssertSqlSafe(statement.sql))
+            sqlx::raw_sql(AssertSqlSafe(statement.sql.clone()))
                 .execute($executor)
                 .await
                 .map(|done| done.rows_affected())
         } else {
             sqlx::query_with(
-                AssertSqlSafe(statement.sql),
-                $backend::bind(statement.params)?,
+                AssertSqlSafe(statement.sql.clone()),
+                $backend::bind(&statement.params)?,
             )
             .execute($executor)
             .await
             .map(|done| done.rows_affected())
         }
     }};
+}
+
+/// How often a call that certainly changed nothing is tried again, and the
+/// first wait (doubling after each try).
+const RETRIES: u32 = 3;
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Awaits `call` again, with backoff, while it fails without having taken
+/// effect. (A macro: an async closure here makes the future not `Send`.)
+macro_rules! retrying {
+    ($call:expr) => {{
+        let mut wait = RETRY_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match $call.await {
+                Err(failure) if failure.unapplied && attempt <= RETRIES => {
+                    tracing::warn!(
+                        attempt,
+                        "retrying after a transient failure: {}",
+                        failure.error.message
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                result => break result.map_err(|failure: Failed| failure.error),
+            }
+        }
+    }};
+}
+
+/// A failed call, and whether it certainly took no effect, so that trying
+/// it again is safe.
+struct Failed {
+    error: DbError,
+    unapplied: bool,
+}
+
+impl From<DbError> for Failed {
+    fn from(error: DbError) -> Self {
+        Self {
+            error,
+            unapplied: false,
+        }
+    }
+}
+
+/// A failure of a single statement: repeated only when the database says it
+/// rolled back (serialization failure, deadlock, busy) or it never got a
+/// connection; a connection lost mid-statement may have committed it.
+fn failed(error: sqlx::Error) -> Failed {
+    let unapplied = match &error {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(&*code, "40001" | "40P01" | "57P03" | "53300")
+                || (code.len() < 5 && is_transient(&code))
+        }),
+        _ => false,
+    };
+    Failed {
+        error: db_error(error),
+        unapplied,
+    }
+}
+
+/// A failure inside a transaction before its COMMIT: the server rolls the
+/// transaction back, so any transient failure leaves nothing behind.
+fn failed_before_commit(error: sqlx::Error) -> Failed {
+    let mut failure = failed(error);
+    failure.unapplied |= failure.error.transient;
+    failure
 }
 
 impl Warehouse {
@@ -115,9 +187,14 @@ impl Warehouse {
     /// server, whose transient connection failures are retried with backoff.
     pub async fn open(url: &str, base: &Path, threads: usize) -> Result<Self, String> {
         if is_postgres(url) {
-            return postgres::connect(url, threads).await.map(|pool| Self {
-                backend: Backend::Postgres(pool),
-            });
+            return postgres::connect(url, threads)
+                .await
+                .map(|(pool, first)| Self {
+                    backend: Backend::Postgres(
+                        pool,
+                        Arc::new(tokio::sync::Mutex::new(Some(first))),
+                    ),
+                });
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -158,7 +235,7 @@ impl Warehouse {
             Backend::Sqlite(_) => {
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'"
             }
-            Backend::Postgres(_) => "SELECT 1 WHERE to_regclass('_orbital_warehouse') IS NOT NULL",
+            Backend::Postgres(..) => "SELECT 1 WHERE to_regclass('_orbital_warehouse') IS NOT NULL",
         };
         if !self.query(plain(probe)).await?.rows.is_empty() {
             let rows = self
@@ -174,7 +251,7 @@ impl Warehouse {
         let id = new_warehouse_id();
         let placeholder = match self.backend {
             Backend::Sqlite(_) => "?",
-            Backend::Postgres(_) => "$1",
+            Backend::Postgres(..) => "$1",
         };
         let mut insert = plain(&format!(
             "INSERT INTO _orbital_warehouse (id) VALUES ({placeholder})"
@@ -195,10 +272,14 @@ impl Warehouse {
     /// SQLite serializes writers itself, and each project's file lock
     /// covers its own runs. `Ok(None)`: the wait ran out.
     pub async fn lock_runs(&self, wait: Duration) -> Result<Option<RunLock>, DbError> {
-        let Backend::Postgres(pool) = &self.backend else {
+        let Backend::Postgres(pool, first) = &self.backend else {
             return Ok(Some(RunLock { _connection: None }));
         };
-        let mut connection = pool.acquire().await.map_err(db_error)?.detach();
+        let kept = first.lock().await.take();
+        let mut connection = match kept {
+            Some(connection) => connection,
+            None => pool.acquire().await.map_err(db_error)?.detach(),
+        };
         let started = std::time::Instant::now();
         let mut said = false;
         loop {
@@ -234,61 +315,86 @@ impl Warehouse {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(pool) => pool.close().await,
-            Backend::Postgres(pool) => pool.close().await,
+            Backend::Postgres(pool, first) => {
+                if let Some(connection) = first.lock().await.take() {
+                    let _ = sqlx::Connection::close(connection).await;
+                }
+                pool.close().await;
+            }
         }
     }
 
+    /// Runs one statement; returns the rows it affected.
     pub async fn execute(&self, statement: Statement) -> Result<u64, DbError> {
+        retrying!(self.execute_once(&statement))
+    }
+
+    /// Runs a query; returns its rows.
+    pub async fn query(&self, statement: Statement) -> Result<RowSet, DbError> {
+        retrying!(self.query_once(&statement))
+    }
+
+    /// Runs the statements in one transaction (`BEGIN IMMEDIATE` on SQLite);
+    /// returns the rows each affected. A transaction that failed before its
+    /// COMMIT with a transient error (a lost connection, a deadlock) rolled
+    /// back, and is run again.
+    pub async fn transaction(&self, statements: Vec<Statement>) -> Result<Vec<u64>, DbError> {
+        retrying!(self.transaction_once(&statements))
+    }
+
+    async fn execute_once(&self, statement: &Statement) -> Result<u64, Failed> {
         match &self.backend {
-            Backend::Sqlite(pool) => run_on!(sqlite, pool, statement).map_err(db_error),
-            Backend::Postgres(pool) => run_on!(postgres, pool, statement).map_err(db_error),
+            Backend::Sqlite(pool) => run_on!(sqlite, pool, statement).map_err(failed),
+            Backend::Postgres(pool, _) => run_on!(postgres, pool, statement).map_err(failed),
         }
     }
 
-    pub async fn query(&self, statement: Statement) -> Result<RowSet, DbError> {
+    async fn query_once(&self, statement: &Statement) -> Result<RowSet, Failed> {
+        let sql = AssertSqlSafe(statement.sql.clone());
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let rows = sqlx::query_with(
-                    AssertSqlSafe(statement.sql),
-                    sqlite::bind(statement.params)?,
-                )
-                .fetch_all(pool)
-                .await
-                .map_err(db_error)?;
+                let rows = sqlx::query_with(sql, sqlite::bind(&statement.params)?)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed)?;
                 Ok(sqlite::row_set(&rows))
             }
-            Backend::Postgres(pool) => {
-                let rows = sqlx::query_with(
-                    AssertSqlSafe(statement.sql),
-                    postgres::bind(statement.params)?,
-                )
-                .fetch_all(pool)
-                .await
-                .map_err(db_error)?;
+            Backend::Postgres(pool, _) => {
+                let rows = sqlx::query_with(sql, postgres::bind(&statement.params)?)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed)?;
                 Ok(postgres::row_set(&rows))
             }
         }
     }
 
-    /// Runs the statements in one transaction (`BEGIN IMMEDIATE` on SQLite).
-    pub async fn transaction(&self, statements: Vec<Statement>) -> Result<Vec<u64>, DbError> {
+    async fn transaction_once(&self, statements: &[Statement]) -> Result<Vec<u64>, Failed> {
         let mut affected = Vec::with_capacity(statements.len());
         // On error a transaction rolls back when dropped.
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+                let mut transaction = pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(failed_before_commit)?;
                 for statement in statements {
-                    affected.push(run_on!(sqlite, &mut *transaction, statement).map_err(db_error)?);
+                    affected.push(
+                        run_on!(sqlite, &mut *transaction, statement)
+                            .map_err(failed_before_commit)?,
+                    );
                 }
-                transaction.commit().await.map_err(db_error)?;
+                transaction.commit().await.map_err(failed)?;
             }
-            Backend::Postgres(pool) => {
-                let mut transaction = pool.begin().await.map_err(db_error)?;
+            Backend::Postgres(pool, _) => {
+                let mut transaction = pool.begin().await.map_err(failed_before_commit)?;
                 for statement in statements {
-                    affected
-                        .push(run_on!(postgres, &mut *transaction, statement).map_err(db_error)?);
+                    affected.push(
+                        run_on!(postgres, &mut *transaction, statement)
+                            .map_err(failed_before_commit)?,
+                    );
                 }
-                transaction.commit().await.map_err(db_error)?;
+                transaction.commit().await.map_err(failed)?;
             }
         }
         Ok(affected)
@@ -376,6 +482,19 @@ mod tests {
             sql: text.into(),
             params,
         }
+    }
+
+    #[test]
+    fn only_what_certainly_took_no_effect_is_retried() {
+        let lost = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        // A statement on its own may have committed before the connection went.
+        assert!(!failed(lost()).unapplied);
+        // Inside a transaction, before COMMIT, the server rolls it back.
+        assert!(failed_before_commit(lost()).unapplied);
+        // No connection was ever had.
+        assert!(failed(sqlx::Error::PoolTimedOut).unapplied);
+        assert!(!failed(sqlx::Error::RowNotFound).unapplied);
+        assert!(!failed_before_commit(sqlx::Error::RowNotFound).unapplied);
     }
 
     #[tokio::test]

@@ -28,7 +28,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A server that refuses or drops the first connection (starting up, too
 /// many clients) is retried with exponential backoff; a wrong password or
 /// an unknown database is not.
-pub(super) async fn connect(url: &str, threads: usize) -> Result<PgPool, String> {
+/// Also returns the first connection, which proved the server answers: the
+/// run lock keeps it rather than authenticate another.
+pub(super) async fn connect(url: &str, threads: usize) -> Result<(PgPool, PgConnection), String> {
     let options: PgConnectOptions = url
         .parse()
         .map_err(|e| format!("`{}` is not a valid PostgreSQL URL: {e}", redact(url)))?;
@@ -38,13 +40,13 @@ pub(super) async fn connect(url: &str, threads: usize) -> Result<PgPool, String>
         // until its timeout and then report only that it timed out.
         match PgConnection::connect_with(&options).await {
             Ok(connection) => {
-                let _ = connection.close().await;
                 // Every task holds at most one connection, so waiting for
                 // one means the server is unreachable: give up soon.
-                return Ok(PgPoolOptions::new()
+                let pool = PgPoolOptions::new()
                     .max_connections(u32::try_from(threads + 1).unwrap_or(u32::MAX))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_lazy_with(options));
+                    .connect_lazy_with(options);
+                return Ok((pool, connection));
             }
             Err(error) if attempt < CONNECT_ATTEMPTS && retryable(&error) => {
                 tracing::warn!(
@@ -108,29 +110,29 @@ fn bad(what: &str, text: &str) -> DbError {
     }
 }
 
-pub(super) fn bind(params: Vec<Value>) -> Result<PgArguments, DbError> {
+pub(super) fn bind(params: &[Value]) -> Result<PgArguments, DbError> {
     let mut arguments = PgArguments::default();
     for param in params {
         let added = match param {
             Value::Null => arguments.add(UntypedNull),
-            Value::Boolean(b) => arguments.add(b),
-            Value::Integer(i) => arguments.add(i),
-            Value::Real(r) => arguments.add(r),
-            Value::Bytes(b) => arguments.add(b),
-            Value::Text(s) => arguments.add(s),
+            Value::Boolean(b) => arguments.add(*b),
+            Value::Integer(i) => arguments.add(*i),
+            Value::Real(r) => arguments.add(*r),
+            Value::Bytes(b) => arguments.add(b.as_slice()),
+            Value::Text(s) => arguments.add(s.as_str()),
             Value::Numeric(s) => {
                 arguments.add(s.parse::<BigDecimal>().map_err(|_| bad("numeric", &s))?)
             }
-            Value::Date(s) => arguments.add(parse_date(&s).ok_or_else(|| bad("date", &s))?),
+            Value::Date(s) => arguments.add(parse_date(s).ok_or_else(|| bad("date", s))?),
             Value::Timestamp(s) => {
-                arguments.add(parse_timestamp(&s).ok_or_else(|| bad("timestamp", &s))?)
+                arguments.add(parse_timestamp(s).ok_or_else(|| bad("timestamp", s))?)
             }
             Value::Timestamptz(s) => arguments
-                .add(parse_timestamptz(&s).ok_or_else(|| bad("timestamp with time zone", &s))?),
+                .add(parse_timestamptz(s).ok_or_else(|| bad("timestamp with time zone", s))?),
             Value::Json(s) => {
-                arguments.add(serde_json::from_str::<JsonValue>(&s).map_err(|_| bad("json", &s))?)
+                arguments.add(serde_json::from_str::<JsonValue>(s).map_err(|_| bad("json", s))?)
             }
-            Value::Uuid(s) => arguments.add(Uuid::parse_str(&s).map_err(|_| bad("uuid", &s))?),
+            Value::Uuid(s) => arguments.add(Uuid::parse_str(s).map_err(|_| bad("uuid", s))?),
         };
         added.map_err(|e| DbError {
             message: format!("cannot bind parameter: {e}"),

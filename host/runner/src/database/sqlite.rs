@@ -4,22 +4,22 @@ use orbital_plugins::types::{Column, DbError, RowSet, Value};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Column as _, Row, TypeInfo, ValueRef};
 
-pub(super) fn bind(params: Vec<Value>) -> Result<SqliteArguments, DbError> {
+pub(super) fn bind(params: &[Value]) -> Result<SqliteArguments, DbError> {
     let mut arguments = SqliteArguments::default();
     for param in params {
         let added = match param {
             Value::Null => arguments.add(None::<i64>),
-            Value::Boolean(b) => arguments.add(b),
-            Value::Integer(i) => arguments.add(i),
-            Value::Real(r) => arguments.add(r),
-            Value::Bytes(b) => arguments.add(b),
+            Value::Boolean(b) => arguments.add(*b),
+            Value::Integer(i) => arguments.add(*i),
+            Value::Real(r) => arguments.add(*r),
+            Value::Bytes(b) => arguments.add(b.as_slice()),
             Value::Numeric(s)
             | Value::Text(s)
             | Value::Date(s)
             | Value::Timestamp(s)
             | Value::Timestamptz(s)
             | Value::Json(s)
-            | Value::Uuid(s) => arguments.add(s),
+            | Value::Uuid(s) => arguments.add(s.as_str()),
         };
         added.map_err(|e| DbError {
             message: format!("cannot bind parameter: {e}"),
