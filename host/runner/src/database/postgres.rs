@@ -121,7 +121,7 @@ pub(super) fn bind(params: &[Value]) -> Result<PgArguments, DbError> {
             Value::Bytes(b) => arguments.add(b.as_slice()),
             Value::Text(s) => arguments.add(s.as_str()),
             Value::Numeric(s) => {
-                arguments.add(s.parse::<BigDecimal>().map_err(|_| bad("numeric", &s))?)
+                arguments.add(s.parse::<BigDecimal>().map_err(|_| bad("numeric", s))?)
             }
             Value::Date(s) => arguments.add(parse_date(s).ok_or_else(|| bad("date", s))?),
             Value::Timestamp(s) => {
