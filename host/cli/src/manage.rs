@@ -152,7 +152,12 @@ pub fn promote(
         if !changes.is_empty() {
             let runtime = match &connected.runtime {
                 Some(runtime) => runtime.clone(),
-                None => session.start_runtime(&connected.database).await?,
+                // Only the adapter: publishing and dropping are its SQL.
+                None => {
+                    session
+                        .start_runtime_for(&connected, &Default::default())
+                        .await?
+                }
             };
             orbital_runner::publish(&runtime, &changes).await?;
             runtime.close().await;
@@ -217,7 +222,12 @@ pub fn gc(
         if !dry_run && !dead.is_empty() {
             let runtime = match &connected.runtime {
                 Some(runtime) => runtime.clone(),
-                None => session.start_runtime(&connected.database).await?,
+                // Only the adapter: publishing and dropping are its SQL.
+                None => {
+                    session
+                        .start_runtime_for(&connected, &Default::default())
+                        .await?
+                }
             };
             let relations: Vec<_> = dead
                 .iter()

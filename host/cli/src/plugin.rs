@@ -448,7 +448,7 @@ orbital_sdk::export_macros!(Plugin);
 //!
 //! Every method of `Adapter` but `info` has a standard-SQL default; override
 //! what your database says differently. The host connects to the URL
-//! schemes it has drivers for (`sqlite`); an adapter claiming one replaces
+//! schemes it has drivers for (`sqlite`, `postgres`); an adapter claiming one replaces
 //! the bundled adapter for it.
 
 use orbital_sdk::{{Adapter, AdapterInfo}};

@@ -101,7 +101,14 @@ pub fn run(
         let runtime = match &connected.runtime {
             Some(runtime) => Some(runtime.clone()),
             None if needs_plugins(&plan, &removed) => {
-                Some(session.start_runtime(&connected.database).await?)
+                let strategies = plan
+                    .steps
+                    .iter()
+                    .filter(|step| step.action.runs())
+                    .filter_map(|step| dag.nodes[step.id].as_model())
+                    .map(|model| model.config.materialized.as_str())
+                    .collect();
+                Some(session.start_runtime_for(&connected, &strategies).await?)
             }
             None => None,
         };

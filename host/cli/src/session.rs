@@ -12,8 +12,8 @@ use orbital_cas::{BuildRecord, EnvEntry, Store};
 use orbital_core::dag::RelationName;
 use orbital_core::plan::{Recorded, environment_relation, physical_relation};
 use orbital_core::{
-    CompiledProject, ComponentRef, Fingerprints, Hash, Project, ProjectConfig, Selection, Snapshot,
-    Target,
+    CompiledProject, ComponentRef, Fingerprints, Hash, PluginHashes, Project, ProjectConfig,
+    Selection, Snapshot, Target,
 };
 use orbital_plugins::Limits;
 use orbital_runner::{Component, Runtime, Warehouse};
@@ -53,6 +53,8 @@ pub struct Connected {
     pub fingerprints: Fingerprints,
     pub recorded: BTreeMap<String, EnvEntry>,
     pub builds: BTreeMap<Hash, BuildRecord>,
+    /// Which component serves the adapter and each strategy.
+    pub plugins: PluginHashes,
     /// The default environment's records, when this session's is another
     /// and the project has stateful models (see `PlanOptions::base`).
     pub base: Option<BTreeMap<String, Recorded>>,
@@ -120,11 +122,46 @@ impl Session {
 
     /// Loads every plugin component and connects them to `database`.
     pub async fn start_runtime(&self, database: &Warehouse) -> Result<Arc<Runtime>, Failure> {
+        self.start_runtime_with(database, self.components.clone())
+            .await
+    }
+
+    /// Loads only the components a run needs, now that `connected` knows
+    /// which serves what: the adapter and the materializations of
+    /// `strategies`. Loading a component costs a read of its compiled form
+    /// even when cached, which on a small project is most of the run.
+    pub async fn start_runtime_for(
+        &self,
+        connected: &Connected,
+        strategies: &std::collections::BTreeSet<&str>,
+    ) -> Result<Arc<Runtime>, Failure> {
+        let known = &connected.plugins;
+        let wanted = |hash: &Hash| {
+            *hash == known.adapter
+                || strategies
+                    .iter()
+                    .any(|s| known.strategies.get(*s) == Some(hash))
+        };
+        let components = self
+            .components
+            .iter()
+            .filter(|c| wanted(&c.hash))
+            .cloned()
+            .collect();
+        self.start_runtime_with(&connected.database, components)
+            .await
+    }
+
+    async fn start_runtime_with(
+        &self,
+        database: &Warehouse,
+        components: Vec<Component>,
+    ) -> Result<Arc<Runtime>, Failure> {
         Ok(Runtime::start(
             &self.target_name,
             &self.target,
             &self.project.root,
-            self.components.clone(),
+            components,
             self.limits(),
             database.clone(),
         )
@@ -200,6 +237,7 @@ impl Session {
             fingerprints,
             recorded,
             builds,
+            plugins,
             base,
         })
     }

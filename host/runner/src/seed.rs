@@ -9,7 +9,8 @@ use orbital_plugins::types::{Column, LogicalType, Relation, RelationKind, Statem
 
 use crate::plugins::Runtime;
 
-/// Upper bound on parameters in one statement (SQLite allows 32766).
+/// Upper bound on parameters in one statement (SQLite allows 32766,
+/// PostgreSQL 65535).
 const MAX_PARAMS: usize = 30_000;
 const MAX_BATCH_ROWS: usize = 500;
 
