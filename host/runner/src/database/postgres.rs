@@ -1,6 +1,8 @@
-//! PostgreSQL values: bound with the type their variant names, read by
-//! each column's type, so nothing is lost either way (numeric stays exact,
-//! timestamps keep their offset, json stays text).
+//! PostgreSQL: connecting (a refused connection retried with backoff, any
+//! other failure a clear error without the password), and values, bound with
+//! the type their variant names and read by each column's type, so nothing
+//! is lost either way (numeric stays exact with its scale, timestamps keep
+//! their offset, json stays text).
 
 use std::time::Duration;
 
