@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use sqlparser::ast::{
-    Expr, ObjectNamePart, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
-    Statement, TableFactor,
+    Expr, ObjectName, ObjectNamePart, Query, Select, SelectItem, SelectItemQualifiedWildcardKind,
+    SetExpr, Statement, TableFactor,
 };
 use sqlparser::parser::Parser;
 
@@ -228,14 +228,17 @@ fn qualifier(factor: &TableFactor) -> String {
         TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
             a.name.value.to_lowercase()
         }
-        TableFactor::Table { name, .. } => name
-            .0
-            .last()
-            .and_then(ObjectNamePart::as_ident)
-            .map(|i| i.value.to_lowercase())
-            .unwrap_or_default(),
+        TableFactor::Table { name, .. } => last_part(name).unwrap_or_default(),
         _ => String::new(),
     }
+}
+
+/// The last part of a dotted name, lowercase: how a relation is qualified.
+fn last_part(name: &ObjectName) -> Option<String> {
+    name.0
+        .last()
+        .and_then(ObjectNamePart::as_ident)
+        .map(|i| i.value.to_lowercase())
 }
 
 fn select_columns(
@@ -266,12 +269,7 @@ fn select_columns(
                 }
             }
             SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(name), _) => {
-                let wanted = name
-                    .0
-                    .last()
-                    .and_then(ObjectNamePart::as_ident)
-                    .map(|i| i.value.to_lowercase())
-                    .unwrap_or_default();
+                let wanted = last_part(name).unwrap_or_default();
                 let factor = factors
                     .iter()
                     .find(|(q, _)| *q == wanted)
@@ -303,12 +301,7 @@ fn factor_columns(
                     .columns(&key)
                     .unwrap_or_else(|| Err(format!("`{key}` is not a model or seed")));
             }
-            let single = name
-                .0
-                .last()
-                .and_then(ObjectNamePart::as_ident)
-                .map(|i| i.value.to_lowercase());
-            match single.and_then(|s| ctes.get(&s).copied()) {
+            match last_part(name).and_then(|s| ctes.get(&s).copied()) {
                 Some(cte) => query_columns(cte, ctes, catalog),
                 None => Err(format!("cannot tell the columns of `{written}`")),
             }

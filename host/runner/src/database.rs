@@ -14,11 +14,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orbital_plugins::types::{DbError, LogLevel, RowSet, Statement, Value};
+use orbital_plugins::types::{Column, DbError, LogLevel, RowSet, Statement, Value};
 use orbital_plugins::{BoxFuture, Database};
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
 pub(crate) fn plain(sql: &str) -> Statement {
     Statement {
@@ -399,6 +399,43 @@ impl Warehouse {
         }
         Ok(affected)
     }
+}
+
+/// Rows as the `database` import returns them: each column's name and its
+/// driver type name shaped by `type_name`; each non-NULL cell read by `cell`
+/// from the row, its index and the type name of its value.
+fn row_set<R: Row>(
+    rows: &[R],
+    type_name: impl Fn(&str) -> String,
+    cell: impl Fn(&R, usize, &str) -> Value,
+) -> RowSet
+where
+    usize: sqlx::ColumnIndex<R>,
+{
+    let columns = rows.first().map_or_else(Vec::new, |row| {
+        row.columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_string(),
+                data_type: type_name(c.type_info().name()),
+            })
+            .collect()
+    });
+    let rows = rows
+        .iter()
+        .map(|row| {
+            (0..row.columns().len())
+                .map(|index| match row.try_get_raw(index) {
+                    Ok(raw) if !raw.is_null() => {
+                        let kind = raw.type_info().name().to_string();
+                        cell(row, index, &kind)
+                    }
+                    _ => Value::Null,
+                })
+                .collect()
+        })
+        .collect();
+    RowSet { columns, rows }
 }
 
 /// Whether a failed statement may succeed if retried.

@@ -31,7 +31,6 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
         return Ok(());
     }
     let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
-    let mut statements = Vec::new();
     // An environment's first view may be the first relation in its schema.
     let schemas: std::collections::BTreeSet<&String> = changes
         .iter()
@@ -40,13 +39,7 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
             Publish::Remove { .. } => None,
         })
         .collect();
-    for schema in schemas {
-        statements.extend(
-            dialect
-                .call(async |d, s| d.call_create_schema(s, None, schema).await)
-                .await?,
-        );
-    }
+    let mut statements = schema_statements(&mut dialect, schemas).await?;
     for change in changes {
         let relation = match change {
             Publish::Point { relation, .. } | Publish::Remove { relation } => {
@@ -72,17 +65,24 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
             );
         }
     }
-    runtime
-        .database
-        .transaction(statements)
-        .await
-        .map_err(|e| RunnerError::Publish(e.message))?;
-    Ok(())
+    in_one_transaction(runtime, statements).await
 }
 
 /// Creates `schemas` where they do not exist (before building into them).
 pub async fn ensure_schemas(runtime: &Runtime, schemas: &[String]) -> Result<(), RunnerError> {
     let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
+    let statements = schema_statements(&mut dialect, schemas).await?;
+    if statements.is_empty() {
+        return Ok(());
+    }
+    in_one_transaction(runtime, statements).await
+}
+
+/// The adapter's statements creating each of `schemas` if it is missing.
+async fn schema_statements(
+    dialect: &mut orbital_plugins::AdapterSession,
+    schemas: impl IntoIterator<Item = &String>,
+) -> Result<Vec<Statement>, RunnerError> {
     let mut statements = Vec::new();
     for schema in schemas {
         statements.extend(
@@ -91,9 +91,13 @@ pub async fn ensure_schemas(runtime: &Runtime, schemas: &[String]) -> Result<(),
                 .await?,
         );
     }
-    if statements.is_empty() {
-        return Ok(());
-    }
+    Ok(statements)
+}
+
+async fn in_one_transaction(
+    runtime: &Runtime,
+    statements: Vec<Statement>,
+) -> Result<(), RunnerError> {
     runtime
         .database
         .transaction(statements)

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use orbital_plugins::types::{Column, DbError, RowSet, Value};
+use orbital_plugins::types::{DbError, RowSet, Value};
 use sqlx::Connection;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -17,7 +17,7 @@ use sqlx::postgres::{
 };
 use sqlx::types::chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
 use sqlx::types::{BigDecimal, JsonValue, Uuid};
-use sqlx::{Arguments, Column as _, Row, TypeInfo, ValueRef};
+use sqlx::{Arguments, Row};
 
 /// How often, and after how long, a refused connection is tried again.
 const CONNECT_ATTEMPTS: u32 = 4;
@@ -188,34 +188,14 @@ fn parse_timestamptz(text: &str) -> Option<DateTime<FixedOffset>> {
 
 /// Rows by each column's declared type.
 pub(super) fn row_set(rows: &[PgRow]) -> RowSet {
-    let columns = rows.first().map_or_else(Vec::new, |row| {
-        row.columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_string(),
-                data_type: c.type_info().name().to_lowercase(),
-            })
-            .collect()
-    });
-    let rows = rows
-        .iter()
-        .map(|row| (0..row.columns().len()).map(|i| cell(row, i)).collect())
-        .collect();
-    RowSet { columns, rows }
+    super::row_set(rows, str::to_lowercase, cell)
 }
 
-fn cell(row: &PgRow, index: usize) -> Value {
-    let Ok(raw) = row.try_get_raw(index) else {
-        return Value::Null;
-    };
-    if raw.is_null() {
-        return Value::Null;
-    }
-    let kind = raw.type_info().name().to_string();
+fn cell(row: &PgRow, index: usize, kind: &str) -> Value {
     let read = |value: Result<Value, sqlx::Error>| {
         value.unwrap_or_else(|e| Value::Text(format!("<unreadable {kind}: {e}>")))
     };
-    match kind.as_str() {
+    match kind {
         "INT2" => read(
             row.try_get::<i16, _>(index)
                 .map(|v| Value::Integer(v.into())),
@@ -231,7 +211,12 @@ fn cell(row: &PgRow, index: usize) -> Value {
         ),
         "FLOAT4" => read(row.try_get::<f32, _>(index).map(|v| Value::Real(v.into()))),
         "FLOAT8" => read(row.try_get::<f64, _>(index).map(Value::Real)),
-        "NUMERIC" => match raw.as_bytes().ok().and_then(numeric_text) {
+        "NUMERIC" => match row
+            .try_get_raw(index)
+            .ok()
+            .and_then(|raw| raw.as_bytes().ok())
+            .and_then(numeric_text)
+        {
             Some(text) => Value::Numeric(text),
             None => read(
                 row.try_get::<BigDecimal, _>(index)

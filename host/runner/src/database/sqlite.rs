@@ -1,8 +1,8 @@
 //! SQLite values: bound by their variant, read by each cell's storage class.
 
-use orbital_plugins::types::{Column, DbError, RowSet, Value};
+use orbital_plugins::types::{DbError, RowSet, Value};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Arguments, Column as _, Row, TypeInfo, ValueRef};
+use sqlx::{Arguments, Row};
 
 pub(super) fn bind(params: &[Value]) -> Result<SqliteArguments, DbError> {
     let mut arguments = SqliteArguments::default();
@@ -30,33 +30,13 @@ pub(super) fn bind(params: &[Value]) -> Result<SqliteArguments, DbError> {
     Ok(arguments)
 }
 
-/// Converts rows by each cell's storage class: SQLite types values, not columns.
+/// Rows by each cell's storage class: SQLite types values, not columns.
 pub(super) fn row_set(rows: &[SqliteRow]) -> RowSet {
-    let columns = rows.first().map_or_else(Vec::new, |row| {
-        row.columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_string(),
-                data_type: c.type_info().name().to_string(),
-            })
-            .collect()
-    });
-    let rows = rows
-        .iter()
-        .map(|row| (0..row.columns().len()).map(|i| cell(row, i)).collect())
-        .collect();
-    RowSet { columns, rows }
+    super::row_set(rows, str::to_string, cell)
 }
 
-fn cell(row: &SqliteRow, index: usize) -> Value {
-    let Ok(raw) = row.try_get_raw(index) else {
-        return Value::Null;
-    };
-    if raw.is_null() {
-        return Value::Null;
-    }
-    let storage = raw.type_info().name().to_string();
-    match storage.as_str() {
+fn cell(row: &SqliteRow, index: usize, storage: &str) -> Value {
+    match storage {
         "INTEGER" => row
             .try_get::<i64, _>(index)
             .map_or(Value::Null, Value::Integer),
