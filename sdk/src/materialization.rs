@@ -135,10 +135,10 @@ pub mod build {
         }
     }
 
-    /// Indexes `relation` on `columns` (unless an index of that name exists),
-    /// so the row look-ups of merges and snapshots do not scan the table.
-    /// The index is named after the relation with `suffix`.
-    pub fn index(relation: &Relation, columns: &[String], suffix: &str) -> Result<(), String> {
+    /// Indexes `relation` on the columns that find a row (unless it has that
+    /// index already), so the row look-ups of merges and snapshots do not
+    /// scan the table. The index is `<identifier>__orbital_key`.
+    pub fn index_key(relation: &Relation, columns: &[String]) -> Result<(), String> {
         if columns.is_empty() {
             return Ok(());
         }
@@ -147,7 +147,7 @@ pub mod build {
             .map(|c| dialect::quote_identifier(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let name = dialect::quote_identifier(&format!("{}{suffix}", relation.identifier));
+        let name = dialect::quote_identifier(&format!("{}__orbital_key", relation.identifier));
         database::execute(&crate::sql(format!(
             "CREATE INDEX IF NOT EXISTS {name} ON {} ({list})",
             dialect::render_relation(relation)

@@ -11,34 +11,14 @@
 //!   fresh databases, best of 3;
 //! - seed loading throughput of a 1M-row CSV, on PostgreSQL and SQLite.
 
-use std::path::{Path, PathBuf};
+#[path = "shared/process.rs"]
+mod process;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn orbital_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("orbital")
-}
-
-fn orbital(project: &Path, args: &[&str]) -> Duration {
-    let started = Instant::now();
-    let output = Command::new(orbital_binary())
-        .args(args)
-        .arg("--project")
-        .arg(project)
-        .output()
-        .expect("run orbital");
-    assert!(
-        output.status.success(),
-        "orbital {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    started.elapsed()
-}
+use process::{orbital_binary, timed_orbital};
 
 fn psql(url: &str, args: &[&str]) -> Duration {
     let started = Instant::now();
@@ -83,7 +63,7 @@ fn retarget(project: &Path, url: &str) {
 
 /// The models' compiled SQL as one psql script, in build order.
 fn replay_script(project: &Path) -> String {
-    orbital(project, &["compile"]);
+    timed_orbital(project, &["compile"]);
     let listed = Command::new(orbital_binary())
         .args(["ls", "--json", "--project"])
         .arg(project)
@@ -117,12 +97,12 @@ fn overhead(server: &str, project: &Path, label: &str) -> (Duration, Duration) {
     for round in 0..3 {
         let url = database(server, &format!("bench_{label}_orbital_{round}"));
         retarget(project, &url);
-        orbital(project, &["seed"]);
-        best.0 = best.0.min(orbital(project, &["run"]));
+        timed_orbital(project, &["seed"]);
+        best.0 = best.0.min(timed_orbital(project, &["run"]));
 
         let url = database(server, &format!("bench_{label}_psql_{round}"));
         retarget(project, &url);
-        orbital(project, &["seed"]);
+        timed_orbital(project, &["seed"]);
         let script = project.join("target/replay.sql");
         std::fs::write(&script, replay_script(project)).expect("write script");
         best.1 = best
@@ -134,7 +114,7 @@ fn overhead(server: &str, project: &Path, label: &str) -> (Duration, Duration) {
 
 fn seed_throughput(project: &Path, url: &str) -> f64 {
     retarget(project, url);
-    let time = orbital(project, &["seed"]);
+    let time = timed_orbital(project, &["seed"]);
     1_000_000.0 / time.as_secs_f64()
 }
 
@@ -156,7 +136,7 @@ fn main() {
         .expect("the example's plugin is built with the workspace");
     let warm = database(&server, "bench_warm");
     retarget(jaffle.path(), &warm);
-    orbital(jaffle.path(), &["build"]);
+    timed_orbital(jaffle.path(), &["build"]);
 
     let (run, replay) = overhead(&server, jaffle.path(), "jaffle");
     report("jaffle_shop (5 models)", run, replay);

@@ -21,6 +21,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use orbital_core::{Hash, PluginHashes, Project};
 
+#[path = "shared/process.rs"]
+mod process;
+
+use process::{orbital_binary, timed_orbital};
+
 // The same allocator as the binary, so in-process numbers match it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -130,14 +135,6 @@ fn age(dir: &Path, time: SystemTime) {
     }
 }
 
-fn orbital_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("orbital")
-}
-
 fn run_unchanged(dir: &Path) -> Duration {
     let orbital = orbital_binary();
     build(&orbital, dir);
@@ -193,23 +190,6 @@ fn macro_compile() -> (Duration, Duration) {
         compile_process(plain.path()),
         compile_process(with_macros.path()),
     )
-}
-
-/// Runs `orbital <args> --project dir`; the wall time.
-fn timed_orbital(dir: &Path, args: &[&str]) -> Duration {
-    let started = Instant::now();
-    let output = Command::new(orbital_binary())
-        .args(args)
-        .arg("--project")
-        .arg(dir)
-        .output()
-        .expect("orbital");
-    assert!(
-        output.status.success(),
-        "orbital {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    started.elapsed()
 }
 
 /// Runs SQL on the project's SQLite file, creating it.

@@ -106,7 +106,7 @@ impl Materialization for Incremental {
             (Some(previous), false) => continue_table(&task, previous, &settings),
             _ => {
                 let rows = build::replace_table(&task.relation, &task.sql)?;
-                build::index(&task.relation, &settings.unique_key, KEY_INDEX)?;
+                build::index_key(&task.relation, &settings.unique_key)?;
                 Ok(Outcome {
                     rows_affected: Some(rows),
                     message: format!("created table ({rows} rows)"),
@@ -133,14 +133,10 @@ fn continue_table(
     Ok(outcome)
 }
 
-/// The suffix of the index on a table's `unique_key`: merges and
-/// delete+insert look rows up by it.
-const KEY_INDEX: &str = "__orbital_key";
-
 fn add_increment(task: &ModelTask, settings: &Settings) -> Result<Outcome, String> {
     let target = &task.relation;
     // A copied table has no index yet; an existing one keeps its own.
-    build::index(target, &settings.unique_key, KEY_INDEX)?;
+    build::index_key(target, &settings.unique_key)?;
     let increment = build::scratch_table(target, "__orbital_increment", &task.sql)?;
     let applied = apply(target, &increment, settings);
     database::drop_if_exists(&increment)?;

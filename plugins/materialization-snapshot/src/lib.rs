@@ -26,8 +26,6 @@ use orbital_sdk::{
 
 const VALID_FROM: &str = "valid_from";
 const VALID_TO: &str = "valid_to";
-/// The suffix of the index on the key and `valid_to`.
-const KEY_INDEX: &str = "__orbital_key";
 
 struct Snapshot;
 
@@ -370,7 +368,7 @@ impl Run<'_> {
         }
         let counts = database::transaction_counts(&statements)?;
         let rows = counts.get(insert_at).copied().unwrap_or(0);
-        build::index(target, &self.key_columns(), KEY_INDEX)?;
+        build::index_key(target, &self.key_columns())?;
         Ok(Outcome {
             rows_affected: Some(rows),
             message: format!("created snapshot ({rows} rows)"),
@@ -387,7 +385,7 @@ impl Run<'_> {
     /// A later build: close what changed (or vanished), insert new versions.
     fn update(&self, target: &Relation) -> Result<Outcome, String> {
         // A copied table has no index yet; an existing one keeps its own.
-        build::index(target, &self.key_columns(), KEY_INDEX)?;
+        build::index_key(target, &self.key_columns())?;
         let existing = database::columns(target)?;
         let mut statements = Vec::new();
         let mut added = Vec::new();
