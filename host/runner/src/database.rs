@@ -438,6 +438,15 @@ where
     RowSet { columns, rows }
 }
 
+/// A parameter the driver could not encode.
+fn bind_error(error: sqlx::error::BoxDynError) -> DbError {
+    DbError {
+        message: format!("cannot bind parameter: {error}"),
+        code: None,
+        transient: false,
+    }
+}
+
 /// Whether a failed statement may succeed if retried.
 fn is_transient(code: &str) -> bool {
     if code.len() == 5 {

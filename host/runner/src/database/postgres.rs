@@ -136,11 +136,7 @@ pub(super) fn bind(params: &[Value]) -> Result<PgArguments, DbError> {
             }
             Value::Uuid(s) => arguments.add(Uuid::parse_str(s).map_err(|_| bad("uuid", s))?),
         };
-        added.map_err(|e| DbError {
-            message: format!("cannot bind parameter: {e}"),
-            code: None,
-            transient: false,
-        })?;
+        added.map_err(super::bind_error)?;
     }
     Ok(arguments)
 }

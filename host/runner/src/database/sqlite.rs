@@ -21,11 +21,7 @@ pub(super) fn bind(params: &[Value]) -> Result<SqliteArguments, DbError> {
             | Value::Json(s)
             | Value::Uuid(s) => arguments.add(s.as_str()),
         };
-        added.map_err(|e| DbError {
-            message: format!("cannot bind parameter: {e}"),
-            code: None,
-            transient: false,
-        })?;
+        added.map_err(super::bind_error)?;
     }
     Ok(arguments)
 }
