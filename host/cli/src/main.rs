@@ -228,7 +228,7 @@ pub(crate) fn cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-    Some(base.join("orbital").join("wasmtime"))
+    Some(base.join("orbital").join("plugins"))
 }
 
 /// Load, pick the target, compile, select: the synchronous front half of every command.

@@ -57,7 +57,7 @@ pub fn run(
     let runtime = &session.runtime;
     let (results, dag) = runtime.block_on(async {
         let connected = session.connect().await?;
-        let _run_lock = connected
+        let run_lock = connected
             .database
             .lock_runs(RUN_LOCK_WAIT)
             .await
@@ -145,6 +145,9 @@ pub fn run(
             .await;
         let mut warehouse = connected.warehouse.clone();
         let changes = publications(&session, &connected, &plan, &results, &removed);
+        run_lock.check().map_err(|e| {
+            Failure::Environment(format!("nothing was published or recorded: {}", e.message))
+        })?;
         if let Some(runtime) = &runtime {
             if warehouse.is_none() {
                 warehouse = connected.database.warehouse_id(true).await.map_err(|e| {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -121,17 +121,21 @@ impl PluginHost {
         &self.limits
     }
 
-    /// Compiles a component; CPU-heavy, so it runs off the async threads.
+    /// Compiles a component, or maps its cached machine code; CPU-heavy,
+    /// so it runs off the async threads.
     async fn compile(&self, label: &str, bytes: Vec<u8>) -> Result<Component, PluginError> {
         let engine = self.engine.clone();
+        let cache = self.limits.cache_dir.clone();
         let load_error = |message: String| PluginError::Load {
             plugin: label.to_string(),
             message,
         };
-        tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .map_err(|e| load_error(e.to_string()))?
-            .map_err(|e| load_error(format!("not a valid component: {e:#}")))
+        tokio::task::spawn_blocking(move || {
+            crate::compiled::load(&engine, cache.as_deref(), &bytes)
+        })
+        .await
+        .map_err(|e| load_error(e.to_string()))?
+        .map_err(|e| load_error(format!("not a valid component: {e:#}")))
     }
 
     /// Compiles a component and loads it as the world it exports; `label`
@@ -364,17 +368,6 @@ fn engine_config(limits: &Limits) -> Config {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    if let Some(dir) = &limits.cache_dir {
-        // Compiling is most of a short run's time; a broken cache only costs that time.
-        let mut cache_config = wasmtime::CacheConfig::new();
-        cache_config.with_directory(dir);
-        match wasmtime::Cache::new(cache_config) {
-            Ok(cache) => {
-                config.cache(Some(cache));
-            }
-            Err(e) => tracing::warn!("compiled-plugin cache disabled ({}): {e:#}", dir.display()),
-        }
-    }
     config
 }
 
@@ -543,32 +536,35 @@ fn refused() -> crate::types::DbError {
     }
 }
 
-/// Advances the engine's epoch every [`TICK`] until dropped.
+/// Advances the engine's epoch every [`TICK`] until dropped. Dropping wakes
+/// the thread at once (its channel closes), so a process exits without
+/// waiting out a tick.
 struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("orbital-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
                     engine.increment_epoch();
                 }
             })
             .ok();
-        Self { stop, thread }
+        Self {
+            stop: Some(stop),
+            thread,
+        }
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -14,6 +14,7 @@
 //! May depend on wasmtime and tokio; never on a database driver or the core.
 
 pub mod bindings;
+mod compiled;
 mod engine;
 mod error;
 mod state;

@@ -6,6 +6,7 @@
 //! `BEGIN IMMEDIATE` so concurrent writers wait on SQLite's busy timeout
 //! instead of failing with a deadlock when a read lock cannot be upgraded.
 
+mod connections;
 mod postgres;
 mod sqlite;
 
@@ -16,7 +17,6 @@ use std::time::Duration;
 
 use orbital_plugins::types::{Column, DbError, LogLevel, RowSet, Statement, Value};
 use orbital_plugins::{BoxFuture, Database};
-use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
@@ -43,12 +43,33 @@ fn new_warehouse_id() -> String {
     format!("{high:016x}{:016x}", hasher.finish())
 }
 
-/// The advisory lock key of orbital runs on a PostgreSQL warehouse.
-const RUN_LOCK_KEY: i64 = 0x6f72_6269_7461_6c00; // "orbital\0"
-
 /// Held for a run; dropping it (or the process dying) releases the lock.
 pub struct RunLock {
-    _connection: Option<sqlx::PgConnection>,
+    held: Option<connections::Connections>,
+}
+
+impl RunLock {
+    /// Whether the lock is still held: on PostgreSQL it lives on one
+    /// connection, and a run whose lock connection broke must not publish,
+    /// since another run may have taken the warehouse meanwhile.
+    pub fn check(&self) -> Result<(), DbError> {
+        match &self.held {
+            Some(connections) if connections.lock_lost() => Err(DbError {
+                message: "the connection holding the warehouse's run lock was lost, so another run may have started".into(),
+                code: None,
+                transient: false,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if let Some(connections) = &self.held {
+            connections.unlock_runs();
+        }
+    }
 }
 
 /// How long a statement waits for SQLite's write lock.
@@ -63,13 +84,12 @@ pub struct Warehouse {
 /// SQLite: one connection, because SQLite runs one writer at a time anyway,
 /// and because each DDL statement makes every other connection reparse the
 /// whole schema before its next statement (with a pool, building n models
-/// cost O(n²) schema parsing). PostgreSQL: a pool, one connection per
-/// running task.
+/// cost O(n²) schema parsing). PostgreSQL: the connection that opened it,
+/// then more as tasks overlap ([`connections`]).
 #[derive(Clone)]
 enum Backend {
     Sqlite(SqlitePool),
-    /// The pool, and the connection that opened it, kept for the run lock.
-    Postgres(PgPool, Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>),
+    Postgres(connections::Connections),
 }
 
 /// Runs one statement on a connection or transaction of either backend;
@@ -128,6 +148,8 @@ macro_rules! retrying {
 struct Failed {
     error: DbError,
     unapplied: bool,
+    /// The connection it happened on is gone.
+    broken: bool,
 }
 
 impl From<DbError> for Failed {
@@ -135,6 +157,7 @@ impl From<DbError> for Failed {
         Self {
             error,
             unapplied: false,
+            broken: false,
         }
     }
 }
@@ -152,6 +175,7 @@ fn failed(error: sqlx::Error) -> Failed {
         _ => false,
     };
     Failed {
+        broken: connections::ends_connection(&error),
         error: db_error(error),
         unapplied,
     }
@@ -190,10 +214,7 @@ impl Warehouse {
             return postgres::connect(url, threads)
                 .await
                 .map(|(pool, first)| Self {
-                    backend: Backend::Postgres(
-                        pool,
-                        Arc::new(tokio::sync::Mutex::new(Some(first))),
-                    ),
+                    backend: Backend::Postgres(connections::Connections::new(pool, first)),
                 });
         }
         let path = url
@@ -272,36 +293,13 @@ impl Warehouse {
     /// SQLite serializes writers itself, and each project's file lock
     /// covers its own runs. `Ok(None)`: the wait ran out.
     pub async fn lock_runs(&self, wait: Duration) -> Result<Option<RunLock>, DbError> {
-        let Backend::Postgres(pool, first) = &self.backend else {
-            return Ok(Some(RunLock { _connection: None }));
+        let Backend::Postgres(connections) = &self.backend else {
+            return Ok(Some(RunLock { held: None }));
         };
-        let kept = first.lock().await.take();
-        let mut connection = match kept {
-            Some(connection) => connection,
-            None => pool.acquire().await.map_err(db_error)?.detach(),
-        };
-        let started = std::time::Instant::now();
-        let mut said = false;
-        loop {
-            let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-                .bind(RUN_LOCK_KEY)
-                .fetch_one(&mut connection)
-                .await
-                .map_err(db_error)?;
-            if taken {
-                return Ok(Some(RunLock {
-                    _connection: Some(connection),
-                }));
-            }
-            if started.elapsed() >= wait {
-                return Ok(None);
-            }
-            if !said {
-                tracing::warn!("another orbital run holds this warehouse; waiting for it");
-                said = true;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let taken = connections.lock_runs(wait).await.map_err(db_error)?;
+        Ok(taken.then(|| RunLock {
+            held: Some(connections.clone()),
+        }))
     }
 
     /// A handle for one task.
@@ -315,12 +313,7 @@ impl Warehouse {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(pool) => pool.close().await,
-            Backend::Postgres(pool, first) => {
-                if let Some(connection) = first.lock().await.take() {
-                    let _ = sqlx::Connection::close(connection).await;
-                }
-                pool.close().await;
-            }
+            Backend::Postgres(connections) => connections.close().await,
         }
     }
 
@@ -345,7 +338,11 @@ impl Warehouse {
     async fn execute_once(&self, statement: &Statement) -> Result<u64, Failed> {
         match &self.backend {
             Backend::Sqlite(pool) => run_on!(sqlite, pool, statement).map_err(failed),
-            Backend::Postgres(pool, _) => run_on!(postgres, pool, statement).map_err(failed),
+            Backend::Postgres(connections) => {
+                let mut lease = connections.acquire().await.map_err(failed)?;
+                let result = run_on!(postgres, &mut *lease, statement).map_err(failed);
+                settle(connections, lease, result)
+            }
         }
     }
 
@@ -359,12 +356,14 @@ impl Warehouse {
                     .map_err(failed)?;
                 Ok(sqlite::row_set(&rows))
             }
-            Backend::Postgres(pool, _) => {
-                let rows = sqlx::query_with(sql, postgres::bind(&statement.params)?)
-                    .fetch_all(pool)
+            Backend::Postgres(connections) => {
+                let arguments = postgres::bind(&statement.params)?;
+                let mut lease = connections.acquire().await.map_err(failed)?;
+                let rows = sqlx::query_with(sql, arguments)
+                    .fetch_all(&mut *lease)
                     .await
-                    .map_err(failed)?;
-                Ok(postgres::row_set(&rows))
+                    .map_err(failed);
+                settle(connections, lease, rows).map(|rows| postgres::row_set(&rows))
             }
         }
     }
@@ -386,19 +385,37 @@ impl Warehouse {
                 }
                 transaction.commit().await.map_err(failed)?;
             }
-            Backend::Postgres(pool, _) => {
-                let mut transaction = pool.begin().await.map_err(failed_before_commit)?;
-                for statement in statements {
-                    affected.push(
-                        run_on!(postgres, &mut *transaction, statement)
-                            .map_err(failed_before_commit)?,
-                    );
+            Backend::Postgres(connections) => {
+                let mut lease = connections.acquire().await.map_err(failed_before_commit)?;
+                let result = async {
+                    let mut transaction = sqlx::Connection::begin(&mut *lease)
+                        .await
+                        .map_err(failed_before_commit)?;
+                    for statement in statements {
+                        affected.push(
+                            run_on!(postgres, &mut *transaction, statement)
+                                .map_err(failed_before_commit)?,
+                        );
+                    }
+                    transaction.commit().await.map_err(failed)
                 }
-                transaction.commit().await.map_err(failed)?;
+                .await;
+                settle(connections, lease, result)?;
             }
         }
         Ok(affected)
     }
+}
+
+/// Returns a PostgreSQL lease, dropping its connection if `result` says
+/// the call broke it.
+fn settle<T>(
+    connections: &connections::Connections,
+    lease: connections::Lease<'_>,
+    result: Result<T, Failed>,
+) -> Result<T, Failed> {
+    connections.release(lease, result.as_ref().is_err_and(|f| f.broken));
+    result
 }
 
 /// Rows as the `database` import returns them: each column's name and its
@@ -694,6 +711,80 @@ mod postgres_tests {
             .collect();
         assert_eq!(numerics.rows[0], texts);
         db.close().await;
+    }
+
+    /// A fresh database on the test server, for tests that take the
+    /// warehouse-wide run lock; its URL.
+    async fn fresh_database(url: &str, name: &str) -> String {
+        let admin = Warehouse::open(url, Path::new("."), 1).await.unwrap();
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.execute(sql(&statement, vec![])).await.unwrap();
+        }
+        admin.close().await;
+        let (base, _) = url.rsplit_once('/').unwrap();
+        format!("{base}/{name}")
+    }
+
+    #[tokio::test]
+    async fn statements_share_the_lock_connection_and_losing_it_loses_the_lock() {
+        let Some(url) = test_postgres_url() else {
+            return;
+        };
+        let url = fresh_database(&url, &format!("run_lock_{}", std::process::id())).await;
+        let db = Warehouse::open(&url, Path::new("."), 2).await.unwrap();
+        let lock = db.lock_runs(Duration::from_secs(5)).await.unwrap().unwrap();
+        let pid_of = |rows: RowSet| match rows.rows[0][0] {
+            Value::Integer(pid) => pid,
+            ref other => panic!("a pid, not {other:?}"),
+        };
+        let backend = "SELECT pg_backend_pid()";
+        let locker = pid_of(
+            db.query(sql(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted",
+                vec![],
+            ))
+            .await
+            .unwrap(),
+        );
+        // One call at a time runs on the connection that holds the lock.
+        let serving = pid_of(db.query(sql(backend, vec![])).await.unwrap());
+        assert_eq!(serving, locker);
+        assert!(lock.check().is_ok());
+
+        let other = Warehouse::open(&url, Path::new("."), 1).await.unwrap();
+        assert!(
+            other.lock_runs(Duration::ZERO).await.unwrap().is_none(),
+            "the lock is held"
+        );
+        other
+            .execute(sql(
+                &format!("SELECT pg_terminate_backend({locker})"),
+                vec![],
+            ))
+            .await
+            .unwrap();
+        assert!(db.query(sql(backend, vec![])).await.is_err());
+        let message = lock.check().unwrap_err().message;
+        assert!(message.contains("run lock was lost"), "{message}");
+        // The server lets go of it as the session ends, and the warehouse
+        // goes on with the pool.
+        assert!(
+            other
+                .lock_runs(Duration::from_secs(10))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_ne!(
+            pid_of(db.query(sql(backend, vec![])).await.unwrap()),
+            locker
+        );
+        drop(lock);
+        db.close().await;
+        other.close().await;
     }
 
     #[tokio::test]

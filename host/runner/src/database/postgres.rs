@@ -26,12 +26,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// one meanwhile, so a server restarted within it is waited for).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A pool of up to `threads` connections (one per running task, plus one).
-/// A server that refuses or drops the first connection (starting up, too
-/// many clients) is retried with exponential backoff; a wrong password or
-/// an unknown database is not.
-/// Also returns the first connection, which proved the server answers: the
-/// run lock keeps it rather than authenticate another.
+/// The first connection and a lazy pool of up to `threads` more (see
+/// [`super::connections`]). A server that refuses or drops the first
+/// connection (starting up, too many clients) is retried with exponential
+/// backoff; a wrong password or an unknown database is not.
 pub(super) async fn connect(url: &str, threads: usize) -> Result<(PgPool, PgConnection), String> {
     let options: PgConnectOptions = url
         .parse()
@@ -45,7 +43,7 @@ pub(super) async fn connect(url: &str, threads: usize) -> Result<(PgPool, PgConn
                 // Every task holds at most one connection, so waiting for
                 // one means the server is unreachable: give up soon.
                 let pool = PgPoolOptions::new()
-                    .max_connections(u32::try_from(threads + 1).unwrap_or(u32::MAX))
+                    .max_connections(u32::try_from(threads).unwrap_or(u32::MAX))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options);
                 return Ok((pool, connection));
