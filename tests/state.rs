@@ -95,6 +95,37 @@ fn an_unchanged_project_comes_from_its_snapshot_and_every_edit_is_still_seen() {
 }
 
 #[test]
+fn a_warehouse_file_made_again_is_a_new_warehouse_though_its_id_was_remembered() {
+    let project = TestProject::jaffle_shop_without_data_tests();
+    project.age();
+    assert!(all(&statuses(&project, &["build"]), "success"));
+    // The second command reads the id from the file and remembers it; the
+    // third trusts the memory (and the saved fingerprints) and opens nothing.
+    assert!(all(&statuses(&project, &["build"]), "reused"));
+    let plan = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    let nodes = plan["nodes"].as_array().unwrap();
+    assert!(nodes.iter().all(|n| n["action"] == "reuse"), "{plan}");
+
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = project.database().into_os_string();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+    // An empty file is an empty SQLite database: same path, another file.
+    std::fs::write(project.database(), b"").unwrap();
+    let plan = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    let nodes = plan["nodes"].as_array().unwrap();
+    assert!(nodes.iter().all(|n| n["action"] == "build"), "{plan}");
+    let rebuilt = statuses(&project, &["build"]);
+    assert!(all(&rebuilt, "success"), "{rebuilt:?}");
+    assert_eq!(
+        query_one(&project.database(), "SELECT COUNT(*) FROM orders"),
+        "12"
+    );
+    assert!(all(&statuses(&project, &["build"]), "reused"));
+}
+
+#[test]
 fn upgrading_a_plugin_rebuilds_the_models_it_builds_and_their_descendants() {
     let project = TestProject::jaffle_shop_without_data_tests();
     statuses(&project, &["build"]);

@@ -31,7 +31,7 @@ mod records;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use orbital_core::{Hash, ParseCache, ParsedModel, PluginHashes, Snapshot};
+use orbital_core::{Fingerprints, Hash, ParseCache, ParsedModel, PluginHashes, Snapshot};
 use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     WriteTransaction,
@@ -58,6 +58,22 @@ const ENVIRONMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("env
 const PLUGINS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("plugins");
 /// run id -> the run record's object hash.
 const RUNS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("runs");
+/// A SQLite warehouse file's identity (device, inode, birth time, path) ->
+/// the warehouse id read from it, so commands that only need the id do not
+/// open the file (opening reads its whole schema: 20k entries for a
+/// 10k-model project).
+const WAREHOUSE_FILES: TableDefinition<'_, &str, &str> = TableDefinition::new("warehouse_files");
+/// Every table's name, created when the store is.
+const TABLES: [&str; 8] = [
+    "objects",
+    "parsed",
+    "plugin_sets",
+    "builds",
+    "environments",
+    "plugins",
+    "runs",
+    "warehouse_files",
+];
 
 /// An open store.
 pub struct Store {
@@ -109,7 +125,12 @@ impl Store {
         &self.path
     }
 
+    /// Checks the format marker and creates what is missing; a store that
+    /// needs neither is only read (a write transaction costs two syncs).
     fn check_format(&self) -> Result<()> {
+        if self.is_ready()? {
+            return Ok(());
+        }
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -140,9 +161,31 @@ impl Store {
             txn.open_table(ENVIRONMENTS)?;
             txn.open_table(RUNS)?;
             txn.open_table(PLUGINS)?;
+            txn.open_table(WAREHOUSE_FILES)?;
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Whether the store has a marker of this format (or older) and every
+    /// table.
+    fn is_ready(&self) -> Result<bool> {
+        let txn = self.read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let marker = meta.get("format")?.map(|v| v.value().to_string());
+        // None, unreadable or newer: the write path reports or writes it.
+        if !marker.is_some_and(|text| text.parse::<u32>().is_ok_and(|found| found <= FORMAT)) {
+            return Ok(false);
+        }
+        let names: BTreeSet<String> = txn
+            .list_tables()?
+            .map(|table| redb::TableHandle::name(&table).to_string())
+            .collect();
+        Ok(TABLES.iter().all(|name| names.contains(*name)))
     }
 
     fn read(&self) -> Result<ReadTransaction> {
@@ -176,20 +219,57 @@ impl Store {
     /// Saves `snapshot` under its key, replacing the file whole (written
     /// aside, then renamed), so a reader never sees half of one.
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
-        let dir = self.snapshots_dir();
+        let path = self.snapshots_dir().join(snapshot.key.to_string());
+        self.write_file(&path, &encode(snapshot)?)
+    }
+
+    /// Replaces the file at `path` whole: written aside, then renamed.
+    fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| CasError::Io { path, source }
         };
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-        std::io::Write::write_all(&mut file, &encode(snapshot)?).map_err(io(file.path()))?;
-        let path = dir.join(snapshot.key.to_string());
-        file.persist(&path).map_err(|e| CasError::Io {
-            path,
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(io(file.path()))?;
+        file.persist(path).map_err(|e| CasError::Io {
+            path: path.to_path_buf(),
             source: e.error,
         })?;
         Ok(())
+    }
+
+    /// The fingerprints saved for the project of snapshot `key`, if they
+    /// were saved under `check` ([`orbital_core::snapshot::fingerprint_key`]).
+    pub fn fingerprints(&self, key: &Hash, check: &Hash) -> Result<Option<Fingerprints>> {
+        let path = self.fingerprints_path(key);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(postcard::from_bytes::<(Hash, Fingerprints)>(&bytes)
+                .ok()
+                .filter(|(saved, _)| saved == check)
+                .map(|(_, fingerprints)| fingerprints)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CasError::Io { path, source }),
+        }
+    }
+
+    /// Saves `fingerprints` for snapshot `key` under `check`, replacing any
+    /// saved before (one file per snapshot, beside it).
+    pub fn save_fingerprints(
+        &self,
+        key: &Hash,
+        check: &Hash,
+        fingerprints: &Fingerprints,
+    ) -> Result<()> {
+        self.write_file(
+            &self.fingerprints_path(key),
+            &encode(&(check, fingerprints))?,
+        )
+    }
+
+    fn fingerprints_path(&self, key: &Hash) -> PathBuf {
+        self.snapshots_dir().join(format!("{key}.fingerprints"))
     }
 
     /// Removes every snapshot (the next command takes a new one).
@@ -205,6 +285,13 @@ impl Store {
     }
 
     /// The plugin set recorded under `key`.
+    /// The warehouse id last read from the SQLite file whose identity is
+    /// `file` (see [`Writer::put_warehouse_file`]).
+    pub fn warehouse_of_file(&self, file: &str) -> Result<Option<String>> {
+        let table = self.read()?.open_table(WAREHOUSE_FILES)?;
+        Ok(table.get(file)?.map(|v| v.value().to_string()))
+    }
+
     pub fn plugin_set(&self, key: &Hash) -> Result<Option<PluginHashes>> {
         let table = self.read()?.open_table(PLUGIN_SETS)?;
         table
@@ -397,6 +484,14 @@ impl Writer {
         self.txn
             .open_table(PARSED)?
             .insert(key.0.as_slice(), encode(parsed)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Remembers that the SQLite file with identity `file` holds warehouse
+    /// `id`. The identity includes the file's inode and birth time, so a
+    /// file deleted and made again (a new warehouse) is a new key.
+    pub fn put_warehouse_file(&mut self, file: &str, id: &str) -> Result<()> {
+        self.txn.open_table(WAREHOUSE_FILES)?.insert(file, id)?;
         Ok(())
     }
 

@@ -136,3 +136,47 @@ fn two_handles_can_be_open_at_once() {
         .unwrap();
     assert_eq!(store.environment("w", "prod").unwrap().len(), 1);
 }
+
+#[test]
+fn saved_fingerprints_come_back_only_under_their_check() {
+    let (_dir, store) = store();
+    let key = Hash::of(b"snapshot key");
+    let check = Hash::of(b"files and plugins");
+    let fingerprints = Fingerprints {
+        local: vec![Hash::of(b"a")],
+        full: vec![Hash::of(b"b")],
+    };
+    assert_eq!(store.fingerprints(&key, &check).unwrap(), None);
+    store
+        .save_fingerprints(&key, &check, &fingerprints)
+        .unwrap();
+    assert_eq!(
+        store.fingerprints(&key, &check).unwrap(),
+        Some(fingerprints)
+    );
+    let other = Hash::of(b"another plugin set");
+    assert_eq!(store.fingerprints(&key, &other).unwrap(), None);
+}
+
+#[test]
+fn warehouse_files_are_remembered_and_reopening_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.warehouse_of_file("1:2:3:/w.db").unwrap(), None);
+        store
+            .write(|w| w.put_warehouse_file("1:2:3:/w.db", "abc"))
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.warehouse_of_file("1:2:3:/w.db").unwrap().as_deref(),
+        Some("abc")
+    );
+    assert_eq!(store.warehouse_of_file("1:2:4:/w.db").unwrap(), None);
+    drop(store);
+    // The format check of a ready store only reads.
+    assert_eq!(std::fs::read(&path).unwrap().len(), before.len());
+}

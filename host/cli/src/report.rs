@@ -51,7 +51,7 @@ impl Output {
         if self.json {
             let nodes: Vec<serde_json::Value> =
                 selection.iter().map(|&id| node_json(dag, id)).collect();
-            println!("{}", serde_json::json!({ "nodes": nodes }));
+            emit_json(&serde_json::json!({ "nodes": nodes }));
             return;
         }
         let detail = |id: NodeId| {
@@ -193,10 +193,7 @@ impl Output {
     pub fn summary(&self, dag: &Dag, results: &[NodeResult], elapsed: Duration) {
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         if self.json {
-            println!(
-                "{}",
-                serde_json::json!({ "results": results, "elapsed_ms": elapsed_ms })
-            );
+            emit_json(&serde_json::json!({ "results": results, "elapsed_ms": elapsed_ms }));
             return;
         }
         let count = |status| results.iter().filter(|r| r.status == status).count();
@@ -260,14 +257,17 @@ pub struct PlanEntry {
 impl Output {
     pub fn plan(&self, environment: &str, entries: &[PlanEntry], removed: &[String]) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "environment": environment,
-                    "nodes": entries,
-                    "removed": removed,
-                })
-            );
+            #[derive(serde::Serialize)]
+            struct PlanJson<'a> {
+                environment: &'a str,
+                nodes: &'a [PlanEntry],
+                removed: &'a [String],
+            }
+            emit_json(&PlanJson {
+                environment,
+                nodes: entries,
+                removed,
+            });
             return;
         }
         let count = |change| entries.iter().filter(|e| e.change == change).count();
@@ -390,7 +390,7 @@ impl Output {
 
     pub fn runs(&self, runs: &[orbital_cas::RunRecord]) {
         if self.json {
-            println!("{}", serde_json::json!({ "runs": runs }));
+            emit_json(&serde_json::json!({ "runs": runs }));
             return;
         }
         if runs.is_empty() {
@@ -494,4 +494,16 @@ pub fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result
     }
     std::fs::rename(&staging, out_dir).map_err(write_error(out_dir))?;
     Ok(written)
+}
+
+/// Writes `value` and a newline to stdout through one buffer: stdout's own
+/// line buffer would make a thousand writes of a 10k-node plan.
+fn emit_json(value: &impl serde::Serialize) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    // A closed stdout (`| head`) is the reader's choice, not an error.
+    let _ = serde_json::to_writer(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
 }

@@ -43,7 +43,7 @@ pub struct PluginHashes {
 }
 
 /// Per node id: its local hash and its fingerprint.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprints {
     pub local: Vec<Hash>,
     pub full: Vec<Hash>,

@@ -84,7 +84,7 @@ impl Project {
         let mut models = Vec::new();
         let mut paths = Vec::new();
         for dir in &config.model_paths {
-            paths.extend(files_with_extension(root, dir, "sql")?);
+            paths.extend(paths_with_extension(root, dir, "sql")?);
         }
         // Reading and config parsing are per file: spread them over the cores.
         let loaded: Vec<Result<Model>> = paths
@@ -100,7 +100,7 @@ impl Project {
         }
         let mut seeds = Vec::new();
         for dir in &config.seed_paths {
-            for path in files_with_extension(root, dir, "csv")? {
+            for path in paths_with_extension(root, dir, "csv")? {
                 let name = stem(&path);
                 let full = root.join(&path);
                 let content = match std::fs::read(&full) {
@@ -120,7 +120,7 @@ impl Project {
         }
         let mut tests = Vec::new();
         for dir in &config.test_paths {
-            for path in files_with_extension(root, dir, "sql")? {
+            for path in paths_with_extension(root, dir, "sql")? {
                 match load_test(root, &path) {
                     Ok(test) => tests.push(test),
                     Err(e) => errors.push(e),
@@ -153,7 +153,20 @@ fn stem(path: &Path) -> String {
 /// Project-relative paths of every file a project is loaded from:
 /// `orbital.toml`, then model files, seed files and test files.
 pub fn source_files(root: &Path, config: &ProjectConfig) -> Result<Vec<PathBuf>> {
-    let mut files = vec![PathBuf::from(crate::config::FILE_NAME)];
+    Ok(source_entries(root, config)?
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect())
+}
+
+/// [`source_files`], each with the directory entry it was found by (none
+/// for `orbital.toml`): asking an entry for its metadata stats the file
+/// relative to its open directory, without walking the path again.
+pub(crate) fn source_entries(
+    root: &Path,
+    config: &ProjectConfig,
+) -> Result<Vec<(PathBuf, Option<std::fs::DirEntry>)>> {
+    let mut files = vec![(PathBuf::from(crate::config::FILE_NAME), None)];
     for dir in &config.model_paths {
         files.extend(files_with_extension(root, dir, "sql")?);
     }
@@ -167,7 +180,17 @@ pub fn source_files(root: &Path, config: &ProjectConfig) -> Result<Vec<PathBuf>>
 }
 
 /// Project-relative paths of the files under `root/dir` ending in `.ext`, sorted.
-fn files_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+fn paths_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let files = files_with_extension(root, dir, ext)?;
+    Ok(files.into_iter().map(|(path, _)| path).collect())
+}
+
+/// [`paths_with_extension`], with the directory entries.
+fn files_with_extension(
+    root: &Path,
+    dir: &Path,
+    ext: &str,
+) -> Result<Vec<(PathBuf, Option<std::fs::DirEntry>)>> {
     let mut out = Vec::new();
     let mut pending = vec![root.join(dir)];
     while let Some(current) = pending.pop() {
@@ -188,12 +211,26 @@ fn files_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBu
             if is_dir {
                 pending.push(path);
             } else if path.extension().is_some_and(|e| e == ext) {
-                out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+                let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                out.push((relative, Some(entry)));
             }
         }
     }
-    out.sort();
+    out.sort_unstable_by(|a, b| path_order(&a.0, &b.0));
     Ok(out)
+}
+
+/// `Path`'s order (component by component), compared as bytes with the
+/// separator below every other byte: the same order for the relative,
+/// normalized paths a walk yields, without splitting them into components
+/// (which took most of sorting 10k paths).
+fn path_order(a: &Path, b: &Path) -> std::cmp::Ordering {
+    let key = |byte: &u8| if *byte == b'/' { 0 } else { *byte };
+    let (a, b) = (
+        a.as_os_str().as_encoded_bytes(),
+        b.as_os_str().as_encoded_bytes(),
+    );
+    a.iter().map(key).cmp(b.iter().map(key))
 }
 
 fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model> {
@@ -446,6 +483,27 @@ fn duplicate_names(models: &[Model], seeds: &[Seed], tests: &[SingularTest]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_order_is_paths_component_order() {
+        let mut paths: Vec<PathBuf> = [
+            "models/a-b.sql",
+            "models/a/b.sql",
+            "models/a.sql",
+            "models/a/a.sql",
+            "models/ab.sql",
+            "models/a b/c.sql",
+            "seeds/z.csv",
+            "models/Z.sql",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let mut expected = paths.clone();
+        expected.sort();
+        paths.sort_by(|a, b| path_order(a, b));
+        assert_eq!(paths, expected);
+    }
 
     fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -64,12 +64,17 @@ impl Stamp {
 
 /// Every source file of the project with its stamp, in [`crate::project::source_files`] order.
 pub fn stamp_files(root: &Path, config: &ProjectConfig) -> Result<Vec<(PathBuf, Stamp)>> {
-    let files = crate::project::source_files(root, config)?;
+    let files = crate::project::source_entries(root, config)?;
     files
         .into_par_iter()
-        .map(|path| {
-            let full = root.join(&path);
-            let metadata = std::fs::metadata(&full).map_err(|e| Error::io(&full, e))?;
+        .map(|(path, entry)| {
+            let full = || root.join(&path);
+            // An entry's metadata describes a symlink itself: follow those.
+            let metadata = match &entry {
+                Some(entry) if entry.file_type().is_ok_and(|t| !t.is_symlink()) => entry.metadata(),
+                _ => std::fs::metadata(full()),
+            }
+            .map_err(|e| Error::io(full(), e))?;
             Ok((path, Stamp::of(&metadata)))
         })
         .collect()
@@ -98,6 +103,28 @@ pub fn key(config: &ProjectConfig, target: &Target, build: &str) -> Hash {
         // Debug output is deterministic here: every map is a BTreeMap.
         .field(format!("{read:?}"))
         .finish()
+}
+
+/// What a project's fingerprints are a function of, when it matches a
+/// snapshot: the snapshot's key, every file's stamp, and the plugins that
+/// build it. Fingerprints saved under this (see the state store) stand in
+/// for hashing every model again.
+pub fn fingerprint_key(
+    key: &Hash,
+    files: &[(PathBuf, Stamp)],
+    plugins: &crate::PluginHashes,
+) -> Hash {
+    let mut hasher = Hasher::new("orbital fingerprints v1");
+    hasher.field(key.0).field(format!("{plugins:?}"));
+    for (path, stamp) in files {
+        hasher
+            .field(path.as_os_str().as_encoded_bytes())
+            .field(stamp.len.to_le_bytes())
+            .field(stamp.modified.to_le_bytes())
+            .field(stamp.changed.to_le_bytes())
+            .field(stamp.inode.to_le_bytes());
+    }
+    hasher.finish()
 }
 
 /// A loaded and compiled project and the stamps of the files it was read from.
@@ -213,6 +240,23 @@ mod tests {
         write(dir.path(), "models/b.sql", "select 1 as x");
         let more = stamp_files(dir.path(), &project.config).unwrap();
         assert_eq!(more.len(), files.len() + 1, "a new file must be listed");
+    }
+
+    #[test]
+    fn the_fingerprint_key_follows_every_stamp_and_the_plugins() {
+        let dir = project();
+        let (project, _, key) = compiled(dir.path());
+        let files = stamp_files(dir.path(), &project.config).unwrap();
+        let plugins = crate::PluginHashes::default();
+        let base = fingerprint_key(&key, &files, &plugins);
+        assert_eq!(base, fingerprint_key(&key, &files, &plugins));
+        let mut touched = files.clone();
+        touched[1].1.changed += 1;
+        assert_ne!(base, fingerprint_key(&key, &touched, &plugins));
+        let mut upgraded = plugins.clone();
+        upgraded.adapter = Hash::of(b"another adapter");
+        assert_ne!(base, fingerprint_key(&key, &files, &upgraded));
+        assert_ne!(base, fingerprint_key(&Hash::of(b"k"), &files, &plugins));
     }
 
     #[test]

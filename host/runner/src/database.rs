@@ -206,6 +206,36 @@ impl Warehouse {
         is_postgres(url) || Self::existing_file(url, base).is_some()
     }
 
+    /// What tells an existing SQLite warehouse file apart without opening
+    /// it: its device, inode and birth time, and its path. The same file
+    /// keeps them through every write; a file deleted and made again, or
+    /// another moved in its place, does not. `None`: not a SQLite file, or
+    /// a file system that keeps no birth time.
+    #[cfg(unix)]
+    pub fn file_identity(url: &str, base: &Path) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let file = Self::existing_file(url, base)?;
+        let metadata = std::fs::metadata(&file).ok()?;
+        let born = metadata
+            .created()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        let path = std::fs::canonicalize(&file).ok()?;
+        Some(format!(
+            "{}:{}:{born}:{}",
+            metadata.dev(),
+            metadata.ino(),
+            path.display()
+        ))
+    }
+
+    #[cfg(not(unix))]
+    pub fn file_identity(_: &str, _: &Path) -> Option<String> {
+        None
+    }
+
     /// Connects to the database `url` names: a `sqlite://` file (created if
     /// needed; a relative path is relative to `base`) or a `postgres://`
     /// server, whose transient connection failures are retried with backoff.
@@ -237,11 +267,11 @@ impl Warehouse {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
         };
+        // Lazy: a command that needs nothing of the file but the warehouse
+        // id it already knows (see `file_identity`) never opens it.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.busy_timeout(BUSY_TIMEOUT))
-            .await
-            .map_err(|e| e.to_string())?;
+            .connect_lazy_with(options.busy_timeout(BUSY_TIMEOUT));
         Ok(Self {
             backend: Backend::Sqlite(pool),
         })
