@@ -63,17 +63,6 @@ const RUNS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("runs");
 /// open the file (opening reads its whole schema: 20k entries for a
 /// 10k-model project).
 const WAREHOUSE_FILES: TableDefinition<'_, &str, &str> = TableDefinition::new("warehouse_files");
-/// Every table's name, created when the store is.
-const TABLES: [&str; 8] = [
-    "objects",
-    "parsed",
-    "plugin_sets",
-    "builds",
-    "environments",
-    "plugins",
-    "runs",
-    "warehouse_files",
-];
 
 /// An open store.
 pub struct Store {
@@ -181,11 +170,23 @@ impl Store {
         if !marker.is_some_and(|text| text.parse::<u32>().is_ok_and(|found| found <= FORMAT)) {
             return Ok(false);
         }
+        use redb::TableHandle;
         let names: BTreeSet<String> = txn
             .list_tables()?
-            .map(|table| redb::TableHandle::name(&table).to_string())
+            .map(|table| table.name().to_string())
             .collect();
-        Ok(TABLES.iter().all(|name| names.contains(*name)))
+        // Every table `check_format` creates.
+        let tables = [
+            OBJECTS.name(),
+            PARSED.name(),
+            PLUGIN_SETS.name(),
+            BUILDS.name(),
+            ENVIRONMENTS.name(),
+            RUNS.name(),
+            PLUGINS.name(),
+            WAREHOUSE_FILES.name(),
+        ];
+        Ok(tables.iter().all(|name| names.contains(*name)))
     }
 
     fn read(&self) -> Result<ReadTransaction> {
@@ -284,7 +285,6 @@ impl Store {
         }
     }
 
-    /// The plugin set recorded under `key`.
     /// The warehouse id last read from the SQLite file whose identity is
     /// `file` (see [`Writer::put_warehouse_file`]).
     pub fn warehouse_of_file(&self, file: &str) -> Result<Option<String>> {
@@ -292,6 +292,7 @@ impl Store {
         Ok(table.get(file)?.map(|v| v.value().to_string()))
     }
 
+    /// The plugin set recorded under `key`.
     pub fn plugin_set(&self, key: &Hash) -> Result<Option<PluginHashes>> {
         let table = self.read()?.open_table(PLUGIN_SETS)?;
         table

@@ -200,11 +200,24 @@ impl Session {
             })??,
             // A SQLite pool opens lazily: nothing reads the file until a
             // statement runs.
-            (None, Some(known)) => (self.open_warehouse().await?, Some(known.clone())),
+            (None, Some(known)) => {
+                let database = open_warehouse(
+                    &self.target.url,
+                    &self.project.root,
+                    &self.target_name,
+                    self.threads,
+                )
+                .await?;
+                (database, Some(known.clone()))
+            }
             (None, None) => {
-                let database = self.open_warehouse().await?;
-                let warehouse = read_warehouse_id(&database, &self.target_name).await?;
-                (database, warehouse)
+                open_database(
+                    &self.target.url,
+                    &self.project.root,
+                    &self.target_name,
+                    self.threads,
+                )
+                .await?
             }
         };
         if let (None, Some(file), Some(id)) =
@@ -298,16 +311,6 @@ impl Session {
             tracing::warn!("cannot save the project's fingerprints: {e}");
         }
         Ok(fingerprints)
-    }
-
-    async fn open_warehouse(&self) -> Result<Warehouse, Failure> {
-        open_warehouse(
-            &self.target.url,
-            &self.project.root,
-            &self.target_name,
-            self.threads,
-        )
-        .await
     }
 
     /// The selection, with `state:` selectors answered against `connected`.
