@@ -22,7 +22,6 @@ use sqlparser::ast::{
     Expr, ObjectName, ObjectNamePart, Query, Select, SelectItem, SelectItemQualifiedWildcardKind,
     SetExpr, Statement, TableFactor,
 };
-use sqlparser::parser::Parser;
 
 use crate::compile::{ParseCache, ParsedModel, dialect_for, parse_key, parse_model};
 use crate::hash::Hash;
@@ -136,7 +135,7 @@ impl<'a> ProjectCatalog<'a> {
             .parse(index)
             .map_err(|e| format!("`{name}` does not compile: {e}"))?;
         let dialect = dialect_for(self.dialect);
-        let statement = Parser::parse_sql(dialect.as_ref(), &parsed.sql)
+        let statement = crate::tokens::parse_sql(dialect.as_ref(), &parsed.sql)
             .ok()
             .and_then(|mut s| s.pop());
         match statement {
@@ -323,7 +322,8 @@ mod tests {
 
     fn columns(sql: &str) -> Result<Vec<String>, String> {
         let dialect = sqlparser::dialect::GenericDialect {};
-        let Statement::Query(query) = Parser::parse_sql(&dialect, sql).unwrap().remove(0) else {
+        let Statement::Query(query) = crate::tokens::parse_sql(&dialect, sql).unwrap().remove(0)
+        else {
             panic!("not a query")
         };
         query_columns(&query, &HashMap::new(), &Fixed)

@@ -27,7 +27,6 @@ use sqlparser::ast::{
     VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect, SQLiteDialect};
-use sqlparser::parser::Parser;
 
 use crate::catalog::{Catalog, ProjectCatalog};
 use crate::config::Target;
@@ -373,62 +372,51 @@ pub fn compile_with(
     let identity = SqlMacros::identity(macros);
     SqlMacros::prepare(macros);
     let catalog = ProjectCatalog::new(project, dialect_name, &identity, cache, macros);
-    let parsed: Vec<Result<(Hash, ParsedModel, bool)>> = (0..project.models.len())
-        .into_par_iter()
-        .map(|index| catalog.parse(index))
-        .collect();
     let resolver = Resolver::new(project);
-    let mut nodes: Vec<Node> = project
-        .seeds
-        .iter()
-        .map(|seed| Node {
-            name: seed.name.clone(),
-            kind: NodeKind::Seed(seed.config.clone()),
-            path: seed.path.clone(),
-            tags: Vec::new(),
-            relation: RelationName {
-                schema: target.schema.clone(),
-                identifier: seed.name.clone(),
-            },
-            depends_on: Vec::new(),
+    // Parsing, resolving and building each model's node run on all cores.
+    let models: Vec<CompiledNode> = (0..project.models.len())
+        .into_par_iter()
+        .map(|index| {
+            let model = &project.models[index];
+            match catalog.parse(index) {
+                Ok((key, parsed, fresh)) => {
+                    let kept = fresh.then(|| (key, parsed.clone()));
+                    let node = resolve_model(model, parsed, &resolver)
+                        .map(|(compiled, deps)| (model_node(model, compiled, &deps, target), deps));
+                    (node, kept)
+                }
+                Err(e) => (Err(e), None),
+            }
         })
         .collect();
-    let mut edges: BTreeMap<(NodeId, NodeId), Location> = BTreeMap::new();
+    let mut nodes: Vec<Node> = Vec::with_capacity(project.seeds.len() + project.models.len());
+    nodes.extend(project.seeds.iter().map(|seed| Node {
+        name: seed.name.clone(),
+        kind: NodeKind::Seed(seed.config.clone()),
+        path: seed.path.clone(),
+        tags: Vec::new(),
+        relation: RelationName {
+            schema: target.schema.clone(),
+            identifier: seed.name.clone(),
+        },
+        depends_on: Vec::new(),
+    }));
+    // Where each model writes each dependency, by node id, for a cycle's error.
+    let mut written_at: Vec<Dependencies> = vec![Vec::new(); nodes.len()];
     let mut errors = Vec::new();
     let mut fresh_parses = Vec::new();
-    for (model, parsed) in project.models.iter().zip(parsed) {
-        let id = nodes.len();
-        let resolved = parsed.and_then(|(key, parsed, fresh)| {
-            let compiled = resolve_model(model, &parsed, &resolver);
-            if fresh {
-                fresh_parses.push((key, parsed));
-            }
-            compiled
-        });
-        match resolved {
-            Ok((compiled, deps)) => {
-                let mut depends_on: Vec<NodeId> = deps.iter().map(|(dep, _)| *dep).collect();
-                depends_on.sort_unstable();
-                depends_on.dedup();
-                for (dep, location) in deps {
-                    edges.entry((id, dep)).or_insert(location);
-                }
-                nodes.push(Node {
-                    name: model.name.clone(),
-                    tags: model.config.tags.clone(),
-                    kind: NodeKind::Model(compiled),
-                    path: model.path.clone(),
-                    relation: RelationName {
-                        schema: target.schema.clone(),
-                        identifier: model.name.clone(),
-                    },
-                    depends_on,
-                });
+    for (model, (node, fresh)) in project.models.iter().zip(models) {
+        fresh_parses.extend(fresh);
+        match node {
+            Ok((node, deps)) => {
+                nodes.push(node);
+                written_at.push(deps);
             }
             Err(e) => {
                 errors.push(e);
                 // Keep ids aligned with the resolver's numbering.
                 nodes.push(Node::placeholder(model));
+                written_at.push(Vec::new());
             }
         }
     }
@@ -444,14 +432,48 @@ pub fn compile_with(
     }
     Error::collect(errors)?;
     errors = shadowed_sources(&nodes, &resolver);
-    errors.extend(duplicate_test_names(&nodes));
+    errors.extend(duplicate_test_names(&nodes, &resolver));
     Error::collect(errors)?;
-    let dag = Dag::new(nodes, &edges)?;
+    let edge_at = |node: NodeId, dependency: NodeId| {
+        let (_, (line, column)) = written_at
+            .get(node)?
+            .iter()
+            .find(|(d, _)| *d == dependency)?;
+        Some(Location::new(
+            &project.models[node - project.seeds.len()].path,
+            *line as usize,
+            *column as usize,
+        ))
+    };
+    let dag = Dag::new(nodes, edge_at)?;
     Ok(CompiledProject { dag, fresh_parses })
+}
+
+fn model_node(
+    model: &Model,
+    compiled: CompiledModel,
+    deps: &Dependencies,
+    target: &Target,
+) -> Node {
+    Node {
+        name: model.name.clone(),
+        tags: model.config.tags.clone(),
+        kind: NodeKind::Model(compiled),
+        path: model.path.clone(),
+        relation: RelationName {
+            schema: target.schema.clone(),
+            identifier: model.name.clone(),
+        },
+        depends_on: dependency_ids(deps),
+    }
 }
 
 /// A parse result computed (not taken from the cache) during this compile.
 type FreshParse = (Hash, ParsedModel);
+
+/// One model's node and where it writes each dependency, or why it has
+/// none; with its parse result when it was parsed now.
+type CompiledNode = (Result<(Node, Dependencies)>, Option<FreshParse>);
 
 /// The generic tests of every compiled model, then the singular tests, as
 /// nodes (with any fresh parse result of a singular test).
@@ -488,7 +510,7 @@ fn compile_tests(
             };
             let query = test_query(&name, &node.path, sql);
             let compiled = parse_model(&query, dialect.as_ref(), macros, catalog)
-                .and_then(|parsed| resolve_model(&query, &parsed, resolver))
+                .and_then(|parsed| resolve_model(&query, parsed, resolver))
                 .map_err(|e| generic_test_error(e, &name, node, at));
             out.push(compiled.map(|(query, deps)| {
                 let test = CompiledTest {
@@ -520,14 +542,15 @@ fn compile_tests(
                 }),
         };
         out.push(parsed.and_then(|(parsed, fresh)| {
-            let (compiled, deps) = resolve_model(&query, &parsed, resolver)?;
+            let kept = fresh.then(|| (key, parsed.clone()));
+            let (compiled, deps) = resolve_model(&query, parsed, resolver)?;
             let test = CompiledTest {
                 query: compiled,
                 severity: singular.severity,
                 checks: None,
             };
             let node = test_node(singular.name.clone(), &singular.path, test, &deps);
-            Ok((node, fresh.then_some((key, parsed))))
+            Ok((node, kept))
         }));
     }
     out
@@ -572,17 +595,22 @@ fn test_node(
     test: CompiledTest,
     deps: &Dependencies,
 ) -> Node {
-    let mut depends_on: Vec<NodeId> = deps.iter().map(|(dep, _)| *dep).collect();
-    depends_on.sort_unstable();
-    depends_on.dedup();
     Node {
         name,
         kind: NodeKind::Test(test),
         path: path.to_path_buf(),
         tags: Vec::new(),
         relation: RelationName::default(),
-        depends_on,
+        depends_on: dependency_ids(deps),
     }
+}
+
+/// The distinct nodes a model depends on, in id order.
+fn dependency_ids(deps: &Dependencies) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = deps.iter().map(|(dep, _)| *dep).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// A generic test's SQL is generated, so its errors point at where the test
@@ -606,6 +634,9 @@ fn generic_test_error(error: Error, name: &str, model: &Node, at: Location) -> E
 /// A model or seed published where a declared source table lives (SQLite
 /// has one namespace) would replace the source's data: refuse it.
 fn shadowed_sources(nodes: &[Node], resolver: &Resolver<'_>) -> Vec<Error> {
+    if resolver.sources.is_empty() {
+        return Vec::new();
+    }
     let lower = |r: &RelationName| (r.schema.clone(), r.identifier.to_lowercase());
     let sources: HashMap<_, _> = resolver
         .sources
@@ -631,25 +662,33 @@ fn shadowed_sources(nodes: &[Node], resolver: &Resolver<'_>) -> Vec<Error> {
         .collect()
 }
 
-fn duplicate_test_names(nodes: &[Node]) -> Vec<Error> {
-    let mut first: HashMap<String, &Node> = HashMap::new();
+/// Model and seed names are unique already (project loading checks them),
+/// and the resolver knows them folded: only tests are looked up.
+fn duplicate_test_names(nodes: &[Node], resolver: &Resolver<'_>) -> Vec<Error> {
+    let mut tests: HashMap<String, &Node> = HashMap::new();
     let mut errors = Vec::new();
-    for node in nodes {
-        match first.get(&node.name.to_lowercase()) {
-            Some(earlier) if node.is_test() => errors.push(Error::Duplicate {
+    for node in nodes.iter().filter(|node| node.is_test()) {
+        let folded = node.name.to_lowercase();
+        let earlier = match resolver.nodes.get(&folded) {
+            Some(id) => Some(&nodes[*id]),
+            None => tests.get(&folded).copied(),
+        };
+        match earlier {
+            Some(earlier) => errors.push(Error::Duplicate {
                 location: Location::new(&node.path, 1, 1),
                 name: node.name.clone(),
                 first: earlier.path.clone(),
             }),
-            _ => {
-                first.insert(node.name.to_lowercase(), node);
+            None => {
+                tests.insert(folded, node);
             }
         }
     }
     errors
 }
 
-type Dependencies = Vec<(NodeId, Location)>;
+/// The nodes a model reads, each with the line and column it is written at.
+type Dependencies = Vec<(NodeId, (u32, u32))>;
 
 /// Parses one model: checks it is a single SELECT, marks its table
 /// references and formats it canonically.
@@ -699,7 +738,7 @@ fn mark(mut statement: Statement) -> (String, Vec<Reference>) {
 
 fn resolve_model(
     model: &Model,
-    parsed: &ParsedModel,
+    parsed: ParsedModel,
     resolver: &Resolver<'_>,
 ) -> Result<(CompiledModel, Dependencies)> {
     let mut deps = Vec::new();
@@ -727,14 +766,14 @@ fn resolve_model(
         });
     }
     for reference in &parsed.references {
-        let location = at((reference.line, reference.column));
+        let position = (reference.line, reference.column);
         if stateful && reference.parts == [crate::incremental::THIS] {
             references.push((reference.key(), Referent::This));
             continue;
         }
         let referent = match resolver.resolve(&reference.parts) {
             Some(Resolved::Node(id)) => {
-                deps.push((id, location));
+                deps.push((id, position));
                 Referent::Node(id)
             }
             Some(Resolved::Source { key, relation }) => {
@@ -743,7 +782,7 @@ fn resolve_model(
             }
             None => {
                 errors.push(Error::UnknownRelation {
-                    location,
+                    location: at(position),
                     model: model.name.clone(),
                     hint: resolver.hint(&reference.written),
                     name: reference.written.clone(),
@@ -759,18 +798,18 @@ fn resolve_model(
     references.sort_by(|a, b| a.0.cmp(&b.0));
     references.dedup_by(|a, b| a.0 == b.0);
     let compiled = CompiledModel {
-        sql: parsed.sql.clone(),
+        sql: parsed.sql,
         config: model.config.clone(),
         sources,
         references,
-        macros: parsed.macros.clone(),
-        incremental_sql: parsed.incremental_sql.clone(),
+        macros: parsed.macros,
+        incremental_sql: parsed.incremental_sql,
     };
     Ok((compiled, deps))
 }
 
 fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Result<Statement> {
-    let mut statements = Parser::parse_sql(dialect, &model.sql).map_err(|e| {
+    let mut statements = crate::tokens::parse_sql(dialect, &model.sql).map_err(|e| {
         let message = e.to_string();
         let (message, line, column) = match split_position(&message) {
             // sqlparser gives no position for a premature end: point at the end.
@@ -1127,6 +1166,30 @@ mod tests {
             "{text}"
         );
         assert!(text.starts_with("models/a.sql:1:15"), "{text}");
+    }
+
+    #[test]
+    fn a_generic_test_named_like_a_model_or_another_test_is_refused() {
+        let err = compile_project(&[
+            ("o", "-- config: tests.id = ['not_null']\nselect 1 as id"),
+            ("not_null_o_id", "select 1 as x"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "duplicate name `not_null_o_id`: also defined at models/not_null_o_id.sql"
+            ),
+            "{err}"
+        );
+        // `a-b` and `a_b` both name the test `not_null_t_a_b`.
+        let err = compile_project(&[(
+            "t",
+            "-- config: tests.\"a-b\" = ['not_null']\n-- config: tests.a_b = ['not_null']\nselect 1 as a_b",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("duplicate name `not_null_t_a_b`"), "{err}");
     }
 
     #[test]

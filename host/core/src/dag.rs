@@ -1,6 +1,6 @@
 //! The dependency graph of seeds and models, checked acyclic.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,9 @@ fn children_of(nodes: &[Node]) -> Vec<Vec<NodeId>> {
 /// SQL reads: each node also depends on its ephemeral upstreams'
 /// dependencies (which the scheduler, the planner and `+` selectors then
 /// see as ordinary edges). In topological order, so chains fold in whole.
-fn inherit_ephemeral_dependencies(nodes: &mut [Node], order: &[NodeId]) {
+/// Whether any node gained a dependency.
+fn inherit_ephemeral_dependencies(nodes: &mut [Node], order: &[NodeId]) -> bool {
+    let mut changed = false;
     for &id in order {
         let inherited: Vec<NodeId> = nodes[id]
             .depends_on
@@ -140,7 +142,9 @@ fn inherit_ephemeral_dependencies(nodes: &mut [Node], order: &[NodeId]) {
         deps.extend(inherited);
         deps.sort_unstable();
         deps.dedup();
+        changed = true;
     }
+    changed
 }
 
 /// Nodes with their edges both ways and a topological order.
@@ -154,25 +158,29 @@ pub struct Dag {
 }
 
 impl Dag {
-    /// Builds the graph; `edges` maps (node, dependency) to where the
+    /// Builds the graph; `edge_at(node, dependency)` tells where the
     /// dependency is written, so a cycle can point at its source.
-    pub fn new(mut nodes: Vec<Node>, edges: &BTreeMap<(NodeId, NodeId), Location>) -> Result<Self> {
+    pub fn new(
+        mut nodes: Vec<Node>,
+        edge_at: impl Fn(NodeId, NodeId) -> Option<Location>,
+    ) -> Result<Self> {
         let children = children_of(&nodes);
         let order = topological_order(&nodes, &children);
         if order.len() < nodes.len() {
             let cycle = find_cycle(&nodes, &order);
-            let location = edges
-                .get(&(cycle[0], cycle[1]))
-                .cloned()
+            let location = edge_at(cycle[0], cycle[1])
                 .unwrap_or_else(|| Location::new(&nodes[cycle[0]].path, 1, 1));
             return Err(Error::Cycle {
                 location,
                 cycle: cycle.iter().map(|&id| nodes[id].name.clone()).collect(),
             });
         }
-        inherit_ephemeral_dependencies(&mut nodes, &order);
+        let children = match inherit_ephemeral_dependencies(&mut nodes, &order) {
+            true => children_of(&nodes),
+            false => children,
+        };
         Ok(Self {
-            children: children_of(&nodes),
+            children,
             nodes,
             order,
         })
@@ -293,7 +301,7 @@ mod tests {
                 depends_on: depends_on.to_vec(),
             })
             .collect();
-        Dag::new(nodes, &BTreeMap::new())
+        Dag::new(nodes, |_, _| None)
     }
 
     #[test]

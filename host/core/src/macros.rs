@@ -516,7 +516,7 @@ fn call_name(name: &ObjectName) -> Option<String> {
 }
 
 fn parse_query(dialect: &dyn Dialect, sql: &str) -> std::result::Result<Query, String> {
-    let mut statements = Parser::parse_sql(dialect, sql).map_err(|e| e.to_string())?;
+    let mut statements = crate::tokens::parse_sql(dialect, sql).map_err(|e| e.to_string())?;
     match (statements.pop(), statements.is_empty()) {
         (Some(Statement::Query(query)), true) => Ok(*query),
         _ => Err("expected one SELECT".into()),

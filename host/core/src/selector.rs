@@ -284,7 +284,6 @@ mod tests {
     use super::*;
     use crate::config::SeedConfig;
     use crate::dag::{Node, NodeKind, RelationName};
-    use std::collections::BTreeMap;
 
     /// raw -> stg_a -> mart, raw -> stg_b -> mart, other
     fn dag() -> Dag {
@@ -322,7 +321,7 @@ mod tests {
                 node("mart", "models/marts/mart.sql", &["daily"], &[1, 2]),
                 node("other", "models/other.sql", &["daily"], &[]),
             ],
-            &BTreeMap::new(),
+            |_, _| None,
         )
         .unwrap()
     }
