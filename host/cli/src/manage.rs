@@ -11,7 +11,7 @@ use orbital_runner::Publish;
 
 use crate::diagnostics::Failure;
 use crate::run::relation_record;
-use crate::session::Session;
+use crate::session::{Records, Session};
 use crate::{Cli, SelectArgs, lock, report};
 
 /// `orbital plan`: what a run would do, with SQL diffs.
@@ -21,7 +21,7 @@ pub fn plan(
     env: Option<&str>,
     output: &report::Output,
 ) -> Result<ExitCode, Failure> {
-    let session = Session::open(cli, select, env, None)?;
+    let session = Session::open(cli, select, env, None, Records::Early)?;
     let runtime = &session.runtime;
     let connected = runtime.block_on(session.connect())?;
     let selection = session.select(select, &connected)?;
@@ -64,6 +64,8 @@ pub fn plan(
         });
     }
     output.plan(&session.environment, &entries, &plan.removed);
+    std::mem::forget((entries, plan, selection));
+    session.finish(connected);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -91,7 +93,7 @@ pub fn promote(
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     orbital_core::plan::check_environment_name(from)?;
-    let session = Session::open(cli, select, Some(to), None)?;
+    let session = Session::open(cli, select, Some(to), None, Records::OnConnect)?;
     let _gc_lock = lock::gc(&session.state_dir(), false)?;
     let _lock = lock::environment(&session.state_dir(), &session.target_name, to)?;
     let runtime = &session.runtime;
@@ -203,7 +205,7 @@ pub fn gc(
     dry_run: bool,
     output: &report::Output,
 ) -> Result<ExitCode, Failure> {
-    let session = Session::open(cli, select, None, None)?;
+    let session = Session::open(cli, select, None, None, Records::OnConnect)?;
     let _gc_lock = lock::gc(&session.state_dir(), true)?;
     let runtime = &session.runtime;
     let dropped = runtime.block_on(async {

@@ -18,7 +18,7 @@ use orbital_core::plan::{Action, Plan};
 use orbital_runner::{Assignments, NodeResult, Publish, RunOptions, Status, Work};
 
 use crate::diagnostics::Failure;
-use crate::session::{Connected, Session};
+use crate::session::{Connected, Records, Session};
 use crate::{Cli, RunArgs, Scope, lock, report};
 
 /// How long a run waits for another process's run on the same warehouse.
@@ -33,7 +33,13 @@ pub fn run(
 ) -> Result<ExitCode, Failure> {
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let session = Session::open(cli, &args.select, args.env.as_deref(), args.threads)?;
+    let session = Session::open(
+        cli,
+        &args.select,
+        args.env.as_deref(),
+        args.threads,
+        Records::OnConnect,
+    )?;
     let _gc_lock = lock::gc(&session.state_dir(), false)?;
     let _env_lock = lock::environment(
         &session.state_dir(),

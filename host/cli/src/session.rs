@@ -28,7 +28,7 @@ pub struct Session {
     pub target_name: String,
     pub target: Target,
     pub environment: String,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub compiled: CompiledProject,
     pub components: Vec<Component>,
     pub threads: usize,
@@ -46,7 +46,29 @@ pub struct Session {
     /// The snapshot key and file stamps the project matches, when it has a
     /// snapshot: what its saved fingerprints are checked against.
     stamped: Option<Stamped>,
+    /// The environment's records, being read since the session started
+    /// (see [`Records::Early`]).
+    early_records: std::sync::Mutex<Option<EarlyRecords>>,
 }
+
+/// When a session reads the environment's records.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    /// On connecting, after the command has taken its locks: what a
+    /// command that writes plans against.
+    OnConnect,
+    /// On a second thread from the start, beside loading the project: for
+    /// a command that only reads (`plan`), which takes no lock.
+    Early,
+}
+
+type RecordMaps = (BTreeMap<String, EnvEntry>, BTreeMap<Hash, BuildRecord>);
+
+/// The warehouse whose records are being read, and the reading thread.
+type EarlyRecords = (
+    String,
+    std::thread::JoinHandle<Result<RecordMaps, orbital_cas::CasError>>,
+);
 
 type Stamped = (Hash, Vec<(PathBuf, orbital_core::snapshot::Stamp)>);
 
@@ -77,6 +99,7 @@ impl Session {
         select: &SelectArgs,
         environment: Option<&str>,
         threads: Option<usize>,
+        records: Records,
     ) -> Result<Self, Failure> {
         let config = ProjectConfig::load(&cli.project)?;
         let (target_name, target) = config.target(select.target.as_deref())?;
@@ -85,7 +108,9 @@ impl Session {
             .unwrap_or(orbital_core::plan::DEFAULT_ENVIRONMENT)
             .to_string();
         orbital_core::plan::check_environment_name(&environment)?;
-        let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
+        let store = Arc::new(Store::open(
+            &state_dir(&cli.project, &config).join("state.redb"),
+        )?);
         let runtime = crate::async_runtime()?;
         // Opening SQLite reads its whole schema (20k entries for a 10k-model
         // warehouse), and a server takes a round trip or more: let that run
@@ -96,6 +121,18 @@ impl Session {
         let known_warehouse = match &warehouse_file {
             Some(file) => store.warehouse_of_file(file)?,
             None => None,
+        };
+        let early_records = match (&known_warehouse, records) {
+            (Some(warehouse), Records::Early) => {
+                let (store, warehouse, env) =
+                    (store.clone(), warehouse.clone(), environment.clone());
+                let reading = std::thread::spawn({
+                    let warehouse = warehouse.clone();
+                    move || read_records(&store, &warehouse, &env)
+                });
+                Some((warehouse, reading))
+            }
+            _ => None,
         };
         let early_database = (known_warehouse.is_none()
             && Warehouse::opens_without_creating(&target.url, &cli.project))
@@ -122,6 +159,7 @@ impl Session {
             warehouse_file,
             known_warehouse,
             stamped,
+            early_records: std::sync::Mutex::new(early_records),
         })
     }
 
@@ -236,15 +274,21 @@ impl Session {
             }
         };
         // Reading the records (redb pages) and fingerprinting (hashing) are
-        // independent: on two cores, one hides behind the other.
+        // independent: on two cores, one hides behind the other, unless
+        // the records have been read since the session started.
+        let early = self
+            .early_records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let (fingerprints, records) = std::thread::scope(|scope| {
-            let records = scope.spawn(|| -> Result<_, Failure> {
-                Ok(match &warehouse {
-                    Some(w) => (
-                        self.store.environment(w, &self.environment)?,
-                        self.store.builds(w)?,
-                    ),
-                    None => Default::default(),
+            let records = scope.spawn(|| -> Result<RecordMaps, Failure> {
+                Ok(match (&warehouse, early) {
+                    (Some(w), Some((read, reading))) if *w == read => reading
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+                    (Some(w), _) => read_records(&self.store, w, &self.environment)?,
+                    (None, _) => Default::default(),
                 })
             });
             let fingerprints = self.fingerprints(&plugins);
@@ -287,6 +331,27 @@ impl Session {
             plugins,
             base,
         })
+    }
+
+    /// Ends a command that is about to exit. The project, its graph and the
+    /// records are not freed string by string (for 10k models, ~5 ms: a
+    /// tenth of a plan): the process's exit returns their memory whole.
+    /// The store, the runtime and any database connection still close as
+    /// usual.
+    pub fn finish(self, connected: Connected) {
+        let Connected {
+            recorded,
+            planned,
+            builds,
+            base,
+            fingerprints,
+            ..
+        } = connected;
+        let Session {
+            project, compiled, ..
+        } = self;
+        std::mem::forget((project, compiled));
+        std::mem::forget((recorded, planned, builds, base, fingerprints));
     }
 
     /// The project's fingerprints: saved beside its snapshot when nothing
@@ -377,6 +442,18 @@ impl Session {
             .map(|sql| orbital_core::compile::parse_key(dialect, identity, sql))
             .collect()
     }
+}
+
+/// One environment's records and every build of `warehouse`.
+fn read_records(
+    store: &Store,
+    warehouse: &str,
+    environment: &str,
+) -> Result<RecordMaps, orbital_cas::CasError> {
+    Ok((
+        store.environment(warehouse, environment)?,
+        store.builds(warehouse)?,
+    ))
 }
 
 /// The environment records as the planner reads them.
@@ -522,11 +599,21 @@ fn load(
     macros: &PluginMacros,
 ) -> Result<(Project, CompiledProject, Option<Stamped>), Failure> {
     let read_at = SystemTime::now();
-    let files = orbital_core::snapshot::stamp_files(root, &config)?;
     // Macro plugins write SQL the snapshot keeps: they are part of its key.
     let identity = format!("{} {}", build_identity(), SqlMacros::identity(macros));
     let key = orbital_core::snapshot::key(&config, target, &identity);
-    if let Some(snapshot) = store.snapshot(&key)?
+    // Decoding the snapshot (23 MB for 10k models) and stamping every file
+    // are independent until compared: one core decodes while the others stat.
+    let (files, snapshot) = std::thread::scope(|scope| {
+        let snapshot = scope.spawn(|| store.snapshot(&key));
+        let files = orbital_core::snapshot::stamp_files(root, &config);
+        let snapshot = snapshot
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (files, snapshot)
+    });
+    let (files, snapshot) = (files?, snapshot?);
+    if let Some(snapshot) = snapshot
         && snapshot.matches(&key, &files)
     {
         tracing::info!(

@@ -18,16 +18,37 @@ impl Hash {
 
     /// The first 12 hex digits: what relation names and summaries show.
     pub fn short(&self) -> String {
-        self.to_string()[..12].to_string()
+        self.hex()[..12].to_string()
+    }
+
+    /// The 64 hex digits, without formatting machinery (a plan of 10k
+    /// models prints 10k of them).
+    fn hex(&self) -> HexDigits {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0xf)];
+        }
+        HexDigits(out)
+    }
+}
+
+/// A hash's hex digits, on the stack.
+struct HexDigits([u8; 64]);
+
+impl std::ops::Deref for HexDigits {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        f.write_str(&self.hex())
     }
 }
 
@@ -56,7 +77,7 @@ impl FromStr for Hash {
 impl Serialize for Hash {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
-            serializer.serialize_str(&self.to_string())
+            serializer.serialize_str(&self.hex())
         } else {
             self.0.serialize(serializer)
         }
@@ -105,6 +126,14 @@ mod tests {
         let hash = Hash::of(b"orbital");
         assert_eq!(hash.to_string().parse::<Hash>().unwrap(), hash);
         assert_eq!(hash.short().len(), 12);
+        assert_eq!(
+            Hash::of(b"").to_string(),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        assert_eq!(
+            serde_json::to_string(&Hash::of(b"")).unwrap(),
+            "\"af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262\""
+        );
         assert!("xyz".parse::<Hash>().is_err());
     }
 
