@@ -64,6 +64,7 @@ pub fn plan(
         });
     }
     output.plan(&session.environment, &entries, &plan.removed);
+    // The process exits next: see `Session::finish`.
     std::mem::forget((entries, plan, selection));
     session.finish(connected);
     Ok(ExitCode::SUCCESS)

@@ -449,6 +449,7 @@ pub fn compile_with(
     Ok(CompiledProject { dag, fresh_parses })
 }
 
+/// A compiled model's node, published under its own name in the target schema.
 fn model_node(
     model: &Model,
     compiled: CompiledModel,

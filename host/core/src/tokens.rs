@@ -380,23 +380,25 @@ mod tests {
                     assert_eq!(f.keyword, s.keyword, "{sql:?}");
                 }
             }
+            // And the parser, given either, says the same: the same
+            // statements or the same error at the same place.
+            assert_eq!(
+                format!("{:?}", parse_sql(dialect.as_ref(), sql)),
+                format!("{:?}", Parser::parse_sql(dialect.as_ref(), sql)),
+                "{sql:?} in {dialect:?}"
+            );
         }
         true
     }
 
     #[test]
-    fn synthetic_models_take_the_fast_path_and_parse_the_same() {
+    fn synthetic_models_take_the_fast_path() {
         let models = crate::synthetic::project(300, 7)
             .into_iter()
             .filter(|(path, _)| path.extension().is_some_and(|e| e == "sql"));
         let mut count = 0;
         for (_, sql) in models {
             assert!(agrees(&sql), "fell back on {sql}");
-            for dialect in dialects() {
-                let fast = parse_sql(dialect.as_ref(), &sql).expect("fast parse");
-                let slow = Parser::parse_sql(dialect.as_ref(), &sql).expect("parse");
-                assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
-            }
             count += 1;
         }
         assert!(count >= 300);
