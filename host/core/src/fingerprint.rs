@@ -132,11 +132,38 @@ pub fn fingerprint(
     plugins: &PluginHashes,
 ) -> Result<Fingerprints, (String, String)> {
     let local = local_hashes(project, dag, plugins)?;
-    let mut full = vec![Hash::default(); dag.nodes.len()];
-    for &id in &dag.order {
-        full[id] = combine_one(dag, id, local[id], |dep| full[dep]);
-    }
+    let full = combine_all(dag, &local);
     Ok(Fingerprints { local, full })
+}
+
+/// Every node's fingerprint, one level of the graph at a time: a node's
+/// level is one more than its deepest upstream's, so the nodes of a level
+/// read only earlier levels and hash on all cores.
+fn combine_all(dag: &Dag, local: &[Hash]) -> Vec<Hash> {
+    let mut level = vec![0usize; dag.nodes.len()];
+    let mut levels: Vec<Vec<NodeId>> = Vec::new();
+    for &id in &dag.order {
+        let depth = (dag.nodes[id].depends_on.iter())
+            .map(|&dep| level[dep] + 1)
+            .max()
+            .unwrap_or(0);
+        level[id] = depth;
+        if levels.len() <= depth {
+            levels.resize_with(depth + 1, Vec::new);
+        }
+        levels[depth].push(id);
+    }
+    let mut full = vec![Hash::default(); dag.nodes.len()];
+    for ids in &levels {
+        let hashes: Vec<Hash> = ids
+            .par_iter()
+            .map(|&id| combine_one(dag, id, local[id], |dep| full[dep]))
+            .collect();
+        for (&id, hash) in ids.iter().zip(hashes) {
+            full[id] = hash;
+        }
+    }
+    full
 }
 
 #[cfg(test)]
@@ -175,6 +202,33 @@ mod tests {
             .enumerate()
             .map(|(id, n)| (n.name.clone(), (prints.local[id], prints.full[id])))
             .collect()
+    }
+
+    #[test]
+    fn level_by_level_fingerprints_equal_the_topological_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in crate::synthetic::project(500, 3) {
+            let full = dir.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+        }
+        let project = Project::load(dir.path()).unwrap();
+        let target = project.config.target(None).unwrap().1.clone();
+        let dag = crate::compile(&project, &target).unwrap().dag;
+        let plugins = PluginHashes {
+            adapter: Hash::of(b"a"),
+            strategies: [
+                ("view".to_string(), Hash::of(b"v")),
+                ("table".to_string(), Hash::of(b"t")),
+            ]
+            .into(),
+        };
+        let prints = fingerprint(&project, &dag, &plugins).unwrap();
+        let mut folded = vec![Hash::default(); dag.nodes.len()];
+        for &id in &dag.order {
+            folded[id] = combine_one(&dag, id, prints.local[id], |dep| folded[dep]);
+        }
+        assert_eq!(prints.full, folded);
     }
 
     #[test]
