@@ -124,13 +124,9 @@ impl Session {
         };
         let early_records = match (&known_warehouse, records) {
             (Some(warehouse), Records::Early) => {
-                let (store, warehouse, env) =
-                    (store.clone(), warehouse.clone(), environment.clone());
-                let reading = std::thread::spawn({
-                    let warehouse = warehouse.clone();
-                    move || read_records(&store, &warehouse, &env)
-                });
-                Some((warehouse, reading))
+                let (store, id, env) = (store.clone(), warehouse.clone(), environment.clone());
+                let reading = std::thread::spawn(move || read_records(&store, &id, &env));
+                Some((warehouse.clone(), reading))
             }
             _ => None,
         };

@@ -183,25 +183,32 @@ mod tests {
         for (name, sql) in models {
             std::fs::write(dir.path().join(format!("models/{name}.sql")), sql).unwrap();
         }
-        let project = Project::load(dir.path()).unwrap();
-        let target = project.config.target(None).unwrap().1.clone();
-        let compiled = crate::compile(&project, &target).unwrap();
-        let plugins = PluginHashes {
-            adapter: Hash::of(b"adapter"),
-            strategies: [
-                ("view".to_string(), Hash::of(&[plugin])),
-                ("table".to_string(), Hash::of(b"table")),
-            ]
-            .into(),
-        };
-        let prints = fingerprint(&project, &compiled.dag, &plugins).unwrap();
-        compiled
-            .dag
-            .nodes
+        let (project, dag) = load_and_compile(dir.path());
+        let prints = fingerprint(&project, &dag, &plugins(plugin)).unwrap();
+        dag.nodes
             .iter()
             .enumerate()
             .map(|(id, n)| (n.name.clone(), (prints.local[id], prints.full[id])))
             .collect()
+    }
+
+    fn load_and_compile(dir: &std::path::Path) -> (Project, Dag) {
+        let project = Project::load(dir).unwrap();
+        let target = project.config.target(None).unwrap().1.clone();
+        let dag = crate::compile(&project, &target).unwrap().dag;
+        (project, dag)
+    }
+
+    /// The plugins, with the `view` strategy's hash made of `view`.
+    fn plugins(view: u8) -> PluginHashes {
+        PluginHashes {
+            adapter: Hash::of(b"adapter"),
+            strategies: [
+                ("view".to_string(), Hash::of(&[view])),
+                ("table".to_string(), Hash::of(b"table")),
+            ]
+            .into(),
+        }
     }
 
     #[test]
@@ -212,18 +219,8 @@ mod tests {
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(full, text).unwrap();
         }
-        let project = Project::load(dir.path()).unwrap();
-        let target = project.config.target(None).unwrap().1.clone();
-        let dag = crate::compile(&project, &target).unwrap().dag;
-        let plugins = PluginHashes {
-            adapter: Hash::of(b"a"),
-            strategies: [
-                ("view".to_string(), Hash::of(b"v")),
-                ("table".to_string(), Hash::of(b"t")),
-            ]
-            .into(),
-        };
-        let prints = fingerprint(&project, &dag, &plugins).unwrap();
+        let (project, dag) = load_and_compile(dir.path());
+        let prints = fingerprint(&project, &dag, &plugins(1)).unwrap();
         let mut folded = vec![Hash::default(); dag.nodes.len()];
         for &id in &dag.order {
             folded[id] = combine_one(&dag, id, prints.local[id], |dep| folded[dep]);
