@@ -26,7 +26,7 @@ use sqlparser::ast::{
 use crate::compile::{ParseCache, ParsedModel, dialect_for, parse_key, parse_model};
 use crate::hash::Hash;
 use crate::macros::SqlMacros;
-use crate::project::Project;
+use crate::project::{Model, Project};
 
 /// Column names by relation name, for macros.
 pub trait Catalog: Sync {
@@ -102,6 +102,10 @@ impl<'a> ProjectCatalog<'a> {
     /// Model `index` parsed (or taken from the cache when every column
     /// list it was given is still what the catalog says): its parse key,
     /// the result, and whether it was parsed now.
+    pub(crate) fn model(&self, index: usize) -> &'a Model {
+        &self.project.models[index]
+    }
+
     pub(crate) fn parse(&self, index: usize) -> crate::Result<(Hash, ParsedModel, bool)> {
         let model = &self.project.models[index];
         let key = parse_key(self.dialect, self.identity, &model.sql);
