@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
-use std::sync::LazyLock;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -369,31 +368,7 @@ pub fn compile_with(
     cache: &dyn ParseCache,
     macros: &dyn ProjectMacros,
 ) -> Result<CompiledProject> {
-    on_parse_threads(|| compile_on_this_pool(project, target, cache, macros))
-}
-
-/// The parse threads' stack size. Visiting, formatting and dropping a syntax
-/// tree recurse once per level, and a generated chain like `c0 + c1 + ...`
-/// is a level per term: a release build holds 400,000 of them (with 2 MiB,
-/// under 20,000). Only the pages a thread touches cost memory.
-const PARSE_STACK: usize = 256 << 20;
-
-/// Runs `work` on threads with [`PARSE_STACK`]-sized stacks. sqlparser's
-/// `recursive-protection` feature would grow small stacks instead, but it
-/// checks the stack on every call and that cost a twentieth of a compile.
-fn on_parse_threads<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    static POOL: LazyLock<Option<rayon::ThreadPool>> = LazyLock::new(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("orbital-parse-{i}"))
-            .stack_size(PARSE_STACK)
-            .build()
-            .ok()
-    });
-    match POOL.as_ref() {
-        Some(pool) => pool.install(work),
-        // Threads could not start: the caller's own, as before.
-        None => work(),
-    }
+    crate::threads::install(|| compile_on_this_pool(project, target, cache, macros))
 }
 
 fn compile_on_this_pool(
@@ -482,12 +457,13 @@ fn compile_model(
 ) -> (Node, (Dependencies, Result<Option<FreshParse>>)) {
     let model = catalog.model(index);
     let compiled = catalog.parse(index).and_then(|(key, parsed, fresh)| {
-        let kept = fresh.then(|| (key, parsed.clone()));
-        let (compiled, deps) = resolve_model(model, parsed, resolver)?;
-        Ok((compiled, deps, kept))
+        let (compiled, deps) = resolve_model(model, &parsed, resolver)?;
+        Ok((compiled, deps, fresh.then_some((key, parsed))))
     });
     match compiled {
-        Ok((compiled, deps, kept)) => (model_node(model, compiled, &deps, target), (deps, Ok(kept))),
+        Ok((compiled, deps, kept)) => {
+            (model_node(model, compiled, &deps, target), (deps, Ok(kept)))
+        }
         Err(e) => (Node::placeholder(model), (Vec::new(), Err(e))),
     }
 }
@@ -550,7 +526,7 @@ fn compile_tests(
             };
             let query = test_query(&name, &node.path, sql);
             let compiled = parse_model(&query, dialect.as_ref(), macros, catalog)
-                .and_then(|parsed| resolve_model(&query, parsed, resolver))
+                .and_then(|parsed| resolve_model(&query, &parsed, resolver))
                 .map_err(|e| generic_test_error(e, &name, node, at));
             out.push(compiled.map(|(query, deps)| {
                 let test = CompiledTest {
@@ -582,8 +558,8 @@ fn compile_tests(
                 }),
         };
         out.push(parsed.and_then(|(parsed, fresh)| {
-            let kept = fresh.then(|| (key, parsed.clone()));
-            let (compiled, deps) = resolve_model(&query, parsed, resolver)?;
+            let (compiled, deps) = resolve_model(&query, &parsed, resolver)?;
+            let kept = fresh.then_some((key, parsed));
             let test = CompiledTest {
                 query: compiled,
                 severity: singular.severity,
@@ -778,7 +754,7 @@ fn mark(mut statement: Statement) -> (String, Vec<Reference>) {
 
 fn resolve_model(
     model: &Model,
-    parsed: ParsedModel,
+    parsed: &ParsedModel,
     resolver: &Resolver<'_>,
 ) -> Result<(CompiledModel, Dependencies)> {
     let mut deps = Vec::new();
@@ -838,12 +814,12 @@ fn resolve_model(
     references.sort_by(|a, b| a.0.cmp(&b.0));
     references.dedup_by(|a, b| a.0 == b.0);
     let compiled = CompiledModel {
-        sql: parsed.sql,
+        sql: parsed.sql.clone(),
         config: model.config.clone(),
         sources,
         references,
-        macros: parsed.macros,
-        incremental_sql: parsed.incremental_sql,
+        macros: parsed.macros.clone(),
+        incremental_sql: parsed.incremental_sql.clone(),
     };
     Ok((compiled, deps))
 }
@@ -1060,7 +1036,11 @@ mod tests {
         let compiled = compile_project(&[("deep", &deep)]).unwrap();
         let (node, deep) = model(&compiled, "deep");
         assert_eq!(node.depends_on.len(), 1);
-        assert!(deep.sql.contains("c19998 + c19999 AS total"), "{}", &deep.sql[..200]);
+        assert!(
+            deep.sql.contains("c19998 + c19999 AS total"),
+            "{}",
+            &deep.sql[..200]
+        );
     }
 
     fn model<'a>(compiled: &'a CompiledProject, name: &str) -> (&'a Node, &'a CompiledModel) {

@@ -131,9 +131,11 @@ pub fn fingerprint(
     dag: &Dag,
     plugins: &PluginHashes,
 ) -> Result<Fingerprints, (String, String)> {
-    let local = local_hashes(project, dag, plugins)?;
-    let full = combine_all(dag, &local);
-    Ok(Fingerprints { local, full })
+    crate::threads::install(|| {
+        let local = local_hashes(project, dag, plugins)?;
+        let full = combine_all(dag, &local);
+        Ok(Fingerprints { local, full })
+    })
 }
 
 /// Every node's fingerprint, one level of the graph at a time: a node's

@@ -29,6 +29,7 @@ pub mod seed;
 pub mod selector;
 pub mod snapshot;
 pub mod synthetic;
+mod threads;
 pub mod tokens;
 
 pub use compile::{

@@ -87,10 +87,12 @@ impl Project {
             paths.extend(paths_with_extension(root, dir, "sql")?);
         }
         // Reading and config parsing are per file: spread them over the cores.
-        let loaded: Vec<Result<Model>> = paths
-            .par_iter()
-            .map(|path| load_model(root, path, &config))
-            .collect();
+        let loaded: Vec<Result<Model>> = crate::threads::install(|| {
+            paths
+                .par_iter()
+                .map(|path| load_model(root, path, &config))
+                .collect()
+        });
         for model in loaded {
             match model {
                 Ok(model) if model.config.enabled => models.push(model),

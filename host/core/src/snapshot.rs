@@ -65,19 +65,23 @@ impl Stamp {
 /// Every source file of the project with its stamp, in [`crate::project::source_files`] order.
 pub fn stamp_files(root: &Path, config: &ProjectConfig) -> Result<Vec<(PathBuf, Stamp)>> {
     let files = crate::project::source_entries(root, config)?;
-    files
-        .into_par_iter()
-        .map(|(path, entry)| {
-            let full = || root.join(&path);
-            // An entry's metadata describes a symlink itself: follow those.
-            let metadata = match &entry {
-                Some(entry) if entry.file_type().is_ok_and(|t| !t.is_symlink()) => entry.metadata(),
-                _ => std::fs::metadata(full()),
-            }
-            .map_err(|e| Error::io(full(), e))?;
-            Ok((path, Stamp::of(&metadata)))
-        })
-        .collect()
+    crate::threads::install(|| {
+        files
+            .into_par_iter()
+            .map(|(path, entry)| {
+                let full = || root.join(&path);
+                // An entry's metadata describes a symlink itself: follow those.
+                let metadata = match &entry {
+                    Some(entry) if entry.file_type().is_ok_and(|t| !t.is_symlink()) => {
+                        entry.metadata()
+                    }
+                    _ => std::fs::metadata(full()),
+                }
+                .map_err(|e| Error::io(full(), e))?;
+                Ok((path, Stamp::of(&metadata)))
+            })
+            .collect()
+    })
 }
 
 /// What a snapshot is valid for besides its files: the Orbital build that
