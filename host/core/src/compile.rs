@@ -721,13 +721,13 @@ pub fn parse_model(
         Some(v) => (v.full, Some(v.incremental), Some(v.first_call)),
         None => (statement, None, None),
     };
-    let (sql, mut references) = mark(full);
+    let (sql, mut references) = mark(full, &model.sql);
     let this_on_full_build = references
         .iter()
         .find(|r| r.parts == [crate::incremental::THIS])
         .map(|r| (r.line, r.column));
     let incremental_sql = incremental.map(|statement| {
-        let (sql, more) = mark(statement);
+        let (sql, more) = mark(statement, &model.sql);
         references.extend(more);
         sql
     });
@@ -742,9 +742,11 @@ pub fn parse_model(
     })
 }
 
-/// Canonical SQL with every table reference replaced by its marker.
-fn mark(mut statement: Statement) -> (String, Vec<Reference>) {
+/// Canonical SQL with every table reference replaced by its marker;
+/// `sql` is the text the statement was parsed from.
+fn mark(mut statement: Statement, sql: &str) -> (String, Vec<Reference>) {
     let mut marker = Marker {
+        sql,
         ctes: cte_names(&statement),
         references: Vec::new(),
     };
@@ -841,6 +843,10 @@ fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Result<Statement
             message: message.trim_start_matches("sql parser error: ").to_string(),
         }
     })?;
+    let at = |location| {
+        let (line, column) = crate::tokens::position(&model.sql, location);
+        (line as usize, column as usize)
+    };
     let invalid = |line: usize, column: usize, message: &str| Error::InvalidModel {
         location: Location::new(&model.path, line, column),
         model: model.name.clone(),
@@ -853,20 +859,20 @@ fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Result<Statement
             match &statement {
                 Statement::Query(_) => Ok(statement),
                 other => {
-                    let start = sqlparser::ast::Spanned::span(other).start;
+                    let (line, column) = at(sqlparser::ast::Spanned::span(other).start);
                     Err(invalid(
-                        start.line.max(1) as usize,
-                        start.column.max(1) as usize,
+                        line,
+                        column,
                         "must be a SELECT statement (models are queries; Orbital writes the DDL)",
                     ))
                 }
             }
         }
         _ => {
-            let start = sqlparser::ast::Spanned::span(&statements[1]).start;
+            let (line, column) = at(sqlparser::ast::Spanned::span(&statements[1]).start);
             Err(invalid(
-                start.line.max(1) as usize,
-                start.column.max(1) as usize,
+                line,
+                column,
                 "holds more than one statement: a model is one SELECT",
             ))
         }
@@ -926,12 +932,14 @@ pub(crate) fn reference_key(name: &ObjectName) -> Option<String> {
 }
 
 /// Replaces every table reference that is not a CTE with its marker.
-struct Marker {
+struct Marker<'a> {
+    /// The model's SQL, which the tree's positions point into.
+    sql: &'a str,
     ctes: HashSet<String>,
     references: Vec<Reference>,
 }
 
-impl VisitorMut for Marker {
+impl VisitorMut for Marker<'_> {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
@@ -953,12 +961,12 @@ impl VisitorMut for Marker {
         {
             return ControlFlow::Continue(());
         }
-        let start = parts[0].span.start;
+        let (line, column) = crate::tokens::position(self.sql, parts[0].span.start);
         let reference = Reference {
             parts: parts.iter().map(|p| fold(p)).collect(),
             written: name.to_string(),
-            line: start.line.max(1) as u32,
-            column: start.column.max(1) as u32,
+            line,
+            column,
         };
         // Keep qualified column references (`orders.id`) working once the
         // relation is renamed.

@@ -61,6 +61,7 @@ pub fn variants(statement: &Statement, model: &Model) -> Result<Option<Variants>
     }
     let mut incremental = statement.clone();
     let mut rewriter = Rewriter {
+        sql: &model.sql,
         incremental: true,
         first_call: None,
         error: None,
@@ -80,6 +81,7 @@ pub fn variants(statement: &Statement, model: &Model) -> Result<Option<Variants>
     let _ = VisitMut::visit(
         &mut full,
         &mut Rewriter {
+            sql: &model.sql,
             incremental: false,
             first_call: None,
             error: None,
@@ -93,13 +95,15 @@ pub fn variants(statement: &Statement, model: &Model) -> Result<Option<Variants>
 }
 
 /// Replaces the calls for one kind of build.
-struct Rewriter {
+struct Rewriter<'a> {
+    /// The model's SQL, which the tree's positions point into.
+    sql: &'a str,
     incremental: bool,
     first_call: Option<(u32, u32)>,
     error: Option<(u32, u32, String)>,
 }
 
-impl VisitorMut for Rewriter {
+impl VisitorMut for Rewriter<'_> {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
@@ -116,10 +120,7 @@ impl VisitorMut for Rewriter {
         if called != IS_INCREMENTAL && called != IF_INCREMENTAL {
             return ControlFlow::Continue(());
         }
-        let at = (
-            ident.span.start.line.max(1) as u32,
-            ident.span.start.column.max(1) as u32,
-        );
+        let at = crate::tokens::position(self.sql, ident.span.start);
         self.first_call.get_or_insert(at);
         let args = match plain_args(&function.args) {
             Some(args) => args,

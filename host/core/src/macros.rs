@@ -277,7 +277,7 @@ impl Expander<'_> {
             .first()
             .and_then(ObjectNamePart::as_ident)
             .map(|i| i.span.start);
-        let (line, column) = start.map_or((1, 1), |s| (s.line.max(1), s.column.max(1)));
+        let (line, column) = start.map_or((1, 1), |s| crate::tokens::position(&self.model.sql, s));
         Location::new(&self.model.path, line as usize, column as usize)
     }
 
@@ -515,8 +515,10 @@ fn call_name(name: &ObjectName) -> Option<String> {
     )
 }
 
+/// A macro's query. sqlparser's own tokens, so that positions in it are
+/// lines and columns and never read as offsets into the model's text.
 fn parse_query(dialect: &dyn Dialect, sql: &str) -> std::result::Result<Query, String> {
-    let mut statements = crate::tokens::parse_sql(dialect, sql).map_err(|e| e.to_string())?;
+    let mut statements = Parser::parse_sql(dialect, sql).map_err(|e| e.to_string())?;
     match (statements.pop(), statements.is_empty()) {
         (Some(Statement::Query(query)), true) => Ok(*query),
         _ => Err("expected one SELECT".into()),
