@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,8 @@ const MARKER: &str = "__orbital_ref__";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompiledModel {
     /// Canonical SQL: formatted from the AST, references as markers.
-    pub sql: String,
+    /// Shared with the parse result it came from.
+    pub sql: Arc<str>,
     #[serde(with = "crate::project::stored_config")]
     pub config: ModelConfig,
     /// Declared sources this model reads, as `source.table`.
@@ -96,7 +98,7 @@ impl CompiledModel {
     ) -> String {
         let mut sql = match (this, &self.incremental_sql) {
             (Some(_), Some(incremental)) => incremental.clone(),
-            _ => self.sql.clone(),
+            _ => self.sql.to_string(),
         };
         for (key, referent) in &self.references {
             let text = match referent {
@@ -200,7 +202,7 @@ pub fn readable(sql: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParsedModel {
     /// Canonical SQL with markers, macros expanded.
-    pub sql: String,
+    pub sql: Arc<str>,
     pub references: Vec<Reference>,
     /// The macro plugins that expanded something in it.
     pub macros: Vec<Hash>,
@@ -732,7 +734,7 @@ pub fn parse_model(
         sql
     });
     Ok(ParsedModel {
-        sql,
+        sql: sql.into(),
         references,
         macros: expanded.plugins,
         incremental_sql,

@@ -72,7 +72,7 @@ pub fn local_hashes(
             // Tests build nothing and are never recorded; the hash only
             // names what one ran.
             NodeKind::Test(test) => Ok(Hasher::new("orbital fingerprint v1 test")
-                .field(&test.query.sql)
+                .field(test.query.sql.as_bytes())
                 .field(format!("{:?}", test.severity))
                 .finish()),
             NodeKind::Model(model) => {
@@ -84,7 +84,7 @@ pub fn local_hashes(
                     None => return Err((strategy.clone(), node.name.clone())),
                 };
                 let mut hasher = Hasher::new("orbital fingerprint v1 model");
-                hasher.field(&model.sql).field(strategy);
+                hasher.field(model.sql.as_bytes()).field(strategy);
                 if let Some(incremental) = &model.incremental_sql {
                     hasher.field("incremental build").field(incremental);
                 }

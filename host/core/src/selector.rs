@@ -290,7 +290,7 @@ mod tests {
         let model = crate::compile::CompiledModel {
             macros: Vec::new(),
             incremental_sql: None,
-            sql: String::new(),
+            sql: "".into(),
             config: crate::project::ModelConfig {
                 tests: Vec::new(),
                 materialized: "view".into(),
