@@ -411,7 +411,7 @@ fn compile_on_this_pool(
     );
     let (mut nodes, (written_at, outcomes)) = sinks;
     let mut errors = Vec::new();
-    let mut fresh_parses = Vec::new();
+    let mut fresh_parses = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         match outcome {
             Ok(fresh) => fresh_parses.extend(fresh),

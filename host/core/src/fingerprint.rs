@@ -108,18 +108,18 @@ pub fn local_hashes(
         .collect()
 }
 
-/// One node's fingerprint from its local hash and its upstreams'.
+/// One node's fingerprint from its local hash and its upstreams', which go
+/// in name order (a [`Dag`] keeps `depends_on` in it), so that node ids
+/// never count.
 pub fn combine_one(
     dag: &Dag,
     id: NodeId,
     local: Hash,
     mut upstream: impl FnMut(NodeId) -> Hash,
 ) -> Hash {
-    let mut deps: Vec<NodeId> = dag.nodes[id].depends_on.clone();
-    deps.sort_by(|a, b| dag.nodes[*a].name.cmp(&dag.nodes[*b].name));
     let mut hasher = Hasher::new("orbital fingerprint v1 node");
     hasher.field(local.0);
-    for dep in deps {
+    for &dep in &dag.nodes[id].depends_on {
         hasher.field(&dag.nodes[dep].name).field(upstream(dep).0);
     }
     hasher.finish()
