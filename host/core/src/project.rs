@@ -239,7 +239,7 @@ fn walk(
 
 /// A UTF-8 file's text, as `std::fs::read_to_string` reads it but without
 /// asking the file for its size and position first: two system calls of
-/// the five per file, a tenth of loading 100k small models.
+/// the five per file, about a tenth of reading 100k small models.
 fn read_text(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;

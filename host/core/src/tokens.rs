@@ -4,7 +4,7 @@
 //! sqlparser's own tokenizer walks `char`s through a peekable iterator,
 //! keeps every space, newline and comment as a token, and finds keywords
 //! by binary search: a fifth of a cold compile. This one scans bytes and
-//! yields only the tokens the parser reads, with the same spans. It covers
+//! yields only the tokens the parser reads, at the same positions. It covers
 //! a deliberately small subset: ASCII text, words, plain numbers, strings
 //! and quoted identifiers without escapes, comments and the common
 //! punctuation and operators. On anything else (a dialect's typed or
@@ -12,7 +12,7 @@
 //! unterminated literal) it gives up, and [`parse_sql`] hands the text to
 //! sqlparser whole, so what the parser sees and every error it reports are
 //! sqlparser's own. A differential test holds the two tokenizers to the
-//! same tokens and spans.
+//! same tokens and positions.
 //!
 //! Dropping whitespace tokens is safe for the dialects Orbital parses with
 //! (SQLite, PostgreSQL, generic): their parsers only look at whitespace
