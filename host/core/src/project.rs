@@ -193,42 +193,61 @@ fn files_with_extension(
     dir: &Path,
     ext: &str,
 ) -> Result<Vec<(PathBuf, Option<std::fs::DirEntry>)>> {
+    let start = root.join(dir);
+    let real = match std::fs::canonicalize(&start) {
+        Ok(real) => real,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(start, e)),
+    };
     let mut out = Vec::new();
-    walk(root, &root.join(dir), ext, &mut out)?;
+    walk(root, &start, &mut vec![real], ext, &mut out)?;
     Ok(out)
 }
 
 /// Appends the files under `dir` ending in `ext` in `Path` order (component
 /// by component): each directory's entries sorted by name, a subdirectory's
 /// files where its name falls. Sorting names per directory spares sorting
-/// whole paths, which took half of walking 100k files.
+/// whole paths, which took half of walking 100k files. `inside` holds the
+/// real paths of `dir` and the directories above it in this walk, so that a
+/// symbolic link back to one of them is an error, not an endless walk.
 fn walk(
     root: &Path,
     dir: &Path,
+    inside: &mut Vec<PathBuf>,
     ext: &str,
     out: &mut Vec<(PathBuf, Option<std::fs::DirEntry>)>,
 ) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut named = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         named.push((entry.file_name(), entry));
     }
     named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    for (_, entry) in named {
+    for (name, entry) in named {
         let path = entry.path();
         // The directory entry knows its type on most file systems: no stat.
-        let is_dir = match entry.file_type() {
-            Ok(kind) if kind.is_symlink() => path.is_dir(),
-            Ok(kind) => kind.is_dir(),
+        let (is_dir, linked) = match entry.file_type() {
+            Ok(kind) if kind.is_symlink() => (path.is_dir(), true),
+            Ok(kind) => (kind.is_dir(), false),
             Err(e) => return Err(Error::io(&path, e)),
         };
         if is_dir {
-            walk(root, &path, ext, out)?;
+            let real = match linked {
+                true => std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?,
+                false => inside
+                    .last()
+                    .map_or_else(|| path.clone(), |up| up.join(&name)),
+            };
+            if inside.contains(&real) {
+                let cycle = std::io::Error::other(
+                    "a symbolic link to a directory it is inside: the walk would never end",
+                );
+                return Err(Error::io(&path, cycle));
+            }
+            inside.push(real);
+            walk(root, &path, inside, ext, out)?;
+            inside.pop();
         } else if path.extension().is_some_and(|e| e == ext) {
             let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
             out.push((relative, Some(entry)));
@@ -537,6 +556,29 @@ mod tests {
             .map(PathBuf::from)
             .collect();
         expected.sort();
+        assert_eq!(walked, expected);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_cycle_is_an_error_not_an_endless_walk() {
+        let dir = project(&[("models/a/m.sql", "select 1")]);
+        let models = dir.path().join("models");
+        std::os::unix::fs::symlink(&models, models.join("a/back")).unwrap();
+        let err = paths_with_extension(dir.path(), Path::new("models"), "sql").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("models/a/back") && text.contains("never end"),
+            "{text}"
+        );
+        // A link elsewhere is followed as before.
+        std::fs::remove_file(models.join("a/back")).unwrap();
+        let other = project(&[("shared/s.sql", "select 2")]);
+        std::os::unix::fs::symlink(other.path().join("shared"), models.join("shared")).unwrap();
+        let walked = paths_with_extension(dir.path(), Path::new("models"), "sql").unwrap();
+        let expected: Vec<PathBuf> = ["models/a/m.sql", "models/shared/s.sql"]
+            .map(PathBuf::from)
+            .to_vec();
         assert_eq!(walked, expected);
     }
 
