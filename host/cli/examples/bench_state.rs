@@ -52,16 +52,18 @@ fn plugins() -> PluginHashes {
 /// The fastest of `runs` calls of `f`; what `f` returns is dropped after
 /// the clock stops.
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            let out = f();
-            let elapsed = started.elapsed();
-            drop(out);
-            elapsed
-        })
-        .min()
-        .unwrap_or_default()
+    fastest(runs, || {
+        let started = Instant::now();
+        let out = f();
+        let elapsed = started.elapsed();
+        drop(out);
+        elapsed
+    })
+}
+
+/// The shortest of `runs` durations, each timed by `timed` itself.
+fn fastest(runs: usize, mut timed: impl FnMut() -> Duration) -> Duration {
+    (0..runs).map(|_| timed()).min().unwrap_or_default()
 }
 
 /// Load, parse, resolve and fingerprint; the results are returned, so that
@@ -78,15 +80,12 @@ fn cold_compile(dir: &Path) -> impl Sized {
 
 /// How long freeing a cold compile's results takes.
 fn teardown(dir: &Path) -> Duration {
-    (0..3)
-        .map(|_| {
-            let results = cold_compile(dir);
-            let started = Instant::now();
-            drop(results);
-            started.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
+    fastest(3, || {
+        let results = cold_compile(dir);
+        let started = Instant::now();
+        drop(results);
+        started.elapsed()
+    })
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
@@ -109,27 +108,23 @@ fn warm_plan(dir: &Path) -> Duration {
     );
     // Only the process is timed; reading its 1.7 MB of JSON back (about
     // 10 ms here) is the benchmark's check, not Orbital's work.
-    (0..5)
-        .map(|_| {
-            let started = Instant::now();
-            let output = Command::new(&orbital)
-                .args(["plan", "--json", "--project"])
-                .arg(dir)
-                .output()
-                .expect("orbital plan");
-            let elapsed = started.elapsed();
-            assert!(output.status.success(), "orbital plan failed");
-            let plan: serde_json::Value =
-                serde_json::from_slice(&output.stdout).expect("plan json");
-            let nodes = plan["nodes"].as_array().expect("nodes");
-            assert!(
-                nodes.iter().all(|n| n["action"] == "reuse"),
-                "a change was planned"
-            );
-            elapsed
-        })
-        .min()
-        .unwrap_or_default()
+    fastest(5, || {
+        let started = Instant::now();
+        let output = Command::new(&orbital)
+            .args(["plan", "--json", "--project"])
+            .arg(dir)
+            .output()
+            .expect("orbital plan");
+        let elapsed = started.elapsed();
+        assert!(output.status.success(), "orbital plan failed");
+        let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("plan json");
+        let nodes = plan["nodes"].as_array().expect("nodes");
+        assert!(
+            nodes.iter().all(|n| n["action"] == "reuse"),
+            "a change was planned"
+        );
+        elapsed
+    })
 }
 
 /// Ages the project's files (as a checkout's are: the snapshot does not

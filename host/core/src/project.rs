@@ -217,7 +217,12 @@ fn walk(
     ext: &str,
     out: &mut Vec<(PathBuf, Option<std::fs::DirEntry>)>,
 ) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Gone since its parent was listed: as if it never was.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
     let mut named = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
