@@ -23,7 +23,8 @@ use sqlparser::ast::{
     SetExpr, Statement, TableFactor,
 };
 
-use crate::compile::{ParseCache, ParsedModel, dialect_for, parse_key, parse_model};
+use crate::compile::{ParseCache, ParsedModel, parse_key, parse_model};
+use crate::dialect::dialect_for;
 use crate::hash::Hash;
 use crate::macros::SqlMacros;
 use crate::project::{Model, Project};

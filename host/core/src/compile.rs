@@ -27,12 +27,13 @@ use sqlparser::ast::{
     Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableAlias, TableFactor, Visit,
     VisitMut, Visitor, VisitorMut,
 };
-use sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::Dialect;
 
 use crate::catalog::{Catalog, ProjectCatalog};
 use crate::config::Target;
 use crate::dag::{Dag, Node, NodeId, NodeKind, RelationName};
 use crate::data_test::{ColumnTest, Generic, Severity, TestMacros};
+use crate::dialect::dialect_for;
 use crate::error::{Error, Location, Result};
 use crate::hash::{Hash, Hasher};
 use crate::macros::{NoMacros, ProjectMacros, SqlMacros};
@@ -267,15 +268,6 @@ pub struct CompiledProject {
     pub dag: Dag,
     /// Parse results that were not in the cache, for the caller to store.
     pub fresh_parses: Vec<(Hash, ParsedModel)>,
-}
-
-/// The parser dialect for a dialect name (`sqlite`, `postgres`, `generic`).
-pub fn dialect_for(name: &str) -> Box<dyn Dialect> {
-    match name {
-        "sqlite" => Box::new(SQLiteDialect {}),
-        "postgres" => Box::new(PostgreSqlDialect {}),
-        _ => Box::new(GenericDialect {}),
-    }
 }
 
 /// What a name in SQL can resolve to.
