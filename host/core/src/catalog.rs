@@ -114,7 +114,7 @@ impl<'a> ProjectCatalog<'a> {
             return Ok((key, parsed, false));
         }
         PARSING.with(|p| p.borrow_mut().push(index));
-        let parsed = parse_model(model, dialect_for(self.dialect).as_ref(), self.macros, self);
+        let parsed = parse_model(model, dialect_for(self.dialect), self.macros, self);
         PARSING.with(|p| p.borrow_mut().pop());
         parsed.map(|parsed| (key, parsed, true))
     }
@@ -140,7 +140,7 @@ impl<'a> ProjectCatalog<'a> {
             .parse(index)
             .map_err(|e| format!("`{name}` does not compile: {e}"))?;
         let dialect = dialect_for(self.dialect);
-        let statement = crate::tokens::parse_sql(dialect.as_ref(), &parsed.sql)
+        let statement = crate::tokens::parse_sql(dialect, &parsed.sql)
             .ok()
             .and_then(|mut s| s.pop());
         match statement {

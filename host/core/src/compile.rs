@@ -519,7 +519,7 @@ fn compile_tests(
                 }
             };
             let query = test_query(&name, &node.path, sql);
-            let compiled = parse_model(&query, dialect.as_ref(), macros, catalog)
+            let compiled = parse_model(&query, dialect, macros, catalog)
                 .and_then(|parsed| resolve_model(&query, &parsed, resolver))
                 .map_err(|e| generic_test_error(e, &name, node, at));
             out.push(compiled.map(|(query, deps)| {
@@ -537,7 +537,7 @@ fn compile_tests(
         let key = parse_key(catalog.dialect, catalog.identity, &query.sql);
         let parsed = match catalog.cached(&key) {
             Some(parsed) => Ok((parsed, false)),
-            None => parse_model(&query, dialect.as_ref(), macros, catalog)
+            None => parse_model(&query, dialect, macros, catalog)
                 .map(|p| (p, true))
                 .map_err(|e| match e {
                     Error::InvalidModel {
