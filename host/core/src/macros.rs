@@ -396,7 +396,8 @@ impl Expander<'_> {
             MacroPosition::Expression,
             &function.args,
         )?;
-        let parsed = Parser::new(self.dialect)
+        // Macro output is short: sqlparser's own dialect, and its errors.
+        let parsed = Parser::new(crate::dialect::plain(self.dialect))
             .try_with_sql(&sql)
             .and_then(|mut parser| {
                 let expr = parser.parse_expr()?;
@@ -515,9 +516,11 @@ fn call_name(name: &ObjectName) -> Option<String> {
     )
 }
 
-/// A macro's query. sqlparser's own tokens, so that positions in it are
-/// lines and columns and never read as offsets into the model's text.
+/// A macro's query. sqlparser's own tokens and dialect, so that positions
+/// in it are lines and columns, never read as offsets into the model's
+/// text, and errors are worded as sqlparser words them.
 fn parse_query(dialect: &dyn Dialect, sql: &str) -> std::result::Result<Query, String> {
+    let dialect = crate::dialect::plain(dialect);
     let mut statements = Parser::parse_sql(dialect, sql).map_err(|e| e.to_string())?;
     match (statements.pop(), statements.is_empty()) {
         (Some(Statement::Query(query)), true) => Ok(*query),

@@ -44,10 +44,16 @@ pub fn parse_sql(dialect: &dyn Dialect, sql: &str) -> Result<Vec<Statement>, Par
             .with_tokens_with_locations(tokens)
             .parse_statements()
     });
-    match fast {
+    let parsed = match fast {
+        Some(Ok(statements)) => return Ok(statements),
+        Some(Err(_)) => None,
+        None => Some(Parser::parse_sql(dialect, sql)),
+    };
+    match parsed {
         Some(Ok(statements)) => Ok(statements),
-        // Errors come from sqlparser's own tokens, with their positions.
-        Some(Err(_)) | None => Parser::parse_sql(dialect, sql),
+        // Errors come from sqlparser's own tokens and dialect, with their
+        // positions and wording.
+        Some(Err(_)) | None => Parser::parse_sql(crate::dialect::plain(dialect), sql),
     }
 }
 
