@@ -1,8 +1,8 @@
 //! # orbital-core: the SQL parser and query sequencer boxes
 //!
 //! Owns everything between a project folder and a plan: loading
-//! `orbital.toml`, model files and seeds ([`project`]), parsing model SQL and
-//! resolving every table reference to a model, seed or declared source
+//! `orbital.toml`, model files and seeds ([`project`]), parsing model SQL
+//! ([`tokens`], [`dialect`]) and resolving every table reference to a model, seed or declared source
 //! ([`compile`](mod@compile)), expanding macro calls on the AST ([`macros`], through a
 //! trait the caller implements over plugins), data tests ([`data_test`]),
 //! the dependency graph ([`dag`]), selectors ([`selector`]), fingerprints
