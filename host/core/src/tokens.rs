@@ -44,17 +44,18 @@ pub fn parse_sql(dialect: &dyn Dialect, sql: &str) -> Result<Vec<Statement>, Par
             .with_tokens_with_locations(tokens)
             .parse_statements()
     });
-    let parsed = match fast {
+    match fast {
         Some(Ok(statements)) => return Ok(statements),
-        Some(Err(_)) => None,
-        None => Some(Parser::parse_sql(dialect, sql)),
-    };
-    match parsed {
-        Some(Ok(statements)) => Ok(statements),
-        // Errors come from sqlparser's own tokens and dialect, with their
-        // positions and wording.
-        Some(Err(_)) | None => Parser::parse_sql(crate::dialect::plain(dialect), sql),
+        Some(Err(_)) => {}
+        None => {
+            if let Ok(statements) = Parser::parse_sql(dialect, sql) {
+                return Ok(statements);
+            }
+        }
     }
+    // Errors come from sqlparser's own tokens and dialect, with their
+    // positions and wording.
+    Parser::parse_sql(crate::dialect::plain(dialect), sql)
 }
 
 /// Where `at`, a location in a tree parsed from `sql`, points: a 1-based
