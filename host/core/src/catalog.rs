@@ -100,15 +100,16 @@ impl<'a> ProjectCatalog<'a> {
         }
     }
 
-    /// Model `index` parsed (or taken from the cache when every column
-    /// list it was given is still what the catalog says): its parse key,
-    /// the result, and whether it was parsed now.
+    /// Model `index` of the project.
     pub(crate) fn model(&self, index: usize) -> &'a Model {
         &self.project.models[index]
     }
 
+    /// Model `index` parsed (or taken from the cache when every column
+    /// list it was given is still what the catalog says): its parse key,
+    /// the result, and whether it was parsed now.
     pub(crate) fn parse(&self, index: usize) -> crate::Result<(Hash, ParsedModel, bool)> {
-        let model = &self.project.models[index];
+        let model = self.model(index);
         let key = parse_key(self.dialect, self.identity, &model.sql);
         if let Some(parsed) = self.cached(&key) {
             return Ok((key, parsed, false));

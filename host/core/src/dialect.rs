@@ -458,19 +458,8 @@ mod tests {
             "select", "case", "when", "end", "not", ".", ",", "(", ")", "[", "]", "::", "->", "=",
             "+", "*", "||", "'s'", "1", "2.5", ";", " ", "int", "day",
         ];
-        // xorshift: deterministic, so a failure reproduces.
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut random = move |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
-        for _ in 0..10_000 {
-            let tail: Vec<&str> = (0..1 + random(8))
-                .map(|_| PIECES[random(PIECES.len())])
-                .collect();
-            same_parse(&format!("select {}", tail.join(" ")));
+        for run in crate::synthetic::piece_runs(PIECES, 8, 0x2545_f491_4f6c_dd1d).take(10_000) {
+            same_parse(&format!("select {}", run.join(" ")));
         }
     }
 

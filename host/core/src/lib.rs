@@ -2,8 +2,8 @@
 //!
 //! Owns everything between a project folder and a plan: loading
 //! `orbital.toml`, model files and seeds ([`project`]), parsing model SQL
-//! ([`tokens`], [`dialect`]) and resolving every table reference to a model, seed or declared source
-//! ([`compile`](mod@compile)), expanding macro calls on the AST ([`macros`], through a
+//! ([`tokens`], [`dialect`]) and resolving every table reference to a
+//! model, seed or declared source ([`compile`](mod@compile)), expanding macro calls on the AST ([`macros`], through a
 //! trait the caller implements over plugins), data tests ([`data_test`]),
 //! the dependency graph ([`dag`]), selectors ([`selector`]), fingerprints
 //! ([`fingerprint`]), the syntax stateful models continue their table

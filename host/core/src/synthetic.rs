@@ -87,6 +87,27 @@ impl Lcg {
     }
 }
 
+/// Endless runs of one to `longest` of `pieces`, drawn by xorshift from
+/// `seed`: random test text that reproduces.
+#[cfg(test)]
+pub(crate) fn piece_runs<'a>(
+    pieces: &'a [&'a str],
+    longest: usize,
+    seed: u64,
+) -> impl Iterator<Item = Vec<&'a str>> + 'a {
+    let mut state = seed;
+    let mut random = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    std::iter::repeat_with(move || {
+        let length = 1 + random(longest);
+        (0..length).map(|_| pieces[random(pieces.len())]).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -505,20 +505,9 @@ mod tests {
             "*", "/", "+", "(", ")", ",", ";", "$", "#", "@", "&", "?", "[", "]", "`", "~", "^",
             "\\", "0", "9", "\u{e9}",
         ];
-        // xorshift: deterministic, so a failure reproduces.
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut random = move |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
         let mut taken = 0;
-        for _ in 0..30_000 {
-            let sql: String = (0..1 + random(10))
-                .map(|_| PIECES[random(PIECES.len())])
-                .collect();
-            taken += usize::from(agrees(&sql));
+        for run in crate::synthetic::piece_runs(PIECES, 10, 0x9e37_79b9_7f4a_7c15).take(30_000) {
+            taken += usize::from(agrees(&run.concat()));
         }
         // The generator must exercise the fast path, not only the fallback.
         assert!(taken > 3_000, "only {taken} cases took the fast path");
