@@ -346,6 +346,29 @@ impl Store {
         Ok(out)
     }
 
+    /// The names of `warehouse`'s environments (keys only: nothing decoded).
+    pub fn environment_names(&self, warehouse: &str) -> Result<Vec<String>> {
+        let table = self.read()?.open_table(ENVIRONMENTS)?;
+        let prefix = format!("{warehouse}/");
+        let mut names: Vec<String> = Vec::new();
+        let mut from = prefix.clone();
+        // Skip from one environment to the next instead of reading each entry.
+        while let Some(item) = table.range(from.as_str()..)?.next() {
+            let (key, _) = item?;
+            let Some((env, _)) = key
+                .value()
+                .strip_prefix(&prefix)
+                .and_then(|r| r.split_once('/'))
+            else {
+                break;
+            };
+            names.push(env.to_string());
+            // '/' + 1 is '0': the first key after every `<env>/...`.
+            from = format!("{prefix}{env}0");
+        }
+        Ok(names)
+    }
+
     /// One environment of `warehouse`: model -> entry (empty if unknown).
     pub fn environment(&self, warehouse: &str, env: &str) -> Result<BTreeMap<String, EnvEntry>> {
         let table = self.read()?.open_table(ENVIRONMENTS)?;

@@ -105,31 +105,81 @@ fn snippet(
     project: &Path,
 ) -> Option<String> {
     let text = std::fs::read_to_string(project.join(&location.path)).ok()?;
-    let offset = byte_offset(&text, location.line, location.column)?;
+    render_snippet(
+        &error.to_string(),
+        &location.path.display().to_string(),
+        text,
+        location.line,
+        location.column,
+        std::io::stderr().is_terminal(),
+    )
+}
+
+/// Lines longer than this are not shown: a caret under a 60,000-character
+/// line of generated SQL helps nobody, and miette panics on lines past
+/// 65,535 characters.
+const SNIPPET_LINE_LIMIT: usize = 1_000;
+
+/// `message` over the source line at `line`:`column` of `text`; `None`
+/// (the caller prints the message alone, which carries the position) when
+/// the position is not in the text, a line around it is too long to show,
+/// or the renderer fails.
+fn render_snippet(
+    message: &str,
+    name: &str,
+    text: String,
+    line: usize,
+    column: usize,
+    color: bool,
+) -> Option<String> {
+    let offset = byte_offset(&text, line, column)?;
+    // The line itself and the context line on each side are shown.
+    let first = line.saturating_sub(2);
+    if text
+        .lines()
+        .skip(first)
+        .take(3)
+        .any(|l| l.chars().count() > SNIPPET_LINE_LIMIT)
+    {
+        return None;
+    }
     let diagnostic =
-        MietteDiagnostic::new(error.to_string()).with_label(LabeledSpan::at_offset(offset, "here"));
-    let report = Report::new(diagnostic)
-        .with_source_code(NamedSource::new(location.path.display().to_string(), text));
-    let theme = if std::io::stderr().is_terminal() {
+        MietteDiagnostic::new(message).with_label(LabeledSpan::at_offset(offset, "here"));
+    let report = Report::new(diagnostic).with_source_code(NamedSource::new(name, text));
+    let theme = if color {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
     };
-    let mut rendered = String::new();
-    GraphicalReportHandler::new_themed(theme)
-        .with_context_lines(1)
-        .render_report(&mut rendered, report.as_ref())
-        .ok()?;
-    Some(rendered)
+    // The renderer is a dependency's code running on user text: if it ever
+    // panics, the error is still printed, without the snippet.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut rendered = String::new();
+        GraphicalReportHandler::new_themed(theme)
+            .with_context_lines(1)
+            .render_report(&mut rendered, report.as_ref())
+            .ok()
+            .map(|()| rendered)
+    }))
+    .ok()
+    .flatten()
 }
 
-/// The byte offset of a 1-based line and character column.
+/// The byte offset of a 1-based line and character column; `None` for a
+/// line past the end of `text`.
 fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
-    let line_start: usize = text
+    let before: Vec<usize> = text
         .split_inclusive('\n')
         .take(line.saturating_sub(1))
         .map(str::len)
-        .sum();
+        .collect();
+    // The line after a final newline exists (it is empty); any later one does not.
+    let complete = before.len() == line.saturating_sub(1)
+        && (before.is_empty() || text[..before.iter().sum()].ends_with('\n'));
+    if !complete {
+        return None;
+    }
+    let line_start: usize = before.iter().sum();
     let line_text = text.get(line_start..)?.lines().next().unwrap_or("");
     let within = line_text
         .char_indices()
@@ -140,7 +190,54 @@ fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::byte_offset;
+    use super::{SNIPPET_LINE_LIMIT, byte_offset, render_snippet};
+
+    fn render(text: &str, line: usize, column: usize) -> Option<String> {
+        render_snippet(
+            "boom",
+            "models/m.sql",
+            text.to_string(),
+            line,
+            column,
+            false,
+        )
+    }
+
+    #[test]
+    fn long_lines_are_reported_without_a_snippet() {
+        for length in [SNIPPET_LINE_LIMIT + 1, 70_000, 200_000] {
+            let long = format!("select {}", "x + ".repeat(length / 4));
+            assert_eq!(render(&long, 1, 10), None, "{length}");
+            // Also as the line before or after the one pointed at.
+            let around = format!("select 1\n{long}\nfrom t\n");
+            assert_eq!(render(&around, 1, 1), None);
+            assert_eq!(render(&around, 3, 1), None);
+        }
+        let short = "select 1\nfrom t\n";
+        assert!(render(short, 2, 6).unwrap().contains("from t"));
+    }
+
+    #[test]
+    fn awkward_text_and_positions_render_or_fall_back_without_panicking() {
+        let texts = [
+            "select\t1,\t2\nfrom\tt\n",
+            "select '表格表格' as wide, 'e\u{301}\u{301}' as combining\nfrom t",
+            "select 1 -- 🚀🚀🚀\nfrom t\r\nwhere x",
+            "",
+            "\n\n\n",
+            "no newline at the end",
+        ];
+        for text in texts {
+            for line in 0..6 {
+                for column in [0, 1, 2, 5, 8, 20, 1_000, usize::MAX] {
+                    let _ = render(text, line, column);
+                }
+            }
+        }
+        assert_eq!(render("select 1\n", 5, 1), None, "a line past the end");
+        let wide = render("select '表格' from t", 1, 17).unwrap();
+        assert!(wide.contains("from t"), "{wide}");
+    }
 
     #[test]
     fn offsets_count_characters_per_line() {

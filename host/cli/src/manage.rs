@@ -59,6 +59,7 @@ pub fn plan(
             action: step.action,
             fingerprint: step.fingerprint,
             continues: step.previous,
+            repair: step.repair,
             diff,
             affects,
         });

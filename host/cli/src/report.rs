@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use orbital_core::Hash;
-use orbital_core::plan::{Action, Change};
+use orbital_core::plan::{Action, Change, Repair};
 use orbital_core::{Dag, NodeId};
 use orbital_runner::{Assignments, Event, NodeResult, RunOptions, Runtime, Status};
 
@@ -172,6 +172,10 @@ impl Output {
     fn result_line(&self, index: usize, total: usize, result: &NodeResult) -> String {
         let width = total.to_string().len();
         let (label, paint, detail) = match result.status {
+            // The warehouse disagreed with the state store: say so.
+            Status::Success | Status::Reused if result.repair.is_some() => {
+                ("REPAIR", Paint::Yellow, result.message.clone())
+            }
             Status::Success => ("OK", Paint::Green, result.message.clone()),
             Status::Reused => ("REUSE", Paint::Dim, "reused".to_string()),
             Status::Error => ("ERROR", Paint::Red, "error".to_string()),
@@ -227,8 +231,13 @@ impl Output {
             }
         }
         println!();
+        let repaired = results.iter().filter(|r| r.repair.is_some()).count();
+        let repaired = match repaired {
+            0 => String::new(),
+            n => format!(" REPAIRED={n}"),
+        };
         let done = format!(
-            "Done. PASS={pass} REUSE={reuse} WARN={warn} ERROR={error} SKIP={skip} TOTAL={}",
+            "Done. PASS={pass} REUSE={reuse}{repaired} WARN={warn} ERROR={error} SKIP={skip} TOTAL={}",
             results.len()
         );
         println!(
@@ -249,6 +258,9 @@ pub struct PlanEntry {
     /// For `continue`: the fingerprint whose table the build continues.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continues: Option<Hash>,
+    /// Where the warehouse disagrees with the state store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<orbital_core::plan::Repair>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     pub affects: Vec<String>,
@@ -289,7 +301,9 @@ impl Output {
             };
             let continued;
             let action = match entry.action {
+                Action::Build if entry.repair.is_some() => "build again",
                 Action::Build => "build",
+                Action::Repoint if entry.repair.is_some() => "point it back at its build",
                 Action::Repoint => "reuse a build from another environment",
                 Action::Reuse => "reuse",
                 Action::Refresh => "rebuild in place: it reads a table this run continues",
@@ -304,8 +318,15 @@ impl Output {
                     _ => "continue its table with the increment",
                 },
             };
+            let repair = match entry.repair {
+                Some(Repair::Missing) => ": its build is missing from the warehouse",
+                Some(Repair::Repoint) => {
+                    ": the environment's relation is missing or reads another build"
+                }
+                None => "",
+            };
             println!(
-                "{} {} {} ({what}; will {action}) {}",
+                "{} {} {} ({what}; will {action}{repair}) {}",
                 self.paint(sign, paint),
                 entry.kind,
                 entry.name,

@@ -252,6 +252,7 @@ fn assign(session: &Session, connected: &Connected, plan: &Plan) -> Assignments 
             previous: step
                 .previous
                 .map(|fp| session.physical(connected, name, &fp)),
+            repair: step.repair,
         });
     }
     assignments

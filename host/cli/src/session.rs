@@ -91,6 +91,36 @@ pub struct Connected {
     /// The default environment's records, when this session's is another
     /// and the project has stateful models (see `PlanOptions::base`).
     pub base: Option<BTreeMap<String, Recorded>>,
+    /// The warehouse's tables and views where builds and this environment
+    /// live: what the store's records are checked against (`None` for a
+    /// warehouse Orbital has never written).
+    pub catalog: Option<orbital_runner::Catalog>,
+}
+
+/// The store's records checked against the warehouse's catalog.
+struct Verified<'a> {
+    session: &'a Session,
+    connected: &'a Connected,
+    catalog: &'a orbital_runner::Catalog,
+}
+
+impl orbital_core::plan::WarehouseState for Verified<'_> {
+    fn has_build(&self, fingerprint: &Hash) -> bool {
+        self.connected.builds.get(fingerprint).is_some_and(|build| {
+            self.catalog.exists(&RelationName {
+                schema: build.relation.schema.clone(),
+                identifier: build.relation.identifier.clone(),
+            })
+        })
+    }
+
+    fn points_at(&self, id: orbital_core::NodeId, fingerprint: &Hash) -> bool {
+        let name = &self.session.compiled.dag.nodes[id].name;
+        self.catalog.reads(
+            &self.session.env_relation(name),
+            &self.session.physical(self.connected, name, fingerprint),
+        )
+    }
 }
 
 impl Session {
@@ -139,6 +169,9 @@ impl Session {
         let components = components(&cli.project, &config, &store)?;
         let macros = PluginMacros::new(&components, &config);
         let (project, compiled, stamped) = load(&cli.project, config, &target, &store, &macros)?;
+        // The default environment's names are checked against the other
+        // environments once connected (`Session::connect`).
+        orbital_core::plan::check_relation_names(&compiled.dag, &target, &environment, &[])?;
         let threads = threads.or(target.threads).unwrap_or(4).max(1);
         Ok(Self {
             project,
@@ -259,6 +292,15 @@ impl Session {
         {
             self.store.write(|w| w.put_warehouse_file(file, id))?;
         }
+        if let Some(warehouse) = &warehouse {
+            check_default_names(
+                &self.compiled,
+                &self.target,
+                &self.environment,
+                &self.store,
+                warehouse,
+            )?;
+        }
         let set_key = orbital_runner::plugin_set_key(&self.components, self.target.scheme());
         let (plugins, runtime) = match self.store.plugin_set(&set_key)? {
             Some(plugins) => (plugins, None),
@@ -269,6 +311,13 @@ impl Session {
                 (plugins, Some(runtime))
             }
         };
+        // One catalog query checks what the store records (see
+        // `orbital_runner::Catalog`); it runs while the records are read.
+        let catalog = warehouse.is_some().then(|| {
+            let database = database.clone();
+            let schemas = self.catalog_schemas();
+            tokio::spawn(async move { database.catalog(&schemas).await })
+        });
         // Reading the records (redb pages) and fingerprinting (hashing) are
         // independent: on two cores, one hides behind the other, unless
         // the records have been read since the session started.
@@ -316,6 +365,20 @@ impl Session {
             }
             _ => None,
         };
+        let catalog = match catalog {
+            Some(reading) => Some(
+                reading
+                    .await
+                    .map_err(|e| Failure::Environment(format!("reading the catalog failed: {e}")))?
+                    .map_err(|e| {
+                        Failure::Environment(format!(
+                            "target `{}`: cannot read the warehouse's catalog: {}",
+                            self.target_name, e.message
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
         Ok(Connected {
             database,
             warehouse,
@@ -326,7 +389,18 @@ impl Session {
             builds,
             plugins,
             base,
+            catalog,
         })
+    }
+
+    /// The schemas builds and this environment's relations live in.
+    fn catalog_schemas(&self) -> Vec<Option<String>> {
+        let mut schemas = vec![self.target.schema.clone()];
+        let environment = environment_relation(&self.target, &self.environment, "x").schema;
+        if !schemas.contains(&environment) {
+            schemas.push(environment);
+        }
+        schemas
     }
 
     /// Ends a command that is about to exit. The project, its graph and the
@@ -341,8 +415,10 @@ impl Session {
             builds,
             base,
             fingerprints,
+            catalog,
             ..
         } = connected;
+        std::mem::forget(catalog);
         let Session {
             project, compiled, ..
         } = self;
@@ -396,6 +472,11 @@ impl Session {
         selection: &Selection,
         full_refresh: bool,
     ) -> Result<orbital_core::plan::Plan, Failure> {
+        let verified = connected.catalog.as_ref().map(|catalog| Verified {
+            session: self,
+            connected,
+            catalog,
+        });
         Ok(orbital_core::plan::plan(
             &self.compiled.dag,
             &connected.fingerprints,
@@ -404,6 +485,9 @@ impl Session {
             &connected.planned,
             |fp| connected.builds.contains_key(fp),
             orbital_core::plan::PlanOptions {
+                warehouse: verified
+                    .as_ref()
+                    .map(|v| v as &dyn orbital_core::plan::WarehouseState),
                 full_refresh,
                 base: connected.base.as_ref(),
             },
@@ -438,6 +522,32 @@ impl Session {
             .map(|sql| orbital_core::compile::parse_key(dialect, identity, sql))
             .collect()
     }
+}
+
+/// [`orbital_core::plan::check_relation_names`] for the default
+/// environment against `warehouse`'s others, asking the store for their
+/// names only where a name could collide with one.
+fn check_default_names(
+    compiled: &CompiledProject,
+    target: &Target,
+    environment: &str,
+    store: &Store,
+    warehouse: &str,
+) -> Result<(), Failure> {
+    let dag = &compiled.dag;
+    let could_collide = target.schema.is_none()
+        && environment == orbital_core::plan::DEFAULT_ENVIRONMENT
+        && dag.nodes.iter().any(|n| n.name.contains("__"));
+    if !could_collide {
+        return Ok(());
+    }
+    let environments = store.environment_names(warehouse)?;
+    Ok(orbital_core::plan::check_relation_names(
+        dag,
+        target,
+        environment,
+        &environments,
+    )?)
 }
 
 /// One environment's records and every build of `warehouse`.

@@ -8,8 +8,8 @@
 //! ([`ParseCache`]), so an unchanged project compiles without parsing.
 //! Resolution then maps each marker to a model, seed or declared source.
 //!
-//! A table reference resolves, in order, to a CTE of the same statement
-//! (left alone), a model or seed (one-part name), or a declared source
+//! A table reference resolves, in order, to a CTE in scope under SQL's
+//! rules (left alone, see [`Marker`]), a model or seed (one-part name), or a declared source
 //! (`source.table`). Table functions (`FROM f(x)`) are not references.
 //! Anything else is an error at the reference's line and column.
 //!
@@ -17,15 +17,15 @@
 //! for relation names at the last moment, because which physical relation a
 //! reference reads depends on the environment and the fingerprints.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sqlparser::ast::{
-    Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableAlias, TableFactor, Visit,
-    VisitMut, Visitor, VisitorMut,
+    Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableAlias, TableFactor,
+    VisitMut, VisitorMut,
 };
 use sqlparser::dialect::Dialect;
 
@@ -540,6 +540,15 @@ fn compile_tests(
             None => parse_model(&query, dialect, macros, catalog)
                 .map(|p| (p, true))
                 .map_err(|e| match e {
+                    // A query that writes: say what it writes.
+                    Error::InvalidModel {
+                        location,
+                        model,
+                        message,
+                    } if message.starts_with("contains ") => Error::Config {
+                        location,
+                        message: format!("test `{model}` {message}"),
+                    },
                     Error::InvalidModel {
                         location, model, ..
                     } => Error::Config {
@@ -710,6 +719,17 @@ pub fn parse_model(
 ) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
     let expanded = crate::macros::expand(&mut statement, model, dialect, macros, catalog)?;
+    // After expansion, so what a macro writes is checked too.
+    if let Some((location, what)) = crate::read_only::first_write(&statement) {
+        let (line, column) = crate::tokens::position(&model.sql, location);
+        return Err(Error::InvalidModel {
+            location: Location::new(&model.path, line as usize, column as usize),
+            model: model.name.clone(),
+            message: format!(
+                "contains {what}: a model or test is a query that only reads (Orbital writes the DDL)"
+            ),
+        });
+    }
     let variants = crate::incremental::variants(&statement, model)?;
     let (full, incremental, incremental_call) = match variants {
         Some(v) => (v.full, Some(v.incremental), Some(v.first_call)),
@@ -741,7 +761,8 @@ pub fn parse_model(
 fn mark(mut statement: Statement, sql: &str) -> (String, Vec<Reference>) {
     let mut marker = Marker {
         sql,
-        ctes: cte_names(&statement),
+        scopes: vec![Vec::new()],
+        cte_bodies: HashMap::new(),
         references: Vec::new(),
     };
     let _ = VisitMut::visit(&mut statement, &mut marker);
@@ -887,25 +908,6 @@ fn split_position(message: &str) -> (&str, usize, usize) {
     (message, 0, 0)
 }
 
-/// Every CTE name defined anywhere in the statement, folded like identifiers.
-fn cte_names(statement: &Statement) -> HashSet<String> {
-    struct Ctes(HashSet<String>);
-    impl Visitor for Ctes {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            if let Some(with) = &query.with {
-                for cte in &with.cte_tables {
-                    self.0.insert(fold(&cte.alias.name));
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut ctes = Ctes(HashSet::new());
-    let _ = statement.visit(&mut ctes);
-    ctes.0
-}
-
 fn fold(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
@@ -925,16 +927,72 @@ pub(crate) fn reference_key(name: &ObjectName) -> Option<String> {
     }
 }
 
-/// Replaces every table reference that is not a CTE with its marker.
+/// Replaces every table reference that is not a CTE in scope with its
+/// marker.
+///
+/// CTE names follow SQL's scoping: a WITH clause's names are visible in its
+/// query's body and everything nested in it, not outside the query; the
+/// body of a CTE sees the CTEs listed before it (all of them, itself
+/// included, under WITH RECURSIVE) and the names visible where the query
+/// stands. So in `with stg as (select * from stg)` the inner `stg` is the
+/// model, and a CTE inside a subquery hides nothing elsewhere.
 struct Marker<'a> {
     /// The model's SQL, which the tree's positions point into.
     sql: &'a str,
-    ctes: HashSet<String>,
+    /// The CTE names visible in each query being walked, innermost last.
+    scopes: Vec<Vec<String>>,
+    /// CTE bodies not yet entered, by address, with the names visible in
+    /// them (the visitor walks each body after its WITH clause is seen).
+    cte_bodies: HashMap<*const Query, Vec<String>>,
     references: Vec<Reference>,
+}
+
+impl Marker<'_> {
+    fn in_scope(&self, name: &str) -> bool {
+        self.scopes
+            .last()
+            .is_some_and(|names| names.iter().any(|n| n == name))
+    }
 }
 
 impl VisitorMut for Marker<'_> {
     type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let address: *const Query = query;
+        let outer = self
+            .cte_bodies
+            .remove(&address)
+            .unwrap_or_else(|| self.scopes.last().cloned().unwrap_or_default());
+        let Some(with) = &query.with else {
+            self.scopes.push(outer);
+            return ControlFlow::Continue(());
+        };
+        let names: Vec<String> = with
+            .cte_tables
+            .iter()
+            .map(|c| fold(&c.alias.name))
+            .collect();
+        for (i, cte) in with.cte_tables.iter().enumerate() {
+            let siblings = if with.recursive {
+                &names[..]
+            } else {
+                &names[..i]
+            };
+            let mut visible = outer.clone();
+            visible.extend_from_slice(siblings);
+            self.cte_bodies.insert(&*cte.query, visible);
+        }
+        let mut body = outer;
+        body.extend(names);
+        self.scopes.push(body);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         let TableFactor::Table {
@@ -951,7 +1009,7 @@ impl VisitorMut for Marker<'_> {
             return ControlFlow::Continue(());
         };
         if let [single] = parts.as_slice()
-            && self.ctes.contains(&fold(single))
+            && self.in_scope(&fold(single))
         {
             return ControlFlow::Continue(());
         }
@@ -1146,6 +1204,82 @@ mod tests {
         ])
         .unwrap();
         assert!(model(&compiled, "b").0.depends_on.is_empty());
+    }
+
+    /// CTE names follow SQL's scoping, construct by construct (the same
+    /// queries run on both warehouses in tests/trust.rs).
+    #[test]
+    fn cte_names_are_resolved_by_scope() {
+        let cases: [(&str, &[&str]); 9] = [
+            (
+                "with stg as (select * from stg) select * from stg",
+                &["stg"],
+            ),
+            (
+                "select * from (with a as (select 1 as x) select * from a) s join a on true",
+                &["a"],
+            ),
+            (
+                "with a as (select 1 as x), b as (select * from a) select * from b",
+                &[],
+            ),
+            (
+                "with b as (select * from a), a as (select 1 as x) select * from b",
+                &["a"],
+            ),
+            (
+                "with recursive stg as (select 1 as x union all select x + 1 from stg where x < 3) select * from stg",
+                &[],
+            ),
+            (
+                "with a as (select 1 as x) select * from (select * from a) s",
+                &[],
+            ),
+            (
+                "select (with a as (select 1 as x) select x from a) as y from a",
+                &["a"],
+            ),
+            (
+                "with a as (select * from b) select * from a union all (with b as (select 1 as x) select * from b)",
+                &["b"],
+            ),
+            (
+                "with a as (with stg as (select 1 as x) select * from stg) select * from a, stg",
+                &["stg"],
+            ),
+        ];
+        for (sql, expected) in cases {
+            let compiled = compile_project(&[
+                ("a", "select 1 as x"),
+                ("b", "select 1 as x"),
+                ("stg", "select 1 as x"),
+                ("q", sql),
+            ])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let deps: Vec<&str> = model(&compiled, "q")
+                .0
+                .depends_on
+                .iter()
+                .map(|&d| compiled.dag.nodes[d].name.as_str())
+                .collect();
+            assert_eq!(deps, expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_write_anywhere_in_a_model_is_refused_at_its_position() {
+        let err = compile_project(&[
+            ("raw", "select 1 as id"),
+            (
+                "m",
+                "with d as (\n  delete from raw returning *\n) select * from d",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "models/m.sql:2:3: model `m` contains a DELETE: a model or test is a query that only reads (Orbital writes the DDL)"
+        );
     }
 
     #[test]

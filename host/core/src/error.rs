@@ -113,7 +113,12 @@ pub enum Error {
     },
 
     #[error(
-        "invalid environment name `{name}`: use 1-32 lowercase letters, digits and _, starting with a letter"
+        "model `{model}` reads `{upstream}`, whose build the state store records but the warehouse no longer has (dropped outside Orbital, or an older copy of the database); select it too to rebuild it (e.g. --select +{model})"
+    )]
+    MissingUpstream { model: String, upstream: String },
+
+    #[error(
+        "invalid environment name `{name}`: use 1-32 lowercase letters, digits and single _ between them, starting with a letter (`orbital` is reserved)"
     )]
     Environment { name: String },
 
@@ -167,13 +172,15 @@ impl Error {
     }
 }
 
-/// 1-based line and column of a byte offset in `text`.
+/// 1-based line and character column of a byte offset in `text` (an
+/// offset inside a character counts as that character's start).
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
-    (line, column)
+    let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
+    (line, before[line_start..].chars().count() + 1)
 }

@@ -3,7 +3,10 @@
 //! Every node has two hashes (blake3, length-prefixed fields, see
 //! [`Hasher`]):
 //!
-//! - **local**: the node on its own.
+//! - **local**: the node on its own, starting with its name: a build
+//!   belongs to one node, so two models (or seeds) with the same content
+//!   never share a relation, its staging names or, for a model that keeps
+//!   history, its rows.
 //!   - a model: its canonical SQL (formatted from the AST, so whitespace and
 //!     comments do not count; references appear by the name written), its
 //!     config except what cannot change the result (`tags`, `enabled`), the
@@ -21,8 +24,8 @@
 //!   model's upstreams among its own (`Dag::new`), and the ephemeral
 //!   model's fingerprint covers its SQL, so inlined SQL counts.
 //!
-//! Two nodes with the same fingerprint produce the same relation, which is
-//! why a physical relation is named by it and shared by every environment.
+//! A fingerprint names one node's build: its physical relation is named by
+//! it and shared by every environment that points at it.
 //! The local hash tells a direct change ("modified") from one that only
 //! arrived from upstream.
 
@@ -62,7 +65,7 @@ pub fn local_hashes(
         .map(|(id, node)| match &node.kind {
             NodeKind::Seed(config) => {
                 let mut hasher = Hasher::new("orbital fingerprint v1 seed");
-                hasher.field(project.seeds[id].content.0);
+                hasher.field(&node.name).field(project.seeds[id].content.0);
                 for (column, logical) in &config.column_types {
                     hasher.field(column).field(format!("{logical:?}"));
                 }
@@ -84,7 +87,10 @@ pub fn local_hashes(
                     None => return Err((strategy.clone(), node.name.clone())),
                 };
                 let mut hasher = Hasher::new("orbital fingerprint v1 model");
-                hasher.field(model.sql.as_bytes()).field(strategy);
+                hasher
+                    .field(&node.name)
+                    .field(model.sql.as_bytes())
+                    .field(strategy);
                 if let Some(incremental) = &model.incremental_sql {
                     hasher.field("incremental build").field(incremental);
                 }

@@ -26,6 +26,7 @@ pub mod incremental;
 pub mod macros;
 pub mod plan;
 pub mod project;
+mod read_only;
 pub mod seed;
 pub mod selector;
 pub mod snapshot;

@@ -36,14 +36,20 @@ use crate::selector::StateDiff;
 /// The environment a run uses when none is named.
 pub const DEFAULT_ENVIRONMENT: &str = "prod";
 
-/// Checks an environment name: it becomes part of relation names.
+/// Checks an environment name: it becomes part of relation names. On a
+/// target without schemas an environment's relations are `<env>__<name>`;
+/// an environment name without `__` that does not end in `_` makes that
+/// split unique, so two environments never name the same relation.
 pub fn check_environment_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.contains("__")
+        && !name.ends_with('_')
+        && name != BUILD_PREFIX.trim_end_matches('_');
     if ok {
         Ok(())
     } else {
@@ -53,13 +59,70 @@ pub fn check_environment_name(name: &str) -> Result<()> {
     }
 }
 
+/// What every physical relation's name starts with.
+const BUILD_PREFIX: &str = "orbital__";
+
+/// Refuses, before anything is written, a project whose relation names
+/// could land on another relation Orbital keeps: a node named like a build
+/// (`orbital__...`), and on a target without schemas (SQLite), where
+/// environment `dev` names its relations `dev__<name>`, a node whose name
+/// has that form for the environment being run (`environment`) or, in the
+/// default environment, for one of the warehouse's `environments`.
+pub fn check_relation_names(
+    dag: &Dag,
+    target: &Target,
+    environment: &str,
+    environments: &[String],
+) -> Result<()> {
+    let mut errors = Vec::new();
+    for node in dag.nodes.iter().filter(|n| !n.is_test()) {
+        let at = crate::error::Location::new(&node.path, 1, 1);
+        if node.name.starts_with(BUILD_PREFIX) {
+            errors.push(Error::Config {
+                location: at,
+                message: format!(
+                    "`{}`: names starting with `{BUILD_PREFIX}` are Orbital's own (its builds); rename the file",
+                    node.name
+                ),
+            });
+            continue;
+        }
+        if target.schema.is_some() {
+            continue;
+        }
+        let owner = match environment == DEFAULT_ENVIRONMENT {
+            false => Some(environment),
+            true => environments
+                .iter()
+                .map(String::as_str)
+                .find(|env| *env != DEFAULT_ENVIRONMENT && prefixed(&node.name, env)),
+        };
+        if let Some(env) = owner.filter(|env| prefixed(&node.name, env)) {
+            errors.push(Error::Config {
+                location: at,
+                message: format!(
+                    "`{}` has the name environment `{env}` gives its view of `{}` (this target has no schemas, so environment relations are named `{env}__<name>`): rename the file, or use another environment name",
+                    node.name,
+                    &node.name[env.len() + 2..]
+                ),
+            });
+        }
+    }
+    Error::collect(errors)
+}
+
+fn prefixed(name: &str, environment: &str) -> bool {
+    name.strip_prefix(environment)
+        .is_some_and(|rest| rest.starts_with("__"))
+}
+
 /// Where the build with `fingerprint` of node `name` lives:
 /// `orbital__<name>__<12 hex digits>` in the target's schema. Every
 /// environment shares it.
 pub fn physical_relation(target: &Target, name: &str, fingerprint: &Hash) -> RelationName {
     RelationName {
         schema: target.schema.clone(),
-        identifier: format!("orbital__{name}__{}", fingerprint.short()),
+        identifier: format!("{BUILD_PREFIX}{name}__{}", fingerprint.short()),
     }
 }
 
@@ -132,11 +195,37 @@ impl Action {
     }
 }
 
+/// Where the warehouse disagreed with the state store, and what the run
+/// does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Repair {
+    /// The store records this build (or the table a stateful model would
+    /// continue), but the warehouse has no such relation: built again
+    /// (from scratch, for a stateful model: its history is gone).
+    Missing,
+    /// The environment's relation is missing or reads another build:
+    /// pointed back at this one.
+    Repoint,
+}
+
+/// What the warehouse holds, as far as a plan needs it: read from its
+/// catalog, so that the state store's records are verified, not trusted.
+pub trait WarehouseState {
+    /// Whether the recorded build with `fingerprint` exists.
+    fn has_build(&self, fingerprint: &Hash) -> bool;
+    /// Whether node `id`'s relation in the planned environment reads the
+    /// build with `fingerprint`.
+    fn points_at(&self, id: NodeId, fingerprint: &Hash) -> bool;
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub id: NodeId,
     pub change: Change,
     pub action: Action,
+    /// Set where the warehouse disagreed with the store.
+    pub repair: Option<Repair>,
     /// The fingerprint this run gives the node: as written, except that an
     /// unselected upstream counts with the version the environment has.
     pub fingerprint: Hash,
@@ -187,8 +276,11 @@ pub fn state_diff(
 }
 
 /// How to plan.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct PlanOptions<'a> {
+    /// The warehouse's catalog; `None` trusts the store (a warehouse that
+    /// was never written has nothing to check).
+    pub warehouse: Option<&'a dyn WarehouseState>,
     /// Rebuild every selected node from scratch.
     pub full_refresh: bool,
     /// The default environment's records, when planning another: a
@@ -215,17 +307,22 @@ fn as_fingerprinted(
 }
 
 /// Plans `selection` for the environment `environment`, whose records are
-/// `recorded`; `built` tells whether a fingerprint's relation exists.
+/// `recorded`; `recorded_build` tells whether the store records a build of
+/// a fingerprint, which counts as built only where
+/// [`PlanOptions::warehouse`] confirms it.
 pub fn plan(
     dag: &Dag,
     prints: &Fingerprints,
     selection: &[NodeId],
     environment: &str,
     recorded: &BTreeMap<String, Recorded>,
-    built: impl Fn(&Hash) -> bool,
+    recorded_build: impl Fn(&Hash) -> bool,
     options: PlanOptions<'_>,
 ) -> Result<Plan> {
     let full_refresh = options.full_refresh;
+    let built = |fp: &Hash| recorded_build(fp) && options.warehouse.is_none_or(|w| w.has_build(fp));
+    let missing = |fp: &Hash| recorded_build(fp) && !built(fp);
+    let points_at = |id: NodeId, fp: &Hash| options.warehouse.is_none_or(|w| w.points_at(id, fp));
     let mut selected = vec![false; dag.nodes.len()];
     selection.iter().for_each(|&id| selected[id] = true);
     // What each node will be once the run is done, if anything.
@@ -265,28 +362,38 @@ pub fn plan(
             effective[id] = if built(&prints.full[id]) {
                 Some(prints.full[id])
             } else {
-                record.map(|r| r.fingerprint)
+                record.map(|r| r.fingerprint).filter(|fp| !missing(fp))
             };
             continue;
         }
-        let mut missing = None;
+        let mut unbuilt = None;
         let fingerprint = as_fingerprinted(dag, prints, &effective, id).unwrap_or_else(|| {
             combine_one(dag, id, prints.local[id], |dep| {
                 effective[dep].unwrap_or_else(|| {
                     // An ephemeral upstream is unbuilt only when one of its own
                     // upstreams is, and those are this node's too: name that one.
                     if !dag.nodes[dep].is_ephemeral() {
-                        missing.get_or_insert(dep);
+                        unbuilt.get_or_insert(dep);
                     }
                     Hash::default()
                 })
             })
         });
-        if let Some(dep) = missing {
-            return Err(Error::Unbuilt {
-                model: node.name.clone(),
-                upstream: dag.nodes[dep].name.clone(),
-                environment: environment.to_string(),
+        if let Some(dep) = unbuilt {
+            let upstream = &dag.nodes[dep];
+            let dropped = recorded
+                .get(&upstream.name)
+                .is_some_and(|r| missing(&r.fingerprint));
+            return Err(match dropped {
+                true => Error::MissingUpstream {
+                    model: node.name.clone(),
+                    upstream: upstream.name.clone(),
+                },
+                false => Error::Unbuilt {
+                    model: node.name.clone(),
+                    upstream: upstream.name.clone(),
+                    environment: environment.to_string(),
+                },
             });
         }
         effective[id] = Some(fingerprint);
@@ -297,20 +404,33 @@ pub fn plan(
             Some(_) => Change::Unchanged,
         };
         let mut previous = None;
+        let mut repair = None;
         let mut action = if full_refresh {
             Action::Build
         } else if node.is_stateful() {
             let base = options.base.and_then(|base| base.get(&node.name));
-            previous = continues(record.or(base), &fingerprint, &built);
+            previous = continues(record.or(base), &fingerprint, built);
+            let lost =
+                missing(&fingerprint) || record.or(base).is_some_and(|r| missing(&r.fingerprint));
             match previous {
                 Some(_) => Action::Continue,
-                None => Action::Build,
+                None => {
+                    repair = lost.then_some(Repair::Missing);
+                    Action::Build
+                }
             }
         } else if record.is_some_and(|r| r.fingerprint == fingerprint) && built(&fingerprint) {
-            Action::Reuse
+            match points_at(id, &fingerprint) {
+                true => Action::Reuse,
+                false => {
+                    repair = Some(Repair::Repoint);
+                    Action::Repoint
+                }
+            }
         } else if built(&fingerprint) {
             Action::Repoint
         } else {
+            repair = missing(&fingerprint).then_some(Repair::Missing);
             Action::Build
         };
         let reads_live = node
@@ -326,6 +446,7 @@ pub fn plan(
             id,
             change,
             action,
+            repair,
             fingerprint,
             previous,
         });
@@ -595,10 +716,74 @@ mod tests {
             |h| built.contains(h),
             PlanOptions {
                 full_refresh,
-                base: None,
+                ..PlanOptions::default()
             },
         )
         .unwrap()
+    }
+
+    /// A warehouse that lacks some builds and whose views read others.
+    struct Warehouse {
+        missing: HashSet<Hash>,
+        stray: HashSet<NodeId>,
+    }
+
+    impl WarehouseState for Warehouse {
+        fn has_build(&self, fingerprint: &Hash) -> bool {
+            !self.missing.contains(fingerprint)
+        }
+        fn points_at(&self, id: NodeId, _: &Hash) -> bool {
+            !self.stray.contains(&id)
+        }
+    }
+
+    #[test]
+    fn the_warehouse_overrules_the_store() {
+        let f = fixture(&[
+            ("a", "select 1 as x"),
+            ("b", "select * from a"),
+            ("c", "select * from b"),
+            ("events", EVENTS),
+        ]);
+        let recorded = record(&f);
+        let built: HashSet<Hash> = recorded.values().map(|r| r.fingerprint).collect();
+        let [a, b, events] = ["a", "b", "events"].map(|n| f.dag.find(n).unwrap());
+        let warehouse = Warehouse {
+            missing: [f.prints.full[a], f.prints.full[events]].into(),
+            stray: [b].into(),
+        };
+        let plan_with = |selection: &[NodeId]| {
+            plan(
+                &f.dag,
+                &f.prints,
+                selection,
+                "prod",
+                &recorded,
+                |h| built.contains(h),
+                PlanOptions {
+                    warehouse: Some(&warehouse),
+                    ..PlanOptions::default()
+                },
+            )
+        };
+        let plan = plan_with(&f.dag.order).unwrap();
+        let of = |name| {
+            let s = step(&f, &plan, name);
+            (s.action, s.repair)
+        };
+        assert_eq!(of("a"), (Action::Build, Some(Repair::Missing)));
+        assert_eq!(of("b"), (Action::Repoint, Some(Repair::Repoint)));
+        assert_eq!(of("c"), (Action::Reuse, None));
+        // A stateful model whose table is gone starts again, and says so.
+        assert_eq!(of("events"), (Action::Build, Some(Repair::Missing)));
+        // Selected alone, a reader of the missing build is told why.
+        let err = plan_with(&[b]).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "reads `a`, whose build the state store records but the warehouse no longer has"
+            ),
+            "{err}"
+        );
     }
 
     fn step<'a>(f: &Fixture, plan: &'a Plan, name: &str) -> &'a Step {

@@ -332,6 +332,10 @@ impl Warehouse {
         }))
     }
 
+    pub(crate) fn is_sqlite(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite(_))
+    }
+
     /// A handle for one task.
     pub fn for_task(&self, model: &str) -> Arc<TaskDatabase> {
         Arc::new(TaskDatabase {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use orbital_core::dag::RelationName;
 use orbital_core::data_test::Severity;
-use orbital_core::plan::Action;
+use orbital_core::plan::{Action, Repair};
 use orbital_core::{Dag, NodeId};
 use orbital_plugins::types::{ModelTask, Relation, Value};
 use serde::Serialize;
@@ -53,6 +53,8 @@ pub struct Work {
     pub relation: RelationName,
     /// For a stateful model continuing a table: that table.
     pub previous: Option<RelationName>,
+    /// Where the warehouse disagreed with the state store.
+    pub repair: Option<Repair>,
 }
 
 /// Per node id: what to do (selected nodes) and which relation readers of
@@ -79,6 +81,11 @@ pub struct NodeResult {
     /// For a data test: how many rows failed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u64>,
+    /// Set where the warehouse disagreed with the state store: `missing`
+    /// (its build was gone: built again), `repoint` (the environment's
+    /// relation was missing or read another build: pointed back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Repair>,
     #[serde(skip)]
     pub id: NodeId,
 }
@@ -263,6 +270,7 @@ fn skipped(dag: &Dag, id: NodeId, upstream: &str) -> NodeResult {
         },
         rows_affected: None,
         failures: None,
+        repair: None,
         id,
     }
 }
@@ -298,7 +306,8 @@ impl Context {
         if let Some(test) = node.as_test() {
             return self.run_test(id, test.severity, started).await;
         }
-        let (target, outcome) = match &self.assignments.work[id] {
+        let work = self.assignments.work[id].as_ref();
+        let (target, outcome) = match work {
             None => (
                 wit_relation(&node.relation),
                 Err("internal error: the node has no work assigned".to_string()),
@@ -306,11 +315,22 @@ impl Context {
             Some(work) => (wit_relation(&work.relation), self.perform(id, work).await),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (status, message, rows_affected, error) = match outcome {
+        let repair = work.and_then(|w| w.repair);
+        let (status, mut message, rows_affected, error) = match outcome {
             Ok(Done::Built(message, rows)) => (Status::Success, message, rows, None),
             Ok(Done::Reused) => (Status::Reused, "reused".to_string(), None, None),
             Err(error) => (Status::Error, String::new(), None, Some(error)),
         };
+        match repair {
+            Some(Repair::Missing) => {
+                message = format!("{message} (its build was missing from the warehouse)")
+            }
+            Some(Repair::Repoint) => {
+                message =
+                    "repointed: the environment's relation was missing or read another build".into()
+            }
+            None => {}
+        }
         NodeResult {
             name: node.name.clone(),
             kind: node.kind_name(),
@@ -321,6 +341,7 @@ impl Context {
             relation: relation_text(&target),
             rows_affected,
             failures: None,
+            repair,
             id,
         }
     }
@@ -371,6 +392,7 @@ impl Context {
             relation: node.name.clone(),
             rows_affected: None,
             failures,
+            repair: None,
             id,
         }
     }

@@ -12,6 +12,7 @@
 //! May depend on the core, the plugin host, sqlx and tokio. Knows nothing of
 //! the CLI or how results are shown.
 
+mod catalog;
 pub mod database;
 mod error;
 mod execute;
@@ -19,6 +20,7 @@ mod plugins;
 mod publish;
 mod seed;
 
+pub use catalog::Catalog;
 pub use database::{RunLock, Warehouse};
 pub use error::RunnerError;
 pub use execute::{Assignments, Event, NodeResult, RunOptions, Status, Work, execute};

@@ -1,0 +1,246 @@
+//! What the warehouse really holds, read in one catalog query per run: the
+//! state store says which builds exist and what each environment's views
+//! read, but a relation dropped by hand, an older copy of the database
+//! restored in place, or another checkout with its own store writing the
+//! same warehouse make the store wrong. The plan checks every reuse against
+//! this instead of trusting the store.
+
+use std::collections::HashMap;
+
+use orbital_core::dag::RelationName;
+use orbital_plugins::types::{DbError, Value};
+
+use crate::database::{Warehouse, plain};
+
+/// Whether a relation is a table or a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Table,
+    View,
+}
+
+/// One relation of the catalog.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    kind: Kind,
+    /// For a view: the relations it reads (exactly, where the database
+    /// records dependencies; on SQLite, the one relation of a `SELECT *
+    /// FROM name` view, else none).
+    reads: Vec<RelationName>,
+}
+
+/// The relations of the schemas a run touches.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    relations: HashMap<RelationName, Entry>,
+}
+
+impl Catalog {
+    pub fn exists(&self, relation: &RelationName) -> bool {
+        self.relations.contains_key(relation)
+    }
+
+    /// Whether `view` is a view that reads exactly `physical`.
+    pub fn reads(&self, view: &RelationName, physical: &RelationName) -> bool {
+        self.relations
+            .get(view)
+            .is_some_and(|e| e.kind == Kind::View && e.reads.as_slice() == [physical.clone()])
+    }
+
+    fn insert(&mut self, relation: RelationName, kind: Kind, reads: Vec<RelationName>) {
+        self.relations.insert(relation, Entry { kind, reads });
+    }
+}
+
+impl Warehouse {
+    /// The tables and views of `schemas` (`None`: the connection's default
+    /// schema, or SQLite's only one), in one query.
+    pub async fn catalog(&self, schemas: &[Option<String>]) -> Result<Catalog, DbError> {
+        if self.is_sqlite() {
+            return self.sqlite_catalog().await;
+        }
+        self.postgres_catalog(schemas).await
+    }
+
+    async fn sqlite_catalog(&self) -> Result<Catalog, DbError> {
+        let rows = self
+            .query(plain(
+                "SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'view')",
+            ))
+            .await?;
+        let mut catalog = Catalog::default();
+        for row in &rows.rows {
+            let (Some(Value::Text(kind)), Some(Value::Text(name))) = (row.first(), row.get(1))
+            else {
+                continue;
+            };
+            let relation = RelationName {
+                schema: None,
+                identifier: name.clone(),
+            };
+            match kind.as_str() {
+                "view" => {
+                    let reads = match row.get(2) {
+                        Some(Value::Text(sql)) => select_star_from(sql).into_iter().collect(),
+                        _ => Vec::new(),
+                    };
+                    catalog.insert(relation, Kind::View, reads);
+                }
+                _ => catalog.insert(relation, Kind::Table, Vec::new()),
+            }
+        }
+        Ok(catalog)
+    }
+
+    async fn postgres_catalog(&self, schemas: &[Option<String>]) -> Result<Catalog, DbError> {
+        // Schema names travel as one text joined by chr(1); chr(2) stands
+        // for the default schema and is reported back as `''`.
+        let wanted: Vec<String> = schemas
+            .iter()
+            .map(|s| s.clone().unwrap_or_else(|| "\u{2}".into()))
+            .collect();
+        let mut statement = plain(
+            "WITH wanted AS (
+                 SELECT CASE WHEN w = chr(2) THEN current_schema() ELSE w END AS nspname,
+                        CASE WHEN w = chr(2) THEN '' ELSE w END AS asked
+                 FROM unnest(string_to_array($1, chr(1))) AS w
+             )
+             SELECT wanted.asked, c.relname, CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END,
+                    (SELECT string_agg(
+                                CASE WHEN rn.nspname = current_schema() AND wanted.asked = '' THEN '' ELSE rn.nspname END
+                                || chr(1) || r.relname, chr(2))
+                     FROM pg_rewrite w
+                     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+                                     AND d.refclassid = 'pg_class'::regclass
+                     JOIN pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
+                     JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                     WHERE w.ev_class = c.oid)
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN wanted ON wanted.nspname = n.nspname
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+        );
+        statement.params = vec![Value::Text(wanted.join("\u{1}"))];
+        let rows = self.query(statement).await?;
+        let mut catalog = Catalog::default();
+        let schema_of = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        for row in &rows.rows {
+            let (Some(Value::Text(schema)), Some(Value::Text(name)), Some(Value::Text(kind))) =
+                (row.first(), row.get(1), row.get(2))
+            else {
+                continue;
+            };
+            let relation = RelationName {
+                schema: schema_of(schema),
+                identifier: name.clone(),
+            };
+            let kind = if kind == "view" {
+                Kind::View
+            } else {
+                Kind::Table
+            };
+            let mut reads: Vec<RelationName> = match row.get(3) {
+                Some(Value::Text(list)) => list
+                    .split('\u{2}')
+                    .filter_map(|pair| pair.split_once('\u{1}'))
+                    .map(|(schema, name)| RelationName {
+                        schema: schema_of(schema),
+                        identifier: name.to_string(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            reads.sort_by(|a, b| (&a.schema, &a.identifier).cmp(&(&b.schema, &b.identifier)));
+            reads.dedup();
+            catalog.insert(relation, kind, reads);
+        }
+        Ok(catalog)
+    }
+}
+
+/// The relation a SQLite view of the form Orbital publishes (`CREATE VIEW
+/// .. AS SELECT * FROM name`) reads; `None` for any other definition.
+fn select_star_from(sql: &str) -> Option<RelationName> {
+    let upper = sql.to_ascii_uppercase();
+    let at = upper.rfind("SELECT * FROM ")?;
+    let rest = sql[at + "SELECT * FROM ".len()..].trim();
+    let (name, rest) = identifier(rest)?;
+    let (name, rest) = match rest.strip_prefix('.') {
+        // `"main"."name"`: the schema is SQLite's only one.
+        Some(after) => identifier(after)?,
+        None => (name, rest),
+    };
+    rest.trim_end_matches(';')
+        .trim()
+        .is_empty()
+        .then_some(RelationName {
+            schema: None,
+            identifier: name,
+        })
+}
+
+/// A leading identifier, double-quoted (`""` escapes a quote) or bare, and
+/// what follows it.
+fn identifier(text: &str) -> Option<(String, &str)> {
+    if let Some(quoted) = text.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c != '"' {
+                name.push(c);
+            } else if chars.peek().is_some_and(|(_, next)| *next == '"') {
+                name.push('"');
+                chars.next();
+            } else {
+                return Some((name, &quoted[i + 1..]));
+            }
+        }
+        return None;
+    }
+    let end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .unwrap_or(text.len());
+    (end > 0).then(|| (text[..end].to_string(), &text[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(identifier: &str) -> Option<RelationName> {
+        Some(RelationName {
+            schema: None,
+            identifier: identifier.into(),
+        })
+    }
+
+    #[test]
+    fn reads_the_relation_a_published_view_selects_from() {
+        assert_eq!(
+            select_star_from(
+                "CREATE VIEW \"customers\" AS\nSELECT * FROM \"orbital__customers__0a1b\""
+            ),
+            name("orbital__customers__0a1b")
+        );
+        assert_eq!(
+            select_star_from("CREATE VIEW x AS SELECT * FROM \"main\".\"we\"\"ird\";"),
+            name("we\"ird")
+        );
+        assert_eq!(
+            select_star_from("create view v as select * from plain_name"),
+            name("plain_name")
+        );
+    }
+
+    #[test]
+    fn any_other_view_reads_nothing_it_can_vouch_for() {
+        for sql in [
+            "CREATE VIEW v AS SELECT * FROM \"orbital__a__1\" WHERE 1 = 0",
+            "CREATE VIEW v AS SELECT id FROM t",
+            "CREATE VIEW v AS SELECT * FROM \"unterminated",
+            "CREATE VIEW v AS SELECT * FROM a JOIN b ON true",
+        ] {
+            assert_eq!(select_star_from(sql), None, "{sql}");
+        }
+    }
+}
