@@ -345,7 +345,7 @@ fn environment_relations_cannot_land_on_a_model(backend: Backend) {
 /// impossible date are errors at their line and column, with nothing
 /// written.
 fn seeds_keep_every_value(backend: Backend) {
-    let case = Case::new(backend, "[seeds.days.column-types]\nday = \"date\"\n");
+    let case = Case::new(backend, "");
     case.project.write(
         "seeds/ids.csv",
         "id,zip\n18446744073709551617,01234\n18446744073709551618,00501\n",
@@ -373,6 +373,13 @@ fn seeds_keep_every_value(backend: Backend) {
     case.project.remove("seeds/notes.csv");
     case.project
         .write("seeds/days.csv", "id,day\n1,2024-02-29\n2,2023-02-29\n");
+    let config = case.project.path().join("orbital.toml");
+    let plain = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{plain}[seeds.days.column-types]\nday = \"date\"\n"),
+    )
+    .unwrap();
     let refused = case.orbital(&["seed"]).expect_code(2);
     assert!(
         refused.stderr().contains(
@@ -386,6 +393,7 @@ fn seeds_keep_every_value(backend: Backend) {
     case.project
         .write("seeds/when.csv", "day\n2024-02-29\n2023-02-29\n");
     case.project.remove("seeds/days.csv");
+    std::fs::write(&config, plain).unwrap();
     results(&case, &["seed"]);
     assert_eq!(
         case.query("select day from \"when\" order by day"),
@@ -418,4 +426,268 @@ fn errors_on_huge_lines_are_reported_not_panicked() {
     );
     assert!(!run.stderr().contains("panicked"));
     assert!(!project.path().join("target/p.db").exists());
+}
+
+fn sqlite_project() -> TestProject {
+    let project = TestProject::empty();
+    project
+        .write(
+            "orbital.toml",
+            "name = \"p\"\n[targets.dev]\nurl = \"sqlite://target/p.db\"\n",
+        )
+        .write("models/a.sql", "select 1 as x");
+    project
+}
+
+/// Each bad input: a clear error where there is a place to point at, exit
+/// code 2 (3 for the environment), and no warehouse file created.
+#[test]
+fn bad_input_is_refused_before_anything_is_written() {
+    let project = sqlite_project();
+    let database = project.path().join("target/p.db");
+    let refused = |args: &[&str], code: i32, says: &str| {
+        let run = project.orbital(args).expect_code(code);
+        assert!(run.stderr().contains(says), "{args:?}: {}", run.stderr());
+        assert!(!database.exists(), "{args:?} created the warehouse file");
+    };
+    refused(
+        &["build", "--select", ""],
+        2,
+        "invalid selector ``: is empty",
+    );
+    refused(
+        &["build", "--select", ","],
+        2,
+        "is empty or has an empty part",
+    );
+    refused(
+        &["build", "--exclude", "a,"],
+        2,
+        "is empty or has an empty part",
+    );
+    refused(
+        &["build", "--select", "99999999999999999999999+a"],
+        2,
+        "is too large",
+    );
+    refused(
+        &["build", "--select", "nope"],
+        2,
+        "matches no model or seed",
+    );
+    refused(&["build", "--threads", "100000"], 2, "between 1 and 256");
+
+    project.write(
+        "models/b.sql",
+        "-- config: materialized = 'Table'\nselect 1 as y",
+    );
+    refused(
+        &["build"],
+        2,
+        "models/b.sql:1:28: model `b` asks for materialized = 'Table', which no installed plugin provides (installed: incremental, snapshot, table, view); did you mean `table`?",
+    );
+    project.write(
+        "models/b.sql",
+        "-- config: materialzed = 'table'\nselect 1 as y",
+    );
+    refused(
+        &["build"],
+        2,
+        "models/b.sql:1:12: model `b` has config `materialzed`, which materialized = 'view' does not take; did you mean `materialized`?",
+    );
+    project.remove("models/b.sql");
+
+    // Editor leftovers and byte-order marks are no trouble.
+    project.write("models/.hidden.sql", "this is not SQL");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("user@host.1:1", project.path().join("models/.#a.sql")).unwrap();
+    project.write("models/c.sql", "\u{feff}select 2 as z");
+    project.orbital(&["build"]).expect_code(0);
+    std::fs::remove_file(&database).unwrap();
+    std::fs::remove_dir_all(project.path().join("target")).unwrap();
+
+    for (url, says) in [
+        ("sqlite:", "orbital.toml:3:7: `sqlite:` is not a SQLite URL"),
+        ("sqlite://", "orbital.toml:3:7: `sqlite://` names no file"),
+        (
+            "mysql://db/x",
+            "orbital.toml:3:7: unsupported target URL scheme `mysql`",
+        ),
+    ] {
+        project.write(
+            "orbital.toml",
+            &format!("name = \"p\"\n[targets.dev]\nurl = \"{url}\"\n"),
+        );
+        refused(&["build"], 2, says);
+    }
+    project.write(
+        "orbital.toml",
+        "name = \"p\"\n[targets.\"a/b\"]\nurl = \"sqlite://target/p.db\"\n",
+    );
+    refused(&["build"], 2, "target name `a/b`");
+    // A directory where the file should be: named, exit 3.
+    std::fs::create_dir_all(project.path().join("target/dir.db")).unwrap();
+    project.write(
+        "orbital.toml",
+        "name = \"p\"\n[targets.dev]\nurl = \"sqlite://target/dir.db\"\n",
+    );
+    let run = project.orbital(&["build"]).expect_code(3);
+    assert!(
+        run.stderr()
+            .contains("target/dir.db is a directory, not a SQLite database file"),
+        "{}",
+        run.stderr()
+    );
+}
+
+/// Random SQL of nested CTEs (plain and recursive), derived tables,
+/// set operations and expression subqueries over the names `m1`..`m3`,
+/// which are models and, where a CTE of that name is in scope, the CTE.
+struct QueryGen(u64);
+
+const NAMES: [&str; 3] = ["m1", "m2", "m3"];
+
+impl QueryGen {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+
+    fn name(&mut self) -> &'static str {
+        NAMES[self.next(3) as usize]
+    }
+
+    /// A query with one text column `src`, referring to no name in `avoid`.
+    fn query(&mut self, depth: u32, avoid: &[&str]) -> String {
+        let choice = if depth == 0 { 0 } else { self.next(6) };
+        match choice {
+            0 => {
+                let allowed: Vec<&str> = NAMES.into_iter().filter(|n| !avoid.contains(n)).collect();
+                match allowed.as_slice() {
+                    [] => "select 'literal' as src".to_string(),
+                    names => {
+                        let name = names[self.next(names.len() as u64) as usize];
+                        format!("select src from {name}")
+                    }
+                }
+            }
+            1 => format!("select s.src from ({}) s", self.query(depth - 1, avoid)),
+            2 => format!(
+                "({}) union all ({})",
+                self.query(depth - 1, avoid),
+                self.query(depth - 1, avoid)
+            ),
+            3 => format!(
+                "select q.src from ({}) q where exists ({})",
+                self.query(depth - 1, avoid),
+                self.query(depth - 1, avoid)
+            ),
+            4 => self.with(depth, avoid, false),
+            _ => self.with(depth, avoid, true),
+        }
+    }
+
+    fn with(&mut self, depth: u32, avoid: &[&str], recursive: bool) -> String {
+        let count = 1 + self.next(2) as usize;
+        let mut names: Vec<&'static str> = Vec::new();
+        while names.len() < count {
+            let name = self.name();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let mut ctes = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let body = if recursive {
+                // The recursive term is the only place it reads itself,
+                // and no sibling after it is read (PostgreSQL's rules).
+                let mut avoid: Vec<&str> = avoid.to_vec();
+                avoid.extend(&names[i..]);
+                format!(
+                    "({}) union all select src from {name} where false",
+                    self.query(depth - 1, &avoid)
+                )
+            } else {
+                self.query(depth - 1, avoid)
+            };
+            ctes.push(format!("{name} as ({body})"));
+        }
+        let keyword = if recursive { "with recursive" } else { "with" };
+        format!(
+            "{keyword} {} select w.src from ({}) w",
+            ctes.join(", "),
+            self.query(depth - 1, avoid)
+        )
+    }
+}
+
+/// Property: for random nestings of CTEs, subqueries and model names, the
+/// models Orbital finds a query reads are the relations PostgreSQL's own
+/// resolution makes its view depend on.
+#[test]
+fn name_resolution_matches_postgresql() {
+    let Some(backend) = Backend::postgres("name_resolution") else {
+        return;
+    };
+    let Backend::Postgres(db) = &backend else {
+        unreachable!()
+    };
+    let url = db.url.clone();
+    let case = Case::new(backend, "");
+    let mut tables = String::new();
+    for name in NAMES {
+        case.project.write(
+            &format!("models/{name}.sql"),
+            &format!("select '{name}' as src"),
+        );
+        tables.push_str(&format!("CREATE TABLE {name} (src text);"));
+    }
+    let mut generator = QueryGen(0x9e37_79b9_7f4a_7c15);
+    let mut views = String::new();
+    let count = 300;
+    for i in 0..count {
+        let sql = generator.query(3, &[]);
+        case.project.write(&format!("models/q{i}.sql"), &sql);
+        views.push_str(&format!("CREATE VIEW q{i} AS {sql};\n"));
+    }
+    support::backends::psql(&url, &format!("{tables}{views}"))
+        .unwrap_or_else(|e| panic!("PostgreSQL refused a generated query: {e}"));
+    let resolved = support::backends::psql(
+        &url,
+        "SELECT DISTINCT v.relname, r.relname FROM pg_depend d \
+         JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid \
+         JOIN pg_class v ON v.oid = w.ev_class \
+         JOIN pg_class r ON d.refclassid = 'pg_class'::regclass AND r.oid = d.refobjid \
+         WHERE v.relname LIKE 'q%' AND r.oid <> v.oid",
+    )
+    .unwrap();
+    let mut postgres: std::collections::BTreeMap<String, Vec<String>> =
+        (0..count).map(|i| (format!("q{i}"), Vec::new())).collect();
+    for line in resolved.lines() {
+        let (view, table) = line.split_once('|').unwrap();
+        postgres.get_mut(view).unwrap().push(table.to_string());
+    }
+    let listed = case.orbital(&["ls", "--json"]).expect_code(0).json();
+    let mut checked = 0;
+    for node in listed["nodes"].as_array().unwrap() {
+        let name = node["name"].as_str().unwrap();
+        let Some(expected) = postgres.get_mut(name) else {
+            continue;
+        };
+        expected.sort();
+        let mut found: Vec<String> = node["depends_on"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        found.sort();
+        let sql = std::fs::read_to_string(case.project.path().join(format!("models/{name}.sql")))
+            .unwrap();
+        assert_eq!(&found, expected, "{name}: {sql}");
+        checked += 1;
+    }
+    assert_eq!(checked, count);
 }

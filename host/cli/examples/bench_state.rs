@@ -14,6 +14,9 @@
 //!   each: the cost of macro expansion;
 //! - an incremental model adding 10k new rows to a 1M-row table against a
 //!   table model rebuilding all of it (whole `orbital run` processes).
+//!
+//! `-- write N DIR` only writes the synthetic project of N models, for
+//! comparing whole processes of two builds (`docs/bench_runs.py`).
 
 use std::path::Path;
 use std::process::Command;
@@ -286,6 +289,15 @@ fn incremental_vs_table() -> (Duration, Duration) {
 }
 
 fn main() {
+    // `write N DIR`: only write the synthetic project of N models to DIR,
+    // for whole-process comparisons of two builds (docs/benchmarks.md).
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, models, dir] = args.as_slice()
+        && mode == "write"
+    {
+        write_project(Path::new(dir), models.parse().expect("a model count"));
+        return;
+    }
     let only: Option<String> = std::env::args().nth(1);
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wants("compile") {

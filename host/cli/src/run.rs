@@ -47,6 +47,15 @@ pub fn run(
         &session.environment,
     )?;
     let uses_state = Selection::uses_state(&args.select.select, &args.select.exclude);
+    if !uses_state {
+        // A selector that cannot resolve stops the command before it
+        // connects (and creates a SQLite file).
+        Selection::resolve(
+            &session.compiled.dag,
+            &args.select.select,
+            &args.select.exclude,
+        )?;
+    }
     if matches!(scope, Scope::Seeds | Scope::Both) && !uses_state {
         // Read every selected seed before connecting, so a malformed CSV
         // stops the command with nothing written.

@@ -131,6 +131,10 @@ impl Session {
         threads: Option<usize>,
         records: Records,
     ) -> Result<Self, Failure> {
+        if let Some(threads) = threads {
+            orbital_core::config::check_threads(threads)
+                .map_err(|e| Failure::Usage(format!("--threads: {e}")))?;
+        }
         let config = ProjectConfig::load(&cli.project)?;
         let (target_name, target) = config.target(select.target.as_deref())?;
         let (target_name, target) = (target_name.to_string(), target.clone());
@@ -277,6 +281,21 @@ impl Session {
                 .await?;
                 (database, Some(known.clone()))
             }
+            // A SQLite file that does not exist yet holds no warehouse id:
+            // it is created by the first statement that writes, so a command
+            // that stops before building anything leaves no file behind.
+            (None, None)
+                if !Warehouse::opens_without_creating(&self.target.url, &self.project.root) =>
+            {
+                let database = open_warehouse(
+                    &self.target.url,
+                    &self.project.root,
+                    &self.target_name,
+                    self.threads,
+                )
+                .await?;
+                (database, None)
+            }
             (None, None) => {
                 open_database(
                     &self.target.url,
@@ -343,16 +362,9 @@ impl Session {
             (fingerprints, records)
         });
         let fingerprints = fingerprints.map_err(|(strategy, model)| {
-            orbital_runner::RunnerError::NoMaterialization {
-                model,
-                strategy,
-                installed: plugins
-                    .strategies
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
+            let installed: Vec<&str> = plugins.strategies.keys().map(String::as_str).collect();
+            self.project
+                .unknown_materialization(&model, &strategy, &installed)
         })?;
         let (recorded, builds) = records?;
         let stateful = self.compiled.dag.nodes.iter().any(|n| n.is_stateful());

@@ -282,6 +282,7 @@ struct Resolver<'a> {
     nodes: HashMap<String, NodeId>,
     sources: BTreeMap<(String, String), RelationName>,
     known_names: Vec<&'a str>,
+    disabled: &'a [String],
 }
 
 impl<'a> Resolver<'a> {
@@ -310,6 +311,7 @@ impl<'a> Resolver<'a> {
             nodes,
             sources,
             known_names: names.collect(),
+            disabled: &project.disabled,
         }
     }
 
@@ -329,6 +331,9 @@ impl<'a> Resolver<'a> {
 
     fn hint(&self, written: &str) -> String {
         let written = written.to_lowercase();
+        if let Some(name) = self.disabled.iter().find(|d| d.to_lowercase() == written) {
+            return format!(": model `{name}` is disabled (enabled = false), so nothing builds it");
+        }
         self.known_names
             .iter()
             .map(|name| (strsim::levenshtein(&written, &name.to_lowercase()), name))
@@ -884,7 +889,14 @@ fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Result<Statement
             }
         }
         _ => {
-            let (line, column) = at(sqlparser::ast::Spanned::span(&statements[1]).start);
+            // Not every statement has a span: then the first token after the
+            // first statement's `;`.
+            let span = sqlparser::ast::Spanned::span(&statements[1]);
+            let start = match span.start.line {
+                0 => second_statement_start(&model.sql, dialect).unwrap_or(span.start),
+                _ => span.start,
+            };
+            let (line, column) = at(start);
             Err(invalid(
                 line,
                 column,
@@ -892,6 +904,20 @@ fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Result<Statement
             ))
         }
     }
+}
+
+/// Where the token after the first top-level `;` of `sql` starts.
+fn second_statement_start(
+    sql: &str,
+    dialect: &dyn Dialect,
+) -> Option<sqlparser::tokenizer::Location> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(dialect, sql).tokenize_with_location().ok()?;
+    let after = tokens.iter().position(|t| t.token == Token::SemiColon)?;
+    tokens[after + 1..]
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_) | Token::SemiColon))
+        .map(|t| t.span.start)
 }
 
 /// Splits sqlparser's " at Line: L, Column: C" suffix off a message; (0, 0) when absent.
@@ -1264,6 +1290,40 @@ mod tests {
                 .collect();
             assert_eq!(deps, expected, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_second_statement_is_pointed_at() {
+        for (sql, at) in [
+            ("select 1 as x;\n  drop table t", "models/m.sql:2:3"),
+            ("select 1 as x; select 2", "models/m.sql:1:16"),
+            (
+                "select ';' as x;\n\n-- c\ninsert into t values (1)",
+                "models/m.sql:4:1",
+            ),
+        ] {
+            let err = compile_project(&[("m", sql)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{at}: model `m` holds more than one statement")),
+                "{sql}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn reading_a_disabled_model_says_it_is_disabled() {
+        let err = compile_project(&[
+            ("off", "-- config: enabled = false\nselect 1 as x"),
+            ("m", "select * from off"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "refers to unknown table `off`: model `off` is disabled (enabled = false)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -57,11 +57,68 @@ pub struct ProjectConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Target {
     /// `sqlite://path/to/file.db` (relative to the project) or a server URL.
+    #[serde(deserialize_with = "target_url")]
     pub url: String,
     /// Schema models are built in, where the database has schemas.
     pub schema: Option<String>,
     /// How many models build at once.
+    #[serde(default, deserialize_with = "thread_count")]
     pub threads: Option<usize>,
+}
+
+/// The most nodes that may build at once: each running model holds a
+/// plugin instance with its own reserved memory, and a count far past the
+/// machine fails deep inside the allocator instead of here.
+pub const MAX_THREADS: usize = 256;
+
+/// The most memory one plugin instance may be given, in MiB (64 GiB).
+pub const MAX_PLUGIN_MEMORY_MB: u64 = 64 << 10;
+
+/// Checks a thread count, from orbital.toml or `--threads`.
+pub fn check_threads(threads: usize) -> std::result::Result<usize, String> {
+    match threads {
+        1..=MAX_THREADS => Ok(threads),
+        _ => Err(format!(
+            "threads must be between 1 and {MAX_THREADS}, not {threads}"
+        )),
+    }
+}
+
+fn thread_count<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<usize>, D::Error> {
+    let threads = usize::deserialize(deserializer)?;
+    check_threads(threads)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// A target URL the host can connect to: `sqlite://<file>` or
+/// `postgres://...` (`postgresql://`).
+fn target_url<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<String, D::Error> {
+    let url = String::deserialize(deserializer)?;
+    check_url(&url).map_err(serde::de::Error::custom)?;
+    Ok(url)
+}
+
+fn check_url(url: &str) -> std::result::Result<(), String> {
+    match url.split_once("://") {
+        Some(("sqlite", "")) => Err(format!(
+            "`{url}` names no file: write sqlite://path/to/file.db (relative to the project) or sqlite://:memory:"
+        )),
+        Some(("sqlite" | "postgres" | "postgresql", _)) => Ok(()),
+        Some((scheme, _)) => Err(format!(
+            "unsupported target URL scheme `{scheme}`: Orbital connects to sqlite:// and postgres:// targets"
+        )),
+        None if url.starts_with("sqlite:") => Err(format!(
+            "`{url}` is not a SQLite URL: write sqlite://path/to/file.db"
+        )),
+        None => Err(format!(
+            "`{url}` is not a URL: write sqlite://path/to/file.db or postgres://user@host/database"
+        )),
+    }
 }
 
 impl Target {
@@ -209,7 +266,8 @@ impl ProjectConfig {
             }
             Err(e) => return Err(Error::io(path, e)),
         };
-        Self::parse(&path, &text, |name| std::env::var(name).ok())
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        Self::parse(&path, text, |name| std::env::var(name).ok())
     }
 
     /// Parses project file text; `env` looks up `${VAR}` references.
@@ -237,9 +295,57 @@ impl ProjectConfig {
                 message: "[plugins] timeout-ms and memory-limit-mb must be positive".into(),
             });
         }
+        // Where `needle` is first written after `after` (these keys carry
+        // no span once parsed).
+        let at = |after: &str, needle: &str| {
+            let offset = text
+                .find(after)
+                .and_then(|start| text[start..].find(needle).map(|o| start + o));
+            let (line, column) = offset.map_or((1, 1), |offset| line_col(&text, offset));
+            Location::new(path, line, column)
+        };
+        if raw.plugins.memory_limit_mb > MAX_PLUGIN_MEMORY_MB {
+            return Err(Error::Config {
+                location: at("", "memory-limit-mb"),
+                message: format!(
+                    "[plugins] memory-limit-mb is at most {MAX_PLUGIN_MEMORY_MB} (64 GiB), not {}",
+                    raw.plugins.memory_limit_mb
+                ),
+            });
+        }
+        if let Some(name) = raw.targets.keys().find(|name| !is_plain_name(name)) {
+            return Err(Error::Config {
+                location: at("targets", name),
+                message: format!(
+                    "target name `{name}`: use letters, digits, `_` and `-` (it names lock files and schemas)"
+                ),
+            });
+        }
+        let mut model_paths: Vec<PathBuf> = Vec::new();
+        for folder in raw.model_paths {
+            let normal = normalized(&folder);
+            if !model_paths.iter().any(|p| normalized(p) == normal) {
+                model_paths.push(folder);
+            }
+        }
+        let target_path = normalized(&raw.target_path);
+        if let Some(folder) = model_paths
+            .iter()
+            .chain(&raw.test_paths)
+            .find(|folder| target_path.starts_with(normalized(folder)))
+        {
+            return Err(Error::Config {
+                location: at("", "target-path"),
+                message: format!(
+                    "target-path `{}` is inside `{}`, where Orbital reads models and tests: its compiled SQL would load as more of them; put it beside",
+                    raw.target_path.display(),
+                    folder.display()
+                ),
+            });
+        }
         Ok(Self {
             name: raw.name,
-            model_paths: raw.model_paths,
+            model_paths,
             seed_paths: raw.seed_paths,
             test_paths: raw.test_paths,
             target_path: raw.target_path,
@@ -270,6 +376,22 @@ impl ProjectConfig {
             .map(|(k, v)| (k.as_str(), v))
             .ok_or_else(|| unknown(wanted))
     }
+}
+
+/// Letters, digits, `_` and `-`.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A project-relative path without `.` parts or a trailing slash, for
+/// comparing folders as written.
+fn normalized(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 /// Splits `[models]` into config keys (scalars, arrays, `+`-prefixed keys)
@@ -408,6 +530,73 @@ tags = ["finance"]
         let err = parse("name = \"x\"\nmodel_paths = []\n").unwrap_err();
         assert!(
             err.to_string().contains("unknown field `model_paths`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_targets_and_limits_are_errors_at_their_line() {
+        let cases = [
+            (
+                "url = \"sqlite:\"",
+                "orbital.toml:4:7",
+                "is not a SQLite URL",
+            ),
+            ("url = \"sqlite://\"", "orbital.toml:4:7", "names no file"),
+            (
+                "url = \"mysql://db/x\"",
+                "orbital.toml:4:7",
+                "unsupported target URL scheme `mysql`",
+            ),
+            ("url = \"target/x.db\"", "orbital.toml:4:7", "is not a URL"),
+            (
+                "url = \"sqlite://a.db\"\nthreads = 100000000",
+                "orbital.toml:5:11",
+                "threads must be between 1 and 256",
+            ),
+            (
+                "url = \"sqlite://a.db\"\nthreads = 0",
+                "orbital.toml:5:11",
+                "between 1 and 256",
+            ),
+        ];
+        for (target, at, message) in cases {
+            let text = format!("name = \"x\"\n\n[targets.dev]\n{target}\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(at) && err.contains(message),
+                "{target}: {err}"
+            );
+        }
+        let err = parse("name = \"x\"\n[targets.\"a/b\"]\nurl = \"sqlite://a.db\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("orbital.toml:2:") && err.contains("target name `a/b`"),
+            "{err}"
+        );
+        let err = parse("name = \"x\"\n[plugins]\nmemory-limit-mb = 18446744073709551615\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("orbital.toml:3:1") && err.contains("at most 65536"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn model_paths_are_deduplicated_and_target_path_stays_out_of_them() {
+        let config =
+            parse("name = \"x\"\nmodel-paths = [\"models\", \"./models\", \"more\"]\n").unwrap();
+        assert_eq!(
+            config.model_paths,
+            [PathBuf::from("models"), PathBuf::from("more")]
+        );
+        let err = parse("name = \"x\"\ntarget-path = \"models/out\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("orbital.toml:2:1") && err.contains("is inside `models`"),
             "{err}"
         );
     }

@@ -33,6 +33,9 @@ pub struct Project {
     pub seeds: Vec<Seed>,
     /// Singular data tests, from `test-paths`.
     pub tests: Vec<SingularTest>,
+    /// The names of models with `enabled = false`, so that reading one is
+    /// an error that says so.
+    pub disabled: Vec<String>,
 }
 
 /// One model file.
@@ -73,6 +76,49 @@ pub struct Seed {
 }
 
 impl Project {
+    /// The error for model `model` asking for a materialization no plugin
+    /// provides: where it is asked for (the model's `-- config:` line, else
+    /// orbital.toml's), and the nearest of `installed` when one is close.
+    pub fn unknown_materialization(
+        &self,
+        model: &str,
+        strategy: &str,
+        installed: &[&str],
+    ) -> Error {
+        let asked = |text: &str| {
+            text.lines().enumerate().find_map(|(i, line)| {
+                let at = line.find("materialized")?;
+                let value = line[at..].find(strategy).map_or(at, |v| at + v);
+                Some((i + 1, line[..value].chars().count() + 1))
+            })
+        };
+        let in_file =
+            self.models.iter().find(|m| m.name == model).and_then(|m| {
+                asked(&m.sql).map(|(line, column)| Location::new(&m.path, line, column))
+            });
+        let location = in_file.unwrap_or_else(|| {
+            let config = std::fs::read_to_string(self.root.join(crate::config::FILE_NAME))
+                .unwrap_or_default();
+            let (line, column) = asked(&config).unwrap_or((1, 1));
+            Location::new(crate::config::FILE_NAME, line, column)
+        });
+        let nearest = installed
+            .iter()
+            .map(|name| (strsim::levenshtein(&strategy.to_lowercase(), name), name))
+            .filter(|(distance, _)| *distance <= 2)
+            .min()
+            .map(|(_, name)| format!("; did you mean `{name}`?"))
+            .unwrap_or_default();
+        Error::InvalidModel {
+            location,
+            model: model.to_string(),
+            message: format!(
+                "asks for materialized = '{strategy}', which no installed plugin provides (installed: {}){nearest}",
+                installed.join(", ")
+            ),
+        }
+    }
+
     /// Loads the project in `root`.
     pub fn load(root: &Path) -> Result<Self> {
         Self::load_with_config(root, ProjectConfig::load(root)?)
@@ -93,10 +139,11 @@ impl Project {
                 .map(|path| load_model(root, path, &config))
                 .collect()
         });
+        let mut disabled = Vec::new();
         for model in loaded {
             match model {
                 Ok(model) if model.config.enabled => models.push(model),
-                Ok(_) => {}
+                Ok(model) => disabled.push(model.name),
                 Err(e) => errors.push(e),
             }
         }
@@ -130,6 +177,7 @@ impl Project {
             }
         }
         errors.extend(duplicate_names(&models, &seeds, &tests));
+        errors.extend(unmatched_config(root, &config, &paths, &seeds));
         Error::collect(errors)?;
         Ok(Self {
             root: root.to_path_buf(),
@@ -137,6 +185,7 @@ impl Project {
             models,
             seeds,
             tests,
+            disabled,
         })
     }
 
@@ -230,9 +279,16 @@ fn walk(
     }
     named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (name, entry) in named {
+        // Hidden files and folders are not the project's: editor lock files
+        // (`.#orders.sql`), `.git`, swap files.
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
         let path = entry.path();
         // The directory entry knows its type on most file systems: no stat.
         let (is_dir, linked) = match entry.file_type() {
+            // A link to nothing is skipped, as if it were not there.
+            Ok(kind) if kind.is_symlink() && !path.exists() => continue,
             Ok(kind) if kind.is_symlink() => (path.is_dir(), true),
             Ok(kind) => (kind.is_dir(), false),
             Err(e) => return Err(Error::io(&path, e)),
@@ -277,8 +333,15 @@ fn read_text(path: &Path) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
+    // A byte-order mark some editors write is not part of the text.
+    if bytes.starts_with(BOM) {
+        bytes.drain(..BOM.len());
+    }
     String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
+
+/// UTF-8's byte-order mark.
+pub(crate) const BOM: &[u8] = b"\xef\xbb\xbf";
 
 fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model> {
     let sql = read_text(&root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
@@ -307,12 +370,151 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
             message,
         }
     })?;
+    if let Some((key, hint)) = unknown_key(&config) {
+        let (line, column) = config_key_at(&sql, &key);
+        let location = match line {
+            // From a folder table of orbital.toml.
+            0 => {
+                let toml = std::fs::read_to_string(root.join(crate::config::FILE_NAME))
+                    .unwrap_or_default();
+                let (line, column) = toml
+                    .find(&key)
+                    .map_or((1, 1), |at| crate::error::line_col(&toml, at));
+                Location::new(crate::config::FILE_NAME, line, column)
+            }
+            _ => Location::new(path, line, column),
+        };
+        return Err(Error::InvalidModel {
+            location,
+            model: name,
+            message: format!(
+                "has config `{key}`, which materialized = '{}' does not take{hint}",
+                config.materialized
+            ),
+        });
+    }
     Ok(Model {
         name,
         path: path.to_path_buf(),
         sql,
         config,
     })
+}
+
+/// Config keys the host reads itself, for every model.
+const HOST_KEYS: &[&str] = &[
+    "materialized",
+    "tags",
+    "enabled",
+    "tests",
+    "meta",
+    "description",
+];
+
+/// The keys each first-party materialization takes. A strategy from a
+/// project's own plugin takes any key: plugin API 0.1 has no way to
+/// declare them.
+fn strategy_keys(strategy: &str) -> Option<&'static [&'static str]> {
+    Some(match strategy {
+        "view" | "table" | crate::dag::EPHEMERAL => &[],
+        "incremental" => &["unique_key", "incremental_strategy", "on_schema_change"],
+        "snapshot" => &[
+            "unique_key",
+            "strategy",
+            "updated_at",
+            "check_cols",
+            "hard_deletes",
+        ],
+        _ => return None,
+    })
+}
+
+/// A key a first-party materialization does not take (`materialzed`), and
+/// a "did you mean" for it.
+fn unknown_key(config: &ModelConfig) -> Option<(String, String)> {
+    let strategy = strategy_keys(&config.materialized)?;
+    let known = || HOST_KEYS.iter().chain(strategy);
+    let key = config.extra.keys().find(|key| !known().any(|k| k == key))?;
+    let hint = known()
+        .map(|k| (strsim::levenshtein(key, k), k))
+        .filter(|(distance, _)| *distance <= 3)
+        .min()
+        .map_or_else(
+            || {
+                let keys: Vec<&str> = known().copied().collect();
+                format!(" (it takes: {})", keys.join(", "))
+            },
+            |(_, k)| format!("; did you mean `{k}`?"),
+        );
+    Some((key.clone(), hint))
+}
+
+/// Where a `-- config:` line of `sql` names `key`; line 0 when none does
+/// (it came from orbital.toml).
+fn config_key_at(sql: &str, key: &str) -> (usize, usize) {
+    sql.lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim_start().starts_with("--") && line.contains(CONFIG_PREFIX))
+        .find_map(|(i, line)| {
+            line.find(key)
+                .map(|at| (i + 1, line[..at].chars().count() + 1))
+        })
+        .unwrap_or((0, 0))
+}
+
+/// Folder tables of `[models]` that reach no model, and `[seeds.<name>]`
+/// tables that name no seed: most likely a typo, which would otherwise
+/// quietly configure nothing.
+fn unmatched_config(
+    root: &Path,
+    config: &ProjectConfig,
+    model_paths: &[PathBuf],
+    seeds: &[Seed],
+) -> Vec<Error> {
+    let text = std::fs::read_to_string(root.join(crate::config::FILE_NAME)).unwrap_or_default();
+    let at = |needle: &str| {
+        let (line, column) = text
+            .find(needle)
+            .map_or((1, 1), |offset| crate::error::line_col(&text, offset));
+        Location::new(crate::config::FILE_NAME, line, column)
+    };
+    let mut errors = Vec::new();
+    for folder in config.model_defaults.keys().filter(|f| !f.is_empty()) {
+        if !model_paths
+            .iter()
+            .any(|path| folder_applies(folder, path, &config.model_paths))
+        {
+            let table = folder.replace('/', ".");
+            errors.push(Error::Config {
+                location: at(&format!("models.{table}")),
+                message: format!(
+                    "[models.{table}] applies to no model: no model is under the folder `{folder}` of {}",
+                    config
+                        .model_paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    for name in config.seeds.keys() {
+        if !seeds.iter().any(|s| &s.name == name) {
+            let hint = seeds
+                .iter()
+                .map(|s| (strsim::levenshtein(name, &s.name), &s.name))
+                .filter(|(distance, _)| *distance <= 3)
+                .min()
+                .map(|(_, s)| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            errors.push(Error::Config {
+                location: at(&format!("seeds.{name}")),
+                message: format!("[seeds.{name}] names no seed{hint}"),
+            });
+        }
+    }
+    errors
 }
 
 fn load_test(root: &Path, path: &Path) -> Result<SingularTest> {
@@ -543,6 +745,59 @@ mod tests {
     }
 
     #[test]
+    fn hidden_files_dangling_links_and_byte_order_marks_are_no_trouble() {
+        let dir = project(&[
+            ("orbital.toml", "\u{feff}name = \"p\"\n"),
+            ("models/a.sql", "\u{feff}select 1 as x"),
+        ]);
+        let models = dir.path().join("models");
+        std::fs::write(models.join(".hidden.sql"), "not sql at all").unwrap();
+        std::fs::create_dir_all(models.join(".git")).unwrap();
+        std::fs::write(models.join(".git/x.sql"), "nope").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("user@host.1234:1700000000", models.join(".#a.sql"))
+                .unwrap();
+            std::os::unix::fs::symlink("gone.sql", models.join("dangling.sql")).unwrap();
+        }
+        let project = Project::load(dir.path()).unwrap();
+        let names: Vec<&str> = project.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a"]);
+        assert_eq!(project.models[0].sql, "select 1 as x");
+    }
+
+    #[test]
+    fn misspelled_config_and_tables_that_match_nothing_are_errors() {
+        let dir = project(&[
+            (
+                "orbital.toml",
+                "name = \"p\"\n[models.marts]\nmaterialzed = \"table\"\n[models.finance]\ntags = [\"x\"]\n[seeds.raw_ordrs]\n",
+            ),
+            ("models/marts/a.sql", "select 1 as x"),
+            (
+                "models/b.sql",
+                "-- config: materialized = 'snapshot', updated = 'at'\nselect 1 as x",
+            ),
+            (
+                "models/c.sql",
+                "-- config: materialized = 'my_own', anything = 1\nselect 1 as x",
+            ),
+            ("seeds/raw_orders.csv", "id\n1\n"),
+        ]);
+        let errors: Vec<String> = match Project::load(dir.path()) {
+            Err(Error::Many(errors)) => errors.iter().map(ToString::to_string).collect(),
+            other => panic!("{other:?}"),
+        };
+        let expected = [
+            "models/b.sql:1:39: model `b` has config `updated`, which materialized = 'snapshot' does not take; did you mean `updated_at`?",
+            "orbital.toml:3:1: model `a` has config `materialzed`, which materialized = 'view' does not take; did you mean `materialized`?",
+            "orbital.toml:4:2: [models.finance] applies to no model: no model is under the folder `finance` of models",
+            "orbital.toml:6:2: [seeds.raw_ordrs] names no seed; did you mean `raw_orders`?",
+        ];
+        assert_eq!(errors, expected);
+    }
+
+    #[test]
     fn walks_in_path_order() {
         let files = [
             "models/a-b.sql",
@@ -590,6 +845,8 @@ mod tests {
     }
 
     const TOML: &str = "name = \"p\"\n[targets.dev]\nurl = \"sqlite://p.db\"\n[models.marts]\nmaterialized = \"table\"\ntags = [\"mart\"]\n";
+    /// Without folder tables, for projects with no `marts` folder.
+    const PLAIN_TOML: &str = "name = \"p\"\n[targets.dev]\nurl = \"sqlite://p.db\"\n";
 
     #[test]
     fn merges_folder_and_file_config() {
@@ -598,7 +855,7 @@ mod tests {
             ("models/staging/stg_a.sql", "select 1 as x"),
             (
                 "models/marts/a.sql",
-                "-- config: tags = ['daily'], unique_key = 'id'\nselect 1 as x",
+                "-- config: tags = ['daily'], description = 'id'\nselect 1 as x",
             ),
             (
                 "models/marts/b.sql",
@@ -614,7 +871,7 @@ mod tests {
             (a.materialized.as_str(), a.tags.clone()),
             ("table", vec!["mart".to_string(), "daily".to_string()])
         );
-        assert_eq!(a.extra["unique_key"], "id");
+        assert_eq!(a.extra["description"], "id");
         assert_eq!(by_name("b").config.materialized, "view");
         assert_eq!(project.seeds[0].name, "raw_a");
     }
@@ -622,7 +879,7 @@ mod tests {
     #[test]
     fn duplicate_model_names_name_both_files() {
         let dir = project(&[
-            ("orbital.toml", TOML),
+            ("orbital.toml", PLAIN_TOML),
             ("models/a/x.sql", "select 1"),
             ("models/b/x.sql", "select 2"),
         ]);
@@ -636,7 +893,7 @@ mod tests {
     #[test]
     fn a_seed_and_a_model_cannot_share_a_name() {
         let dir = project(&[
-            ("orbital.toml", TOML),
+            ("orbital.toml", PLAIN_TOML),
             ("models/x.sql", "select 1"),
             ("seeds/x.csv", "a\n1\n"),
         ]);
@@ -649,7 +906,7 @@ mod tests {
     #[test]
     fn bad_config_line_points_into_it() {
         let dir = project(&[
-            ("orbital.toml", TOML),
+            ("orbital.toml", PLAIN_TOML),
             (
                 "models/x.sql",
                 "\n-- config: materialized = table\nselect 1",

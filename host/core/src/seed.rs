@@ -61,7 +61,8 @@ pub fn read(
     config: &SeedConfig,
 ) -> Result<SeedTable> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse(name, &text, display_path, config)
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    parse(name, text, display_path, config)
 }
 
 /// Parses seed CSV text (header row first).

@@ -41,6 +41,8 @@ impl Selection {
         exclude: &[String],
         state: Option<&StateDiff>,
     ) -> Result<Self> {
+        check_not_blank(select)?;
+        check_not_blank(exclude)?;
         let chosen = if items(select).next().is_none() {
             vec![true; dag.nodes.len()]
         } else {
@@ -85,11 +87,30 @@ fn items(args: &[String]) -> impl Iterator<Item = &str> {
     args.iter().flat_map(|a| a.split_whitespace())
 }
 
+/// A selector given but blank (`--select ''`, `--select ','`, an unset
+/// shell variable) is an error, not "everything": a script with an empty
+/// variable must not rebuild the project.
+fn check_not_blank(args: &[String]) -> Result<()> {
+    for arg in args {
+        let blank = arg.trim().is_empty()
+            || arg
+                .split_whitespace()
+                .any(|item| item.split(',').any(str::is_empty));
+        if blank {
+            return Err(Error::Selector {
+                selector: arg.clone(),
+                message: "is empty or has an empty part (`a,,b`); to take every node, leave the option out".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn union(dag: &Dag, args: &[String], state: Option<&StateDiff>) -> Result<Vec<bool>> {
     let mut out = vec![false; dag.nodes.len()];
     for item in items(args) {
         let mut intersection = vec![true; dag.nodes.len()];
-        for atom in item.split(',').filter(|a| !a.is_empty()) {
+        for atom in item.split(',') {
             let matched = atom_matches(dag, atom, state)?;
             for (slot, hit) in intersection.iter_mut().zip(matched) {
                 *slot &= hit;
@@ -122,19 +143,31 @@ fn parse_atom(atom: &str) -> Result<Atom<'_>> {
         Some(rest) => (true, rest),
         None => (false, atom),
     };
+    // An empty depth is unlimited; digits that overflow are an error, not
+    // "unlimited".
+    let depth = |digits: &str| -> Result<Option<usize>> {
+        match digits {
+            "" => Ok(None),
+            digits => digits.parse().map(Some).map_err(|_| {
+                invalid(&format!(
+                    "depth `{digits}` is too large (at most {})",
+                    usize::MAX
+                ))
+            }),
+        }
+    };
     let (ancestors, rest) = match rest.find('+') {
         Some(plus)
             if rest[..plus].chars().all(|c| c.is_ascii_digit()) && plus < rest.len() - 1
                 || plus == 0 =>
         {
-            let depth = rest[..plus].parse().ok();
-            (Some(depth), &rest[plus + 1..])
+            (Some(depth(&rest[..plus])?), &rest[plus + 1..])
         }
         _ => (None, rest),
     };
     let (rest, descendants) = match rest.rfind('+') {
         Some(plus) if rest[plus + 1..].chars().all(|c| c.is_ascii_digit()) => {
-            (&rest[..plus], Some(rest[plus + 1..].parse().ok()))
+            (&rest[..plus], Some(depth(&rest[plus + 1..])?))
         }
         _ => (rest, None),
     };
@@ -399,6 +432,29 @@ mod tests {
         assert!(select(&["@+mart"], &[]).is_err());
         assert!(select(&["tag:"], &[]).is_err());
         assert!(select(&[], &["nope"]).is_err());
+    }
+
+    #[test]
+    fn blank_selectors_and_huge_depths_are_errors_not_everything() {
+        for blank in ["", " ", ",", "stg_a,", ",stg_a", "stg_a,,mart", "stg_a ,"] {
+            let err = select(&[blank], &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("is empty or has an empty part"),
+                "{blank:?}: {err}"
+            );
+            assert!(select(&[], &[blank]).is_err(), "{blank:?} as exclude");
+        }
+        for huge in [
+            "99999999999999999999999+mart",
+            "raw+99999999999999999999999",
+        ] {
+            let err = select(&[huge], &[]).unwrap_err().to_string();
+            assert!(err.contains("is too large"), "{huge}: {err}");
+        }
+        assert_eq!(
+            select(&["18446744073709551615+mart"], &[]).unwrap().len(),
+            4
+        );
     }
 
     #[test]

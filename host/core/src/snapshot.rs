@@ -186,6 +186,9 @@ impl Snapshot {
             models: self.models,
             seeds: self.seeds,
             tests: self.tests,
+            // Only a project that compiled is snapshotted: nothing reads a
+            // disabled model.
+            disabled: Vec::new(),
         };
         (project, self.dag)
     }

@@ -258,6 +258,21 @@ impl Warehouse {
             SqliteConnectOptions::from_str("sqlite::memory:").map_err(|e| e.to_string())?
         } else {
             let file = base.join(path);
+            // SQLite's own word for these is "unable to open database
+            // file", naming nothing: say which file, and why.
+            if file.is_dir() {
+                return Err(format!(
+                    "{} is a directory, not a SQLite database file",
+                    file.display()
+                ));
+            }
+            if file.exists() {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&file)
+                    .map_err(|e| format!("cannot open {} for writing: {e}", file.display()))?;
+            }
             if let Some(parent) = file.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
