@@ -5,29 +5,14 @@
 //! a missing server is a failure).
 //!
 //! A new adapter joins by adding its backend to `support::backends` and a
-//! module to the `conformance!` list below.
+//! module to the `on_each_backend!` list below (one test per case per backend).
 
+#[macro_use]
 mod support;
 
 use support::backends::{Backend, Case};
 
-/// Generates one test per case per backend.
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $case() { super::$case(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $case() {
-                if let Some(backend) = super::Backend::postgres(stringify!($case)) {
-                    super::$case(backend)
-                }
-            })*
-        }
-    };
-}
-
-conformance!(
+on_each_backend!(
     base,
     ephemeral,
     incremental,

@@ -4,28 +4,13 @@
 //! relations cannot land on a model's; seeds keep every value; and no
 //! input makes the CLI panic. Each case on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use support::TestProject;
 use support::backends::{Backend, Case};
 
-/// Generates one test per case per backend.
-macro_rules! on_both {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $case() { super::$case(super::Backend::Sqlite) })*
-        }
-        mod postgres {
-            $(#[test] fn $case() {
-                if let Some(backend) = super::Backend::postgres(stringify!($case)) {
-                    super::$case(backend)
-                }
-            })*
-        }
-    };
-}
-
-on_both!(
+on_each_backend!(
     the_warehouse_is_checked_not_the_store,
     another_checkout_writing_the_warehouse_is_repaired,
     identical_models_keep_their_own_builds,
@@ -133,6 +118,13 @@ fn the_warehouse_is_checked_not_the_store(backend: Backend) {
         assert!(node(&run, name).get("repair").is_none(), "{run}");
     }
 
+    // A partial run checks only what it selects, so it vouches for nothing
+    // else: the next whole run still finds `a`'s view gone.
+    case.execute("DROP VIEW a");
+    results(&case, &["run", "--select", "b"]);
+    let run = results(&case, &["run"]);
+    assert_eq!(node(&run, "a")["repair"], "repoint", "{run}");
+
     // A model whose upstream's build is gone and that is selected alone
     // says so instead of failing on a missing table.
     drop_table(&case, &physical(&case, "a"));
@@ -148,6 +140,21 @@ fn the_warehouse_is_checked_not_the_store(backend: Backend) {
     );
     results(&case, &["run"]);
     assert_eq!(case.scalar("select y from b"), "3");
+
+    // Promote checks the warehouse too: it refuses to point an environment
+    // at a build that is gone.
+    results(&case, &["run", "--env", "dev"]);
+    drop_table(&case, &physical(&case, "a"));
+    let refused = case
+        .orbital(&["promote", "dev", "--to", "prod"])
+        .expect_code(3);
+    assert!(
+        refused
+            .stderr()
+            .contains("environment `dev` points `a` at a build the warehouse no longer has"),
+        "{}",
+        refused.stderr()
+    );
 }
 
 /// Two checkouts with their own state stores build one warehouse: each

@@ -5,6 +5,26 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Generates one test per case per backend: `mod sqlite` and `mod
+/// postgres`, each with a test per named function taking a
+/// [`backends::Backend`] (the PostgreSQL one skipped without a server,
+/// outside CI). The calling file imports `Backend`.
+#[allow(unused_macros)]
+macro_rules! on_each_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(super::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $case() {
+                if let Some(backend) = super::Backend::postgres(stringify!($case)) {
+                    super::$case(backend)
+                }
+            })*
+        }
+    };
+}
+
 pub mod backends;
 
 use sqlx::{Connection, Row, SqliteConnection, TypeInfo, ValueRef};

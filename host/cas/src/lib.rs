@@ -292,6 +292,15 @@ impl Store {
         Ok(table.get(file)?.map(|v| v.value().to_string()))
     }
 
+    /// The schema cookie at which environment `env` of `warehouse` last
+    /// agreed with the warehouse (see [`Writer::put_verified_schema`]).
+    pub fn verified_schema(&self, warehouse: &str, env: &str) -> Result<Option<String>> {
+        let table = self.read()?.open_table(META)?;
+        Ok(table
+            .get(verified_key(warehouse, env).as_str())?
+            .map(|v| v.value().to_string()))
+    }
+
     /// The plugin set recorded under `key`.
     pub fn plugin_set(&self, key: &Hash) -> Result<Option<PluginHashes>> {
         let table = self.read()?.open_table(PLUGIN_SETS)?;
@@ -514,6 +523,16 @@ impl Writer {
     /// Remembers that the SQLite file with identity `file` holds warehouse
     /// `id`. The identity includes the file's inode and birth time, so a
     /// file deleted and made again (a new warehouse) is a new key.
+    /// Records that environment `env` of `warehouse` and the store agree
+    /// at schema cookie `cookie`: while the warehouse reports the same
+    /// cookie, no table or view has been created, dropped or redefined.
+    pub fn put_verified_schema(&mut self, warehouse: &str, env: &str, cookie: &str) -> Result<()> {
+        self.txn
+            .open_table(META)?
+            .insert(verified_key(warehouse, env).as_str(), cookie)?;
+        Ok(())
+    }
+
     pub fn put_warehouse_file(&mut self, file: &str, id: &str) -> Result<()> {
         self.txn.open_table(WAREHOUSE_FILES)?.insert(file, id)?;
         Ok(())
@@ -608,3 +627,8 @@ fn hash_from(bytes: &[u8]) -> Result<Hash> {
 
 #[cfg(test)]
 mod tests;
+
+/// The [`META`] key of an environment's verified schema cookie.
+fn verified_key(warehouse: &str, env: &str) -> String {
+    format!("verified-schema/{warehouse}/{env}")
+}

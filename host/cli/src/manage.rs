@@ -95,7 +95,9 @@ pub fn promote(
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     orbital_core::plan::check_environment_name(from)?;
-    let session = Session::open(cli, select, Some(to), None, Records::OnConnect)?;
+    let mut session = Session::open(cli, select, Some(to), None, Records::OnConnect)?;
+    // `from`'s builds are checked, whatever `to`'s schema cookie says.
+    session.always_verify = true;
     let _gc_lock = lock::gc(&session.state_dir(), false)?;
     let _lock = lock::environment(&session.state_dir(), &session.target_name, to)?;
     let runtime = &session.runtime;
@@ -120,19 +122,33 @@ pub fn promote(
                 )));
             };
             let relation = session.env_relation(name);
-            if connected
+            let physical = orbital_core::dag::RelationName {
+                schema: build.relation.schema.clone(),
+                identifier: build.relation.identifier.clone(),
+            };
+            // The store is checked against the warehouse, as a run checks it.
+            if let Some(catalog) = &connected.catalog
+                && !catalog.exists(&physical)
+            {
+                return Err(Failure::Environment(format!(
+                    "environment `{from}` points `{name}` at a build the warehouse no longer has ({}); run `orbital run --env {from}` first to rebuild it",
+                    physical.identifier
+                )));
+            }
+            let in_place = connected
                 .recorded
                 .get(name)
-                .is_some_and(|e| e.fingerprint == entry.fingerprint)
-            {
+                .is_some_and(|e| e.fingerprint == entry.fingerprint);
+            let reads_it = connected
+                .catalog
+                .as_ref()
+                .is_none_or(|catalog| catalog.reads(&relation, &physical));
+            if in_place && reads_it {
                 continue;
             }
             changes.push(Publish::Point {
                 relation: relation.clone(),
-                physical: orbital_core::dag::RelationName {
-                    schema: build.relation.schema.clone(),
-                    identifier: build.relation.identifier.clone(),
-                },
+                physical,
             });
             entries.push((
                 name.clone(),

@@ -70,7 +70,7 @@ pub fn run(
         crate::check_seeds(&session.project, &session.compiled, &early)?;
     }
     let runtime = &session.runtime;
-    let (results, dag) = runtime.block_on(async {
+    let (results, dag, finished) = runtime.block_on(async {
         let connected = session.connect().await?;
         let run_lock = connected
             .database
@@ -158,47 +158,81 @@ pub fn run(
                 &options,
             )
             .await;
-        let mut warehouse = connected.warehouse.clone();
-        let changes = publications(&session, &connected, &plan, &results, &removed);
-        run_lock.check().map_err(|e| {
-            Failure::Environment(format!("nothing was published or recorded: {}", e.message))
-        })?;
-        if let Some(runtime) = &runtime {
-            if warehouse.is_none() {
-                warehouse = connected.database.warehouse_id(true).await.map_err(|e| {
-                    Failure::Environment(format!(
-                        "cannot record the warehouse identity: {}",
-                        e.message
-                    ))
-                })?;
+        // What went wrong after the nodes ran (publishing, recording) is
+        // reported after their results, never instead of them.
+        let finished = async {
+            let mut warehouse = connected.warehouse.clone();
+            let changes = publications(&session, &connected, &plan, &results, &removed);
+            run_lock.check().map_err(|e| {
+                Failure::Environment(format!("nothing was published or recorded: {}", e.message))
+            })?;
+            if let Some(runtime) = &runtime {
+                if warehouse.is_none() {
+                    warehouse = connected.database.warehouse_id(true).await.map_err(|e| {
+                        Failure::Environment(format!(
+                            "cannot record the warehouse identity: {}",
+                            e.message
+                        ))
+                    })?;
+                }
+                orbital_runner::publish(runtime, &changes).await?;
             }
-            orbital_runner::publish(runtime, &changes).await?;
+            if let Some(warehouse) = &warehouse {
+                // A whole-project run leaves the environment and the store
+                // in agreement: the schema cookie says so until the next
+                // CREATE or DROP (`Session::connect`).
+                let whole = removing
+                    && plan.steps.len()
+                        == dag
+                            .nodes
+                            .iter()
+                            .filter(|n| !n.is_test() && !n.is_ephemeral())
+                            .count();
+                let agreed = match whole {
+                    true => Some(
+                        connected
+                            .database
+                            .schema_cookie(&session.catalog_schemas())
+                            .await
+                            .map_err(|e| {
+                                Failure::Environment(format!(
+                                    "cannot read the warehouse's schema version: {}",
+                                    e.message
+                                ))
+                            })?,
+                    ),
+                    false => None,
+                };
+                record(
+                    &session,
+                    &connected,
+                    warehouse,
+                    &plan,
+                    &results,
+                    &removed,
+                    RunInfo {
+                        command,
+                        started_at: &started_at,
+                        elapsed_ms: millis(started.elapsed()),
+                        agreed,
+                    },
+                )?;
+            } else if !session.compiled.fresh_parses.is_empty() {
+                session.store.write(|w| save_caches(w, &session))?;
+            }
+            Ok::<_, Failure>(())
         }
-        if let Some(warehouse) = &warehouse {
-            record(
-                &session,
-                &connected,
-                warehouse,
-                &plan,
-                &results,
-                &removed,
-                RunInfo {
-                    command,
-                    started_at: &started_at,
-                    elapsed_ms: millis(started.elapsed()),
-                },
-            )?;
-        } else if !session.compiled.fresh_parses.is_empty() {
-            session.store.write(|w| save_caches(w, &session))?;
-        }
+        .await;
+        // Closed on every path: SQLite checkpoints its WAL on the last close.
         if let Some(runtime) = &runtime {
             runtime.close().await;
         } else {
             connected.database.close().await;
         }
-        Ok::<_, Failure>((results, dag))
+        Ok::<_, Failure>((results, dag, finished))
     })?;
     output.summary(&dag, &results, started.elapsed());
+    finished?;
     let failed = results
         .iter()
         .any(|r| matches!(r.status, Status::Error | Status::Fail));
@@ -333,6 +367,9 @@ struct RunInfo<'a> {
     command: &'a str,
     started_at: &'a str,
     elapsed_ms: u64,
+    /// The schema cookie at which the environment agrees with the store,
+    /// for a whole-project run.
+    agreed: Option<String>,
 }
 
 /// The parse results this session computed, for later sessions.
@@ -417,6 +454,9 @@ fn record(
         }
         for name in removed {
             w.remove_env(warehouse, &session.environment, name)?;
+        }
+        if let Some(cookie) = &info.agreed {
+            w.put_verified_schema(warehouse, &session.environment, cookie)?;
         }
         // Tests build nothing: the run records only their outcome.
         for result in results.iter().filter(|r| dag.nodes[r.id].is_test()) {

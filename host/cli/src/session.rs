@@ -49,6 +49,10 @@ pub struct Session {
     /// The environment's records, being read since the session started
     /// (see [`Records::Early`]).
     early_records: std::sync::Mutex<Option<EarlyRecords>>,
+    /// Read the warehouse's catalog even when its schema cookie says this
+    /// environment still agrees with the store: for a command that relies
+    /// on another environment's builds (`promote`).
+    pub always_verify: bool,
 }
 
 /// When a session reads the environment's records.
@@ -193,6 +197,7 @@ impl Session {
             known_warehouse,
             stamped,
             early_records: std::sync::Mutex::new(early_records),
+            always_verify: false,
         })
     }
 
@@ -270,22 +275,13 @@ impl Session {
                 Failure::Environment(format!("opening the target database failed: {e}"))
             })??,
             // A SQLite pool opens lazily: nothing reads the file until a
-            // statement runs.
-            (None, Some(known)) => {
-                let database = open_warehouse(
-                    &self.target.url,
-                    &self.project.root,
-                    &self.target_name,
-                    self.threads,
-                )
-                .await?;
-                (database, Some(known.clone()))
-            }
-            // A SQLite file that does not exist yet holds no warehouse id:
-            // it is created by the first statement that writes, so a command
-            // that stops before building anything leaves no file behind.
-            (None, None)
-                if !Warehouse::opens_without_creating(&self.target.url, &self.project.root) =>
+            // statement runs. A SQLite file that does not exist yet holds no
+            // warehouse id: it is created by the first statement that
+            // writes, so a command that stops before building anything
+            // leaves no file behind.
+            (None, known)
+                if known.is_some()
+                    || !Warehouse::opens_without_creating(&self.target.url, &self.project.root) =>
             {
                 let database = open_warehouse(
                     &self.target.url,
@@ -294,9 +290,9 @@ impl Session {
                     self.threads,
                 )
                 .await?;
-                (database, None)
+                (database, known.clone())
             }
-            (None, None) => {
+            (None, _) => {
                 open_database(
                     &self.target.url,
                     &self.project.root,
@@ -332,7 +328,16 @@ impl Session {
         };
         // One catalog query checks what the store records (see
         // `orbital_runner::Catalog`); it runs while the records are read.
-        let catalog = warehouse.is_some().then(|| {
+        // Not when the warehouse's schema cookie is the one at which this
+        // environment last agreed with the store: then no relation has been
+        // created, dropped or redefined since (a SQLite file's cookie is
+        // read from its header: opening the file would parse its whole
+        // schema, about 20 ms for 1k models).
+        let unchanged = match &warehouse {
+            Some(w) if !self.always_verify => self.schema_unchanged(&database, w).await,
+            _ => false,
+        };
+        let catalog = (warehouse.is_some() && !unchanged).then(|| {
             let database = database.clone();
             let schemas = self.catalog_schemas();
             tokio::spawn(async move { database.catalog(&schemas).await })
@@ -405,8 +410,22 @@ impl Session {
         })
     }
 
+    /// Whether the warehouse's schema cookie is the one recorded when this
+    /// environment last agreed with the store. Any doubt is a no.
+    async fn schema_unchanged(&self, database: &Warehouse, warehouse: &str) -> bool {
+        let Ok(Some(verified)) = self.store.verified_schema(warehouse, &self.environment) else {
+            return false;
+        };
+        let current = match Warehouse::sqlite_schema_cookie(&self.target.url, &self.project.root) {
+            Some(cookie) => Some(cookie),
+            None if self.target.scheme() == "sqlite" => None,
+            None => database.schema_cookie(&self.catalog_schemas()).await.ok(),
+        };
+        current.is_some_and(|cookie| cookie == verified)
+    }
+
     /// The schemas builds and this environment's relations live in.
-    fn catalog_schemas(&self) -> Vec<Option<String>> {
+    pub fn catalog_schemas(&self) -> Vec<Option<String>> {
         let mut schemas = vec![self.target.schema.clone()];
         let environment = environment_relation(&self.target, &self.environment, "x").schema;
         if !schemas.contains(&environment) {

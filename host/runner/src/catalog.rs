@@ -53,6 +53,76 @@ impl Catalog {
 }
 
 impl Warehouse {
+    /// The schema cookie of the SQLite file `url` names, read from the
+    /// file's header without opening the database (which would parse its
+    /// whole schema): SQLite adds one to it with every CREATE, DROP or
+    /// ALTER, and it is what [`Warehouse::schema_cookie`] reads. `None`
+    /// where it cannot be read that way: not a SQLite file, or a
+    /// write-ahead log with content, whose newer header the file does not
+    /// show yet.
+    pub fn sqlite_schema_cookie(url: &str, base: &std::path::Path) -> Option<String> {
+        use std::io::Read;
+        let file = Self::existing_file(url, base)?;
+        let mut wal = file.clone().into_os_string();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            return None;
+        }
+        let mut header = [0u8; 44];
+        std::fs::File::open(&file)
+            .ok()?
+            .read_exact(&mut header)
+            .ok()?;
+        header.starts_with(b"SQLite format 3\0").then(|| {
+            u32::from_be_bytes([header[40], header[41], header[42], header[43]]).to_string()
+        })
+    }
+
+    /// What changes whenever a table or view of `schemas` is created,
+    /// dropped, renamed or redefined: SQLite's schema cookie (`PRAGMA
+    /// schema_version`); on PostgreSQL, the number of relations and the
+    /// sums of the transaction ids that wrote their catalog rows and their
+    /// views' rules (DDL writes new rows; sums, unlike maxima, move even
+    /// after transaction ids wrap).
+    pub async fn schema_cookie(&self, schemas: &[Option<String>]) -> Result<String, DbError> {
+        if self.is_sqlite() {
+            let rows = self.query(plain("PRAGMA schema_version")).await?;
+            return match rows.rows.first().and_then(|r| r.first()) {
+                Some(Value::Integer(cookie)) => Ok(cookie.to_string()),
+                other => Err(DbError {
+                    message: format!("PRAGMA schema_version returned {other:?}"),
+                    code: None,
+                    transient: false,
+                }),
+            };
+        }
+        let mut statement = plain(
+            "WITH wanted AS (
+                 SELECT CASE WHEN w = chr(2) THEN current_schema() ELSE w END AS nspname
+                 FROM unnest(string_to_array($1, chr(1))) AS w
+             ), relations AS (
+                 SELECT c.oid, c.xmin FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN wanted ON wanted.nspname = n.nspname
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             )
+             SELECT count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text || ':'
+                    || coalesce((SELECT sum(w.xmin::text::bigint) FROM pg_rewrite w
+                                 JOIN relations r ON r.oid = w.ev_class), 0)::text
+             FROM relations",
+        );
+        statement.params = vec![Value::Text(schema_list(schemas))];
+        let rows = self.query(statement).await?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Text(cookie)) => Ok(cookie.clone()),
+            other => Err(DbError {
+                message: format!("the schema cookie query returned {other:?}"),
+                code: None,
+                transient: false,
+            }),
+        }
+    }
+
     /// The tables and views of `schemas` (`None`: the connection's default
     /// schema, or SQLite's only one), in one query.
     pub async fn catalog(&self, schemas: &[Option<String>]) -> Result<Catalog, DbError> {
@@ -93,12 +163,6 @@ impl Warehouse {
     }
 
     async fn postgres_catalog(&self, schemas: &[Option<String>]) -> Result<Catalog, DbError> {
-        // Schema names travel as one text joined by chr(1); chr(2) stands
-        // for the default schema and is reported back as `''`.
-        let wanted: Vec<String> = schemas
-            .iter()
-            .map(|s| s.clone().unwrap_or_else(|| "\u{2}".into()))
-            .collect();
         let mut statement = plain(
             "WITH wanted AS (
                  SELECT CASE WHEN w = chr(2) THEN current_schema() ELSE w END AS nspname,
@@ -120,7 +184,7 @@ impl Warehouse {
              JOIN wanted ON wanted.nspname = n.nspname
              WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')",
         );
-        statement.params = vec![Value::Text(wanted.join("\u{1}"))];
+        statement.params = vec![Value::Text(schema_list(schemas))];
         let rows = self.query(statement).await?;
         let mut catalog = Catalog::default();
         let schema_of = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -156,6 +220,16 @@ impl Warehouse {
         }
         Ok(catalog)
     }
+}
+
+/// Schema names as one text parameter, joined by chr(1); chr(2) stands for
+/// the default schema (the catalog reports it back as `''`).
+fn schema_list(schemas: &[Option<String>]) -> String {
+    let names: Vec<String> = schemas
+        .iter()
+        .map(|s| s.clone().unwrap_or_else(|| "\u{2}".into()))
+        .collect();
+    names.join("\u{1}")
 }
 
 /// The relation a SQLite view of the form Orbital publishes (`CREATE VIEW

@@ -191,7 +191,7 @@ fn failed_before_commit(error: sqlx::Error) -> Failed {
 
 impl Warehouse {
     /// The file a `sqlite://` URL names, when it exists (not `:memory:`).
-    fn existing_file(url: &str, base: &Path) -> Option<std::path::PathBuf> {
+    pub(crate) fn existing_file(url: &str, base: &Path) -> Option<std::path::PathBuf> {
         let path = url.strip_prefix("sqlite://")?;
         if path.is_empty() || path == ":memory:" {
             return None;
