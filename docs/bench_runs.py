@@ -8,7 +8,8 @@ rounds (numbers go to docs/benchmarks.md).
 BENCH_STATE is a built `bench_state` example (it writes the synthetic
 projects); SIZES is a comma list of model counts. With POSTGRES_URL (a
 server whose user may create databases), each size also runs on a fresh
-PostgreSQL database per build.
+PostgreSQL database per build. BENCH_BACKENDS=postgres (or sqlite) runs
+one backend only.
 """
 import os
 import shutil
@@ -45,9 +46,25 @@ def project(bench_state, models, url, into):
     time.sleep(2.2)
 
 
-def best(orbital, args, folder):
+def touch_schema(url, folder):
+    """Creates and drops a table, so that the warehouse's schema cookie
+    moves and the next command reads the whole catalog."""
+    sql = "CREATE TABLE bench_touch (x integer); DROP TABLE bench_touch;"
+    if url.startswith("sqlite://"):
+        import sqlite3
+        path = os.path.join(folder, url[len("sqlite://"):])
+        connection = sqlite3.connect(path)
+        connection.executescript(sql)
+        connection.close()
+    else:
+        sh(["psql", "-X", "-q", url, "-c", sql])
+
+
+def best(orbital, args, folder, before=None):
     times = []
     for _ in range(BEST_OF):
+        if before:
+            before()
         started = time.perf_counter()
         done = sh([orbital, *args, "--json", "--project", folder])
         times.append(time.perf_counter() - started)
@@ -68,6 +85,9 @@ def main():
     builds = {"base": base, "new": new}
     for models in [int(s) for s in sizes.split(",")]:
         backends = ["sqlite"] + (["postgres"] if server else [])
+        only = os.environ.get("BENCH_BACKENDS")
+        if only:
+            backends = [b for b in backends if b in only.split(",")]
         for backend in backends:
             work = tempfile.mkdtemp()
             folders = {}
@@ -83,14 +103,18 @@ def main():
                 started = time.perf_counter()
                 sh([orbital, "build", "--project", folder])
                 print(f"{backend} {models}: first build with {label}: {time.perf_counter() - started:.1f} s", flush=True)
-                folders[label] = folder
-            for command in (["run"], ["plan"]):
+                folders[label] = (folder, url)
+            # `plan (catalog)`: a plan after DDL elsewhere in the warehouse,
+            # so that it reads the whole catalog (a plan saves no cookie).
+            for what in ("run", "plan", "plan (catalog)"):
                 for round in range(1, ROUNDS + 1):
                     cells = []
                     for label, orbital in builds.items():
-                        ms = best(orbital, command, folders[label])
+                        folder, url = folders[label]
+                        before = (lambda u=url, f=folder: touch_schema(u, f)) if "catalog" in what else None
+                        ms = best(orbital, [what.split()[0]], folder, before)
                         cells.append(f"{label} {ms:.0f} ms")
-                    print(f"{backend} {models} {command[0]} round {round}: " + ", ".join(cells), flush=True)
+                    print(f"{backend} {models} {what} round {round}: " + ", ".join(cells), flush=True)
             shutil.rmtree(work)
 
 

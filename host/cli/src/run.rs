@@ -189,18 +189,12 @@ pub fn run(
                             .filter(|n| !n.is_test() && !n.is_ephemeral())
                             .count();
                 let agreed = match whole {
-                    true => Some(
-                        connected
-                            .database
-                            .schema_cookie(&session.catalog_schemas())
-                            .await
-                            .map_err(|e| {
-                                Failure::Environment(format!(
-                                    "cannot read the warehouse's schema version: {}",
-                                    e.message
-                                ))
-                            })?,
-                    ),
+                    true => connected.database.schema_cookie().await.map_err(|e| {
+                        Failure::Environment(format!(
+                            "cannot read the warehouse's schema version: {}",
+                            e.message
+                        ))
+                    })?,
                     false => None,
                 };
                 record(

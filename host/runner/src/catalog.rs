@@ -78,45 +78,19 @@ impl Warehouse {
         })
     }
 
-    /// What changes whenever a table or view of `schemas` is created,
-    /// dropped, renamed or redefined: SQLite's schema cookie (`PRAGMA
-    /// schema_version`); on PostgreSQL, the number of relations and the
-    /// sums of the transaction ids that wrote their catalog rows and their
-    /// views' rules (DDL writes new rows; sums, unlike maxima, move even
-    /// after transaction ids wrap).
-    pub async fn schema_cookie(&self, schemas: &[Option<String>]) -> Result<String, DbError> {
-        if self.is_sqlite() {
-            let rows = self.query(plain("PRAGMA schema_version")).await?;
-            return match rows.rows.first().and_then(|r| r.first()) {
-                Some(Value::Integer(cookie)) => Ok(cookie.to_string()),
-                other => Err(DbError {
-                    message: format!("PRAGMA schema_version returned {other:?}"),
-                    code: None,
-                    transient: false,
-                }),
-            };
+    /// The schema cookie of an open SQLite warehouse (`PRAGMA
+    /// schema_version`, what [`Warehouse::sqlite_schema_cookie`] reads from
+    /// the file); `None` on PostgreSQL, whose catalog query costs about
+    /// what any summary of its catalog would (docs/benchmarks.md).
+    pub async fn schema_cookie(&self) -> Result<Option<String>, DbError> {
+        if !self.is_sqlite() {
+            return Ok(None);
         }
-        let mut statement = plain(
-            "WITH wanted AS (
-                 SELECT CASE WHEN w = chr(2) THEN current_schema() ELSE w END AS nspname
-                 FROM unnest(string_to_array($1, chr(1))) AS w
-             ), relations AS (
-                 SELECT c.oid, c.xmin FROM pg_class c
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                 JOIN wanted ON wanted.nspname = n.nspname
-                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-             )
-             SELECT count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text || ':'
-                    || coalesce((SELECT sum(w.xmin::text::bigint) FROM pg_rewrite w
-                                 JOIN relations r ON r.oid = w.ev_class), 0)::text
-             FROM relations",
-        );
-        statement.params = vec![Value::Text(schema_list(schemas))];
-        let rows = self.query(statement).await?;
+        let rows = self.query(plain("PRAGMA schema_version")).await?;
         match rows.rows.first().and_then(|r| r.first()) {
-            Some(Value::Text(cookie)) => Ok(cookie.clone()),
+            Some(Value::Integer(cookie)) => Ok(Some(cookie.to_string())),
             other => Err(DbError {
-                message: format!("the schema cookie query returned {other:?}"),
+                message: format!("PRAGMA schema_version returned {other:?}"),
                 code: None,
                 transient: false,
             }),
@@ -170,6 +144,9 @@ impl Warehouse {
                  FROM unnest(string_to_array($1, chr(1))) AS w
              )
              SELECT wanted.asked, c.relname, CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END,
+                    -- What a view reads is asked only of environment views:
+                    -- builds are checked for existence alone.
+                    CASE WHEN c.relkind = 'v' AND c.relname NOT LIKE 'orbital\\_\\_%' THEN
                     (SELECT string_agg(
                                 CASE WHEN rn.nspname = current_schema() AND wanted.asked = '' THEN '' ELSE rn.nspname END
                                 || chr(1) || r.relname, chr(2))
@@ -178,7 +155,7 @@ impl Warehouse {
                                      AND d.refclassid = 'pg_class'::regclass
                      JOIN pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
                      JOIN pg_namespace rn ON rn.oid = r.relnamespace
-                     WHERE w.ev_class = c.oid)
+                     WHERE w.ev_class = c.oid) END
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN wanted ON wanted.nspname = n.nspname
