@@ -698,3 +698,78 @@ fn name_resolution_matches_postgresql() {
     }
     assert_eq!(checked, count);
 }
+
+/// A small file system of its own, unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// `None` where this process may not mount (not root); CI runs as root.
+    fn mount(megabytes: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        match mounted {
+            true => Some(Self(dir)),
+            false if std::env::var_os("CI").is_some() => panic!("CI runs as root and can mount"),
+            false => {
+                eprintln!("cannot mount a tmpfs here (not root): full-disk test skipped");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// A full disk mid-build: the model's own error and the store's are both
+/// reported, the run exits 3, and once space is freed the next run works
+/// and leaves no write-ahead log behind.
+#[test]
+fn a_full_disk_reports_both_errors_and_the_next_run_recovers() {
+    let Some(disk) = Tmpfs::mount(6) else {
+        return;
+    };
+    let project = TestProject {
+        dir: tempfile::tempdir_in(disk.0.path()).unwrap(),
+    };
+    project
+        .write(
+            "orbital.toml",
+            "name = \"f\"\n[targets.dev]\nurl = \"sqlite://w.db\"\n",
+        )
+        .write("models/small.sql", "select 1 as x")
+        .write(
+            "models/big.sql",
+            "-- config: materialized = 'table'\n\
+             with recursive n(i) as (select 1 union all select i + 1 from n where i < 400000)\n\
+             select i, 'padding padding padding padding' as p from n",
+        );
+    let filler = project.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 1_500_000]).unwrap();
+    let run = project.orbital(&["build"]).expect_code(3);
+    assert!(
+        run.stdout().contains("model `big` (models/big.sql)")
+            && run.stdout().contains("database or disk is full"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stderr().contains("No space left on device"),
+        "{}",
+        run.stderr()
+    );
+    std::fs::remove_file(&filler).unwrap();
+    project.remove("models/big.sql");
+    let run = project.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(run.statuses()["small"], "success");
+    assert!(!project.path().join("w.db-wal").exists());
+}

@@ -724,32 +724,35 @@ pub fn parse_model(
 ) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
     let expanded = crate::macros::expand(&mut statement, model, dialect, macros, catalog)?;
-    // After expansion, so what a macro writes is checked too.
-    if let Some((location, what)) = crate::read_only::first_write(&statement) {
-        let (line, column) = crate::tokens::position(&model.sql, location);
-        return Err(Error::InvalidModel {
-            location: Location::new(&model.path, line as usize, column as usize),
-            model: model.name.clone(),
-            message: format!(
-                "contains {what}: a model or test is a query that only reads (Orbital writes the DDL)"
-            ),
-        });
-    }
     let variants = crate::incremental::variants(&statement, model)?;
     let (full, incremental, incremental_call) = match variants {
         Some(v) => (v.full, Some(v.incremental), Some(v.first_call)),
         None => (statement, None, None),
     };
-    let (sql, mut references) = mark(full, &model.sql);
+    // Marking walks the expanded tree, so what a macro writes is checked too.
+    let writes = |(location, what): crate::read_only::Write| {
+        let (line, column) = crate::tokens::position(&model.sql, location);
+        Error::InvalidModel {
+            location: Location::new(&model.path, line as usize, column as usize),
+            model: model.name.clone(),
+            message: format!(
+                "contains {what}: a model or test is a query that only reads (Orbital writes the DDL)"
+            ),
+        }
+    };
+    let (sql, mut references) = mark(full, &model.sql).map_err(writes)?;
     let this_on_full_build = references
         .iter()
         .find(|r| r.parts == [crate::incremental::THIS])
         .map(|r| (r.line, r.column));
-    let incremental_sql = incremental.map(|statement| {
-        let (sql, more) = mark(statement, &model.sql);
-        references.extend(more);
-        sql
-    });
+    let incremental_sql = match incremental {
+        Some(statement) => {
+            let (sql, more) = mark(statement, &model.sql).map_err(writes)?;
+            references.extend(more);
+            Some(sql)
+        }
+        None => None,
+    };
     Ok(ParsedModel {
         sql: sql.into(),
         references,
@@ -762,16 +765,24 @@ pub fn parse_model(
 }
 
 /// Canonical SQL with every table reference replaced by its marker;
-/// `sql` is the text the statement was parsed from.
-fn mark(mut statement: Statement, sql: &str) -> (String, Vec<Reference>) {
+/// `sql` is the text the statement was parsed from. Anything in it that
+/// writes is an error ([`crate::read_only`]).
+fn mark(
+    mut statement: Statement,
+    sql: &str,
+) -> std::result::Result<(String, Vec<Reference>), crate::read_only::Write> {
     let mut marker = Marker {
         sql,
         scopes: vec![Vec::new()],
         cte_bodies: HashMap::new(),
         references: Vec::new(),
+        write: None,
     };
     let _ = VisitMut::visit(&mut statement, &mut marker);
-    (format!("{statement:#}"), marker.references)
+    match marker.write {
+        Some(write) => Err(write),
+        None => Ok((format!("{statement:#}"), marker.references)),
+    }
 }
 
 fn resolve_model(
@@ -971,6 +982,8 @@ struct Marker<'a> {
     /// them (the visitor walks each body after its WITH clause is seen).
     cte_bodies: HashMap<*const Query, Vec<String>>,
     references: Vec<Reference>,
+    /// The first write found, which stops the walk.
+    write: Option<crate::read_only::Write>,
 }
 
 impl Marker<'_> {
@@ -984,7 +997,19 @@ impl Marker<'_> {
 impl VisitorMut for Marker<'_> {
     type Break = ();
 
+    fn pre_visit_statement(&mut self, statement: &mut Statement) -> ControlFlow<()> {
+        self.write = crate::read_only::statement_write(statement);
+        match self.write {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        self.write = crate::read_only::query_write(query);
+        if self.write.is_some() {
+            return ControlFlow::Break(());
+        }
         let address: *const Query = query;
         let outer = self
             .cte_bodies

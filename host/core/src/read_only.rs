@@ -9,57 +9,76 @@
 //! Functions with side effects (`nextval`, `pg_terminate_backend`) cannot
 //! be told apart by syntax and are not refused.
 
+#[cfg(test)]
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Query, SetExpr, Spanned, Statement, Visit, Visitor};
+use sqlparser::ast::{Query, SetExpr, Spanned, Statement};
 use sqlparser::tokenizer::Location;
 
-/// The first part of `statement` that is not a pure query: where it starts
-/// and what it is.
-pub(crate) fn first_write(statement: &Statement) -> Option<(Location, &'static str)> {
+/// Where a write starts, and what it is.
+pub(crate) type Write = (Location, &'static str);
+
+/// `statement` itself, when it is not a query. Called for every statement
+/// of the tree, nested ones included (`SetExpr::Insert` holds one).
+pub(crate) fn statement_write(statement: &Statement) -> Option<Write> {
+    match statement {
+        Statement::Query(_) => None,
+        other => Some((other.span().start, statement_kind(other))),
+    }
+}
+
+/// A write in `query` itself: a locking clause, `SELECT ... INTO`, or a
+/// data-modifying statement as its body or a set operation's side. Called
+/// for every query of the tree: nested queries answer for themselves.
+pub(crate) fn query_write(query: &Query) -> Option<Write> {
+    if let Some(lock) = query.locks.first() {
+        let at = lock
+            .of
+            .as_ref()
+            .map_or(query.span().start, |of| of.span().start);
+        return Some((at, "a locking clause (FOR UPDATE/SHARE)"));
+    }
+    write_in(&query.body)
+}
+
+/// The first part of `statement` that is not a pure query. Compiling runs
+/// the same checks inside its one walk of the tree (`compile::Marker`).
+#[cfg(test)]
+pub(crate) fn first_write(statement: &Statement) -> Option<Write> {
+    use sqlparser::ast::{Visit, Visitor};
+
+    /// What it found is kept here rather than in `Break`: a larger
+    /// `Break` grows every frame of the walk, and trees run 20,000 levels
+    /// deep.
+    struct WriteFinder(Option<Write>);
+
+    impl Visitor for WriteFinder {
+        type Break = ();
+
+        fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+            self.0 = statement_write(statement);
+            match self.0 {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            }
+        }
+
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            self.0 = query_write(query);
+            match self.0 {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
+            }
+        }
+    }
+
     let mut finder = WriteFinder(None);
     let _ = statement.visit(&mut finder);
     finder.0
 }
 
-/// What it found is kept here rather than in `Break`: a larger `Break`
-/// grows every frame of the walk, and trees run 20,000 levels deep.
-struct WriteFinder(Option<(Location, &'static str)>);
-
-impl WriteFinder {
-    fn found(&mut self, found: (Location, &'static str)) -> ControlFlow<()> {
-        self.0 = Some(found);
-        ControlFlow::Break(())
-    }
-}
-
-impl Visitor for WriteFinder {
-    type Break = ();
-
-    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
-        match statement {
-            Statement::Query(_) => ControlFlow::Continue(()),
-            other => self.found((other.span().start, statement_kind(other))),
-        }
-    }
-
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-        if let Some(lock) = query.locks.first() {
-            let at = lock
-                .of
-                .as_ref()
-                .map_or(query.span().start, |of| of.span().start);
-            return self.found((at, "a locking clause (FOR UPDATE/SHARE)"));
-        }
-        match write_in(&query.body) {
-            Some(found) => self.found(found),
-            None => ControlFlow::Continue(()),
-        }
-    }
-}
-
 /// A write directly in a set expression (nested queries are visited apart).
-fn write_in(body: &SetExpr) -> Option<(Location, &'static str)> {
+fn write_in(body: &SetExpr) -> Option<Write> {
     match body {
         SetExpr::Select(select) => select
             .into
