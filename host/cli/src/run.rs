@@ -178,16 +178,22 @@ pub fn run(
                 orbital_runner::publish(runtime, &changes).await?;
             }
             if let Some(warehouse) = &warehouse {
-                // A whole-project run leaves the environment and the store
-                // in agreement: the schema cookie says so until the next
-                // CREATE or DROP (`Session::connect`).
+                // A whole-project run in which every node was built or
+                // reused leaves the environment and the store in agreement
+                // (a node that failed may still point at a build that is
+                // gone): the schema cookie says so until the next CREATE or
+                // DROP (`Session::connect`).
                 let whole = removing
                     && plan.steps.len()
                         == dag
                             .nodes
                             .iter()
                             .filter(|n| !n.is_test() && !n.is_ephemeral())
-                            .count();
+                            .count()
+                    && results.iter().all(|r| {
+                        dag.nodes[r.id].is_test()
+                            || matches!(r.status, Status::Success | Status::Reused)
+                    });
                 let agreed = match whole {
                     true => connected.database.schema_cookie().await.map_err(|e| {
                         Failure::Environment(format!(
