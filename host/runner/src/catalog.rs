@@ -3,7 +3,9 @@
 //! read, but a relation dropped by hand, an older copy of the database
 //! restored in place, or another checkout with its own store writing the
 //! same warehouse make the store wrong. The plan checks every reuse against
-//! this instead of trusting the store.
+//! this instead of trusting the store. On SQLite the query is skipped while
+//! the file's schema cookie is the one at which the environment last agreed
+//! with the store ([`Warehouse::sqlite_schema_cookie`]).
 
 use std::collections::HashMap;
 
@@ -14,7 +16,7 @@ use crate::database::{Warehouse, plain};
 
 /// Whether a relation is a table or a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+enum Kind {
     Table,
     View,
 }
@@ -44,7 +46,7 @@ impl Catalog {
     pub fn reads(&self, view: &RelationName, physical: &RelationName) -> bool {
         self.relations
             .get(view)
-            .is_some_and(|e| e.kind == Kind::View && e.reads.as_slice() == [physical.clone()])
+            .is_some_and(|e| e.kind == Kind::View && e.reads.len() == 1 && e.reads[0] == *physical)
     }
 
     fn insert(&mut self, relation: RelationName, kind: Kind, reads: Vec<RelationName>) {
@@ -109,7 +111,10 @@ impl Warehouse {
     async fn sqlite_catalog(&self) -> Result<Catalog, DbError> {
         let rows = self
             .query(plain(
-                "SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'view')",
+                // A view's definition only for environment views: builds
+                // are checked for existence alone.
+                "SELECT type, name, CASE WHEN type = 'view' AND name NOT LIKE 'orbital\\_\\_%' ESCAPE '\\' \
+                 THEN sql END FROM sqlite_master WHERE type IN ('table', 'view')",
             ))
             .await?;
         let mut catalog = Catalog::default();
