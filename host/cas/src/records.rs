@@ -11,6 +11,16 @@ pub struct RelationRecord {
     pub identifier: String,
 }
 
+impl RelationRecord {
+    /// The relation as the core names it.
+    pub fn name(&self) -> orbital_core::dag::RelationName {
+        orbital_core::dag::RelationName {
+            schema: self.schema.clone(),
+            identifier: self.identifier.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for RelationRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.schema {

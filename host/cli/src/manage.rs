@@ -122,10 +122,7 @@ pub fn promote(
                 )));
             };
             let relation = session.env_relation(name);
-            let physical = orbital_core::dag::RelationName {
-                schema: build.relation.schema.clone(),
-                identifier: build.relation.identifier.clone(),
-            };
+            let physical = build.relation.name();
             // The store is checked against the warehouse, as a run checks it.
             if let Some(catalog) = &connected.catalog
                 && !catalog.exists(&physical)
@@ -249,13 +246,7 @@ pub fn gc(
                         .await?
                 }
             };
-            let relations: Vec<_> = dead
-                .iter()
-                .map(|(_, r)| orbital_core::dag::RelationName {
-                    schema: r.relation.schema.clone(),
-                    identifier: r.relation.identifier.clone(),
-                })
-                .collect();
+            let relations: Vec<_> = dead.iter().map(|(_, r)| r.relation.name()).collect();
             orbital_runner::drop_physical(&runtime, &relations).await?;
             runtime.close().await;
             session.store.write(|w| {

@@ -332,7 +332,7 @@ fn publications(
     for name in removed {
         if let Some(entry) = connected.recorded.get(name) {
             changes.push(Publish::Remove {
-                relation: relation_name(&entry.relation),
+                relation: entry.relation.name(),
             });
         }
     }
@@ -346,14 +346,7 @@ fn step_moved(session: &Session, connected: &Connected, step: &orbital_core::pla
     connected
         .recorded
         .get(name)
-        .is_none_or(|entry| relation_name(&entry.relation) != session.env_relation(name))
-}
-
-fn relation_name(record: &RelationRecord) -> orbital_core::dag::RelationName {
-    orbital_core::dag::RelationName {
-        schema: record.schema.clone(),
-        identifier: record.identifier.clone(),
-    }
+        .is_none_or(|entry| entry.relation.name() != session.env_relation(name))
 }
 
 pub fn relation_record(name: &orbital_core::dag::RelationName) -> RelationRecord {

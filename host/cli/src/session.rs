@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use orbital_cas::{BuildRecord, EnvEntry, Store};
 use orbital_core::dag::RelationName;
-use orbital_core::plan::{Recorded, environment_relation, physical_relation};
+use orbital_core::plan::{Recorded, environment_relation, environment_schema, physical_relation};
 use orbital_core::{
     CompiledProject, ComponentRef, Fingerprints, Hash, PluginHashes, Project, ProjectConfig,
     Selection, Snapshot, Target,
@@ -110,12 +110,10 @@ struct Verified<'a> {
 
 impl orbital_core::plan::WarehouseState for Verified<'_> {
     fn has_build(&self, fingerprint: &Hash) -> bool {
-        self.connected.builds.get(fingerprint).is_some_and(|build| {
-            self.catalog.exists(&RelationName {
-                schema: build.relation.schema.clone(),
-                identifier: build.relation.identifier.clone(),
-            })
-        })
+        self.connected
+            .builds
+            .get(fingerprint)
+            .is_some_and(|build| self.catalog.exists(&build.relation.name()))
     }
 
     fn points_at(&self, id: orbital_core::NodeId, fingerprint: &Hash) -> bool {
@@ -425,7 +423,7 @@ impl Session {
     /// The schemas builds and this environment's relations live in.
     fn catalog_schemas(&self) -> Vec<Option<String>> {
         let mut schemas = vec![self.target.schema.clone()];
-        let environment = environment_relation(&self.target, &self.environment, "x").schema;
+        let environment = environment_schema(&self.target, &self.environment);
         if !schemas.contains(&environment) {
             schemas.push(environment);
         }
@@ -526,10 +524,7 @@ impl Session {
     /// Where a fingerprint of `name` lives: where it was built, else where it will be.
     pub fn physical(&self, connected: &Connected, name: &str, fingerprint: &Hash) -> RelationName {
         match connected.builds.get(fingerprint) {
-            Some(record) => RelationName {
-                schema: record.relation.schema.clone(),
-                identifier: record.relation.identifier.clone(),
-            },
+            Some(record) => record.relation.name(),
             None => physical_relation(&self.target, name, fingerprint),
         }
     }

@@ -334,13 +334,7 @@ impl<'a> Resolver<'a> {
         if let Some(name) = self.disabled.iter().find(|d| d.to_lowercase() == written) {
             return format!(": model `{name}` is disabled (enabled = false), so nothing builds it");
         }
-        self.known_names
-            .iter()
-            .map(|name| (strsim::levenshtein(&written, &name.to_lowercase()), name))
-            .filter(|(distance, _)| *distance <= 2)
-            .min()
-            .map(|(_, name)| format!("; did you mean `{name}`?"))
-            .unwrap_or_default()
+        crate::error::did_you_mean(&written, self.known_names.iter().copied(), 2, true)
     }
 }
 
@@ -545,14 +539,16 @@ fn compile_tests(
             None => parse_model(&query, dialect, macros, catalog)
                 .map(|p| (p, true))
                 .map_err(|e| match e {
-                    // A query that writes: say what it writes.
-                    Error::InvalidModel {
+                    Error::Writes {
                         location,
-                        model,
-                        message,
-                    } if message.starts_with("contains ") => Error::Config {
+                        name,
+                        what,
+                        ..
+                    } => Error::Writes {
                         location,
-                        message: format!("test `{model}` {message}"),
+                        node: "test",
+                        name,
+                        what,
                     },
                     Error::InvalidModel {
                         location, model, ..
@@ -732,12 +728,11 @@ pub fn parse_model(
     // Marking walks the expanded tree, so what a macro writes is checked too.
     let writes = |(location, what): crate::read_only::Write| {
         let (line, column) = crate::tokens::position(&model.sql, location);
-        Error::InvalidModel {
+        Error::Writes {
             location: Location::new(&model.path, line as usize, column as usize),
-            model: model.name.clone(),
-            message: format!(
-                "contains {what}: a model or test is a query that only reads (Orbital writes the DDL)"
-            ),
+            node: "model",
+            name: model.name.clone(),
+            what,
         }
     };
     let (sql, mut references) = mark(full, &model.sql).map_err(writes)?;

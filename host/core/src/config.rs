@@ -266,7 +266,7 @@ impl ProjectConfig {
             }
             Err(e) => return Err(Error::io(path, e)),
         };
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let text = text.strip_prefix(crate::project::BOM).unwrap_or(&text);
         Self::parse(&path, text, |name| std::env::var(name).ok())
     }
 
@@ -295,13 +295,9 @@ impl ProjectConfig {
                 message: "[plugins] timeout-ms and memory-limit-mb must be positive".into(),
             });
         }
-        // Where `needle` is first written after `after` (these keys carry
-        // no span once parsed).
+        // These keys carry no span once parsed.
         let at = |after: &str, needle: &str| {
-            let offset = text
-                .find(after)
-                .and_then(|start| text[start..].find(needle).map(|o| start + o));
-            let (line, column) = offset.map_or((1, 1), |offset| line_col(&text, offset));
+            let (line, column) = position_in(&text, after, needle);
             Location::new(path, line, column)
         };
         if raw.plugins.memory_limit_mb > MAX_PLUGIN_MEMORY_MB {
@@ -376,6 +372,23 @@ impl ProjectConfig {
             .map(|(k, v)| (k.as_str(), v))
             .ok_or_else(|| unknown(wanted))
     }
+}
+
+/// The 1-based line and column where `needle` is first written after the
+/// first `after` in `text` (1:1 when it is not): for errors about keys and
+/// tables of orbital.toml, which carry no span once parsed.
+fn position_in(text: &str, after: &str, needle: &str) -> (usize, usize) {
+    text.find(after)
+        .and_then(|start| text[start..].find(needle).map(|o| start + o))
+        .map_or((1, 1), |offset| line_col(text, offset))
+}
+
+/// [`position_in`] the orbital.toml of the project at `root`, read only
+/// now: an error about it is being reported.
+pub(crate) fn location_in_file(root: &Path, after: &str, needle: &str) -> Location {
+    let text = std::fs::read_to_string(root.join(FILE_NAME)).unwrap_or_default();
+    let (line, column) = position_in(&text, after, needle);
+    Location::new(FILE_NAME, line, column)
 }
 
 /// Letters, digits, `_` and `-`.

@@ -57,6 +57,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A model or test (`node`) that writes: `what` is the first write in it.
+    #[error(
+        "{location}: {node} `{name}` contains {what}: a model or test is a query that only reads (Orbital writes the DDL)"
+    )]
+    Writes {
+        location: Location,
+        node: &'static str,
+        name: String,
+        what: &'static str,
+    },
+
     #[error("{location}: model `{model}` refers to unknown table `{name}`{hint}")]
     UnknownRelation {
         location: Location,
@@ -138,6 +149,7 @@ impl Error {
             Error::Config { location, .. }
             | Error::Syntax { location, .. }
             | Error::InvalidModel { location, .. }
+            | Error::Writes { location, .. }
             | Error::UnknownRelation { location, .. }
             | Error::Macro { location, .. }
             | Error::Cycle { location, .. }
@@ -170,6 +182,40 @@ impl Error {
             source,
         }
     }
+}
+
+/// The candidate nearest to `written` by edit distance, when it is within
+/// `max` edits (a tie goes to the first in name order); `ignore_case`
+/// compares lowercased.
+pub(crate) fn nearest<'a>(
+    written: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    max: usize,
+    ignore_case: bool,
+) -> Option<&'a str> {
+    let fold = |text: &str| match ignore_case {
+        true => text.to_lowercase(),
+        false => text.to_string(),
+    };
+    let written = fold(written);
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::levenshtein(&written, &fold(candidate)), candidate))
+        .filter(|(distance, _)| *distance <= max)
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+/// `; did you mean `x`?` for the [`nearest`] candidate, else nothing.
+pub(crate) fn did_you_mean<'a>(
+    written: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    max: usize,
+    ignore_case: bool,
+) -> String {
+    nearest(written, candidates, max, ignore_case)
+        .map(|name| format!("; did you mean `{name}`?"))
+        .unwrap_or_default()
 }
 
 /// 1-based line and character column of a byte offset in `text` (an

@@ -223,12 +223,8 @@ impl Expander<'_> {
         if in_namespace.is_empty() {
             return Ok(());
         }
-        let hint = in_namespace
-            .iter()
-            .map(|n| (strsim::levenshtein(&text, n), n))
-            .filter(|(distance, _)| *distance <= 3)
-            .min()
-            .map(|(_, n)| format!("; did you mean `{n}`?"))
+        let hint = crate::error::nearest(&text, in_namespace.iter().map(|n| n.as_str()), 3, false)
+            .map(|n| format!("; did you mean `{n}`?"))
             .unwrap_or_else(|| {
                 let all: Vec<&str> = in_namespace.iter().map(|n| n.as_str()).collect();
                 format!(" (`{namespace}` has: {})", all.join(", "))

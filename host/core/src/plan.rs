@@ -132,21 +132,21 @@ pub fn physical_relation(target: &Target, name: &str, fingerprint: &Hash) -> Rel
 /// `<schema>__<environment>`, and where it has none (SQLite), the name
 /// `<environment>__<name>`.
 pub fn environment_relation(target: &Target, environment: &str, name: &str) -> RelationName {
-    if environment == DEFAULT_ENVIRONMENT {
-        return RelationName {
-            schema: target.schema.clone(),
-            identifier: name.to_string(),
-        };
+    let identifier = match (&target.schema, environment == DEFAULT_ENVIRONMENT) {
+        (None, false) => format!("{environment}__{name}"),
+        _ => name.to_string(),
+    };
+    RelationName {
+        schema: environment_schema(target, environment),
+        identifier,
     }
-    match &target.schema {
-        Some(schema) => RelationName {
-            schema: Some(format!("{schema}__{environment}")),
-            identifier: name.to_string(),
-        },
-        None => RelationName {
-            schema: None,
-            identifier: format!("{environment}__{name}"),
-        },
+}
+
+/// The schema `environment`'s relations live in ([`environment_relation`]).
+pub fn environment_schema(target: &Target, environment: &str) -> Option<String> {
+    match (&target.schema, environment == DEFAULT_ENVIRONMENT) {
+        (Some(schema), false) => Some(format!("{schema}__{environment}")),
+        (schema, _) => schema.clone(),
     }
 }
 

@@ -102,13 +102,12 @@ impl Project {
             let (line, column) = asked(&config).unwrap_or((1, 1));
             Location::new(crate::config::FILE_NAME, line, column)
         });
-        let nearest = installed
-            .iter()
-            .map(|name| (strsim::levenshtein(&strategy.to_lowercase(), name), name))
-            .filter(|(distance, _)| *distance <= 2)
-            .min()
-            .map(|(_, name)| format!("; did you mean `{name}`?"))
-            .unwrap_or_default();
+        let nearest = crate::error::did_you_mean(
+            &strategy.to_lowercase(),
+            installed.iter().copied(),
+            2,
+            false,
+        );
         Error::InvalidModel {
             location,
             model: model.to_string(),
@@ -333,15 +332,17 @@ fn read_text(path: &Path) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    // A byte-order mark some editors write is not part of the text.
-    if bytes.starts_with(BOM) {
-        bytes.drain(..BOM.len());
+    let mut text = String::from_utf8(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    if text.starts_with(BOM) {
+        text.drain(..BOM.len_utf8());
     }
-    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    Ok(text)
 }
 
-/// UTF-8's byte-order mark.
-pub(crate) const BOM: &[u8] = b"\xef\xbb\xbf";
+/// The byte-order mark some editors write at the start of a file: not part
+/// of its text (models, seeds, orbital.toml).
+pub(crate) const BOM: char = '\u{feff}';
 
 fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model> {
     let sql = read_text(&root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
@@ -374,14 +375,7 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
         let (line, column) = config_key_at(&sql, &key);
         let location = match line {
             // From a folder table of orbital.toml.
-            0 => {
-                let toml = std::fs::read_to_string(root.join(crate::config::FILE_NAME))
-                    .unwrap_or_default();
-                let (line, column) = toml
-                    .find(&key)
-                    .map_or((1, 1), |at| crate::error::line_col(&toml, at));
-                Location::new(crate::config::FILE_NAME, line, column)
-            }
+            0 => crate::config::location_in_file(root, "", &key),
             _ => Location::new(path, line, column),
         };
         return Err(Error::InvalidModel {
@@ -435,17 +429,13 @@ fn unknown_key(config: &ModelConfig) -> Option<(String, String)> {
     let strategy = strategy_keys(&config.materialized)?;
     let known = || HOST_KEYS.iter().chain(strategy);
     let key = config.extra.keys().find(|key| !known().any(|k| k == key))?;
-    let hint = known()
-        .map(|k| (strsim::levenshtein(key, k), k))
-        .filter(|(distance, _)| *distance <= 3)
-        .min()
-        .map_or_else(
-            || {
-                let keys: Vec<&str> = known().copied().collect();
-                format!(" (it takes: {})", keys.join(", "))
-            },
-            |(_, k)| format!("; did you mean `{k}`?"),
-        );
+    let hint = crate::error::nearest(key, known().copied(), 3, false).map_or_else(
+        || {
+            let keys: Vec<&str> = known().copied().collect();
+            format!(" (it takes: {})", keys.join(", "))
+        },
+        |k| format!("; did you mean `{k}`?"),
+    );
     Some((key.clone(), hint))
 }
 
@@ -471,13 +461,7 @@ fn unmatched_config(
     model_paths: &[PathBuf],
     seeds: &[Seed],
 ) -> Vec<Error> {
-    let text = std::fs::read_to_string(root.join(crate::config::FILE_NAME)).unwrap_or_default();
-    let at = |needle: &str| {
-        let (line, column) = text
-            .find(needle)
-            .map_or((1, 1), |offset| crate::error::line_col(&text, offset));
-        Location::new(crate::config::FILE_NAME, line, column)
-    };
+    let at = |needle: &str| crate::config::location_in_file(root, "", needle);
     let mut errors = Vec::new();
     for folder in config.model_defaults.keys().filter(|f| !f.is_empty()) {
         if !model_paths
@@ -501,13 +485,8 @@ fn unmatched_config(
     }
     for name in config.seeds.keys() {
         if !seeds.iter().any(|s| &s.name == name) {
-            let hint = seeds
-                .iter()
-                .map(|s| (strsim::levenshtein(name, &s.name), &s.name))
-                .filter(|(distance, _)| *distance <= 3)
-                .min()
-                .map(|(_, s)| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint =
+                crate::error::did_you_mean(name, seeds.iter().map(|s| s.name.as_str()), 3, false);
             errors.push(Error::Config {
                 location: at(&format!("seeds.{name}")),
                 message: format!("[seeds.{name}] names no seed{hint}"),

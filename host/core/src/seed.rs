@@ -61,7 +61,7 @@ pub fn read(
     config: &SeedConfig,
 ) -> Result<SeedTable> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.strip_prefix(crate::project::BOM).unwrap_or(&text);
     parse(name, text, display_path, config)
 }
 

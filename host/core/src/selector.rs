@@ -275,13 +275,7 @@ fn atom_matches(dag: &Dag, text: &str, state: Option<&StateDiff>) -> Result<Vec<
 }
 
 fn name_hint(dag: &Dag, value: &str) -> String {
-    dag.nodes
-        .iter()
-        .map(|n| (strsim::levenshtein(value, &n.name), &n.name))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, name)| format!("; did you mean `{name}`?"))
-        .unwrap_or_default()
+    crate::error::did_you_mean(value, dag.nodes.iter().map(|n| n.name.as_str()), 2, false)
 }
 
 fn path_matches(selector: &str, path: &Path) -> bool {
