@@ -20,8 +20,15 @@ pub enum CasError {
         supported: u32,
     },
 
+    #[error("{} was written by store format {from} and cannot be upgraded ({detail}); move it away to start from empty state", path.display())]
+    Migration {
+        path: PathBuf,
+        from: u32,
+        detail: String,
+    },
+
     #[error("state store: {0}")]
-    Storage(String),
+    Storage(#[source] Box<redb::Error>),
 
     #[error("state store: a record cannot be decoded ({0})")]
     Encoding(String),
@@ -31,10 +38,24 @@ macro_rules! storage_errors {
     ($($error:ty),*) => {$(
         impl From<$error> for CasError {
             fn from(e: $error) -> Self {
-                CasError::Storage(e.to_string())
+                CasError::Storage(Box::new(e.into()))
             }
         }
     )*};
+}
+
+impl CasError {
+    /// A stable machine-readable code (see docs/errors.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CasError::Io { .. } => "store.io",
+            CasError::NotAStore { .. } => "store.not_a_store",
+            CasError::Newer { .. } => "store.newer",
+            CasError::Migration { .. } => "store.migration",
+            CasError::Storage(_) => "store.storage",
+            CasError::Encoding(_) => "store.encoding",
+        }
+    }
 }
 
 storage_errors!(

@@ -6,7 +6,9 @@
 //! - **builds**: per warehouse, the physical relations that exist, by the
 //!   fingerprint they were built with;
 //! - **environments**: per warehouse, named pointers model -> fingerprint;
-//! - **runs**: run id -> the run record's object hash;
+//! - **runs**: run id -> the run record's object hash; **active runs**: the
+//!   ids of runs queued or running, checked on open for runs whose process
+//!   died ([`Store::recover_runs`]);
 //! - **parse cache**: parse results by file hash;
 //! - **installed plugins**: component bytes by blake3 hash, put there by
 //!   `orbital plugin install` and named in orbital.toml as `blake3:<hex>`;
@@ -26,6 +28,7 @@
 //! serde; knows nothing of databases, plugins or the CLI.
 
 mod error;
+mod migrate;
 mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,16 +41,20 @@ use redb::{
 };
 
 pub use error::CasError;
-pub use records::{BuildRecord, EnvEntry, NodeRun, RelationRecord, RunRecord};
+pub use records::{BuildRecord, EnvEntry, Holder, NodeRun, NodeStatus, RunRecord, RunStatus};
 
 pub type Result<T, E = CasError> = std::result::Result<T, E>;
 
 /// The store format this build reads and writes. A store with a higher
-/// number was written by a newer Orbital.
-pub const FORMAT: u32 = 1;
+/// number was written by a newer Orbital; a lower one is migrated on open
+/// ([`migrate`]).
+///
+/// 2: run records carry a status, the holding process and an error; node
+/// statuses are an enum; the active-runs table.
+pub const FORMAT: u32 = 2;
 
-const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
-const OBJECTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
+pub(crate) const OBJECTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("objects");
 const PARSED: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("parsed");
 const PLUGIN_SETS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("plugin_sets");
 /// `warehouse/fingerprint-hex` -> [`BuildRecord`].
@@ -57,7 +64,9 @@ const ENVIRONMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("env
 /// component hash -> component bytes.
 const PLUGINS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("plugins");
 /// run id -> the run record's object hash.
-const RUNS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("runs");
+pub(crate) const RUNS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("runs");
+/// The ids of runs not yet final.
+pub(crate) const ACTIVE_RUNS: TableDefinition<'_, u64, ()> = TableDefinition::new("active_runs");
 /// A SQLite warehouse file's identity (device, inode, birth time, path) ->
 /// the warehouse id read from it, so commands that only need the id do not
 /// open the file (opening reads its whole schema: 20k entries for a
@@ -140,6 +149,16 @@ impl Store {
                             supported: FORMAT,
                         });
                     }
+                    if found < FORMAT {
+                        drop(meta);
+                        migrate::migrate(&txn, found).map_err(|e| CasError::Migration {
+                            path: self.path.clone(),
+                            from: found,
+                            detail: e.to_string(),
+                        })?;
+                        meta = txn.open_table(META)?;
+                        meta.insert("format", FORMAT.to_string().as_str())?;
+                    }
                 }
             }
             // Create every table, so readers never meet a missing one.
@@ -149,6 +168,7 @@ impl Store {
             txn.open_table(BUILDS)?;
             txn.open_table(ENVIRONMENTS)?;
             txn.open_table(RUNS)?;
+            txn.open_table(ACTIVE_RUNS)?;
             txn.open_table(PLUGINS)?;
             txn.open_table(WAREHOUSE_FILES)?;
         }
@@ -166,8 +186,9 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let marker = meta.get("format")?.map(|v| v.value().to_string());
-        // None, unreadable or newer: the write path reports or writes it.
-        if !marker.is_some_and(|text| text.parse::<u32>().is_ok_and(|found| found <= FORMAT)) {
+        // None, unreadable, older or newer: the write path reports, writes
+        // or migrates it.
+        if !marker.is_some_and(|text| text.parse::<u32>().is_ok_and(|found| found == FORMAT)) {
             return Ok(false);
         }
         use redb::TableHandle;
@@ -183,6 +204,7 @@ impl Store {
             BUILDS.name(),
             ENVIRONMENTS.name(),
             RUNS.name(),
+            ACTIVE_RUNS.name(),
             PLUGINS.name(),
             WAREHOUSE_FILES.name(),
         ];
@@ -409,6 +431,67 @@ impl Store {
         Ok(out)
     }
 
+    /// The run with id `id`.
+    pub fn run(&self, id: u64) -> Result<Option<RunRecord>> {
+        let txn = self.read()?;
+        let runs = txn.open_table(RUNS)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let Some(hash) = runs.get(id)? else {
+            return Ok(None);
+        };
+        objects
+            .get(hash.value())?
+            .map(|bytes| decode(bytes.value()))
+            .transpose()
+    }
+
+    /// Marks `interrupted` every queued or running run whose holder
+    /// `is_dead` says has gone (a process killed mid-run); returns their
+    /// ids. Costs one small read when no run is active.
+    pub fn recover_runs(&self, is_dead: impl Fn(&Holder) -> bool) -> Result<Vec<u64>> {
+        let active: Vec<u64> = {
+            let txn = self.read()?;
+            let table = txn.open_table(ACTIVE_RUNS)?;
+            let mut ids = Vec::new();
+            for item in table.iter()? {
+                ids.push(item?.0.value());
+            }
+            ids
+        };
+        let mut dead = Vec::new();
+        for id in active {
+            let Some(record) = self.run(id)? else {
+                continue;
+            };
+            if !record.status.is_final() && record.holder.as_ref().is_some_and(&is_dead) {
+                dead.push(record);
+            }
+        }
+        if dead.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|w| {
+            let mut ids = Vec::new();
+            for mut record in dead {
+                // Checked again inside the transaction: it may have ended meanwhile.
+                if w.txn.open_table(ACTIVE_RUNS)?.get(record.id)?.is_none() {
+                    continue;
+                }
+                let holder = record.holder.clone();
+                record.status = RunStatus::Interrupted;
+                record.error = holder.map(|h| {
+                    format!(
+                        "its process (pid {} on {}) ended before the run finished",
+                        h.pid, h.host
+                    )
+                });
+                ids.push(record.id);
+                w.update_run(&record)?;
+            }
+            Ok(ids)
+        })
+    }
+
     /// The latest `limit` runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
         let txn = self.read()?;
@@ -579,22 +662,37 @@ impl Writer {
         Ok(())
     }
 
-    /// Records a run under the next run id, which it returns.
+    /// Records a run under the next run id, which it returns. A run not
+    /// yet final is also listed as active until [`Writer::update_run`]
+    /// records its end.
     pub fn add_run(&mut self, mut record: RunRecord) -> Result<u64> {
         let id = {
             let runs = self.txn.open_table(RUNS)?;
             runs.last()?.map_or(1, |(key, _)| key.value() + 1)
         };
         record.id = id;
-        let hash = self.put_object(&encode(&record)?)?;
-        self.txn.open_table(RUNS)?.insert(id, hash.0.as_slice())?;
+        self.update_run(&record)?;
         Ok(id)
     }
 
-    /// The id the next [`Writer::add_run`] will give.
-    pub fn next_run_id(&self) -> Result<u64> {
-        let runs = self.txn.open_table(RUNS)?;
-        Ok(runs.last()?.map_or(1, |(key, _)| key.value() + 1))
+    /// Replaces the record of run `record.id` (its old object goes).
+    pub fn update_run(&mut self, record: &RunRecord) -> Result<()> {
+        let hash = self.put_object(&encode(record)?)?;
+        let old = self
+            .txn
+            .open_table(RUNS)?
+            .insert(record.id, hash.0.as_slice())?
+            .map(|old| old.value().to_vec());
+        if let Some(old) = old.filter(|old| old.as_slice() != hash.0.as_slice()) {
+            self.txn.open_table(OBJECTS)?.remove(old.as_slice())?;
+        }
+        let mut active = self.txn.open_table(ACTIVE_RUNS)?;
+        if record.status.is_final() {
+            active.remove(record.id)?;
+        } else {
+            active.insert(record.id, ())?;
+        }
+        Ok(())
     }
 }
 
@@ -611,11 +709,11 @@ impl ParseCache for StoredParses {
     }
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(|e| CasError::Encoding(e.to_string()))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|e| CasError::Encoding(e.to_string()))
 }
 

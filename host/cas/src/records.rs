@@ -1,41 +1,17 @@
 //! What the store records. Encoded with postcard: compact and fast, not
-//! self-describing, so any change here bumps [`crate::FORMAT`].
+//! self-describing, so any change here bumps [`crate::FORMAT`] and adds a
+//! step to [`crate::migrate`].
 
 use orbital_core::Hash;
+use orbital_core::dag::RelationName;
 use serde::{Deserialize, Serialize};
-
-/// A relation's name in the warehouse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelationRecord {
-    pub schema: Option<String>,
-    pub identifier: String,
-}
-
-impl RelationRecord {
-    /// The relation as the core names it.
-    pub fn name(&self) -> orbital_core::dag::RelationName {
-        orbital_core::dag::RelationName {
-            schema: self.schema.clone(),
-            identifier: self.identifier.clone(),
-        }
-    }
-}
-
-impl std::fmt::Display for RelationRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.schema {
-            Some(schema) => write!(f, "{schema}.{}", self.identifier),
-            None => f.write_str(&self.identifier),
-        }
-    }
-}
 
 /// A physical relation that exists in a warehouse, built with a fingerprint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildRecord {
     pub node: String,
     pub fingerprint: Hash,
-    pub relation: RelationRecord,
+    pub relation: RelationName,
     /// `view` or `table`, as the adapter drops it.
     pub kind: String,
     /// The materialization (or `seed`).
@@ -56,17 +32,73 @@ pub struct EnvEntry {
     pub local: Hash,
     pub sql: Option<Hash>,
     /// The relation users query in this environment.
-    pub relation: RelationRecord,
+    pub relation: RelationName,
+}
+
+/// How one node of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Success,
+    Reused,
+    Error,
+    Skipped,
+    Pass,
+    Fail,
+    Warn,
+    Cancelled,
+    /// Pointed at another environment's build by `promote`.
+    Promoted,
+}
+
+impl NodeStatus {
+    /// Whether the node failed (an error, or a data test of severity error).
+    pub fn failed(self) -> bool {
+        matches!(self, NodeStatus::Error | NodeStatus::Fail)
+    }
 }
 
 /// One node's result in a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRun {
     pub name: String,
-    pub status: String,
+    pub status: NodeStatus,
     pub duration_ms: u64,
     pub fingerprint: Option<Hash>,
     pub error: Option<String>,
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Submitted, waiting for another run on its environment.
+    Queued,
+    Running,
+    Succeeded,
+    /// A node failed, or the run stopped on an error.
+    Failed,
+    Cancelled,
+    /// Its process died while it was queued or running.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// Whether the run has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+/// The process that holds a run while it is queued or running: what tells
+/// a run whose process died from one still going.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    /// When the process started, in the OS's own units (Linux: clock ticks
+    /// after boot), so a reused pid is not taken for the holder; 0: unknown.
+    pub started: u64,
 }
 
 /// One `orbital` run that touched the warehouse.
@@ -78,5 +110,10 @@ pub struct RunRecord {
     pub environment: String,
     pub started_at: String,
     pub elapsed_ms: u64,
+    pub status: RunStatus,
+    /// Why the run failed when no node says (publishing, recording, a lost
+    /// connection), or what interrupted it.
+    pub error: Option<String>,
+    pub holder: Option<Holder>,
     pub nodes: Vec<NodeRun>,
 }

@@ -11,7 +11,7 @@ fn entry(n: u8) -> EnvEntry {
         fingerprint: Hash::of(&[n]),
         local: Hash::of(&[n, n]),
         sql: None,
-        relation: RelationRecord {
+        relation: orbital_core::dag::RelationName {
             schema: None,
             identifier: format!("m{n}"),
         },
@@ -39,7 +39,7 @@ fn a_failed_write_commits_nothing() {
     let (_dir, store) = store();
     let result: Result<()> = store.write(|w| {
         w.set_env("w", "prod", "a", &entry(1))?;
-        Err(CasError::Storage("boom".into()))
+        Err(CasError::Encoding("boom".into()))
     });
     assert!(result.is_err());
     assert!(store.environment("w", "prod").unwrap().is_empty());
@@ -58,6 +58,9 @@ fn runs_are_numbered_and_listed_newest_first() {
                     environment: "prod".into(),
                     started_at: String::new(),
                     elapsed_ms: 1,
+                    status: RunStatus::Succeeded,
+                    error: None,
+                    holder: None,
                     nodes: Vec::new(),
                 })
             })
@@ -179,4 +182,59 @@ fn warehouse_files_are_remembered_and_reopening_writes_nothing() {
     drop(store);
     // The format check of a ready store only reads.
     assert_eq!(std::fs::read(&path).unwrap().len(), before.len());
+}
+
+fn running(pid: u32) -> RunRecord {
+    RunRecord {
+        id: 0,
+        command: "build".into(),
+        target: "dev".into(),
+        environment: "prod".into(),
+        started_at: String::new(),
+        elapsed_ms: 0,
+        status: RunStatus::Running,
+        error: None,
+        holder: Some(Holder {
+            host: "here".into(),
+            pid,
+            started: 7,
+        }),
+        nodes: Vec::new(),
+    }
+}
+
+#[test]
+fn a_run_left_running_by_a_dead_holder_is_interrupted_and_a_live_one_is_not() {
+    let (_dir, store) = store();
+    let dead = store.write(|w| w.add_run(running(1))).unwrap();
+    let live = store.write(|w| w.add_run(running(2))).unwrap();
+    let recovered = store.recover_runs(|holder| holder.pid == 1).unwrap();
+    assert_eq!(recovered, vec![dead]);
+    let record = store.run(dead).unwrap().unwrap();
+    assert_eq!(record.status, RunStatus::Interrupted);
+    assert!(record.error.unwrap().contains("pid 1 on here"));
+    assert_eq!(store.run(live).unwrap().unwrap().status, RunStatus::Running);
+    // Once final, a run is no longer looked at.
+    let mut ended = store.run(live).unwrap().unwrap();
+    ended.status = RunStatus::Succeeded;
+    store.write(|w| w.update_run(&ended)).unwrap();
+    assert!(store.recover_runs(|_| true).unwrap().is_empty());
+    assert_eq!(
+        store.run(live).unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+}
+
+#[test]
+fn an_updated_run_leaves_no_stale_object_behind() {
+    let (_dir, store) = store();
+    let id = store.write(|w| w.add_run(running(3))).unwrap();
+    let mut record = store.run(id).unwrap().unwrap();
+    record.status = RunStatus::Cancelled;
+    store.write(|w| w.update_run(&record)).unwrap();
+    let (objects, _) = store
+        .collect_garbage(&std::collections::BTreeSet::new(), true)
+        .unwrap();
+    assert_eq!(objects, 0, "the first record's object went with the update");
+    assert_eq!(store.runs(10).unwrap(), vec![record]);
 }

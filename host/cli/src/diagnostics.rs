@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use miette::{
     GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report,
 };
-use orbital_runner::RunnerError;
+use orbital_engine::{EngineError, ErrorKind};
 
 use crate::report::Output;
 
@@ -16,16 +16,11 @@ use crate::report::Output;
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error(transparent)]
-    Core(#[from] orbital_core::Error),
-    #[error(transparent)]
-    Runner(#[from] RunnerError),
-    #[error(transparent)]
-    State(#[from] orbital_cas::CasError),
-    /// Another orbital process holds what this one needs.
-    #[error("{0}")]
-    Busy(String),
+    Engine(Box<EngineError>),
+    /// The command line is wrong (scaffolding, building plugins).
     #[error("{0}")]
     Usage(String),
+    /// A tool the command runs failed to start.
     #[error("{0}")]
     Environment(String),
     #[error("cannot write {}: {source}", path.display())]
@@ -35,23 +30,52 @@ pub enum Failure {
     },
 }
 
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure::Engine(Box::new(e))
+    }
+}
+
+impl From<orbital_runner::RunnerError> for Failure {
+    fn from(e: orbital_runner::RunnerError) -> Self {
+        EngineError::from(e).into()
+    }
+}
+
+/// The exit code of a cancelled command: 128 + SIGINT, as shells report it.
+pub const CANCELLED: u8 = 130;
+
 impl Failure {
     /// 2 for what the user can fix in the project or command; 3 for the
-    /// environment; 4 when another orbital process holds the environment.
+    /// environment; 4 when another orbital process holds the environment;
+    /// 130 when cancelled.
     pub fn exit_code(&self) -> ExitCode {
-        let environment = match self {
-            Failure::Core(_) | Failure::Usage(_) => false,
-            Failure::Runner(e) => matches!(e, RunnerError::Connect { .. } | RunnerError::Plugin(_)),
-            Failure::Environment(_) | Failure::Write { .. } | Failure::State(_) => true,
-            Failure::Busy(_) => return ExitCode::from(4),
-        };
-        ExitCode::from(if environment { 3 } else { 2 })
+        ExitCode::from(match self {
+            Failure::Engine(e) => match e.kind() {
+                ErrorKind::Input => 2,
+                ErrorKind::Environment => 3,
+                ErrorKind::Busy => 4,
+                ErrorKind::Cancelled => CANCELLED,
+            },
+            Failure::Usage(_) => 2,
+            Failure::Environment(_) | Failure::Write { .. } => 3,
+        })
     }
 
     fn core_errors(&self) -> Vec<&orbital_core::Error> {
         match self {
-            Failure::Core(e) | Failure::Runner(RunnerError::Core(e)) => e.flatten(),
+            Failure::Engine(e) => e.core_errors(),
             _ => Vec::new(),
+        }
+    }
+
+    /// The engine's machine code, for `--json`.
+    fn code(&self) -> &'static str {
+        match self {
+            Failure::Engine(e) => e.code(),
+            Failure::Usage(_) => "request.invalid",
+            Failure::Environment(_) => "environment",
+            Failure::Write { .. } => "io.write",
         }
     }
 }
@@ -60,10 +84,11 @@ impl Failure {
 pub fn report(failure: &Failure, project: &Path, output: &Output) {
     let core = failure.core_errors();
     if output.json {
+        let code = failure.code();
         let errors: Vec<serde_json::Value> = if core.is_empty() {
-            vec![serde_json::json!({ "message": failure.to_string() })]
+            vec![serde_json::json!({ "message": failure.to_string(), "code": code })]
         } else {
-            core.iter().map(|e| error_json(e)).collect()
+            core.iter().map(|e| error_json(e, e.code())).collect()
         };
         println!(
             "{}",
@@ -86,15 +111,16 @@ pub fn report(failure: &Failure, project: &Path, output: &Output) {
     }
 }
 
-fn error_json(error: &orbital_core::Error) -> serde_json::Value {
+fn error_json(error: &orbital_core::Error, code: &str) -> serde_json::Value {
     match error.location() {
         Some(l) => serde_json::json!({
             "message": error.to_string(),
+            "code": code,
             "file": l.path.display().to_string(),
             "line": l.line,
             "column": l.column,
         }),
-        None => serde_json::json!({ "message": error.to_string() }),
+        None => serde_json::json!({ "message": error.to_string(), "code": code }),
     }
 }
 

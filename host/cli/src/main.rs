@@ -1,28 +1,30 @@
 //! # orbital: the CLI box
 //!
-//! Parses the command line, drives load -> compile -> select -> run through
-//! the core and the runner, and shows the results: a progress bar and
-//! dbt-style lines on a terminal, one JSON document with `--json`.
+//! Parses the command line into requests for the engine
+//! ([`orbital_engine`]), and shows what comes back: a progress bar and
+//! dbt-style lines on a terminal (rendered from the run's events), one
+//! JSON document with `--json`, errors with their file, line and column.
+//! Also scaffolds and builds plugin crates. Owns the process's one tokio
+//! runtime; the first Ctrl-C cancels a run cleanly, a second ends the
+//! process.
 //!
 //! Exit codes: 0 success; 1 a seed or model failed; 2 the project, a model,
 //! a selector or the command line is wrong; 3 the environment failed (the
 //! database, a plugin component, the state store); 4 another orbital
-//! process holds the environment.
+//! process holds the environment; 130 the run was cancelled (Ctrl-C).
 
 mod diagnostics;
-mod lock;
-mod macros;
-mod manage;
 mod plugin;
 mod report;
-mod run;
-mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use orbital_core::{CompiledProject, Project, Selection};
+use orbital_engine::{
+    CancellationToken, CompileRequest, Engine, EngineOptions, GcRequest, Listing, PlanRequest,
+    PromoteRequest, RunCommand, RunRequest, RunStatus, Selector,
+};
 
 use crate::diagnostics::Failure;
 
@@ -143,25 +145,12 @@ pub(crate) struct RunArgs {
     pub(crate) env: Option<String>,
 }
 
-/// Which node kinds a command runs.
-#[derive(Clone, Copy, PartialEq)]
-pub(crate) enum Scope {
-    Seeds,
-    Models,
-    /// `build`: seeds, models and their tests.
-    Both,
-    Tests,
-}
-
-impl Scope {
-    /// Whether a command of this scope acts on `node`. Ephemeral models are
-    /// inlined into their readers, never run.
-    pub(crate) fn includes(self, node: &orbital_core::Node) -> bool {
-        match self {
-            Scope::Seeds => node.is_seed(),
-            Scope::Models => node.as_model().is_some() && !node.is_ephemeral(),
-            Scope::Both => !node.is_ephemeral(),
-            Scope::Tests => node.is_test(),
+impl SelectArgs {
+    fn selector(&self) -> Selector {
+        Selector {
+            select: self.select.clone(),
+            exclude: self.exclude.clone(),
+            target: self.target.clone(),
         }
     }
 }
@@ -171,25 +160,148 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let output = report::Output::new(cli.json);
-    let result = match &cli.command {
-        Command::Compile { model, select } => compile(&cli, select, model.as_deref(), &output),
-        Command::Ls { select } => list(&cli, select, &output),
-        Command::Seed(args) => run::run(&cli, args, Scope::Seeds, "seed", &output),
-        Command::Run(args) => run::run(&cli, args, Scope::Models, "run", &output),
-        Command::Build(args) => run::run(&cli, args, Scope::Both, "build", &output),
-        Command::Test(args) => run::run(&cli, args, Scope::Tests, "test", &output),
-        Command::Plan { select, env } => manage::plan(&cli, select, env.as_deref(), &output),
-        Command::Promote { from, to, select } => manage::promote(&cli, select, from, to, &output),
-        Command::Gc { dry_run, select } => manage::gc(&cli, select, *dry_run, &output),
-        Command::Runs { limit } => manage::runs(&cli, *limit, &output),
-        Command::Plugin { command } => plugin::command(&cli, command, &output),
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
     };
+    let engine = Engine::new(EngineOptions {
+        cache_dir: cache_dir(),
+    });
+    let result = runtime.block_on(async {
+        let result = command(&engine, &cli, &output).await;
+        // Closed on every path: SQLite checkpoints its WAL on the last close.
+        engine.close().await;
+        result
+    });
     match result {
         Ok(code) => code,
         Err(failure) => {
             diagnostics::report(&failure, &cli.project, &output);
             failure.exit_code()
         }
+    }
+}
+
+async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<ExitCode, Failure> {
+    let run = |command, args: &RunArgs| RunRequest {
+        project: cli.project.clone(),
+        command,
+        selector: args.select.selector(),
+        threads: args.threads,
+        full_refresh: args.full_refresh,
+        env: args.env.clone(),
+    };
+    match &cli.command {
+        Command::Compile { model, select } => {
+            compile(engine, cli, select, model.as_deref(), output).await
+        }
+        Command::Ls { select } => {
+            let compiled = engine
+                .compile(CompileRequest {
+                    project: cli.project.clone(),
+                    selector: select.selector(),
+                    listing: Listing::All,
+                })
+                .await?;
+            output.list(&compiled.compiled.dag, &compiled.selection.nodes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seed(args) => run_nodes(engine, run(RunCommand::Seed, args), output).await,
+        Command::Run(args) => run_nodes(engine, run(RunCommand::Run, args), output).await,
+        Command::Build(args) => run_nodes(engine, run(RunCommand::Build, args), output).await,
+        Command::Test(args) => run_nodes(engine, run(RunCommand::Test, args), output).await,
+        Command::Plan { select, env } => {
+            let report = engine
+                .plan(PlanRequest {
+                    project: cli.project.clone(),
+                    selector: select.selector(),
+                    env: env.clone(),
+                })
+                .await?;
+            output.plan(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Promote { from, to, select } => {
+            let promoted = engine
+                .promote(PromoteRequest {
+                    project: cli.project.clone(),
+                    selector: select.selector(),
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+                .await?;
+            output.promoted(&promoted);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc { dry_run, select } => {
+            let collected = engine
+                .gc(GcRequest {
+                    project: cli.project.clone(),
+                    selector: select.selector(),
+                    dry_run: *dry_run,
+                })
+                .await?;
+            output.garbage(&collected);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs { limit } => {
+            output.runs(&engine.runs(&cli.project, *limit)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command } => plugin::command(engine, cli, command, output).await,
+    }
+}
+
+/// `seed`, `run`, `build` and `test`: the engine runs, this shows its
+/// events. The first Ctrl-C cancels the run; a second ends the process.
+async fn run_nodes(
+    engine: &Engine,
+    request: RunRequest,
+    output: &report::Output,
+) -> Result<ExitCode, Failure> {
+    let cancel = CancellationToken::new();
+    let interrupt = tokio::spawn(cancel_on_ctrl_c(cancel.clone(), output.json));
+    let (events, received) = tokio::sync::mpsc::unbounded_channel();
+    let shown = output.progress(received);
+    let (outcome, shown) = tokio::join!(engine.run(request, events, cancel), shown);
+    interrupt.abort();
+    let outcome = outcome?;
+    output.summary(&shown, &outcome.results, outcome.elapsed);
+    if let Some(error) = outcome.error {
+        return Err(error.into());
+    }
+    Ok(match outcome.status {
+        RunStatus::Cancelled => {
+            if !output.json {
+                eprintln!(
+                    "Cancelled: nothing was published; what was built is left for `orbital gc`."
+                );
+            }
+            ExitCode::from(diagnostics::CANCELLED)
+        }
+        RunStatus::Failed => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+async fn cancel_on_ctrl_c(cancel: CancellationToken, json: bool) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    if !json {
+        eprintln!(
+            "\nCancelling: stopping running statements and plugins (Ctrl-C again to quit now)..."
+        );
+    }
+    cancel.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(i32::from(diagnostics::CANCELLED));
     }
 }
 
@@ -231,68 +343,21 @@ pub(crate) fn cache_dir() -> Option<PathBuf> {
     Some(base.join("orbital").join("plugins"))
 }
 
-/// Load, pick the target, compile, select: the synchronous front half of every command.
-struct Prepared {
-    project: Project,
-    compiled: CompiledProject,
-    selection: Selection,
-}
-
-fn prepare(cli: &Cli, select: &SelectArgs, scope: Scope) -> Result<Prepared, Failure> {
-    let project = Project::load(&cli.project)?;
-    let (_, target) = project.config.target(select.target.as_deref())?;
-    let macros = session::project_macros(&project.root, &project.config)?;
-    let compiled = orbital_core::compile_with(&project, target, &orbital_core::NoCache, &macros)?;
-    let mut selection = Selection::resolve(&compiled.dag, &select.select, &select.exclude)?;
-    selection.nodes.retain(|&id| match scope {
-        // `compile` and `ls` show ephemeral models too.
-        Scope::Models => compiled.dag.nodes[id].as_model().is_some(),
-        Scope::Both => true,
-        _ => scope.includes(&compiled.dag.nodes[id]),
-    });
-    if matches!(scope, Scope::Seeds | Scope::Both) {
-        check_seeds(&project, &compiled, &selection)?;
-    }
-    Ok(Prepared {
-        project,
-        compiled,
-        selection,
-    })
-}
-
-/// Reads every selected seed before anything runs, so a malformed CSV stops
-/// the command with nothing written.
-pub(crate) fn check_seeds(
-    project: &Project,
-    compiled: &CompiledProject,
-    selection: &Selection,
-) -> Result<(), Failure> {
-    let errors: Vec<orbital_core::Error> = selection
-        .nodes
-        .iter()
-        .map(|&id| &compiled.dag.nodes[id])
-        .filter_map(|node| match &node.kind {
-            orbital_core::NodeKind::Seed(config) => orbital_core::seed::read(
-                &node.name,
-                &project.absolute(&node.path),
-                &node.path,
-                config,
-            )
-            .err(),
-            orbital_core::NodeKind::Model(_) | orbital_core::NodeKind::Test(_) => None,
-        })
-        .collect();
-    Ok(orbital_core::Error::collect(errors)?)
-}
-
-fn compile(
+async fn compile(
+    engine: &Engine,
     cli: &Cli,
     select: &SelectArgs,
     model: Option<&str>,
     output: &report::Output,
 ) -> Result<ExitCode, Failure> {
-    let prepared = prepare(cli, select, Scope::Models)?;
-    let dag = &prepared.compiled.dag;
+    let compiled = engine
+        .compile(CompileRequest {
+            project: cli.project.clone(),
+            selector: select.selector(),
+            listing: Listing::Models,
+        })
+        .await?;
+    let dag = &compiled.compiled.dag;
     let printed = match model {
         Some(name) => {
             let id = dag
@@ -305,26 +370,13 @@ fn compile(
         }
         None => None,
     };
-    let out_dir = prepared
-        .project
-        .root
-        .join(&prepared.project.config.target_path)
-        .join("compiled");
-    let written = report::write_compiled(dag, &prepared.selection.nodes, &out_dir)?;
-    output.compiled(dag, &prepared.selection.nodes, printed, &out_dir, written);
+    let written = compiled.write()?;
+    output.compiled(
+        dag,
+        &compiled.selection.nodes,
+        printed,
+        &compiled.out_dir(),
+        written,
+    );
     Ok(ExitCode::SUCCESS)
-}
-
-fn list(cli: &Cli, select: &SelectArgs, output: &report::Output) -> Result<ExitCode, Failure> {
-    let prepared = prepare(cli, select, Scope::Both)?;
-    output.list(&prepared.compiled.dag, &prepared.selection.nodes);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The async runtime of one command.
-pub(crate) fn async_runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Environment(format!("cannot start the async runtime: {e}")))
 }

@@ -7,15 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use clap::{Subcommand, ValueEnum};
-use orbital_cas::Store;
-use orbital_core::ProjectConfig;
 use orbital_core::config::INSTALLED_PREFIX;
-use orbital_plugins::{Limits, Plugin, PluginHost};
-use orbital_runner::Component;
-use serde::Serialize;
+use orbital_engine::{Described, Engine};
 
 use crate::diagnostics::Failure;
-use crate::session::{components, state_dir};
 use crate::{Cli, report};
 
 /// The WASM target plugins build for.
@@ -64,20 +59,8 @@ pub(crate) enum PluginKind {
     Macros,
 }
 
-/// What a loaded component says about itself.
-#[derive(Debug, Serialize)]
-struct Described {
-    kind: &'static str,
-    name: String,
-    version: String,
-    description: String,
-    /// The strategy a materialization provides, or the URL schemes of an adapter.
-    provides: String,
-    hash: String,
-    source: String,
-}
-
-pub(crate) fn command(
+pub(crate) async fn command(
+    engine: &Engine,
     cli: &Cli,
     command: &PluginCommand,
     output: &report::Output,
@@ -105,77 +88,46 @@ pub(crate) fn command(
                 copy_component(&wasm, out)?;
                 wasm.clone_from(out);
             }
-            let described = Describer::new()?
-                .describe(&Component::read(&wasm)?, &wasm.display().to_string())?;
+            let described = engine.describe_file(&wasm).await?;
             print(output, serde_json::json!({ "built": described }), || {
-                format!("Built {}\n{}", wasm.display(), described.line())
+                format!("Built {}\n{}", wasm.display(), line(&described))
             });
         }
         PluginCommand::Install { file } => {
-            let component = Component::read(file)?;
-            let described = Describer::new()?.describe(&component, &file.display().to_string())?;
-            let config = ProjectConfig::load(&cli.project)?;
-            let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
-            store.write(|w| w.put_plugin(&component.bytes))?;
+            let described = engine.install_plugin(&cli.project, file).await?;
             print(
                 output,
                 serde_json::json!({ "installed": described }),
                 || {
                     format!(
                         "Installed {}\nList it in orbital.toml to use it:\n  [plugins]\n  components = [\"{}\"]",
-                        described.line(),
+                        line(&described),
                         described.hash
                     )
                 },
             );
         }
         PluginCommand::List => {
-            let config = ProjectConfig::load(&cli.project)?;
-            let store = Store::open(&state_dir(&cli.project, &config).join("state.redb"))?;
-            let loaded = components(&cli.project, &config, &store)?;
-            let mut shown: Vec<(Component, String)> = loaded
-                .iter()
-                .map(|c| (c.clone(), c.label.clone()))
-                .collect();
-            // Installed but not in orbital.toml: shown, so they can be found.
-            for hash in store.plugins()? {
-                if loaded.iter().any(|c| c.hash == hash) {
-                    continue;
-                }
-                if let Some(bytes) = store.plugin(&hash)? {
-                    let component = Component::new(String::new(), bytes, false);
-                    shown.push((component, "installed, not in orbital.toml".into()));
-                }
-            }
-            let describer = Describer::new()?;
-            let listed = shown
-                .iter()
-                .map(|(component, source)| describer.describe(component, source))
-                .collect::<Result<Vec<_>, _>>()?;
+            let listed = engine.list_plugins(&cli.project).await?;
             print(output, serde_json::json!({ "plugins": listed }), || {
-                listed
-                    .iter()
-                    .map(Described::line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                listed.iter().map(line).collect::<Vec<_>>().join("\n")
             });
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-impl Described {
-    fn line(&self) -> String {
-        format!(
-            "{:<16} {:<32} {:<10} provides {:<20} {} ({})",
-            self.kind,
-            self.name,
-            self.version,
-            self.provides,
-            &self.hash[..INSTALLED_PREFIX.len() + 12],
-            self.source
-        )
-    }
+/// One line of `orbital plugin list`.
+fn line(described: &Described) -> String {
+    format!(
+        "{:<16} {:<32} {:<10} provides {:<20} {} ({})",
+        described.kind,
+        described.name,
+        described.version,
+        described.provides,
+        &described.hash[..INSTALLED_PREFIX.len() + 12],
+        described.source
+    )
 }
 
 fn print(output: &report::Output, json: serde_json::Value, human: impl FnOnce() -> String) {
@@ -183,63 +135,6 @@ fn print(output: &report::Output, json: serde_json::Value, human: impl FnOnce() 
         println!("{json}");
     } else {
         println!("{}", human());
-    }
-}
-
-/// Loads components to ask them who they are: one plugin host for all.
-struct Describer {
-    runtime: tokio::runtime::Runtime,
-    host: PluginHost,
-}
-
-impl Describer {
-    fn new() -> Result<Self, Failure> {
-        let limits = Limits {
-            cache_dir: crate::cache_dir(),
-            ..Limits::default()
-        };
-        Ok(Self {
-            runtime: crate::async_runtime()?,
-            host: PluginHost::new(limits).map_err(orbital_runner::RunnerError::from)?,
-        })
-    }
-
-    fn describe(&self, component: &Component, source: &str) -> Result<Described, Failure> {
-        let plugin = self
-            .runtime
-            .block_on(self.host.load(source, component.bytes.clone()));
-        // A file that is not a plugin is the user's to fix (exit 2), unlike a
-        // plugin failing while it runs.
-        let plugin = plugin.map_err(|e| match e {
-            orbital_plugins::PluginError::Load { .. } => Failure::Usage(e.to_string()),
-            other => orbital_runner::RunnerError::from(other).into(),
-        })?;
-        let (kind, info, provides) = match plugin {
-            Plugin::Adapter(adapter) => (
-                "adapter",
-                adapter.info.plugin.clone(),
-                adapter.info.url_schemes.join(", "),
-            ),
-            Plugin::Materialization(m) => ("materialization", m.info.clone(), m.strategy.clone()),
-            Plugin::Macros(m) => (
-                "macros",
-                m.info.clone(),
-                m.signatures
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        };
-        Ok(Described {
-            kind,
-            name: info.name,
-            version: info.version,
-            description: info.description,
-            provides,
-            hash: format!("{INSTALLED_PREFIX}{}", component.hash),
-            source: source.to_string(),
-        })
     }
 }
 

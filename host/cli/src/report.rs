@@ -1,17 +1,14 @@
 //! Human and JSON output: listings, compiled SQL, progress and the run summary.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use orbital_core::Hash;
 use orbital_core::plan::{Action, Change, Repair};
 use orbital_core::{Dag, NodeId};
-use orbital_runner::{Assignments, Event, NodeResult, RunOptions, Runtime, Status};
-
-use crate::diagnostics::Failure;
+use orbital_engine::{Collected, Event, NodeResult, PlanReport, Promoted, RunRecord, Status};
 
 const DOTS_TO: usize = 56;
 
@@ -107,66 +104,66 @@ impl Output {
         }
     }
 
-    /// Runs the nodes, showing a progress bar and one line per finished node.
-    pub async fn run(
+    /// Shows a run's events as they come: a progress bar and one line per
+    /// finished node. Returns each finished node's file, by name, for the
+    /// summary.
+    pub async fn progress(
         &self,
-        runtime: Option<Arc<Runtime>>,
-        database: orbital_runner::Warehouse,
-        dag: Arc<Dag>,
-        selection: &[NodeId],
-        assignments: Arc<Assignments>,
-        options: &RunOptions,
-    ) -> Vec<NodeResult> {
-        let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let total = selection.len();
+        mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    ) -> HashMap<String, String> {
+        let mut paths = HashMap::new();
         let bar = if self.json || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
-            ProgressBar::new(total as u64)
+            ProgressBar::new(0)
         };
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        if !self.json {
-            println!(
-                "Running {} on {} thread{}",
-                counts(&dag, selection),
-                options.threads,
-                if options.threads == 1 { "" } else { "s" }
-            );
-        }
-        let work = orbital_runner::execute(
-            runtime,
-            database,
-            dag.clone(),
-            selection,
-            assignments,
-            options,
-            sender,
-        );
-        let show = async {
-            let (mut done, mut running) = (0, Vec::new());
-            while let Some(event) = events.recv().await {
-                match event {
-                    Event::Started { id } => running.push(dag.nodes[id].name.clone()),
-                    Event::Finished(result) => {
-                        running.retain(|n| n != &result.name);
-                        done += 1;
-                        bar.inc(1);
-                        if !self.json {
-                            let line = self.result_line(done, total, &result);
-                            bar.suspend(|| println!("{line}"));
-                        }
+        let (mut done, mut total, mut running) = (0, 0, Vec::new());
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::RunStarted {
+                    threads,
+                    seeds,
+                    models,
+                    tests,
+                    ..
+                } => {
+                    total = seeds + models + tests;
+                    bar.set_length(total as u64);
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    if !self.json {
+                        println!(
+                            "Running {} on {threads} thread{}",
+                            counts(seeds, models, tests),
+                            if threads == 1 { "" } else { "s" }
+                        );
                     }
                 }
-                bar.set_message(running.join(", "));
+                Event::NodeStarted { node, .. } => running.push(node),
+                Event::NodeFinished { path, result, .. } => {
+                    running.retain(|n| n != &result.name);
+                    done += 1;
+                    bar.inc(1);
+                    if !self.json {
+                        let line = self.result_line(done, total, &result);
+                        bar.suspend(|| println!("{line}"));
+                    }
+                    paths.insert(result.name, path);
+                }
+                Event::RunQueued { environment, .. } if !self.json => {
+                    bar.suspend(|| {
+                        eprintln!("Waiting for another run on environment `{environment}`...")
+                    });
+                }
+                _ => {}
             }
-        };
-        let (results, ()) = tokio::join!(work, show);
+            bar.set_message(running.join(", "));
+        }
         bar.finish_and_clear();
-        results
+        paths
     }
 
     fn result_line(&self, index: usize, total: usize, result: &NodeResult) -> String {
@@ -183,6 +180,7 @@ impl Output {
             Status::Pass => ("PASS", Paint::Green, "pass".to_string()),
             Status::Fail => ("FAIL", Paint::Red, result.message.clone()),
             Status::Warn => ("WARN", Paint::Yellow, result.message.clone()),
+            Status::Cancelled => ("CANCEL", Paint::Yellow, "cancelled".to_string()),
         };
         let what = format!("{} {} ", result.kind, result.relation);
         let dots = ".".repeat(DOTS_TO.saturating_sub(what.len()).max(3));
@@ -194,7 +192,12 @@ impl Output {
         )
     }
 
-    pub fn summary(&self, dag: &Dag, results: &[NodeResult], elapsed: Duration) {
+    pub fn summary(
+        &self,
+        paths: &HashMap<String, String>,
+        results: &[NodeResult],
+        elapsed: Duration,
+    ) {
         let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         if self.json {
             emit_json(&serde_json::json!({ "results": results, "elapsed_ms": elapsed_ms }));
@@ -218,10 +221,7 @@ impl Output {
             println!();
             println!("{}", self.paint("Errors:", Paint::Red));
             for failure in failures {
-                let path = dag
-                    .find(&failure.name)
-                    .map(|id| dag.nodes[id].path.display().to_string())
-                    .unwrap_or_default();
+                let path = paths.get(&failure.name).cloned().unwrap_or_default();
                 println!(
                     "  {} `{}` ({path}): {}",
                     failure.kind,
@@ -236,8 +236,12 @@ impl Output {
             0 => String::new(),
             n => format!(" REPAIRED={n}"),
         };
+        let cancelled = match count(Status::Cancelled) {
+            0 => String::new(),
+            n => format!(" CANCELLED={n}"),
+        };
         let done = format!(
-            "Done. PASS={pass} REUSE={reuse}{repaired} WARN={warn} ERROR={error} SKIP={skip} TOTAL={}",
+            "Done. PASS={pass} REUSE={reuse}{repaired} WARN={warn} ERROR={error} SKIP={skip}{cancelled} TOTAL={}",
             results.len()
         );
         println!(
@@ -247,41 +251,13 @@ impl Output {
     }
 }
 
-/// What `orbital plan` shows for one node.
-#[derive(serde::Serialize)]
-pub struct PlanEntry {
-    pub name: String,
-    pub kind: &'static str,
-    pub change: Change,
-    pub action: Action,
-    pub fingerprint: Hash,
-    /// For `continue`: the fingerprint whose table the build continues.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub continues: Option<Hash>,
-    /// Where the warehouse disagrees with the state store.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repair: Option<orbital_core::plan::Repair>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<String>,
-    pub affects: Vec<String>,
-}
-
 impl Output {
-    pub fn plan(&self, environment: &str, entries: &[PlanEntry], removed: &[String]) {
+    pub fn plan(&self, report: &PlanReport) {
         if self.json {
-            #[derive(serde::Serialize)]
-            struct PlanJson<'a> {
-                environment: &'a str,
-                nodes: &'a [PlanEntry],
-                removed: &'a [String],
-            }
-            emit_json(&PlanJson {
-                environment,
-                nodes: entries,
-                removed,
-            });
+            emit_json(report);
             return;
         }
+        let (environment, entries, removed) = (&report.environment, &report.nodes, &report.removed);
         let count = |change| entries.iter().filter(|e| e.change == change).count();
         println!(
             "Plan for environment `{environment}`: {} added, {} modified, {} affected downstream, {} removed, {} unchanged",
@@ -354,7 +330,13 @@ impl Output {
         }
     }
 
-    pub fn promoted(&self, from: &str, to: &str, moved: usize, dropped: usize) {
+    pub fn promoted(&self, promoted: &Promoted) {
+        let (from, to, moved, dropped) = (
+            &promoted.from,
+            &promoted.to,
+            promoted.promoted,
+            promoted.removed,
+        );
         if self.json {
             println!(
                 "{}",
@@ -368,13 +350,13 @@ impl Output {
         }
     }
 
-    pub fn garbage(
-        &self,
-        dropped: &[(Hash, orbital_cas::BuildRecord)],
-        objects: usize,
-        parses: usize,
-        dry_run: bool,
-    ) {
+    pub fn garbage(&self, collected: &Collected) {
+        let (dropped, objects, parses, dry_run) = (
+            &collected.relations,
+            collected.objects,
+            collected.parses,
+            collected.dry_run,
+        );
         if self.json {
             let relations: Vec<serde_json::Value> = dropped
                 .iter()
@@ -409,7 +391,7 @@ impl Output {
         );
     }
 
-    pub fn runs(&self, runs: &[orbital_cas::RunRecord]) {
+    pub fn runs(&self, runs: &[RunRecord]) {
         if self.json {
             emit_json(&serde_json::json!({ "runs": runs }));
             return;
@@ -418,22 +400,27 @@ impl Output {
             println!("No runs recorded yet.");
         }
         for run in runs {
-            let failed = run.nodes.iter().filter(|n| n.status == "error").count();
+            let failed = run.nodes.iter().filter(|n| n.status.failed()).count();
             println!(
-                "#{} {} {} (target {}, environment {}) {} nodes, {} failed, {:.2}s",
+                "#{} {} {} (target {}, environment {}) {}: {} nodes, {} failed, {:.2}s{}",
                 run.id,
                 run.started_at,
                 run.command,
                 run.target,
                 run.environment,
+                json_word(&run.status),
                 run.nodes.len(),
                 failed,
-                run.elapsed_ms as f64 / 1000.0
+                run.elapsed_ms as f64 / 1000.0,
+                run.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             );
             for node in &run.nodes {
                 println!(
                     "    {:<8} {:<32} {:>8.2}s {}{}",
-                    node.status,
+                    json_word(&node.status),
                     node.name,
                     node.duration_ms as f64 / 1000.0,
                     node.fingerprint.map(|f| f.short()).unwrap_or_default(),
@@ -449,20 +436,21 @@ impl Output {
 
 /// A model's SQL as users read it: references by their relation names.
 fn user_sql(dag: &Dag, id: NodeId) -> Option<String> {
-    orbital_core::compile::render_model(dag, id, |dep| dag.nodes[dep].relation.quoted())
+    orbital_engine::user_sql(dag, id)
 }
 
-fn counts(dag: &Dag, selection: &[NodeId]) -> String {
-    let count = |kind: &str| {
-        selection
-            .iter()
-            .filter(|id| dag.nodes[**id].kind_name() == kind)
-            .count()
-    };
+/// How a serde enum names `value` (its JSON string).
+fn json_word(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn counts(seeds: usize, models: usize, tests: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let parts: Vec<String> = ["seed", "model", "test"]
+    let parts: Vec<String> = [(seeds, "seed"), (models, "model"), (tests, "test")]
         .into_iter()
-        .map(|kind| (count(kind), kind))
         .filter(|(n, _)| *n > 0)
         .map(|(n, kind)| plural(n, kind))
         .collect();
@@ -483,38 +471,6 @@ fn node_json(dag: &Dag, id: NodeId) -> serde_json::Value {
         "tags": node.tags,
         "depends_on": node.depends_on.iter().map(|d| dag.nodes[*d].name.clone()).collect::<Vec<_>>(),
     })
-}
-
-/// Writes each selected model's SQL to `out_dir/<model path>`, replacing the
-/// folder only once everything is written.
-pub fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usize, Failure> {
-    let staging = out_dir.with_extension("partial");
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Failure::Write { path, source }
-    };
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(write_error(&staging))?;
-    }
-    let mut written = 0;
-    for &id in selection {
-        let node = &dag.nodes[id];
-        let Some(sql) = user_sql(dag, id) else {
-            continue;
-        };
-        let file: PathBuf = staging.join(&node.path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(write_error(parent))?;
-        }
-        std::fs::write(&file, format!("{sql}\n")).map_err(write_error(&file))?;
-        written += 1;
-    }
-    std::fs::create_dir_all(&staging).map_err(write_error(&staging))?;
-    if out_dir.exists() {
-        std::fs::remove_dir_all(out_dir).map_err(write_error(out_dir))?;
-    }
-    std::fs::rename(&staging, out_dir).map_err(write_error(out_dir))?;
-    Ok(written)
 }
 
 /// Writes `value` and a newline to stdout through one buffer: stdout's own

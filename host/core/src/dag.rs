@@ -21,6 +21,16 @@ pub struct RelationName {
     pub identifier: String,
 }
 
+/// `schema.identifier`, unquoted: how messages and listings name it.
+impl std::fmt::Display for RelationName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.identifier),
+            None => f.write_str(&self.identifier),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum NodeKind {
     Seed(SeedConfig),

@@ -143,6 +143,29 @@ fn render_many(errors: &[Error]) -> String {
 }
 
 impl Error {
+    /// A stable, machine-readable code, e.g. `project.parse` (docs/errors.md).
+    pub fn code(&self) -> &'static str {
+        use Error as E;
+        match self {
+            E::Io { .. } => "project.io",
+            E::NoProject { .. } => "project.missing",
+            E::Config { .. } => "project.config",
+            E::Syntax { .. } => "project.parse",
+            E::InvalidModel { .. } => "project.model",
+            E::Writes { .. } => "project.writes",
+            E::UnknownRelation { .. } => "project.unknown_relation",
+            E::Macro { .. } => "project.macro",
+            E::Cycle { .. } => "project.cycle",
+            E::Duplicate { .. } => "project.duplicate",
+            E::Csv { .. } => "seed.csv",
+            E::UnknownTarget { .. } => "target.unknown",
+            E::Selector { .. } => "selector.unknown",
+            E::Unbuilt { .. } => "plan.unbuilt",
+            E::MissingUpstream { .. } => "plan.missing_upstream",
+            E::Environment { .. } => "environment.name",
+            E::Many(errors) => errors.first().map_or("project.invalid", Error::code),
+        }
+    }
     /// Where in a project file the error points, if anywhere.
     pub fn location(&self) -> Option<&Location> {
         match self {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use orbital_core::dag::RelationName;
-use orbital_plugins::types::{DbError, Value};
+use orbital_plugin_host::types::{DbError, Value};
 
 use crate::database::{Warehouse, plain};
 

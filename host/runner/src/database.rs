@@ -15,8 +15,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orbital_plugins::types::{Column, DbError, LogLevel, RowSet, Statement, Value};
-use orbital_plugins::{BoxFuture, Database};
+use orbital_plugin_host::types::{Column, DbError, LogLevel, RowSet, Statement, Value};
+use orbital_plugin_host::{BoxFuture, Database};
+
+pub use crate::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
@@ -72,13 +74,81 @@ impl Drop for RunLock {
     }
 }
 
+/// The code a statement of a cancelled run fails with (PostgreSQL's
+/// `query_canceled`, also used for SQLite's interrupt).
+pub const CANCELLED: &str = "57014";
+
 /// How long a statement waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The target database, shared by every task.
+/// The target database, shared by every task and every run of a process.
+/// A clone made by [`Warehouse::for_run`] speaks for one run: its
+/// statements carry the run's tag and [`Warehouse::interrupt`] stops them.
 #[derive(Clone)]
 pub struct Warehouse {
     backend: Backend,
+    run: RunTag,
+    interrupts: Arc<Interrupts>,
+}
+
+/// Which run a handle's statements belong to.
+#[derive(Clone, Default)]
+struct RunTag {
+    /// 0: no run (commands that only read or publish).
+    id: u64,
+    /// `/* orbital run ... */ `: what PostgreSQL shows in pg_stat_activity,
+    /// and what a cancel looks for there.
+    comment: Option<Arc<str>>,
+    interrupt: orbital_plugin_host::Interrupt,
+}
+
+/// What a cancelled run's statements are stopped by.
+#[derive(Default)]
+struct Interrupts {
+    /// Tells this process's runs apart from other processes' on a server.
+    nonce: String,
+    /// SQLite: the run whose statement holds the one connection, and the
+    /// run being cancelled; SQLite's progress handler (every
+    /// [`PROGRESS_STEPS`] VM steps) stops the statement when they match.
+    sqlite_owner: std::sync::atomic::AtomicU64,
+    sqlite_stop: std::sync::atomic::AtomicU64,
+}
+
+/// How many SQLite VM steps run between checks for a cancel: about a
+/// millisecond of work, and no measurable cost.
+const PROGRESS_STEPS: std::ffi::c_int = 10_000;
+
+/// SQLite's progress callback: non-zero interrupts the statement.
+extern "C" fn sqlite_progress(context: *mut std::ffi::c_void) -> std::ffi::c_int {
+    use std::sync::atomic::Ordering;
+    // SAFETY: `context` is an `Interrupts` leaked for the connection's life
+    // (`install_progress_handler`), so it is valid for every call.
+    let interrupts = unsafe { &*(context as *const Interrupts) };
+    let owner = interrupts.sqlite_owner.load(Ordering::SeqCst);
+    std::ffi::c_int::from(owner != 0 && owner == interrupts.sqlite_stop.load(Ordering::SeqCst))
+}
+
+/// Installs [`sqlite_progress`] on a new connection. The callback's context
+/// is one reference to `interrupts`, leaked: the connection may outlive
+/// every `Warehouse` handle (the pool closes it on its own thread), and a
+/// process opens few connections.
+async fn install_progress_handler(
+    connection: &mut sqlx::SqliteConnection,
+    interrupts: &Arc<Interrupts>,
+) -> Result<(), sqlx::Error> {
+    let mut handle = connection.lock_handle().await?;
+    let context = Arc::into_raw(interrupts.clone()) as *mut std::ffi::c_void;
+    // SAFETY: the handle is locked (no statement runs on it meanwhile) and
+    // valid; the context lives forever (above).
+    unsafe {
+        libsqlite3_sys::sqlite3_progress_handler(
+            handle.as_raw_handle().as_ptr(),
+            PROGRESS_STEPS,
+            Some(sqlite_progress),
+            context,
+        );
+    }
+    Ok(())
 }
 
 /// SQLite: one connection, because SQLite runs one writer at a time anyway,
@@ -239,43 +309,61 @@ impl Warehouse {
     /// Connects to the database `url` names: a `sqlite://` file (created if
     /// needed; a relative path is relative to `base`) or a `postgres://`
     /// server, whose transient connection failures are retried with backoff.
-    pub async fn open(url: &str, base: &Path, threads: usize) -> Result<Self, String> {
+    pub async fn open(url: &str, base: &Path, threads: usize) -> Result<Self, DatabaseError> {
+        let interrupts = Arc::new(Interrupts {
+            nonce: new_warehouse_id()[..12].to_string(),
+            ..Interrupts::default()
+        });
         if is_postgres(url) {
             return postgres::connect(url, threads)
                 .await
                 .map(|(pool, first)| Self {
                     backend: Backend::Postgres(connections::Connections::new(pool, first)),
+                    run: RunTag::default(),
+                    interrupts,
                 });
         }
-        let path = url
-            .strip_prefix("sqlite://")
-            .ok_or_else(|| format!("`{url}` is neither a sqlite:// nor a postgres:// URL"))?;
+        let path = url.strip_prefix("sqlite://").ok_or_else(|| {
+            DatabaseError::Url(format!(
+                "`{url}` is neither a sqlite:// nor a postgres:// URL"
+            ))
+        })?;
         if path.is_empty() {
-            return Err("the sqlite:// URL names no file".into());
+            return Err(DatabaseError::Url("the sqlite:// URL names no file".into()));
         }
         let in_memory = path == ":memory:";
         let options = if in_memory {
-            SqliteConnectOptions::from_str("sqlite::memory:").map_err(|e| e.to_string())?
+            SqliteConnectOptions::from_str("sqlite::memory:").map_err(|e| {
+                DatabaseError::Server {
+                    message: e.to_string(),
+                    source: Some(e),
+                }
+            })?
         } else {
             let file = base.join(path);
             // SQLite's own word for these is "unable to open database
             // file", naming nothing: say which file, and why.
             if file.is_dir() {
-                return Err(format!(
+                return Err(DatabaseError::Url(format!(
                     "{} is a directory, not a SQLite database file",
                     file.display()
-                ));
+                )));
             }
             if file.exists() {
                 std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(&file)
-                    .map_err(|e| format!("cannot open {} for writing: {e}", file.display()))?;
+                    .map_err(|source| DatabaseError::File {
+                        message: format!("cannot open {} for writing", file.display()),
+                        source,
+                    })?;
             }
             if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(|source| DatabaseError::File {
+                    message: format!("cannot create {}", parent.display()),
+                    source,
+                })?;
             }
             SqliteConnectOptions::new()
                 .filename(file)
@@ -284,11 +372,18 @@ impl Warehouse {
         };
         // Lazy: a command that needs nothing of the file but the warehouse
         // id it already knows (see `file_identity`) never opens it.
+        let handler = interrupts.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_connect(move |connection, _| {
+                let interrupts = handler.clone();
+                Box::pin(async move { install_progress_handler(connection, &interrupts).await })
+            })
             .connect_lazy_with(options.busy_timeout(BUSY_TIMEOUT));
         Ok(Self {
             backend: Backend::Sqlite(pool),
+            run: RunTag::default(),
+            interrupts,
         })
     }
 
@@ -351,6 +446,94 @@ impl Warehouse {
         matches!(self.backend, Backend::Sqlite(_))
     }
 
+    /// This warehouse as run `id` speaks to it: its statements are tagged
+    /// with the run, and stop once `interrupt` is set and
+    /// [`Warehouse::interrupt`] is called.
+    pub fn for_run(&self, id: u64, interrupt: orbital_plugin_host::Interrupt) -> Self {
+        let comment = format!("/* orbital run {id} {} */ ", self.interrupts.nonce);
+        Self {
+            run: RunTag {
+                id,
+                comment: Some(comment.into()),
+                interrupt,
+            },
+            ..self.clone()
+        }
+    }
+
+    /// Stops this handle's run: no statement of it starts any more, and
+    /// those running are cancelled on the server (PostgreSQL:
+    /// `pg_cancel_backend`; SQLite: the progress handler). Call it again
+    /// while the run's tasks are still finishing: a statement on its way
+    /// to the server when it was first called is caught the next time.
+    pub async fn interrupt(&self) -> Result<(), DbError> {
+        use std::sync::atomic::Ordering;
+        self.run.interrupt.interrupt();
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                self.interrupts
+                    .sqlite_stop
+                    .store(self.run.id, Ordering::SeqCst);
+                Ok(())
+            }
+            Backend::Postgres(_) => {
+                let Some(comment) = &self.run.comment else {
+                    return Ok(());
+                };
+                // The cancel runs untagged, on a connection of its own if the
+                // run's are all busy.
+                let untagged = Self {
+                    run: RunTag::default(),
+                    ..self.clone()
+                };
+                let mut cancel = plain(
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                     AND state = 'active' AND starts_with(query, $1)",
+                );
+                cancel.params = vec![Value::Text(comment.to_string())];
+                untagged.query_once(&cancel).await.map_err(|f| f.error)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The flag that stops this handle's run's plugin calls.
+    pub(crate) fn interrupt_flag(&self) -> &orbital_plugin_host::Interrupt {
+        &self.run.interrupt
+    }
+
+    /// Refuses a statement of a cancelled run before it starts.
+    fn check_interrupt(&self) -> Result<(), Failed> {
+        if self.run.interrupt.is_set() {
+            return Err(Failed::from(DbError {
+                message: "canceling statement: the run was cancelled".into(),
+                code: Some(CANCELLED.into()),
+                transient: false,
+            }));
+        }
+        Ok(())
+    }
+
+    /// `statement` as this handle sends it: tagged with its run on PostgreSQL.
+    fn tagged<'a>(&self, statement: &'a Statement) -> std::borrow::Cow<'a, Statement> {
+        match (&self.backend, &self.run.comment) {
+            (Backend::Postgres(_), Some(comment)) => std::borrow::Cow::Owned(Statement {
+                sql: format!("{comment}{}", statement.sql),
+                params: statement.params.clone(),
+            }),
+            _ => std::borrow::Cow::Borrowed(statement),
+        }
+    }
+
+    /// Marks SQLite's one connection as serving this handle's run, for the
+    /// progress handler.
+    fn own(&self) {
+        self.interrupts
+            .sqlite_owner
+            .store(self.run.id, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// A handle for one task.
     pub fn for_task(&self, model: &str) -> Arc<TaskDatabase> {
         Arc::new(TaskDatabase {
@@ -385,8 +568,14 @@ impl Warehouse {
     }
 
     async fn execute_once(&self, statement: &Statement) -> Result<u64, Failed> {
+        self.check_interrupt()?;
+        let statement = &*self.tagged(statement);
         match &self.backend {
-            Backend::Sqlite(pool) => run_on!(sqlite, pool, statement).map_err(failed),
+            Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.map_err(failed)?;
+                self.own();
+                run_on!(sqlite, &mut *connection, statement).map_err(failed)
+            }
             Backend::Postgres(connections) => {
                 let mut lease = connections.acquire().await.map_err(failed)?;
                 let result = run_on!(postgres, &mut *lease, statement).map_err(failed);
@@ -396,11 +585,15 @@ impl Warehouse {
     }
 
     async fn query_once(&self, statement: &Statement) -> Result<RowSet, Failed> {
+        self.check_interrupt()?;
+        let statement = &*self.tagged(statement);
         let sql = AssertSqlSafe(statement.sql.clone());
         match &self.backend {
             Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.map_err(failed)?;
+                self.own();
                 let rows = sqlx::query_with(sql, sqlite::bind(&statement.params)?)
-                    .fetch_all(pool)
+                    .fetch_all(&mut *connection)
                     .await
                     .map_err(failed)?;
                 Ok(sqlite::row_set(&rows))
@@ -418,14 +611,17 @@ impl Warehouse {
     }
 
     async fn transaction_once(&self, statements: &[Statement]) -> Result<Vec<u64>, Failed> {
+        self.check_interrupt()?;
         let mut affected = Vec::with_capacity(statements.len());
         // On error a transaction rolls back when dropped.
         match &self.backend {
             Backend::Sqlite(pool) => {
-                let mut transaction = pool
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(failed_before_commit)?;
+                let mut connection = pool.acquire().await.map_err(failed_before_commit)?;
+                self.own();
+                let mut transaction =
+                    sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+                        .await
+                        .map_err(failed_before_commit)?;
                 for statement in statements {
                     affected.push(
                         run_on!(sqlite, &mut *transaction, statement)
@@ -441,6 +637,7 @@ impl Warehouse {
                         .await
                         .map_err(failed_before_commit)?;
                     for statement in statements {
+                        let statement = &*self.tagged(statement);
                         affected.push(
                             run_on!(postgres, &mut *transaction, statement)
                                 .map_err(failed_before_commit)?,
@@ -845,7 +1042,8 @@ mod postgres_tests {
         let error = Warehouse::open(&wrong_password, Path::new("."), 1)
             .await
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(error.contains("refused the credentials"), "{error}");
         assert!(!error.contains("not-the-password"), "{error}");
         let unknown = format!(
@@ -855,13 +1053,15 @@ mod postgres_tests {
         let error = Warehouse::open(&unknown, Path::new("."), 1)
             .await
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(error.contains("does not exist"), "{error}");
         let closed = "postgres://orbital:orbital@127.0.0.1:1/postgres";
         let error = Warehouse::open(closed, Path::new("."), 1)
             .await
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(
             error.contains("cannot reach the PostgreSQL server"),
             "{error}"

@@ -8,13 +8,14 @@ use orbital_core::dag::RelationName;
 use orbital_core::data_test::Severity;
 use orbital_core::plan::{Action, Repair};
 use orbital_core::{Dag, NodeId};
-use orbital_plugins::types::{ModelTask, Relation, Value};
+use orbital_plugin_host::types::{ModelTask, Relation, Value};
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::database::Warehouse;
-use crate::plugins::Runtime;
+use crate::plugins::LoadedPlugins;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -25,6 +26,8 @@ pub struct RunOptions {
     /// When the run started, RFC 3339 in UTC: what the run record says and
     /// what materializations (snapshots) stamp rows with.
     pub started_at: String,
+    /// Stops the run: see [`execute`].
+    pub cancel: CancellationToken,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,6 +44,8 @@ pub enum Status {
     Fail,
     /// A data test of severity `warn` that found failing rows.
     Warn,
+    /// Stopped by the run's cancellation while it ran.
+    Cancelled,
 }
 
 /// What to do with one selected node.
@@ -97,16 +102,21 @@ pub enum Event {
     Finished(NodeResult),
 }
 
-/// Runs `selection` (in topological order) and returns one result per node,
-/// in that order. Nodes outside the selection are taken as already built.
-/// `runtime` may be `None` when no node needs building; data tests query
-/// `database` directly.
+/// Runs `selection` (in topological order) and returns one result per node
+/// that started or was skipped, in that order. Nodes outside the selection
+/// are taken as already built. `plugins` may be `None` when no node needs
+/// building; data tests query `database` (the run's handle,
+/// [`Warehouse::for_run`]) directly.
 ///
 /// A selected test of a model also holds back the selected nodes built from
 /// that model (unless the test reads them), which are skipped if it fails:
 /// what `orbital build` promises.
+///
+/// Once `options.cancel` fires, no node starts, and the running ones are stopped:
+/// their plugin calls at the next epoch tick, their statements on the
+/// server. They end `cancelled`; nodes that never started have no result.
 pub async fn execute(
-    runtime: Option<Arc<Runtime>>,
+    plugins: Option<Arc<LoadedPlugins>>,
     database: Warehouse,
     dag: Arc<Dag>,
     selection: &[NodeId],
@@ -114,13 +124,18 @@ pub async fn execute(
     options: &RunOptions,
     events: UnboundedSender<Event>,
 ) -> Vec<NodeResult> {
+    let cancel = &options.cancel;
     let mut schedule = Schedule::new(&dag, selection);
     let mut results: Vec<Option<NodeResult>> = vec![None; dag.nodes.len()];
     let mut running = JoinSet::new();
     let mut task_nodes = HashMap::new();
+    let mut interrupter: Option<tokio::task::JoinHandle<()>> = None;
 
     loop {
-        while running.len() < options.threads.max(1) {
+        if cancel.is_cancelled() && interrupter.is_none() {
+            interrupter = Some(tokio::spawn(interrupt_until_done(database.clone())));
+        }
+        while running.len() < options.threads.max(1) && !cancel.is_cancelled() {
             let Some(id) = schedule.ready.pop_front() else {
                 break;
             };
@@ -133,7 +148,7 @@ pub async fn execute(
             }
             let _ = events.send(Event::Started { id });
             let context = Context {
-                runtime: runtime.clone(),
+                plugins: plugins.clone(),
                 database: database.clone(),
                 dag: dag.clone(),
                 assignments: assignments.clone(),
@@ -142,23 +157,50 @@ pub async fn execute(
             let task = running.spawn(async move { context.run_node(id).await });
             task_nodes.insert(task.id(), id);
         }
-        let Some(joined) = running.join_next_with_id().await else {
+        if running.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            joined = running.join_next_with_id() => joined,
+            () = cancel.cancelled(), if interrupter.is_none() => continue,
+        };
+        let Some(joined) = joined else {
             break;
         };
-        let result = match joined {
+        let mut result = match joined {
             Ok((_, result)) => result,
             // A panic in the host is a bug; it fails this node only.
             Err(e) => internal_error(&dag, task_nodes[&e.id()], &e),
         };
+        if cancel.is_cancelled() && matches!(result.status, Status::Error | Status::Fail) {
+            result.status = Status::Cancelled;
+            result.error = Some("cancelled while it ran".into());
+        }
         let _ = events.send(Event::Finished(result.clone()));
         schedule.release(&dag, &result);
         let id = result.id;
         results[id] = Some(result);
     }
+    if let Some(interrupter) = interrupter {
+        interrupter.abort();
+    }
     selection
         .iter()
         .filter_map(|&id| results[id].take())
         .collect()
+}
+
+/// How often a cancelled run's statements are cancelled again while its
+/// tasks finish: one sent just as the first cancel ran is caught by the next.
+const INTERRUPT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+async fn interrupt_until_done(database: Warehouse) {
+    loop {
+        if let Err(e) = database.interrupt().await {
+            tracing::warn!("cannot cancel the run's statements: {}", e.message);
+        }
+        tokio::time::sleep(INTERRUPT_EVERY).await;
+    }
 }
 
 fn internal_error(dag: &Dag, id: NodeId, error: &tokio::task::JoinError) -> NodeResult {
@@ -216,7 +258,7 @@ impl Schedule {
             Status::Success | Status::Reused | Status::Pass | Status::Warn | Status::Skipped => {
                 self.blocked_by[id].clone()
             }
-            Status::Error | Status::Fail => Some(dag.nodes[id].name.clone()),
+            Status::Error | Status::Fail | Status::Cancelled => Some(dag.nodes[id].name.clone()),
         };
         let children = dag.children[id].iter().filter(|&&c| self.selected[c]);
         let held = self.gates.get(&id).into_iter().flatten();
@@ -292,7 +334,7 @@ fn relation_text(relation: &Relation) -> String {
 
 /// What one node task needs.
 struct Context {
-    runtime: Option<Arc<Runtime>>,
+    plugins: Option<Arc<LoadedPlugins>>,
     database: Warehouse,
     dag: Arc<Dag>,
     assignments: Arc<Assignments>,
@@ -428,13 +470,13 @@ impl Context {
         if !work.action.runs() {
             return Ok(Done::Reused);
         }
-        let Some(runtime) = &self.runtime else {
-            return Err("internal error: a build without a plugin runtime".into());
+        let Some(plugins) = &self.plugins else {
+            return Err("internal error: a build without loaded plugins".into());
         };
         let node = &self.dag.nodes[id];
         let target = wit_relation(&work.physical);
         let built = match node.as_model() {
-            None => crate::seed::load(runtime, node, target).await,
+            None => crate::seed::load(plugins, &self.database, node, target).await,
             Some(model) => {
                 // A full refresh rebuilds from scratch, whatever the plan continues.
                 let previous = work
@@ -452,14 +494,15 @@ impl Context {
                     full_refresh: self.options.full_refresh,
                     run_started_at: self.options.started_at.clone(),
                 };
-                match runtime.materializations.get(&model.config.materialized) {
-                    Some(materialization) => runtime
+                match plugins.materializations.get(&model.config.materialized) {
+                    Some(materialization) => plugins
                         .host
                         .materialize(
-                            &runtime.adapter,
+                            &plugins.adapter,
                             materialization,
-                            runtime.database.for_task(&node.name),
+                            self.database.for_task(&node.name),
                             &task,
+                            self.database.interrupt_flag(),
                         )
                         .await
                         .map(|outcome| (outcome.message, outcome.rows_affected))

@@ -21,8 +21,9 @@ mod publish;
 mod seed;
 
 pub use catalog::Catalog;
-pub use database::{RunLock, Warehouse};
-pub use error::RunnerError;
+pub use database::{CANCELLED, RunLock, Warehouse};
+pub use error::{DatabaseError, RunnerError};
 pub use execute::{Assignments, Event, NodeResult, RunOptions, Status, Work, execute};
-pub use plugins::{Component, Runtime, plugin_set_key};
+pub use plugins::{Component, LoadedPlugins, plugin_set_key};
 pub use publish::{Publish, drop_physical, ensure_schemas, publish};
+pub use tokio_util::sync::CancellationToken;

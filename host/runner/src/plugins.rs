@@ -1,11 +1,12 @@
-//! The runtime of one run: the plugin host, the loaded plugins and the pool.
+//! The plugins one run loaded: the adapter and the materializations, on the
+//! process's plugin host, with the run's database.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use orbital_core::{Hash, PluginHashes, Target};
-use orbital_plugins::{Adapter, Limits, Materialization, Plugin, PluginHost};
+use orbital_plugin_host::{Adapter, Materialization, Plugin, PluginHost};
 
 use crate::database::Warehouse;
 use crate::error::RunnerError;
@@ -61,8 +62,8 @@ pub fn plugin_set_key(components: &[Component], scheme: &str) -> Hash {
 type Candidate<T> = (bool, (Hash, T));
 
 /// Everything a run needs, shared by its tasks.
-pub struct Runtime {
-    pub(crate) host: PluginHost,
+pub struct LoadedPlugins {
+    pub(crate) host: Arc<PluginHost>,
     pub(crate) adapter: Adapter,
     pub(crate) materializations: BTreeMap<String, Materialization>,
     pub(crate) database: Warehouse,
@@ -70,20 +71,20 @@ pub struct Runtime {
     hashes: PluginHashes,
 }
 
-impl Runtime {
-    /// Loads every component (in parallel), picks the adapter for the
-    /// target's URL scheme and connects to the target.
+impl LoadedPlugins {
+    /// Loads every component (in parallel) on `host`, which compiles each
+    /// component once per process, and picks the adapter for the target's
+    /// URL scheme and the materialization of each strategy.
     pub async fn start(
         target_name: &str,
         target: &Target,
         project_root: &Path,
         components: Vec<Component>,
-        limits: Limits,
+        host: Arc<PluginHost>,
         database: Warehouse,
     ) -> Result<Arc<Self>, RunnerError> {
-        let host = PluginHost::new(limits)?;
         let loads = components.into_iter().map(|component| {
-            let host = &host;
+            let host = &*host;
             async move {
                 (
                     component.bundled,
@@ -179,10 +180,6 @@ impl Runtime {
 
     pub fn adapter_name(&self) -> &str {
         &self.adapter.info.plugin.name
-    }
-
-    pub async fn close(&self) {
-        self.database.close().await;
     }
 }
 

@@ -7,11 +7,11 @@
 //! touched here.
 
 use orbital_core::dag::RelationName;
-use orbital_plugins::types::{Relation, RelationKind, Statement, Value};
+use orbital_plugin_host::types::{Relation, RelationKind, Statement, Value};
 
 use crate::error::RunnerError;
 use crate::execute::wit_relation;
-use crate::plugins::Runtime;
+use crate::plugins::LoadedPlugins;
 
 /// One change to an environment.
 #[derive(Debug, Clone)]
@@ -26,11 +26,11 @@ pub enum Publish {
 }
 
 /// Applies `changes` in one transaction.
-pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), RunnerError> {
+pub async fn publish(plugins: &LoadedPlugins, changes: &[Publish]) -> Result<(), RunnerError> {
     if changes.is_empty() {
         return Ok(());
     }
-    let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
+    let mut dialect = plugins.host.adapter_session(&plugins.adapter).await?;
     // An environment's first view may be the first relation in its schema.
     let schemas: std::collections::BTreeSet<&String> = changes
         .iter()
@@ -49,7 +49,7 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
         let probe = dialect
             .call(async |d, s| d.call_relation_kind_query(s, &relation).await)
             .await?;
-        if let Some(kind) = existing_kind(runtime, &relation, probe).await? {
+        if let Some(kind) = existing_kind(plugins, &relation, probe).await? {
             statements.extend(
                 dialect
                     .call(async |d, s| d.call_drop_relation(s, &relation, kind).await)
@@ -65,22 +65,25 @@ pub async fn publish(runtime: &Runtime, changes: &[Publish]) -> Result<(), Runne
             );
         }
     }
-    in_one_transaction(runtime, statements).await
+    in_one_transaction(plugins, statements).await
 }
 
 /// Creates `schemas` where they do not exist (before building into them).
-pub async fn ensure_schemas(runtime: &Runtime, schemas: &[String]) -> Result<(), RunnerError> {
-    let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
+pub async fn ensure_schemas(
+    plugins: &LoadedPlugins,
+    schemas: &[String],
+) -> Result<(), RunnerError> {
+    let mut dialect = plugins.host.adapter_session(&plugins.adapter).await?;
     let statements = schema_statements(&mut dialect, schemas).await?;
     if statements.is_empty() {
         return Ok(());
     }
-    in_one_transaction(runtime, statements).await
+    in_one_transaction(plugins, statements).await
 }
 
 /// The adapter's statements creating each of `schemas` if it is missing.
 async fn schema_statements(
-    dialect: &mut orbital_plugins::AdapterSession,
+    dialect: &mut orbital_plugin_host::AdapterSession,
     schemas: impl IntoIterator<Item = &String>,
 ) -> Result<Vec<Statement>, RunnerError> {
     let mut statements = Vec::new();
@@ -95,10 +98,10 @@ async fn schema_statements(
 }
 
 async fn in_one_transaction(
-    runtime: &Runtime,
+    plugins: &LoadedPlugins,
     statements: Vec<Statement>,
 ) -> Result<(), RunnerError> {
-    runtime
+    plugins
         .database
         .transaction(statements)
         .await
@@ -110,7 +113,7 @@ async fn in_one_transaction(
 /// gone is skipped. The same drop-if-present as removing a node from an
 /// environment.
 pub async fn drop_physical(
-    runtime: &Runtime,
+    plugins: &LoadedPlugins,
     relations: &[RelationName],
 ) -> Result<(), RunnerError> {
     let removals: Vec<Publish> = relations
@@ -119,15 +122,15 @@ pub async fn drop_physical(
             relation: relation.clone(),
         })
         .collect();
-    publish(runtime, &removals).await
+    publish(plugins, &removals).await
 }
 
 async fn existing_kind(
-    runtime: &Runtime,
+    plugins: &LoadedPlugins,
     relation: &Relation,
     probe: Statement,
 ) -> Result<Option<RelationKind>, RunnerError> {
-    let rows = runtime
+    let rows = plugins
         .database
         .query(probe)
         .await

@@ -5,9 +5,12 @@
 use orbital_core::Node;
 use orbital_core::dag::NodeKind;
 use orbital_core::seed::{Cell, LogicalType as CoreType, SeedTable};
-use orbital_plugins::types::{Column, LogicalType, Relation, RelationKind, Statement, Swap, Value};
+use orbital_plugin_host::types::{
+    Column, LogicalType, Relation, RelationKind, Statement, Swap, Value,
+};
 
-use crate::plugins::Runtime;
+use crate::database::Warehouse;
+use crate::plugins::LoadedPlugins;
 
 /// Upper bound on parameters in one statement (SQLite allows 32766,
 /// PostgreSQL 65535).
@@ -15,7 +18,8 @@ const MAX_PARAMS: usize = 30_000;
 const MAX_BATCH_ROWS: usize = 500;
 
 pub(crate) async fn load(
-    runtime: &Runtime,
+    plugins: &LoadedPlugins,
+    database: &Warehouse,
     node: &Node,
     target: Relation,
 ) -> Result<(String, Option<u64>), String> {
@@ -23,18 +27,17 @@ pub(crate) async fn load(
         return Err("not a seed".into());
     };
     let (name, path, config) = (node.name.clone(), node.path.clone(), config.clone());
-    let root = runtime.project_root.clone();
+    let root = plugins.project_root.clone();
     let table = tokio::task::spawn_blocking(move || {
         orbital_core::seed::read(&name, &root.join(&path), &path, &config)
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
-    let statements = statements(runtime, &table, &target)
+    let statements = statements(plugins, database, &table, &target)
         .await
         .map_err(|e| e.to_string())?;
-    runtime
-        .database
+    database
         .transaction(statements)
         .await
         .map_err(|e| e.message)?;
@@ -43,11 +46,12 @@ pub(crate) async fn load(
 }
 
 async fn statements(
-    runtime: &Runtime,
+    plugins: &LoadedPlugins,
+    database: &Warehouse,
     table: &SeedTable,
     target: &Relation,
-) -> Result<Vec<Statement>, orbital_plugins::PluginError> {
-    let mut dialect = runtime.host.adapter_session(&runtime.adapter).await?;
+) -> Result<Vec<Statement>, orbital_plugin_host::PluginError> {
+    let mut dialect = plugins.host.adapter_session(&plugins.adapter).await?;
     let staged = Relation {
         identifier: format!("{}__orbital_staged", target.identifier),
         ..target.clone()
@@ -97,7 +101,7 @@ async fn statements(
             .collect();
         statements.push(Statement { sql, params });
     }
-    let existing = existing_kind(runtime, &mut dialect, target).await?;
+    let existing = existing_kind(database, &mut dialect, target).await?;
     let swap = Swap {
         staged,
         target: target.clone(),
@@ -112,19 +116,18 @@ async fn statements(
 }
 
 async fn existing_kind(
-    runtime: &Runtime,
-    dialect: &mut orbital_plugins::AdapterSession,
+    database: &Warehouse,
+    dialect: &mut orbital_plugin_host::AdapterSession,
     relation: &Relation,
-) -> Result<Option<RelationKind>, orbital_plugins::PluginError> {
+) -> Result<Option<RelationKind>, orbital_plugin_host::PluginError> {
     let query = dialect
         .call(async |d, s| d.call_relation_kind_query(s, relation).await)
         .await?;
     let rows =
-        runtime
-            .database
+        database
             .query(query)
             .await
-            .map_err(|e| orbital_plugins::PluginError::Failed {
+            .map_err(|e| orbital_plugin_host::PluginError::Failed {
                 plugin: dialect.plugin().to_string(),
                 message: format!("its relation-kind query failed: {}", e.message),
             })?;

@@ -4,9 +4,10 @@
 //! is lost either way (numeric stays exact with its scale, timestamps keep
 //! their offset, json stays text).
 
+use crate::error::DatabaseError;
 use std::time::Duration;
 
-use orbital_plugins::types::{DbError, RowSet, Value};
+use orbital_plugin_host::types::{DbError, RowSet, Value};
 use sqlx::Connection;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -30,10 +31,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`super::connections`]). A server that refuses or drops the first
 /// connection (starting up, too many clients) is retried with exponential
 /// backoff; a wrong password or an unknown database is not.
-pub(super) async fn connect(url: &str, threads: usize) -> Result<(PgPool, PgConnection), String> {
-    let options: PgConnectOptions = url
-        .parse()
-        .map_err(|e| format!("`{}` is not a valid PostgreSQL URL: {e}", redact(url)))?;
+pub(super) async fn connect(
+    url: &str,
+    threads: usize,
+) -> Result<(PgPool, PgConnection), DatabaseError> {
+    let options: PgConnectOptions = url.parse().map_err(|e| {
+        DatabaseError::Url(format!(
+            "`{}` is not a valid PostgreSQL URL: {e}",
+            redact(url)
+        ))
+    })?;
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=CONNECT_ATTEMPTS {
         // One connection first: a pool would retry a refused connection
@@ -56,10 +63,18 @@ pub(super) async fn connect(url: &str, threads: usize) -> Result<(PgPool, PgConn
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
-            Err(error) => return Err(describe(url, &error)),
+            Err(error) => {
+                return Err(DatabaseError::Server {
+                    message: describe(url, &error),
+                    source: Some(error),
+                });
+            }
         }
     }
-    Err(format!("cannot connect to {}", redact(url)))
+    Err(DatabaseError::Server {
+        message: format!("cannot connect to {}", redact(url)),
+        source: None,
+    })
 }
 
 fn retryable(error: &sqlx::Error) -> bool {

@@ -1,6 +1,6 @@
 //! SQLite values: bound by their variant, read by each cell's storage class.
 
-use orbital_plugins::types::{DbError, RowSet, Value};
+use orbital_plugin_host::types::{DbError, RowSet, Value};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Row};
 

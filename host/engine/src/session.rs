@@ -12,15 +12,17 @@ use orbital_cas::{BuildRecord, EnvEntry, Store};
 use orbital_core::dag::RelationName;
 use orbital_core::plan::{Recorded, environment_relation, environment_schema, physical_relation};
 use orbital_core::{
-    CompiledProject, ComponentRef, Fingerprints, Hash, PluginHashes, Project, ProjectConfig,
-    Selection, Snapshot, Target,
+    CompiledProject, Fingerprints, Hash, PluginHashes, Project, ProjectConfig, Selection, Snapshot,
+    Target,
 };
-use orbital_plugins::Limits;
-use orbital_runner::{Component, Runtime, Warehouse};
+use orbital_plugin_host::Limits;
+use orbital_runner::{Component, LoadedPlugins, Warehouse};
 
-use crate::diagnostics::Failure;
+use crate::Engine;
+use crate::components::{components, state_dir, store_path};
+use crate::error::EngineError;
 use crate::macros::PluginMacros;
-use crate::{Cli, SelectArgs};
+use crate::request::Selector;
 use orbital_core::macros::SqlMacros;
 
 pub struct Session {
@@ -35,8 +37,7 @@ pub struct Session {
     /// What parse results depend on of the macro plugins
     /// ([`orbital_core::macros::SqlMacros::identity`]).
     macro_identity: String,
-    /// The command's async runtime.
-    pub runtime: tokio::runtime::Runtime,
+    pub engine: Engine,
     /// The target database being opened since the session started.
     early_database: std::sync::Mutex<Option<EarlyDatabase>>,
     /// A SQLite target's file identity ([`Warehouse::file_identity`]), and
@@ -76,7 +77,7 @@ type EarlyRecords = (
 
 type Stamped = (Hash, Vec<(PathBuf, orbital_core::snapshot::Stamp)>);
 
-type EarlyDatabase = tokio::task::JoinHandle<Result<(Warehouse, Option<String>), Failure>>;
+type EarlyDatabase = tokio::task::JoinHandle<Result<(Warehouse, Option<String>), EngineError>>;
 
 /// What the warehouse and the store say, once connected.
 pub struct Connected {
@@ -84,7 +85,7 @@ pub struct Connected {
     /// `None`: Orbital has never written to this database.
     pub warehouse: Option<String>,
     /// Set when the plugins had to be loaded to learn their hashes.
-    pub runtime: Option<Arc<Runtime>>,
+    pub loaded: Option<Arc<LoadedPlugins>>,
     pub fingerprints: Fingerprints,
     pub recorded: BTreeMap<String, EnvEntry>,
     /// `recorded` as the planner reads it.
@@ -113,7 +114,7 @@ impl orbital_core::plan::WarehouseState for Verified<'_> {
         self.connected
             .builds
             .get(fingerprint)
-            .is_some_and(|build| self.catalog.exists(&build.relation.name()))
+            .is_some_and(|build| self.catalog.exists(&build.relation))
     }
 
     fn points_at(&self, id: orbital_core::NodeId, fingerprint: &Hash) -> bool {
@@ -126,34 +127,35 @@ impl orbital_core::plan::WarehouseState for Verified<'_> {
 }
 
 impl Session {
+    /// Loads and compiles the project and opens its store. Blocking: call
+    /// it on a blocking thread of a tokio runtime (it starts opening the
+    /// target database on that runtime meanwhile).
     pub fn open(
-        cli: &Cli,
-        select: &SelectArgs,
+        engine: &Engine,
+        root: &Path,
+        selector: &Selector,
         environment: Option<&str>,
         threads: Option<usize>,
         records: Records,
-    ) -> Result<Self, Failure> {
+    ) -> Result<Self, EngineError> {
         if let Some(threads) = threads {
             orbital_core::config::check_threads(threads)
-                .map_err(|e| Failure::Usage(format!("--threads: {e}")))?;
+                .map_err(|e| EngineError::Usage(format!("--threads: {e}")))?;
         }
-        let config = ProjectConfig::load(&cli.project)?;
-        let (target_name, target) = config.target(select.target.as_deref())?;
+        let config = ProjectConfig::load(root)?;
+        let (target_name, target) = config.target(selector.target.as_deref())?;
         let (target_name, target) = (target_name.to_string(), target.clone());
         let environment = environment
             .unwrap_or(orbital_core::plan::DEFAULT_ENVIRONMENT)
             .to_string();
         orbital_core::plan::check_environment_name(&environment)?;
-        let store = Arc::new(Store::open(
-            &state_dir(&cli.project, &config).join("state.redb"),
-        )?);
-        let runtime = crate::async_runtime()?;
+        let store = engine.store(&store_path(root, &config))?;
         // Opening SQLite reads its whole schema (20k entries for a 10k-model
         // warehouse), and a server takes a round trip or more: let that run
         // while the project loads. Not a SQLite file that does not exist
         // yet, so a command that stops at a bad model creates nothing.
         let pool_size = threads.or(target.threads).unwrap_or(4).max(1);
-        let warehouse_file = Warehouse::file_identity(&target.url, &cli.project);
+        let warehouse_file = Warehouse::file_identity(&target.url, root);
         let known_warehouse = match &warehouse_file {
             Some(file) => store.warehouse_of_file(file)?,
             None => None,
@@ -167,14 +169,16 @@ impl Session {
             _ => None,
         };
         let early_database = (known_warehouse.is_none()
-            && Warehouse::opens_without_creating(&target.url, &cli.project))
+            && Warehouse::opens_without_creating(&target.url, root))
         .then(|| {
-            let (url, root, name) = (target.url.clone(), cli.project.clone(), target_name.clone());
-            runtime.spawn(async move { open_database(&url, &root, &name, pool_size).await })
+            let (url, name) = (target.url.clone(), target_name.clone());
+            let (engine, root) = (engine.clone(), root.to_path_buf());
+            tokio::runtime::Handle::current()
+                .spawn(async move { open_database(&engine, &url, &root, &name, pool_size).await })
         });
-        let components = components(&cli.project, &config, &store)?;
-        let macros = PluginMacros::new(&components, &config);
-        let (project, compiled, stamped) = load(&cli.project, config, &target, &store, &macros)?;
+        let components = components(root, &config, || Ok(store.clone()))?;
+        let macros = PluginMacros::new(engine, &components, &config)?;
+        let (project, compiled, stamped) = load(root, config, &target, &store, &macros)?;
         // The default environment's names are checked against the other
         // environments once connected (`Session::connect`).
         orbital_core::plan::check_relation_names(&compiled.dag, &target, &environment, &[])?;
@@ -189,7 +193,7 @@ impl Session {
             components,
             threads,
             macro_identity: SqlMacros::identity(&macros),
-            runtime,
+            engine: engine.clone(),
             early_database: std::sync::Mutex::new(early_database),
             warehouse_file,
             known_warehouse,
@@ -204,18 +208,15 @@ impl Session {
     }
 
     fn limits(&self) -> Limits {
-        let settings = &self.project.config.plugins;
-        Limits {
-            timeout: Duration::from_millis(settings.timeout_ms),
-            memory_bytes: usize::try_from(settings.memory_limit_mb << 20).unwrap_or(usize::MAX),
-            concurrency: u32::try_from(self.threads).unwrap_or(u32::MAX),
-            cache_dir: crate::cache_dir(),
-        }
+        limits(&self.engine, &self.project.config, self.threads)
     }
 
     /// Loads every plugin component and connects them to `database`.
-    pub async fn start_runtime(&self, database: &Warehouse) -> Result<Arc<Runtime>, Failure> {
-        self.start_runtime_with(database, self.components.clone())
+    pub async fn load_plugins(
+        &self,
+        database: &Warehouse,
+    ) -> Result<Arc<LoadedPlugins>, EngineError> {
+        self.load_plugins_with(database, self.components.clone())
             .await
     }
 
@@ -223,11 +224,11 @@ impl Session {
     /// which serves what: the adapter and the materializations of
     /// `strategies`. Loading a component costs a read of its compiled form
     /// even when cached, which on a small project is most of the run.
-    pub async fn start_runtime_for(
+    pub async fn load_plugins_for(
         &self,
         connected: &Connected,
         strategies: &std::collections::BTreeSet<&str>,
-    ) -> Result<Arc<Runtime>, Failure> {
+    ) -> Result<Arc<LoadedPlugins>, EngineError> {
         let known = &connected.plugins;
         let wanted = |hash: &Hash| {
             *hash == known.adapter
@@ -241,28 +242,28 @@ impl Session {
             .filter(|c| wanted(&c.hash))
             .cloned()
             .collect();
-        self.start_runtime_with(&connected.database, components)
+        self.load_plugins_with(&connected.database, components)
             .await
     }
 
-    async fn start_runtime_with(
+    async fn load_plugins_with(
         &self,
         database: &Warehouse,
         components: Vec<Component>,
-    ) -> Result<Arc<Runtime>, Failure> {
-        Ok(Runtime::start(
+    ) -> Result<Arc<LoadedPlugins>, EngineError> {
+        Ok(LoadedPlugins::start(
             &self.target_name,
             &self.target,
             &self.project.root,
             components,
-            self.limits(),
+            self.engine.plugin_host(self.limits())?,
             database.clone(),
         )
         .await?)
     }
 
     /// Connects to the target and reads what the store records for it.
-    pub async fn connect(&self) -> Result<Connected, Failure> {
+    pub async fn connect(&self) -> Result<Connected, EngineError> {
         let early = self
             .early_database
             .lock()
@@ -270,7 +271,7 @@ impl Session {
             .take();
         let (database, warehouse) = match (early, &self.known_warehouse) {
             (Some(opening), _) => opening.await.map_err(|e| {
-                Failure::Environment(format!("opening the target database failed: {e}"))
+                EngineError::Internal(format!("opening the target database failed: {e}"))
             })??,
             // A SQLite pool opens lazily: nothing reads the file until a
             // statement runs. A SQLite file that does not exist yet holds no
@@ -281,17 +282,20 @@ impl Session {
                 if known.is_some()
                     || !Warehouse::opens_without_creating(&self.target.url, &self.project.root) =>
             {
-                let database = open_warehouse(
-                    &self.target.url,
-                    &self.project.root,
-                    &self.target_name,
-                    self.threads,
-                )
-                .await?;
+                let database = self
+                    .engine
+                    .warehouse(
+                        &self.target.url,
+                        &self.project.root,
+                        &self.target_name,
+                        self.threads,
+                    )
+                    .await?;
                 (database, known.clone())
             }
             (None, _) => {
                 open_database(
+                    &self.engine,
                     &self.target.url,
                     &self.project.root,
                     &self.target_name,
@@ -315,13 +319,13 @@ impl Session {
             )?;
         }
         let set_key = orbital_runner::plugin_set_key(&self.components, self.target.scheme());
-        let (plugins, runtime) = match self.store.plugin_set(&set_key)? {
+        let (plugins, loaded) = match self.store.plugin_set(&set_key)? {
             Some(plugins) => (plugins, None),
             None => {
-                let runtime = self.start_runtime(&database).await?;
-                let plugins = runtime.plugin_hashes().clone();
-                self.store.write(|w| w.put_plugin_set(&set_key, &plugins))?;
-                (plugins, Some(runtime))
+                let loaded = self.load_plugins(&database).await?;
+                let plugins = loaded.plugin_hashes().clone();
+                crate::in_place(|| self.store.write(|w| w.put_plugin_set(&set_key, &plugins)))?;
+                (plugins, Some(loaded))
             }
         };
         // One catalog query checks what the store records (see
@@ -349,7 +353,7 @@ impl Session {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         let (fingerprints, records) = std::thread::scope(|scope| {
-            let records = scope.spawn(|| -> Result<RecordMaps, Failure> {
+            let records = scope.spawn(|| -> Result<RecordMaps, EngineError> {
                 Ok(match (&warehouse, early) {
                     (Some(w), Some((read, reading))) if *w == read => reading
                         .join()
@@ -384,9 +388,9 @@ impl Session {
             Some(reading) => Some(
                 reading
                     .await
-                    .map_err(|e| Failure::Environment(format!("reading the catalog failed: {e}")))?
+                    .map_err(|e| EngineError::Internal(format!("reading the catalog failed: {e}")))?
                     .map_err(|e| {
-                        Failure::Environment(format!(
+                        EngineError::Database(format!(
                             "target `{}`: cannot read the warehouse's catalog: {}",
                             self.target_name, e.message
                         ))
@@ -397,7 +401,7 @@ impl Session {
         Ok(Connected {
             database,
             warehouse,
-            runtime,
+            loaded,
             fingerprints,
             planned: self::recorded(&recorded),
             recorded,
@@ -430,29 +434,6 @@ impl Session {
         schemas
     }
 
-    /// Ends a command that is about to exit. The project, its graph and the
-    /// records are not freed string by string (for 10k models, ~5 ms: a
-    /// tenth of a plan): the process's exit returns their memory whole.
-    /// The store, the runtime and any database connection still close as
-    /// usual.
-    pub fn finish(self, connected: Connected) {
-        let Connected {
-            recorded,
-            planned,
-            builds,
-            base,
-            fingerprints,
-            catalog,
-            ..
-        } = connected;
-        std::mem::forget(catalog);
-        let Session {
-            project, compiled, ..
-        } = self;
-        std::mem::forget((project, compiled));
-        std::mem::forget((recorded, planned, builds, base, fingerprints));
-    }
-
     /// The project's fingerprints: saved beside its snapshot when nothing
     /// they depend on changed (10k models: a 640 kB read instead of 17 ms
     /// of hashing), else computed and saved.
@@ -478,7 +459,11 @@ impl Session {
     }
 
     /// The selection, with `state:` selectors answered against `connected`.
-    pub fn select(&self, select: &SelectArgs, connected: &Connected) -> Result<Selection, Failure> {
+    pub fn select(
+        &self,
+        selector: &Selector,
+        connected: &Connected,
+    ) -> Result<Selection, EngineError> {
         let diff = orbital_core::plan::state_diff(
             &self.compiled.dag,
             &connected.fingerprints,
@@ -486,8 +471,8 @@ impl Session {
         );
         Ok(Selection::resolve_with_state(
             &self.compiled.dag,
-            &select.select,
-            &select.exclude,
+            &selector.select,
+            &selector.exclude,
             Some(&diff),
         )?)
     }
@@ -498,7 +483,7 @@ impl Session {
         connected: &Connected,
         selection: &Selection,
         full_refresh: bool,
-    ) -> Result<orbital_core::plan::Plan, Failure> {
+    ) -> Result<orbital_core::plan::Plan, EngineError> {
         let verified = connected.catalog.as_ref().map(|catalog| Verified {
             session: self,
             connected,
@@ -524,7 +509,7 @@ impl Session {
     /// Where a fingerprint of `name` lives: where it was built, else where it will be.
     pub fn physical(&self, connected: &Connected, name: &str, fingerprint: &Hash) -> RelationName {
         match connected.builds.get(fingerprint) {
-            Some(record) => record.relation.name(),
+            Some(record) => record.relation.clone(),
             None => physical_relation(&self.target, name, fingerprint),
         }
     }
@@ -557,7 +542,7 @@ fn check_default_names(
     environment: &str,
     store: &Store,
     warehouse: &str,
-) -> Result<(), Failure> {
+) -> Result<(), EngineError> {
     let dag = &compiled.dag;
     let could_collide = target.schema.is_none()
         && environment == orbital_core::plan::DEFAULT_ENVIRONMENT
@@ -605,107 +590,20 @@ pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> BTreeMap<String, Record
 /// Opens the target database and reads the warehouse identity Orbital keeps
 /// in it (`None` for a database Orbital never wrote).
 async fn open_database(
+    engine: &Engine,
     url: &str,
     root: &Path,
     target_name: &str,
     threads: usize,
-) -> Result<(Warehouse, Option<String>), Failure> {
-    let database = open_warehouse(url, root, target_name, threads).await?;
-    let warehouse = read_warehouse_id(&database, target_name).await?;
-    Ok((database, warehouse))
-}
-
-async fn open_warehouse(
-    url: &str,
-    root: &Path,
-    target_name: &str,
-    threads: usize,
-) -> Result<Warehouse, Failure> {
-    Ok(Warehouse::open(url, root, threads)
-        .await
-        .map_err(|message| orbital_runner::RunnerError::Connect {
-            target: target_name.to_string(),
-            message,
-        })?)
-}
-
-async fn read_warehouse_id(
-    database: &Warehouse,
-    target_name: &str,
-) -> Result<Option<String>, Failure> {
-    database.warehouse_id(false).await.map_err(|e| {
-        Failure::Environment(format!(
+) -> Result<(Warehouse, Option<String>), EngineError> {
+    let database = engine.warehouse(url, root, target_name, threads).await?;
+    let warehouse = database.warehouse_id(false).await.map_err(|e| {
+        EngineError::Database(format!(
             "target `{target_name}`: cannot read the warehouse identity: {}",
             e.message
         ))
-    })
-}
-
-/// The components a project loads: the bundled ones, then those its
-/// orbital.toml lists (files, or components installed in `store`).
-pub fn components(
-    root: &Path,
-    config: &ProjectConfig,
-    store: &Store,
-) -> Result<Vec<Component>, Failure> {
-    listed_components(root, config, Some(store))
-}
-
-/// The project's macros for commands that do not otherwise open the state
-/// store (`compile`, `ls`): it is opened only for installed plugins.
-pub fn project_macros(root: &Path, config: &ProjectConfig) -> Result<PluginMacros, Failure> {
-    let installed = config
-        .plugins
-        .components
-        .iter()
-        .any(|c| matches!(c, ComponentRef::Installed(_)));
-    let store = installed
-        .then(|| Store::open(&state_dir(root, config).join("state.redb")))
-        .transpose()?;
-    let components = listed_components(root, config, store.as_ref())?;
-    Ok(PluginMacros::new(&components, config))
-}
-
-/// [`components`], with `store` opened only when orbital.toml names an
-/// installed component.
-fn listed_components(
-    root: &Path,
-    config: &ProjectConfig,
-    store: Option<&Store>,
-) -> Result<Vec<Component>, Failure> {
-    let mut components = bundled_components();
-    for reference in &config.plugins.components {
-        components.push(match reference {
-            ComponentRef::Path(path) => Component::read(&root.join(path))?,
-            ComponentRef::Installed(hash) => {
-                let bytes = match store {
-                    Some(store) => store.plugin(hash)?,
-                    None => None,
-                };
-                let bytes = bytes.ok_or_else(|| {
-                    Failure::Usage(format!(
-                        "orbital.toml lists the plugin `{reference}`, which is not installed in \
-                         {}; install it with `orbital plugin install <file.wasm>`",
-                        state_dir(root, config).join("state.redb").display()
-                    ))
-                })?;
-                Component::new(reference.to_string(), bytes, false)
-            }
-        });
-    }
-    Ok(components)
-}
-
-fn bundled_components() -> Vec<Component> {
-    orbital_bundle::FIRST_PARTY
-        .iter()
-        .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
-        .collect()
-}
-
-/// `<target-path>/orbital`: the state store and the locks.
-pub fn state_dir(root: &Path, config: &ProjectConfig) -> PathBuf {
-    root.join(&config.target_path).join("orbital")
+    })?;
+    Ok((database, warehouse))
 }
 
 /// This binary, as the size and modification time of its file: a rebuilt
@@ -727,7 +625,7 @@ fn load(
     target: &Target,
     store: &Store,
     macros: &PluginMacros,
-) -> Result<(Project, CompiledProject, Option<Stamped>), Failure> {
+) -> Result<(Project, CompiledProject, Option<Stamped>), EngineError> {
     let read_at = SystemTime::now();
     // Macro plugins write SQL the snapshot keeps: they are part of its key.
     let identity = format!("{} {}", build_identity(), SqlMacros::identity(macros));
@@ -772,4 +670,15 @@ fn load(
         }
     }
     Ok((project, compiled, stamped))
+}
+
+/// The plugin limits of a project's orbital.toml, for `threads` calls at once.
+pub(crate) fn limits(engine: &Engine, config: &ProjectConfig, threads: usize) -> Limits {
+    let settings = &config.plugins;
+    Limits {
+        timeout: Duration::from_millis(settings.timeout_ms),
+        memory_bytes: usize::try_from(settings.memory_limit_mb << 20).unwrap_or(usize::MAX),
+        concurrency: u32::try_from(threads).unwrap_or(u32::MAX),
+        cache_dir: engine.options().cache_dir.clone(),
+    }
 }

@@ -1,4 +1,5 @@
-//! # orbital-plugins: the plugin host box
+//! # orbital-plugin-host: the plugin host box (the wasmtime side; the plugins
+//! themselves live in `plugins/`)
 //!
 //! Owns the single place wasmtime bindings are generated ([`bindings`]),
 //! compiling and validating components, and calling them under limits: a
@@ -23,7 +24,7 @@ pub use engine::{
     Adapter, AdapterSession, Limits, MacroPlugin, MacroSession, Materialization, Plugin, PluginHost,
 };
 pub use error::PluginError;
-pub use state::{BoxFuture, Database};
+pub use state::{BoxFuture, Database, Interrupt};
 
 /// Values, relations, statements and the other WIT types, as Rust types.
 pub mod types {

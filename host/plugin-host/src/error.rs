@@ -11,6 +11,9 @@ pub enum PluginError {
     #[error("plugin `{plugin}` exceeded its memory limit of {limit_mb} MiB and was stopped")]
     Memory { plugin: String, limit_mb: u64 },
 
+    #[error("plugin `{plugin}` was interrupted: the run was cancelled")]
+    Interrupted { plugin: String },
+
     #[error("plugin `{plugin}` crashed: {message}")]
     Trap { plugin: String, message: String },
 
@@ -18,16 +21,30 @@ pub enum PluginError {
     Failed { plugin: String, message: String },
 
     #[error("the plugin engine could not start: {0}")]
-    Engine(String),
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl PluginError {
+    /// A stable machine-readable code (see docs/errors.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PluginError::Load { .. } => "plugin.load",
+            PluginError::Timeout { .. } => "plugin.timeout",
+            PluginError::Memory { .. } => "plugin.memory",
+            PluginError::Interrupted { .. } => "cancelled",
+            PluginError::Trap { .. } => "plugin.trap",
+            PluginError::Failed { .. } => "plugin.failed",
+            PluginError::Engine(_) => "plugin.engine",
+        }
+    }
+
     /// The plugin the error is about, if any.
     pub fn plugin(&self) -> Option<&str> {
         match self {
             PluginError::Load { plugin, .. }
             | PluginError::Timeout { plugin, .. }
             | PluginError::Memory { plugin, .. }
+            | PluginError::Interrupted { plugin }
             | PluginError::Trap { plugin, .. }
             | PluginError::Failed { plugin, .. } => Some(plugin),
             PluginError::Engine(_) => None,

@@ -41,11 +41,38 @@ pub(crate) struct Guard {
     /// Time spent in host calls (database, adapter), which the budget excludes.
     host_time: Duration,
     pub timed_out: bool,
+    /// Set from outside to stop the call at the next tick (a cancelled run).
+    interrupt: Interrupt,
+    pub interrupted: bool,
     pub stderr: MemoryOutputPipe,
+}
+
+/// A flag that stops every plugin call that carries it at its next epoch
+/// tick (about 10 ms), for a cancelled run. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    pub fn interrupt(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Guard {
     pub fn new(plugin: &str, memory_limit: usize, budget: Duration) -> Self {
+        Self::interruptible(plugin, memory_limit, budget, Interrupt::default())
+    }
+
+    pub fn interruptible(
+        plugin: &str,
+        memory_limit: usize,
+        budget: Duration,
+        interrupt: Interrupt,
+    ) -> Self {
         Self {
             plugin: plugin.to_string(),
             memory_limit,
@@ -54,6 +81,8 @@ impl Guard {
             started: Instant::now(),
             host_time: Duration::ZERO,
             timed_out: false,
+            interrupt,
+            interrupted: false,
             stderr: MemoryOutputPipe::new(STDERR_CAPACITY),
         }
     }
@@ -144,6 +173,10 @@ pub(crate) fn arm<T: Guarded>(store: &mut Store<T>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut context| {
         let guard = context.data_mut().guard();
+        if guard.interrupt.is_set() {
+            guard.interrupted = true;
+            return Err(wasmtime::Error::msg("interrupted"));
+        }
         if guard.over_budget() {
             guard.timed_out = true;
             return Err(wasmtime::Error::msg("time limit reached"));

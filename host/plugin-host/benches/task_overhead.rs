@@ -2,13 +2,13 @@
 //! SQLite adapter from their `InstancePre`s and call `materialize`, against a
 //! database that answers instantly, so only the plugin path is measured.
 //!
-//! `cargo bench -p orbital-plugins --bench task_overhead`
+//! `cargo bench -p orbital-plugin-host --bench task_overhead`
 
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use orbital_plugins::types::{DbError, LogLevel, ModelTask, Relation, RowSet, Statement};
-use orbital_plugins::{BoxFuture, Database, Limits, Plugin, PluginHost};
+use orbital_plugin_host::types::{DbError, LogLevel, ModelTask, Relation, RowSet, Statement};
+use orbital_plugin_host::{BoxFuture, Database, Limits, Plugin, PluginHost};
 
 /// Answers every call at once: no relation exists, every statement succeeds.
 struct Instant;
@@ -72,9 +72,10 @@ fn benches(c: &mut Criterion) {
         full_refresh: false,
         run_started_at: "2026-01-01T00:00:00Z".into(),
     };
+    let interrupt = orbital_plugin_host::Interrupt::default();
     c.bench_function("plugin/materialize_view_task", |b| {
         b.to_async(&runtime).iter(|| async {
-            host.materialize(&adapter, &view, database.clone(), &task)
+            host.materialize(&adapter, &view, database.clone(), &task, &interrupt)
                 .await
                 .expect("materialize")
         })

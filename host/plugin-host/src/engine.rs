@@ -19,7 +19,7 @@ use crate::bindings::materialization::{
 };
 use crate::error::PluginError;
 use crate::state::{
-    AdapterInstance, AdapterState, Database, Guard, Guarded, MacroState, TaskState, arm,
+    AdapterInstance, AdapterState, Database, Guard, Guarded, Interrupt, MacroState, TaskState, arm,
 };
 use crate::types::{AdapterInfo, Column, ModelTask, Outcome, PluginInfo};
 
@@ -86,12 +86,15 @@ pub struct PluginHost {
     adapter_linker: Linker<AdapterState>,
     task_linker: Linker<TaskState>,
     macro_linker: Linker<MacroState>,
+    /// Components compiled by this host, by the blake3 hash of their bytes:
+    /// a second run in the same process (the daemon) compiles nothing.
+    compiled: std::sync::Mutex<std::collections::HashMap<[u8; 32], Component>>,
     _ticker: EpochTicker,
 }
 
 impl PluginHost {
     pub fn new(limits: Limits) -> Result<Self, PluginError> {
-        let engine_error = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let engine_error = |e: wasmtime::Error| PluginError::Engine(e.into());
         let engine = Engine::new(&engine_config(&limits)).map_err(engine_error)?;
         let mut adapter_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(engine_error)?;
@@ -113,6 +116,7 @@ impl PluginHost {
             adapter_linker,
             task_linker,
             macro_linker,
+            compiled: Default::default(),
             _ticker: ticker,
         })
     }
@@ -124,6 +128,19 @@ impl PluginHost {
     /// Compiles a component, or maps its cached machine code; CPU-heavy,
     /// so it runs off the async threads.
     async fn compile(&self, label: &str, bytes: Vec<u8>) -> Result<Component, PluginError> {
+        let key = *blake3::hash(&bytes).as_bytes();
+        let known = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned());
+        if let Some(component) = known {
+            return Ok(component);
+        }
+        let component = self.compile_new(label, bytes).await?;
+        if let Ok(mut compiled) = self.compiled.lock() {
+            compiled.insert(key, component.clone());
+        }
+        Ok(component)
+    }
+
+    async fn compile_new(&self, label: &str, bytes: Vec<u8>) -> Result<Component, PluginError> {
         let engine = self.engine.clone();
         let cache = self.limits.cache_dir.clone();
         let load_error = |message: String| PluginError::Load {
@@ -186,7 +203,14 @@ impl PluginHost {
             .and_then(AdapterPre::new)
             .map_err(|e| wrong_world(label, "adapter", e))?;
         let mut session = AdapterSession {
-            instance: instantiate_adapter(&self.engine, &self.limits, &pre, label).await?,
+            instance: instantiate_adapter(
+                &self.engine,
+                &self.limits,
+                &pre,
+                label,
+                &Interrupt::default(),
+            )
+            .await?,
             plugin: label.to_string(),
         };
         let info = session
@@ -207,7 +231,9 @@ impl PluginHost {
             .map_err(|e| wrong_world(label, "materialization", e))?;
         // Describing needs an instance; it gets a database that refuses everything.
         let (info, strategy) = {
-            let mut store = self.task_store(label, Arc::new(NoDatabase), None).await?;
+            let mut store = self
+                .task_store(label, Arc::new(NoDatabase), None, &Interrupt::default())
+                .await?;
             let bindings = pre
                 .instantiate_async(&mut store)
                 .await
@@ -280,6 +306,7 @@ impl PluginHost {
         plugin: &str,
         database: Arc<dyn Database>,
         adapter: Option<&Adapter>,
+        interrupt: &Interrupt,
     ) -> Result<Store<TaskState>, PluginError> {
         let adapter_instance = match adapter {
             Some(adapter) => Some(
@@ -288,12 +315,18 @@ impl PluginHost {
                     &self.limits,
                     &adapter.pre,
                     &adapter.info.plugin.name,
+                    interrupt,
                 )
                 .await?,
             ),
             None => None,
         };
-        let guard = Guard::new(plugin, self.limits.memory_bytes, self.limits.timeout);
+        let guard = Guard::interruptible(
+            plugin,
+            self.limits.memory_bytes,
+            self.limits.timeout,
+            interrupt.clone(),
+        );
         let mut store = Store::new(
             &self.engine,
             TaskState::new(guard, database, adapter_instance),
@@ -303,16 +336,20 @@ impl PluginHost {
     }
 
     /// Builds one model: a fresh materialization instance linked to a fresh
-    /// adapter instance and `database`.
+    /// adapter instance and `database`; `interrupt` stops it (and its
+    /// adapter) at the next tick.
     pub async fn materialize(
         &self,
         adapter: &Adapter,
         materialization: &Materialization,
         database: Arc<dyn Database>,
         task: &ModelTask,
+        interrupt: &Interrupt,
     ) -> Result<Outcome, PluginError> {
         let plugin = materialization.info.name.as_str();
-        let mut store = self.task_store(plugin, database, Some(adapter)).await?;
+        let mut store = self
+            .task_store(plugin, database, Some(adapter), interrupt)
+            .await?;
         let result = async {
             let bindings = materialization.pre.instantiate_async(&mut store).await?;
             bindings
@@ -342,7 +379,14 @@ impl PluginHost {
     /// An adapter instance for the host's own dialect calls (seeds, introspection).
     pub async fn adapter_session(&self, adapter: &Adapter) -> Result<AdapterSession, PluginError> {
         let name = adapter.info.plugin.name.clone();
-        let instance = instantiate_adapter(&self.engine, &self.limits, &adapter.pre, &name).await?;
+        let instance = instantiate_adapter(
+            &self.engine,
+            &self.limits,
+            &adapter.pre,
+            &name,
+            &Interrupt::default(),
+        )
+        .await?;
         Ok(AdapterSession {
             instance,
             plugin: name,
@@ -376,11 +420,15 @@ async fn instantiate_adapter(
     limits: &Limits,
     pre: &AdapterPre<AdapterState>,
     plugin: &str,
+    interrupt: &Interrupt,
 ) -> Result<AdapterInstance, PluginError> {
-    let mut store = Store::new(
-        engine,
-        AdapterState::new(Guard::new(plugin, limits.memory_bytes, limits.timeout)),
+    let guard = Guard::interruptible(
+        plugin,
+        limits.memory_bytes,
+        limits.timeout,
+        interrupt.clone(),
     );
+    let mut store = Store::new(engine, AdapterState::new(guard));
     arm(&mut store);
     let bindings: AdapterBindings = pre
         .instantiate_async(&mut store)
@@ -457,6 +505,9 @@ fn classify(guard: &Guard, error: wasmtime::Error) -> PluginError {
 
 fn classify_ref(guard: &Guard, error: &wasmtime::Error) -> PluginError {
     let plugin = guard.plugin.clone();
+    if guard.interrupted {
+        return PluginError::Interrupted { plugin };
+    }
     if guard.timed_out {
         return PluginError::Timeout {
             plugin,

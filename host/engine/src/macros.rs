@@ -2,21 +2,26 @@
 //! generic data tests (a macro claiming the `test` position writes the
 //! failing-rows query for `tests.<column> = ['name']`).
 //!
-//! Compiling is synchronous and plugins are async WASM, so this owns a small
-//! runtime and blocks on each call; one instance per plugin serves every
-//! call of a compile. Plugins load on the first call a compile meets, so a
-//! project restored from its snapshot loads nothing.
+//! Compiling is synchronous and plugins are async WASM: each call is driven
+//! to completion on the compiling thread (a blocking thread, never an async
+//! worker) by a small executor of its own, never by the caller's runtime;
+//! one instance per plugin serves every call of a compile. Plugins load on
+//! the first call a compile meets, so a project restored from its snapshot
+//! loads nothing.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use orbital_core::data_test::TestMacros;
 use orbital_core::macros::{MacroCall, MacroPosition, SqlMacros};
 use orbital_core::{Hash, ProjectConfig};
-use orbital_plugins::types::{Argument, Call, Column, Position, Value};
-use orbital_plugins::{Limits, MacroPlugin, MacroSession, Plugin, PluginHost};
+use orbital_plugin_host::types::{Argument, Call, Column, Position, Value};
+use orbital_plugin_host::{Limits, MacroPlugin, MacroSession, Plugin, PluginHost};
 use orbital_runner::Component;
+
+use crate::Engine;
+use crate::error::EngineError;
 
 /// The columns a call's catalog import answers with, by relation.
 type Catalog = BTreeMap<String, Result<Vec<Column>, String>>;
@@ -24,15 +29,18 @@ type Catalog = BTreeMap<String, Result<Vec<Column>, String>>;
 /// The macro plugins among a project's components.
 pub struct PluginMacros {
     components: Vec<Component>,
-    limits: Limits,
+    /// Created only when the project has macro plugins, with the runtime
+    /// whose blocking threads compile components: compiling runs on rayon's
+    /// threads, which are outside any runtime.
+    host: Option<(Arc<PluginHost>, tokio::runtime::Handle)>,
     loaded: OnceLock<Result<Loaded, String>>,
     /// The hashes of the components: what expansions depend on.
     identity: String,
 }
 
 struct Loaded {
-    runtime: tokio::runtime::Runtime,
-    host: PluginHost,
+    host: Arc<PluginHost>,
+    runtime: tokio::runtime::Handle,
     plugins: Vec<(Hash, MacroPlugin)>,
     /// Lowercase macro name -> (index into `plugins`, its positions); the
     /// first plugin to claim a name keeps it.
@@ -46,7 +54,11 @@ struct Loaded {
 impl PluginMacros {
     /// The project's own components and the bundled macro plugins (loading
     /// every bundled component only to find no macros would slow compiles).
-    pub fn new(components: &[Component], config: &ProjectConfig) -> Self {
+    pub fn new(
+        engine: &Engine,
+        components: &[Component],
+        config: &ProjectConfig,
+    ) -> Result<Self, EngineError> {
         let components: Vec<Component> = components
             .iter()
             .filter(|c| !c.bundled || c.label.starts_with("bundled:macros-"))
@@ -57,28 +69,32 @@ impl PluginMacros {
             .map(|c| c.hash.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let limits = Limits {
-            timeout: std::time::Duration::from_millis(config.plugins.timeout_ms),
-            memory_bytes: usize::try_from(config.plugins.memory_limit_mb << 20)
-                .unwrap_or(usize::MAX),
-            concurrency: 1,
-            cache_dir: crate::cache_dir(),
+        let host = match components.is_empty() {
+            true => None,
+            false => {
+                let host = engine.plugin_host(Limits {
+                    concurrency: 1,
+                    ..crate::session::limits(engine, config, 1)
+                })?;
+                let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+                    EngineError::Internal(format!("macro plugins need a tokio runtime: {e}"))
+                })?;
+                Some((host, runtime))
+            }
         };
-        Self {
+        Ok(Self {
             components,
-            limits,
+            host,
             loaded: OnceLock::new(),
             identity,
-        }
+        })
     }
 
     fn loaded(&self) -> Option<&Result<Loaded, String>> {
-        if self.components.is_empty() {
-            return None;
-        }
+        let (host, runtime) = self.host.as_ref()?;
         Some(
             self.loaded
-                .get_or_init(|| load(&self.components, self.limits.clone())),
+                .get_or_init(|| load(&self.components, host.clone(), runtime.clone())),
         )
     }
 
@@ -87,25 +103,23 @@ impl PluginMacros {
     }
 }
 
-fn load(components: &[Component], limits: Limits) -> Result<Loaded, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let (host, plugins) = runtime
-        .block_on(async {
-            let host = PluginHost::new(limits)?;
-            let mut plugins = Vec::new();
-            for component in components {
-                if let Plugin::Macros(m) =
-                    host.load(&component.label, component.bytes.clone()).await?
-                {
-                    plugins.push((component.hash, m));
-                }
+fn load(
+    components: &[Component],
+    host: Arc<PluginHost>,
+    runtime: tokio::runtime::Handle,
+) -> Result<Loaded, String> {
+    let context = runtime.enter();
+    let plugins = futures::executor::block_on(async {
+        let mut plugins = Vec::new();
+        for component in components {
+            if let Plugin::Macros(m) = host.load(&component.label, component.bytes.clone()).await? {
+                plugins.push((component.hash, m));
             }
-            Ok::<_, orbital_plugins::PluginError>((host, plugins))
-        })
-        .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, orbital_plugin_host::PluginError>(plugins)
+    })
+    .map_err(|e| e.to_string())?;
+    drop(context);
     let mut macros = BTreeMap::new();
     for (index, (_, plugin)) in plugins.iter().enumerate() {
         for signature in &plugin.signatures {
@@ -120,8 +134,8 @@ fn load(components: &[Component], limits: Limits) -> Result<Loaded, String> {
         .map(|s| (s.name.to_lowercase(), s.required))
         .collect();
     Ok(Loaded {
-        runtime,
         host,
+        runtime,
         plugins,
         macros,
         claimed,
@@ -136,7 +150,8 @@ impl Loaded {
         let plugin = &self.plugins[index].1.info.name;
         let within =
             |message: String| format!("macro `{}` of plugin `{plugin}`: {message}", call.name);
-        let expanded = self.runtime.block_on(async {
+        let _context = self.runtime.enter();
+        let expanded = futures::executor::block_on(async {
             let mut sessions = self.sessions.lock().await;
             let session = match sessions.entry(index) {
                 Entry::Occupied(entry) => entry.into_mut(),

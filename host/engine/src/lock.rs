@@ -1,7 +1,9 @@
 //! Advisory file locks between orbital processes on one project.
 //!
 //! - `<state>/locks/<target>--<env>.lock`, exclusive: one run (or promote)
-//!   per environment at a time; a second fails at once, naming the holder.
+//!   per environment at a time across processes; a second fails at once,
+//!   naming the holder. (Within one process, runs queue before this lock:
+//!   [`crate::Engine::queue`].)
 //! - `<state>/locks/gc.lock`: runs hold it shared, `gc` exclusive, so `gc`
 //!   never drops a relation a run is about to point at.
 //!
@@ -11,15 +13,15 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
-use crate::diagnostics::Failure;
+use crate::error::EngineError;
 
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
 }
 
-fn open(dir: &Path, name: &str) -> Result<File, Failure> {
+fn open(dir: &Path, name: &str) -> Result<File, EngineError> {
     let locks = dir.join("locks");
-    std::fs::create_dir_all(&locks).map_err(|source| Failure::Write {
+    std::fs::create_dir_all(&locks).map_err(|source| EngineError::Write {
         path: locks.clone(),
         source,
     })?;
@@ -30,11 +32,11 @@ fn open(dir: &Path, name: &str) -> Result<File, Failure> {
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|source| Failure::Write { path, source })
+        .map_err(|source| EngineError::Write { path, source })
 }
 
 /// Takes the environment's lock or says who holds it.
-pub fn environment(dir: &Path, target: &str, env: &str) -> Result<Lock, Failure> {
+pub(crate) fn environment(dir: &Path, target: &str, env: &str) -> Result<Lock, EngineError> {
     let mut file = open(dir, &format!("{target}--{env}.lock"))?;
     match file.try_lock() {
         Ok(()) => {
@@ -53,18 +55,19 @@ pub fn environment(dir: &Path, target: &str, env: &str) -> Result<Lock, Failure>
             } else {
                 format!("another orbital process (pid {holder})")
             };
-            Err(Failure::Busy(format!(
+            Err(EngineError::Busy(format!(
                 "environment `{env}` of target `{target}` is in use by {who}; try again when it finishes"
             )))
         }
-        Err(TryLockError::Error(e)) => Err(Failure::Environment(format!(
-            "cannot lock environment `{env}`: {e}"
-        ))),
+        Err(TryLockError::Error(source)) => Err(EngineError::Write {
+            path: dir.join("locks"),
+            source,
+        }),
     }
 }
 
 /// Runs share the gc lock; `exclusive` is for gc.
-pub fn gc(dir: &Path, exclusive: bool) -> Result<Lock, Failure> {
+pub(crate) fn gc(dir: &Path, exclusive: bool) -> Result<Lock, EngineError> {
     let file = open(dir, "gc.lock")?;
     let taken = if exclusive {
         file.try_lock()
@@ -73,12 +76,15 @@ pub fn gc(dir: &Path, exclusive: bool) -> Result<Lock, Failure> {
     };
     match taken {
         Ok(()) => Ok(Lock { _file: file }),
-        Err(TryLockError::WouldBlock) if exclusive => Err(Failure::Busy(
+        Err(TryLockError::WouldBlock) if exclusive => Err(EngineError::Busy(
             "an orbital run is in progress on this project; run gc when it finishes".into(),
         )),
-        Err(TryLockError::WouldBlock) => Err(Failure::Busy(
+        Err(TryLockError::WouldBlock) => Err(EngineError::Busy(
             "orbital gc is running on this project; try again when it finishes".into(),
         )),
-        Err(TryLockError::Error(e)) => Err(Failure::Environment(format!("cannot lock: {e}"))),
+        Err(TryLockError::Error(source)) => Err(EngineError::Write {
+            path: dir.join("locks"),
+            source,
+        }),
     }
 }

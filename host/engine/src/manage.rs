@@ -1,0 +1,386 @@
+//! The state requests: `plan`, `promote`, `gc` and `runs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use orbital_cas::{EnvEntry, NodeRun, NodeStatus, RunRecord, RunStatus};
+use orbital_core::Hash;
+use orbital_core::plan::{Action, Change};
+use orbital_runner::Publish;
+use serde::Serialize;
+
+use crate::error::EngineError;
+use crate::request::{GcRequest, PlanRequest, PromoteRequest};
+use crate::session::{Records, Session};
+use crate::{Engine, blocking, in_place, lock};
+
+/// What `plan` shows for one node.
+#[derive(Debug, Serialize)]
+pub struct PlanEntry {
+    pub name: String,
+    pub kind: &'static str,
+    pub change: Change,
+    pub action: Action,
+    pub fingerprint: Hash,
+    /// For `continue`: the fingerprint whose table the build continues.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continues: Option<Hash>,
+    /// Where the warehouse disagrees with the state store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<orbital_core::plan::Repair>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    pub affects: Vec<String>,
+}
+
+/// What a run of the same selection would do.
+#[derive(Debug, Serialize)]
+pub struct PlanReport {
+    pub environment: String,
+    pub nodes: Vec<PlanEntry>,
+    pub removed: Vec<String>,
+}
+
+/// What `promote` did.
+#[derive(Debug, Serialize)]
+pub struct Promoted {
+    pub from: String,
+    pub to: String,
+    pub promoted: usize,
+    pub removed: usize,
+}
+
+/// What `gc` dropped (or, with `dry_run`, would drop).
+#[derive(Debug)]
+pub struct Collected {
+    pub dry_run: bool,
+    pub relations: Vec<(Hash, orbital_cas::BuildRecord)>,
+    pub objects: usize,
+    pub parses: usize,
+}
+
+impl Engine {
+    /// What a run would build, reuse or remove, with SQL diffs.
+    pub async fn plan(&self, request: PlanRequest) -> Result<PlanReport, EngineError> {
+        let session = {
+            let (engine, request) = (self.clone(), request.clone());
+            blocking(move || {
+                Session::open(
+                    &engine,
+                    &request.project,
+                    &request.selector,
+                    request.env.as_deref(),
+                    None,
+                    Records::Early,
+                )
+            })
+            .await??
+        };
+        let connected = session.connect().await?;
+        let selection = session.select(&request.selector, &connected)?;
+        let dag = &session.compiled.dag;
+        let plan = session.plan(&connected, &selection, false)?;
+        let mut entries = Vec::new();
+        for step in &plan.steps {
+            let node = &dag.nodes[step.id];
+            let diff = match (step.change, node.as_model()) {
+                (Change::Modified, Some(model)) => {
+                    let old = connected
+                        .recorded
+                        .get(&node.name)
+                        .and_then(|e| e.sql)
+                        .and_then(|hash| session.store.object(&hash).ok().flatten())
+                        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                        .unwrap_or_default();
+                    Some(sql_diff(&node.name, &old, &model.sql))
+                }
+                _ => None,
+            };
+            let affects: Vec<String> = if step.change == Change::Modified {
+                dag.descendants(step.id, None)
+                    .into_iter()
+                    .filter(|&d| !dag.nodes[d].is_test())
+                    .map(|d| dag.nodes[d].name.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            entries.push(PlanEntry {
+                name: node.name.clone(),
+                kind: node.kind_name(),
+                change: step.change,
+                action: step.action,
+                fingerprint: step.fingerprint,
+                continues: step.previous,
+                repair: step.repair,
+                diff,
+                affects,
+            });
+        }
+        let report = PlanReport {
+            environment: session.environment.clone(),
+            nodes: entries,
+            removed: plan.removed.clone(),
+        };
+        crate::discard((session, connected, plan, selection));
+        Ok(report)
+    }
+    /// Points environment `to` at `from`'s builds, atomically; runs no
+    /// model SQL.
+    pub async fn promote(&self, request: PromoteRequest) -> Result<Promoted, EngineError> {
+        let started = Instant::now();
+        let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let (from, to) = (request.from.clone(), request.to.clone());
+        orbital_core::plan::check_environment_name(&from)?;
+        let mut session = {
+            let (engine, request) = (self.clone(), request.clone());
+            blocking(move || {
+                Session::open(
+                    &engine,
+                    &request.project,
+                    &request.selector,
+                    Some(&request.to),
+                    None,
+                    Records::OnConnect,
+                )
+            })
+            .await??
+        };
+        // `from`'s builds are checked, whatever `to`'s schema cookie says.
+        session.always_verify = true;
+        let _gc_lock = lock::gc(&session.state_dir(), false)?;
+        let _lock = lock::environment(&session.state_dir(), &session.target_name, &to)?;
+        let connected = session.connect().await?;
+        let source = match &connected.warehouse {
+            Some(w) => session.store.environment(w, &from)?,
+            None => BTreeMap::new(),
+        };
+        let Some(warehouse) = connected.warehouse.clone().filter(|_| !source.is_empty()) else {
+            return Err(EngineError::Usage(format!(
+                "environment `{from}` of target `{}` has nothing to promote (build it first: orbital run --env {from})",
+                session.target_name
+            )));
+        };
+        let mut changes = Vec::new();
+        let mut entries: Vec<(String, EnvEntry)> = Vec::new();
+        for (name, entry) in &source {
+            let Some(build) = connected.builds.get(&entry.fingerprint) else {
+                return Err(EngineError::Database(format!(
+                    "environment `{from}` points `{name}` at a build the store does not know; run `orbital run --env {from}` first"
+                )));
+            };
+            let relation = session.env_relation(name);
+            let physical = build.relation.clone();
+            // The store is checked against the warehouse, as a run checks it.
+            if let Some(catalog) = &connected.catalog
+                && !catalog.exists(&physical)
+            {
+                return Err(EngineError::Database(format!(
+                    "environment `{from}` points `{name}` at a build the warehouse no longer has ({}); run `orbital run --env {from}` first to rebuild it",
+                    physical.identifier
+                )));
+            }
+            let in_place = connected
+                .recorded
+                .get(name)
+                .is_some_and(|e| e.fingerprint == entry.fingerprint);
+            let reads_it = connected
+                .catalog
+                .as_ref()
+                .is_none_or(|catalog| catalog.reads(&relation, &physical));
+            if in_place && reads_it {
+                continue;
+            }
+            changes.push(Publish::Point {
+                relation: relation.clone(),
+                physical,
+            });
+            entries.push((
+                name.clone(),
+                EnvEntry {
+                    relation,
+                    ..entry.clone()
+                },
+            ));
+        }
+        let dropped: Vec<String> = connected
+            .recorded
+            .keys()
+            .filter(|name| !source.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in &dropped {
+            changes.push(Publish::Remove {
+                relation: session.env_relation(name),
+            });
+        }
+        if !changes.is_empty() {
+            let plugins = match &connected.loaded {
+                Some(loaded) => loaded.clone(),
+                // Only the adapter: publishing and dropping are its SQL.
+                None => {
+                    session
+                        .load_plugins_for(&connected, &Default::default())
+                        .await?
+                }
+            };
+            orbital_runner::publish(&plugins, &changes).await?;
+        }
+        let nodes = entries
+            .iter()
+            .map(|(name, entry)| NodeRun {
+                name: name.clone(),
+                status: NodeStatus::Promoted,
+                duration_ms: 0,
+                fingerprint: Some(entry.fingerprint),
+                error: None,
+            })
+            .collect();
+        in_place(|| {
+            session.store.write(|w| {
+                for (name, entry) in &entries {
+                    w.set_env(&warehouse, &to, name, entry)?;
+                }
+                for name in &dropped {
+                    w.remove_env(&warehouse, &to, name)?;
+                }
+                w.add_run(RunRecord {
+                    id: 0,
+                    command: format!("promote {from}"),
+                    target: session.target_name.clone(),
+                    environment: to.clone(),
+                    started_at,
+                    elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    status: RunStatus::Succeeded,
+                    error: None,
+                    holder: None,
+                    nodes,
+                })
+            })
+        })?;
+        Ok(Promoted {
+            from,
+            to,
+            promoted: entries.len(),
+            removed: dropped.len(),
+        })
+    }
+
+    /// Drops builds no environment uses, then store objects nothing reaches.
+    pub async fn gc(&self, request: GcRequest) -> Result<Collected, EngineError> {
+        let dry_run = request.dry_run;
+        let session = {
+            let (engine, request) = (self.clone(), request.clone());
+            blocking(move || {
+                Session::open(
+                    &engine,
+                    &request.project,
+                    &request.selector,
+                    None,
+                    None,
+                    Records::OnConnect,
+                )
+            })
+            .await??
+        };
+        let _gc_lock = lock::gc(&session.state_dir(), true)?;
+        let connected = session.connect().await?;
+        let mut dead = Vec::new();
+        if let Some(warehouse) = &connected.warehouse {
+            let environments = session.store.environments(warehouse)?;
+            let live = reachable(&environments, &connected.builds);
+            dead = connected
+                .builds
+                .iter()
+                .filter(|(fp, _)| !live.contains(*fp))
+                .map(|(fp, record)| (*fp, record.clone()))
+                .collect();
+            if !dry_run && !dead.is_empty() {
+                let plugins = match &connected.loaded {
+                    Some(loaded) => loaded.clone(),
+                    // Only the adapter: publishing and dropping are its SQL.
+                    None => {
+                        session
+                            .load_plugins_for(&connected, &Default::default())
+                            .await?
+                    }
+                };
+                let relations: Vec<_> = dead.iter().map(|(_, r)| r.relation.clone()).collect();
+                orbital_runner::drop_physical(&plugins, &relations).await?;
+                in_place(|| {
+                    session.store.write(|w| {
+                        for (fp, _) in &dead {
+                            w.remove_build(warehouse, fp)?;
+                        }
+                        Ok(())
+                    })
+                })?;
+            }
+        }
+        let (objects, parses) = in_place(|| {
+            session
+                .store
+                .collect_garbage(&session.parse_keys(), dry_run)
+        })?;
+        Ok(Collected {
+            dry_run,
+            relations: dead,
+            objects,
+            parses,
+        })
+    }
+
+    /// The latest `limit` runs of the project at `root`, newest first.
+    pub fn runs(&self, root: &Path, limit: usize) -> Result<Vec<RunRecord>, EngineError> {
+        Ok(self.project_store(root)?.runs(limit)?)
+    }
+
+    /// Run `id` of the project at `root`.
+    pub fn run_record(&self, root: &Path, id: u64) -> Result<Option<RunRecord>, EngineError> {
+        Ok(self.project_store(root)?.run(id)?)
+    }
+
+    /// The state store of the project at `root`.
+    pub(crate) fn project_store(
+        &self,
+        root: &Path,
+    ) -> Result<std::sync::Arc<orbital_cas::Store>, EngineError> {
+        let config = orbital_core::ProjectConfig::load(root)?;
+        self.store(&crate::components::store_path(root, &config))
+    }
+}
+
+/// A unified diff of canonical SQL, with references shown as written.
+fn sql_diff(name: &str, old: &str, new: &str) -> String {
+    let (old, new) = (
+        orbital_core::compile::readable(old),
+        orbital_core::compile::readable(new),
+    );
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{name} (recorded)"), &format!("{name} (project)"))
+        .to_string()
+}
+
+/// Every build an environment points at, and everything those read at
+/// query time (a view reads its upstream builds).
+fn reachable(
+    environments: &BTreeMap<String, BTreeMap<String, EnvEntry>>,
+    builds: &BTreeMap<Hash, orbital_cas::BuildRecord>,
+) -> BTreeSet<Hash> {
+    let mut live = BTreeSet::new();
+    let mut stack: Vec<Hash> = environments
+        .values()
+        .flat_map(|env| env.values().map(|e| e.fingerprint))
+        .collect();
+    while let Some(fp) = stack.pop() {
+        if live.insert(fp)
+            && let Some(build) = builds.get(&fp)
+        {
+            stack.extend(build.upstream.iter().copied());
+        }
+    }
+    live
+}
