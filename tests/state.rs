@@ -424,11 +424,17 @@ fn kill_9_mid_run_leaves_old_relations_and_the_next_run_finishes() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    // Users still see version 1 everywhere; nothing of the killed run is recorded.
+    // Users still see version 1 everywhere; the killed run recorded no
+    // build, and the next command finds it `interrupted` (its process is
+    // gone), with no node results.
     assert_eq!(query_one(&db, "SELECT version FROM fast"), "1");
     assert_eq!(query_one(&db, "SELECT version FROM slow"), "1");
     let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
-    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["status"], "interrupted", "{runs:?}");
+    assert_eq!(runs[0]["nodes"].as_array().unwrap().len(), 0);
+    assert_eq!(runs[1]["status"], "succeeded");
     let plan = project.orbital(&["plan", "--json"]).expect_code(0).json();
     assert!(
         plan["nodes"]
@@ -444,4 +450,137 @@ fn kill_9_mid_run_leaves_old_relations_and_the_next_run_finishes() {
     assert!(all(&finished, "success"), "{finished:?}");
     assert_eq!(query_one(&db, "SELECT version FROM slow"), "2");
     assert_eq!(query_one(&db, "SELECT n FROM slow"), "8000000");
+}
+
+/// The fixture in tests/fixtures/store-format-1, copied into a project.
+fn format_1_project() -> TestProject {
+    let fixture = support::workspace().join("tests/fixtures/store-format-1");
+    let project = TestProject::empty();
+    for file in [
+        "orbital.toml",
+        "seeds/people.csv",
+        "models/names.sql",
+        "models/counted.sql",
+    ] {
+        let text = std::fs::read_to_string(fixture.join(file)).unwrap();
+        project.write(file, &text);
+    }
+    std::fs::create_dir_all(project.path().join("target/orbital")).unwrap();
+    std::fs::copy(
+        fixture.join("state.redb"),
+        project.path().join("target/orbital/state.redb"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture.join("warehouse.sqlite"),
+        project.path().join("target/warehouse.db"),
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn a_format_1_store_is_migrated_on_open() {
+    let project = format_1_project();
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    let runs = runs["runs"].as_array().unwrap();
+    let summary: Vec<(u64, &str, &str, usize)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_u64().unwrap(),
+                r["command"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["nodes"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (3, "run", "failed", 1),
+            (2, "run", "succeeded", 2),
+            (1, "build", "succeeded", 6),
+        ]
+    );
+    assert_eq!(runs[0]["nodes"][0]["status"], "error");
+    assert_eq!(runs[1]["nodes"][0]["status"], "reused");
+    assert_eq!(runs[2]["nodes"][0]["status"], "success");
+    // The builds and environments it recorded are still used: nothing is
+    // built again, in either environment.
+    let prod = statuses(&project, &["run"]);
+    assert!(all(&prod, "reused"), "{prod:?}");
+    let dev = statuses(&project, &["run", "--env", "dev"]);
+    assert!(all(&dev, "reused"), "{dev:?}");
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_cleanly_and_says_so() {
+    let project = slow_project(300);
+    statuses(&project, &["run"]);
+    let db = project.path().join("target/slow.db");
+    project.write("models/fast.sql", "select 2 as version");
+    let slow = std::fs::read_to_string(project.path().join("models/slow.sql")).unwrap();
+    project.write(
+        "models/slow.sql",
+        &slow.replace("x < 300", "x < 2000000000"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["run", "--threads", "1", "--project"])
+        .arg(project.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("a progress line").unwrap();
+        if line.contains("OK    model fast") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{rest:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Cancelling"), "{stderr}");
+    assert!(
+        stderr.contains("Cancelled: nothing was published"),
+        "{stderr}"
+    );
+    let stdout = rest.join("\n");
+    assert!(stdout.contains("CANCEL model slow"), "{stdout}");
+    assert!(stdout.contains("CANCELLED=1"), "{stdout}");
+    // Users still see version 1; the run is recorded as cancelled.
+    assert_eq!(query_one(&db, "SELECT version FROM fast"), "1");
+    assert_eq!(query_one(&db, "SELECT version FROM slow"), "1");
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    assert_eq!(runs["runs"][0]["status"], "cancelled");
+    let id = runs["runs"][0]["id"].as_u64().unwrap().to_string();
+    let one = project
+        .orbital(&["runs", &id, "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(one["runs"][0]["status"], "cancelled");
+    assert_eq!(one["runs"].as_array().unwrap().len(), 1);
+    let missing = project.orbital(&["runs", "999"]).expect_code(2);
+    assert!(
+        missing.stderr().contains("no run #999"),
+        "{}",
+        missing.stderr()
+    );
+    // The next run finishes.
+    project.write("models/slow.sql", &slow);
+    let finished = statuses(&project, &["run"]);
+    assert!(all(&finished, "success"), "{finished:?}");
+    assert_eq!(query_one(&db, "SELECT version FROM slow"), "2");
 }

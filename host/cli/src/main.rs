@@ -108,8 +108,11 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
-    /// List past runs with per-node status, timing and fingerprints.
+    /// List past runs with their status and per-node status, timing and
+    /// fingerprints; or one run by its id.
     Runs {
+        /// Show only this run.
+        id: Option<u64>,
         /// How many runs to show, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -250,8 +253,17 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
             output.garbage(&collected);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Runs { limit } => {
+        Command::Runs { id: None, limit } => {
             output.runs(&engine.runs(&cli.project, *limit)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Runs { id: Some(id), .. } => {
+            let run = engine.run_record(&cli.project, *id)?.ok_or_else(|| {
+                Failure::Usage(format!(
+                    "no run #{id} is recorded (orbital runs lists them)"
+                ))
+            })?;
+            output.runs(std::slice::from_ref(&run));
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin::command(engine, cli, command, output).await,

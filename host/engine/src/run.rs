@@ -106,12 +106,9 @@ impl Engine {
             Ok(locks) => locks,
             Err(e) => return Err(ledger.fail(e, &events)),
         };
-        if let Err(e) = ledger.open(RunStatus::Running) {
-            return Err(ledger.fail(e, &events));
-        }
-        let id = ledger.id.unwrap_or_default();
         let started = (started_at.as_str(), started);
-        let outcome = match run_nodes(id, &session, &request, &events, &cancel, started).await {
+        let ran = run_nodes(&mut ledger, &request, &events, &cancel, started).await;
+        let outcome = match ran {
             Ok(ran) => Ok(ledger.finish(ran, &events)),
             Err(e) => Err(ledger.fail(e, &events)),
         };
@@ -258,16 +255,16 @@ impl Ledger<'_> {
     }
 }
 
-/// Connects, plans, runs the nodes, publishes and records: the part of a
-/// run that holds its locks.
+/// Connects, records the run as running, plans, runs the nodes, publishes
+/// and records the outcome: the part of a run that holds its locks.
 async fn run_nodes(
-    id: u64,
-    session: &Session,
+    ledger: &mut Ledger<'_>,
     request: &RunRequest,
     events: &Events,
     cancel: &CancellationToken,
     (started_at, request_started): (&str, Instant),
 ) -> Result<Ran, EngineError> {
+    let session = ledger.session;
     let command = request.command;
     let selector = &request.selector;
     let uses_state = Selection::uses_state(&selector.select, &selector.exclude);
@@ -284,6 +281,9 @@ async fn run_nodes(
                 RUN_LOCK_WAIT.as_secs()
             ))
         })?;
+    // Recorded once it holds the warehouse: a run that cannot connect or
+    // lock leaves no record (unless it queued in this process first).
+    let id = ledger.open(RunStatus::Running)?;
     let mut selection = session.select(selector, &connected)?;
     let dag = &session.compiled.dag;
     if command.runs_tests() {
