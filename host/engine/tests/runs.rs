@@ -512,4 +512,18 @@ async fn a_cancelled_run_cancels_its_statement_on_postgresql() {
         .unwrap();
     assert_eq!(record.status, RunStatus::Cancelled);
     engine.close().await;
+    drop(observer);
+    drop_database(&url).await;
+}
+
+async fn drop_database(url: &str) {
+    let admin = std::env::var("ORBITAL_TEST_POSTGRES_URL").unwrap();
+    let (_, database) = url.rsplit_once('/').unwrap();
+    let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+    )))
+    .execute(&mut connection)
+    .await
+    .unwrap();
 }
