@@ -350,6 +350,50 @@ fn compile_writes_sql_and_prints_one_model() {
 }
 
 #[test]
+fn compile_rewrites_only_the_files_that_changed() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["compile"]).expect_code(0);
+    let compiled = project.path().join("target/compiled/models");
+    let customers = compiled.join("marts/customers.sql");
+    let orders = compiled.join("marts/orders.sql");
+    let modified = |path: &std::path::Path| std::fs::metadata(path).unwrap().modified().unwrap();
+    let (customers_before, orders_before) = (modified(&customers), modified(&orders));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let text = std::fs::read_to_string(project.path().join("models/marts/orders.sql")).unwrap();
+    project.write(
+        "models/marts/orders.sql",
+        &text.replace("select", "select 42 as answer,"),
+    );
+    project.orbital(&["compile"]).expect_code(0);
+    assert_eq!(
+        modified(&customers),
+        customers_before,
+        "unchanged: not rewritten"
+    );
+    assert_ne!(modified(&orders), orders_before, "changed: rewritten");
+    assert!(
+        std::fs::read_to_string(&orders)
+            .unwrap()
+            .contains("42 AS answer")
+    );
+    // A file deleted by hand comes back; one edited by hand is left alone
+    // until its model changes (the folder is orbital's output).
+    std::fs::remove_file(&customers).unwrap();
+    project.orbital(&["compile"]).expect_code(0);
+    assert!(customers.is_file());
+    // The folder holds what was selected, nothing else.
+    project.orbital(&["compile", "-s", "orders"]).expect_code(0);
+    assert!(orders.is_file());
+    assert!(!customers.exists());
+    // A folder made without a manifest is replaced whole.
+    std::fs::remove_file(project.path().join("target/compiled/.orbital-compiled")).unwrap();
+    project.write("target/compiled/stray.sql", "select 1");
+    project.orbital(&["compile"]).expect_code(0);
+    assert!(!project.path().join("target/compiled/stray.sql").exists());
+    assert!(customers.is_file());
+}
+
+#[test]
 fn ls_lists_nodes_with_their_config() {
     let project = TestProject::jaffle_shop();
     let json = project

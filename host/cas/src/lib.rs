@@ -215,7 +215,7 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
-    /// A read-only view of the parse cache, for [`orbital_core::compile_with_cache`].
+    /// A read-only view of the parse cache, for [`orbital_core::compile`].
     pub fn parse_cache(&self) -> Result<StoredParses> {
         Ok(StoredParses {
             table: self.read()?.open_table(PARSED)?,

@@ -74,8 +74,7 @@ fn fastest(runs: usize, mut timed: impl FnMut() -> Duration) -> Duration {
 fn cold_compile(dir: &Path) -> impl Sized {
     let project = Project::load(dir).expect("load");
     let target = project.config.target(None).expect("target").1.clone();
-    let compiled = orbital_core::compile_with_cache(&project, &target, &orbital_core::NoCache)
-        .expect("compile");
+    let compiled = orbital_core::compile(&project, &target, Default::default()).expect("compile");
     let fingerprints = orbital_core::fingerprint::fingerprint(&project, &compiled.dag, &plugins())
         .expect("fingerprint");
     (project, compiled, fingerprints)

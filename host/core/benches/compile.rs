@@ -10,7 +10,11 @@ use orbital_core::{Project, compile, synthetic};
 fn load_and_compile(dir: &Path) -> usize {
     let project = Project::load(dir).expect("load");
     let target = project.config.target(None).expect("target").1.clone();
-    compile(&project, &target).expect("compile").dag.nodes.len()
+    compile(&project, &target, Default::default())
+        .expect("compile")
+        .dag
+        .nodes
+        .len()
 }
 
 fn write(dir: &Path, models: usize) {

@@ -29,7 +29,8 @@ fn main() {
         let load = t.elapsed();
         let target = project.config.target(None).expect("target").1.clone();
         let t = Instant::now();
-        let compiled = orbital_core::compile(&project, &target).expect("compile");
+        let compiled =
+            orbital_core::compile(&project, &target, Default::default()).expect("compile");
         println!(
             "load {load:?} compile {:?} nodes {}",
             t.elapsed(),

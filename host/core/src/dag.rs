@@ -167,9 +167,25 @@ pub struct Dag {
     pub children: Vec<Vec<NodeId>>,
     /// Every node after all of its dependencies; ties broken by name.
     pub order: Vec<NodeId>,
+    /// Each node's index in `order`, computed on first use.
+    #[serde(skip)]
+    positions: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl Dag {
+    /// Where node `id` stands in [`Dag::order`]: a node's dependencies all
+    /// stand before it.
+    pub fn position(&self, id: NodeId) -> usize {
+        let positions = self.positions.get_or_init(|| {
+            let mut positions = vec![0; self.nodes.len()];
+            for (at, &node) in self.order.iter().enumerate() {
+                positions[node] = u32::try_from(at).unwrap_or(u32::MAX);
+            }
+            positions
+        });
+        positions[id] as usize
+    }
+
     /// Builds the graph; `edge_at(node, dependency)` tells where the
     /// dependency is written, so a cycle can point at its source.
     pub fn new(
@@ -199,6 +215,7 @@ impl Dag {
             children,
             nodes,
             order,
+            positions: std::sync::OnceLock::new(),
         })
     }
 

@@ -203,7 +203,9 @@ mod tests {
     fn load_and_compile(dir: &std::path::Path) -> (Project, Dag) {
         let project = Project::load(dir).unwrap();
         let target = project.config.target(None).unwrap().1.clone();
-        let dag = crate::compile(&project, &target).unwrap().dag;
+        let dag = crate::compile(&project, &target, Default::default())
+            .unwrap()
+            .dag;
         (project, dag)
     }
 

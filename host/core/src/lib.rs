@@ -32,11 +32,11 @@ pub mod selector;
 pub mod snapshot;
 pub mod synthetic;
 mod threads;
-pub mod tokens;
+pub use compile::tokens;
 
 pub use compile::{
-    CompiledModel, CompiledProject, NoCache, ParseCache, ParsedModel, Referent, compile,
-    compile_with, compile_with_cache,
+    CompileOptions, CompiledModel, CompiledProject, NoCache, ParseCache, ParsedModel, Referent,
+    compile,
 };
 pub use config::{ComponentRef, ProjectConfig, Target};
 pub use dag::{Dag, Node, NodeId, NodeKind};

@@ -524,7 +524,9 @@ mod tests {
         }
         let project = Project::load(dir.path()).unwrap();
         let target = project.config.target(None).unwrap().1.clone();
-        let dag = crate::compile(&project, &target).unwrap().dag;
+        let dag = crate::compile(&project, &target, Default::default())
+            .unwrap()
+            .dag;
         let plugins = PluginHashes {
             adapter: Hash::of(b"a"),
             strategies: [

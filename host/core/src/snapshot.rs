@@ -219,7 +219,9 @@ mod tests {
     fn compiled(root: &Path) -> (Project, Dag, Hash) {
         let project = Project::load(root).unwrap();
         let target = project.config.target(None).unwrap().1.clone();
-        let dag = crate::compile(&project, &target).unwrap().dag;
+        let dag = crate::compile(&project, &target, Default::default())
+            .unwrap()
+            .dag;
         (project.clone(), dag, key(&project.config, &target, "test"))
     }
 

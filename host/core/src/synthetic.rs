@@ -122,7 +122,7 @@ mod tests {
         }
         let loaded = crate::Project::load(dir.path()).unwrap();
         let target = loaded.config.target(None).unwrap().1.clone();
-        let compiled = crate::compile(&loaded, &target).unwrap();
+        let compiled = crate::compile(&loaded, &target, Default::default()).unwrap();
         assert_eq!(compiled.dag.nodes.len(), 203);
         let edges: usize = compiled.dag.nodes.iter().map(|n| n.depends_on.len()).sum();
         assert!(

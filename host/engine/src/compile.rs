@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use orbital_core::{CompiledProject, Dag, NodeId, Project, Selection};
 
-use crate::components::components;
+use crate::components::{components, store_path};
 use crate::error::EngineError;
 use crate::macros::PluginMacros;
 use crate::request::{CompileRequest, Compiled, Listing};
@@ -20,12 +20,17 @@ impl Engine {
 
     fn compile_now(&self, request: &CompileRequest) -> Result<Compiled, EngineError> {
         let root = &request.project;
-        let project = Project::load(root)?;
-        let (_, target) = project.config.target(request.selector.target.as_deref())?;
-        let components = components(root, &project.config, || self.project_store(root))?;
-        let macros = PluginMacros::new(self, &components, &project.config)?;
-        let compiled =
-            orbital_core::compile_with(&project, target, &orbital_core::NoCache, &macros)?;
+        let config = orbital_core::ProjectConfig::load(root)?;
+        let target = config.target(request.selector.target.as_deref())?.1.clone();
+        let store = self.store(&store_path(root, &config))?;
+        let components = components(root, &config, || Ok(store.clone()))?;
+        let macros = PluginMacros::new(self, &components, &config)?;
+        // The snapshot and the parse cache, as a run uses them: an
+        // unchanged project is not read again, an unchanged model not parsed.
+        let (project, compiled, _) = crate::session::load(root, config, &target, &store, &macros)?;
+        if !compiled.fresh_parses.is_empty() {
+            crate::run::save_parses(&store, &compiled.fresh_parses)?;
+        }
         let mut selection = Selection::resolve(
             &compiled.dag,
             &request.selector.select,
@@ -93,28 +98,79 @@ pub fn user_sql(dag: &Dag, id: NodeId) -> Option<String> {
     orbital_core::compile::render_model(dag, id, |dep| dag.nodes[dep].relation.quoted())
 }
 
+/// The list of what `compile` last wrote, beside it: each file's path and
+/// the hash of its text.
+const MANIFEST: &str = ".orbital-compiled";
+
+/// Writes each selected model's SQL to `out_dir/<model path>`: only the
+/// files whose text changed since the last compile (per the manifest), and
+/// removes those of models no longer selected. A folder without a manifest
+/// (made by hand, or by an older orbital) is replaced whole.
 fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usize, EngineError> {
-    let staging = out_dir.with_extension("partial");
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(EngineError::write(&staging))?;
-    }
-    let mut written = 0;
-    for &id in selection {
-        let node = &dag.nodes[id];
-        let Some(sql) = user_sql(dag, id) else {
-            continue;
-        };
-        let file: PathBuf = staging.join(&node.path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(EngineError::write(parent))?;
+    use rayon::prelude::*;
+    let manifest_path = out_dir.join(MANIFEST);
+    let text = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if out_dir.exists() {
+                std::fs::remove_dir_all(out_dir).map_err(EngineError::write(out_dir))?;
+            }
+            String::new()
         }
-        std::fs::write(&file, format!("{sql}\n")).map_err(EngineError::write(&file))?;
-        written += 1;
+        Err(source) => {
+            return Err(EngineError::Write {
+                path: manifest_path,
+                source,
+            });
+        }
+    };
+    let previous = parse_manifest(&text);
+    let current: Vec<(PathBuf, String, String)> = selection
+        .par_iter()
+        .filter_map(|&id| {
+            let sql = format!("{}\n", user_sql(dag, id)?);
+            let hash = blake3::hash(sql.as_bytes()).to_hex().to_string();
+            Some((dag.nodes[id].path.clone(), hash, sql))
+        })
+        .collect();
+    current
+        .par_iter()
+        .filter(|(path, hash, _)| {
+            previous.get(path.as_path()) != Some(&hash.as_str()) || !out_dir.join(path).is_file()
+        })
+        .try_for_each(|(path, _, sql)| {
+            let file = out_dir.join(path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(EngineError::write(parent))?;
+            }
+            std::fs::write(&file, sql).map_err(EngineError::write(&file))
+        })?;
+    let kept: std::collections::HashSet<&Path> =
+        current.iter().map(|(path, _, _)| path.as_path()).collect();
+    for gone in previous.keys().filter(|path| !kept.contains(*path)) {
+        let file = out_dir.join(gone);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(EngineError::write(&file)(e));
+            }
+            _ => {}
+        }
     }
-    std::fs::create_dir_all(&staging).map_err(EngineError::write(&staging))?;
-    if out_dir.exists() {
-        std::fs::remove_dir_all(out_dir).map_err(EngineError::write(out_dir))?;
-    }
-    std::fs::rename(&staging, out_dir).map_err(EngineError::write(out_dir))?;
-    Ok(written)
+    let manifest: String = current
+        .iter()
+        .map(|(path, hash, _)| format!("{hash} {}\n", path.display()))
+        .collect();
+    std::fs::create_dir_all(out_dir).map_err(EngineError::write(out_dir))?;
+    let staged = out_dir.join(format!("{MANIFEST}.partial"));
+    std::fs::write(&staged, manifest).map_err(EngineError::write(&staged))?;
+    std::fs::rename(&staged, &manifest_path).map_err(EngineError::write(&manifest_path))?;
+    Ok(current.len())
+}
+
+/// The manifest's lines: path -> hash.
+fn parse_manifest(text: &str) -> std::collections::HashMap<&Path, &str> {
+    text.lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(hash, path)| (Path::new(path), hash))
+        .collect()
 }

@@ -680,6 +680,20 @@ fn save_caches(w: &mut orbital_cas::Writer, session: &Session) -> orbital_cas::R
     Ok(())
 }
 
+/// Saves parse results in a transaction of their own (`compile`, `ls`).
+pub(crate) fn save_parses(
+    store: &orbital_cas::Store,
+    parses: &[(orbital_core::Hash, orbital_core::ParsedModel)],
+) -> Result<(), EngineError> {
+    store.write(|w| {
+        for (key, parsed) in parses {
+            w.put_parsed(key, parsed)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// One store transaction: parse results, builds, pointers, the run's
 /// final record.
 #[allow(clippy::too_many_arguments)]

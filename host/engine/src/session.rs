@@ -619,7 +619,7 @@ fn build_identity() -> String {
 /// The project and its compiled graph: from the store's snapshot when no
 /// source file has changed since it was taken, else read and compiled (with
 /// the parse cache) and snapshotted for the next command.
-fn load(
+pub(crate) fn load(
     root: &Path,
     config: ProjectConfig,
     target: &Target,
@@ -659,7 +659,14 @@ fn load(
     let project = Project::load_with_config(root, config)?;
     let compiled = {
         let cache = store.parse_cache()?;
-        orbital_core::compile_with(&project, target, &cache, macros)?
+        orbital_core::compile(
+            &project,
+            target,
+            orbital_core::CompileOptions {
+                cache: &cache,
+                macros,
+            },
+        )?
     };
     let mut stamped = None;
     if let Some(snapshot) = Snapshot::capture(key, files, read_at, &project, &compiled.dag) {

@@ -1,31 +1,11 @@
-//! A fast tokenizer for the plain SQL most models are written in, feeding
-//! sqlparser's parser.
-//!
-//! sqlparser's own tokenizer walks `char`s through a peekable iterator,
-//! keeps every space, newline and comment as a token, and finds keywords
-//! by binary search: a fifth of a cold compile. This one scans bytes and
-//! yields only the tokens the parser reads, at the same positions. It covers
-//! a deliberately small subset: ASCII text, words, plain numbers, strings
-//! and quoted identifiers without escapes, comments and the common
-//! punctuation and operators. On anything else (a dialect's typed or
-//! escaped literals, operator runs, placeholders, non-ASCII text, an
-//! unterminated literal) it gives up, and [`parse_sql`] hands the text to
-//! sqlparser whole, so what the parser sees and every error it reports are
-//! sqlparser's own. A differential test holds the two tokenizers to the
-//! same tokens and positions.
-//!
-//! Dropping whitespace tokens is safe for the dialects Orbital parses with
-//! (SQLite, PostgreSQL, generic): their parsers only look at whitespace
-//! for other dialects' syntax (Redshift's string concatenation across
-//! lines, BigQuery's hyphenated names, MySQL's optimizer hints).
-//!
-//! Its spans hold byte offsets rather than lines and columns: `line` 0 and
-//! `column` the offset plus one ([`position`] turns one back into a line and
-//! column). The parser tries a data type before every identifier and builds
-//! an error message, location included, each time that fails; sqlparser
-//! formats a location on line 0 as nothing, and skipping that formatting
-//! took a fifteenth off a compile. A parse that fails is rerun from
-//! sqlparser's own tokens, so its error carries the line and column.
+//! The parser's fast path: a byte-level tokenizer for the plain SQL most
+//! models are written in, feeding sqlparser's parser. On anything outside
+//! its small subset it gives up and [`parse_sql`] hands the text to
+//! sqlparser whole, so the parser's input and every error it reports are
+//! sqlparser's own; a differential test holds the two tokenizers to the
+//! same tokens and positions. Spans hold byte offsets (line 0), which
+//! [`position`] turns into a line and column. Why, and what it saves:
+//! docs/benchmarks.md, "The fast-path tokenizer".
 
 use std::sync::LazyLock;
 
