@@ -61,16 +61,25 @@ impl Output {
             .map(|&id| detail(id).len())
             .max()
             .unwrap_or(0);
+        // One buffer: stdout's own line buffer makes a write per node.
+        use std::io::Write;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         for &id in selection {
             let node = &dag.nodes[id];
-            println!(
+            let line = writeln!(
+                out,
                 "{:<6} {:<32} {:<width$} {}",
                 node.kind_name(),
                 node.name,
                 detail(id),
                 node.path.display()
             );
+            // A closed stdout (`| head`) is the reader's choice.
+            if line.is_err() {
+                return;
+            }
         }
+        let _ = out.flush();
     }
 
     pub fn compiled(

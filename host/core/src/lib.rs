@@ -45,4 +45,4 @@ pub use fingerprint::{Fingerprints, PluginHashes};
 pub use hash::Hash;
 pub use project::{Model, ModelConfig, Project, Seed};
 pub use selector::{Selection, StateDiff};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotOf};

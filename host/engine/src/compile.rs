@@ -9,6 +9,7 @@ use crate::components::{components, store_path};
 use crate::error::EngineError;
 use crate::macros::PluginMacros;
 use crate::request::{CompileRequest, Compiled, Listing};
+use crate::session::SaveParses;
 use crate::{Engine, blocking};
 
 impl Engine {
@@ -27,10 +28,8 @@ impl Engine {
         let macros = PluginMacros::new(self, &components, &config)?;
         // The snapshot and the parse cache, as a run uses them: an
         // unchanged project is not read again, an unchanged model not parsed.
-        let (project, compiled, _) = crate::session::load(root, config, &target, &store, &macros)?;
-        if !compiled.fresh_parses.is_empty() {
-            crate::run::save_parses(&store, &compiled.fresh_parses)?;
-        }
+        let (project, compiled, _) =
+            crate::session::load(root, config, &target, &store, &macros, SaveParses::Now)?;
         let mut selection = Selection::resolve(
             &compiled.dag,
             &request.selector.select,
