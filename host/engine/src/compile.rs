@@ -123,7 +123,15 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
             });
         }
     };
-    let previous = parse_manifest(&text);
+    let (previous, folders) = parse_manifest(&text);
+    // A file deleted from a folder changes the folder's modification time:
+    // a folder as the manifest left it still holds every file it listed, so
+    // its files need no look each.
+    let untouched: std::collections::HashSet<&Path> = folders
+        .iter()
+        .filter(|(folder, modified)| folder_modified(&out_dir.join(folder)) == Some(*modified))
+        .map(|(folder, _)| *folder)
+        .collect();
     let current: Vec<(PathBuf, String, String)> = selection
         .par_iter()
         .filter_map(|&id| {
@@ -135,7 +143,11 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
     current
         .par_iter()
         .filter(|(path, hash, _)| {
-            previous.get(path.as_path()) != Some(&hash.as_str()) || !out_dir.join(path).is_file()
+            let present = path
+                .parent()
+                .is_some_and(|folder| untouched.contains(folder))
+                || out_dir.join(path).is_file();
+            previous.get(path.as_path()) != Some(&hash.as_str()) || !present
         })
         .try_for_each(|(path, _, sql)| {
             let file = out_dir.join(path);
@@ -155,10 +167,21 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
             _ => {}
         }
     }
-    let manifest: String = current
+    let written_folders: std::collections::BTreeSet<&Path> = current
         .iter()
-        .map(|(path, hash, _)| format!("{hash} {}\n", path.display()))
+        .filter_map(|(path, _, _)| path.parent())
+        .filter(|folder| !folder.as_os_str().is_empty())
         .collect();
+    let mut manifest: String = written_folders
+        .into_iter()
+        .filter_map(|folder| {
+            let modified = folder_modified(&out_dir.join(folder))?;
+            Some(format!("/{modified} {}\n", folder.display()))
+        })
+        .collect();
+    for (path, hash, _) in &current {
+        manifest.push_str(&format!("{hash} {}\n", path.display()));
+    }
     std::fs::create_dir_all(out_dir).map_err(EngineError::write(out_dir))?;
     let staged = out_dir.join(format!("{MANIFEST}.partial"));
     std::fs::write(&staged, manifest).map_err(EngineError::write(&staged))?;
@@ -166,10 +189,37 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
     Ok(current.len())
 }
 
-/// The manifest's lines: path -> hash.
-fn parse_manifest(text: &str) -> std::collections::HashMap<&Path, &str> {
-    text.lines()
-        .filter_map(|line| line.split_once(' '))
-        .map(|(hash, path)| (Path::new(path), hash))
-        .collect()
+/// The manifest's lines: path -> hash, and each folder's modification
+/// time (lines starting with `/`).
+type Manifest<'a> = (
+    std::collections::HashMap<&'a Path, &'a str>,
+    Vec<(&'a Path, u128)>,
+);
+
+fn parse_manifest(text: &str) -> Manifest<'_> {
+    let (mut files, mut folders) = (std::collections::HashMap::new(), Vec::new());
+    for (first, rest) in text.lines().filter_map(|line| line.split_once(' ')) {
+        match first.strip_prefix('/') {
+            Some(modified) => {
+                if let Ok(modified) = modified.parse() {
+                    folders.push((Path::new(rest), modified));
+                }
+            }
+            None => {
+                files.insert(Path::new(rest), first);
+            }
+        }
+    }
+    (files, folders)
+}
+
+/// A folder's modification time in nanoseconds since the epoch.
+fn folder_modified(folder: &Path) -> Option<u128> {
+    let modified = std::fs::metadata(folder).ok()?.modified().ok()?;
+    Some(
+        modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos(),
+    )
 }

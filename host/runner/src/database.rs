@@ -19,7 +19,9 @@ use orbital_plugin_host::types::{Column, DbError, LogLevel, RowSet, Statement, V
 use orbital_plugin_host::{BoxFuture, Database};
 
 pub use crate::error::DatabaseError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
 pub(crate) fn plain(sql: &str) -> Statement {
@@ -365,10 +367,17 @@ impl Warehouse {
                     source,
                 })?;
             }
+            // WAL with synchronous = NORMAL: a commit appends to the log
+            // without waiting for the disk (each model's CREATE was an
+            // fsync: most of a first build's time on SQLite); the log is
+            // synced at each checkpoint. A power cut can lose the last
+            // commits but never corrupts the file, and what it loses is
+            // caught by the next run's catalog check, which builds it again.
             SqliteConnectOptions::new()
                 .filename(file)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
         };
         // Lazy: a command that needs nothing of the file but the warehouse
         // id it already knows (see `file_identity`) never opens it.
