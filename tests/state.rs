@@ -379,6 +379,34 @@ fn slow_project(rows: u64) -> TestProject {
     project
 }
 
+/// Starts `orbital run --threads 1` on a [`slow_project`] and returns once
+/// `fast` is built and `slow` is building, with the rest of its output.
+fn run_until_slow_builds(
+    project: &TestProject,
+    stderr: Stdio,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["run", "--threads", "1", "--project"])
+        .arg(project.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("a progress line").unwrap();
+        if line.contains("OK    model fast") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    (child, lines)
+}
+
 #[test]
 fn kill_9_mid_run_leaves_old_relations_and_the_next_run_finishes() {
     let project = slow_project(300);
@@ -390,22 +418,7 @@ fn kill_9_mid_run_leaves_old_relations_and_the_next_run_finishes() {
     project.write("models/fast.sql", "select 2 as version");
     let slow = std::fs::read_to_string(project.path().join("models/slow.sql")).unwrap();
     project.write("models/slow.sql", &slow.replace("x < 300", "x < 8000000"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
-        .args(["run", "--threads", "1", "--project"])
-        .arg(project.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("a progress line").unwrap();
-        if line.contains("OK    model fast") {
-            break;
-        }
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut child, _lines) = run_until_slow_builds(&project, Stdio::null());
 
     // A second process on the same environment is refused, not interleaved.
     let second = project.orbital(&["run"]).expect_code(4);
@@ -527,22 +540,7 @@ fn ctrl_c_cancels_the_run_cleanly_and_says_so() {
         "models/slow.sql",
         &slow.replace("x < 300", "x < 2000000000"),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
-        .args(["run", "--threads", "1", "--project"])
-        .arg(project.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("a progress line").unwrap();
-        if line.contains("OK    model fast") {
-            break;
-        }
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (child, lines) = run_until_slow_builds(&project, Stdio::piped());
     let interrupted = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

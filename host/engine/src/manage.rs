@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::EngineError;
 use crate::request::{GcRequest, PlanRequest, PromoteRequest};
 use crate::session::{Records, Session};
-use crate::{Engine, blocking, in_place, lock};
+use crate::{Engine, in_place, lock};
 
 /// What `plan` shows for one node.
 #[derive(Debug, Serialize)]
@@ -63,20 +63,15 @@ pub struct Collected {
 impl Engine {
     /// What a run would build, reuse or remove, with SQL diffs.
     pub async fn plan(&self, request: PlanRequest) -> Result<PlanReport, EngineError> {
-        let session = {
-            let (engine, request) = (self.clone(), request.clone());
-            blocking(move || {
-                Session::open(
-                    &engine,
-                    &request.project,
-                    &request.selector,
-                    request.env.as_deref(),
-                    None,
-                    Records::Early,
-                )
-            })
-            .await??
-        };
+        let session = Session::opened(
+            self,
+            &request.project,
+            &request.selector,
+            request.env.as_deref(),
+            None,
+            Records::Early,
+        )
+        .await?;
         let connected = session.connect().await?;
         let selection = session.select(&request.selector, &connected)?;
         let dag = &session.compiled.dag;
@@ -133,20 +128,15 @@ impl Engine {
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let (from, to) = (request.from.clone(), request.to.clone());
         orbital_core::plan::check_environment_name(&from)?;
-        let mut session = {
-            let (engine, request) = (self.clone(), request.clone());
-            blocking(move || {
-                Session::open(
-                    &engine,
-                    &request.project,
-                    &request.selector,
-                    Some(&request.to),
-                    None,
-                    Records::OnConnect,
-                )
-            })
-            .await??
-        };
+        let mut session = Session::opened(
+            self,
+            &request.project,
+            &request.selector,
+            Some(request.to.as_str()),
+            None,
+            Records::OnConnect,
+        )
+        .await?;
         // `from`'s builds are checked, whatever `to`'s schema cookie says.
         session.always_verify = true;
         let _gc_lock = lock::gc(&session.state_dir(), false)?;
@@ -270,20 +260,15 @@ impl Engine {
     /// Drops builds no environment uses, then store objects nothing reaches.
     pub async fn gc(&self, request: GcRequest) -> Result<Collected, EngineError> {
         let dry_run = request.dry_run;
-        let session = {
-            let (engine, request) = (self.clone(), request.clone());
-            blocking(move || {
-                Session::open(
-                    &engine,
-                    &request.project,
-                    &request.selector,
-                    None,
-                    None,
-                    Records::OnConnect,
-                )
-            })
-            .await??
-        };
+        let session = Session::opened(
+            self,
+            &request.project,
+            &request.selector,
+            None,
+            None,
+            Records::OnConnect,
+        )
+        .await?;
         let _gc_lock = lock::gc(&session.state_dir(), true)?;
         let connected = session.connect().await?;
         let mut dead = Vec::new();

@@ -24,7 +24,7 @@ use crate::error::EngineError;
 use crate::events::{Event, Events, RunOutcome, send};
 use crate::request::{RunCommand, RunRequest};
 use crate::session::{Connected, Records, Session};
-use crate::{Engine, blocking, in_place, lock};
+use crate::{Engine, in_place, lock};
 
 /// How long a run waits for another process's run on the same warehouse.
 const RUN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -47,20 +47,15 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let started = Instant::now();
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let session = {
-            let (engine, request) = (self.clone(), request.clone());
-            blocking(move || {
-                Session::open(
-                    &engine,
-                    &request.project,
-                    &request.selector,
-                    request.env.as_deref(),
-                    request.threads,
-                    Records::OnConnect,
-                )
-            })
-            .await??
-        };
+        let session = Session::opened(
+            self,
+            &request.project,
+            &request.selector,
+            request.env.as_deref(),
+            request.threads,
+            Records::OnConnect,
+        )
+        .await?;
         in_place(|| check_before_connecting(&session, &request))?;
         let mut ledger = Ledger {
             session: &session,

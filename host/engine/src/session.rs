@@ -210,6 +210,30 @@ impl Session {
         })
     }
 
+    /// [`Session::open`] on one of the runtime's blocking threads.
+    pub async fn opened(
+        engine: &Engine,
+        root: &Path,
+        selector: &Selector,
+        environment: Option<&str>,
+        threads: Option<usize>,
+        records: Records,
+    ) -> Result<Self, EngineError> {
+        let (engine, root, selector) = (engine.clone(), root.to_path_buf(), selector.clone());
+        let environment = environment.map(str::to_string);
+        crate::blocking(move || {
+            Session::open(
+                &engine,
+                &root,
+                &selector,
+                environment.as_deref(),
+                threads,
+                records,
+            )
+        })
+        .await?
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         state_dir(&self.project.root, &self.project.config)
     }

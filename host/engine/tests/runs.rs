@@ -73,6 +73,29 @@ async fn run(
     (outcome, drain(received))
 }
 
+type Running = tokio::task::JoinHandle<Result<RunOutcome, orbital_engine::EngineError>>;
+
+/// Starts `request` on a task of its own and waits until node `node` has
+/// started; returns the task, the events still to come and its cancel token.
+async fn start_until(
+    engine: &Engine,
+    request: RunRequest,
+    node: &str,
+) -> (Running, UnboundedReceiver<Event>, CancellationToken) {
+    let cancel = CancellationToken::new();
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let running = tokio::spawn({
+        let (engine, cancel) = (engine.clone(), cancel.clone());
+        async move { engine.run(request, events, cancel).await }
+    });
+    while let Some(event) = received.recv().await {
+        if matches!(&event, Event::NodeStarted { node: started, .. } if started == node) {
+            break;
+        }
+    }
+    (running, received, cancel)
+}
+
 fn drain(mut received: UnboundedReceiver<Event>) -> Vec<Event> {
     let mut events = Vec::new();
     while let Ok(event) = received.try_recv() {
@@ -182,22 +205,9 @@ async fn a_cancelled_run_publishes_nothing_and_the_next_run_finishes() {
         "models/counted.sql",
         "-- config: materialized = 'table'\nselect count(*) + (select n from slow) * 0 + 100 as n from named\n",
     );
-    let cancel = CancellationToken::new();
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let running = tokio::spawn({
-        let (engine, request) = (
-            engine.clone(),
-            request(project.path(), RunCommand::Build, None),
-        );
-        let cancel = cancel.clone();
-        async move { engine.run(request, events, cancel).await }
-    });
+    let build = request(project.path(), RunCommand::Build, None);
     // Cancel once the slow model has started.
-    while let Some(event) = received.recv().await {
-        if matches!(&event, Event::NodeStarted { node, .. } if node == "slow") {
-            break;
-        }
-    }
+    let (running, received, cancel) = start_until(&engine, build, "slow").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = std::time::Instant::now();
     cancel.cancel();
@@ -460,21 +470,8 @@ async fn a_cancelled_run_cancels_its_statement_on_postgresql() {
         "-- config: materialized = 'table'\nselect 1 as n from (select pg_sleep(60)) as s\n",
     );
     let engine = new_engine();
-    let cancel = CancellationToken::new();
-    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let running = tokio::spawn({
-        let (engine, request) = (
-            engine.clone(),
-            request(project.path(), RunCommand::Build, None),
-        );
-        let cancel = cancel.clone();
-        async move { engine.run(request, events, cancel).await }
-    });
-    while let Some(event) = received.recv().await {
-        if matches!(&event, Event::NodeStarted { node, .. } if node == "slow") {
-            break;
-        }
-    }
+    let build = request(project.path(), RunCommand::Build, None);
+    let (running, _, cancel) = start_until(&engine, build, "slow").await;
     let mut observer = sqlx::PgConnection::connect(&url).await.unwrap();
     let sleeping = "select count(*) from pg_stat_activity \
         where datname = current_database() and state = 'active' and query like '%pg_sleep(60)%' \
