@@ -206,15 +206,7 @@ impl Engine {
             });
         }
         if !changes.is_empty() {
-            let plugins = match &connected.loaded {
-                Some(loaded) => loaded.clone(),
-                // Only the adapter: publishing and dropping are its SQL.
-                None => {
-                    session
-                        .load_plugins_for(&connected, &Default::default())
-                        .await?
-                }
-            };
+            let plugins = session.adapter_plugins(&connected).await?;
             orbital_runner::publish(&plugins, &changes).await?;
         }
         let nodes = entries
@@ -282,15 +274,7 @@ impl Engine {
                 .map(|(fp, record)| (*fp, record.clone()))
                 .collect();
             if !dry_run && !dead.is_empty() {
-                let plugins = match &connected.loaded {
-                    Some(loaded) => loaded.clone(),
-                    // Only the adapter: publishing and dropping are its SQL.
-                    None => {
-                        session
-                            .load_plugins_for(&connected, &Default::default())
-                            .await?
-                    }
-                };
+                let plugins = session.adapter_plugins(&connected).await?;
                 let relations: Vec<_> = dead.iter().map(|(_, r)| r.relation.clone()).collect();
                 orbital_runner::drop_physical(&plugins, &relations).await?;
                 in_place(|| {

@@ -277,6 +277,18 @@ impl Session {
             .await
     }
 
+    /// The plugins loaded while connecting, else only the adapter (what
+    /// publishing and dropping need: its SQL).
+    pub async fn adapter_plugins(
+        &self,
+        connected: &Connected,
+    ) -> Result<Arc<LoadedPlugins>, EngineError> {
+        match &connected.loaded {
+            Some(loaded) => Ok(loaded.clone()),
+            None => self.load_plugins_for(connected, &Default::default()).await,
+        }
+    }
+
     async fn load_plugins_with(
         &self,
         database: &Warehouse,

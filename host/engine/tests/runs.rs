@@ -96,6 +96,19 @@ async fn start_until(
     (running, received, cancel)
 }
 
+/// A whole `build` of `project`, which must succeed.
+async fn build(engine: &Engine, project: &Path) -> RunOutcome {
+    let request = request(project, RunCommand::Build, None);
+    let (outcome, _) = run(engine, request, CancellationToken::new()).await;
+    assert_eq!(
+        outcome.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        outcome.results
+    );
+    outcome
+}
+
 fn drain(mut received: UnboundedReceiver<Event>) -> Vec<Event> {
     let mut events = Vec::new();
     while let Ok(event) = received.try_recv() {
@@ -191,12 +204,7 @@ const SLOW_SQLITE: &str = "-- config: materialized = 'table'\n\
 async fn a_cancelled_run_publishes_nothing_and_the_next_run_finishes() {
     let project = small_project(None);
     let engine = new_engine();
-    run(
-        &engine,
-        request(project.path(), RunCommand::Build, None),
-        CancellationToken::new(),
-    )
-    .await;
+    build(&engine, project.path()).await;
     let before = sqlite_scalar(&warehouse(project.path()), "select n from counted").await;
     // The table now reads a slow model: the run is cancelled while it builds.
     write(project.path(), "models/slow.sql", SLOW_SQLITE);
@@ -268,12 +276,7 @@ async fn a_cancelled_run_publishes_nothing_and_the_next_run_finishes() {
 async fn a_run_left_running_by_a_dead_process_is_interrupted() {
     let project = small_project(None);
     let engine = new_engine();
-    run(
-        &engine,
-        request(project.path(), RunCommand::Build, None),
-        CancellationToken::new(),
-    )
-    .await;
+    build(&engine, project.path()).await;
     engine.close().await;
     // A process that recorded a run and died before finishing it.
     let store_path = project.path().join("target/orbital/state.redb");
