@@ -71,7 +71,9 @@ impl EngineError {
             EngineError::Core(_) | EngineError::Usage(_) => ErrorKind::Input,
             EngineError::Runner(e) => match e {
                 RunnerError::Connect { .. } => ErrorKind::Environment,
-                RunnerError::Plugin(p) if p.code() == "cancelled" => ErrorKind::Cancelled,
+                RunnerError::Plugin(orbital_plugin_host::PluginError::Interrupted { .. }) => {
+                    ErrorKind::Cancelled
+                }
                 RunnerError::Plugin(_) => ErrorKind::Environment,
                 _ => ErrorKind::Input,
             },

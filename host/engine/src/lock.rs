@@ -21,10 +21,7 @@ pub(crate) struct Lock {
 
 fn open(dir: &Path, name: &str) -> Result<File, EngineError> {
     let locks = dir.join("locks");
-    std::fs::create_dir_all(&locks).map_err(|source| EngineError::Write {
-        path: locks.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&locks).map_err(EngineError::write(&locks))?;
     let path = locks.join(name);
     OpenOptions::new()
         .create(true)
@@ -32,7 +29,7 @@ fn open(dir: &Path, name: &str) -> Result<File, EngineError> {
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|source| EngineError::Write { path, source })
+        .map_err(EngineError::write(&path))
 }
 
 /// Takes the environment's lock or says who holds it.
@@ -59,10 +56,7 @@ pub(crate) fn environment(dir: &Path, target: &str, env: &str) -> Result<Lock, E
                 "environment `{env}` of target `{target}` is in use by {who}; try again when it finishes"
             )))
         }
-        Err(TryLockError::Error(source)) => Err(EngineError::Write {
-            path: dir.join("locks"),
-            source,
-        }),
+        Err(TryLockError::Error(source)) => Err(EngineError::write(&dir.join("locks"))(source)),
     }
 }
 
@@ -82,9 +76,6 @@ pub(crate) fn gc(dir: &Path, exclusive: bool) -> Result<Lock, EngineError> {
         Err(TryLockError::WouldBlock) => Err(EngineError::Busy(
             "orbital gc is running on this project; try again when it finishes".into(),
         )),
-        Err(TryLockError::Error(source)) => Err(EngineError::Write {
-            path: dir.join("locks"),
-            source,
-        }),
+        Err(TryLockError::Error(source)) => Err(EngineError::write(&dir.join("locks"))(source)),
     }
 }

@@ -127,10 +127,11 @@ impl orbital_core::plan::WarehouseState for Verified<'_> {
 }
 
 impl Session {
-    /// Loads and compiles the project and opens its store. Blocking: call
-    /// it on a blocking thread of a tokio runtime (it starts opening the
-    /// target database on that runtime meanwhile).
-    pub fn open(
+    /// Loads and compiles the project and opens its store. Blocking, so
+    /// only [`Session::opened`] calls it, on a blocking thread of a tokio
+    /// runtime (it starts opening the target database on that runtime
+    /// meanwhile).
+    fn open(
         engine: &Engine,
         root: &Path,
         selector: &Selector,
