@@ -478,6 +478,12 @@ fn format_1_project() -> TestProject {
         let text = std::fs::read_to_string(fixture.join(file)).unwrap();
         project.write(file, &text);
     }
+    std::fs::create_dir_all(project.path().join("plugins")).unwrap();
+    std::fs::copy(
+        fixture.join("plugins/materialization_view.wasm"),
+        project.path().join("plugins/materialization_view.wasm"),
+    )
+    .unwrap();
     std::fs::create_dir_all(project.path().join("target/orbital")).unwrap();
     std::fs::copy(
         fixture.join("state.redb"),

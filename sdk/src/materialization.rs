@@ -72,12 +72,20 @@ pub mod build {
     /// CREATE TABLE AS; an existing relation replaced by a table built
     /// under a staging name and swapped in within one transaction, so a
     /// failed build leaves the old one. Returns the new table's row count.
+    ///
+    /// The new table is tried first, and what stands at `target` is asked
+    /// only when that fails: nearly every build is of a new table, and
+    /// asking first costs SQLite a scan of its whole catalog.
     pub fn replace_table(target: &Relation, sql: &str) -> Result<u64, String> {
-        let existing = database::relation_kind(target)?;
-        if existing.is_none() {
-            database::run(&dialect::create_table_as(target, sql))?;
-            return database::row_count(target);
-        }
+        let created = database::run(&dialect::create_table_as(target, sql));
+        let existing = match created {
+            Ok(_) => return database::row_count(target),
+            Err(error) => match database::relation_kind(target)? {
+                Some(kind) => kind,
+                None => return Err(error),
+            },
+        };
+        let existing = Some(existing);
         let staged = beside(target, "__orbital_staged");
         // A previous run may have died between build and swap.
         database::drop_if_exists(&staged)?;

@@ -140,22 +140,28 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
             Some((dag.nodes[id].path.clone(), hash, sql))
         })
         .collect();
-    current
+    let stale: Vec<&(PathBuf, String, String)> = current
         .par_iter()
         .filter(|(path, hash, _)| {
-            let present = path
-                .parent()
-                .is_some_and(|folder| untouched.contains(folder))
-                || out_dir.join(path).is_file();
-            previous.get(path.as_path()) != Some(&hash.as_str()) || !present
+            previous.get(path.as_path()) != Some(&hash.as_str())
+                || !(path
+                    .parent()
+                    .is_some_and(|folder| untouched.contains(folder))
+                    || out_dir.join(path).is_file())
         })
-        .try_for_each(|(path, _, sql)| {
-            let file = out_dir.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).map_err(EngineError::write(parent))?;
-            }
-            std::fs::write(&file, sql).map_err(EngineError::write(&file))
-        })?;
+        .collect();
+    // Each folder once, not once per file.
+    let folders: std::collections::BTreeSet<PathBuf> = stale
+        .iter()
+        .filter_map(|(path, _, _)| out_dir.join(path).parent().map(Path::to_path_buf))
+        .collect();
+    for folder in &folders {
+        std::fs::create_dir_all(folder).map_err(EngineError::write(folder))?;
+    }
+    stale.par_iter().try_for_each(|(path, _, sql)| {
+        let file = out_dir.join(path);
+        std::fs::write(&file, sql).map_err(EngineError::write(&file))
+    })?;
     let kept: std::collections::HashSet<&Path> =
         current.iter().map(|(path, _, _)| path.as_path()).collect();
     for gone in previous.keys().filter(|path| !kept.contains(*path)) {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use orbital_core::dag::RelationName;
-use orbital_plugin_host::types::{DbError, Value};
+use orbital_plugin_host::types::{DbError, RelationKind, Value};
 
 use crate::database::{Warehouse, plain};
 
@@ -40,6 +40,14 @@ pub struct Catalog {
 impl Catalog {
     pub fn exists(&self, relation: &RelationName) -> bool {
         self.relations.contains_key(relation)
+    }
+
+    /// What stands at `relation`, if anything.
+    pub fn kind(&self, relation: &RelationName) -> Option<RelationKind> {
+        self.relations.get(relation).map(|e| match e.kind {
+            Kind::Table => RelationKind::Table,
+            Kind::View => RelationKind::View,
+        })
     }
 
     /// Whether `view` is a view that reads exactly `physical`.

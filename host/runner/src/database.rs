@@ -19,9 +19,7 @@ use orbital_plugin_host::types::{Column, DbError, LogLevel, RowSet, Statement, V
 use orbital_plugin_host::{BoxFuture, Database};
 
 pub use crate::error::DatabaseError;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
 pub(crate) fn plain(sql: &str) -> Statement {
@@ -132,7 +130,7 @@ extern "C" fn sqlite_progress(context: *mut std::ffi::c_void) -> std::ffi::c_int
 
 /// Installs [`sqlite_progress`] on a new connection. The callback's context
 /// is one reference to `interrupts`, leaked: the connection may outlive
-/// every `Warehouse` handle (the pool closes it on its own thread), and a
+/// every `Warehouse` handle (sqlx closes it on its own thread), and a
 /// process opens few connections.
 async fn install_progress_handler(
     connection: &mut sqlx::SqliteConnection,
@@ -160,7 +158,7 @@ async fn install_progress_handler(
 /// then more as tasks overlap ([`connections`]).
 #[derive(Clone)]
 enum Backend {
-    Sqlite(SqlitePool),
+    Sqlite(sqlite::Link),
     Postgres(connections::Connections),
 }
 
@@ -381,16 +379,9 @@ impl Warehouse {
         };
         // Lazy: a command that needs nothing of the file but the warehouse
         // id it already knows (see `file_identity`) never opens it.
-        let handler = interrupts.clone();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .after_connect(move |connection, _| {
-                let interrupts = handler.clone();
-                Box::pin(async move { install_progress_handler(connection, &interrupts).await })
-            })
-            .connect_lazy_with(options.busy_timeout(BUSY_TIMEOUT));
+        let link = sqlite::Link::lazy(options.busy_timeout(BUSY_TIMEOUT), interrupts.clone());
         Ok(Self {
-            backend: Backend::Sqlite(pool),
+            backend: Backend::Sqlite(link),
             run: RunTag::default(),
             interrupts,
         })
@@ -553,7 +544,7 @@ impl Warehouse {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Sqlite(link) => link.close().await,
             Backend::Postgres(connections) => connections.close().await,
         }
     }
@@ -580,10 +571,11 @@ impl Warehouse {
         self.check_interrupt()?;
         let statement = &*self.tagged(statement);
         match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut connection = pool.acquire().await.map_err(failed)?;
+            Backend::Sqlite(link) => {
+                let mut connection = link.acquire().await.map_err(failed)?;
                 self.own();
-                run_on!(sqlite, &mut *connection, statement).map_err(failed)
+                let result = run_on!(sqlite, &mut *connection, statement).map_err(failed);
+                settle_sqlite(connection, result)
             }
             Backend::Postgres(connections) => {
                 let mut lease = connections.acquire().await.map_err(failed)?;
@@ -598,14 +590,15 @@ impl Warehouse {
         let statement = &*self.tagged(statement);
         let sql = AssertSqlSafe(statement.sql.clone());
         match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut connection = pool.acquire().await.map_err(failed)?;
+            Backend::Sqlite(link) => {
+                let arguments = sqlite::bind(&statement.params)?;
+                let mut connection = link.acquire().await.map_err(failed)?;
                 self.own();
-                let rows = sqlx::query_with(sql, sqlite::bind(&statement.params)?)
+                let rows = sqlx::query_with(sql, arguments)
                     .fetch_all(&mut *connection)
                     .await
-                    .map_err(failed)?;
-                Ok(sqlite::row_set(&rows))
+                    .map_err(failed);
+                settle_sqlite(connection, rows).map(|rows| sqlite::row_set(&rows))
             }
             Backend::Postgres(connections) => {
                 let arguments = postgres::bind(&statement.params)?;
@@ -624,20 +617,24 @@ impl Warehouse {
         let mut affected = Vec::with_capacity(statements.len());
         // On error a transaction rolls back when dropped.
         match &self.backend {
-            Backend::Sqlite(pool) => {
-                let mut connection = pool.acquire().await.map_err(failed_before_commit)?;
+            Backend::Sqlite(link) => {
+                let mut connection = link.acquire().await.map_err(failed_before_commit)?;
                 self.own();
-                let mut transaction =
-                    sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
-                        .await
-                        .map_err(failed_before_commit)?;
-                for statement in statements {
-                    affected.push(
-                        run_on!(sqlite, &mut *transaction, statement)
-                            .map_err(failed_before_commit)?,
-                    );
+                let result = async {
+                    let mut transaction =
+                        sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+                            .await
+                            .map_err(failed_before_commit)?;
+                    for statement in statements {
+                        affected.push(
+                            run_on!(sqlite, &mut *transaction, statement)
+                                .map_err(failed_before_commit)?,
+                        );
+                    }
+                    transaction.commit().await.map_err(failed)
                 }
-                transaction.commit().await.map_err(failed)?;
+                .await;
+                settle_sqlite(connection, result)?;
             }
             Backend::Postgres(connections) => {
                 let mut lease = connections.acquire().await.map_err(failed_before_commit)?;
@@ -670,6 +667,15 @@ fn settle<T>(
     result: Result<T, Failed>,
 ) -> Result<T, Failed> {
     connections.release(lease, result.as_ref().is_err_and(|f| f.broken));
+    result
+}
+
+/// Returns SQLite's connection, forgetting it if `result` says the call
+/// broke it.
+fn settle_sqlite<T>(connection: sqlite::Lent<'_>, result: Result<T, Failed>) -> Result<T, Failed> {
+    if result.as_ref().is_err_and(|f| f.broken) {
+        connection.discard();
+    }
     result
 }
 

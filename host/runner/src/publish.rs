@@ -7,7 +7,7 @@
 //! touched here.
 
 use orbital_core::dag::RelationName;
-use orbital_plugin_host::types::{Relation, RelationKind, Statement, Value};
+use orbital_plugin_host::types::Statement;
 
 use crate::error::RunnerError;
 use crate::execute::wit_relation;
@@ -25,6 +25,15 @@ pub enum Publish {
     Remove { relation: RelationName },
 }
 
+impl Publish {
+    /// The environment relation the change is to.
+    fn relation(&self) -> &RelationName {
+        match self {
+            Publish::Point { relation, .. } | Publish::Remove { relation } => relation,
+        }
+    }
+}
+
 /// Applies `changes` in one transaction.
 pub async fn publish(plugins: &LoadedPlugins, changes: &[Publish]) -> Result<(), RunnerError> {
     if changes.is_empty() {
@@ -39,17 +48,24 @@ pub async fn publish(plugins: &LoadedPlugins, changes: &[Publish]) -> Result<(),
             Publish::Remove { .. } => None,
         })
         .collect();
+    // What stands where the views go, in one catalog read: asking the
+    // adapter's relation-kind query per view costs SQLite a scan of its
+    // whole catalog each time, quadratic in the project.
+    let mut wanted: Vec<Option<String>> = changes
+        .iter()
+        .map(|change| change.relation().schema.clone())
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let catalog = plugins
+        .database
+        .catalog(&wanted)
+        .await
+        .map_err(|e| RunnerError::Publish(e.message))?;
     let mut statements = schema_statements(&mut dialect, schemas).await?;
     for change in changes {
-        let relation = match change {
-            Publish::Point { relation, .. } | Publish::Remove { relation } => {
-                wit_relation(relation)
-            }
-        };
-        let probe = dialect
-            .call(async |d, s| d.call_relation_kind_query(s, &relation).await)
-            .await?;
-        if let Some(kind) = existing_kind(plugins, &relation, probe).await? {
+        let relation = wit_relation(change.relation());
+        if let Some(kind) = catalog.kind(change.relation()) {
             statements.extend(
                 dialect
                     .call(async |d, s| d.call_drop_relation(s, &relation, kind).await)
@@ -123,25 +139,4 @@ pub async fn drop_physical(
         })
         .collect();
     publish(plugins, &removals).await
-}
-
-async fn existing_kind(
-    plugins: &LoadedPlugins,
-    relation: &Relation,
-    probe: Statement,
-) -> Result<Option<RelationKind>, RunnerError> {
-    let rows = plugins
-        .database
-        .query(probe)
-        .await
-        .map_err(|e| RunnerError::Publish(e.message))?;
-    match rows.rows.first().and_then(|row| row.first()) {
-        None => Ok(None),
-        Some(Value::Text(kind)) if kind == "view" => Ok(Some(RelationKind::View)),
-        Some(Value::Text(kind)) if kind == "table" => Ok(Some(RelationKind::Table)),
-        Some(other) => Err(RunnerError::Publish(format!(
-            "the adapter's relation-kind query for {} returned {other:?}",
-            relation.identifier
-        ))),
-    }
 }

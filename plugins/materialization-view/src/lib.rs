@@ -1,8 +1,6 @@
 //! The `view` materialization: replaces the model's view in one transaction.
 
-use orbital_sdk::{
-    Materialization, ModelTask, Outcome, PluginInfo, RelationKind, database, dialect,
-};
+use orbital_sdk::{Materialization, ModelTask, Outcome, PluginInfo, database, dialect};
 
 struct View;
 
@@ -22,22 +20,21 @@ impl Materialization for View {
             "SELECT * FROM {} WHERE 1 = 0",
             dialect::render_relation(&task.relation)
         ));
-        let existing = database::relation_kind(&task.relation)?;
-        if existing == Some(RelationKind::View) {
-            // Where the adapter's create-view replaces (PostgreSQL's CREATE OR
-            // REPLACE), the views that read this one keep working; where it
-            // cannot, this fails, rolls back, and the view is dropped and
-            // created instead.
-            let mut in_place = dialect::create_view(&task.relation, &task.sql);
-            in_place.push(probe.clone());
-            if database::run_in_transaction(&in_place).is_ok() {
-                return Ok(created());
-            }
-        }
-        let mut statements = match existing {
-            Some(kind) => dialect::drop_relation(&task.relation, kind),
-            None => Vec::new(),
+        // Tried first: a new view (nearly every build), or one the adapter's
+        // create-view replaces in place (PostgreSQL's CREATE OR REPLACE),
+        // which keeps the views that read it working. What stands there is
+        // asked only when that fails (the question costs SQLite a scan of
+        // its whole catalog); the failed attempt rolled back.
+        let mut in_place = dialect::create_view(&task.relation, &task.sql);
+        in_place.push(probe.clone());
+        let error = match database::run_in_transaction(&in_place) {
+            Ok(_) => return Ok(created()),
+            Err(error) => error,
         };
+        let Some(existing) = database::relation_kind(&task.relation)? else {
+            return Err(error);
+        };
+        let mut statements = dialect::drop_relation(&task.relation, existing);
         statements.extend(dialect::create_view(&task.relation, &task.sql));
         statements.push(probe);
         database::run_in_transaction(&statements)?;
