@@ -360,26 +360,7 @@ fn a_damaged_store_is_a_clear_error() {
     assert!(!project.database().exists());
 }
 
-/// A project whose `slow` table takes seconds to build.
-fn slow_project(rows: u64) -> TestProject {
-    let project = TestProject::empty();
-    project.write(
-        "orbital.toml",
-        "name = \"slow\"\n[targets.dev]\nurl = \"sqlite://target/slow.db\"\n",
-    );
-    project.write("models/fast.sql", "select 1 as version");
-    project.write(
-        "models/slow.sql",
-        &format!(
-            "-- config: materialized = 'table'\n\
-             with recursive c(x) as (select 1 union all select x + 1 from c where x < {rows})\n\
-             select count(*) as n, max(fast.version) as version from c, fast"
-        ),
-    );
-    project
-}
-
-/// Starts `orbital run --threads 1` on a [`slow_project`] and returns once
+/// Starts `orbital run --threads 1` on a [`TestProject::slow`] and returns once
 /// `fast` is built and `slow` is building, with the rest of its output.
 fn run_until_slow_builds(
     project: &TestProject,
@@ -409,7 +390,7 @@ fn run_until_slow_builds(
 
 #[test]
 fn kill_9_mid_run_leaves_old_relations_and_the_next_run_finishes() {
-    let project = slow_project(300);
+    let project = TestProject::slow(300);
     statuses(&project, &["run"]);
     let db = project.path().join("target/slow.db");
     assert_eq!(query_one(&db, "SELECT version FROM slow"), "1");
@@ -537,7 +518,7 @@ fn a_format_1_store_is_migrated_on_open() {
 
 #[test]
 fn ctrl_c_cancels_the_run_cleanly_and_says_so() {
-    let project = slow_project(300);
+    let project = TestProject::slow(300);
     statuses(&project, &["run"]);
     let db = project.path().join("target/slow.db");
     project.write("models/fast.sql", "select 2 as version");

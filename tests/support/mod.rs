@@ -63,6 +63,26 @@ impl TestProject {
         project
     }
 
+    /// A project with a view `fast` and a table `slow` that counts `rows`
+    /// rows of a recursive CTE (SQLite takes seconds for tens of millions).
+    pub fn slow(rows: u64) -> Self {
+        let project = Self::empty();
+        project.write(
+            "orbital.toml",
+            "name = \"slow\"\n[targets.dev]\nurl = \"sqlite://target/slow.db\"\n",
+        );
+        project.write("models/fast.sql", "select 1 as version");
+        project.write(
+            "models/slow.sql",
+            &format!(
+                "-- config: materialized = 'table'\n\
+                 with recursive c(x) as (select 1 union all select x + 1 from c where x < {rows})\n\
+                 select count(*) as n, max(fast.version) as version from c, fast"
+            ),
+        );
+        project
+    }
+
     /// `examples/jaffle_shop` without its data tests, for tests of other
     /// things that edit its models freely.
     pub fn jaffle_shop_without_data_tests() -> Self {

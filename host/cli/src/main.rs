@@ -108,6 +108,24 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// Serve the project over an HTTP/3 API (docs/api.md) until SIGINT or
+    /// SIGTERM.
+    Daemon {
+        /// Where to listen; port 0 picks a free one (printed).
+        #[arg(long, default_value = "127.0.0.1:7321")]
+        listen: std::net::SocketAddr,
+        /// Where the daemon keeps its certificate, key and API token
+        /// (default: <target-path>/daemon in the project).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Seconds running runs may go on after a stop signal before they
+        /// are cancelled.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
+        /// The largest request body the daemon reads.
+        #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+        max_body: usize,
+    },
     /// List past runs with their status and per-node status, timing and
     /// fingerprints; or one run by its id.
     Runs {
@@ -267,7 +285,87 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin::command(engine, cli, command, output).await,
+        Command::Daemon {
+            listen,
+            data_dir,
+            grace,
+            max_body,
+        } => {
+            let limits = (std::time::Duration::from_secs(*grace), *max_body);
+            daemon(engine, cli, *listen, data_dir.clone(), limits).await
+        }
     }
+}
+
+/// `orbital daemon`: serves until SIGINT or SIGTERM, then stops cleanly.
+async fn daemon(
+    engine: &Engine,
+    cli: &Cli,
+    listen: std::net::SocketAddr,
+    data_dir: Option<PathBuf>,
+    (grace, max_body): (std::time::Duration, usize),
+) -> Result<ExitCode, Failure> {
+    let config = orbital_core::ProjectConfig::load(&cli.project)
+        .map_err(|e| Failure::Engine(Box::new(e.into())))?;
+    let data_dir = data_dir.unwrap_or_else(|| cli.project.join(&config.target_path).join("daemon"));
+    let mut options = orbital_daemon::DaemonOptions::new(cli.project.clone(), listen, data_dir);
+    options.grace = grace;
+    options.max_body = max_body;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let json = cli.json;
+    orbital_daemon::serve(engine.clone(), options, shutdown, |bound| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = if json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "listening": bound.addr.to_string(),
+                    "certificate": bound.certificate_path.display().to_string(),
+                    "certificate_sha256": bound.fingerprint,
+                    "token_file": bound.token_path.display().to_string(),
+                })
+            )
+        } else {
+            writeln!(
+                out,
+                "orbital daemon listening on https://{} (HTTP/3)\ncertificate: {} (sha256 {})\ntoken: {}",
+                bound.addr,
+                bound.certificate_path.display(),
+                bound.fingerprint,
+                bound.token_path.display()
+            )
+        };
+        let _ = out.flush();
+    })
+    .await
+    .map_err(|e| Failure::Environment(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fires `shutdown` on the first SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    shutdown.cancel();
 }
 
 /// `seed`, `run`, `build` and `test`: the engine runs, this shows its

@@ -1,0 +1,432 @@
+//! The `/v1` API: routing, authentication, request bodies and the JSON
+//! documents each endpoint answers (docs/api.md describes them).
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use orbital_engine::{
+    CompileRequest, EngineError, ErrorKind, Listing, PlanRequest, RunCommand, RunRequest, Selector,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::server::Daemon;
+
+/// What a request gets back.
+pub(crate) enum Reply {
+    Json(StatusCode, Value),
+    Error(ApiError),
+    /// A run's event stream, from the event after `after`.
+    Events {
+        run: u64,
+        after: u64,
+    },
+}
+
+/// A request that failed: `{"error": {"code", "message", "locations"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    code: String,
+    message: String,
+    locations: Vec<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+            locations: Vec::new(),
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "request.malformed", message)
+    }
+
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.too_large",
+            format!("the request body is over the daemon's limit of {limit} bytes"),
+        )
+    }
+
+    pub(crate) fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub(crate) fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    fn unauthorized() -> Self {
+        // Nothing else is said: not whether a token was sent or how it differs.
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong token",
+        )
+    }
+
+    pub(crate) fn body(&self) -> Value {
+        json!({ "error": {
+            "code": self.code,
+            "message": self.message,
+            "locations": self.locations,
+        }})
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        let status = match (error.kind(), &error) {
+            (_, EngineError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            (ErrorKind::Input, _) => StatusCode::UNPROCESSABLE_ENTITY,
+            (ErrorKind::Environment, _) => StatusCode::SERVICE_UNAVAILABLE,
+            (ErrorKind::Busy | ErrorKind::Cancelled, _) => StatusCode::CONFLICT,
+        };
+        let locations = locations(&error);
+        let mut api = Self::new(status, error.code(), error.to_string());
+        api.locations = locations;
+        api
+    }
+}
+
+/// Each project error's file, line and column, where it has them.
+fn locations(error: &EngineError) -> Vec<Value> {
+    error
+        .core_errors()
+        .iter()
+        .filter_map(|e| {
+            let at = e.location()?;
+            Some(json!({
+                "path": at.path.display().to_string(),
+                "line": at.line,
+                "column": at.column,
+                "message": e.to_string(),
+            }))
+        })
+        .collect()
+}
+
+pub(crate) async fn route(daemon: &Arc<Daemon>, request: &http::Request<()>, body: &[u8]) -> Reply {
+    match answer(daemon, request, body).await {
+        Ok(reply) => reply,
+        Err(error) => Reply::Error(error),
+    }
+}
+
+async fn answer(
+    daemon: &Arc<Daemon>,
+    request: &http::Request<()>,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let path = request.uri().path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = request.method();
+    if segments.as_slice() == ["v1", "health"] && method == Method::GET {
+        return Ok(ok(
+            json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+        ));
+    }
+    if !authorized(request, &daemon.token) {
+        return Err(ApiError::unauthorized());
+    }
+    let query = request.uri().query().unwrap_or("");
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "project"]) => project(daemon).await.map(ok),
+        (&Method::GET, ["v1", "models", name]) => model(daemon, name).await.map(ok),
+        (&Method::POST, ["v1", "plan"]) => plan(daemon, body).await.map(ok),
+        (&Method::POST, ["v1", "runs"]) => {
+            let id = crate::runs::submit(daemon, run_request(daemon, body)?).await?;
+            Ok(Reply::Json(StatusCode::ACCEPTED, json!({ "run": id })))
+        }
+        (&Method::GET, ["v1", "runs"]) => runs(daemon, query).map(ok),
+        (&Method::GET, ["v1", "runs", id]) => run(daemon, run_id(id)?).map(ok),
+        (&Method::POST, ["v1", "runs", id, "cancel"]) => {
+            crate::runs::cancel(daemon, run_id(id)?)?;
+            Ok(Reply::Json(
+                StatusCode::ACCEPTED,
+                json!({ "cancelling": true }),
+            ))
+        }
+        (&Method::GET, ["v1", "runs", id, "events"]) => {
+            let run = run_id(id)?;
+            let after = last_event_id(request)?;
+            crate::runs::check_followable(daemon, run)?;
+            Ok(Reply::Events { run, after })
+        }
+        (_, ["v1", ..]) if known(&segments) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "request.method",
+            format!("{method} is not allowed on {path}"),
+        )),
+        _ => Err(ApiError::not_found(format!("no endpoint {path}"))),
+    }
+}
+
+fn ok(value: Value) -> Reply {
+    Reply::Json(StatusCode::OK, value)
+}
+
+/// Whether `segments` names an endpoint under some method.
+fn known(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["v1", "health" | "project" | "plan" | "runs"]
+            | ["v1", "models", _]
+            | ["v1", "runs", _]
+            | ["v1", "runs", _, "cancel" | "events"]
+    )
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time.
+fn authorized(request: &http::Request<()>, token: &str) -> bool {
+    let Some(given) = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    let expected = token.as_bytes();
+    given.len() == expected.len()
+        && std::hint::black_box(
+            given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b)),
+        ) == 0
+}
+
+fn run_id(text: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::not_found(format!("no run `{text}`: run ids are numbers")))
+}
+
+fn last_event_id(request: &http::Request<()>) -> Result<u64, ApiError> {
+    match request.headers().get("last-event-id") {
+        None => Ok(0),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event number")),
+    }
+}
+
+/// A JSON body into `T`, refusing unknown fields and wrong types with what
+/// serde says (which names the field, line and column).
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        let status = if e.is_syntax() || e.is_eof() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        let code = if status == StatusCode::BAD_REQUEST {
+            "request.malformed"
+        } else {
+            "request.invalid"
+        };
+        ApiError::new(status, code, format!("the request body: {e}"))
+    })
+}
+
+/// What `plan` and the runs take to pick nodes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PlanBody {
+    env: Option<String>,
+    select: Vec<String>,
+    exclude: Vec<String>,
+    target: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    command: RunCommand,
+    #[serde(default)]
+    select: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    threads: Option<usize>,
+    #[serde(default)]
+    full_refresh: bool,
+}
+
+fn run_request(daemon: &Daemon, body: &[u8]) -> Result<RunRequest, ApiError> {
+    let body: RunBody = parse(body)?;
+    Ok(RunRequest {
+        project: daemon.options.project.clone(),
+        command: body.command,
+        selector: Selector {
+            select: body.select,
+            exclude: body.exclude,
+            target: body.target,
+        },
+        threads: body.threads,
+        full_refresh: body.full_refresh,
+        env: body.env,
+    })
+}
+
+async fn plan(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
+    let body: PlanBody = parse(body)?;
+    let report = daemon
+        .engine
+        .plan(PlanRequest {
+            project: daemon.options.project.clone(),
+            selector: Selector {
+                select: body.select,
+                exclude: body.exclude,
+                target: body.target,
+            },
+            env: body.env,
+        })
+        .await?;
+    serde_json::to_value(&report).map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
+}
+
+/// Every node with its edges. While the project does not compile, the
+/// last listing that did, with the errors as diagnostics; 422 if none did.
+async fn project(daemon: &Daemon) -> Result<Value, ApiError> {
+    match compile(daemon).await {
+        Ok(compiled) => {
+            let dag = &compiled.compiled.dag;
+            let nodes: Vec<Value> = compiled
+                .selection
+                .nodes
+                .iter()
+                .map(|&id| node_json(dag, id))
+                .collect();
+            let edges: Vec<Value> = compiled
+                .selection
+                .nodes
+                .iter()
+                .flat_map(|&id| {
+                    dag.nodes[id]
+                        .depends_on
+                        .iter()
+                        .map(move |&from| json!([dag.nodes[from].name, dag.nodes[id].name]))
+                })
+                .collect();
+            let listing = json!({ "nodes": nodes, "edges": edges });
+            if let Ok(mut last) = daemon.last_good.lock() {
+                *last = Some(listing.clone());
+            }
+            let mut listing = listing;
+            listing["diagnostics"] = json!([]);
+            Ok(listing)
+        }
+        Err(error) => {
+            let last = daemon.last_good.lock().ok().and_then(|l| l.clone());
+            let Some(mut listing) = last else {
+                return Err(ApiError::from(error));
+            };
+            listing["diagnostics"] = ApiError::from(error).body()["error"].clone();
+            listing["diagnostics"] = json!([listing["diagnostics"].clone()]);
+            Ok(listing)
+        }
+    }
+}
+
+async fn compile(daemon: &Daemon) -> Result<orbital_engine::Compiled, EngineError> {
+    daemon
+        .engine
+        .compile(CompileRequest {
+            project: daemon.options.project.clone(),
+            selector: Selector::default(),
+            listing: Listing::All,
+        })
+        .await
+}
+
+fn node_json(dag: &orbital_core::Dag, id: orbital_core::NodeId) -> Value {
+    let node = &dag.nodes[id];
+    json!({
+        "name": node.name,
+        "kind": node.kind_name(),
+        "path": node.path.display().to_string(),
+        "materialized": node.as_model().map(|m| m.config.materialized.clone()),
+        "tags": node.tags,
+        "depends_on": node.depends_on.iter().map(|d| dag.nodes[*d].name.clone()).collect::<Vec<_>>(),
+    })
+}
+
+async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
+    let compiled = compile(daemon).await?;
+    let dag = &compiled.compiled.dag;
+    let Some(id) = dag
+        .nodes
+        .iter()
+        .position(|n| n.name == name && n.as_model().is_some())
+    else {
+        return Err(ApiError::not_found(format!("no model `{name}`")));
+    };
+    let node = &dag.nodes[id];
+    let names = |ids: &[orbital_core::NodeId]| -> Vec<String> {
+        ids.iter().map(|&i| dag.nodes[i].name.clone()).collect()
+    };
+    let mut value = node_json(dag, id);
+    value["sql"] = json!(orbital_engine::user_sql(dag, id));
+    value["config"] = node
+        .as_model()
+        .map(|m| serde_json::to_value(&m.config).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    value["upstream"] = json!(names(&node.depends_on));
+    value["downstream"] = json!(names(&dag.children[id]));
+    Ok(value)
+}
+
+fn runs(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
+    let mut limit = 50;
+    for (key, value) in query.split('&').filter_map(|p| p.split_once('=')) {
+        match key {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "request.invalid",
+                            "limit must be a number from 1 to 1000",
+                        )
+                    })?;
+            }
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "request.invalid",
+                    format!("unknown query parameter `{other}`"),
+                ));
+            }
+        }
+    }
+    let runs = daemon.engine.runs(&daemon.options.project, limit)?;
+    Ok(json!({ "runs": runs }))
+}
+
+fn run(daemon: &Daemon, id: u64) -> Result<Value, ApiError> {
+    match daemon.engine.run_record(&daemon.options.project, id)? {
+        Some(record) => serde_json::to_value(record)
+            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string()))),
+        None => Err(ApiError::not_found(format!("no run {id}"))),
+    }
+}

@@ -1,0 +1,271 @@
+//! The runs this daemon started: each one's cancel token and its events,
+//! numbered from 1 and kept in memory while the daemon lives, so a client
+//! that reconnects with `Last-Event-ID` gets what it missed. The run
+//! records themselves are the engine's, in the project's state store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use orbital_engine::{CancellationToken, Event, RunRequest};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::api::ApiError;
+use crate::server::{Daemon, ResponseStream};
+
+/// How often an idle event stream says it is alive: well within any
+/// client's and the connection's idle timeout.
+const PING_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub(crate) struct Runs {
+    tracked: Mutex<HashMap<u64, Arc<Tracked>>>,
+    /// Set at shutdown: no new run starts.
+    closed: std::sync::atomic::AtomicBool,
+    /// Every run's task, to wait for at shutdown.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+struct Tracked {
+    cancel: CancellationToken,
+    log: Mutex<Log>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Log {
+    /// (event name, JSON) in order; event n is at index n - 1.
+    events: Vec<(String, String)>,
+    finished: bool,
+}
+
+impl Tracked {
+    fn push(&self, name: &str, value: &Value) {
+        if let Ok(mut log) = self.log.lock() {
+            log.events.push((name.to_string(), value.to_string()));
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn finish(&self) {
+        if let Ok(mut log) = self.log.lock() {
+            log.finished = true;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The events after `after`, and whether the run has finished.
+    fn since(&self, after: u64) -> (Vec<(u64, String, String)>, bool) {
+        let Ok(log) = self.log.lock() else {
+            return (Vec::new(), true);
+        };
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(log.events.len());
+        let events = log.events[start..]
+            .iter()
+            .enumerate()
+            .map(|(i, (name, data))| ((start + i + 1) as u64, name.clone(), data.clone()))
+            .collect();
+        (events, log.finished)
+    }
+}
+
+impl Runs {
+    fn get(&self, id: u64) -> Option<Arc<Tracked>> {
+        self.tracked.lock().ok()?.get(&id).cloned()
+    }
+
+    pub(crate) fn refuse_new(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits up to `grace` for running runs, then cancels those left and
+    /// waits for them to record themselves.
+    pub(crate) async fn finish(&self, grace: Duration) {
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        let mut all = futures::future::join_all(tasks);
+        if tokio::time::timeout(grace, &mut all).await.is_ok() {
+            return;
+        }
+        if let Ok(tracked) = self.tracked.lock() {
+            tracked.values().for_each(|t| t.cancel.cancel());
+        }
+        all.await;
+    }
+}
+
+/// The event's name on the stream and its run.
+fn describe(event: &Event) -> (&'static str, u64) {
+    match event {
+        Event::RunQueued { run, .. } => ("run_queued", *run),
+        Event::RunStarted { run, .. } => ("run_started", *run),
+        Event::NodeStarted { run, .. } => ("node_started", *run),
+        Event::NodeFinished { run, .. } => ("node_finished", *run),
+        Event::Publishing { run, .. } => ("publishing", *run),
+        Event::Recorded { run } => ("recorded", *run),
+        Event::RunFinished { run, .. } => ("run_finished", *run),
+    }
+}
+
+fn to_json(event: &Event) -> Value {
+    serde_json::to_value(event).unwrap_or(Value::Null)
+}
+
+/// Starts `request` and answers with its run id once the engine gave it
+/// one (the run is queued or started); a request the engine refuses before
+/// that (the project does not compile, a bad selector) is the error.
+pub(crate) async fn submit(daemon: &Arc<Daemon>, request: RunRequest) -> Result<u64, ApiError> {
+    if daemon.runs.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::conflict(
+            "daemon.stopping",
+            "the daemon is stopping: it starts no run",
+        ));
+    }
+    let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let engine = daemon.engine.clone();
+    let mut running = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { engine.run(request, events, cancel).await }
+    });
+    let first = tokio::select! {
+        event = received.recv() => event,
+        finished = &mut running => {
+            // No event came first: the engine refused the run.
+            return match finished {
+                Ok(Err(error)) => Err(ApiError::from(error)),
+                Ok(Ok(outcome)) => Ok(outcome.run),
+                Err(e) => Err(ApiError::from(orbital_engine::EngineError::Internal(e.to_string()))),
+            };
+        }
+    };
+    let Some(first) = first else {
+        return match running.await {
+            Ok(Err(error)) => Err(ApiError::from(error)),
+            Ok(Ok(outcome)) => Ok(outcome.run),
+            Err(e) => Err(ApiError::from(orbital_engine::EngineError::Internal(
+                e.to_string(),
+            ))),
+        };
+    };
+    let (name, id) = describe(&first);
+    let tracked = Arc::new(Tracked {
+        cancel,
+        log: Mutex::new(Log::default()),
+        changed: Notify::new(),
+    });
+    tracked.push(name, &to_json(&first));
+    if let Ok(mut all) = daemon.runs.tracked.lock() {
+        all.insert(id, tracked.clone());
+    }
+    let follow = tokio::spawn(async move {
+        while let Some(event) = received.recv().await {
+            tracked.push(describe(&event).0, &to_json(&event));
+        }
+        // The events ended with the run; its result says what else failed.
+        match running.await {
+            Ok(Ok(outcome)) => {
+                if let Some(error) = outcome.error {
+                    tracked.push("run_error", &error_json(&error));
+                }
+            }
+            Ok(Err(error)) => tracked.push("run_error", &error_json(&error)),
+            Err(e) => tracked.push(
+                "run_error",
+                &json!({ "code": "internal", "message": e.to_string() }),
+            ),
+        }
+        tracked.finish();
+    });
+    if let Ok(mut tasks) = daemon.runs.tasks.lock() {
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(follow);
+    }
+    Ok(id)
+}
+
+fn error_json(error: &orbital_engine::EngineError) -> Value {
+    json!({ "code": error.code(), "message": error.to_string() })
+}
+
+pub(crate) fn cancel(daemon: &Daemon, id: u64) -> Result<(), ApiError> {
+    let Some(tracked) = daemon.runs.get(id) else {
+        return Err(ApiError::not_found(format!(
+            "no run {id} is running in this daemon"
+        )));
+    };
+    if tracked.since(u64::MAX).1 {
+        return Err(ApiError::conflict(
+            "run.finished",
+            format!("run {id} has finished"),
+        ));
+    }
+    tracked.cancel.cancel();
+    Ok(())
+}
+
+pub(crate) fn check_followable(daemon: &Daemon, id: u64) -> Result<(), ApiError> {
+    match daemon.runs.get(id) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!(
+            "no run {id} was started by this daemon since it started; its record is at /v1/runs/{id}"
+        ))),
+    }
+}
+
+/// Writes run `id`'s events after `after` as server-sent events, then the
+/// new ones as they come, with a ping comment when idle; ends with the run.
+pub(crate) async fn stream(
+    daemon: &Daemon,
+    id: u64,
+    after: u64,
+    stream: &mut ResponseStream,
+) -> Result<(), String> {
+    let Some(tracked) = daemon.runs.get(id) else {
+        return Err(format!("run {id} is not followable"));
+    };
+    let response = http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(())
+        .map_err(|e| e.to_string())?;
+    stream
+        .send_response(response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut sent = after;
+    loop {
+        // Registered before looking, so an event pushed in between wakes it.
+        let changed = tracked.changed.notified();
+        let (events, finished) = tracked.since(sent);
+        if !events.is_empty() {
+            let mut text = String::new();
+            for (number, name, data) in &events {
+                text.push_str(&format!("id: {number}\nevent: {name}\ndata: {data}\n\n"));
+                sent = *number;
+            }
+            stream
+                .send_data(Bytes::from(text))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if finished {
+            break;
+        }
+        if tokio::time::timeout(PING_EVERY, changed).await.is_err() {
+            stream
+                .send_data(Bytes::from_static(b": ping\n\n"))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    stream.finish().await.map_err(|e| e.to_string())
+}

@@ -1,0 +1,241 @@
+//! The QUIC endpoint and its HTTP/3 connections: TLS 1.3 with ALPN `h3`,
+//! one task per connection and per request, request bodies read up to a
+//! limit, responses written as JSON or as an event stream.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use orbital_engine::{CancellationToken, Engine};
+
+use crate::api::{self, ApiError, Reply};
+use crate::error::DaemonError;
+use crate::identity::Identity;
+use crate::runs::Runs;
+
+/// How the daemon is started.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The project it serves.
+    pub project: PathBuf,
+    pub listen: SocketAddr,
+    /// Where its certificate, key and token live.
+    pub data_dir: PathBuf,
+    /// The largest request body it reads.
+    pub max_body: usize,
+    /// The largest request header section it reads.
+    pub max_header: u64,
+    /// Requests at once on one connection.
+    pub max_streams: u32,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// How long running runs may go on after a shutdown signal before they
+    /// are cancelled.
+    pub grace: Duration,
+}
+
+impl DaemonOptions {
+    pub fn new(project: PathBuf, listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            project,
+            listen,
+            data_dir,
+            max_body: 16 << 20,
+            max_header: 8 << 10,
+            max_streams: 128,
+            idle_timeout: Duration::from_secs(60),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where a started daemon listens, and what clients need to trust it.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub certificate_path: PathBuf,
+    pub token_path: PathBuf,
+}
+
+/// What every request handler shares.
+pub(crate) struct Daemon {
+    pub(crate) engine: Engine,
+    pub(crate) options: DaemonOptions,
+    pub(crate) token: String,
+    pub(crate) runs: Runs,
+    /// The last project listing that compiled, served while the project
+    /// does not.
+    pub(crate) last_good: std::sync::Mutex<Option<serde_json::Value>>,
+}
+
+/// Serves the API until `shutdown` fires: then it stops accepting
+/// connections and runs, lets running runs finish within the grace period
+/// and cancels the rest, and closes its connections. `bound` is called
+/// once the socket is bound.
+pub async fn serve(
+    engine: Engine,
+    options: DaemonOptions,
+    shutdown: CancellationToken,
+    bound: impl FnOnce(&Bound),
+) -> Result<(), DaemonError> {
+    let identity = Identity::load_or_create(&options.data_dir)?;
+    let endpoint = endpoint(&identity, &options)?;
+    let addr = endpoint
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            addr: options.listen,
+            source,
+        })?;
+    bound(&Bound {
+        addr,
+        fingerprint: identity.fingerprint.clone(),
+        certificate_path: identity.certificate_path.clone(),
+        token_path: identity.token_path.clone(),
+    });
+    let daemon = Arc::new(Daemon {
+        engine,
+        token: identity.token.clone(),
+        runs: Runs::default(),
+        last_good: std::sync::Mutex::new(None),
+        options,
+    });
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = shutdown.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(daemon, incoming).await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    daemon.runs.refuse_new();
+    daemon.runs.finish(daemon.options.grace).await;
+    endpoint.close(quinn::VarInt::from_u32(0), b"daemon stopping");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+fn endpoint(identity: &Identity, options: &DaemonOptions) -> Result<quinn::Endpoint, DaemonError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| DaemonError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.certificate.clone()], identity.key.clone_key())
+        .map_err(|e| DaemonError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| DaemonError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(options.max_streams.into())
+        .max_idle_timeout(options.idle_timeout.try_into().ok())
+        // Event streams ping well within the idle timeout themselves; this
+        // keeps a quiet connection open while the client waits.
+        .keep_alive_interval(Some(options.idle_timeout / 3));
+    config.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(config, options.listen).map_err(|source| DaemonError::Listen {
+        addr: options.listen,
+        source,
+    })
+}
+
+type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+async fn connection(daemon: Arc<Daemon>, incoming: quinn::Incoming) -> Result<(), String> {
+    let connection = incoming.await.map_err(|e| e.to_string())?;
+    let mut http = h3::server::builder()
+        .max_field_section_size(daemon.options.max_header)
+        .build::<_, Bytes>(h3_quinn::Connection::new(connection))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match http.accept().await {
+            Ok(Some(resolver)) => {
+                let daemon = daemon.clone();
+                tokio::spawn(async move {
+                    match resolver.resolve_request().await {
+                        Ok((request, stream)) => respond(&daemon, request, stream).await,
+                        // A header section over the limit was answered 431.
+                        Err(e) => tracing::debug!("request refused: {e}"),
+                    }
+                });
+            }
+            Ok(None) => return Ok(()),
+            // h3 reports a clean close as an error.
+            Err(e) if e.is_h3_no_error() => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+async fn respond(daemon: &Arc<Daemon>, request: http::Request<()>, mut stream: Stream) {
+    let reply = match read_body(&mut stream, daemon.options.max_body).await {
+        Ok(body) => api::route(daemon, &request, &body).await,
+        Err(error) => Reply::Error(error),
+    };
+    if let Err(e) = send(daemon, reply, &mut stream).await {
+        tracing::debug!("response not delivered: {e}");
+    }
+}
+
+async fn read_body(stream: &mut Stream, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(mut chunk) = stream
+        .recv_data()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?
+    {
+        if body.len() + chunk.remaining() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let read = part.len();
+            chunk.advance(read);
+        }
+    }
+    Ok(body.freeze())
+}
+
+async fn send(daemon: &Arc<Daemon>, reply: Reply, stream: &mut Stream) -> Result<(), String> {
+    match reply {
+        Reply::Json(status, value) => json(stream, status, &value).await,
+        Reply::Error(error) => json(stream, error.status, &error.body()).await,
+        Reply::Events { run, after } => crate::runs::stream(daemon, run, after, stream).await,
+    }
+}
+
+async fn json(
+    stream: &mut Stream,
+    status: http::StatusCode,
+    value: &serde_json::Value,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    let response = http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(())
+        .map_err(|e| e.to_string())?;
+    stream
+        .send_response(response)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .send_data(Bytes::from(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.finish().await.map_err(|e| e.to_string())
+}
+
+pub(crate) type ResponseStream = Stream;

@@ -1,0 +1,590 @@
+//! The daemon as a user runs it: a real `orbital daemon` process on
+//! 127.0.0.1, spoken to over real QUIC and HTTP/3 by a client that pins its
+//! certificate.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use orbital_daemon::client::Client;
+use serde_json::{Value, json};
+use support::TestProject;
+
+/// A daemon process, stopped with SIGTERM when dropped.
+struct Daemon {
+    child: Child,
+    addr: std::net::SocketAddr,
+    fingerprint: String,
+    token: String,
+    data_dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(project: &TestProject) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(["daemon", "--listen", "127.0.0.1:0", "--json"])
+            .args(["--max-body", "65536", "--data-dir"])
+            .arg(data_dir.path())
+            .arg("--project")
+            .arg(project.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the daemon");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let bound: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let token = std::fs::read_to_string(bound["token_file"].as_str().unwrap()).unwrap();
+        Self {
+            child,
+            addr: bound["listening"].as_str().unwrap().parse().unwrap(),
+            fingerprint: bound["certificate_sha256"].as_str().unwrap().to_string(),
+            token: token.trim().to_string(),
+            data_dir,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(self.addr, &self.fingerprint, Some(self.token.clone()))
+            .await
+            .expect("connect")
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> i32 {
+        stop(&self.child);
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn stop(child: &Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// (method, path, body, status, error code)
+type Case = (
+    &'static str,
+    &'static str,
+    Option<Vec<u8>>,
+    u16,
+    &'static str,
+);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn error_code(response: &orbital_daemon::client::Response) -> String {
+    response.json().unwrap()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_build_over_http3_with_its_event_stream_and_history() {
+    let project = TestProject::jaffle_shop();
+    let daemon = Daemon::start(&project);
+    #[cfg(unix)]
+    for name in ["cert.pem", "key.pem", "token"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(daemon.data_dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    runtime().block_on(async {
+        let mut client = daemon.client().await;
+        let project_listing = client.request("GET", "/v1/project", None).await.unwrap();
+        assert_eq!(project_listing.status, 200);
+        let listing = project_listing.json().unwrap();
+        let names: Vec<&str> = listing["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"customers") && names.contains(&"raw_orders"),
+            "{names:?}"
+        );
+        assert!(
+            listing["edges"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(["stg_orders", "orders"])),
+            "{listing}"
+        );
+
+        let model = client
+            .request("GET", "/v1/models/orders", None)
+            .await
+            .unwrap();
+        assert_eq!(model.status, 200);
+        let model = model.json().unwrap();
+        assert!(
+            model["sql"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("select")
+        );
+        assert!(
+            model["upstream"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("stg_orders"))
+        );
+
+        let started = client
+            .request("POST", "/v1/runs", Some(&json!({ "command": "build" })))
+            .await
+            .unwrap();
+        assert_eq!(
+            started.status,
+            202,
+            "{}",
+            String::from_utf8_lossy(&started.body)
+        );
+        let run = started.json().unwrap()["run"].as_u64().unwrap();
+
+        // Follow the run to its end.
+        let mut events: Vec<(u64, String, Value)> = Vec::new();
+        let status = client
+            .events(&format!("/v1/runs/{run}/events"), None, |id, name, data| {
+                events.push((id, name.to_string(), serde_json::from_str(data).unwrap()));
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let names: Vec<&str> = events.iter().map(|(_, n, _)| n.as_str()).collect();
+        assert_eq!(names.first(), Some(&"run_started"), "{names:?}");
+        assert_eq!(names.last(), Some(&"run_finished"), "{names:?}");
+        assert_eq!(events.last().unwrap().2["status"], "succeeded");
+        let ids: Vec<u64> = events.iter().map(|(id, _, _)| *id).collect();
+        assert_eq!(ids, (1..=events.len() as u64).collect::<Vec<_>>());
+        let started_nodes = names.iter().filter(|n| **n == "node_started").count();
+        let finished_nodes = names.iter().filter(|n| **n == "node_finished").count();
+        assert_eq!(started_nodes, finished_nodes);
+        assert!(finished_nodes > 10, "{names:?}");
+
+        // A client that saw up to event 3 gets the rest, and only the rest.
+        let mut resumed = Vec::new();
+        client
+            .events(&format!("/v1/runs/{run}/events"), Some(3), |id, _, _| {
+                resumed.push(id);
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(resumed, ids[3..].to_vec());
+
+        let record = client
+            .request("GET", &format!("/v1/runs/{run}"), None)
+            .await
+            .unwrap();
+        assert_eq!(record.status, 200);
+        let record = record.json().unwrap();
+        assert_eq!(record["status"], "succeeded");
+        assert_eq!(record["nodes"].as_array().unwrap().len(), finished_nodes);
+
+        let history = client
+            .request("GET", "/v1/runs?limit=5", None)
+            .await
+            .unwrap();
+        assert_eq!(history.json().unwrap()["runs"][0]["id"], run);
+
+        // Built: the plan reuses everything.
+        let plan = client
+            .request("POST", "/v1/plan", Some(&json!({})))
+            .await
+            .unwrap();
+        assert_eq!(plan.status, 200);
+        let plan = plan.json().unwrap();
+        assert!(
+            plan["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["action"] == "reuse"),
+            "{plan}"
+        );
+        client.close().await;
+    });
+    // The CLI sees the daemon's run in the shared state store.
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    assert_eq!(runs["runs"][0]["status"], "succeeded");
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn bad_requests_are_clear_4xx_and_the_daemon_keeps_serving() {
+    let project = TestProject::jaffle_shop();
+    let daemon = Daemon::start(&project);
+    runtime().block_on(async {
+        // Health needs no token; everything else does, and says nothing more.
+        let mut anonymous = Client::connect(daemon.addr, &daemon.fingerprint, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            anonymous
+                .request("GET", "/v1/health", None)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        let refused = anonymous.request("GET", "/v1/project", None).await.unwrap();
+        assert_eq!(
+            (refused.status, error_code(&refused)),
+            (401, "unauthorized".into())
+        );
+        let mut wrong = Client::connect(daemon.addr, &daemon.fingerprint, Some("x".repeat(64)))
+            .await
+            .unwrap();
+        let refused = wrong.request("GET", "/v1/runs", None).await.unwrap();
+        assert_eq!(refused.status, 401);
+        assert!(!String::from_utf8_lossy(&refused.body).contains(&daemon.token));
+
+        let mut client = daemon.client().await;
+        let cases: Vec<Case> = vec![
+            (
+                "POST",
+                "/v1/plan",
+                Some(b"{not json".to_vec()),
+                400,
+                "request.malformed",
+            ),
+            (
+                "POST",
+                "/v1/plan",
+                Some(br#"{"envv": "dev"}"#.to_vec()),
+                422,
+                "request.invalid",
+            ),
+            (
+                "POST",
+                "/v1/plan",
+                Some(br#"{"select": 3}"#.to_vec()),
+                422,
+                "request.invalid",
+            ),
+            (
+                "POST",
+                "/v1/runs",
+                Some(br#"{"command": "explode"}"#.to_vec()),
+                422,
+                "request.invalid",
+            ),
+            (
+                "POST",
+                "/v1/plan",
+                Some(br#"{"select": ["nope"]}"#.to_vec()),
+                422,
+                "selector.unknown",
+            ),
+            (
+                "POST",
+                "/v1/runs",
+                Some(br#"{"command": "run", "select": ["nope"]}"#.to_vec()),
+                422,
+                "selector.unknown",
+            ),
+            ("GET", "/v1/runs/999", None, 404, "not_found"),
+            ("GET", "/v1/runs/abc", None, 404, "not_found"),
+            ("POST", "/v1/runs/999/cancel", None, 404, "not_found"),
+            ("GET", "/v1/models/nope", None, 404, "not_found"),
+            ("GET", "/v1/nothing", None, 404, "not_found"),
+            ("DELETE", "/v1/project", None, 405, "request.method"),
+            ("GET", "/v1/runs?limit=0", None, 422, "request.invalid"),
+        ];
+        for (method, path, body, status, code) in cases {
+            let response = client
+                .request_with(method, path, body.clone(), &[])
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&response.body).to_string();
+            assert_eq!(
+                (response.status, error_code(&response)),
+                (status, code.to_string()),
+                "{method} {path} {:?}: {text}",
+                body.map(|b| String::from_utf8_lossy(&b).to_string())
+            );
+            assert!(
+                !response.json().unwrap()["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        // Serde's message names the field.
+        let unknown = client
+            .request_with(
+                "POST",
+                "/v1/plan",
+                Some(br#"{"envv": "dev"}"#.to_vec()),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&unknown.body).contains("envv"));
+
+        // A body over the limit (this daemon's is 64 KiB), and a
+        // 10,000-character header.
+        let over = vec![b' '; (64 << 10) + 1];
+        let response = client
+            .request_with("POST", "/v1/plan", Some(over), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            (response.status, error_code(&response)),
+            (413, "request.too_large".into())
+        );
+        // The daemon advertises its header limit in its HTTP/3 settings: a
+        // client that has them does not even send the header; one that
+        // sends it first is answered 431.
+        let mut client = daemon.client().await;
+        let long = "a".repeat(10_000);
+        match client
+            .request_with("GET", "/v1/project", None, &[("x-long", &long)])
+            .await
+        {
+            Ok(response) => assert_eq!(response.status, 431),
+            Err(refused) => {
+                let refused = refused.to_string();
+                assert!(refused.contains("max size: 8192"), "{refused}");
+            }
+        }
+
+        // Still serving, on a new connection too.
+        let mut client = daemon.client().await;
+        assert_eq!(
+            client
+                .request("GET", "/v1/project", None)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+
+        // A client pinning another certificate refuses the daemon.
+        let pinned = Client::connect(daemon.addr, &"0".repeat(64), None).await;
+        let error = pinned
+            .err()
+            .expect("a mismatched pin is refused")
+            .to_string();
+        assert!(
+            error.contains("pinned") || error.contains("certificate"),
+            "{error}"
+        );
+    });
+    // A broken model: the daemon keeps the last good listing and says why.
+    runtime().block_on(async {
+        let mut client = daemon.client().await;
+        assert_eq!(
+            client
+                .request("GET", "/v1/project", None)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        project.write("models/marts/orders.sql", "select from from");
+        let listing = client.request("GET", "/v1/project", None).await.unwrap();
+        assert_eq!(listing.status, 200);
+        let listing = listing.json().unwrap();
+        let diagnostic = &listing["diagnostics"][0];
+        assert_eq!(diagnostic["code"], "project.parse", "{listing}");
+        assert!(
+            diagnostic["locations"][0]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("orders.sql")
+        );
+        assert!(!listing["nodes"].as_array().unwrap().is_empty());
+        let refused = client
+            .request("POST", "/v1/runs", Some(&json!({ "command": "run" })))
+            .await
+            .unwrap();
+        assert_eq!(
+            (refused.status, error_code(&refused)),
+            (422, "project.parse".into())
+        );
+    });
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn the_identity_is_made_once_and_kept_across_restarts() {
+    let project = TestProject::jaffle_shop();
+    let first = Daemon::start(&project);
+    let (fingerprint, token) = (first.fingerprint.clone(), first.token.clone());
+    let data_dir = tempfile::tempdir().unwrap();
+    // Copy the identity into a folder that outlives the first daemon.
+    for name in ["cert.pem", "key.pem", "token"] {
+        std::fs::copy(first.data_dir.path().join(name), data_dir.path().join(name)).unwrap();
+    }
+    assert_eq!(first.stop(), 0);
+    let output = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["daemon", "--listen", "127.0.0.1:0", "--json", "--data-dir"])
+        .arg(data_dir.path())
+        .arg("--project")
+        .arg(project.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = output;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let bound: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(bound["certificate_sha256"], fingerprint.as_str());
+    let again = std::fs::read_to_string(bound["token_file"].as_str().unwrap()).unwrap();
+    assert_eq!(again.trim(), token);
+    stop(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    // An incomplete folder is refused with what is missing.
+    std::fs::remove_file(data_dir.path().join("key.pem")).unwrap();
+    let refused = project.orbital(&[
+        "daemon",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.path().to_str().unwrap(),
+    ]);
+    assert_ne!(refused.code(), 0);
+    assert!(refused.stderr().contains("key.pem"), "{}", refused.stderr());
+}
+
+/// Follows run `run`'s events to the end; returns (name, data) of each.
+async fn follow(client: &mut Client, run: u64) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    client
+        .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
+            events.push((name.to_string(), serde_json::from_str(data).unwrap()));
+            true
+        })
+        .await
+        .unwrap();
+    events
+}
+
+async fn start_run(client: &mut Client, body: Value) -> u64 {
+    let started = client
+        .request("POST", "/v1/runs", Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(
+        started.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&started.body)
+    );
+    started.json().unwrap()["run"].as_u64().unwrap()
+}
+
+#[test]
+fn runs_on_one_environment_queue_and_a_cancelled_run_publishes_nothing() {
+    let project = TestProject::slow(100_000_000);
+    let daemon = Daemon::start(&project);
+    runtime().block_on(async {
+        let mut client = daemon.client().await;
+        let run = start_run(&mut client, json!({ "command": "run", "threads": 1 })).await;
+        // Cancel once `slow` is building.
+        let mut watcher = daemon.client().await;
+        let mut seen = Vec::new();
+        watcher
+            .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
+                seen.push(name.to_string());
+                !(name == "node_started" && data.contains("\"slow\""))
+            })
+            .await
+            .unwrap();
+        let cancelled = client
+            .request("POST", &format!("/v1/runs/{run}/cancel"), None)
+            .await
+            .unwrap();
+        assert_eq!(cancelled.status, 202);
+        let events = follow(&mut client, run).await;
+        let (last, data) = events.last().unwrap();
+        assert_eq!(
+            (last.as_str(), &data["status"]),
+            ("run_finished", &json!("cancelled"))
+        );
+        let record = client
+            .request("GET", &format!("/v1/runs/{run}"), None)
+            .await
+            .unwrap();
+        assert_eq!(record.json().unwrap()["status"], "cancelled");
+        let again = client
+            .request("POST", &format!("/v1/runs/{run}/cancel"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.status, error_code(&again)),
+            (409, "run.finished".into())
+        );
+    });
+    // Nothing was published: the environment has no `slow`.
+    let db = project.path().join("target/slow.db");
+    assert_eq!(
+        support::scalar(
+            &db,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'slow'"
+        ),
+        "0"
+    );
+
+    // Two runs on one environment: the second queues, both succeed.
+    project.write(
+        "models/slow.sql",
+        "-- config: materialized = 'table'\n\
+         with recursive c(x) as (select 1 union all select x + 1 from c where x < 3000000)\n\
+         select count(*) as n, max(fast.version) as version from c, fast",
+    );
+    runtime().block_on(async {
+        let mut client = daemon.client().await;
+        let first = start_run(&mut client, json!({ "command": "run" })).await;
+        let second = start_run(
+            &mut client,
+            json!({ "command": "run", "full_refresh": true }),
+        )
+        .await;
+        assert_ne!(first, second);
+        let second_events = follow(&mut client, second).await;
+        let first_events = follow(&mut client, first).await;
+        assert_eq!(second_events[0].0, "run_queued", "{second_events:?}");
+        for events in [&first_events, &second_events] {
+            let (last, data) = events.last().unwrap();
+            assert_eq!(
+                (last.as_str(), &data["status"]),
+                ("run_finished", &json!("succeeded"))
+            );
+        }
+    });
+    assert_eq!(support::scalar(&db, "SELECT n FROM slow"), "3000000");
+    assert_eq!(daemon.stop(), 0);
+}
