@@ -588,3 +588,59 @@ fn runs_on_one_environment_queue_and_a_cancelled_run_publishes_nothing() {
     assert_eq!(support::scalar(&db, "SELECT n FROM slow"), "3000000");
     assert_eq!(daemon.stop(), 0);
 }
+
+/// A virtual environment with niquests (an HTTP/3 client nobody here
+/// wrote), made under target/ on first use.
+fn niquests_python() -> std::path::PathBuf {
+    let venv = support::workspace().join("target/test-venv-niquests");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".ready");
+    if !ready.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "cannot make {}", venv.display());
+        let installed = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "niquests==3.21.2"])
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "pip install niquests failed");
+        std::fs::write(&ready, "").unwrap();
+    }
+    python
+}
+
+#[test]
+fn an_http3_client_nobody_here_wrote_drives_the_api() {
+    let python = niquests_python();
+    let project = TestProject::jaffle_shop();
+    let data_dir = tempfile::tempdir().unwrap();
+    let bound_file = data_dir.path().join("bound.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["daemon", "--listen", "127.0.0.1:0", "--json", "--data-dir"])
+        .arg(data_dir.path().join("daemon"))
+        .arg("--project")
+        .arg(project.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    std::fs::write(&bound_file, &line).unwrap();
+    let checked = Command::new(&python)
+        .arg(support::workspace().join("tests/clients/niquests_check.py"))
+        .arg(&bound_file)
+        .output()
+        .unwrap();
+    stop(&child);
+    let code = child.wait().unwrap().code();
+    let out = String::from_utf8_lossy(&checked.stdout);
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{out}\n{err}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    assert_eq!(code, Some(0));
+}

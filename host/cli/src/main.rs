@@ -308,6 +308,8 @@ async fn daemon(
     let config = orbital_core::ProjectConfig::load(&cli.project)
         .map_err(|e| Failure::Engine(Box::new(e.into())))?;
     let data_dir = data_dir.unwrap_or_else(|| cli.project.join(&config.target_path).join("daemon"));
+    // Printed for clients to read: absolute, whatever the daemon's folder.
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
     let mut options = orbital_daemon::DaemonOptions::new(cli.project.clone(), listen, data_dir);
     options.grace = grace;
     options.max_body = max_body;

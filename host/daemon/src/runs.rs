@@ -233,7 +233,7 @@ pub(crate) async fn stream(
     };
     let response = http::Response::builder()
         .status(http::StatusCode::OK)
-        .header("content-type", "text/event-stream")
+        .header("content-type", "text/event-stream; charset=utf-8")
         .header("cache-control", "no-cache")
         .body(())
         .map_err(|e| e.to_string())?;
