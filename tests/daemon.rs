@@ -230,6 +230,126 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
                 .all(|n| n["action"] == "reuse"),
             "{plan}"
         );
+
+        // Environments: promote prod's builds to dev, then look at both.
+        let promoted = client
+            .request(
+                "POST",
+                "/v1/environments/dev/promote",
+                Some(&json!({ "from": "prod" })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            promoted.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&promoted.body)
+        );
+        assert!(promoted.json().unwrap()["promoted"].as_u64().unwrap() > 0);
+        let listed = client
+            .request("GET", "/v1/environments", None)
+            .await
+            .unwrap();
+        let listed = listed.json().unwrap();
+        let names: Vec<&str> = listed["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["dev", "prod"], "{listed}");
+        let dev = client
+            .request("GET", "/v1/environments/dev", None)
+            .await
+            .unwrap();
+        let dev = dev.json().unwrap();
+        let orders = dev["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["model"] == "orders")
+            .unwrap();
+        assert!(
+            orders["build"]
+                .as_str()
+                .unwrap()
+                .starts_with("orbital__orders__"),
+            "{dev}"
+        );
+        let missing = client
+            .request("GET", "/v1/environments/nope", None)
+            .await
+            .unwrap();
+        assert_eq!(missing.status, 404);
+        let bad = client
+            .request(
+                "POST",
+                "/v1/environments/dev/promote",
+                Some(&json!({ "from": "nope" })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(bad.status, 422, "{}", String::from_utf8_lossy(&bad.body));
+
+        // Plugins: upload a component, find it listed and stored by hash.
+        let component =
+            std::fs::read(orbital_bundle::test_component("orbital-test-range-tests")).unwrap();
+        let installed = client
+            .request_with("POST", "/v1/plugins", Some(component.clone()), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            installed.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&installed.body)
+        );
+        let hash = installed.json().unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let plugins = client.request("GET", "/v1/plugins", None).await.unwrap();
+        let plugins = plugins.json().unwrap();
+        assert!(
+            plugins["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["hash"] == hash.as_str()),
+            "{plugins}"
+        );
+        let stored = client
+            .request("GET", &format!("/v1/objects/{hash}"), None)
+            .await
+            .unwrap();
+        assert_eq!((stored.status, stored.body == component), (200, true));
+        let head = client
+            .request_with("HEAD", &format!("/v1/objects/{hash}"), None, &[])
+            .await
+            .unwrap();
+        assert_eq!((head.status, head.body.len()), (200, 0));
+        let unknown = client
+            .request(
+                "GET",
+                &format!("/v1/objects/blake3:{}", "0".repeat(64)),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(unknown.status, 404);
+        for not_a_plugin in [b"not a component".to_vec(), b"\0asm\x01\0\0\0".to_vec()] {
+            let refused = client
+                .request_with("POST", "/v1/plugins", Some(not_a_plugin), &[])
+                .await
+                .unwrap();
+            assert_eq!(
+                (refused.status, error_code(&refused)),
+                (422, "plugin.invalid".into()),
+                "{}",
+                String::from_utf8_lossy(&refused.body)
+            );
+        }
         client.close().await;
     });
     // The CLI sees the daemon's run in the shared state store.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use orbital_engine::{
-    CompileRequest, EngineError, ErrorKind, Listing, PlanRequest, RunCommand, RunRequest, Selector,
+    CompileRequest, EngineError, EnvironmentsRequest, ErrorKind, Listing, PlanRequest,
+    PromoteRequest, RunCommand, RunRequest, Selector,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,6 +16,11 @@ use crate::server::Daemon;
 /// What a request gets back.
 pub(crate) enum Reply {
     Json(StatusCode, Value),
+    /// Raw bytes (a stored object); `head`: the headers only.
+    Bytes {
+        bytes: Vec<u8>,
+        head: bool,
+    },
     Error(ApiError),
     /// A run's event stream, from the event after `after`.
     Events {
@@ -153,6 +159,21 @@ async fn answer(
                 json!({ "cancelling": true }),
             ))
         }
+        (&Method::GET, ["v1", "environments"]) => environments(daemon, query).await.map(ok),
+        (&Method::GET, ["v1", "environments", name]) => {
+            environment(daemon, name, query).await.map(ok)
+        }
+        (&Method::POST, ["v1", "environments", to, "promote"]) => {
+            promote(daemon, to, body).await.map(ok)
+        }
+        (&Method::GET, ["v1", "plugins"]) => plugins(daemon).await.map(ok),
+        (&Method::POST, ["v1", "plugins"]) => {
+            let installed = install(daemon, body).await?;
+            Ok(Reply::Json(StatusCode::CREATED, installed))
+        }
+        (&Method::GET | &Method::HEAD, ["v1", "objects", hash]) => {
+            object(daemon, hash, method == Method::HEAD)
+        }
         (&Method::GET, ["v1", "runs", id, "events"]) => {
             let run = run_id(id)?;
             let after = last_event_id(request)?;
@@ -176,8 +197,11 @@ fn ok(value: Value) -> Reply {
 fn known(segments: &[&str]) -> bool {
     matches!(
         segments,
-        ["v1", "health" | "project" | "plan" | "runs"]
-            | ["v1", "models", _]
+        [
+            "v1",
+            "health" | "project" | "plan" | "runs" | "environments" | "plugins"
+        ] | ["v1", "models" | "environments" | "objects", _]
+            | ["v1", "environments", _, "promote"]
             | ["v1", "runs", _]
             | ["v1", "runs", _, "cancel" | "events"]
     )
@@ -428,5 +452,148 @@ fn run(daemon: &Daemon, id: u64) -> Result<Value, ApiError> {
         Some(record) => serde_json::to_value(record)
             .map_err(|e| ApiError::from(EngineError::Internal(e.to_string()))),
         None => Err(ApiError::not_found(format!("no run {id}"))),
+    }
+}
+
+/// Query parameters `allowed` takes, refusing any other.
+fn query_params<'a>(query: &'a str, allowed: &[&str]) -> Result<Vec<(&'a str, &'a str)>, ApiError> {
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    if let Some((other, _)) = params.iter().find(|(k, _)| !allowed.contains(k)) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request.invalid",
+            format!("unknown query parameter `{other}`"),
+        ));
+    }
+    Ok(params)
+}
+
+fn target_of(query: &str) -> Result<Option<String>, ApiError> {
+    Ok(query_params(query, &["target"])?
+        .into_iter()
+        .find(|(k, _)| *k == "target")
+        .map(|(_, v)| v.to_string()))
+}
+
+async fn all_environments(
+    daemon: &Daemon,
+    query: &str,
+) -> Result<Vec<orbital_engine::Environment>, ApiError> {
+    Ok(daemon
+        .engine
+        .environments(EnvironmentsRequest {
+            project: daemon.options.project.clone(),
+            target: target_of(query)?,
+        })
+        .await?)
+}
+
+async fn environments(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
+    let listed: Vec<Value> = all_environments(daemon, query)
+        .await?
+        .iter()
+        .map(|e| json!({ "name": e.name, "models": e.models.len() }))
+        .collect();
+    Ok(json!({ "environments": listed }))
+}
+
+async fn environment(daemon: &Daemon, name: &str, query: &str) -> Result<Value, ApiError> {
+    let found = all_environments(daemon, query)
+        .await?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no environment `{name}` is recorded")))?;
+    serde_json::to_value(found).map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    from: String,
+    #[serde(default)]
+    select: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+async fn promote(daemon: &Daemon, to: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let body: PromoteBody = parse(body)?;
+    let promoted = daemon
+        .engine
+        .promote(PromoteRequest {
+            project: daemon.options.project.clone(),
+            selector: Selector {
+                select: body.select,
+                exclude: body.exclude,
+                target: body.target,
+            },
+            from: body.from,
+            to: to.to_string(),
+        })
+        .await?;
+    Ok(json!({
+        "from": promoted.from,
+        "to": promoted.to,
+        "promoted": promoted.promoted,
+        "removed": promoted.removed,
+    }))
+}
+
+async fn plugins(daemon: &Daemon) -> Result<Value, ApiError> {
+    let listed = daemon.engine.list_plugins(&daemon.options.project).await?;
+    Ok(json!({ "plugins": listed }))
+}
+
+/// An uploaded component, checked by loading it (it must be a component
+/// exporting one of the plugin worlds) and stored by its hash.
+async fn install(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin.invalid",
+            "the request body is empty: send the component's bytes",
+        ));
+    }
+    let folder = tempfile::tempdir()
+        .map_err(|e| ApiError::from(EngineError::Internal(format!("a scratch folder: {e}"))))?;
+    let file = folder.path().join("upload.wasm");
+    std::fs::write(&file, body)
+        .map_err(|e| ApiError::from(EngineError::Internal(format!("a scratch file: {e}"))))?;
+    let described = daemon
+        .engine
+        .install_plugin(&daemon.options.project, &file)
+        .await
+        .map_err(|e| {
+            let mut error = ApiError::from(e);
+            if error.status == StatusCode::UNPROCESSABLE_ENTITY {
+                error.code = "plugin.invalid".into();
+                error.message = error
+                    .message
+                    .replace(&file.display().to_string(), "the upload");
+            }
+            error
+        })?;
+    let mut described = serde_json::to_value(described)
+        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+    described["source"] = json!("uploaded");
+    Ok(described)
+}
+
+fn object(daemon: &Daemon, text: &str, head: bool) -> Result<Reply, ApiError> {
+    let digits = text.strip_prefix("blake3:").unwrap_or(text);
+    let hash: orbital_core::Hash = digits.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "no object `{text}`: objects are named by blake3 hash"
+        ))
+    })?;
+    match daemon.engine.object(&daemon.options.project, &hash)? {
+        Some(bytes) => Ok(Reply::Bytes { bytes, head }),
+        None => Err(ApiError::not_found(format!("no object {text}"))),
     }
 }

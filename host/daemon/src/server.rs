@@ -211,6 +211,7 @@ async fn send(daemon: &Arc<Daemon>, reply: Reply, stream: &mut Stream) -> Result
     match reply {
         Reply::Json(status, value) => json(stream, status, &value).await,
         Reply::Error(error) => json(stream, error.status, &error.body()).await,
+        Reply::Bytes { bytes, head } => raw(stream, bytes, head).await,
         Reply::Events { run, after } => crate::runs::stream(daemon, run, after, stream).await,
     }
 }
@@ -235,6 +236,26 @@ async fn json(
         .send_data(Bytes::from(body))
         .await
         .map_err(|e| e.to_string())?;
+    stream.finish().await.map_err(|e| e.to_string())
+}
+
+async fn raw(stream: &mut Stream, bytes: Vec<u8>, head: bool) -> Result<(), String> {
+    let response = http::Response::builder()
+        .status(http::StatusCode::OK)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", bytes.len())
+        .body(())
+        .map_err(|e| e.to_string())?;
+    stream
+        .send_response(response)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !head {
+        stream
+            .send_data(Bytes::from(bytes))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     stream.finish().await.map_err(|e| e.to_string())
 }
 

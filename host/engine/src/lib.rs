@@ -46,13 +46,13 @@ pub use compile::user_sql;
 pub use components::state_dir;
 pub use error::{EngineError, ErrorKind};
 pub use events::{Event, Events, RunOutcome};
-pub use manage::{Collected, PlanEntry, PlanReport, Promoted};
+pub use manage::{Collected, Environment, EnvironmentModel, PlanEntry, PlanReport, Promoted};
 pub use orbital_cas::{BuildRecord, Holder, NodeRun, NodeStatus, RunRecord, RunStatus};
 pub use orbital_runner::{CancellationToken, NodeResult, Status};
 pub use plugins::Described;
 pub use request::{
-    CompileRequest, Compiled, GcRequest, Listing, PlanRequest, PromoteRequest, RunCommand,
-    RunRequest, Selector,
+    CompileRequest, Compiled, EnvironmentsRequest, GcRequest, Listing, PlanRequest, PromoteRequest,
+    RunCommand, RunRequest, Selector,
 };
 
 /// What the engine is configured with by its front end.

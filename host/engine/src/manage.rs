@@ -11,7 +11,7 @@ use orbital_runner::Publish;
 use serde::Serialize;
 
 use crate::error::EngineError;
-use crate::request::{GcRequest, PlanRequest, PromoteRequest};
+use crate::request::{EnvironmentsRequest, GcRequest, PlanRequest, PromoteRequest, Selector};
 use crate::session::{Records, Session};
 use crate::{Engine, in_place, lock};
 
@@ -40,6 +40,25 @@ pub struct PlanReport {
     pub environment: String,
     pub nodes: Vec<PlanEntry>,
     pub removed: Vec<String>,
+}
+
+/// One environment: what each of its models' relations reads.
+#[derive(Debug, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub models: Vec<EnvironmentModel>,
+}
+
+/// One model of an environment.
+#[derive(Debug, Serialize)]
+pub struct EnvironmentModel {
+    pub model: String,
+    /// What users query.
+    pub relation: String,
+    pub fingerprint: Hash,
+    /// The build it reads, where the store knows it.
+    pub build: Option<String>,
+    pub built_at: Option<String>,
 }
 
 /// What `promote` did.
@@ -298,6 +317,65 @@ impl Engine {
             objects,
             parses,
         })
+    }
+
+    /// The environments of the project's target, with what each points
+    /// at (the latest build of each model it holds).
+    pub async fn environments(
+        &self,
+        request: EnvironmentsRequest,
+    ) -> Result<Vec<Environment>, EngineError> {
+        let selector = Selector {
+            target: request.target.clone(),
+            ..Selector::default()
+        };
+        let session = Session::opened(
+            self,
+            &request.project,
+            &selector,
+            None,
+            None,
+            Records::Early,
+        )
+        .await?;
+        let connected = session.connect().await?;
+        let Some(warehouse) = &connected.warehouse else {
+            return Ok(Vec::new());
+        };
+        let all = in_place(|| session.store.environments(warehouse))?;
+        let environments = all
+            .into_iter()
+            .map(|(name, entries)| Environment {
+                models: entries
+                    .into_iter()
+                    .map(|(model, entry)| EnvironmentModel {
+                        build: connected
+                            .builds
+                            .get(&entry.fingerprint)
+                            .map(|b| b.relation.to_string()),
+                        built_at: connected
+                            .builds
+                            .get(&entry.fingerprint)
+                            .map(|b| b.built_at.clone()),
+                        relation: entry.relation.to_string(),
+                        fingerprint: entry.fingerprint,
+                        model,
+                    })
+                    .collect(),
+                name,
+            })
+            .collect();
+        crate::discard((session, connected));
+        Ok(environments)
+    }
+
+    /// The stored object or installed plugin component named `hash`.
+    pub fn object(&self, root: &Path, hash: &Hash) -> Result<Option<Vec<u8>>, EngineError> {
+        let store = self.project_store(root)?;
+        match store.object(hash)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Ok(store.plugin(hash)?),
+        }
     }
 
     /// The latest `limit` runs of the project at `root`, newest first.

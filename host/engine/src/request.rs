@@ -107,6 +107,14 @@ pub struct PromoteRequest {
     pub to: String,
 }
 
+/// The environments of a project's target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvironmentsRequest {
+    pub project: PathBuf,
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
 /// `gc`: drop what nothing reaches.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GcRequest {
