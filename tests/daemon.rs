@@ -22,7 +22,18 @@ struct Daemon {
 
 impl Daemon {
     fn start(project: &TestProject) -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(project, tempfile::tempdir().unwrap())
+    }
+
+    /// SIGKILL, then a new daemon on the same project and identity.
+    fn kill_and_restart(mut self, project: &TestProject) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        Self::start_in(project, data_dir)
+    }
+
+    fn start_in(project: &TestProject, data_dir: tempfile::TempDir) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
             .args(["daemon", "--listen", "127.0.0.1:0", "--json"])
             .args(["--max-body", "65536", "--data-dir"])
@@ -763,4 +774,88 @@ fn an_http3_client_nobody_here_wrote_drives_the_api() {
     assert!(checked.status.success(), "{out}\n{err}");
     assert!(out.contains(" passed, 0 failed"), "{out}");
     assert_eq!(code, Some(0));
+}
+
+fn pg_scalar(url: &str, sql: &str) -> String {
+    support::backends::psql(url, sql)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
+    let Some(support::backends::Backend::Postgres(database)) =
+        support::backends::Backend::postgres("daemon_kill_9")
+    else {
+        return;
+    };
+    let project = TestProject::empty();
+    project.write(
+        "orbital.toml",
+        &format!(
+            "name = \"restart\"\n[targets.dev]\nurl = \"{}\"\n",
+            database.url
+        ),
+    );
+    let table = "-- config: materialized = 'table'\n";
+    project.write("models/fast.sql", &format!("{table}select 1 as version"));
+    project.write(
+        "models/slow.sql",
+        &format!("{table}select version from fast"),
+    );
+    project.orbital(&["run"]).expect_code(0);
+    project.write("models/fast.sql", &format!("{table}select 2 as version"));
+    project.write(
+        "models/slow.sql",
+        &format!("{table}select version, pg_sleep(4) is null as slept from fast"),
+    );
+    let daemon = Daemon::start(&project);
+    let run = runtime().block_on(async {
+        let mut client = daemon.client().await;
+        let run = start_run(&mut client, json!({ "command": "run", "threads": 1 })).await;
+        client
+            .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
+                !(name == "node_started" && data.contains("\"slow\""))
+            })
+            .await
+            .unwrap();
+        run
+    });
+    let fingerprint = daemon.fingerprint.clone();
+    let restarted = daemon.kill_and_restart(&project);
+    assert_eq!(
+        restarted.fingerprint, fingerprint,
+        "the same identity after a restart"
+    );
+    runtime().block_on(async {
+        let mut client = restarted.client().await;
+        let record = client
+            .request("GET", &format!("/v1/runs/{run}"), None)
+            .await
+            .unwrap();
+        assert_eq!(record.json().unwrap()["status"], "interrupted");
+        let history = client.request("GET", "/v1/runs", None).await.unwrap();
+        let history = history.json().unwrap();
+        let statuses: Vec<&str> = history["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["interrupted", "succeeded"]);
+        // Users still see the environment as it was before the killed run.
+        assert_eq!(pg_scalar(&database.url, "SELECT version FROM fast"), "1");
+        // A new run completes (once the server has ended the dead one's query).
+        let next = start_run(&mut client, json!({ "command": "run" })).await;
+        let events = follow(&mut client, next).await;
+        let (last, data) = events.last().unwrap();
+        assert_eq!(
+            (last.as_str(), &data["status"]),
+            ("run_finished", &json!("succeeded")),
+            "{events:?}"
+        );
+    });
+    assert_eq!(pg_scalar(&database.url, "SELECT version FROM fast"), "2");
+    assert_eq!(restarted.stop(), 0);
 }
