@@ -859,3 +859,162 @@ fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
     assert_eq!(pg_scalar(&database.url, "SELECT version FROM fast"), "2");
     assert_eq!(restarted.stop(), 0);
 }
+
+/// Output without what differs between two runs of one command: timings,
+/// the order parallel nodes finished in, run ids and timestamps.
+fn normalized(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let line = line.trim_start();
+            let line = match line.split_once(" of ") {
+                Some((index, rest)) if index.chars().all(|c| c.is_ascii_digit()) => {
+                    rest.split_once(' ').map_or(rest, |(_, r)| r)
+                }
+                _ => line,
+            };
+            line.split(' ')
+                .map(|word| {
+                    let digits = word.trim_end_matches(['s', ']', '.', ',', ')']);
+                    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    {
+                        "N".to_string()
+                    } else {
+                        word.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn the_cli_through_a_daemon_prints_what_it_prints_locally() {
+    let local = TestProject::jaffle_shop();
+    let served = TestProject::jaffle_shop();
+    let daemon = Daemon::start(&served);
+    let config = tempfile::tempdir().unwrap();
+    let token_file = daemon.data_dir.path().join("token");
+    let url = format!("https://{}", daemon.addr);
+    let orbital = |project: &TestProject, args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(args)
+            .arg("--project")
+            .arg(project.path())
+            .env("ORBITAL_CONFIG_DIR", config.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    // A wrong pin is refused, and nothing is saved.
+    let wrong = "0".repeat(64);
+    let (code, _, err) = orbital(
+        &served,
+        &[
+            "login",
+            &url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--cert-sha256",
+            &wrong,
+        ],
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("pinned"), "{err}");
+    assert!(!config.path().join("remotes.toml").exists());
+    let (code, out, err) = orbital(
+        &served,
+        &[
+            "login",
+            &url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--cert-sha256",
+            &daemon.fingerprint,
+            "--name",
+            "team",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(config.path().join("remotes.toml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The remote project is the daemon's: `--project` only finds the config.
+    let remote = |args: &[&str]| {
+        let mut all = vec!["--remote", "team"];
+        all.extend_from_slice(args);
+        orbital(&local, &all)
+    };
+    let same = |args: &[&str]| {
+        let (local_code, local_out, local_err) = orbital(&local, args);
+        let (remote_code, remote_out, remote_err) = remote(args);
+        assert_eq!(
+            local_code, remote_code,
+            "{args:?}\n{local_err}\n{remote_err}"
+        );
+        assert_eq!(
+            normalized(&local_out),
+            normalized(&remote_out),
+            "{args:?}\nlocal:\n{local_out}\nremote:\n{remote_out}"
+        );
+        (remote_code, remote_out, remote_err)
+    };
+    same(&["ls"]);
+    same(&["build"]);
+    same(&["plan"]);
+    same(&["run", "--env", "dev", "-s", "stg_orders"]);
+    same(&["promote", "dev", "--to", "staging"]);
+    for project in [&local, &served] {
+        project.write(
+            "models/marts/customers.sql",
+            &std::fs::read_to_string(project.path().join("models/marts/customers.sql"))
+                .unwrap()
+                .replace("customer_lifetime_value", "lifetime_value"),
+        );
+    }
+    let (_, plan, _) = same(&["plan"]);
+    assert!(plan.contains("lifetime_value"), "{plan}");
+    same(&["plan", "--json"]);
+    // Errors: the same exit code and message.
+    let (code, _, err) = same(&["run", "-s", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+    let (local_runs, remote_runs) = (
+        orbital(&local, &["runs", "--json"]).1,
+        remote(&["runs", "--json"]).1,
+    );
+    let statuses = |text: &str| -> Vec<String> {
+        let runs: Value = serde_json::from_str(text).unwrap();
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", r["command"], r["status"]))
+            .collect()
+    };
+    assert_eq!(statuses(&local_runs), statuses(&remote_runs));
+    // A plugin installed through the daemon lands in its project.
+    let component = orbital_bundle::test_component("orbital-test-range-tests");
+    let (code, out, err) = remote(&["plugin", "install", component.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("blake3:"), "{out}");
+    // Commands that only run locally say so.
+    let (code, _, err) = remote(&["gc"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("only locally"), "{err}");
+    assert_eq!(daemon.stop(), 0);
+}

@@ -28,6 +28,14 @@ pub enum Failure {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A daemon refused the command (`--remote`): its status, the engine's
+    /// code and message.
+    #[error("{message}")]
+    Remote {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl From<EngineError> for Failure {
@@ -59,6 +67,12 @@ impl Failure {
             },
             Failure::Usage(_) => 2,
             Failure::Environment(_) | Failure::Write { .. } => 3,
+            Failure::Remote { status, code, .. } => match (*status, code.as_str()) {
+                (_, "cancelled") => CANCELLED,
+                (409, _) => 4,
+                (400..=499, _) if *status != 401 => 2,
+                _ => 3,
+            },
         })
     }
 
@@ -70,12 +84,13 @@ impl Failure {
     }
 
     /// The engine's machine code, for `--json`.
-    fn code(&self) -> &'static str {
+    fn code(&self) -> &str {
         match self {
             Failure::Engine(e) => e.code(),
             Failure::Usage(_) => "request.invalid",
             Failure::Environment(_) => "environment",
             Failure::Write { .. } => "io.write",
+            Failure::Remote { code, .. } => code,
         }
     }
 }

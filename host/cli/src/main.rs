@@ -15,6 +15,7 @@
 
 mod diagnostics;
 mod plugin;
+mod remote;
 mod report;
 
 use std::path::PathBuf;
@@ -50,6 +51,10 @@ pub(crate) struct Cli {
     /// Show plugin log lines and more detail.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Run the command through a daemon: a name given to `orbital login`,
+    /// or its URL.
+    #[arg(long, global = true, env = "ORBITAL_REMOTE", value_name = "NAME|URL")]
+    remote: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,6 +112,20 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: plugin::PluginCommand,
+    },
+    /// Save a daemon's URL, token and certificate hash for `--remote`.
+    Login {
+        /// The daemon, e.g. https://127.0.0.1:7321.
+        url: String,
+        /// The daemon's token file (printed when it starts).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// The SHA-256 of the daemon's certificate (printed when it starts).
+        #[arg(long, value_name = "HEX")]
+        cert_sha256: String,
+        /// The name `--remote` takes.
+        #[arg(long, default_value = "default")]
+        name: String,
     },
     /// Serve the project over an HTTP/3 API (docs/api.md) until SIGINT or
     /// SIGTERM.
@@ -210,6 +229,11 @@ fn main() -> ExitCode {
 }
 
 async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<ExitCode, Failure> {
+    if let Some(name) = &cli.remote
+        && !matches!(cli.command, Command::Daemon { .. } | Command::Login { .. })
+    {
+        return remote::command(cli, name, output).await;
+    }
     let run = |command, args: &RunArgs| RunRequest {
         project: cli.project.clone(),
         command,
@@ -285,6 +309,12 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin::command(engine, cli, command, output).await,
+        Command::Login {
+            url,
+            token_file,
+            cert_sha256,
+            name,
+        } => remote::login(url, token_file, cert_sha256, name).await,
         Command::Daemon {
             listen,
             data_dir,

@@ -51,28 +51,34 @@ impl Output {
             emit_json(&serde_json::json!({ "nodes": nodes }));
             return;
         }
-        let detail = |id: NodeId| {
-            dag.nodes[id]
-                .as_model()
-                .map_or("", |m| m.config.materialized.as_str())
-        };
-        let width = selection
+        let rows: Vec<ListRow> = selection
             .iter()
-            .map(|&id| detail(id).len())
-            .max()
-            .unwrap_or(0);
+            .map(|&id| {
+                let node = &dag.nodes[id];
+                ListRow {
+                    kind: node.kind_name().to_string(),
+                    name: node.name.clone(),
+                    materialized: node
+                        .as_model()
+                        .map_or(String::new(), |m| m.config.materialized.clone()),
+                    path: node.path.display().to_string(),
+                }
+            })
+            .collect();
+        self.list_rows(&rows);
+    }
+
+    /// `ls`'s lines: kind, name, materialization and file of each node.
+    pub fn list_rows(&self, rows: &[ListRow]) {
+        let width = rows.iter().map(|r| r.materialized.len()).max().unwrap_or(0);
         // One buffer: stdout's own line buffer makes a write per node.
         use std::io::Write;
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        for &id in selection {
-            let node = &dag.nodes[id];
+        for row in rows {
             let line = writeln!(
                 out,
                 "{:<6} {:<32} {:<width$} {}",
-                node.kind_name(),
-                node.name,
-                detail(id),
-                node.path.display()
+                row.kind, row.name, row.materialized, row.path
             );
             // A closed stdout (`| head`) is the reader's choice.
             if line.is_err() {
@@ -468,6 +474,33 @@ fn counts(seeds: usize, models: usize, tests: usize) -> String {
         [one] => one.clone(),
         [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
+}
+
+/// One line of `ls`.
+pub struct ListRow {
+    kind: String,
+    name: String,
+    materialized: String,
+    path: String,
+}
+
+/// `ls`'s rows from the nodes of a daemon's `/v1/project`.
+pub fn rows_of(nodes: &serde_json::Value) -> Vec<ListRow> {
+    let text = |node: &serde_json::Value, key: &str| node[key].as_str().unwrap_or("").to_string();
+    nodes
+        .as_array()
+        .map(|nodes| {
+            nodes
+                .iter()
+                .map(|node| ListRow {
+                    kind: text(node, "kind"),
+                    name: text(node, "name"),
+                    materialized: text(node, "materialized"),
+                    path: text(node, "path"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn node_json(dag: &Dag, id: NodeId) -> serde_json::Value {

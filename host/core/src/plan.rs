@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
 use crate::dag::{Dag, NodeId, RelationName};
@@ -158,7 +158,7 @@ pub struct Recorded {
 }
 
 /// How a node differs from the environment's record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
     /// The environment has no record of it.
@@ -171,7 +171,7 @@ pub enum Change {
 }
 
 /// What a run does with one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The environment already points at this fingerprint.
@@ -197,7 +197,7 @@ impl Action {
 
 /// Where the warehouse disagreed with the state store, and what the run
 /// does about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Repair {
     /// The store records this build (or the table a stateful model would

@@ -2,7 +2,7 @@
 
 use orbital_cas::RunStatus;
 use orbital_runner::NodeResult;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::request::RunCommand;
@@ -12,7 +12,7 @@ use crate::request::RunCommand;
 pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
 
 /// One thing that happened in a run, in the order it happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The run waits for another run on its environment in this process.
@@ -35,7 +35,7 @@ pub enum Event {
     NodeStarted {
         run: u64,
         node: String,
-        kind: &'static str,
+        kind: String,
     },
     /// A node ended (or was skipped); `path` is its file in the project.
     NodeFinished {

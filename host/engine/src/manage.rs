@@ -8,7 +8,7 @@ use orbital_cas::{EnvEntry, NodeRun, NodeStatus, RunRecord, RunStatus};
 use orbital_core::Hash;
 use orbital_core::plan::{Action, Change};
 use orbital_runner::Publish;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::request::{EnvironmentsRequest, GcRequest, PlanRequest, PromoteRequest, Selector};
@@ -16,15 +16,15 @@ use crate::session::{Records, Session};
 use crate::{Engine, in_place, lock};
 
 /// What `plan` shows for one node.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PlanEntry {
     pub name: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub change: Change,
     pub action: Action,
     pub fingerprint: Hash,
     /// For `continue`: the fingerprint whose table the build continues.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continues: Option<Hash>,
     /// Where the warehouse disagrees with the state store.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,7 +35,7 @@ pub struct PlanEntry {
 }
 
 /// What a run of the same selection would do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PlanReport {
     pub environment: String,
     pub nodes: Vec<PlanEntry>,
@@ -62,7 +62,7 @@ pub struct EnvironmentModel {
 }
 
 /// What `promote` did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Promoted {
     pub from: String,
     pub to: String,
@@ -122,7 +122,7 @@ impl Engine {
             };
             entries.push(PlanEntry {
                 name: node.name.clone(),
-                kind: node.kind_name(),
+                kind: node.kind_name().to_string(),
                 change: step.change,
                 action: step.action,
                 fingerprint: step.fingerprint,

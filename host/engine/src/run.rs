@@ -454,7 +454,7 @@ async fn execute(
                     orbital_runner::Event::Started { id: node } => Event::NodeStarted {
                         run: id,
                         node: dag.nodes[node].name.clone(),
-                        kind: dag.nodes[node].kind_name(),
+                        kind: dag.nodes[node].kind_name().to_string(),
                     },
                     orbital_runner::Event::Finished(result) => Event::NodeFinished {
                         run: id,

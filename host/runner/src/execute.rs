@@ -9,7 +9,7 @@ use orbital_core::data_test::Severity;
 use orbital_core::plan::{Action, Repair};
 use orbital_core::{Dag, NodeId};
 use orbital_plugin_host::types::{ModelTask, Relation, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Success,
@@ -71,11 +71,11 @@ pub struct Assignments {
 }
 
 /// The outcome of one node.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeResult {
     pub name: String,
-    /// `model` or `seed`.
-    pub kind: &'static str,
+    /// `model`, `seed` or `test`.
+    pub kind: String,
     pub status: Status,
     pub duration_ms: u64,
     pub error: Option<String>,
@@ -89,7 +89,7 @@ pub struct NodeResult {
     /// Set where the warehouse disagreed with the state store: `missing`
     /// (its build was gone: built again), `repoint` (the environment's
     /// relation was missing or read another build: pointed back).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair: Option<Repair>,
     #[serde(skip)]
     pub id: NodeId,
@@ -300,7 +300,7 @@ fn skipped(dag: &Dag, id: NodeId, upstream: &str) -> NodeResult {
     let node = &dag.nodes[id];
     NodeResult {
         name: node.name.clone(),
-        kind: node.kind_name(),
+        kind: node.kind_name().to_string(),
         status: Status::Skipped,
         duration_ms: 0,
         error: Some(format!("skipped because upstream `{upstream}` failed")),
@@ -375,7 +375,7 @@ impl Context {
         }
         NodeResult {
             name: node.name.clone(),
-            kind: node.kind_name(),
+            kind: node.kind_name().to_string(),
             status,
             duration_ms,
             error,
@@ -425,7 +425,7 @@ impl Context {
         };
         NodeResult {
             name: node.name.clone(),
-            kind: node.kind_name(),
+            kind: node.kind_name().to_string(),
             status,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             error,
