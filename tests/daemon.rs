@@ -22,7 +22,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(project: &TestProject) -> Self {
-        Self::start_in(project, tempfile::tempdir().unwrap())
+        Self::start_in(project, tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// With extra `orbital daemon` flags.
+    fn start_with(project: &TestProject, flags: &[&str]) -> Self {
+        Self::start_in(project, tempfile::tempdir().unwrap(), flags)
     }
 
     /// SIGKILL, then a new daemon on the same project and identity.
@@ -30,12 +35,13 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        Self::start_in(project, data_dir)
+        Self::start_in(project, data_dir, &[])
     }
 
-    fn start_in(project: &TestProject, data_dir: tempfile::TempDir) -> Self {
+    fn start_in(project: &TestProject, data_dir: tempfile::TempDir, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
             .args(["daemon", "--listen", "127.0.0.1:0", "--json"])
+            .args(flags)
             .args(["--max-body", "65536", "--data-dir"])
             .arg(data_dir.path())
             .arg("--project")
@@ -654,6 +660,9 @@ fn runs_on_one_environment_queue_and_a_cancelled_run_publishes_nothing() {
             })
             .await
             .unwrap();
+        // The CLI finds the environment busy while the daemon runs on it.
+        let busy = project.orbital(&["run"]);
+        assert_eq!(busy.code(), 4, "{}", busy.stderr());
         let cancelled = client
             .request("POST", &format!("/v1/runs/{run}/cancel"), None)
             .await
@@ -717,7 +726,58 @@ fn runs_on_one_environment_queue_and_a_cancelled_run_publishes_nothing() {
         }
     });
     assert_eq!(support::scalar(&db, "SELECT n FROM slow"), "3000000");
+    // History pages: newest first, each page's cursor asks for the next.
+    runtime().block_on(async {
+        let mut client = daemon.client().await;
+        let page = client
+            .request("GET", "/v1/runs?limit=2", None)
+            .await
+            .unwrap();
+        let page = page.json().unwrap();
+        assert_eq!(page["runs"].as_array().unwrap().len(), 2);
+        let cursor = page["next_cursor"].as_u64().unwrap();
+        let rest = client
+            .request("GET", &format!("/v1/runs?limit=2&cursor={cursor}"), None)
+            .await
+            .unwrap();
+        let rest = rest.json().unwrap();
+        let ids: Vec<u64> = [&page, &rest]
+            .iter()
+            .flat_map(|p| {
+                p["runs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["id"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(ids, [3, 2, 1]);
+        assert!(rest["next_cursor"].is_null(), "{rest}");
+    });
     assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_stop_signal_lets_runs_finish_within_the_grace_and_cancels_the_rest() {
+    let project = TestProject::slow(200_000_000);
+    let daemon = Daemon::start_with(&project, &["--grace", "1"]);
+    let run = runtime().block_on(async {
+        let mut client = daemon.client().await;
+        let run = start_run(&mut client, json!({ "command": "run", "threads": 1 })).await;
+        client
+            .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
+                !(name == "node_started" && data.contains("\"slow\""))
+            })
+            .await
+            .unwrap();
+        run
+    });
+    // SIGTERM: the run outlives the one-second grace, is cancelled and
+    // recorded so, and the daemon exits 0.
+    assert_eq!(daemon.stop(), 0);
+    let runs = project.orbital(&["runs", "--json"]).expect_code(0).json();
+    assert_eq!(runs["runs"][0]["id"], run);
+    assert_eq!(runs["runs"][0]["status"], "cancelled");
 }
 
 /// A virtual environment with niquests (an HTTP/3 client nobody here

@@ -514,11 +514,17 @@ impl Store {
 
     /// The latest `limit` runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        self.runs_before(u64::MAX, limit)
+    }
+
+    /// The latest `limit` runs with an id below `before`, newest first: a
+    /// page after the run `before`.
+    pub fn runs_before(&self, before: u64, limit: usize) -> Result<Vec<RunRecord>> {
         let txn = self.read()?;
         let runs = txn.open_table(RUNS)?;
         let objects = txn.open_table(OBJECTS)?;
         let mut out = Vec::new();
-        for item in runs.iter()?.rev().take(limit) {
+        for item in runs.range(..before)?.rev().take(limit) {
             let (_, hash) = item?;
             if let Some(bytes) = objects.get(hash.value())? {
                 out.push(decode(bytes.value())?);

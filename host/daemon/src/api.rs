@@ -417,10 +417,21 @@ async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+/// A page of runs, newest first; `next_cursor` asks for the page after it.
 fn runs(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
     let mut limit = 50;
-    for (key, value) in query.split('&').filter_map(|p| p.split_once('=')) {
+    let mut before = u64::MAX;
+    for (key, value) in query_params(query, &["limit", "cursor"])? {
         match key {
+            "cursor" => {
+                before = value.parse().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "request.invalid",
+                        "cursor must be the next_cursor of an earlier page",
+                    )
+                })?;
+            }
             "limit" => {
                 limit = value
                     .parse()
@@ -434,17 +445,17 @@ fn runs(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
                         )
                     })?;
             }
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "request.invalid",
-                    format!("unknown query parameter `{other}`"),
-                ));
-            }
+            // `query_params` refused any other.
+            _ => {}
         }
     }
-    let runs = daemon.engine.runs(&daemon.options.project, limit)?;
-    Ok(json!({ "runs": runs }))
+    let runs = daemon
+        .engine
+        .runs_before(&daemon.options.project, before, limit)?;
+    let next = (runs.len() == limit)
+        .then(|| runs.last().map(|r| r.id))
+        .flatten();
+    Ok(json!({ "runs": runs, "next_cursor": next }))
 }
 
 fn run(daemon: &Daemon, id: u64) -> Result<Value, ApiError> {

@@ -109,8 +109,9 @@ pub async fn serve(
         };
         let Some(incoming) = incoming else { break };
         let daemon = daemon.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(daemon, incoming).await {
+            if let Err(e) = connection(daemon, incoming, shutdown).await {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -150,15 +151,30 @@ fn endpoint(identity: &Identity, options: &DaemonOptions) -> Result<quinn::Endpo
 
 type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
-async fn connection(daemon: Arc<Daemon>, incoming: quinn::Incoming) -> Result<(), String> {
+/// Serves one connection's requests. At shutdown it sends GOAWAY (no new
+/// request is taken; those in flight, event streams included, go on).
+async fn connection(
+    daemon: Arc<Daemon>,
+    incoming: quinn::Incoming,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let connection = incoming.await.map_err(|e| e.to_string())?;
     let mut http = h3::server::builder()
         .max_field_section_size(daemon.options.max_header)
         .build::<_, Bytes>(h3_quinn::Connection::new(connection))
         .await
         .map_err(|e| e.to_string())?;
+    let mut going_away = false;
     loop {
-        match http.accept().await {
+        let accepted = tokio::select! {
+            accepted = http.accept() => accepted,
+            () = shutdown.cancelled(), if !going_away => {
+                going_away = true;
+                http.shutdown(0).await.map_err(|e| e.to_string())?;
+                continue;
+            }
+        };
+        match accepted {
             Ok(Some(resolver)) => {
                 let daemon = daemon.clone();
                 tokio::spawn(async move {

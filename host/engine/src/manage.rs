@@ -383,6 +383,16 @@ impl Engine {
         Ok(self.project_store(root)?.runs(limit)?)
     }
 
+    /// The latest `limit` runs with an id below `before`, newest first.
+    pub fn runs_before(
+        &self,
+        root: &Path,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, EngineError> {
+        Ok(self.project_store(root)?.runs_before(before, limit)?)
+    }
+
     /// Run `id` of the project at `root`.
     pub fn run_record(&self, root: &Path, id: u64) -> Result<Option<RunRecord>, EngineError> {
         Ok(self.project_store(root)?.run(id)?)
