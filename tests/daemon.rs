@@ -629,6 +629,20 @@ async fn follow(client: &mut Client, run: u64) -> Vec<(String, Value)> {
     events
 }
 
+/// Starts `orbital run --threads 1` on the daemon's [`TestProject::slow`]
+/// project; returns its id once `slow` is building.
+async fn run_until_slow_builds(daemon: &Daemon) -> u64 {
+    let mut client = daemon.client().await;
+    let run = start_run(&mut client, json!({ "command": "run", "threads": 1 })).await;
+    client
+        .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
+            !(name == "node_started" && data.contains("\"slow\""))
+        })
+        .await
+        .unwrap();
+    run
+}
+
 async fn start_run(client: &mut Client, body: Value) -> u64 {
     let started = client
         .request("POST", "/v1/runs", Some(&body))
@@ -648,18 +662,9 @@ fn runs_on_one_environment_queue_and_a_cancelled_run_publishes_nothing() {
     let project = TestProject::slow(100_000_000);
     let daemon = Daemon::start(&project);
     runtime().block_on(async {
-        let mut client = daemon.client().await;
-        let run = start_run(&mut client, json!({ "command": "run", "threads": 1 })).await;
         // Cancel once `slow` is building.
-        let mut watcher = daemon.client().await;
-        let mut seen = Vec::new();
-        watcher
-            .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
-                seen.push(name.to_string());
-                !(name == "node_started" && data.contains("\"slow\""))
-            })
-            .await
-            .unwrap();
+        let run = run_until_slow_builds(&daemon).await;
+        let mut client = daemon.client().await;
         // The CLI finds the environment busy while the daemon runs on it.
         let busy = project.orbital(&["run"]);
         assert_eq!(busy.code(), 4, "{}", busy.stderr());
@@ -761,17 +766,7 @@ fn runs_on_one_environment_queue_and_a_cancelled_run_publishes_nothing() {
 fn a_stop_signal_lets_runs_finish_within_the_grace_and_cancels_the_rest() {
     let project = TestProject::slow(200_000_000);
     let daemon = Daemon::start_with(&project, &["--grace", "1"]);
-    let run = runtime().block_on(async {
-        let mut client = daemon.client().await;
-        let run = start_run(&mut client, json!({ "command": "run", "threads": 1 })).await;
-        client
-            .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
-                !(name == "node_started" && data.contains("\"slow\""))
-            })
-            .await
-            .unwrap();
-        run
-    });
+    let run = runtime().block_on(run_until_slow_builds(&daemon));
     // SIGTERM: the run outlives the one-second grace, is cancelled and
     // recorded so, and the daemon exits 0.
     assert_eq!(daemon.stop(), 0);
@@ -871,17 +866,7 @@ fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
         &format!("{table}select version, pg_sleep(4) is null as slept from fast"),
     );
     let daemon = Daemon::start(&project);
-    let run = runtime().block_on(async {
-        let mut client = daemon.client().await;
-        let run = start_run(&mut client, json!({ "command": "run", "threads": 1 })).await;
-        client
-            .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
-                !(name == "node_started" && data.contains("\"slow\""))
-            })
-            .await
-            .unwrap();
-        run
-    });
+    let run = runtime().block_on(run_until_slow_builds(&daemon));
     let fingerprint = daemon.fingerprint.clone();
     let restarted = daemon.kill_and_restart(&project);
     assert_eq!(

@@ -46,8 +46,10 @@ impl Output {
 
     pub fn list(&self, dag: &Dag, selection: &[NodeId]) {
         if self.json {
-            let nodes: Vec<serde_json::Value> =
-                selection.iter().map(|&id| node_json(dag, id)).collect();
+            let nodes: Vec<serde_json::Value> = selection
+                .iter()
+                .map(|&id| orbital_engine::node_json(dag, id))
+                .collect();
             emit_json(&serde_json::json!({ "nodes": nodes }));
             return;
         }
@@ -102,7 +104,7 @@ impl Output {
                 .chain(printed.iter())
                 .filter(|id| !dag.nodes[**id].is_seed())
                 .map(|&id| {
-                    let mut value = node_json(dag, id);
+                    let mut value = orbital_engine::node_json(dag, id);
                     value["sql"] = user_sql(dag, id).into();
                     value
                 })
@@ -501,18 +503,6 @@ pub fn rows_of(nodes: &serde_json::Value) -> Vec<ListRow> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn node_json(dag: &Dag, id: NodeId) -> serde_json::Value {
-    let node = &dag.nodes[id];
-    serde_json::json!({
-        "name": node.name,
-        "kind": node.kind_name(),
-        "path": node.path.display().to_string(),
-        "materialized": node.as_model().map(|m| m.config.materialized.clone()),
-        "tags": node.tags,
-        "depends_on": node.depends_on.iter().map(|d| dag.nodes[*d].name.clone()).collect::<Vec<_>>(),
-    })
 }
 
 /// Writes `value` and a newline to stdout through one buffer: stdout's own

@@ -336,7 +336,7 @@ async fn project(daemon: &Daemon) -> Result<Value, ApiError> {
                 .selection
                 .nodes
                 .iter()
-                .map(|&id| node_json(dag, id))
+                .map(|&id| orbital_engine::node_json(dag, id))
                 .collect();
             let edges: Vec<Value> = compiled
                 .selection
@@ -380,18 +380,6 @@ async fn compile(daemon: &Daemon) -> Result<orbital_engine::Compiled, EngineErro
         .await
 }
 
-fn node_json(dag: &orbital_core::Dag, id: orbital_core::NodeId) -> Value {
-    let node = &dag.nodes[id];
-    json!({
-        "name": node.name,
-        "kind": node.kind_name(),
-        "path": node.path.display().to_string(),
-        "materialized": node.as_model().map(|m| m.config.materialized.clone()),
-        "tags": node.tags,
-        "depends_on": node.depends_on.iter().map(|d| dag.nodes[*d].name.clone()).collect::<Vec<_>>(),
-    })
-}
-
 async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
     let compiled = compile(daemon).await?;
     let dag = &compiled.compiled.dag;
@@ -406,7 +394,7 @@ async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
     let names = |ids: &[orbital_core::NodeId]| -> Vec<String> {
         ids.iter().map(|&i| dag.nodes[i].name.clone()).collect()
     };
-    let mut value = node_json(dag, id);
+    let mut value = orbital_engine::node_json(dag, id);
     value["sql"] = json!(orbital_engine::user_sql(dag, id));
     value["config"] = node
         .as_model()

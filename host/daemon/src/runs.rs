@@ -231,16 +231,11 @@ pub(crate) async fn stream(
     let Some(tracked) = daemon.runs.get(id) else {
         return Err(format!("run {id} is not followable"));
     };
-    let response = http::Response::builder()
-        .status(http::StatusCode::OK)
-        .header("content-type", "text/event-stream; charset=utf-8")
-        .header("cache-control", "no-cache")
-        .body(())
-        .map_err(|e| e.to_string())?;
-    stream
-        .send_response(response)
-        .await
-        .map_err(|e| e.to_string())?;
+    let headers = [
+        ("content-type", "text/event-stream; charset=utf-8"),
+        ("cache-control", "no-cache"),
+    ];
+    crate::server::send_head(stream, http::StatusCode::OK, &headers).await?;
     let mut sent = after;
     loop {
         // Registered before looking, so an event pushed in between wakes it.

@@ -238,41 +238,53 @@ async fn json(
     value: &serde_json::Value,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-    let response = http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("content-length", body.len())
-        .body(())
-        .map_err(|e| e.to_string())?;
-    stream
-        .send_response(response)
-        .await
-        .map_err(|e| e.to_string())?;
-    stream
-        .send_data(Bytes::from(body))
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.finish().await.map_err(|e| e.to_string())
+    whole(stream, status, "application/json", body, false).await
 }
 
 async fn raw(stream: &mut Stream, bytes: Vec<u8>, head: bool) -> Result<(), String> {
-    let response = http::Response::builder()
-        .status(http::StatusCode::OK)
-        .header("content-type", "application/octet-stream")
-        .header("content-length", bytes.len())
-        .body(())
-        .map_err(|e| e.to_string())?;
-    stream
-        .send_response(response)
-        .await
-        .map_err(|e| e.to_string())?;
+    let kind = "application/octet-stream";
+    whole(stream, http::StatusCode::OK, kind, bytes, head).await
+}
+
+/// A response whose body is known whole; `head`: its headers only.
+async fn whole(
+    stream: &mut Stream,
+    status: http::StatusCode,
+    content_type: &str,
+    body: Vec<u8>,
+    head: bool,
+) -> Result<(), String> {
+    let length = body.len().to_string();
+    send_head(
+        stream,
+        status,
+        &[("content-type", content_type), ("content-length", &length)],
+    )
+    .await?;
     if !head {
         stream
-            .send_data(Bytes::from(bytes))
+            .send_data(Bytes::from(body))
             .await
             .map_err(|e| e.to_string())?;
     }
     stream.finish().await.map_err(|e| e.to_string())
+}
+
+/// Sends a response's status and headers.
+pub(crate) async fn send_head(
+    stream: &mut Stream,
+    status: http::StatusCode,
+    headers: &[(&str, &str)],
+) -> Result<(), String> {
+    let mut response = http::Response::builder().status(status);
+    for (name, value) in headers {
+        response = response.header(*name, *value);
+    }
+    let response = response.body(()).map_err(|e| e.to_string())?;
+    stream
+        .send_response(response)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) type ResponseStream = Stream;

@@ -92,6 +92,20 @@ pub(crate) fn check_seeds(
     Ok(orbital_core::Error::collect(errors)?)
 }
 
+/// One node as `ls --json` and the API list it: name, kind, file,
+/// materialization, tags and what it reads.
+pub fn node_json(dag: &Dag, id: NodeId) -> serde_json::Value {
+    let node = &dag.nodes[id];
+    serde_json::json!({
+        "name": node.name,
+        "kind": node.kind_name(),
+        "path": node.path.display().to_string(),
+        "materialized": node.as_model().map(|m| m.config.materialized.clone()),
+        "tags": node.tags,
+        "depends_on": node.depends_on.iter().map(|d| dag.nodes[*d].name.clone()).collect::<Vec<_>>(),
+    })
+}
+
 /// A model's SQL as users read it: references by their relation names.
 pub fn user_sql(dag: &Dag, id: NodeId) -> Option<String> {
     orbital_core::compile::render_model(dag, id, |dep| dag.nodes[dep].relation.quoted())

@@ -42,7 +42,7 @@ use orbital_cas::Store;
 use orbital_plugin_host::{Limits, PluginHost};
 use orbital_runner::Warehouse;
 
-pub use compile::user_sql;
+pub use compile::{node_json, user_sql};
 pub use components::state_dir;
 pub use error::{EngineError, ErrorKind};
 pub use events::{Event, Events, RunOutcome};
