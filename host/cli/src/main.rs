@@ -344,7 +344,7 @@ async fn daemon(
     options.grace = grace;
     options.max_body = max_body;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    stop_on_signal(shutdown.clone())?;
     let json = cli.json;
     orbital_daemon::serve(engine.clone(), options, shutdown, |bound| {
         use std::io::Write;
@@ -377,27 +377,36 @@ async fn daemon(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Fires `shutdown` on the first SIGINT or SIGTERM.
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// Fires `shutdown` on the first SIGINT or SIGTERM. The handlers are
+/// installed before this returns: a signal sent as soon as the daemon says
+/// it listens must stop it cleanly, not kill it.
+fn stop_on_signal(shutdown: CancellationToken) -> Result<(), Failure> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
+        let install = |kind| {
+            signal(kind)
+                .map_err(|e| Failure::Environment(format!("cannot handle stop signals: {e}")))
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        let (mut term, mut int) = (
+            install(SignalKind::terminate())?,
+            install(SignalKind::interrupt())?,
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            shutdown.cancel();
+        });
     }
     #[cfg(not(unix))]
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    shutdown.cancel();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            shutdown.cancel();
+        }
+    });
+    Ok(())
 }
 
 /// `seed`, `run`, `build` and `test`: the engine runs, this shows its
