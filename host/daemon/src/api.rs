@@ -311,6 +311,7 @@ fn run_request(daemon: &Daemon, body: &[u8]) -> Result<RunRequest, ApiError> {
 
 async fn plan(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
     let body: PlanBody = parse(body)?;
+    let _turn = turn(daemon).await?;
     let report = daemon
         .engine
         .plan(PlanRequest {
@@ -369,7 +370,21 @@ async fn project(daemon: &Daemon) -> Result<Value, ApiError> {
     }
 }
 
+/// A turn to compile (see `Daemon::compiles`).
+async fn turn(daemon: &Daemon) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    daemon
+        .compiles
+        .acquire()
+        .await
+        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
+}
+
 async fn compile(daemon: &Daemon) -> Result<orbital_engine::Compiled, EngineError> {
+    let _turn = daemon
+        .compiles
+        .acquire()
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
     daemon
         .engine
         .compile(CompileRequest {
