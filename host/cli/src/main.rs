@@ -427,9 +427,14 @@ async fn run_nodes(
     if let Some(error) = outcome.error {
         return Err(error.into());
     }
-    Ok(match outcome.status {
+    Ok(run_exit(outcome.status, output.json))
+}
+
+/// A finished run's exit code, saying so when it was cancelled.
+pub(crate) fn run_exit(status: RunStatus, json: bool) -> ExitCode {
+    match status {
         RunStatus::Cancelled => {
-            if !output.json {
+            if !json {
                 eprintln!(
                     "Cancelled: nothing was published; what was built is left for `orbital gc`."
                 );
@@ -438,7 +443,7 @@ async fn run_nodes(
         }
         RunStatus::Failed => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
-    })
+    }
 }
 
 async fn cancel_on_ctrl_c(cancel: CancellationToken, json: bool) {

@@ -340,18 +340,12 @@ async fn run(
             message: error["message"].as_str().unwrap_or("").to_string(),
         });
     }
-    Ok(match status {
-        Some(RunStatus::Cancelled) => {
-            if !output.json {
-                eprintln!(
-                    "Cancelled: nothing was published; what was built is left for `orbital gc`."
-                );
-            }
-            ExitCode::from(CANCELLED)
-        }
-        Some(RunStatus::Succeeded) => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
-    })
+    // A stream that ended without saying how the run ended is a failure.
+    let status = match status {
+        Some(s @ (RunStatus::Succeeded | RunStatus::Cancelled)) => s,
+        _ => RunStatus::Failed,
+    };
+    Ok(crate::run_exit(status, output.json))
 }
 
 /// The first Ctrl-C asks the daemon to cancel the run (whose events then

@@ -363,8 +363,7 @@ async fn project(daemon: &Daemon) -> Result<Value, ApiError> {
             let Some(mut listing) = last else {
                 return Err(ApiError::from(error));
             };
-            listing["diagnostics"] = ApiError::from(error).body()["error"].clone();
-            listing["diagnostics"] = json!([listing["diagnostics"].clone()]);
+            listing["diagnostics"] = json!([ApiError::from(error).body()["error"]]);
             Ok(listing)
         }
     }

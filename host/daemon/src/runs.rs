@@ -139,21 +139,11 @@ pub(crate) async fn submit(daemon: &Arc<Daemon>, request: RunRequest) -> Result<
         event = received.recv() => event,
         finished = &mut running => {
             // No event came first: the engine refused the run.
-            return match finished {
-                Ok(Err(error)) => Err(ApiError::from(error)),
-                Ok(Ok(outcome)) => Ok(outcome.run),
-                Err(e) => Err(ApiError::from(orbital_engine::EngineError::Internal(e.to_string()))),
-            };
+            return ended_early(finished);
         }
     };
     let Some(first) = first else {
-        return match running.await {
-            Ok(Err(error)) => Err(ApiError::from(error)),
-            Ok(Ok(outcome)) => Ok(outcome.run),
-            Err(e) => Err(ApiError::from(orbital_engine::EngineError::Internal(
-                e.to_string(),
-            ))),
-        };
+        return ended_early(running.await);
     };
     let (name, id) = describe(&first);
     let tracked = Arc::new(Tracked {
@@ -189,6 +179,22 @@ pub(crate) async fn submit(daemon: &Arc<Daemon>, request: RunRequest) -> Result<
         tasks.push(follow);
     }
     Ok(id)
+}
+
+/// A run that ended before its first event: the engine refused it.
+fn ended_early(
+    finished: Result<
+        Result<orbital_engine::RunOutcome, orbital_engine::EngineError>,
+        tokio::task::JoinError,
+    >,
+) -> Result<u64, ApiError> {
+    match finished {
+        Ok(Err(error)) => Err(ApiError::from(error)),
+        Ok(Ok(outcome)) => Ok(outcome.run),
+        Err(e) => Err(ApiError::from(orbital_engine::EngineError::Internal(
+            e.to_string(),
+        ))),
+    }
 }
 
 fn error_json(error: &orbital_engine::EngineError) -> Value {
