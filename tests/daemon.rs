@@ -152,6 +152,28 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
                 .contains(&json!(["stg_orders", "orders"])),
             "{listing}"
         );
+        let node = |listing: &Value, name: &str| -> Value {
+            listing["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        // Columns come from the CSV header and the SQL, before any build;
+        // fingerprints cover the plugins, unknown until a run has loaded them.
+        assert_eq!(
+            node(&listing, "raw_customers")["columns"],
+            json!(["id", "first_name", "last_name"])
+        );
+        let stg = node(&listing, "stg_customers");
+        assert_eq!(
+            stg["columns"],
+            json!(["customer_id", "first_name", "last_name"]),
+            "{stg}"
+        );
+        assert!(stg["fingerprint"].is_null(), "{stg}");
 
         let model = client
             .request("GET", "/v1/models/orders", None)
@@ -246,6 +268,24 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
                 .iter()
                 .all(|n| n["action"] == "reuse"),
             "{plan}"
+        );
+        // Now the fingerprints are known, and they are the plan's.
+        let planned = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "orders")
+            .unwrap()["fingerprint"]
+            .clone();
+        let orders = client
+            .request("GET", "/v1/models/orders", None)
+            .await
+            .unwrap();
+        assert_eq!(orders.json().unwrap()["fingerprint"], planned);
+        let listing = client.request("GET", "/v1/project", None).await.unwrap();
+        assert_eq!(
+            node(&listing.json().unwrap(), "orders")["fingerprint"],
+            planned
         );
 
         // Environments: promote prod's builds to dev, then look at both.
@@ -355,9 +395,16 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
             .await
             .unwrap();
         assert_eq!(unknown.status, 404);
-        for not_a_plugin in [b"not a component".to_vec(), b"\0asm\x01\0\0\0".to_vec()] {
+        // Not wasm; a core module, not a component; a component that
+        // exports no plugin world (the empty component).
+        let uploads: [(&[u8], &str); 3] = [
+            (b"not a component", "component"),
+            (b"\0asm\x01\0\0\0", "component"),
+            (b"\0asm\x0d\0\x01\0", "exports none of the worlds"),
+        ];
+        for (not_a_plugin, says) in uploads {
             let refused = client
-                .request_with("POST", "/v1/plugins", Some(not_a_plugin), &[])
+                .request_with("POST", "/v1/plugins", Some(not_a_plugin.to_vec()), &[])
                 .await
                 .unwrap();
             assert_eq!(
@@ -366,6 +413,8 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
                 "{}",
                 String::from_utf8_lossy(&refused.body)
             );
+            let message = refused.json().unwrap()["error"]["message"].clone();
+            assert!(message.as_str().unwrap().contains(says), "{message}");
         }
         client.close().await;
     });
@@ -905,6 +954,90 @@ fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
     assert_eq!(restarted.stop(), 0);
 }
 
+/// The `node_finished` data of `node` among `events`.
+fn finished<'a>(events: &'a [(String, Value)], node: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|(name, data)| name == "node_finished" && data["result"]["name"] == node)
+        .map(|(_, data)| &data["result"])
+        .unwrap_or_else(|| panic!("no node_finished for {node}: {events:?}"))
+}
+
+#[test]
+fn runs_on_two_environments_go_at_once_and_build_what_they_share_once() {
+    let Some(support::backends::Backend::Postgres(database)) =
+        support::backends::Backend::postgres("daemon_two_envs")
+    else {
+        return;
+    };
+    let project = TestProject::empty();
+    project.write(
+        "orbital.toml",
+        &format!(
+            "name = \"two_envs\"\n[targets.dev]\nurl = \"{}\"\n",
+            database.url
+        ),
+    );
+    let table = "-- config: materialized = 'table'\n";
+    project.write(
+        "models/shared.sql",
+        &format!("{table}select 7 as n, pg_sleep(2) is null as slept"),
+    );
+    project.write(
+        "models/doubled.sql",
+        "-- config: materialized = 'view'\nselect n * 2 as n from shared",
+    );
+    let daemon = Daemon::start(&project);
+    let (dev, staging) = runtime().block_on(async {
+        let mut client = daemon.client().await;
+        let dev = start_run(&mut client, json!({ "command": "run", "env": "dev" })).await;
+        let staging = start_run(&mut client, json!({ "command": "run", "env": "staging" })).await;
+        let staging_events = follow(&mut client, staging).await;
+        let dev_events = follow(&mut client, dev).await;
+        (dev_events, staging_events)
+    });
+    // Neither queued behind the other: they share no environment.
+    for events in [&dev, &staging] {
+        assert_eq!(events[0].0, "run_started", "{events:?}");
+        let (last, data) = events.last().unwrap();
+        assert_eq!(
+            (last.as_str(), &data["status"]),
+            ("run_finished", &json!("succeeded")),
+            "{events:?}"
+        );
+    }
+    // `shared` was built by one run; the other waited on its claim and
+    // reused that build (had they run one after the other, the second
+    // would have found it recorded and repointed without waiting).
+    let (a, b) = (finished(&dev, "shared"), finished(&staging, "shared"));
+    let mut statuses = [a["status"].as_str().unwrap(), b["status"].as_str().unwrap()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, ["reused", "success"], "{a} {b}");
+    let reused = if a["status"] == "reused" { a } else { b };
+    assert!(
+        reused["message"]
+            .as_str()
+            .unwrap()
+            .contains("built it meanwhile"),
+        "{reused}"
+    );
+    assert_eq!(
+        pg_scalar(
+            &database.url,
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%shared%'"
+        ),
+        "1",
+        "one physical table"
+    );
+    for env in ["dev", "staging"] {
+        assert_eq!(
+            pg_scalar(&database.url, &format!("SELECT n FROM {env}__doubled")),
+            "14"
+        );
+    }
+    assert_eq!(daemon.stop(), 0);
+}
+
 /// Output without what differs between two runs of one command: timings,
 /// the order parallel nodes finished in, run ids and timestamps.
 fn normalized(text: &str) -> Vec<String> {
@@ -959,6 +1092,23 @@ fn the_cli_through_a_daemon_prints_what_it_prints_locally() {
             String::from_utf8_lossy(&output.stderr).to_string(),
         )
     };
+    // An empty token file is refused before anything is sent.
+    let empty = served.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let (code, _, err) = orbital(
+        &served,
+        &[
+            "login",
+            &url,
+            "--token-file",
+            empty.to_str().unwrap(),
+            "--cert-sha256",
+            &daemon.fingerprint,
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is empty"), "{err}");
+    assert!(!config.path().join("remotes.toml").exists());
     // A wrong pin is refused, and nothing is saved.
     let wrong = "0".repeat(64);
     let (code, _, err) = orbital(

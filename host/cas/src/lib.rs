@@ -662,6 +662,12 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether a build of `fingerprint` in `warehouse` is recorded.
+    pub fn has_build(&mut self, warehouse: &str, fingerprint: &Hash) -> Result<bool> {
+        let key = format!("{warehouse}/{fingerprint}");
+        Ok(self.txn.open_table(BUILDS)?.get(key.as_str())?.is_some())
+    }
+
     pub fn remove_build(&mut self, warehouse: &str, fingerprint: &Hash) -> Result<()> {
         let key = format!("{warehouse}/{fingerprint}");
         self.txn.open_table(BUILDS)?.remove(key.as_str())?;

@@ -212,6 +212,9 @@ fn main() -> ExitCode {
     };
     let engine = Engine::new(EngineOptions {
         cache_dir: cache_dir(),
+        // A long-lived daemon answers from its last compile; a one-shot
+        // command would only pay for the copy.
+        keep_projects: matches!(cli.command, Command::Daemon { .. }),
     });
     let result = runtime.block_on(async {
         let result = command(&engine, &cli, &output).await;

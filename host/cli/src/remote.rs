@@ -118,6 +118,12 @@ pub(crate) async fn login(
         .map_err(|e| Failure::Usage(format!("{}: {e}", token_file.display())))?
         .trim()
         .to_string();
+    if token.is_empty() {
+        return Err(Failure::Usage(format!(
+            "{} is empty: give the daemon's token file (its path is printed when the daemon starts)",
+            token_file.display()
+        )));
+    }
     let remote = Remote {
         url: url.trim_end_matches('/').to_string(),
         token,

@@ -186,6 +186,34 @@ impl Catalog for ProjectCatalog<'_> {
     }
 }
 
+/// The column names of every seed and model of `project` that can be
+/// known without the warehouse, by name (lowercase); what cannot (a model
+/// reading a source with `*`) is left out. Parses go through `cache`.
+pub fn project_columns(
+    project: &Project,
+    target: &crate::Target,
+    cache: &dyn ParseCache,
+    macros: &dyn SqlMacros,
+) -> HashMap<String, Vec<String>> {
+    let identity = SqlMacros::identity(macros);
+    SqlMacros::prepare(macros);
+    let catalog = ProjectCatalog::new(project, target.parser_dialect(), &identity, cache, macros);
+    let names: Vec<&String> = (project.seeds.iter().map(|s| &s.name))
+        .chain(project.models.iter().map(|m| &m.name))
+        .collect();
+    // Parsing wants the compile pool's deep stacks; models in parallel.
+    crate::threads::install(|| {
+        use rayon::prelude::*;
+        names
+            .par_iter()
+            .filter_map(|name| match catalog.columns(name)? {
+                Ok(columns) => Some((name.to_lowercase(), columns)),
+                Err(_) => None,
+            })
+            .collect()
+    })
+}
+
 /// The output column names of `query`; `ctes` are the CTEs in scope.
 fn query_columns(
     query: &Query,

@@ -330,14 +330,25 @@ async fn plan(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
 /// Every node with its edges. While the project does not compile, the
 /// last listing that did, with the errors as diagnostics; 422 if none did.
 async fn project(daemon: &Daemon) -> Result<Value, ApiError> {
-    match compile(daemon).await {
+    match compile(daemon, Listing::Detailed).await {
         Ok(compiled) => {
             let dag = &compiled.compiled.dag;
+            let details = compiled.details.as_ref();
             let nodes: Vec<Value> = compiled
                 .selection
                 .nodes
                 .iter()
-                .map(|&id| orbital_engine::node_json(dag, id))
+                .map(|&id| {
+                    let mut node = orbital_engine::node_json(dag, id);
+                    let name = dag.nodes[id].name.to_lowercase();
+                    node["fingerprint"] = json!(
+                        details
+                            .and_then(|d| d.fingerprints.as_ref())
+                            .map(|f| f[id].to_string())
+                    );
+                    node["columns"] = json!(details.and_then(|d| d.columns.get(&name)));
+                    node
+                })
                 .collect();
             let edges: Vec<Value> = compiled
                 .selection
@@ -378,7 +389,10 @@ async fn turn(daemon: &Daemon) -> Result<tokio::sync::SemaphorePermit<'_>, ApiEr
         .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))
 }
 
-async fn compile(daemon: &Daemon) -> Result<orbital_engine::Compiled, EngineError> {
+async fn compile(
+    daemon: &Daemon,
+    listing: Listing,
+) -> Result<orbital_engine::Compiled, EngineError> {
     let _turn = daemon
         .compiles
         .acquire()
@@ -389,13 +403,13 @@ async fn compile(daemon: &Daemon) -> Result<orbital_engine::Compiled, EngineErro
         .compile(CompileRequest {
             project: daemon.options.project.clone(),
             selector: Selector::default(),
-            listing: Listing::All,
+            listing,
         })
         .await
 }
 
 async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
-    let compiled = compile(daemon).await?;
+    let compiled = compile(daemon, Listing::Detailed).await?;
     let dag = &compiled.compiled.dag;
     let Some(id) = dag
         .nodes
@@ -414,6 +428,13 @@ async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
         .as_model()
         .map(|m| serde_json::to_value(&m.config).unwrap_or(Value::Null))
         .unwrap_or(Value::Null);
+    let details = compiled.details.as_ref();
+    value["fingerprint"] = json!(
+        details
+            .and_then(|d| d.fingerprints.as_ref())
+            .map(|f| f[id].to_string())
+    );
+    value["columns"] = json!(details.and_then(|d| d.columns.get(&name.to_lowercase())));
     value["upstream"] = json!(names(&node.depends_on));
     value["downstream"] = json!(names(&dag.children[id]));
     Ok(value)
@@ -576,7 +597,8 @@ async fn install(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
     let folder = tempfile::tempdir()
         .map_err(|e| ApiError::from(EngineError::Internal(format!("a scratch folder: {e}"))))?;
     let file = folder.path().join("upload.wasm");
-    std::fs::write(&file, body)
+    tokio::fs::write(&file, body)
+        .await
         .map_err(|e| ApiError::from(EngineError::Internal(format!("a scratch file: {e}"))))?;
     let described = daemon
         .engine

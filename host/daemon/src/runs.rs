@@ -1,7 +1,8 @@
 //! The runs this daemon started: each one's cancel token and its events,
-//! numbered from 1 and kept in memory while the daemon lives, so a client
-//! that reconnects with `Last-Event-ID` gets what it missed. The run
-//! records themselves are the engine's, in the project's state store.
+//! numbered from 1 and kept in memory while the run lives and for the last
+//! [`KEEP_FINISHED`] finished runs, so a client that reconnects with
+//! `Last-Event-ID` gets what it missed. The run records themselves are the
+//! engine's, in the project's state store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,11 @@ use crate::server::{Daemon, ResponseStream};
 /// How often an idle event stream says it is alive: well within any
 /// client's and the connection's idle timeout.
 const PING_EVERY: Duration = Duration::from_secs(10);
+
+/// Finished runs whose events stay followable: a client reconnecting soon
+/// after a run ended still gets its end, and a daemon that lives for months
+/// does not keep every event of every run (their records stay).
+const KEEP_FINISHED: usize = 100;
 
 #[derive(Default)]
 pub(crate) struct Runs {
@@ -76,6 +82,26 @@ impl Tracked {
 impl Runs {
     fn get(&self, id: u64) -> Option<Arc<Tracked>> {
         self.tracked.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Forgets the events of all but the newest [`KEEP_FINISHED`]
+    /// finished runs.
+    fn evict_finished(&self) {
+        let Ok(mut tracked) = self.tracked.lock() else {
+            return;
+        };
+        let mut finished: Vec<u64> = tracked
+            .iter()
+            .filter(|(_, t)| t.since(u64::MAX).1)
+            .map(|(id, _)| *id)
+            .collect();
+        if finished.len() <= KEEP_FINISHED {
+            return;
+        }
+        finished.sort_unstable();
+        for id in &finished[..finished.len() - KEEP_FINISHED] {
+            tracked.remove(id);
+        }
     }
 
     pub(crate) fn refuse_new(&self) {
@@ -155,6 +181,7 @@ pub(crate) async fn submit(daemon: &Arc<Daemon>, request: RunRequest) -> Result<
     if let Ok(mut all) = daemon.runs.tracked.lock() {
         all.insert(id, tracked.clone());
     }
+    let daemon_for_eviction = daemon.clone();
     let follow = tokio::spawn(async move {
         while let Some(event) = received.recv().await {
             tracked.push(describe(&event).0, &to_json(&event));
@@ -173,6 +200,7 @@ pub(crate) async fn submit(daemon: &Arc<Daemon>, request: RunRequest) -> Result<
             ),
         }
         tracked.finish();
+        daemon_for_eviction.runs.evict_finished();
     });
     if let Ok(mut tasks) = daemon.runs.tasks.lock() {
         tasks.retain(|t| !t.is_finished());
@@ -221,7 +249,7 @@ pub(crate) fn check_followable(daemon: &Daemon, id: u64) -> Result<(), ApiError>
     match daemon.runs.get(id) {
         Some(_) => Ok(()),
         None => Err(ApiError::not_found(format!(
-            "no run {id} was started by this daemon since it started; its record is at /v1/runs/{id}"
+            "this daemon keeps no events of run {id} (it did not start it, or it finished long ago); its record is at /v1/runs/{id}"
         ))),
     }
 }
@@ -269,4 +297,40 @@ pub(crate) async fn stream(
         }
     }
     stream.finish().await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracked(finished: bool) -> Arc<Tracked> {
+        let tracked = Arc::new(Tracked {
+            cancel: CancellationToken::new(),
+            log: Mutex::new(Log::default()),
+            changed: Notify::new(),
+        });
+        tracked.push("run_started", &json!({}));
+        if finished {
+            tracked.finish();
+        }
+        tracked
+    }
+
+    #[test]
+    fn only_the_newest_finished_runs_keep_their_events() {
+        let runs = Runs::default();
+        {
+            let mut all = runs.tracked.lock().unwrap();
+            for id in 1..=(KEEP_FINISHED as u64 + 10) {
+                all.insert(id, tracked(true));
+            }
+            // An old run still running keeps its events whatever its age.
+            all.insert(0, tracked(false));
+        }
+        runs.evict_finished();
+        assert!(runs.get(0).is_some());
+        assert!(runs.get(10).is_none());
+        assert!(runs.get(11).is_some());
+        assert_eq!(runs.tracked.lock().unwrap().len(), KEEP_FINISHED + 1);
+    }
 }

@@ -8,7 +8,7 @@ use orbital_core::{CompiledProject, Dag, NodeId, Project, Selection};
 use crate::components::{components, store_path};
 use crate::error::EngineError;
 use crate::macros::PluginMacros;
-use crate::request::{CompileRequest, Compiled, Listing};
+use crate::request::{CompileRequest, Compiled, Details, Listing};
 use crate::session::SaveParses;
 use crate::{Engine, blocking};
 
@@ -28,13 +28,37 @@ impl Engine {
         let macros = PluginMacros::new(self, &components, &config)?;
         // The snapshot and the parse cache, as a run uses them: an
         // unchanged project is not read again, an unchanged model not parsed.
-        let (project, compiled, _) =
-            crate::session::load(root, config, &target, &store, &macros, SaveParses::Now)?;
+        let (project, compiled, stamped) = crate::session::load(
+            self,
+            root,
+            config,
+            &target,
+            &store,
+            &macros,
+            SaveParses::Now,
+        )?;
         let mut selection = Selection::resolve(
             &compiled.dag,
             &request.selector.select,
             &request.selector.exclude,
         )?;
+        let details = (request.listing == Listing::Detailed)
+            .then(|| {
+                let version = stamped.as_ref().map(|(key, files)| {
+                    orbital_core::Hash::of(format!("{key}{files:?}").as_bytes())
+                });
+                self.details(
+                    root,
+                    version,
+                    &project,
+                    &compiled,
+                    &target,
+                    &store,
+                    &components,
+                    &macros,
+                )
+            })
+            .transpose()?;
         if request.listing == Listing::Models {
             // `compile` shows ephemeral models too.
             selection
@@ -47,6 +71,51 @@ impl Engine {
             project,
             compiled,
             selection,
+            details,
+        })
+    }
+}
+
+impl Engine {
+    /// [`Details`] of a compiled project. The columns (a parse of every
+    /// model: about a second at 10k models) are kept for the project's
+    /// `version` (its snapshot key and file stamps), when it has one.
+    #[allow(clippy::too_many_arguments)]
+    fn details(
+        &self,
+        root: &Path,
+        version: Option<orbital_core::Hash>,
+        project: &Project,
+        compiled: &CompiledProject,
+        target: &orbital_core::Target,
+        store: &orbital_cas::Store,
+        components: &[orbital_runner::Component],
+        macros: &PluginMacros,
+    ) -> Result<Details, EngineError> {
+        // The plugins' hashes as the last run learned them: fingerprints
+        // without loading any component.
+        let set_key = orbital_runner::plugin_set_key(components, target.scheme());
+        let fingerprints = store.plugin_set(&set_key)?.and_then(|plugins| {
+            orbital_core::fingerprint::fingerprint(project, &compiled.dag, &plugins)
+                .ok()
+                .map(|f| f.full)
+        });
+        let columns = match version.and_then(|v| self.kept_columns(root, &v)) {
+            Some(columns) => columns,
+            None => {
+                let cache = store.parse_cache()?;
+                let columns = std::sync::Arc::new(orbital_core::catalog::project_columns(
+                    project, target, &cache, macros,
+                ));
+                if let Some(version) = version {
+                    self.keep_columns(root, version, columns.clone());
+                }
+                columns
+            }
+        };
+        Ok(Details {
+            fingerprints,
+            columns,
         })
     }
 }

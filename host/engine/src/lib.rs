@@ -51,8 +51,8 @@ pub use orbital_cas::{BuildRecord, Holder, NodeRun, NodeStatus, RunRecord, RunSt
 pub use orbital_runner::{CancellationToken, NodeResult, Status};
 pub use plugins::Described;
 pub use request::{
-    CompileRequest, Compiled, EnvironmentsRequest, GcRequest, Listing, PlanRequest, PromoteRequest,
-    RunCommand, RunRequest, Selector,
+    Columns, CompileRequest, Compiled, Details, EnvironmentsRequest, GcRequest, Listing,
+    PlanRequest, PromoteRequest, RunCommand, RunRequest, Selector,
 };
 
 /// What the engine is configured with by its front end.
@@ -60,6 +60,10 @@ pub use request::{
 pub struct EngineOptions {
     /// Where compiled plugin components are cached across processes.
     pub cache_dir: Option<PathBuf>,
+    /// Keep each project's last compile in memory (a long-lived process:
+    /// the daemon), so a request on an unchanged project decodes no
+    /// snapshot, and one after an edit skips the snapshot it knows is stale.
+    pub keep_projects: bool,
 }
 
 /// The engine of one process. Cheap to clone: clones share everything.
@@ -74,6 +78,11 @@ struct Shared {
     hosts: Mutex<HashMap<HostKey, Arc<PluginHost>>>,
     warehouses: tokio::sync::Mutex<HashMap<(String, PathBuf), Pooled>>,
     queues: Mutex<HashMap<QueueKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// With [`EngineOptions::keep_projects`]: each project's last compile,
+    /// by project folder.
+    projects: Mutex<HashMap<PathBuf, Arc<orbital_core::Snapshot>>>,
+    /// Each project's columns, for the version of it they were read from.
+    columns: Mutex<HashMap<PathBuf, (orbital_core::Hash, Arc<request::Columns>)>>,
 }
 
 /// One environment of one target of one project: (state folder, target,
@@ -99,7 +108,45 @@ impl Engine {
                 hosts: Mutex::default(),
                 warehouses: tokio::sync::Mutex::default(),
                 queues: Mutex::default(),
+                projects: Mutex::default(),
+                columns: Mutex::default(),
             }),
+        }
+    }
+
+    /// The last compile of the project in `root` this process kept.
+    pub(crate) fn kept_project(&self, root: &Path) -> Option<Arc<orbital_core::Snapshot>> {
+        if !self.shared.options.keep_projects {
+            return None;
+        }
+        lock(&self.shared.projects).get(root).cloned()
+    }
+
+    pub(crate) fn kept_columns(
+        &self,
+        root: &Path,
+        version: &orbital_core::Hash,
+    ) -> Option<Arc<request::Columns>> {
+        let kept = lock(&self.shared.columns);
+        kept.get(root)
+            .filter(|(kept, _)| kept == version)
+            .map(|(_, columns)| columns.clone())
+    }
+
+    pub(crate) fn keep_columns(
+        &self,
+        root: &Path,
+        version: orbital_core::Hash,
+        columns: Arc<request::Columns>,
+    ) {
+        lock(&self.shared.columns).insert(root.to_path_buf(), (version, columns));
+    }
+
+    /// Keeps `snapshot` as the last compile of the project in `root`, when
+    /// this engine keeps projects (`make` is not called otherwise).
+    pub(crate) fn keep_project(&self, root: &Path, make: impl FnOnce() -> orbital_core::Snapshot) {
+        if self.shared.options.keep_projects {
+            lock(&self.shared.projects).insert(root.to_path_buf(), Arc::new(make()));
         }
     }
 

@@ -158,6 +158,15 @@ impl Engine {
         .await?;
         // `from`'s builds are checked, whatever `to`'s schema cookie says.
         session.always_verify = true;
+        // A run of this process on `to` holds its turn: busy, as across
+        // processes, rather than waiting behind it.
+        let queue = self.queue(&session.state_dir(), &session.target_name, &to);
+        let _turn = queue.try_lock_owned().map_err(|_| {
+            EngineError::Busy(format!(
+                "environment `{to}` of target `{}` has a run in progress; try again when it finishes",
+                session.target_name
+            ))
+        })?;
         let _gc_lock = lock::gc(&session.state_dir(), false)?;
         let _lock = lock::environment(&session.state_dir(), &session.target_name, &to)?;
         let connected = session.connect().await?;

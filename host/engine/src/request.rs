@@ -133,6 +133,8 @@ pub enum Listing {
     Models,
     /// Every node (`ls`).
     All,
+    /// Every node, with [`Details`] (the daemon's `/v1/project`).
+    Detailed,
 }
 
 /// `compile` and `ls`.
@@ -149,4 +151,18 @@ pub struct Compiled {
     pub project: Project,
     pub compiled: CompiledProject,
     pub selection: Selection,
+    /// With [`Listing::Detailed`].
+    pub details: Option<Details>,
+}
+
+/// Column names by node name (lowercase).
+pub type Columns = std::collections::HashMap<String, Vec<String>>;
+
+/// What is known of each node without running anything.
+pub struct Details {
+    /// Per node id; `None` until the project's plugins have been loaded
+    /// once (a fingerprint covers them).
+    pub fingerprints: Option<Vec<orbital_core::Hash>>,
+    /// Column names by node name (lowercase), where the SQL alone says.
+    pub columns: std::sync::Arc<Columns>,
 }

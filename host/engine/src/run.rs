@@ -264,14 +264,25 @@ async fn run_nodes(
     let selector = &request.selector;
     let uses_state = Selection::uses_state(&selector.select, &selector.exclude);
     let connected = session.connect().await?;
+    // Runs on other environments of the warehouse go on meanwhile; what
+    // they build in common is claimed per relation as it is built.
+    let scope = format!(
+        "{}\0{}",
+        session.environment,
+        orbital_core::plan::environment_schema(&session.target, &session.environment)
+            .unwrap_or_default()
+    );
     let run_lock = connected
         .database
-        .lock_runs(RUN_LOCK_WAIT)
+        .lock_environment(&scope, RUN_LOCK_WAIT)
         .await
-        .map_err(|e| EngineError::Database(format!("cannot lock the warehouse: {}", e.message)))?
+        .map_err(|e| {
+            EngineError::Database(format!("cannot lock the environment: {}", e.message))
+        })?
         .ok_or_else(|| {
             EngineError::Busy(format!(
-                "another orbital run has held target `{}` for over {} s; try again when it finishes",
+                "another orbital run has held environment `{}` of target `{}` for over {} s; try again when it finishes",
+                session.environment,
                 session.target_name,
                 RUN_LOCK_WAIT.as_secs()
             ))
@@ -494,7 +505,7 @@ async fn publish_and_record(
     let dag = &session.compiled.dag;
     let mut warehouse = connected.warehouse.clone();
     let changes = publications(session, connected, plan, results, removed);
-    run_lock.check().map_err(|e| {
+    run_lock.check().await.map_err(|e| {
         EngineError::Database(format!("nothing was published or recorded: {}", e.message))
     })?;
     if let Some(plugins) = plugins {
@@ -723,7 +734,12 @@ fn record(
                 None => None,
             };
             let physical = session.physical(connected, &node.name, &step.fingerprint);
-            if step.action.runs() {
+            // A build another run made while this one waited is recorded by
+            // that run; this one records it only if that run has not (yet).
+            let built_elsewhere = result.status == Status::Reused;
+            if step.action.runs()
+                && !(built_elsewhere && w.has_build(warehouse, &step.fingerprint)?)
+            {
                 let upstream = node
                     .depends_on
                     .iter()

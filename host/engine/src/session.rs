@@ -180,6 +180,7 @@ impl Session {
         let components = components(root, &config, || Ok(store.clone()))?;
         let macros = PluginMacros::new(engine, &components, &config)?;
         let (project, compiled, stamped) = load(
+            engine,
             root,
             config,
             &target,
@@ -664,6 +665,7 @@ fn build_identity() -> String {
 /// source file has changed since it was taken, else read and compiled (with
 /// the parse cache) and snapshotted for the next command.
 pub(crate) fn load(
+    engine: &Engine,
     root: &Path,
     config: ProjectConfig,
     target: &Target,
@@ -675,17 +677,36 @@ pub(crate) fn load(
     // Macro plugins write SQL the snapshot keeps: they are part of its key.
     let identity = format!("{} {}", build_identity(), SqlMacros::identity(macros));
     let key = orbital_core::snapshot::key(&config, target, &identity);
+    // The compile this process kept is the saved snapshot's twin: when its
+    // key is this one, the saved one need not be decoded.
+    let kept = engine.kept_project(root).filter(|kept| kept.key == key);
     // Decoding the snapshot (23 MB for 10k models) and stamping every file
     // are independent until compared: one core decodes while the others stat.
     let (files, snapshot) = std::thread::scope(|scope| {
-        let snapshot = scope.spawn(|| store.snapshot(&key));
+        let snapshot = kept.is_none().then(|| scope.spawn(|| store.snapshot(&key)));
         let files = orbital_core::snapshot::stamp_files(root, &config);
-        let snapshot = snapshot
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (files, snapshot)
+        let snapshot = snapshot.map(|decoding| {
+            decoding
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        (files, snapshot.transpose())
     });
-    let (files, snapshot) = (files?, snapshot?);
+    let (files, snapshot) = (files?, snapshot?.flatten());
+    if let Some(kept) = kept
+        && kept.matches(&key, &files)
+    {
+        tracing::info!(
+            files = files.len(),
+            "no source file changed: project kept in memory"
+        );
+        let (project, dag) = orbital_core::Snapshot::clone(&kept).restore(root, config);
+        let compiled = CompiledProject {
+            dag,
+            fresh_parses: Vec::new(),
+        };
+        return Ok((project, compiled, Some((key, files))));
+    }
     if let Some(snapshot) = snapshot
         && snapshot.matches(&key, &files)
     {
@@ -693,6 +714,7 @@ pub(crate) fn load(
             files = files.len(),
             "no source file changed: project restored from the state snapshot"
         );
+        engine.keep_project(root, || snapshot.clone());
         let (project, dag) = snapshot.restore(root, config);
         let compiled = CompiledProject {
             dag,
@@ -727,6 +749,14 @@ pub(crate) fn load(
                 // A cache: without it the next command reads the project again.
                 Err(e) => tracing::warn!("cannot save the project snapshot: {e}"),
             }
+            engine.keep_project(root, || Snapshot {
+                key: *snapshot.key,
+                files: snapshot.files.to_vec(),
+                models: snapshot.models.to_vec(),
+                seeds: snapshot.seeds.to_vec(),
+                tests: snapshot.tests.to_vec(),
+                dag: snapshot.dag.clone(),
+            });
         }
         saving.map(|saving| {
             saving

@@ -7,6 +7,7 @@
 //! instead of failing with a deadlock when a read lock cannot be upgraded.
 
 mod connections;
+mod locks;
 mod postgres;
 mod sqlite;
 
@@ -45,38 +46,14 @@ fn new_warehouse_id() -> String {
     format!("{high:016x}{:016x}", hasher.finish())
 }
 
-/// Held for a run; dropping it (or the process dying) releases the lock.
-pub struct RunLock {
-    held: Option<connections::Connections>,
-}
-
-impl RunLock {
-    /// Whether the lock is still held: on PostgreSQL it lives on one
-    /// connection, and a run whose lock connection broke must not publish,
-    /// since another run may have taken the warehouse meanwhile.
-    pub fn check(&self) -> Result<(), DbError> {
-        match &self.held {
-            Some(connections) if connections.lock_lost() => Err(DbError {
-                message: "the connection holding the warehouse's run lock was lost, so another run may have started".into(),
-                code: None,
-                transient: false,
-            }),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        if let Some(connections) = &self.held {
-            connections.unlock_runs();
-        }
-    }
-}
+pub use locks::{Claim, Claimed, RunLock};
 
 /// The code a statement of a cancelled run fails with (PostgreSQL's
 /// `query_canceled`, also used for SQLite's interrupt).
 pub const CANCELLED: &str = "57014";
+
+/// The transaction-scoped lock under which `_orbital_warehouse` is made.
+const WAREHOUSE_ID_KEY: i64 = 0x6f72_6269_7461_6c02;
 
 /// How long a statement waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -89,6 +66,8 @@ pub struct Warehouse {
     backend: Backend,
     run: RunTag,
     interrupts: Arc<Interrupts>,
+    /// The builds this process's runs are making ([`locks`]).
+    claims: Arc<locks::Claims>,
 }
 
 /// Which run a handle's statements belong to.
@@ -321,6 +300,7 @@ impl Warehouse {
                     backend: Backend::Postgres(connections::Connections::new(pool, first)),
                     run: RunTag::default(),
                     interrupts,
+                    claims: Arc::default(),
                 });
         }
         let path = url.strip_prefix("sqlite://").ok_or_else(|| {
@@ -384,6 +364,7 @@ impl Warehouse {
             backend: Backend::Sqlite(link),
             run: RunTag::default(),
             interrupts,
+            claims: Arc::default(),
         })
     }
 
@@ -410,36 +391,39 @@ impl Warehouse {
             return Ok(None);
         }
         let id = new_warehouse_id();
-        let placeholder = match self.backend {
-            Backend::Sqlite(_) => "?",
-            Backend::Postgres(..) => "$1",
+        // Two runs may make it at once (on other environments): the first
+        // one's id stands, under a lock on PostgreSQL, where two `CREATE
+        // TABLE IF NOT EXISTS` at once can both try to create it.
+        let (placeholder, lock) = match self.backend {
+            Backend::Sqlite(_) => ("?", None),
+            Backend::Postgres(..) => (
+                "$1",
+                Some(plain(&format!(
+                    "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
+                ))),
+            ),
         };
         let mut insert = plain(&format!(
-            "INSERT INTO _orbital_warehouse (id) VALUES ({placeholder})"
+            "INSERT INTO _orbital_warehouse (id) SELECT {placeholder} \
+             WHERE NOT EXISTS (SELECT 1 FROM _orbital_warehouse)"
         ));
-        insert.params = vec![Value::Text(id.clone())];
-        self.transaction(vec![
+        insert.params = vec![Value::Text(id)];
+        let statements = lock.into_iter().chain([
             plain("CREATE TABLE IF NOT EXISTS _orbital_warehouse (id TEXT NOT NULL)"),
-            plain("DELETE FROM _orbital_warehouse"),
             insert,
-        ])
-        .await?;
-        Ok(Some(id))
-    }
-
-    /// Takes the warehouse's run lock, waiting up to `wait` for another
-    /// orbital process (of any project) to finish its run: on PostgreSQL a
-    /// session advisory lock, which the server releases if the process dies.
-    /// SQLite serializes writers itself, and each project's file lock
-    /// covers its own runs. `Ok(None)`: the wait ran out.
-    pub async fn lock_runs(&self, wait: Duration) -> Result<Option<RunLock>, DbError> {
-        let Backend::Postgres(connections) = &self.backend else {
-            return Ok(Some(RunLock { held: None }));
-        };
-        let taken = connections.lock_runs(wait).await.map_err(db_error)?;
-        Ok(taken.then(|| RunLock {
-            held: Some(connections.clone()),
-        }))
+        ]);
+        self.transaction(statements.collect()).await?;
+        let rows = self
+            .query(plain("SELECT id FROM _orbital_warehouse LIMIT 1"))
+            .await?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Text(id)) => Ok(Some(id.clone())),
+            _ => Err(DbError {
+                message: "_orbital_warehouse holds no id after writing one".into(),
+                code: None,
+                transient: false,
+            }),
+        }
     }
 
     pub(crate) fn is_sqlite(&self) -> bool {
@@ -808,6 +792,52 @@ mod tests {
         }
     }
 
+    /// Claims `relation` on `db` as run `run` and builds it as a table after
+    /// `delay`; says whether it built it.
+    pub(super) async fn claim_and_build(db: &Warehouse, run: u64, delay: Duration) -> Claimed2 {
+        let db = db.for_run(run, orbital_plugin_host::Interrupt::default());
+        let relation = orbital_core::dag::RelationName {
+            schema: None,
+            identifier: "claimed".into(),
+        };
+        match db.claim(&relation, true).await.unwrap() {
+            Claimed::Build(claim) => {
+                tokio::time::sleep(delay).await;
+                db.execute(sql("CREATE TABLE claimed AS SELECT 1 AS n", vec![]))
+                    .await
+                    .unwrap();
+                claim.built().await;
+                Claimed2::Built
+            }
+            Claimed::Built { by } => Claimed2::Reused(by),
+        }
+    }
+
+    /// What [`claim_and_build`] did.
+    #[derive(Debug, PartialEq)]
+    pub(super) enum Claimed2 {
+        Built,
+        Reused(Option<u64>),
+    }
+
+    #[tokio::test]
+    async fn runs_of_one_process_build_a_claimed_relation_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Warehouse::open("sqlite://t.db", dir.path(), 1)
+            .await
+            .unwrap();
+        let (first, second) =
+            tokio::join!(claim_and_build(&db, 1, Duration::from_millis(300)), async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                claim_and_build(&db, 2, Duration::ZERO).await
+            },);
+        assert_eq!(first, Claimed2::Built);
+        assert_eq!(second, Claimed2::Reused(Some(1)));
+        // Once no run holds it, the claim is forgotten: a later run builds.
+        assert!(db.claims_held().is_empty());
+        db.close().await;
+    }
+
     #[test]
     fn only_what_certainly_took_no_effect_is_retried() {
         let lost = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
@@ -989,37 +1019,52 @@ mod postgres_tests {
         format!("{base}/{name}")
     }
 
+    fn pid_of(rows: &RowSet) -> i64 {
+        match rows.rows[0][0] {
+            Value::Integer(pid) => pid,
+            ref other => panic!("a pid, not {other:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn statements_share_the_lock_connection_and_losing_it_loses_the_lock() {
+    async fn an_environment_lock_is_per_environment_and_lost_with_its_connection() {
         let Some(url) = test_postgres_url() else {
             return;
         };
         let url = fresh_database(&url, &format!("run_lock_{}", std::process::id())).await;
         let db = Warehouse::open(&url, Path::new("."), 2).await.unwrap();
-        let lock = db.lock_runs(Duration::from_secs(5)).await.unwrap().unwrap();
-        let pid_of = |rows: RowSet| match rows.rows[0][0] {
-            Value::Integer(pid) => pid,
-            ref other => panic!("a pid, not {other:?}"),
-        };
-        let backend = "SELECT pg_backend_pid()";
+        let wait = Duration::from_secs(5);
+        let lock = db.lock_environment("prod", wait).await.unwrap().unwrap();
         let locker = pid_of(
-            db.query(sql(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted",
+            &db.query(sql(
+                // pg_locks lists every database's: other tests hold some.
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 vec![],
             ))
             .await
             .unwrap(),
         );
-        // One call at a time runs on the connection that holds the lock.
-        let serving = pid_of(db.query(sql(backend, vec![])).await.unwrap());
-        assert_eq!(serving, locker);
-        assert!(lock.check().is_ok());
+        // Its own connection: statements do not run on it.
+        let serving = pid_of(
+            &db.query(sql("SELECT pg_backend_pid()", vec![]))
+                .await
+                .unwrap(),
+        );
+        assert_ne!(serving, locker);
+        assert!(lock.check().await.is_ok());
 
         let other = Warehouse::open(&url, Path::new("."), 1).await.unwrap();
         assert!(
-            other.lock_runs(Duration::ZERO).await.unwrap().is_none(),
+            other
+                .lock_environment("prod", Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none(),
             "the lock is held"
         );
+        let dev = other.lock_environment("dev", Duration::ZERO).await.unwrap();
+        assert!(dev.is_some(), "another environment's lock is free");
         other
             .execute(sql(
                 &format!("SELECT pg_terminate_backend({locker})"),
@@ -1027,25 +1072,64 @@ mod postgres_tests {
             ))
             .await
             .unwrap();
-        assert!(db.query(sql(backend, vec![])).await.is_err());
-        let message = lock.check().unwrap_err().message;
+        let message = lock.check().await.unwrap_err().message;
         assert!(message.contains("run lock was lost"), "{message}");
-        // The server lets go of it as the session ends, and the warehouse
-        // goes on with the pool.
+        // The server lets go of it as the session ends.
         assert!(
             other
-                .lock_runs(Duration::from_secs(10))
+                .lock_environment("prod", wait)
                 .await
                 .unwrap()
                 .is_some()
         );
-        assert_ne!(
-            pid_of(db.query(sql(backend, vec![])).await.unwrap()),
-            locker
-        );
-        drop(lock);
+        drop((lock, dev));
         db.close().await;
         other.close().await;
+    }
+
+    use super::tests::{Claimed2, claim_and_build};
+
+    #[tokio::test]
+    async fn a_claimed_build_is_made_once_across_processes_and_runs() {
+        let Some(url) = test_postgres_url() else {
+            return;
+        };
+        let url = fresh_database(&url, &format!("claims_{}", std::process::id())).await;
+        // Two handles stand for two processes; runs 1 and 2 share the first.
+        let (a, b) = (
+            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
+            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
+        );
+        let slow = Duration::from_millis(500);
+        let (first, second, third) = tokio::join!(
+            claim_and_build(&a, 1, slow),
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                claim_and_build(&a, 2, Duration::ZERO).await
+            },
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                claim_and_build(&b, 7, Duration::ZERO).await
+            },
+        );
+        assert_eq!(first, Claimed2::Built);
+        assert_eq!(second, Claimed2::Reused(Some(1)));
+        assert_eq!(third, Claimed2::Reused(None));
+        // A relation dropped and made again by hand is not taken as built.
+        a.execute(sql("DROP TABLE claimed", vec![])).await.unwrap();
+        a.execute(sql("CREATE TABLE claimed (n int)", vec![]))
+            .await
+            .unwrap();
+        let relation = orbital_core::dag::RelationName {
+            schema: None,
+            identifier: "claimed".into(),
+        };
+        assert!(matches!(
+            b.claim(&relation, true).await.unwrap(),
+            Claimed::Build(_)
+        ));
+        a.close().await;
+        b.close().await;
     }
 
     #[tokio::test]

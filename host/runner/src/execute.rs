@@ -361,6 +361,13 @@ impl Context {
         let (status, mut message, rows_affected, error) = match outcome {
             Ok(Done::Built(message, rows)) => (Status::Success, message, rows, None),
             Ok(Done::Reused) => (Status::Reused, "reused".to_string(), None, None),
+            Ok(Done::BuiltMeanwhile(by)) => {
+                let message = match by {
+                    Some(n) => format!("reused: run {n} built it meanwhile"),
+                    None => "reused: another orbital process built it".to_string(),
+                };
+                (Status::Reused, message, None, None)
+            }
             Err(error) => (Status::Error, String::new(), None, Some(error)),
         };
         match repair {
@@ -470,6 +477,23 @@ impl Context {
         if !work.action.runs() {
             return Ok(Done::Reused);
         }
+        // Without a full refresh, a fresh build another run finished while
+        // this one waited for it is reused; anything else is built anyway,
+        // after it.
+        let reuse = work.action == Action::Build && !self.options.full_refresh;
+        let claim = match self.database.claim(&work.physical, reuse).await {
+            Ok(crate::Claimed::Build(claim)) => claim,
+            Ok(crate::Claimed::Built { by }) => return Ok(Done::BuiltMeanwhile(by)),
+            Err(e) => return Err(e.message),
+        };
+        let built = self.build(id, work).await;
+        if built.is_ok() {
+            claim.built().await;
+        }
+        built
+    }
+
+    async fn build(&self, id: NodeId, work: &Work) -> Result<Done, String> {
         let Some(plugins) = &self.plugins else {
             return Err("internal error: a build without loaded plugins".into());
         };
@@ -521,4 +545,7 @@ impl Context {
 enum Done {
     Built(String, Option<u64>),
     Reused,
+    /// Another run built it while this one waited: run `n` of this
+    /// process, or (`None`) another process.
+    BuiltMeanwhile(Option<u64>),
 }

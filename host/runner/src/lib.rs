@@ -21,7 +21,7 @@ mod publish;
 mod seed;
 
 pub use catalog::Catalog;
-pub use database::{CANCELLED, RunLock, Warehouse};
+pub use database::{CANCELLED, Claim, Claimed, RunLock, Warehouse};
 pub use error::{DatabaseError, RunnerError};
 pub use execute::{Assignments, Event, NodeResult, RunOptions, Status, Work, execute};
 pub use plugins::{Component, LoadedPlugins, plugin_set_key};

@@ -94,7 +94,13 @@ pub async fn ensure_schemas(
     if statements.is_empty() {
         return Ok(());
     }
-    in_one_transaction(plugins, statements).await
+    // Two runs (on other environments) may create a schema at once, and
+    // PostgreSQL's `IF NOT EXISTS` then fails one of them: the second try
+    // finds the schema made.
+    match in_one_transaction(plugins, statements.clone()).await {
+        Err(_) => in_one_transaction(plugins, statements).await,
+        done => done,
+    }
 }
 
 /// The adapter's statements creating each of `schemas` if it is missing.

@@ -7,21 +7,16 @@
 //! project is more than its models' SQL. A run with one statement in flight
 //! at a time so authenticates once, as psql does.
 //!
-//! The run lock is a session advisory lock on the kept connection. If that
-//! connection breaks, the lock went with it: [`Connections::lock_lost`]
-//! says so, and the run publishes nothing.
+//! Locks are not taken here: each holds a connection of its own
+//! ([`super::locks`]), so that no run's statements can end another's lock.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard};
-
-/// The advisory lock key of orbital runs on a PostgreSQL warehouse.
-const RUN_LOCK_KEY: i64 = 0x6f72_6269_7461_6c00; // "orbital\0"
 
 /// How long a call waits for the kept connection before the pool opens
 /// another: a new connection costs a few milliseconds of CPU on each side,
@@ -32,10 +27,6 @@ const PATIENCE: Duration = Duration::from_millis(3);
 pub(super) struct Connections {
     pool: PgPool,
     kept: Arc<Mutex<Option<PgConnection>>>,
-    /// The kept connection holds the run lock.
-    locked: Arc<AtomicBool>,
-    /// It broke while holding it.
-    lock_lost: Arc<AtomicBool>,
 }
 
 /// A connection lent for one call.
@@ -49,8 +40,6 @@ impl Connections {
         Self {
             pool,
             kept: Arc::new(Mutex::new(Some(first))),
-            locked: Arc::new(AtomicBool::new(false)),
-            lock_lost: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -70,58 +59,19 @@ impl Connections {
         Ok(Lease::Pooled(self.pool.acquire().await?))
     }
 
-    /// Ends a lease; a kept connection the call found broken is dropped
-    /// (with the run lock, if it held it).
+    /// Ends a lease; a kept connection the call found broken is dropped.
     pub(super) fn release(&self, lease: Lease<'_>, broken: bool) {
         if let (Lease::Kept(mut kept), true) = (lease, broken) {
             kept.take();
-            if self.locked.load(Ordering::SeqCst) {
-                self.lock_lost.store(true, Ordering::SeqCst);
-            }
         }
     }
 
-    /// Takes the run lock on the kept connection (a new one if it broke),
-    /// trying every 200 ms for up to `wait`. `Ok(false)`: the wait ran out.
-    pub(super) async fn lock_runs(&self, wait: Duration) -> Result<bool, sqlx::Error> {
-        let mut kept = self.kept.lock().await;
-        let mut connection = match kept.take() {
-            Some(connection) => connection,
-            None => self.pool.acquire().await?.detach(),
-        };
-        let started = std::time::Instant::now();
-        let mut said = false;
-        let taken = loop {
-            let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-                .bind(RUN_LOCK_KEY)
-                .fetch_one(&mut connection)
-                .await?;
-            if taken || started.elapsed() >= wait {
-                break taken;
-            }
-            if !said {
-                tracing::warn!("another orbital run holds this warehouse; waiting for it");
-                said = true;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        *kept = Some(connection);
-        self.locked.store(taken, Ordering::SeqCst);
-        Ok(taken)
-    }
-
-    /// Releases the run lock by ending the session that holds it; the pool
-    /// serves what comes after.
-    pub(super) fn unlock_runs(&self) {
-        if self.locked.swap(false, Ordering::SeqCst)
-            && let Ok(mut kept) = self.kept.try_lock()
-        {
-            kept.take();
-        }
-    }
-
-    pub(super) fn lock_lost(&self) -> bool {
-        self.lock_lost.load(Ordering::SeqCst)
+    /// A new connection of the caller's own, outside the pool (whose
+    /// connections may all be busy with long statements): what a session
+    /// advisory lock lives on.
+    pub(super) async fn dedicated(&self) -> Result<PgConnection, sqlx::Error> {
+        use sqlx::Connection;
+        PgConnection::connect_with(&self.pool.connect_options()).await
     }
 
     pub(super) async fn close(&self) {

@@ -1,0 +1,370 @@
+//! What keeps concurrent runs on one warehouse apart.
+//!
+//! - **Environment locks**: one run at a time publishes to an environment.
+//!   On PostgreSQL a session advisory lock keyed by the environment, on a
+//!   connection of the run's own, which the server releases if the process
+//!   dies. Runs on different environments do not wait for each other.
+//! - **Build claims**: one run at a time builds a physical relation; a run
+//!   that needs a relation another run is building waits, then reuses that
+//!   build instead of making it again.
+//!   - In one process (the daemon's runs share a [`Warehouse`]): a mutex
+//!     per relation, which also says which run built it.
+//!   - Across processes on PostgreSQL: a session advisory lock keyed by the
+//!     relation, on a connection kept for claims, and the table
+//!     `_orbital_builds`, where a finished build is noted with its
+//!     relation's oid. A waiter reuses only a relation noted there with
+//!     the oid it has now: one dropped, or made again by a build that died
+//!     half way, has another oid.
+//!
+//! SQLite runs one writer at a time; across processes on SQLite a second
+//! build of a relation replaces the first, as before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orbital_core::dag::RelationName;
+use orbital_plugin_host::types::DbError;
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgRow};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{Backend, Warehouse, connections::Connections, db_error};
+
+/// How often a lock held by another process is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// The transaction-scoped lock under which `_orbital_builds` is created.
+const BUILDS_TABLE_KEY: i64 = 0x6f72_6269_7461_6c01;
+
+/// Takes a build's claim and says whether the relation is noted as built
+/// whole (its oid is the one noted).
+const TAKE_CLAIM: &str = "SELECT pg_try_advisory_lock($1), EXISTS (SELECT 1 FROM _orbital_builds \
+     WHERE relation = $2 AND oid = to_regclass($2)::oid)";
+
+/// Notes a finished build and lets go of its claim, in one round trip.
+const NOTE_BUILT: &str = "WITH noted AS (INSERT INTO _orbital_builds (relation, oid) \
+     SELECT $2, to_regclass($2)::oid WHERE to_regclass($2) IS NOT NULL \
+     ON CONFLICT (relation) DO UPDATE SET oid = excluded.oid) \
+     SELECT pg_advisory_unlock($1)";
+
+const RELEASE_CLAIM: &str = "SELECT pg_advisory_unlock($1)";
+
+/// The builds being claimed in this process.
+#[derive(Default)]
+pub(super) struct Claims {
+    /// Relation -> which run built it, once one has.
+    held: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<u64>>>>>,
+    /// PostgreSQL: the connection cross-process claims live on.
+    connection: Mutex<Option<PgConnection>>,
+    /// PostgreSQL: `_orbital_builds` exists.
+    table_made: std::sync::OnceLock<()>,
+}
+
+/// Held while a run builds a relation.
+pub struct Claim {
+    relation: String,
+    turn: Option<OwnedMutexGuard<Option<u64>>>,
+    /// The advisory lock's key, when one is held.
+    key: Option<i64>,
+    warehouse: Warehouse,
+}
+
+/// What claiming a build found.
+pub enum Claimed {
+    /// Build it, then say so with [`Claim::built`] (dropping the claim
+    /// says the build failed).
+    Build(Claim),
+    /// Another run built it while this one waited: run `by` of this
+    /// process, or (`None`) another process.
+    Built { by: Option<u64> },
+}
+
+/// Held for a run on an environment; dropping it (or the process dying)
+/// releases the lock.
+pub struct RunLock {
+    held: Option<Arc<Mutex<PgConnection>>>,
+}
+
+impl RunLock {
+    /// Whether the lock is still held: on PostgreSQL it lives on one
+    /// connection, and a run whose lock connection broke must not publish,
+    /// since another run may have taken the environment meanwhile.
+    pub async fn check(&self) -> Result<(), DbError> {
+        let Some(held) = &self.held else {
+            return Ok(());
+        };
+        let mut connection = held.lock().await;
+        sqlx::query("SELECT 1")
+            .execute(&mut *connection)
+            .await
+            .map(drop)
+            .map_err(|_| DbError {
+                message: "the connection holding the environment's run lock was lost, so another run may have started".into(),
+                code: None,
+                transient: false,
+            })
+    }
+}
+
+/// A stable advisory lock key for `what`.
+fn key(what: &str) -> i64 {
+    let hash = blake3::hash(what.as_bytes());
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&hash.as_bytes()[..8]);
+    i64::from_le_bytes(bytes)
+}
+
+impl Warehouse {
+    /// Takes the run lock of environment `scope` (the environment's name
+    /// and where its relations live), waiting up to `wait` for another
+    /// orbital process to finish its run there. SQLite serializes writers
+    /// itself, and each project's file lock covers its own runs.
+    /// `Ok(None)`: the wait ran out.
+    pub async fn lock_environment(
+        &self,
+        scope: &str,
+        wait: Duration,
+    ) -> Result<Option<RunLock>, DbError> {
+        let Backend::Postgres(connections) = &self.backend else {
+            return Ok(Some(RunLock { held: None }));
+        };
+        let key = key(&format!("orbital environment\0{scope}"));
+        let mut connection = connections.dedicated().await.map_err(db_error)?;
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut connection)
+                .await
+                .map_err(db_error)?;
+            if taken {
+                return Ok(Some(RunLock {
+                    held: Some(Arc::new(Mutex::new(connection))),
+                }));
+            }
+            if started.elapsed() >= wait {
+                return Ok(None);
+            }
+            if !said {
+                tracing::warn!("another orbital run holds this environment; waiting for it");
+                said = true;
+            }
+            tokio::time::sleep(RETRY_EVERY.min(wait)).await;
+        }
+    }
+
+    /// Claims the build of `relation` for this handle's run, waiting while
+    /// another run builds it. With `reuse`, a build another run finished
+    /// meanwhile is [`Claimed::Built`]; without, the caller builds anyway
+    /// (a full refresh, or a stateful model continuing its table).
+    pub async fn claim(&self, relation: &RelationName, reuse: bool) -> Result<Claimed, DbError> {
+        let name = relation.quoted();
+        let entry = lock_unpoisoned(&self.claims.held)
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let turn = self.wait_for(entry.lock_owned()).await?;
+        let mut claim = Claim {
+            relation: name,
+            turn: Some(turn),
+            key: None,
+            warehouse: self.clone(),
+        };
+        if let Some(by) = claim.turn.as_deref().copied().flatten()
+            && reuse
+        {
+            return Ok(Claimed::Built { by: Some(by) });
+        }
+        if let Backend::Postgres(connections) = &self.backend {
+            let key = key(&format!("orbital build\0{}", claim.relation));
+            let noted = self
+                .wait_for(self.lock_build(connections, key, &claim.relation))
+                .await??;
+            claim.key = Some(key);
+            if noted && reuse {
+                claim.release().await;
+                return Ok(Claimed::Built { by: None });
+            }
+        }
+        Ok(Claimed::Build(claim))
+    }
+
+    /// Awaits `future` unless this handle's run is cancelled first.
+    async fn wait_for<T>(
+        &self,
+        future: impl std::future::Future<Output = T>,
+    ) -> Result<T, DbError> {
+        let mut future = std::pin::pin!(future);
+        loop {
+            if self.run.interrupt.is_set() {
+                return Err(DbError {
+                    message: "cancelled while waiting for another run's build".into(),
+                    code: Some(super::CANCELLED.into()),
+                    transient: false,
+                });
+            }
+            tokio::select! {
+                done = &mut future => return Ok(done),
+                () = tokio::time::sleep(RETRY_EVERY) => {}
+            }
+        }
+    }
+
+    /// Takes the advisory lock `key` on the claims connection, trying again
+    /// while another process holds it; says whether `relation` is noted as
+    /// built whole.
+    async fn lock_build(
+        &self,
+        connections: &Connections,
+        key: i64,
+        relation: &str,
+    ) -> Result<bool, DbError> {
+        self.ensure_builds_table().await?;
+        loop {
+            let row = self
+                .on_claims_connection(connections, TAKE_CLAIM, key, relation)
+                .await?;
+            let taken: bool = row.try_get(0).map_err(db_error)?;
+            if taken {
+                return row.try_get(1).map_err(db_error);
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// Creates `_orbital_builds` if it is missing, once per process, under
+    /// a transaction-scoped lock (two `CREATE TABLE IF NOT EXISTS` at once
+    /// can both try to create it).
+    async fn ensure_builds_table(&self) -> Result<(), DbError> {
+        if self.claims.table_made.get().is_some() {
+            return Ok(());
+        }
+        self.transaction(vec![
+            super::plain(&format!("SELECT pg_advisory_xact_lock({BUILDS_TABLE_KEY})")),
+            super::plain(
+                "CREATE TABLE IF NOT EXISTS _orbital_builds (relation TEXT PRIMARY KEY, oid OID NOT NULL)",
+            ),
+        ])
+        .await?;
+        let _ = self.claims.table_made.set(());
+        Ok(())
+    }
+
+    /// Runs `sql` (binding `key`, then `relation`) on the connection
+    /// claims live on, opening it if needed. If it broke, the claims it held
+    /// went with it (another process may then build the same relation: the
+    /// second build replaces the first), and the next call opens another.
+    async fn on_claims_connection(
+        &self,
+        connections: &Connections,
+        sql: &'static str,
+        key: i64,
+        relation: &str,
+    ) -> Result<PgRow, DbError> {
+        let mut slot = self.claims.connection.lock().await;
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(connections.dedicated().await.map_err(db_error)?),
+        };
+        let mut query = sqlx::query(sql).bind(key);
+        if sql.contains("$2") {
+            query = query.bind(relation);
+        }
+        let result = query.fetch_one(connection).await;
+        if let Err(error) = &result
+            && super::connections::ends_connection(error)
+        {
+            slot.take();
+        }
+        result.map_err(db_error)
+    }
+}
+
+#[cfg(test)]
+impl Warehouse {
+    /// The relations with a claim entry.
+    pub(super) fn claims_held(&self) -> Vec<String> {
+        lock_unpoisoned(&self.claims.held).keys().cloned().collect()
+    }
+}
+
+impl Claim {
+    /// Says the build succeeded: runs waiting for it reuse it.
+    pub async fn built(mut self) {
+        let run = self.warehouse.run.id;
+        if let Some(turn) = self.turn.as_mut() {
+            **turn = Some(run);
+        }
+        if let (Some(key), Backend::Postgres(connections)) = (self.key, &self.warehouse.backend) {
+            let noted = self
+                .warehouse
+                .on_claims_connection(connections, NOTE_BUILT, key, &self.relation)
+                .await;
+            if let Err(e) = noted {
+                tracing::warn!("cannot note the build of {}: {}", self.relation, e.message);
+            }
+            self.key = None;
+        }
+        self.release().await;
+    }
+
+    /// Lets go of the claim without noting a build.
+    async fn release(mut self) {
+        if let Some(key) = self.key.take() {
+            unlock(&self.warehouse, key, &self.relation).await;
+        }
+        self.forget();
+    }
+
+    /// Ends this process's turn, and drops the relation's entry if no run
+    /// waits for it.
+    fn forget(&mut self) {
+        let Some(turn) = self.turn.take() else {
+            return;
+        };
+        drop(turn);
+        let mut held = lock_unpoisoned(&self.warehouse.claims.held);
+        if held
+            .get(&self.relation)
+            .is_some_and(|entry| Arc::strong_count(entry) == 1)
+        {
+            held.remove(&self.relation);
+        }
+    }
+}
+
+impl Drop for Claim {
+    /// A claim dropped without [`Claim::built`] or a release (its build
+    /// failed or panicked) lets go of its advisory lock on a task of its own.
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (warehouse, relation) = (self.warehouse.clone(), self.relation.clone());
+            runtime.spawn(async move { unlock(&warehouse, key, &relation).await });
+        }
+        self.forget();
+    }
+}
+
+/// Lets go of the advisory lock `key` of a claim on `relation`.
+async fn unlock(warehouse: &Warehouse, key: i64, relation: &str) {
+    let Backend::Postgres(connections) = &warehouse.backend else {
+        return;
+    };
+    let unlocked = warehouse
+        .on_claims_connection(connections, RELEASE_CLAIM, key, relation)
+        .await;
+    if let Err(e) = unlocked {
+        tracing::warn!("cannot release the claim on {relation}: {}", e.message);
+    }
+}
+
+fn lock_unpoisoned<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The map stays consistent whatever panicked while holding it.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
