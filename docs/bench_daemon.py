@@ -9,7 +9,7 @@ Needs `niquests` (HTTP/3) and `oha` built with `--features http3`. Starts
 project, then for each: a build through the API (for a run id), three
 rounds of `oha` with 200 connections x 50 requests (x 5 for the 10k
 project's `GET /v1/project`, each of which compiles) on `GET /v1/project`
-and `GET /v1/runs/{id}` (requests/s, p50/p99, errors, the daemon's
+and `GET /v1/runs/{id}`, accepting gzip (requests/s, p50/p99, errors, the daemon's
 resident memory after each round), and for the 10k project the time
 `POST /v1/plan` takes after one model file changed (five edits, each
 timed alone, on a warm connection).
@@ -46,7 +46,9 @@ def rss_mib(pid):
 def oha(binary, url, token, requests):
     out = subprocess.run(
         [binary, "--http-version", "3", "--insecure", "-c", "200", "-n", str(requests),
-         "--no-tui", "--output-format", "json", "-H", f"Authorization: Bearer {token}", url],
+         "--no-tui", "--output-format", "json", "-H", f"Authorization: Bearer {token}",
+         # As browsers, niquests and orbital's own client do.
+         "-H", "Accept-Encoding: gzip", url],
         capture_output=True, text=True, check=True).stdout
     result = json.loads(out)
     summary = result["summary"]

@@ -244,6 +244,15 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
             .await
             .unwrap();
         assert_eq!(record.status, 200);
+        // The client accepts gzip and the record is large: it came gzipped,
+        // and a client that does not accept gzip gets the same JSON plain.
+        assert!(record.gzipped);
+        let plain = client
+            .request_with("GET", &format!("/v1/runs/{run}"), None, &[])
+            .await
+            .unwrap();
+        assert!(!plain.gzipped);
+        assert_eq!(plain.json().unwrap(), record.json().unwrap());
         let record = record.json().unwrap();
         assert_eq!(record["status"], "succeeded");
         assert_eq!(record["nodes"].as_array().unwrap().len(), finished_nodes);

@@ -188,6 +188,28 @@ impl Project {
         })
     }
 
+    /// This project with the model files `changed` read again, or `None`
+    /// when that is not enough to know it (a changed file is not one of its
+    /// models, or a model turned disabled): load the whole project then.
+    pub fn reloaded(&self, changed: &[PathBuf]) -> Option<Result<Self>> {
+        let mut project = self.clone();
+        let mut errors = Vec::new();
+        for path in changed {
+            let index = project.models.iter().position(|m| &m.path == path)?;
+            match load_model(&project.root, path, &project.config) {
+                Ok(model) if model.config.enabled => project.models[index] = model,
+                Ok(_) => return None,
+                Err(e) => errors.push(e),
+            }
+        }
+        errors.extend(duplicate_names(
+            &project.models,
+            &project.seeds,
+            &project.tests,
+        ));
+        Some(Error::collect(errors).map(|()| project))
+    }
+
     /// The absolute path of a project-relative path.
     pub fn absolute(&self, relative: &Path) -> PathBuf {
         self.root.join(relative)

@@ -185,9 +185,41 @@ impl Snapshot {
         })
     }
 
+    /// Which of `files`, stamped at `read_at`, changed too recently for
+    /// their stamps to be trusted: a second write within the file system's
+    /// clock tick would leave the same stamp.
+    pub fn racy(files: &[(PathBuf, Stamp)], read_at: SystemTime) -> Vec<usize> {
+        let trusted_before = read_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .and_then(|since| since.checked_sub(RACY_WINDOW))
+            .map_or(u128::MAX, |d| d.as_nanos());
+        files
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, s))| {
+                s.modified >= trusted_before
+                    || s.changed >= i128::try_from(trusted_before).unwrap_or(i128::MAX)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Whether this snapshot describes the project as its files are now.
     pub fn matches(&self, key: &Hash, files: &[(PathBuf, Stamp)]) -> bool {
         self.key == *key && self.files == files
+    }
+
+    /// The project alone, copied out, with `config` as loaded now.
+    pub fn project(&self, root: &Path, config: ProjectConfig) -> Project {
+        Project {
+            root: root.to_path_buf(),
+            config,
+            models: self.models.clone(),
+            seeds: self.seeds.clone(),
+            tests: self.tests.clone(),
+            disabled: Vec::new(),
+        }
     }
 
     /// The project and its graph, with `config` as loaded now (equal to the

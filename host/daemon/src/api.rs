@@ -16,6 +16,8 @@ use crate::server::Daemon;
 /// What a request gets back.
 pub(crate) enum Reply {
     Json(StatusCode, Value),
+    /// A JSON body made before (200).
+    Body(Arc<crate::body::Body>),
     /// Raw bytes (a stored object); `head`: the headers only.
     Bytes {
         bytes: Vec<u8>,
@@ -151,7 +153,7 @@ async fn answer(
             Ok(Reply::Json(StatusCode::ACCEPTED, json!({ "run": id })))
         }
         (&Method::GET, ["v1", "runs"]) => runs(daemon, query).map(ok),
-        (&Method::GET, ["v1", "runs", id]) => run(daemon, run_id(id)?).map(ok),
+        (&Method::GET, ["v1", "runs", id]) => run(daemon, run_id(id)?),
         (&Method::POST, ["v1", "runs", id, "cancel"]) => {
             crate::runs::cancel(daemon, run_id(id)?)?;
             Ok(Reply::Json(
@@ -481,12 +483,21 @@ fn runs(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
     Ok(json!({ "runs": runs, "next_cursor": next }))
 }
 
-fn run(daemon: &Daemon, id: u64) -> Result<Value, ApiError> {
-    match daemon.engine.run_record(&daemon.options.project, id)? {
-        Some(record) => serde_json::to_value(record)
-            .map_err(|e| ApiError::from(EngineError::Internal(e.to_string()))),
-        None => Err(ApiError::not_found(format!("no run {id}"))),
+/// One run's record; a finished run's body is made once and kept.
+fn run(daemon: &Daemon, id: u64) -> Result<Reply, ApiError> {
+    if let Some(body) = daemon.records.get(id) {
+        return Ok(Reply::Body(body));
     }
+    let Some(record) = daemon.engine.run_record(&daemon.options.project, id)? else {
+        return Err(ApiError::not_found(format!("no run {id}")));
+    };
+    let json = serde_json::to_vec(&record)
+        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+    let body = Arc::new(crate::body::Body::new(json));
+    if record.status.is_final() {
+        daemon.records.keep(id, body.clone());
+    }
+    Ok(Reply::Body(body))
 }
 
 /// Query parameters `allowed` takes, refusing any other.

@@ -24,7 +24,10 @@ pub struct Client {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    /// Decoded, if it came gzipped.
     pub body: Vec<u8>,
+    /// Whether it came gzipped (`content-encoding: gzip`).
+    pub gzipped: bool,
 }
 
 impl Response {
@@ -96,7 +99,8 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Response, DaemonError> {
-        self.request_with(method, path, body.map(|b| b.to_string().into_bytes()), &[])
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.request_with(method, path, body, &[("accept-encoding", "gzip")])
             .await
     }
 
@@ -119,9 +123,20 @@ impl Client {
                 chunk.advance(read);
             }
         }
+        let gzipped = response
+            .headers()
+            .get(http::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        if gzipped {
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+                .map_err(|e| DaemonError::Connect(format!("the daemon sent bad gzip: {e}")))?;
+            body = plain;
+        }
         Ok(Response {
             status: response.status().as_u16(),
             body,
+            gzipped,
         })
     }
 

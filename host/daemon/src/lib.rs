@@ -11,6 +11,7 @@
 //! HTTP/3 client the CLI and the tests use.
 
 mod api;
+mod body;
 pub mod client;
 mod error;
 mod identity;

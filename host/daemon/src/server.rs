@@ -72,6 +72,8 @@ pub(crate) struct Daemon {
     /// Compiles at once (one per core): each runs on a blocking thread
     /// whose allocator keeps its memory, so 200 at once held 2.6 GB.
     pub(crate) compiles: tokio::sync::Semaphore,
+    /// Finished runs' record bodies, ready to send.
+    pub(crate) records: crate::body::Records,
 }
 
 /// Serves the API until `shutdown` fires: then it stops accepting
@@ -103,6 +105,7 @@ pub async fn serve(
         token: identity.token.clone(),
         runs: Runs::default(),
         last_good: std::sync::Mutex::new(None),
+        records: crate::body::Records::default(),
         compiles: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         ),
@@ -204,7 +207,13 @@ async fn respond(daemon: &Arc<Daemon>, request: http::Request<()>, mut stream: S
         Ok(body) => api::route(daemon, &request, &body).await,
         Err(error) => Reply::Error(error),
     };
-    if let Err(e) = send(daemon, reply, &mut stream).await {
+    let gzip = request
+        .headers()
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(crate::body::accepts_gzip);
+    if let Err(e) = send(daemon, reply, gzip, &mut stream).await {
         tracing::debug!("response not delivered: {e}");
     }
 }
@@ -229,47 +238,60 @@ async fn read_body(stream: &mut Stream, limit: usize) -> Result<Bytes, ApiError>
     Ok(body.freeze())
 }
 
-async fn send(daemon: &Arc<Daemon>, reply: Reply, stream: &mut Stream) -> Result<(), String> {
-    match reply {
-        Reply::Json(status, value) => json(stream, status, &value).await,
-        Reply::Error(error) => json(stream, error.status, &error.body()).await,
-        Reply::Bytes { bytes, head } => raw(stream, bytes, head).await,
-        Reply::Events { run, after } => crate::runs::stream(daemon, run, after, stream).await,
+/// Sends `reply`; JSON gzipped when the client accepts `gzip`.
+async fn send(
+    daemon: &Arc<Daemon>,
+    reply: Reply,
+    gzip: bool,
+    stream: &mut Stream,
+) -> Result<(), String> {
+    let (status, body) = match reply {
+        Reply::Json(status, value) => (status, json(&value)?),
+        Reply::Error(error) => (error.status, json(&error.body())?),
+        Reply::Body(body) => (http::StatusCode::OK, body),
+        Reply::Bytes { bytes, head } => return raw(stream, bytes, head).await,
+        Reply::Events { run, after } => {
+            return crate::runs::stream(daemon, run, after, stream).await;
+        }
+    };
+    let (bytes, gzipped) = body.encoded(gzip);
+    let length = bytes.len().to_string();
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("content-length", length.as_str()),
+        ("vary", "accept-encoding"),
+    ];
+    if gzipped {
+        headers.push(("content-encoding", "gzip"));
     }
+    send_head(stream, status, &headers).await?;
+    stream
+        .send_data(Bytes::copy_from_slice(bytes))
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.finish().await.map_err(|e| e.to_string())
 }
 
-async fn json(
-    stream: &mut Stream,
-    status: http::StatusCode,
-    value: &serde_json::Value,
-) -> Result<(), String> {
-    let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-    whole(stream, status, "application/json", body, false).await
+fn json(value: &serde_json::Value) -> Result<Arc<crate::body::Body>, String> {
+    let json = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    Ok(Arc::new(crate::body::Body::new(json)))
 }
 
+/// A stored object's bytes; `head`: the headers only.
 async fn raw(stream: &mut Stream, bytes: Vec<u8>, head: bool) -> Result<(), String> {
-    let kind = "application/octet-stream";
-    whole(stream, http::StatusCode::OK, kind, bytes, head).await
-}
-
-/// A response whose body is known whole; `head`: its headers only.
-async fn whole(
-    stream: &mut Stream,
-    status: http::StatusCode,
-    content_type: &str,
-    body: Vec<u8>,
-    head: bool,
-) -> Result<(), String> {
-    let length = body.len().to_string();
+    let length = bytes.len().to_string();
     send_head(
         stream,
-        status,
-        &[("content-type", content_type), ("content-length", &length)],
+        http::StatusCode::OK,
+        &[
+            ("content-type", "application/octet-stream"),
+            ("content-length", &length),
+        ],
     )
     .await?;
     if !head {
         stream
-            .send_data(Bytes::from(body))
+            .send_data(Bytes::from(bytes))
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -28,7 +28,7 @@ impl Engine {
         let macros = PluginMacros::new(self, &components, &config)?;
         // The snapshot and the parse cache, as a run uses them: an
         // unchanged project is not read again, an unchanged model not parsed.
-        let (project, compiled, stamped) = crate::session::load(
+        let (project, compiled, _) = crate::session::load(
             self,
             root,
             config,
@@ -44,9 +44,7 @@ impl Engine {
         )?;
         let details = (request.listing == Listing::Detailed)
             .then(|| {
-                let version = stamped.as_ref().map(|(key, files)| {
-                    orbital_core::Hash::of(format!("{key}{files:?}").as_bytes())
-                });
+                let version = content_version(&target, &macros, &project);
                 self.details(
                     root,
                     version,
@@ -76,15 +74,42 @@ impl Engine {
     }
 }
 
+/// What a project's columns are read from: the SQL dialect, the macro
+/// plugins, and the text of its models and seeds (whatever their files'
+/// stamps say, which may be too fresh to trust).
+fn content_version(
+    target: &orbital_core::Target,
+    macros: &PluginMacros,
+    project: &Project,
+) -> orbital_core::Hash {
+    use orbital_core::macros::SqlMacros;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(target.parser_dialect().as_bytes());
+    hasher.update(&[0]);
+    hasher.update(SqlMacros::identity(macros).as_bytes());
+    hasher.update(&[0]);
+    for model in &project.models {
+        hasher.update(model.name.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(model.sql.as_bytes());
+        hasher.update(&[0]);
+    }
+    for seed in &project.seeds {
+        hasher.update(seed.name.as_bytes());
+        hasher.update(seed.content.to_string().as_bytes());
+    }
+    orbital_core::Hash::of(hasher.finalize().as_bytes())
+}
+
 impl Engine {
     /// [`Details`] of a compiled project. The columns (a parse of every
-    /// model: about a second at 10k models) are kept for the project's
-    /// `version` (its snapshot key and file stamps), when it has one.
+    /// model: about a second of CPU at 10k models) are kept for the
+    /// project's `version` ([`content_version`]).
     #[allow(clippy::too_many_arguments)]
     fn details(
         &self,
         root: &Path,
-        version: Option<orbital_core::Hash>,
+        version: orbital_core::Hash,
         project: &Project,
         compiled: &CompiledProject,
         target: &orbital_core::Target,
@@ -100,16 +125,14 @@ impl Engine {
                 .ok()
                 .map(|f| f.full)
         });
-        let columns = match version.and_then(|v| self.kept_columns(root, &v)) {
+        let columns = match self.kept_columns(root, &version) {
             Some(columns) => columns,
             None => {
                 let cache = store.parse_cache()?;
                 let columns = std::sync::Arc::new(orbital_core::catalog::project_columns(
                     project, target, &cache, macros,
                 ));
-                if let Some(version) = version {
-                    self.keep_columns(root, version, columns.clone());
-                }
+                self.keep_columns(root, version, columns.clone());
                 columns
             }
         };

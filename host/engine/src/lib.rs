@@ -25,6 +25,7 @@ mod compile;
 mod components;
 mod error;
 mod events;
+mod kept;
 mod lock;
 mod macros;
 mod manage;
@@ -80,7 +81,10 @@ struct Shared {
     queues: Mutex<HashMap<QueueKey, Arc<tokio::sync::Mutex<()>>>>,
     /// With [`EngineOptions::keep_projects`]: each project's last compile,
     /// by project folder.
-    projects: Mutex<HashMap<PathBuf, Arc<orbital_core::Snapshot>>>,
+    projects: Mutex<HashMap<PathBuf, Arc<kept::Kept>>>,
+    /// With [`EngineOptions::keep_projects`]: the parse results the last
+    /// compiles used.
+    parses: std::sync::RwLock<HashMap<orbital_core::Hash, orbital_core::compile::ParsedModel>>,
     /// Each project's columns, for the version of it they were read from.
     columns: Mutex<HashMap<PathBuf, (orbital_core::Hash, Arc<request::Columns>)>>,
 }
@@ -109,13 +113,14 @@ impl Engine {
                 warehouses: tokio::sync::Mutex::default(),
                 queues: Mutex::default(),
                 projects: Mutex::default(),
+                parses: std::sync::RwLock::default(),
                 columns: Mutex::default(),
             }),
         }
     }
 
     /// The last compile of the project in `root` this process kept.
-    pub(crate) fn kept_project(&self, root: &Path) -> Option<Arc<orbital_core::Snapshot>> {
+    pub(crate) fn kept_project(&self, root: &Path) -> Option<Arc<kept::Kept>> {
         if !self.shared.options.keep_projects {
             return None;
         }
@@ -139,15 +144,46 @@ impl Engine {
         version: orbital_core::Hash,
         columns: Arc<request::Columns>,
     ) {
-        lock(&self.shared.columns).insert(root.to_path_buf(), (version, columns));
+        if self.shared.options.keep_projects {
+            lock(&self.shared.columns).insert(root.to_path_buf(), (version, columns));
+        }
     }
 
-    /// Keeps `snapshot` as the last compile of the project in `root`, when
+    /// Keeps `make()` as the last compile of the project in `root`, when
     /// this engine keeps projects (`make` is not called otherwise).
-    pub(crate) fn keep_project(&self, root: &Path, make: impl FnOnce() -> orbital_core::Snapshot) {
+    pub(crate) fn keep_project(&self, root: &Path, make: impl FnOnce() -> kept::Kept) {
         if self.shared.options.keep_projects {
             lock(&self.shared.projects).insert(root.to_path_buf(), Arc::new(make()));
         }
+    }
+
+    /// Compiles through `store`'s parse cache, and when this engine keeps
+    /// projects, through the parse results the last compile used first;
+    /// those this compile used (and made) are kept for the next.
+    pub(crate) fn compile_with_parses(
+        &self,
+        store: &dyn orbital_core::compile::ParseCache,
+        compile: impl FnOnce(
+            &dyn orbital_core::compile::ParseCache,
+        ) -> orbital_core::Result<orbital_core::CompiledProject>,
+    ) -> orbital_core::Result<orbital_core::CompiledProject> {
+        if !self.shared.options.keep_projects {
+            return compile(store);
+        }
+        let memo = kept::MemoParses {
+            memory: &self.shared.parses,
+            store,
+            used: Mutex::default(),
+        };
+        let compiled = compile(&memo)?;
+        let mut used = memo.used.into_inner().unwrap_or_else(|e| e.into_inner());
+        used.extend(compiled.fresh_parses.iter().cloned());
+        *self
+            .shared
+            .parses
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = used;
+        Ok(compiled)
     }
 
     pub fn options(&self) -> &EngineOptions {

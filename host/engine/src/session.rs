@@ -21,6 +21,7 @@ use orbital_runner::{Component, LoadedPlugins, Warehouse};
 use crate::Engine;
 use crate::components::{components, state_dir, store_path};
 use crate::error::EngineError;
+use crate::kept::Kept;
 use crate::macros::PluginMacros;
 use crate::request::Selector;
 use orbital_core::macros::SqlMacros;
@@ -679,7 +680,9 @@ pub(crate) fn load(
     let key = orbital_core::snapshot::key(&config, target, &identity);
     // The compile this process kept is the saved snapshot's twin: when its
     // key is this one, the saved one need not be decoded.
-    let kept = engine.kept_project(root).filter(|kept| kept.key == key);
+    let kept = engine
+        .kept_project(root)
+        .filter(|kept| kept.snapshot.key == key);
     // Decoding the snapshot (23 MB for 10k models) and stamping every file
     // are independent until compared: one core decodes while the others stat.
     let (files, snapshot) = std::thread::scope(|scope| {
@@ -693,19 +696,39 @@ pub(crate) fn load(
         (files, snapshot.transpose())
     });
     let (files, snapshot) = (files?, snapshot?.flatten());
-    if let Some(kept) = kept
-        && kept.matches(&key, &files)
-    {
-        tracing::info!(
-            files = files.len(),
-            "no source file changed: project kept in memory"
-        );
-        let (project, dag) = orbital_core::Snapshot::clone(&kept).restore(root, config);
-        let compiled = CompiledProject {
-            dag,
-            fresh_parses: Vec::new(),
-        };
-        return Ok((project, compiled, Some((key, files))));
+    let read = Read {
+        engine,
+        root,
+        key,
+        read_at,
+        target,
+        store,
+        macros,
+        parses,
+    };
+    if let Some(kept) = kept {
+        match kept.changed(&files) {
+            Some(changed) if changed.is_empty() => {
+                tracing::info!(
+                    files = files.len(),
+                    "no source file changed: project kept in memory"
+                );
+                let (project, dag) = Snapshot::clone(&kept.snapshot).restore(root, config);
+                let compiled = CompiledProject {
+                    dag,
+                    fresh_parses: Vec::new(),
+                };
+                return Ok((project, compiled, Some((key, files))));
+            }
+            Some(changed) => {
+                let previous = kept.snapshot.project(root, config.clone());
+                if let Some(project) = previous.reloaded(&changed) {
+                    tracing::info!(changed = changed.len(), "read again what changed");
+                    return read.compile(project?, files, false);
+                }
+            }
+            None => {}
+        }
     }
     if let Some(snapshot) = snapshot
         && snapshot.matches(&key, &files)
@@ -714,7 +737,10 @@ pub(crate) fn load(
             files = files.len(),
             "no source file changed: project restored from the state snapshot"
         );
-        engine.keep_project(root, || snapshot.clone());
+        engine.keep_project(root, || Kept {
+            snapshot: snapshot.clone(),
+            racy: Vec::new(),
+        });
         let (project, dag) = snapshot.restore(root, config);
         let compiled = CompiledProject {
             dag,
@@ -725,53 +751,94 @@ pub(crate) fn load(
     let started = std::time::Instant::now();
     let project = Project::load_with_config(root, config)?;
     tracing::debug!(elapsed = ?started.elapsed(), "project read");
-    let compiled = {
-        let cache = store.parse_cache()?;
-        orbital_core::compile(
-            &project,
-            target,
-            orbital_core::CompileOptions {
-                cache: &cache,
-                macros,
-            },
-        )?
-    };
-    tracing::info!(elapsed = ?started.elapsed(), "project read and compiled");
-    let mut stamped = None;
-    // The two caches are written at once: a redb transaction of parse
-    // results (10k models: ~150 ms) beside the snapshot file.
-    let saved = std::thread::scope(|scope| {
-        let saving = (parses == SaveParses::Now && !compiled.fresh_parses.is_empty())
-            .then(|| scope.spawn(|| crate::run::save_parses(store, &compiled.fresh_parses)));
-        if let Some(snapshot) = Snapshot::capture(&key, &files, read_at, &project, &compiled.dag) {
-            match store.save_snapshot(&snapshot) {
-                Ok(()) => stamped = Some(key),
-                // A cache: without it the next command reads the project again.
-                Err(e) => tracing::warn!("cannot save the project snapshot: {e}"),
+    read.compile(project, files, true)
+}
+
+/// What [`load`] compiles a project read from disk with.
+struct Read<'a> {
+    engine: &'a Engine,
+    root: &'a Path,
+    key: Hash,
+    read_at: SystemTime,
+    target: &'a Target,
+    store: &'a Store,
+    macros: &'a PluginMacros,
+    parses: SaveParses,
+}
+
+impl Read<'_> {
+    /// Compiles `project`, read from `files`; saves its parse results and,
+    /// with `snapshot`, its snapshot (a compile of a few files read again
+    /// in a daemon leaves that to the next command that reads it whole).
+    fn compile(
+        &self,
+        project: Project,
+        files: Vec<(PathBuf, orbital_core::snapshot::Stamp)>,
+        snapshot: bool,
+    ) -> Result<(Project, CompiledProject, Option<Stamped>), EngineError> {
+        let started = std::time::Instant::now();
+        let compiled = {
+            let cache = self.store.parse_cache()?;
+            self.engine.compile_with_parses(&cache, |cache| {
+                orbital_core::compile(
+                    &project,
+                    self.target,
+                    orbital_core::CompileOptions {
+                        cache,
+                        macros: self.macros,
+                    },
+                )
+            })?
+        };
+        tracing::info!(elapsed = ?started.elapsed(), "project compiled");
+        let key = self.key;
+        let mut stamped = None;
+        // The two caches are written at once: a redb transaction of parse
+        // results (10k models: ~150 ms) beside the snapshot file.
+        let saved = std::thread::scope(|scope| {
+            let saving = (self.parses == SaveParses::Now && !compiled.fresh_parses.is_empty())
+                .then(|| {
+                    scope.spawn(|| crate::run::save_parses(self.store, &compiled.fresh_parses))
+                });
+            let captured = snapshot
+                .then(|| Snapshot::capture(&key, &files, self.read_at, &project, &compiled.dag))
+                .flatten();
+            if let Some(snapshot) = captured {
+                match self.store.save_snapshot(&snapshot) {
+                    Ok(()) => stamped = Some(key),
+                    // A cache: without it the next command reads the project again.
+                    Err(e) => tracing::warn!("cannot save the project snapshot: {e}"),
+                }
             }
-            engine.keep_project(root, || Snapshot {
-                key: *snapshot.key,
-                files: snapshot.files.to_vec(),
-                models: snapshot.models.to_vec(),
-                seeds: snapshot.seeds.to_vec(),
-                tests: snapshot.tests.to_vec(),
-                dag: snapshot.dag.clone(),
-            });
+            saving.map(|saving| {
+                saving
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        });
+        saved.transpose()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "caches saved");
+        self.engine.keep_project(self.root, || Kept {
+            racy: Snapshot::racy(&files, self.read_at),
+            snapshot: Snapshot {
+                key,
+                files: files.clone(),
+                models: project.models.clone(),
+                seeds: project.seeds.clone(),
+                tests: project.tests.clone(),
+                dag: compiled.dag.clone(),
+            },
+        });
+        // Read again in a daemon and not snapshotted, the project is still
+        // named by its stamps when none is too fresh to trust.
+        let trusted = !snapshot && Snapshot::racy(&files, self.read_at).is_empty();
+        let stamped = stamped.or(trusted.then_some(key)).map(|key| (key, files));
+        let mut compiled = compiled;
+        if self.parses == SaveParses::Now {
+            compiled.fresh_parses.clear();
         }
-        saving.map(|saving| {
-            saving
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    });
-    saved.transpose()?;
-    tracing::debug!(elapsed = ?started.elapsed(), "caches saved");
-    let stamped = stamped.map(|key| (key, files));
-    let mut compiled = compiled;
-    if parses == SaveParses::Now {
-        compiled.fresh_parses.clear();
+        Ok((project, compiled, stamped))
     }
-    Ok((project, compiled, stamped))
 }
 
 /// Whether [`load`] saves the parse results it computed, or leaves them in
