@@ -2,7 +2,7 @@
 //! bodies of finished runs' records kept ready (a 10k-node run's record is
 //! 2 MB of JSON that never changes once the run has ended).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -66,25 +66,22 @@ pub(crate) fn accepts_gzip(header: &str) -> bool {
 /// The bodies of finished runs' records, the newest [`KEEP_RECORDS`].
 #[derive(Default)]
 pub(crate) struct Records {
-    kept: Mutex<(HashMap<u64, Arc<Body>>, BTreeMap<u64, ()>)>,
+    /// By run id: the first is the oldest.
+    kept: Mutex<BTreeMap<u64, Arc<Body>>>,
 }
 
 impl Records {
     pub(crate) fn get(&self, run: u64) -> Option<Arc<Body>> {
-        self.kept.lock().ok()?.0.get(&run).cloned()
+        self.kept.lock().ok()?.get(&run).cloned()
     }
 
     pub(crate) fn keep(&self, run: u64, body: Arc<Body>) {
         let Ok(mut kept) = self.kept.lock() else {
             return;
         };
-        let (bodies, order) = &mut *kept;
-        bodies.insert(run, body);
-        order.insert(run, ());
-        while order.len() > KEEP_RECORDS {
-            if let Some((oldest, ())) = order.pop_first() {
-                bodies.remove(&oldest);
-            }
+        kept.insert(run, body);
+        while kept.len() > KEEP_RECORDS {
+            kept.pop_first();
         }
     }
 }
