@@ -626,6 +626,26 @@ fn bad_requests_are_clear_4xx_and_the_daemon_keeps_serving() {
             (refused.status, error_code(&refused)),
             (422, "project.parse".into())
         );
+        // Fixed, and a folder's config changed in orbital.toml alone (no
+        // model's text changed): the listing says so, not a kept one.
+        project.write("models/marts/orders.sql", "select order_id from stg_orders");
+        let fixed = client.request("GET", "/v1/project", None).await.unwrap();
+        assert_eq!(fixed.json().unwrap()["diagnostics"], json!([]));
+        let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+        project.write(
+            "orbital.toml",
+            &config.replace("tags = [\"marts\"]", "tags = [\"marts\", \"gold\"]"),
+        );
+        let listing = client.request("GET", "/v1/project", None).await.unwrap();
+        let listing = listing.json().unwrap();
+        assert_eq!(listing["diagnostics"], json!([]), "{listing}");
+        let orders = listing["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "orders")
+            .unwrap();
+        assert_eq!(orders["tags"], json!(["marts", "gold"]), "{orders}");
     });
     assert_eq!(daemon.stop(), 0);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use orbital_engine::{
-    CompileRequest, EngineError, EnvironmentsRequest, ErrorKind, Listing, PlanRequest,
+    CompileRequest, Details, EngineError, EnvironmentsRequest, ErrorKind, Listing, PlanRequest,
     PromoteRequest, RunCommand, RunRequest, Selector,
 };
 use serde::Deserialize;
@@ -145,7 +145,7 @@ async fn answer(
     }
     let query = request.uri().query().unwrap_or("");
     match (method, segments.as_slice()) {
-        (&Method::GET, ["v1", "project"]) => project(daemon).await.map(ok),
+        (&Method::GET, ["v1", "project"]) => project(daemon).await,
         (&Method::GET, ["v1", "models", name]) => model(daemon, name).await.map(ok),
         (&Method::POST, ["v1", "plan"]) => plan(daemon, body).await.map(ok),
         (&Method::POST, ["v1", "runs"]) => {
@@ -331,45 +331,30 @@ async fn plan(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
 
 /// Every node with its edges. While the project does not compile, the
 /// last listing that did, with the errors as diagnostics; 422 if none did.
-async fn project(daemon: &Daemon) -> Result<Value, ApiError> {
+/// The listing's body is kept for the project's version ([`Details`]).
+async fn project(daemon: &Daemon) -> Result<Reply, ApiError> {
     match compile(daemon, Listing::Detailed).await {
         Ok(compiled) => {
-            let dag = &compiled.compiled.dag;
-            let details = compiled.details.as_ref();
-            let nodes: Vec<Value> = compiled
-                .selection
-                .nodes
-                .iter()
-                .map(|&id| {
-                    let mut node = orbital_engine::node_json(dag, id);
-                    let name = dag.nodes[id].name.to_lowercase();
-                    node["fingerprint"] = json!(
-                        details
-                            .and_then(|d| d.fingerprints.as_ref())
-                            .map(|f| f[id].to_string())
-                    );
-                    node["columns"] = json!(details.and_then(|d| d.columns.get(&name)));
-                    node
-                })
-                .collect();
-            let edges: Vec<Value> = compiled
-                .selection
-                .nodes
-                .iter()
-                .flat_map(|&id| {
-                    dag.nodes[id]
-                        .depends_on
-                        .iter()
-                        .map(move |&from| json!([dag.nodes[from].name, dag.nodes[id].name]))
-                })
-                .collect();
-            let listing = json!({ "nodes": nodes, "edges": edges });
+            let version = compiled.details.as_ref().map(|d| d.version);
+            if let Ok(listed) = daemon.listing.lock()
+                && let (Some((kept, body)), Some(version)) = (&*listed, version)
+                && *kept == version
+            {
+                return Ok(Reply::Body(body.clone()));
+            }
+            let listing = listing(&compiled);
             if let Ok(mut last) = daemon.last_good.lock() {
                 *last = Some(listing.clone());
             }
             let mut listing = listing;
             listing["diagnostics"] = json!([]);
-            Ok(listing)
+            let json = serde_json::to_vec(&listing)
+                .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+            let body = Arc::new(crate::body::Body::new(json));
+            if let (Some(version), Ok(mut listed)) = (version, daemon.listing.lock()) {
+                *listed = Some((version, body.clone()));
+            }
+            Ok(Reply::Body(body))
         }
         Err(error) => {
             let last = daemon.last_good.lock().ok().and_then(|l| l.clone());
@@ -377,9 +362,47 @@ async fn project(daemon: &Daemon) -> Result<Value, ApiError> {
                 return Err(ApiError::from(error));
             };
             listing["diagnostics"] = json!([ApiError::from(error).body()["error"]]);
-            Ok(listing)
+            Ok(ok(listing))
         }
     }
+}
+
+/// The nodes and edges of a compiled project.
+fn listing(compiled: &orbital_engine::Compiled) -> Value {
+    let dag = &compiled.compiled.dag;
+    let details = compiled.details.as_deref();
+    let nodes: Vec<Value> = compiled
+        .selection
+        .nodes
+        .iter()
+        .map(|&id| {
+            let mut node = orbital_engine::node_json(dag, id);
+            describe(&mut node, details, id, &dag.nodes[id].name);
+            node
+        })
+        .collect();
+    let edges: Vec<Value> = compiled
+        .selection
+        .nodes
+        .iter()
+        .flat_map(|&id| {
+            dag.nodes[id]
+                .depends_on
+                .iter()
+                .map(move |&from| json!([dag.nodes[from].name, dag.nodes[id].name]))
+        })
+        .collect();
+    json!({ "nodes": nodes, "edges": edges })
+}
+
+/// Adds node `id`'s fingerprint and columns, where known.
+fn describe(node: &mut Value, details: Option<&Details>, id: usize, name: &str) {
+    node["fingerprint"] = json!(
+        details
+            .and_then(|d| d.fingerprints.as_ref())
+            .map(|f| f[id].to_string())
+    );
+    node["columns"] = json!(details.and_then(|d| d.columns.get(&name.to_lowercase())));
 }
 
 /// A turn to compile (see `Daemon::compiles`).
@@ -430,13 +453,7 @@ async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
         .as_model()
         .map(|m| serde_json::to_value(&m.config).unwrap_or(Value::Null))
         .unwrap_or(Value::Null);
-    let details = compiled.details.as_ref();
-    value["fingerprint"] = json!(
-        details
-            .and_then(|d| d.fingerprints.as_ref())
-            .map(|f| f[id].to_string())
-    );
-    value["columns"] = json!(details.and_then(|d| d.columns.get(&name.to_lowercase())));
+    describe(&mut value, compiled.details.as_deref(), id, name);
     value["upstream"] = json!(names(&node.depends_on));
     value["downstream"] = json!(names(&dag.children[id]));
     Ok(value)

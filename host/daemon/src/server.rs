@@ -74,6 +74,8 @@ pub(crate) struct Daemon {
     pub(crate) compiles: tokio::sync::Semaphore,
     /// Finished runs' record bodies, ready to send.
     pub(crate) records: crate::body::Records,
+    /// The last `/v1/project` body and the project version it lists.
+    pub(crate) listing: std::sync::Mutex<Option<(orbital_core::Hash, Arc<crate::body::Body>)>>,
 }
 
 /// Serves the API until `shutdown` fires: then it stops accepting
@@ -106,6 +108,7 @@ pub async fn serve(
         runs: Runs::default(),
         last_good: std::sync::Mutex::new(None),
         records: crate::body::Records::default(),
+        listing: std::sync::Mutex::new(None),
         compiles: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
         ),

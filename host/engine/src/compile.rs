@@ -2,6 +2,7 @@
 //! the warehouse; and the seed checks every loading command makes first.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use orbital_core::{CompiledProject, Dag, NodeId, Project, Selection};
 
@@ -44,10 +45,10 @@ impl Engine {
         )?;
         let details = (request.listing == Listing::Detailed)
             .then(|| {
-                let version = content_version(&target, &macros, &project);
+                let content = content_version(&target, &macros, &project);
                 self.details(
                     root,
-                    version,
+                    content,
                     &project,
                     &compiled,
                     &target,
@@ -74,9 +75,10 @@ impl Engine {
     }
 }
 
-/// What a project's columns are read from: the SQL dialect, the macro
-/// plugins, and the text of its models and seeds (whatever their files'
-/// stamps say, which may be too fresh to trust).
+/// What a project's listing is made from: its config (as loaded), the SQL
+/// dialect, the macro plugins, and each model's, seed's and test's name,
+/// path and text. Read from the files' content, not their stamps, which may
+/// be too fresh to trust.
 fn content_version(
     target: &orbital_core::Target,
     macros: &PluginMacros,
@@ -84,62 +86,70 @@ fn content_version(
 ) -> orbital_core::Hash {
     use orbital_core::macros::SqlMacros;
     let mut hasher = blake3::Hasher::new();
-    hasher.update(target.parser_dialect().as_bytes());
-    hasher.update(&[0]);
-    hasher.update(SqlMacros::identity(macros).as_bytes());
-    hasher.update(&[0]);
+    let mut add = |part: &[u8]| {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    };
+    add(format!("{:?}", project.config).as_bytes());
+    add(target.parser_dialect().as_bytes());
+    add(SqlMacros::identity(macros).as_bytes());
     for model in &project.models {
-        hasher.update(model.name.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(model.sql.as_bytes());
-        hasher.update(&[0]);
+        add(model.name.as_bytes());
+        add(model.path.as_os_str().as_encoded_bytes());
+        add(model.sql.as_bytes());
     }
     for seed in &project.seeds {
-        hasher.update(seed.name.as_bytes());
-        hasher.update(seed.content.to_string().as_bytes());
+        add(seed.name.as_bytes());
+        add(seed.path.as_os_str().as_encoded_bytes());
+        add(&seed.content.0);
+    }
+    for test in &project.tests {
+        add(test.name.as_bytes());
+        add(test.path.as_os_str().as_encoded_bytes());
+        add(test.sql.as_bytes());
     }
     orbital_core::Hash::of(hasher.finalize().as_bytes())
 }
 
 impl Engine {
-    /// [`Details`] of a compiled project. The columns (a parse of every
-    /// model: about a second of CPU at 10k models) are kept for the
-    /// project's `version` ([`content_version`]).
+    /// [`Details`] of a compiled project, kept for its version: its
+    /// content ([`content_version`]) and the plugins' hashes the last run
+    /// learned. The columns are a parse of every model (about a second of
+    /// CPU at 10k models), the fingerprints a hash of every node.
     #[allow(clippy::too_many_arguments)]
     fn details(
         &self,
         root: &Path,
-        version: orbital_core::Hash,
+        content: orbital_core::Hash,
         project: &Project,
         compiled: &CompiledProject,
         target: &orbital_core::Target,
         store: &orbital_cas::Store,
         components: &[orbital_runner::Component],
         macros: &PluginMacros,
-    ) -> Result<Details, EngineError> {
+    ) -> Result<Arc<Details>, EngineError> {
         // The plugins' hashes as the last run learned them: fingerprints
         // without loading any component.
         let set_key = orbital_runner::plugin_set_key(components, target.scheme());
-        let fingerprints = store.plugin_set(&set_key)?.and_then(|plugins| {
+        let plugins = store.plugin_set(&set_key)?;
+        let version = orbital_core::Hash::of(format!("{content} {plugins:?}").as_bytes());
+        if let Some(kept) = self.kept_details(root, &version) {
+            return Ok(kept);
+        }
+        let fingerprints = plugins.and_then(|plugins| {
             orbital_core::fingerprint::fingerprint(project, &compiled.dag, &plugins)
                 .ok()
                 .map(|f| f.full)
         });
-        let columns = match self.kept_columns(root, &version) {
-            Some(columns) => columns,
-            None => {
-                let cache = store.parse_cache()?;
-                let columns = std::sync::Arc::new(orbital_core::catalog::project_columns(
-                    project, target, &cache, macros,
-                ));
-                self.keep_columns(root, version, columns.clone());
-                columns
-            }
-        };
-        Ok(Details {
+        let cache = store.parse_cache()?;
+        let columns = orbital_core::catalog::project_columns(project, target, &cache, macros);
+        let details = Arc::new(Details {
+            version,
             fingerprints,
             columns,
-        })
+        });
+        self.keep_details(root, details.clone());
+        Ok(details)
     }
 }
 

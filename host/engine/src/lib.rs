@@ -85,8 +85,8 @@ struct Shared {
     /// With [`EngineOptions::keep_projects`]: the parse results the last
     /// compiles used.
     parses: std::sync::RwLock<HashMap<orbital_core::Hash, orbital_core::compile::ParsedModel>>,
-    /// Each project's columns, for the version of it they were read from.
-    columns: Mutex<HashMap<PathBuf, (orbital_core::Hash, Arc<request::Columns>)>>,
+    /// With [`EngineOptions::keep_projects`]: each project's last details.
+    details: Mutex<HashMap<PathBuf, Arc<request::Details>>>,
 }
 
 /// One environment of one target of one project: (state folder, target,
@@ -114,7 +114,7 @@ impl Engine {
                 queues: Mutex::default(),
                 projects: Mutex::default(),
                 parses: std::sync::RwLock::default(),
-                columns: Mutex::default(),
+                details: Mutex::default(),
             }),
         }
     }
@@ -127,25 +127,20 @@ impl Engine {
         lock(&self.shared.projects).get(root).cloned()
     }
 
-    pub(crate) fn kept_columns(
+    pub(crate) fn kept_details(
         &self,
         root: &Path,
         version: &orbital_core::Hash,
-    ) -> Option<Arc<request::Columns>> {
-        let kept = lock(&self.shared.columns);
-        kept.get(root)
-            .filter(|(kept, _)| kept == version)
-            .map(|(_, columns)| columns.clone())
+    ) -> Option<Arc<request::Details>> {
+        lock(&self.shared.details)
+            .get(root)
+            .filter(|kept| kept.version == *version)
+            .cloned()
     }
 
-    pub(crate) fn keep_columns(
-        &self,
-        root: &Path,
-        version: orbital_core::Hash,
-        columns: Arc<request::Columns>,
-    ) {
+    pub(crate) fn keep_details(&self, root: &Path, details: Arc<request::Details>) {
         if self.shared.options.keep_projects {
-            lock(&self.shared.columns).insert(root.to_path_buf(), (version, columns));
+            lock(&self.shared.details).insert(root.to_path_buf(), details);
         }
     }
 

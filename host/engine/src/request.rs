@@ -152,7 +152,7 @@ pub struct Compiled {
     pub compiled: CompiledProject,
     pub selection: Selection,
     /// With [`Listing::Detailed`].
-    pub details: Option<Details>,
+    pub details: Option<std::sync::Arc<Details>>,
 }
 
 /// Column names by node name (lowercase).
@@ -160,9 +160,11 @@ pub type Columns = std::collections::HashMap<String, Vec<String>>;
 
 /// What is known of each node without running anything.
 pub struct Details {
+    /// Names these details: equal versions, equal details.
+    pub version: orbital_core::Hash,
     /// Per node id; `None` until the project's plugins have been loaded
     /// once (a fingerprint covers them).
     pub fingerprints: Option<Vec<orbital_core::Hash>>,
     /// Column names by node name (lowercase), where the SQL alone says.
-    pub columns: std::sync::Arc<Columns>,
+    pub columns: Columns,
 }
