@@ -916,21 +916,31 @@ fn pg_scalar(url: &str, sql: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
+/// An empty project whose target is a fresh PostgreSQL database for test
+/// `name` (dropped with the returned guard; `None` where no test server
+/// runs).
+fn postgres_project(name: &str) -> Option<(TestProject, support::backends::PgDatabase)> {
     let Some(support::backends::Backend::Postgres(database)) =
-        support::backends::Backend::postgres("daemon_kill_9")
+        support::backends::Backend::postgres(name)
     else {
-        return;
+        return None;
     };
     let project = TestProject::empty();
     project.write(
         "orbital.toml",
         &format!(
-            "name = \"restart\"\n[targets.dev]\nurl = \"{}\"\n",
+            "name = \"{name}\"\n[targets.dev]\nurl = \"{}\"\n",
             database.url
         ),
     );
+    Some((project, database))
+}
+
+#[test]
+fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
+    let Some((project, database)) = postgres_project("daemon_kill_9") else {
+        return;
+    };
     let table = "-- config: materialized = 'table'\n";
     project.write("models/fast.sql", &format!("{table}select 1 as version"));
     project.write(
@@ -994,19 +1004,9 @@ fn finished<'a>(events: &'a [(String, Value)], node: &str) -> &'a Value {
 
 #[test]
 fn runs_on_two_environments_go_at_once_and_build_what_they_share_once() {
-    let Some(support::backends::Backend::Postgres(database)) =
-        support::backends::Backend::postgres("daemon_two_envs")
-    else {
+    let Some((project, database)) = postgres_project("daemon_two_envs") else {
         return;
     };
-    let project = TestProject::empty();
-    project.write(
-        "orbital.toml",
-        &format!(
-            "name = \"two_envs\"\n[targets.dev]\nurl = \"{}\"\n",
-            database.url
-        ),
-    );
     let table = "-- config: materialized = 'table'\n";
     project.write(
         "models/shared.sql",

@@ -161,8 +161,13 @@ fn endpoint(identity: &Identity, options: &DaemonOptions) -> Result<quinn::Endpo
     };
     let socket = udp_socket(options.listen).map_err(listen_error)?;
     let runtime = Arc::new(quinn::TokioRuntime);
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, runtime)
-        .map_err(listen_error)
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        runtime,
+    )
+    .map_err(listen_error)
 }
 
 /// The buffer size asked of the UDP socket (the system caps it at its
