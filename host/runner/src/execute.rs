@@ -364,7 +364,7 @@ impl Context {
             Ok(Done::BuiltMeanwhile(by)) => {
                 let message = match by {
                     Some(n) => format!("reused: run {n} built it meanwhile"),
-                    None => "reused: another orbital process built it".to_string(),
+                    None => "reused: another run built it (noted in the warehouse)".to_string(),
                 };
                 (Status::Reused, message, None, None)
             }
@@ -545,7 +545,6 @@ impl Context {
 enum Done {
     Built(String, Option<u64>),
     Reused,
-    /// Another run built it while this one waited: run `n` of this
-    /// process, or (`None`) another process.
+    /// Another run built it ([`crate::Claimed::Built`]).
     BuiltMeanwhile(Option<u64>),
 }

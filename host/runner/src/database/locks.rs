@@ -75,8 +75,9 @@ pub enum Claimed {
     /// Build it, then say so with [`Claim::built`] (dropping the claim
     /// says the build failed).
     Build(Claim),
-    /// Another run built it while this one waited: run `by` of this
-    /// process, or (`None`) another process.
+    /// Another run built it: run `by` of this process while this one
+    /// waited, or (`None`) a run the warehouse's `_orbital_builds` noted
+    /// (of another process, or one that ended before recording it).
     Built { by: Option<u64> },
 }
 
@@ -104,6 +105,14 @@ impl RunLock {
                 code: None,
                 transient: false,
             })
+    }
+}
+
+fn cancelled_waiting() -> DbError {
+    DbError {
+        message: "cancelled while waiting for another run's build".into(),
+        code: Some(super::CANCELLED.into()),
+        transient: false,
     }
 }
 
@@ -179,9 +188,9 @@ impl Warehouse {
         }
         if let Backend::Postgres(connections) = &self.backend {
             let key = key(&format!("orbital build\0{}", claim.relation));
-            let noted = self
-                .wait_for(self.lock_build(connections, key, &claim.relation))
-                .await??;
+            // Not through `wait_for`: dropped between the server granting
+            // the lock and the answer arriving, it would leave the lock held.
+            let noted = self.lock_build(connections, key, &claim.relation).await?;
             claim.key = Some(key);
             if noted && reuse {
                 claim.release().await;
@@ -199,11 +208,7 @@ impl Warehouse {
         let mut future = std::pin::pin!(future);
         loop {
             if self.run.interrupt.is_set() {
-                return Err(DbError {
-                    message: "cancelled while waiting for another run's build".into(),
-                    code: Some(super::CANCELLED.into()),
-                    transient: false,
-                });
+                return Err(cancelled_waiting());
             }
             tokio::select! {
                 done = &mut future => return Ok(done),
@@ -213,8 +218,8 @@ impl Warehouse {
     }
 
     /// Takes the advisory lock `key` on the claims connection, trying again
-    /// while another process holds it; says whether `relation` is noted as
-    /// built whole.
+    /// while another process holds it (unless this handle's run is
+    /// cancelled); says whether `relation` is noted as built whole.
     async fn lock_build(
         &self,
         connections: &Connections,
@@ -223,6 +228,9 @@ impl Warehouse {
     ) -> Result<bool, DbError> {
         self.ensure_builds_table().await?;
         loop {
+            if self.run.interrupt.is_set() {
+                return Err(cancelled_waiting());
+            }
             let row = self
                 .on_claims_connection(connections, TAKE_CLAIM, key, relation)
                 .await?;
