@@ -64,7 +64,7 @@ impl Identity {
             )));
         }
         Ok(Self {
-            fingerprint: fingerprint(&certificate),
+            fingerprint: orbital_peer::fingerprint(&certificate),
             certificate_path,
             token_path,
             token,
@@ -72,12 +72,6 @@ impl Identity {
             key,
         })
     }
-}
-
-/// SHA-256 of a certificate's DER, lowercase hex.
-pub fn fingerprint(certificate: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, certificate);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn create(paths: &[PathBuf; 3]) -> Result<(), DaemonError> {
