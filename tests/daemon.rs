@@ -71,6 +71,15 @@ impl Daemon {
             .expect("connect")
     }
 
+    /// SIGTERM, then a new daemon on the same project and identity with
+    /// `flags`.
+    fn restart_with(mut self, project: &TestProject, flags: &[&str]) -> Self {
+        stop(&self.child);
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        Self::start_in(project, data_dir, flags)
+    }
+
     /// SIGTERM, then the exit code.
     fn stop(mut self) -> i32 {
         stop(&self.child);
@@ -1241,4 +1250,94 @@ fn the_cli_through_a_daemon_prints_what_it_prints_locally() {
     assert_eq!(code, 2);
     assert!(err.contains("only locally"), "{err}");
     assert_eq!(daemon.stop(), 0);
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn peer_entry(name: &str, port: u16, sha256: &str) -> String {
+    format!("[[peer]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\nsha256 = \"{sha256}\"\n")
+}
+
+#[test]
+fn daemons_that_list_each_other_connect_and_a_wrong_key_is_refused() {
+    let (project_a, project_b) = (TestProject::jaffle_shop(), TestProject::jaffle_shop());
+    // First starts make each daemon's identity; peers pin them.
+    let (a, b) = (Daemon::start(&project_a), Daemon::start(&project_b));
+    let (port_a, port_b, nobody) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let impostor = "ab".repeat(32);
+    std::fs::write(
+        a.data_dir.path().join("peers.toml"),
+        peer_entry("b", port_b, &b.fingerprint)
+            + &peer_entry("impostor", port_b, &impostor)
+            + &peer_entry("gone", nobody, &b.fingerprint),
+    )
+    .unwrap();
+    std::fs::write(
+        b.data_dir.path().join("peers.toml"),
+        peer_entry("a", port_a, &a.fingerprint),
+    )
+    .unwrap();
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    let a = a.restart_with(&project_a, &["--peer-listen", &listen(port_a)]);
+    let b = b.restart_with(&project_b, &["--peer-listen", &listen(port_b)]);
+    runtime().block_on(async {
+        let mut client = a.client().await;
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        assert_eq!(peers.status, 200);
+        let peers = peers.json().unwrap();
+        let peer = |name: &str| -> Value {
+            peers["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let b_seen = peer("b");
+        assert_eq!(b_seen["connected"], true, "{b_seen}");
+        assert_eq!(b_seen["protocol_versions"], json!([1, 1]));
+        assert!(b_seen["rtt_ms"].as_f64().is_some(), "{b_seen}");
+        assert!(b_seen["last_contact"].is_string(), "{b_seen}");
+        let impostor_seen = peer("impostor");
+        assert_eq!(impostor_seen["connected"], false);
+        let error = impostor_seen["error"].as_str().unwrap();
+        assert!(error.contains("not the one pinned"), "{error}");
+        let gone = peer("gone");
+        assert_eq!(
+            (gone["connected"].clone(), gone["last_contact"].clone()),
+            (json!(false), Value::Null)
+        );
+        // And the other way round.
+        let mut client = b.client().await;
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        assert_eq!(peers.json().unwrap()["peers"][0]["connected"], true);
+    });
+    assert_eq!(a.stop(), 0);
+    assert_eq!(b.stop(), 0);
+
+    // A peers.toml that does not parse stops the daemon before it listens.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("peers.toml"), "[[peer]]\nname = 3\n").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["daemon", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(broken.path())
+        .arg("--project")
+        .arg(project_a.path())
+        .output()
+        .unwrap();
+    assert_ne!(refused.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("peers.toml"), "{stderr}");
+    // `orbital peers` asks a daemon.
+    let local = project_a.orbital(&["peers"]);
+    assert_eq!(local.code(), 2, "{}", local.stderr());
+    assert!(local.stderr().contains("--remote"), "{}", local.stderr());
 }

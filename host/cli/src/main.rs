@@ -144,7 +144,14 @@ enum Command {
         /// The largest request body the daemon reads.
         #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
         max_body: usize,
+        /// Serve the peers listed in <data-dir>/peers.toml here (QUIC with
+        /// mutual TLS; docs/peering.md).
+        #[arg(long, value_name = "ADDR")]
+        peer_listen: Option<std::net::SocketAddr>,
     },
+    /// Show the daemon's peers: connected or not, round trip, protocol
+    /// (through a daemon: --remote).
+    Peers,
     /// List past runs with their status and per-node status, timing and
     /// fingerprints; or one run by its id.
     Runs {
@@ -312,6 +319,9 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin::command(engine, cli, command, output).await,
+        Command::Peers => Err(Failure::Usage(
+            "`orbital peers` asks a daemon: give --remote NAME (or set ORBITAL_REMOTE)".into(),
+        )),
         Command::Login {
             url,
             token_file,
@@ -323,9 +333,17 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
             data_dir,
             grace,
             max_body,
+            peer_listen,
         } => {
             let limits = (std::time::Duration::from_secs(*grace), *max_body);
-            daemon(engine, cli, *listen, data_dir.clone(), limits).await
+            daemon(
+                engine,
+                cli,
+                (*listen, *peer_listen),
+                data_dir.clone(),
+                limits,
+            )
+            .await
         }
     }
 }
@@ -334,7 +352,7 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
 async fn daemon(
     engine: &Engine,
     cli: &Cli,
-    listen: std::net::SocketAddr,
+    (listen, peer_listen): (std::net::SocketAddr, Option<std::net::SocketAddr>),
     data_dir: Option<PathBuf>,
     (grace, max_body): (std::time::Duration, usize),
 ) -> Result<ExitCode, Failure> {
@@ -346,6 +364,7 @@ async fn daemon(
     let mut options = orbital_daemon::DaemonOptions::new(cli.project.clone(), listen, data_dir);
     options.grace = grace;
     options.max_body = max_body;
+    options.peer_listen = peer_listen;
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone())?;
     let json = cli.json;
@@ -358,6 +377,7 @@ async fn daemon(
                 "{}",
                 serde_json::json!({
                     "listening": bound.addr.to_string(),
+                    "peering": bound.peer_addr.map(|a| a.to_string()),
                     "certificate": bound.certificate_path.display().to_string(),
                     "certificate_sha256": bound.fingerprint,
                     "token_file": bound.token_path.display().to_string(),
@@ -366,11 +386,15 @@ async fn daemon(
         } else {
             writeln!(
                 out,
-                "orbital daemon listening on https://{} (HTTP/3)\ncertificate: {} (sha256 {})\ntoken: {}",
+                "orbital daemon listening on https://{} (HTTP/3)\ncertificate: {} (sha256 {})\ntoken: {}{}",
                 bound.addr,
                 bound.certificate_path.display(),
                 bound.fingerprint,
-                bound.token_path.display()
+                bound.token_path.display(),
+                bound
+                    .peer_addr
+                    .map(|a| format!("\npeers: {a} (QUIC)"))
+                    .unwrap_or_default()
             )
         };
         let _ = out.flush();

@@ -273,9 +273,44 @@ pub(crate) async fn command(cli: &Cli, name: &str, output: &Output) -> Result<Ex
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Peers => {
+            let peers = check(client.request("GET", "/v1/peers", None).await)?;
+            if !json_or(&peers) {
+                print_peers(&peers["peers"]);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         _ => Err(Failure::Usage(
-            "this command runs only locally: drop --remote (through a daemon: plan, run, build, seed, test, ls, runs, promote, plugin install)".into(),
+            "this command runs only locally: drop --remote (through a daemon: plan, run, build, seed, test, ls, runs, promote, plugin install, peers)".into(),
         )),
+    }
+}
+
+/// One line per peer: name, address, and connected (round trip,
+/// protocol) or why not.
+fn print_peers(peers: &Value) {
+    let peers = peers.as_array().map(Vec::as_slice).unwrap_or_default();
+    if peers.is_empty() {
+        println!("No peers: list them in the daemon's peers.toml (docs/peering.md).");
+    }
+    for peer in peers {
+        let name = peer["name"].as_str().unwrap_or("");
+        let address = peer["address"].as_str().unwrap_or("");
+        let state = if peer["connected"] == true {
+            format!(
+                "connected, rtt {:.1} ms, protocol {}-{}",
+                peer["rtt_ms"].as_f64().unwrap_or(0.0),
+                peer["protocol_versions"][0],
+                peer["protocol_versions"][1]
+            )
+        } else {
+            format!(
+                "not connected: {}",
+                peer["error"].as_str().unwrap_or("unknown")
+            )
+        };
+        let last = peer["last_contact"].as_str().unwrap_or("never");
+        println!("{name}  {address}  {state}  (last contact: {last})");
     }
 }
 

@@ -168,6 +168,7 @@ async fn answer(
         (&Method::POST, ["v1", "environments", to, "promote"]) => {
             promote(daemon, to, body).await.map(ok)
         }
+        (&Method::GET, ["v1", "peers"]) => Ok(ok(json!({ "peers": daemon.peers.status().await }))),
         (&Method::GET, ["v1", "plugins"]) => plugins(daemon).await.map(ok),
         (&Method::POST, ["v1", "plugins"]) => {
             let installed = install(daemon, body).await?;
@@ -201,7 +202,7 @@ fn known(segments: &[&str]) -> bool {
         segments,
         [
             "v1",
-            "health" | "project" | "plan" | "runs" | "environments" | "plugins"
+            "health" | "project" | "plan" | "runs" | "environments" | "plugins" | "peers"
         ] | ["v1", "models" | "environments" | "objects", _]
             | ["v1", "environments", _, "promote"]
             | ["v1", "runs", _]

@@ -34,6 +34,8 @@ pub struct DaemonOptions {
     /// How long running runs may go on after a shutdown signal before they
     /// are cancelled.
     pub grace: Duration,
+    /// Where it serves its peers (those of `<data_dir>/peers.toml`), if at all.
+    pub peer_listen: Option<SocketAddr>,
 }
 
 impl DaemonOptions {
@@ -47,6 +49,7 @@ impl DaemonOptions {
             max_streams: 128,
             idle_timeout: Duration::from_secs(60),
             grace: Duration::from_secs(30),
+            peer_listen: None,
         }
     }
 }
@@ -55,6 +58,8 @@ impl DaemonOptions {
 #[derive(Debug, Clone)]
 pub struct Bound {
     pub addr: SocketAddr,
+    /// Where peers reach it (`--peer-listen`).
+    pub peer_addr: Option<SocketAddr>,
     pub fingerprint: String,
     pub certificate_path: PathBuf,
     pub token_path: PathBuf,
@@ -63,6 +68,7 @@ pub struct Bound {
 /// What every request handler shares.
 pub(crate) struct Daemon {
     pub(crate) engine: Engine,
+    pub(crate) peers: crate::peers::Peers,
     pub(crate) options: DaemonOptions,
     pub(crate) token: String,
     pub(crate) runs: Runs,
@@ -89,6 +95,7 @@ pub async fn serve(
     bound: impl FnOnce(&Bound),
 ) -> Result<(), DaemonError> {
     let identity = Identity::load_or_create(&options.data_dir)?;
+    let peer_list = crate::peers::load(&options.data_dir)?;
     let endpoint = endpoint(&identity, &options)?;
     let addr = endpoint
         .local_addr()
@@ -96,13 +103,27 @@ pub async fn serve(
             addr: options.listen,
             source,
         })?;
+    let store = engine
+        .project_store(&options.project)
+        .map_err(|e| DaemonError::Identity(e.to_string()))?;
+    let peers = crate::peers::Peers::start(
+        peer_list,
+        orbital_peer::Identity {
+            certificate: identity.certificate.clone(),
+            key: identity.key.clone_key(),
+        },
+        options.peer_listen,
+        store,
+    )?;
     bound(&Bound {
         addr,
+        peer_addr: peers.local_addr(),
         fingerprint: identity.fingerprint.clone(),
         certificate_path: identity.certificate_path.clone(),
         token_path: identity.token_path.clone(),
     });
     let daemon = Arc::new(Daemon {
+        peers,
         engine,
         token: identity.token.clone(),
         runs: Runs::default(),
@@ -129,6 +150,7 @@ pub async fn serve(
         });
     }
     daemon.runs.refuse_new();
+    daemon.peers.close();
     daemon.runs.finish(daemon.options.grace).await;
     endpoint.close(quinn::VarInt::from_u32(0), b"daemon stopping");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;

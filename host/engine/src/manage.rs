@@ -407,8 +407,9 @@ impl Engine {
         Ok(self.project_store(root)?.run(id)?)
     }
 
-    /// The state store of the project at `root`.
-    pub(crate) fn project_store(
+    /// The state store of the project at `root` (what the daemon serves
+    /// its peers from).
+    pub fn project_store(
         &self,
         root: &Path,
     ) -> Result<std::sync::Arc<orbital_cas::Store>, EngineError> {

@@ -21,4 +21,4 @@ mod wire;
 pub use error::PeerError;
 pub use node::{Limits, Objects, PeerClient, Server};
 pub use tls::{Identity, fingerprint, pinned_server};
-pub use wire::{PROTOCOL_VERSIONS, STORE_FORMAT};
+pub use wire::{Hello, PROTOCOL_VERSIONS, STORE_FORMAT};

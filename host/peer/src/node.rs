@@ -384,6 +384,11 @@ impl PeerClient {
             .map_err(|refused| self.broke(refused.code, refused.message))
     }
 
+    /// The connection's current round-trip time estimate.
+    pub fn rtt(&self) -> std::time::Duration {
+        self.connection.rtt()
+    }
+
     /// Whether the connection is still open.
     pub fn is_open(&self) -> bool {
         self.connection.close_reason().is_none()

@@ -1,0 +1,175 @@
+//! The daemon's peers: the list in `<data-dir>/peers.toml`, the peer
+//! endpoint it serves them on (`--peer-listen`), and what `/v1/peers` says
+//! of each, checked live.
+//!
+//! ```toml
+//! [[peer]]
+//! name = "ci"
+//! address = "10.0.0.7:7400"
+//! sha256 = "<the peer's certificate SHA-256, as its daemon prints it>"
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::DaemonError;
+
+/// How long a status check waits for a peer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersFile {
+    #[serde(default)]
+    peer: Vec<Peer>,
+}
+
+/// One peer of the list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Peer {
+    name: String,
+    address: SocketAddr,
+    sha256: String,
+}
+
+/// The peers and what the daemon last heard from each.
+pub(crate) struct Peers {
+    list: Vec<Peer>,
+    identity: orbital_peer::Identity,
+    /// Per peer (in list order): when it last answered a hello.
+    last_contact: Mutex<Vec<Option<SystemTime>>>,
+    server: Option<orbital_peer::Server>,
+}
+
+/// Reads `<data_dir>/peers.toml` (no file: no peers). A file that does not
+/// parse, names a peer twice, or gives a hash that is not 64 hex digits is
+/// an error naming the file (and line and column where toml has them).
+pub(crate) fn load(data_dir: &Path) -> Result<Vec<Peer>, DaemonError> {
+    let path = data_dir.join("peers.toml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(DaemonError::File { path, source }),
+    };
+    let bad = |message: String| DaemonError::Identity(format!("{}: {message}", path.display()));
+    let file: PeersFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let mut names = BTreeSet::new();
+    for peer in &file.peer {
+        if !names.insert(peer.name.as_str()) {
+            return Err(bad(format!("peer `{}` is listed twice", peer.name)));
+        }
+        let hex = peer.sha256.len() == 64 && peer.sha256.chars().all(|c| c.is_ascii_hexdigit());
+        if !hex {
+            return Err(bad(format!(
+                "peer `{}`: sha256 must be 64 hex digits (the certificate SHA-256 its daemon prints)",
+                peer.name
+            )));
+        }
+    }
+    Ok(file.peer)
+}
+
+impl Peers {
+    /// The peers of `data_dir`, served on `listen` (when given) from `objects`.
+    pub(crate) fn start(
+        list: Vec<Peer>,
+        identity: orbital_peer::Identity,
+        listen: Option<SocketAddr>,
+        objects: Arc<dyn orbital_peer::Objects>,
+    ) -> Result<Self, DaemonError> {
+        let allowed = list.iter().map(|p| p.sha256.to_ascii_lowercase()).collect();
+        let server = listen
+            .map(|addr| {
+                orbital_peer::Server::start(
+                    &identity,
+                    addr,
+                    allowed,
+                    objects,
+                    orbital_peer::Limits::default(),
+                )
+                .map_err(|e| DaemonError::Tls(e.to_string()))
+            })
+            .transpose()?;
+        Ok(Self {
+            last_contact: Mutex::new(vec![None; list.len()]),
+            list,
+            identity,
+            server,
+        })
+    }
+
+    /// Where peers reach this daemon, if it serves them.
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    pub(crate) fn close(&self) {
+        if let Some(server) = &self.server {
+            server.close();
+        }
+    }
+
+    /// Each peer, checked now: connected or not (and why not), round-trip
+    /// time, the protocol versions and store format it speaks, and when it
+    /// last answered.
+    pub(crate) async fn status(&self) -> Vec<Value> {
+        let checks = self.list.iter().map(|peer| self.check(peer));
+        let results = futures::future::join_all(checks).await;
+        let mut contacts = self
+            .last_contact
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.list
+            .iter()
+            .zip(results)
+            .enumerate()
+            .map(|(i, (peer, result))| {
+                let mut status = json!({
+                    "name": peer.name,
+                    "address": peer.address.to_string(),
+                    "sha256": peer.sha256,
+                    "connected": result.is_ok(),
+                });
+                match result {
+                    Ok((hello, rtt)) => {
+                        contacts[i] = Some(SystemTime::now());
+                        status["rtt_ms"] = json!(rtt.as_secs_f64() * 1000.0);
+                        status["protocol_versions"] = json!([hello.versions.0, hello.versions.1]);
+                        status["store_format"] = json!(hello.store_format);
+                        status["error"] = Value::Null;
+                    }
+                    Err(error) => status["error"] = json!(error),
+                }
+                status["last_contact"] =
+                    json!(contacts[i].map(|t| humantime::format_rfc3339_seconds(t).to_string()));
+                status
+            })
+            .collect()
+    }
+
+    /// Connects to `peer` and exchanges hellos.
+    async fn check(&self, peer: &Peer) -> Result<(orbital_peer::Hello, Duration), String> {
+        let connecting = orbital_peer::PeerClient::connect(
+            &self.identity,
+            peer.address,
+            &peer.sha256,
+            orbital_peer::Limits::default(),
+        );
+        match tokio::time::timeout(CHECK_TIMEOUT, connecting).await {
+            Ok(Ok(client)) => {
+                let answer = (client.hello.clone(), client.rtt());
+                client.close().await;
+                Ok(answer)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+        }
+    }
+}
