@@ -1266,7 +1266,7 @@ fn peer_entry(name: &str, port: u16, sha256: &str) -> String {
 }
 
 #[test]
-fn daemons_that_list_each_other_connect_and_a_wrong_key_is_refused() {
+fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong_key() {
     let (project_a, project_b) = (TestProject::jaffle_shop(), TestProject::jaffle_shop());
     // First starts make each daemon's identity; peers pin them.
     let (a, b) = (Daemon::start(&project_a), Daemon::start(&project_b));
@@ -1315,10 +1315,60 @@ fn daemons_that_list_each_other_connect_and_a_wrong_key_is_refused() {
             (gone["connected"].clone(), gone["last_contact"].clone()),
             (json!(false), Value::Null)
         );
-        // And the other way round.
+        // A plugin installed on A only...
+        let component =
+            std::fs::read(orbital_bundle::test_component("orbital-test-range-tests")).unwrap();
+        let installed = client
+            .request_with("POST", "/v1/plugins", Some(component), &[])
+            .await
+            .unwrap();
+        assert_eq!(installed.status, 201);
+        let hash = installed.json().unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // ...that B's project names by hash and uses (a generic test it provides).
+        let config = std::fs::read_to_string(project_b.path().join("orbital.toml")).unwrap();
+        project_b.write(
+            "orbital.toml",
+            &config.replace(
+                "components = [\"plugins/jaffle_macros.wasm\"]",
+                // `hash` reads `blake3:<hex>`, as orbital.toml names it.
+                &format!("components = [\"plugins/jaffle_macros.wasm\", \"{hash}\"]"),
+            ),
+        );
+        let orders =
+            std::fs::read_to_string(project_b.path().join("models/marts/orders.sql")).unwrap();
+        project_b.write(
+            "models/marts/orders.sql",
+            &format!("-- config: tests.amount = ['is_positive']\n{orders}"),
+        );
         let mut client = b.client().await;
         let peers = client.request("GET", "/v1/peers", None).await.unwrap();
         assert_eq!(peers.json().unwrap()["peers"][0]["connected"], true);
+        // B fetched it from A over QUIC (checked against its hash) and uses it.
+        let listing = client.request("GET", "/v1/project", None).await.unwrap();
+        assert_eq!(
+            listing.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&listing.body)
+        );
+        let listing = listing.json().unwrap();
+        assert_eq!(listing["diagnostics"], json!([]), "{listing}");
+        assert!(
+            listing["nodes"].as_array().unwrap().iter().any(|n| n["kind"] == "test"
+                && n["name"].as_str().unwrap().contains("is_positive")),
+            "{listing}"
+        );
+        let plugins = client.request("GET", "/v1/plugins", None).await.unwrap();
+        assert!(
+            plugins.json().unwrap()["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["hash"] == hash.as_str()),
+        );
     });
     assert_eq!(a.stop(), 0);
     assert_eq!(b.stop(), 0);

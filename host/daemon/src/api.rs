@@ -143,6 +143,15 @@ async fn answer(
     if !authorized(request, &daemon.token) {
         return Err(ApiError::unauthorized());
     }
+    // Components the project names by hash and only a peer has.
+    if daemon.peers.any()
+        && let Ok(store) = daemon.engine.project_store(&daemon.options.project)
+    {
+        daemon
+            .peers
+            .fetch_plugins(&daemon.options.project, &store)
+            .await;
+    }
     let query = request.uri().query().unwrap_or("");
     match (method, segments.as_slice()) {
         (&Method::GET, ["v1", "project"]) => project(daemon).await,

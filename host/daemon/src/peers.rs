@@ -105,6 +105,11 @@ impl Peers {
         })
     }
 
+    /// Whether any peer is listed.
+    pub(crate) fn any(&self) -> bool {
+        !self.list.is_empty()
+    }
+
     /// Where peers reach this daemon, if it serves them.
     pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
         self.server.as_ref().and_then(|s| s.local_addr().ok())
@@ -152,6 +157,74 @@ impl Peers {
                 status
             })
             .collect()
+    }
+
+    /// Fetches the plugin components `orbital.toml` names by hash
+    /// (`blake3:<hash>`) that the project's store lacks from the peers that
+    /// have them, each checked against its hash, and installs them. Returns
+    /// how many came; what no peer has is left for the engine to report.
+    pub(crate) async fn fetch_plugins(&self, project: &Path, store: &orbital_cas::Store) -> usize {
+        let Ok(config) = orbital_core::ProjectConfig::load(project) else {
+            // The engine reports a project that does not load.
+            return 0;
+        };
+        let mut lacking: Vec<orbital_core::Hash> = config
+            .plugins
+            .components
+            .iter()
+            .filter_map(|c| match c {
+                orbital_core::ComponentRef::Installed(hash) => Some(*hash),
+                orbital_core::ComponentRef::Path(_) => None,
+            })
+            .filter(|hash| matches!(store.plugin(hash), Ok(None)))
+            .collect();
+        let mut fetched = 0;
+        for peer in &self.list {
+            if lacking.is_empty() {
+                break;
+            }
+            match self.fetch_from(peer, &lacking).await {
+                Ok(components) => {
+                    let installed = store.write(|w| {
+                        for (_, bytes) in &components {
+                            w.put_plugin(bytes)?;
+                        }
+                        Ok(())
+                    });
+                    match installed {
+                        Ok(()) => {
+                            fetched += components.len();
+                            lacking.retain(|h| components.iter().all(|(got, _)| got != h));
+                        }
+                        Err(e) => {
+                            tracing::warn!("cannot install plugins from peer {}: {e}", peer.name)
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("peer {}: {e}", peer.name),
+            }
+        }
+        fetched
+    }
+
+    async fn fetch_from(
+        &self,
+        peer: &Peer,
+        hashes: &[orbital_core::Hash],
+    ) -> Result<Vec<(orbital_core::Hash, Vec<u8>)>, String> {
+        let connecting = orbital_peer::PeerClient::connect(
+            &self.identity,
+            peer.address,
+            &peer.sha256,
+            orbital_peer::Limits::default(),
+        );
+        let client = tokio::time::timeout(CHECK_TIMEOUT, connecting)
+            .await
+            .map_err(|_| format!("no answer within {} s", CHECK_TIMEOUT.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        let fetched = client.fetch(hashes).await.map_err(|e| e.to_string());
+        client.close().await;
+        fetched
     }
 
     /// Connects to `peer` and exchanges hellos.

@@ -35,9 +35,14 @@ pub trait Objects: Send + Sync + 'static {
     fn object(&self, hash: &Hash) -> Result<Option<Vec<u8>>, PeerError>;
 }
 
+/// A store serves its objects and its installed plugin components, both
+/// named by the blake3 hash of their bytes.
 impl Objects for orbital_cas::Store {
     fn object(&self, hash: &Hash) -> Result<Option<Vec<u8>>, PeerError> {
-        Ok(orbital_cas::Store::object(self, hash)?)
+        match orbital_cas::Store::object(self, hash)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Ok(self.plugin(hash)?),
+        }
     }
 }
 
