@@ -23,6 +23,9 @@ use crate::error::DaemonError;
 /// How long a status check waits for a peer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a component no peer had is not asked for again.
+const RETRY_MISSING: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeersFile {
@@ -45,6 +48,9 @@ pub(crate) struct Peers {
     identity: orbital_peer::Identity,
     /// Per peer (in list order): when it last answered a hello.
     last_contact: Mutex<Vec<Option<SystemTime>>>,
+    /// Components asked of every peer in vain, and when: not asked again
+    /// for [`RETRY_MISSING`], so requests do not wait on peers each time.
+    asked: Mutex<std::collections::HashMap<orbital_core::Hash, std::time::Instant>>,
     server: Option<orbital_peer::Server>,
 }
 
@@ -99,6 +105,7 @@ impl Peers {
             .transpose()?;
         Ok(Self {
             last_contact: Mutex::new(vec![None; list.len()]),
+            asked: Mutex::default(),
             list,
             identity,
             server,
@@ -178,6 +185,16 @@ impl Peers {
             })
             .filter(|hash| matches!(store.plugin(hash), Ok(None)))
             .collect();
+        {
+            let asked = self
+                .asked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            lacking.retain(|h| asked.get(h).is_none_or(|at| at.elapsed() > RETRY_MISSING));
+        }
+        if lacking.is_empty() {
+            return 0;
+        }
         let mut fetched = 0;
         for peer in &self.list {
             if lacking.is_empty() {
@@ -204,6 +221,13 @@ impl Peers {
                 Err(e) => tracing::warn!("peer {}: {e}", peer.name),
             }
         }
+        let now = std::time::Instant::now();
+        let mut asked = self
+            .asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        asked.retain(|_, at| at.elapsed() <= RETRY_MISSING);
+        asked.extend(lacking.into_iter().map(|h| (h, now)));
         fetched
     }
 
