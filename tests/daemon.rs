@@ -1361,6 +1361,15 @@ fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong
                 && n["name"].as_str().unwrap().contains("is_positive")),
             "{listing}"
         );
+        // What came from A is counted against it.
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        let received = peers.json().unwrap()["peers"][0]["received"].clone();
+        assert_eq!(
+            (&received["objects"], &received["rejected"]),
+            (&json!(1), &json!(0)),
+            "{received}"
+        );
+        assert!(received["bytes"].as_u64().unwrap() > 1000, "{received}");
         let plugins = client.request("GET", "/v1/plugins", None).await.unwrap();
         assert!(
             plugins.json().unwrap()["plugins"]

@@ -42,12 +42,42 @@ pub(crate) struct Peer {
     sha256: String,
 }
 
+/// What came from one peer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Exchanged {
+    objects: u64,
+    bytes: u64,
+    /// Answers refused because an object did not match its hash.
+    rejected: u64,
+}
+
+type Fetched = Vec<(orbital_core::Hash, Vec<u8>)>;
+
+/// Why a fetch from a peer came to nothing.
+#[derive(Debug)]
+enum FetchError {
+    Peer(orbital_peer::PeerError),
+    Silent,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Peer(e) => e.fmt(f),
+            FetchError::Silent => write!(f, "no answer within {} s", CHECK_TIMEOUT.as_secs()),
+        }
+    }
+}
+
 /// The peers and what the daemon last heard from each.
 pub(crate) struct Peers {
     list: Vec<Peer>,
     identity: orbital_peer::Identity,
     /// Per peer (in list order): when it last answered a hello.
     last_contact: Mutex<Vec<Option<SystemTime>>>,
+    /// Per peer (in list order): what came from it since this daemon
+    /// started.
+    exchanged: Mutex<Vec<Exchanged>>,
     /// Components asked of every peer in vain, and when: not asked again
     /// for [`RETRY_MISSING`], so requests do not wait on peers each time.
     asked: Mutex<std::collections::HashMap<orbital_core::Hash, std::time::Instant>>,
@@ -105,6 +135,7 @@ impl Peers {
             .transpose()?;
         Ok(Self {
             last_contact: Mutex::new(vec![None; list.len()]),
+            exchanged: Mutex::new(vec![Exchanged::default(); list.len()]),
             asked: Mutex::default(),
             list,
             identity,
@@ -138,6 +169,11 @@ impl Peers {
             .last_contact
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let exchanged = self
+            .exchanged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         self.list
             .iter()
             .zip(results)
@@ -161,6 +197,11 @@ impl Peers {
                 }
                 status["last_contact"] =
                     json!(contacts[i].map(|t| humantime::format_rfc3339_seconds(t).to_string()));
+                status["received"] = json!({
+                    "objects": exchanged[i].objects,
+                    "bytes": exchanged[i].bytes,
+                    "rejected": exchanged[i].rejected,
+                });
                 status
             })
             .collect()
@@ -196,11 +237,13 @@ impl Peers {
             return 0;
         }
         let mut fetched = 0;
-        for peer in &self.list {
+        for (i, peer) in self.list.iter().enumerate() {
             if lacking.is_empty() {
                 break;
             }
-            match self.fetch_from(peer, &lacking).await {
+            let answer = self.fetch_from(peer, &lacking).await;
+            self.count(i, &answer);
+            match answer {
                 Ok(components) => {
                     let installed = store.write(|w| {
                         for (_, bytes) in &components {
@@ -231,11 +274,29 @@ impl Peers {
         fetched
     }
 
+    /// Counts what came from peer `i`, or that it sent an object that did
+    /// not match its hash.
+    fn count(&self, i: usize, answer: &Result<Fetched, FetchError>) {
+        let mut exchanged = self
+            .exchanged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = &mut exchanged[i];
+        match answer {
+            Ok(objects) => {
+                counts.objects += objects.len() as u64;
+                counts.bytes += objects.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            }
+            Err(FetchError::Peer(orbital_peer::PeerError::Corrupt { .. })) => counts.rejected += 1,
+            Err(_) => {}
+        }
+    }
+
     async fn fetch_from(
         &self,
         peer: &Peer,
         hashes: &[orbital_core::Hash],
-    ) -> Result<Vec<(orbital_core::Hash, Vec<u8>)>, String> {
+    ) -> Result<Fetched, FetchError> {
         let connecting = orbital_peer::PeerClient::connect(
             &self.identity,
             peer.address,
@@ -244,9 +305,9 @@ impl Peers {
         );
         let client = tokio::time::timeout(CHECK_TIMEOUT, connecting)
             .await
-            .map_err(|_| format!("no answer within {} s", CHECK_TIMEOUT.as_secs()))?
-            .map_err(|e| e.to_string())?;
-        let fetched = client.fetch(hashes).await.map_err(|e| e.to_string());
+            .map_err(|_| FetchError::Silent)?
+            .map_err(FetchError::Peer)?;
+        let fetched = client.fetch(hashes).await.map_err(FetchError::Peer);
         client.close().await;
         fetched
     }
