@@ -84,6 +84,27 @@ def build(session, base):
     return run
 
 
+def edit_to_plan(session, base, project, edits=5):
+    """Edits one model `edits` times, each followed by a timed `POST /v1/plan`;
+    the ms each took. The model is left as it was."""
+    model = next(os.path.join(root, f) for root, _, files in
+                 sorted(os.walk(os.path.join(project, "models"))) for f in sorted(files))
+    original = open(model).read()
+    latencies = []
+    try:
+        for _ in range(edits):
+            with open(model, "w") as f:
+                f.write(original.rstrip() + f"\n-- edit {time.time()}\n")
+            started = time.perf_counter()
+            answer = session.post(base + "/v1/plan", json={}, timeout=600)
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert answer.status_code == 200, answer.text[:300]
+    finally:
+        with open(model, "w") as f:
+            f.write(original)
+    return latencies
+
+
 def main():
     orbital, oha_bin, bench_state, jaffle = sys.argv[1:5]
     scratch = tempfile.mkdtemp(prefix="orbital-daemon-bench-")
@@ -114,16 +135,7 @@ def main():
                           f"{p99:.1f} | {errors} | {rss_mib(child.pid):,.0f} |", flush=True)
             if name == "10k models":
                 session.post(base + "/v1/plan", json={}, timeout=600)
-                model = next(os.path.join(root, f) for root, _, files in
-                             os.walk(os.path.join(project, "models")) for f in files)
-                original = open(model).read()
-                for i in range(5):
-                    with open(model, "w") as f:
-                        f.write(original.rstrip() + f"\n-- edit {i}\n")
-                    started = time.perf_counter()
-                    answer = session.post(base + "/v1/plan", json={}, timeout=600)
-                    latencies.append((time.perf_counter() - started) * 1000)
-                    assert answer.status_code == 200, answer.text[:300]
+                latencies += edit_to_plan(session, base, project)
         finally:
             child.terminate()
             child.wait()

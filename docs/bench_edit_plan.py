@@ -30,19 +30,7 @@ def measure(orbital, project, data):
             started = time.perf_counter()
             assert session.get(base + "/v1/project", timeout=600).status_code == 200
             listing.append((time.perf_counter() - started) * 1000)
-        model = next(os.path.join(root, f) for root, _, files in
-                     sorted(os.walk(os.path.join(project, "models"))) for f in sorted(files))
-        original = open(model).read()
-        plans = []
-        for _ in range(5):
-            with open(model, "w") as f:
-                f.write(original.rstrip() + f"\n-- edit {time.time()}\n")
-            started = time.perf_counter()
-            answer = session.post(base + "/v1/plan", json={}, timeout=600)
-            plans.append((time.perf_counter() - started) * 1000)
-            assert answer.status_code == 200, answer.text[:300]
-        with open(model, "w") as f:
-            f.write(original)
+        plans = bench_daemon.edit_to_plan(session, base, project)
         return listing, plans
     finally:
         child.terminate()

@@ -1130,52 +1130,35 @@ fn the_cli_through_a_daemon_prints_what_it_prints_locally() {
             String::from_utf8_lossy(&output.stderr).to_string(),
         )
     };
-    // An empty token file is refused before anything is sent.
-    let empty = served.path().join("empty-token");
-    std::fs::write(&empty, "\n").unwrap();
-    let (code, _, err) = orbital(
-        &served,
-        &[
+    // `orbital login URL --token-file F --cert-sha256 HASH [--name team]`.
+    let login = |token_file: &std::path::Path, sha256: &str, name: Option<&str>| {
+        let token_file = token_file.to_str().unwrap();
+        let mut args = vec![
             "login",
             &url,
             "--token-file",
-            empty.to_str().unwrap(),
+            token_file,
             "--cert-sha256",
-            &daemon.fingerprint,
-        ],
-    );
+            sha256,
+        ];
+        if let Some(name) = name {
+            args.extend(["--name", name]);
+        }
+        orbital(&served, &args)
+    };
+    // An empty token file is refused before anything is sent.
+    let empty = served.path().join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let (code, _, err) = login(&empty, &daemon.fingerprint, None);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is empty"), "{err}");
     assert!(!config.path().join("remotes.toml").exists());
     // A wrong pin is refused, and nothing is saved.
-    let wrong = "0".repeat(64);
-    let (code, _, err) = orbital(
-        &served,
-        &[
-            "login",
-            &url,
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--cert-sha256",
-            &wrong,
-        ],
-    );
+    let (code, _, err) = login(&token_file, &"0".repeat(64), None);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("pinned"), "{err}");
     assert!(!config.path().join("remotes.toml").exists());
-    let (code, out, err) = orbital(
-        &served,
-        &[
-            "login",
-            &url,
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--cert-sha256",
-            &daemon.fingerprint,
-            "--name",
-            "team",
-        ],
-    );
+    let (code, out, err) = login(&token_file, &daemon.fingerprint, Some("team"));
     assert_eq!(code, 0, "{out}{err}");
     #[cfg(unix)]
     {

@@ -297,16 +297,7 @@ impl Peers {
         peer: &Peer,
         hashes: &[orbital_core::Hash],
     ) -> Result<Fetched, FetchError> {
-        let connecting = orbital_peer::PeerClient::connect(
-            &self.identity,
-            peer.address,
-            &peer.sha256,
-            orbital_peer::Limits::default(),
-        );
-        let client = tokio::time::timeout(CHECK_TIMEOUT, connecting)
-            .await
-            .map_err(|_| FetchError::Silent)?
-            .map_err(FetchError::Peer)?;
+        let client = self.connect(peer).await?;
         let fetched = client.fetch(hashes).await.map_err(FetchError::Peer);
         client.close().await;
         fetched
@@ -314,20 +305,23 @@ impl Peers {
 
     /// Connects to `peer` and exchanges hellos.
     async fn check(&self, peer: &Peer) -> Result<(orbital_peer::Hello, Duration), String> {
+        let client = self.connect(peer).await.map_err(|e| e.to_string())?;
+        let answer = (client.hello.clone(), client.rtt());
+        client.close().await;
+        Ok(answer)
+    }
+
+    /// A greeted connection to `peer`, within [`CHECK_TIMEOUT`].
+    async fn connect(&self, peer: &Peer) -> Result<orbital_peer::PeerClient, FetchError> {
         let connecting = orbital_peer::PeerClient::connect(
             &self.identity,
             peer.address,
             &peer.sha256,
             orbital_peer::Limits::default(),
         );
-        match tokio::time::timeout(CHECK_TIMEOUT, connecting).await {
-            Ok(Ok(client)) => {
-                let answer = (client.hello.clone(), client.rtt());
-                client.close().await;
-                Ok(answer)
-            }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
-        }
+        tokio::time::timeout(CHECK_TIMEOUT, connecting)
+            .await
+            .map_err(|_| FetchError::Silent)?
+            .map_err(FetchError::Peer)
     }
 }

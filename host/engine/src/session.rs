@@ -818,8 +818,12 @@ impl Read<'_> {
         });
         saved.transpose()?;
         tracing::debug!(elapsed = ?started.elapsed(), "caches saved");
+        let racy = Snapshot::racy(&files, self.read_at);
+        // Read again in a daemon and not snapshotted, the project is still
+        // named by its stamps when none is too fresh to trust.
+        let trusted = !snapshot && racy.is_empty();
         self.engine.keep_project(self.root, || Kept {
-            racy: Snapshot::racy(&files, self.read_at),
+            racy,
             snapshot: Snapshot {
                 key,
                 files: files.clone(),
@@ -829,9 +833,6 @@ impl Read<'_> {
                 dag: compiled.dag.clone(),
             },
         });
-        // Read again in a daemon and not snapshotted, the project is still
-        // named by its stamps when none is too fresh to trust.
-        let trusted = !snapshot && Snapshot::racy(&files, self.read_at).is_empty();
         let stamped = stamped.or(trusted.then_some(key)).map(|key| (key, files));
         let mut compiled = compiled;
         if self.parses == SaveParses::Now {

@@ -331,27 +331,29 @@ impl PeerClient {
 
     /// Sends `request` on a stream of its own and reads the answer.
     async fn ask(&self, request: &Request) -> Result<Response, PeerError> {
+        match self.exchange(&wire::encode(request)?).await? {
+            Response::Error { code, message } => Err(self.broke(&code, message)),
+            response => Ok(response),
+        }
+    }
+
+    /// Writes `frame` on a stream of its own and reads the answer as sent.
+    async fn exchange(&self, frame: &[u8]) -> Result<Response, PeerError> {
         let lost = |e: &dyn std::fmt::Display| PeerError::Connect {
             peer: self.peer.clone(),
             message: e.to_string(),
         };
         let (mut send, mut recv) = self.connection.open_bi().await.map_err(|e| lost(&e))?;
-        send.write_all(&wire::encode(request)?)
-            .await
-            .map_err(|e| lost(&e))?;
+        send.write_all(frame).await.map_err(|e| lost(&e))?;
         send.finish().map_err(|e| lost(&e))?;
-        let response: Response = wire::read(&mut recv, self.limits.max_message)
+        wire::read(&mut recv, self.limits.max_message)
             .await
             .map_err(|refused| match self.connection.close_reason() {
                 // Closed under us (a server that refused our certificate
                 // closes right after the handshake): not a bad message.
                 Some(reason) => lost(&reason),
                 None => self.broke(refused.code, refused.message),
-            })?;
-        match response {
-            Response::Error { code, message } => Err(self.broke(&code, message)),
-            response => Ok(response),
-        }
+            })
     }
 
     fn broke(&self, code: &str, message: impl Into<String>) -> PeerError {
@@ -377,16 +379,7 @@ impl PeerClient {
     /// Sends raw bytes as a request (tests of what a broken peer sends).
     #[cfg(test)]
     async fn send_raw(&self, bytes: &[u8]) -> Result<Response, PeerError> {
-        let lost = |e: &dyn std::fmt::Display| PeerError::Connect {
-            peer: self.peer.clone(),
-            message: e.to_string(),
-        };
-        let (mut send, mut recv) = self.connection.open_bi().await.map_err(|e| lost(&e))?;
-        send.write_all(bytes).await.map_err(|e| lost(&e))?;
-        send.finish().map_err(|e| lost(&e))?;
-        wire::read(&mut recv, self.limits.max_message)
-            .await
-            .map_err(|refused| self.broke(refused.code, refused.message))
+        self.exchange(bytes).await
     }
 
     /// The connection's current round-trip time estimate.
@@ -416,6 +409,19 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 0))
     }
 
+    /// `client` connected to `server`, which presents `identity`.
+    async fn connected(
+        client: &Identity,
+        server: &Server,
+        identity: &Identity,
+        limits: Limits,
+    ) -> PeerClient {
+        let addr = server.local_addr().unwrap();
+        PeerClient::connect(client, addr, &identity.fingerprint(), limits)
+            .await
+            .unwrap()
+    }
+
     /// A peer serving a store that holds `objects`.
     fn serving(
         identity: &Identity,
@@ -443,10 +449,7 @@ mod tests {
     async fn a_pinned_peer_gets_what_it_lacks_checked_by_hash() {
         let (a, b) = (identity(), identity());
         let (server, _dir) = serving(&a, &[&b], &[b"first", b"second"], Limits::default());
-        let addr = server.local_addr().unwrap();
-        let client = PeerClient::connect(&b, addr, &a.fingerprint(), Limits::default())
-            .await
-            .unwrap();
+        let client = connected(&b, &server, &a, Limits::default()).await;
         assert_eq!(client.hello.peer, a.fingerprint());
         assert_eq!(client.hello.versions, wire::PROTOCOL_VERSIONS);
         let unknown = Hash::of(b"nobody has this");
@@ -481,10 +484,7 @@ mod tests {
             max_message: 64 * 1024 + 60 * 1024,
         };
         let (server, _dir) = serving(&a, &[&b], &[&big, &other], limits);
-        let client =
-            PeerClient::connect(&b, server.local_addr().unwrap(), &a.fingerprint(), limits)
-                .await
-                .unwrap();
+        let client = connected(&b, &server, &a, limits).await;
         let fetched = client
             .fetch(&[Hash::of(&big), Hash::of(&other)])
             .await
@@ -512,9 +512,7 @@ mod tests {
             .to_string();
         assert!(wrong.contains("not the one pinned"), "{wrong}");
         // The server goes on serving its peers.
-        let client = PeerClient::connect(&b, addr, &a.fingerprint(), Limits::default())
-            .await
-            .unwrap();
+        let client = connected(&b, &server, &a, Limits::default()).await;
         assert!(
             client
                 .find_missing(&[Hash::of(b"x")])
@@ -530,14 +528,7 @@ mod tests {
     async fn refused_code(bytes: &[u8]) -> String {
         let (a, b) = (identity(), identity());
         let (server, _dir) = serving(&a, &[&b], &[], Limits::default());
-        let client = PeerClient::connect(
-            &b,
-            server.local_addr().unwrap(),
-            &a.fingerprint(),
-            Limits::default(),
-        )
-        .await
-        .unwrap();
+        let client = connected(&b, &server, &a, Limits::default()).await;
         let answer = client.send_raw(bytes).await.unwrap();
         let Response::Error { code, message } = answer else {
             panic!("not refused: {answer:?}");
@@ -551,14 +542,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(!client.is_open(), "the connection stays open");
-        let again = PeerClient::connect(
-            &b,
-            server.local_addr().unwrap(),
-            &a.fingerprint(),
-            Limits::default(),
-        )
-        .await
-        .unwrap();
+        let again = connected(&b, &server, &a, Limits::default()).await;
         assert!(again.find_missing(&[]).await.unwrap().is_empty());
         server.close();
         code
@@ -599,14 +583,7 @@ mod tests {
         let allowed = BTreeSet::from([b.fingerprint()]);
         let server =
             Server::start(&a, localhost(), allowed, Arc::new(Lying), Limits::default()).unwrap();
-        let client = PeerClient::connect(
-            &b,
-            server.local_addr().unwrap(),
-            &a.fingerprint(),
-            Limits::default(),
-        )
-        .await
-        .unwrap();
+        let client = connected(&b, &server, &a, Limits::default()).await;
         let into = tempfile::tempdir().unwrap();
         let store = orbital_cas::Store::open(&into.path().join("state.redb")).unwrap();
         let wanted = Hash::of(b"the real bytes");
