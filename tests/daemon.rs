@@ -5,103 +5,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use orbital_daemon::client::Client;
 use serde_json::{Value, json};
 use support::TestProject;
-
-/// A daemon process, stopped with SIGTERM when dropped.
-struct Daemon {
-    child: Child,
-    addr: std::net::SocketAddr,
-    fingerprint: String,
-    token: String,
-    data_dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(project: &TestProject) -> Self {
-        Self::start_in(project, tempfile::tempdir().unwrap(), &[])
-    }
-
-    /// With extra `orbital daemon` flags.
-    fn start_with(project: &TestProject, flags: &[&str]) -> Self {
-        Self::start_in(project, tempfile::tempdir().unwrap(), flags)
-    }
-
-    /// SIGKILL, then a new daemon on the same project and identity.
-    fn kill_and_restart(mut self, project: &TestProject) -> Self {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        Self::start_in(project, data_dir, &[])
-    }
-
-    fn start_in(project: &TestProject, data_dir: tempfile::TempDir, flags: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_orbital"))
-            .args(["daemon", "--listen", "127.0.0.1:0", "--json"])
-            .args(flags)
-            .args(["--max-body", "65536", "--data-dir"])
-            .arg(data_dir.path())
-            .arg("--project")
-            .arg(project.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the daemon");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let bound: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-        let token = std::fs::read_to_string(bound["token_file"].as_str().unwrap()).unwrap();
-        Self {
-            child,
-            addr: bound["listening"].as_str().unwrap().parse().unwrap(),
-            fingerprint: bound["certificate_sha256"].as_str().unwrap().to_string(),
-            token: token.trim().to_string(),
-            data_dir,
-        }
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(self.addr, &self.fingerprint, Some(self.token.clone()))
-            .await
-            .expect("connect")
-    }
-
-    /// SIGTERM, then a new daemon on the same project and identity with
-    /// `flags`.
-    fn restart_with(mut self, project: &TestProject, flags: &[&str]) -> Self {
-        stop(&self.child);
-        let _ = self.child.wait();
-        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        Self::start_in(project, data_dir, flags)
-    }
-
-    /// SIGTERM, then the exit code.
-    fn stop(mut self) -> i32 {
-        stop(&self.child);
-        self.child.wait().unwrap().code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn stop(child: &Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
+use support::daemon::{
+    Daemon, finished, follow, pg_scalar, postgres_project, runtime, start_run, stop,
+};
 
 /// (method, path, body, status, error code)
 type Case = (
@@ -111,13 +22,6 @@ type Case = (
     u16,
     &'static str,
 );
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn error_code(response: &orbital_daemon::client::Response) -> String {
     response.json().unwrap()["error"]["code"]
@@ -703,19 +607,6 @@ fn the_identity_is_made_once_and_kept_across_restarts() {
     assert!(refused.stderr().contains("key.pem"), "{}", refused.stderr());
 }
 
-/// Follows run `run`'s events to the end; returns (name, data) of each.
-async fn follow(client: &mut Client, run: u64) -> Vec<(String, Value)> {
-    let mut events = Vec::new();
-    client
-        .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
-            events.push((name.to_string(), serde_json::from_str(data).unwrap()));
-            true
-        })
-        .await
-        .unwrap();
-    events
-}
-
 /// Starts `orbital run --threads 1` on the daemon's [`TestProject::slow`]
 /// project; returns its id once `slow` is building.
 async fn run_until_slow_builds(daemon: &Daemon) -> u64 {
@@ -728,20 +619,6 @@ async fn run_until_slow_builds(daemon: &Daemon) -> u64 {
         .await
         .unwrap();
     run
-}
-
-async fn start_run(client: &mut Client, body: Value) -> u64 {
-    let started = client
-        .request("POST", "/v1/runs", Some(&body))
-        .await
-        .unwrap();
-    assert_eq!(
-        started.status,
-        202,
-        "{}",
-        String::from_utf8_lossy(&started.body)
-    );
-    started.json().unwrap()["run"].as_u64().unwrap()
 }
 
 #[test]
@@ -918,33 +795,6 @@ fn an_http3_client_nobody_here_wrote_drives_the_api() {
     assert_eq!(code, Some(0));
 }
 
-fn pg_scalar(url: &str, sql: &str) -> String {
-    support::backends::psql(url, sql)
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-/// An empty project whose target is a fresh PostgreSQL database for test
-/// `name` (dropped with the returned guard; `None` where no test server
-/// runs).
-fn postgres_project(name: &str) -> Option<(TestProject, support::backends::PgDatabase)> {
-    let Some(support::backends::Backend::Postgres(database)) =
-        support::backends::Backend::postgres(name)
-    else {
-        return None;
-    };
-    let project = TestProject::empty();
-    project.write(
-        "orbital.toml",
-        &format!(
-            "name = \"{name}\"\n[targets.dev]\nurl = \"{}\"\n",
-            database.url
-        ),
-    );
-    Some((project, database))
-}
-
 #[test]
 fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
     let Some((project, database)) = postgres_project("daemon_kill_9") else {
@@ -1000,15 +850,6 @@ fn a_daemon_killed_mid_run_restarts_with_history_and_environment_intact() {
     });
     assert_eq!(pg_scalar(&database.url, "SELECT version FROM fast"), "2");
     assert_eq!(restarted.stop(), 0);
-}
-
-/// The `node_finished` data of `node` among `events`.
-fn finished<'a>(events: &'a [(String, Value)], node: &str) -> &'a Value {
-    events
-        .iter()
-        .find(|(name, data)| name == "node_finished" && data["result"]["name"] == node)
-        .map(|(_, data)| &data["result"])
-        .unwrap_or_else(|| panic!("no node_finished for {node}: {events:?}"))
 }
 
 #[test]
@@ -1233,153 +1074,4 @@ fn the_cli_through_a_daemon_prints_what_it_prints_locally() {
     assert_eq!(code, 2);
     assert!(err.contains("only locally"), "{err}");
     assert_eq!(daemon.stop(), 0);
-}
-
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn peer_entry(name: &str, port: u16, sha256: &str) -> String {
-    format!("[[peer]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\nsha256 = \"{sha256}\"\n")
-}
-
-#[test]
-fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong_key() {
-    let (project_a, project_b) = (TestProject::jaffle_shop(), TestProject::jaffle_shop());
-    // First starts make each daemon's identity; peers pin them.
-    let (a, b) = (Daemon::start(&project_a), Daemon::start(&project_b));
-    let (port_a, port_b, nobody) = (free_udp_port(), free_udp_port(), free_udp_port());
-    let impostor = "ab".repeat(32);
-    std::fs::write(
-        a.data_dir.path().join("peers.toml"),
-        peer_entry("b", port_b, &b.fingerprint)
-            + &peer_entry("impostor", port_b, &impostor)
-            + &peer_entry("gone", nobody, &b.fingerprint),
-    )
-    .unwrap();
-    std::fs::write(
-        b.data_dir.path().join("peers.toml"),
-        peer_entry("a", port_a, &a.fingerprint),
-    )
-    .unwrap();
-    let listen = |port: u16| format!("127.0.0.1:{port}");
-    let a = a.restart_with(&project_a, &["--peer-listen", &listen(port_a)]);
-    let b = b.restart_with(&project_b, &["--peer-listen", &listen(port_b)]);
-    runtime().block_on(async {
-        let mut client = a.client().await;
-        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
-        assert_eq!(peers.status, 200);
-        let peers = peers.json().unwrap();
-        let peer = |name: &str| -> Value {
-            peers["peers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["name"] == name)
-                .cloned()
-                .unwrap()
-        };
-        let b_seen = peer("b");
-        assert_eq!(b_seen["connected"], true, "{b_seen}");
-        assert_eq!(b_seen["protocol_versions"], json!([1, 1]));
-        assert!(b_seen["rtt_ms"].as_f64().is_some(), "{b_seen}");
-        assert!(b_seen["last_contact"].is_string(), "{b_seen}");
-        let impostor_seen = peer("impostor");
-        assert_eq!(impostor_seen["connected"], false);
-        let error = impostor_seen["error"].as_str().unwrap();
-        assert!(error.contains("not the one pinned"), "{error}");
-        let gone = peer("gone");
-        assert_eq!(
-            (gone["connected"].clone(), gone["last_contact"].clone()),
-            (json!(false), Value::Null)
-        );
-        // A plugin installed on A only...
-        let component =
-            std::fs::read(orbital_bundle::test_component("orbital-test-range-tests")).unwrap();
-        let installed = client
-            .request_with("POST", "/v1/plugins", Some(component), &[])
-            .await
-            .unwrap();
-        assert_eq!(installed.status, 201);
-        let hash = installed.json().unwrap()["hash"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        // ...that B's project names by hash and uses (a generic test it provides).
-        let config = std::fs::read_to_string(project_b.path().join("orbital.toml")).unwrap();
-        project_b.write(
-            "orbital.toml",
-            &config.replace(
-                "components = [\"plugins/jaffle_macros.wasm\"]",
-                // `hash` reads `blake3:<hex>`, as orbital.toml names it.
-                &format!("components = [\"plugins/jaffle_macros.wasm\", \"{hash}\"]"),
-            ),
-        );
-        let orders =
-            std::fs::read_to_string(project_b.path().join("models/marts/orders.sql")).unwrap();
-        project_b.write(
-            "models/marts/orders.sql",
-            &format!("-- config: tests.amount = ['is_positive']\n{orders}"),
-        );
-        let mut client = b.client().await;
-        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
-        assert_eq!(peers.json().unwrap()["peers"][0]["connected"], true);
-        // B fetched it from A over QUIC (checked against its hash) and uses it.
-        let listing = client.request("GET", "/v1/project", None).await.unwrap();
-        assert_eq!(
-            listing.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&listing.body)
-        );
-        let listing = listing.json().unwrap();
-        assert_eq!(listing["diagnostics"], json!([]), "{listing}");
-        assert!(
-            listing["nodes"].as_array().unwrap().iter().any(|n| n["kind"] == "test"
-                && n["name"].as_str().unwrap().contains("is_positive")),
-            "{listing}"
-        );
-        // What came from A is counted against it.
-        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
-        let received = peers.json().unwrap()["peers"][0]["received"].clone();
-        assert_eq!(
-            (&received["objects"], &received["rejected"]),
-            (&json!(1), &json!(0)),
-            "{received}"
-        );
-        assert!(received["bytes"].as_u64().unwrap() > 1000, "{received}");
-        let plugins = client.request("GET", "/v1/plugins", None).await.unwrap();
-        assert!(
-            plugins.json().unwrap()["plugins"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["hash"] == hash.as_str()),
-        );
-    });
-    assert_eq!(a.stop(), 0);
-    assert_eq!(b.stop(), 0);
-
-    // A peers.toml that does not parse stops the daemon before it listens.
-    let broken = tempfile::tempdir().unwrap();
-    std::fs::write(broken.path().join("peers.toml"), "[[peer]]\nname = 3\n").unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_orbital"))
-        .args(["daemon", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(broken.path())
-        .arg("--project")
-        .arg(project_a.path())
-        .output()
-        .unwrap();
-    assert_ne!(refused.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("peers.toml"), "{stderr}");
-    // `orbital peers` asks a daemon.
-    let local = project_a.orbital(&["peers"]);
-    assert_eq!(local.code(), 2, "{}", local.stderr());
-    assert!(local.stderr().contains("--remote"), "{}", local.stderr());
 }

@@ -26,6 +26,7 @@ macro_rules! on_each_backend {
 }
 
 pub mod backends;
+pub mod daemon;
 
 use sqlx::{Connection, Row, SqliteConnection, TypeInfo, ValueRef};
 

@@ -43,7 +43,9 @@ use redb::{
 };
 
 pub use error::CasError;
-pub use records::{BuildRecord, EnvEntry, Holder, NodeRun, NodeStatus, RunRecord, RunStatus};
+pub use records::{
+    BuildRecord, EnvEntry, EnvRecord, EnvVersion, Holder, NodeRun, NodeStatus, RunRecord, RunStatus,
+};
 
 pub type Result<T, E = CasError> = std::result::Result<T, E>;
 
@@ -74,6 +76,9 @@ pub(crate) const ACTIVE_RUNS: TableDefinition<'_, u64, ()> = TableDefinition::ne
 /// open the file (opening reads its whole schema: 20k entries for a
 /// 10k-model project).
 const WAREHOUSE_FILES: TableDefinition<'_, &str, &str> = TableDefinition::new("warehouse_files");
+/// `warehouse/environment` -> [`EnvVersion`]: how new this store's
+/// pointers of that environment are, so peers converge on the newest.
+const ENV_VERSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("env_versions");
 
 /// An open store.
 pub struct Store {
@@ -173,6 +178,7 @@ impl Store {
             txn.open_table(ACTIVE_RUNS)?;
             txn.open_table(PLUGINS)?;
             txn.open_table(WAREHOUSE_FILES)?;
+            txn.open_table(ENV_VERSIONS)?;
         }
         txn.commit()?;
         Ok(())
@@ -209,6 +215,7 @@ impl Store {
             ACTIVE_RUNS.name(),
             PLUGINS.name(),
             WAREHOUSE_FILES.name(),
+            ENV_VERSIONS.name(),
         ];
         Ok(tables.iter().all(|name| names.contains(*name)))
     }
@@ -431,6 +438,73 @@ impl Store {
                 break;
             };
             out.insert(model.to_string(), decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The version of every environment of every warehouse this store
+    /// has pointers for: `(warehouse, environment, version)`. An
+    /// environment with pointers and no recorded version is at version 0.
+    pub fn env_versions(&self) -> Result<Vec<(String, String, EnvVersion)>> {
+        let txn = self.read()?;
+        let versions = txn.open_table(ENV_VERSIONS)?;
+        let mut out = BTreeMap::new();
+        for item in versions.iter()? {
+            let (key, value) = item?;
+            if let Some((warehouse, env)) = key.value().split_once('/') {
+                out.insert(
+                    (warehouse.to_string(), env.to_string()),
+                    decode(value.value())?,
+                );
+            }
+        }
+        // Environments recorded before versions were, or by a CLI that
+        // never published a change since.
+        let entries = txn.open_table(ENVIRONMENTS)?;
+        let mut from = String::new();
+        while let Some(item) = entries.range(from.as_str()..)?.next() {
+            let (key, _) = item?;
+            let mut parts = key.value().splitn(3, '/');
+            let (Some(warehouse), Some(env)) = (parts.next(), parts.next()) else {
+                break;
+            };
+            out.entry((warehouse.to_string(), env.to_string()))
+                .or_insert_with(EnvVersion::default);
+            // '/' + 1 is '0': the first key after every `<w>/<env>/...`.
+            from = format!("{warehouse}/{env}0");
+        }
+        Ok(out.into_iter().map(|((w, e), v)| (w, e, v)).collect())
+    }
+
+    /// Environment `env` of `warehouse` as peers exchange it: its version
+    /// and its pointers.
+    pub fn env_record(&self, warehouse: &str, env: &str) -> Result<EnvRecord> {
+        Ok(EnvRecord {
+            warehouse: warehouse.to_string(),
+            env: env.to_string(),
+            version: self.env_version(warehouse, env)?,
+            entries: self.environment(warehouse, env)?.into_iter().collect(),
+        })
+    }
+
+    /// The version of environment `env` of `warehouse` (0 if none).
+    pub fn env_version(&self, warehouse: &str, env: &str) -> Result<EnvVersion> {
+        let table = self.read()?.open_table(ENV_VERSIONS)?;
+        match table.get(format!("{warehouse}/{env}").as_str())? {
+            Some(value) => decode(value.value()),
+            None => Ok(EnvVersion::default()),
+        }
+    }
+
+    /// The builds of `warehouse` among `fingerprints` (one read of each).
+    pub fn builds_of(&self, warehouse: &str, fingerprints: &[Hash]) -> Result<Vec<BuildRecord>> {
+        let table = self.read()?.open_table(BUILDS)?;
+        let mut out = Vec::new();
+        for fingerprint in fingerprints {
+            let key = format!("{warehouse}/{fingerprint}");
+            if let Some(value) = table.get(key.as_str())? {
+                out.push(decode(value.value())?);
+            }
         }
         Ok(out)
     }
@@ -686,6 +760,57 @@ impl Writer {
             .open_table(ENVIRONMENTS)?
             .insert(key.as_str(), encode(entry)?.as_slice())?;
         Ok(())
+    }
+
+    pub fn set_env_version(
+        &mut self,
+        warehouse: &str,
+        env: &str,
+        version: &EnvVersion,
+    ) -> Result<()> {
+        let key = format!("{warehouse}/{env}");
+        self.txn
+            .open_table(ENV_VERSIONS)?
+            .insert(key.as_str(), encode(version)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Takes a peer's `record` of an environment if it is newer than this
+    /// store's: its pointers replace this store's. Whether it was taken.
+    pub fn adopt_environment(&mut self, record: &EnvRecord) -> Result<bool> {
+        let (warehouse, env) = (record.warehouse.as_str(), record.env.as_str());
+        let key = format!("{warehouse}/{env}");
+        let mut versions = self.txn.open_table(ENV_VERSIONS)?;
+        let ours: EnvVersion = match versions.get(key.as_str())? {
+            Some(value) => decode(value.value())?,
+            None => EnvVersion::default(),
+        };
+        if !record.version.newer_than(&ours) {
+            return Ok(false);
+        }
+        versions.insert(key.as_str(), encode(&record.version)?.as_slice())?;
+        drop(versions);
+        let prefix = format!("{warehouse}/{env}/");
+        let mut entries = self.txn.open_table(ENVIRONMENTS)?;
+        let stale: Vec<String> = entries
+            .range(prefix.as_str()..)?
+            .filter_map(|item| item.ok())
+            .map(|(key, _)| key.value().to_string())
+            .take_while(|key| key.starts_with(&prefix))
+            .collect();
+        for key in stale {
+            entries.remove(key.as_str())?;
+        }
+        for (model, entry) in &record.entries {
+            let key = format!("{prefix}{model}");
+            entries.insert(key.as_str(), encode(entry)?.as_slice())?;
+        }
+        drop(entries);
+        // The warehouse no longer agrees with what was last verified.
+        self.txn
+            .open_table(META)?
+            .remove(verified_key(warehouse, env).as_str())?;
+        Ok(true)
     }
 
     pub fn remove_env(&mut self, warehouse: &str, env: &str, model: &str) -> Result<()> {

@@ -35,6 +35,34 @@ pub struct EnvEntry {
     pub relation: RelationName,
 }
 
+/// How new an environment's pointers are. The version is bumped in the
+/// warehouse, under the environment's lock, each time a run or a promote
+/// changes them; `peer` says which daemon (or `cli`) made that change. Of
+/// two records, the higher version wins, then the higher peer, so peers
+/// that exchange records converge on the same pointers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVersion {
+    pub version: u64,
+    pub peer: String,
+}
+
+impl EnvVersion {
+    pub fn newer_than(&self, other: &EnvVersion) -> bool {
+        (self.version, &self.peer) > (other.version, &other.peer)
+    }
+}
+
+/// One environment of one warehouse, as peers exchange it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvRecord {
+    pub warehouse: String,
+    pub env: String,
+    pub version: EnvVersion,
+    /// model -> where the environment points it. The builds they point at
+    /// are asked for as any other (and checked against the warehouse).
+    pub entries: Vec<(String, EnvEntry)>,
+}
+
 /// How one node of a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

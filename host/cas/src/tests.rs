@@ -238,3 +238,54 @@ fn an_updated_run_leaves_no_stale_object_behind() {
     assert_eq!(objects, 0, "the first record's object went with the update");
     assert_eq!(store.runs(10).unwrap(), vec![record]);
 }
+
+fn version(version: u64, peer: &str) -> EnvVersion {
+    EnvVersion {
+        version,
+        peer: peer.into(),
+    }
+}
+
+#[test]
+fn a_newer_environment_record_replaces_the_pointers_and_an_older_one_does_not() {
+    let (_dir, ours) = store();
+    ours.write(|w| {
+        w.set_env("w", "prod", "a", &entry(1))?;
+        w.set_env("w", "prod", "gone", &entry(2))?;
+        w.set_env_version("w", "prod", &version(3, "b"))
+    })
+    .unwrap();
+    let (_dir2, theirs) = store();
+    theirs
+        .write(|w| {
+            w.set_env("w", "prod", "a", &entry(5))?;
+            w.set_env_version("w", "prod", &version(4, "a"))
+        })
+        .unwrap();
+    let record = theirs.env_record("w", "prod").unwrap();
+    assert!(ours.write(|w| w.adopt_environment(&record)).unwrap());
+    let adopted = ours.environment("w", "prod").unwrap();
+    assert_eq!(adopted.len(), 1, "the pointer the record lacks is gone");
+    assert_eq!(adopted["a"], entry(5));
+    assert_eq!(ours.env_version("w", "prod").unwrap(), version(4, "a"));
+    // The same record again, or an older one, changes nothing.
+    assert!(!ours.write(|w| w.adopt_environment(&record)).unwrap());
+    let older = EnvRecord {
+        version: version(4, "0"),
+        entries: vec![],
+        ..record
+    };
+    assert!(!ours.write(|w| w.adopt_environment(&older)).unwrap());
+    assert_eq!(ours.environment("w", "prod").unwrap().len(), 1);
+    // Every environment is listed with its version, versioned or not.
+    ours.write(|w| w.set_env("w", "dev", "a", &entry(1)))
+        .unwrap();
+    let listed = ours.env_versions().unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("w".into(), "dev".into(), EnvVersion::default()),
+            ("w".into(), "prod".into(), version(4, "a")),
+        ]
+    );
+}

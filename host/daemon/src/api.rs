@@ -609,6 +609,7 @@ async fn promote(daemon: &Daemon, to: &str, body: &[u8]) -> Result<Value, ApiErr
             to: to.to_string(),
         })
         .await?;
+    daemon.peers.changed();
     Ok(json!({
         "from": promoted.from,
         "to": promoted.to,

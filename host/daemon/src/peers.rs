@@ -26,6 +26,21 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a component no peer had is not asked for again.
 const RETRY_MISSING: Duration = Duration::from_secs(30);
 
+/// How often environments are exchanged with every peer (and at once
+/// after a run or a promote here).
+const SYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a peer that could not be reached is not asked for builds (the
+/// sync loop keeps trying it), so plans do not wait on a peer that is down.
+const SKIP_DOWN: Duration = Duration::from_secs(30);
+
+/// How many fingerprints one `FindBuilds` asks about.
+const BUILDS_PER_REQUEST: usize = 4096;
+
+/// How many times a fetch is retried on a new connection, resuming large
+/// objects from what came.
+const FETCH_ATTEMPTS: usize = 4;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeersFile {
@@ -47,8 +62,14 @@ pub(crate) struct Peer {
 struct Exchanged {
     objects: u64,
     bytes: u64,
+    /// Build records it had that this daemon reused.
+    builds: u64,
+    /// Environment records taken from it (newer than this daemon's).
+    environments: u64,
     /// Answers refused because an object did not match its hash.
     rejected: u64,
+    /// Environment records announced to it that it took.
+    environments_sent: u64,
 }
 
 type Fetched = Vec<(orbital_core::Hash, Vec<u8>)>;
@@ -81,7 +102,15 @@ pub(crate) struct Peers {
     /// Components asked of every peer in vain, and when: not asked again
     /// for [`RETRY_MISSING`], so requests do not wait on peers each time.
     asked: Mutex<std::collections::HashMap<orbital_core::Hash, std::time::Instant>>,
+    /// Per peer (in list order): since when it could not be reached.
+    down: Mutex<Vec<Option<std::time::Instant>>>,
     server: Option<orbital_peer::Server>,
+    /// The project's state store: what is shared, and where what comes goes.
+    store: Arc<orbital_cas::Store>,
+    /// Wakes the sync loop (a run or a promote changed an environment).
+    changed: tokio::sync::Notify,
+    /// The environment versions last announced to the peers.
+    announced: Mutex<std::collections::HashMap<(String, String), orbital_cas::EnvVersion>>,
 }
 
 /// Reads `<data_dir>/peers.toml` (no file: no peers). A file that does not
@@ -113,13 +142,15 @@ pub(crate) fn load(data_dir: &Path) -> Result<Vec<Peer>, DaemonError> {
 }
 
 impl Peers {
-    /// The peers of `data_dir`, served on `listen` (when given) from `objects`.
+    /// The peers of `data_dir`, served on `listen` (when given) from the
+    /// project's `store`.
     pub(crate) fn start(
         list: Vec<Peer>,
         identity: orbital_peer::Identity,
         listen: Option<SocketAddr>,
-        objects: Arc<dyn orbital_peer::Objects>,
+        store: Arc<orbital_cas::Store>,
     ) -> Result<Self, DaemonError> {
+        let objects: Arc<dyn orbital_peer::Objects> = store.clone();
         let allowed = list.iter().map(|p| p.sha256.to_ascii_lowercase()).collect();
         let server = listen
             .map(|addr| {
@@ -137,10 +168,109 @@ impl Peers {
             last_contact: Mutex::new(vec![None; list.len()]),
             exchanged: Mutex::new(vec![Exchanged::default(); list.len()]),
             asked: Mutex::default(),
+            down: Mutex::new(vec![None; list.len()]),
             list,
             identity,
             server,
+            store,
+            changed: tokio::sync::Notify::new(),
+            announced: Mutex::default(),
         })
+    }
+
+    /// Says an environment may have changed here: the sync loop announces
+    /// it to the peers now rather than at its next turn.
+    pub(crate) fn changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Exchanges environment records with every peer at start, every
+    /// [`SYNC_EVERY`] and after each change here, until `stop`.
+    pub(crate) async fn sync_loop(self: Arc<Self>, stop: orbital_engine::CancellationToken) {
+        if !self.any() {
+            return;
+        }
+        loop {
+            self.sync().await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.changed.notified() => {}
+                () = tokio::time::sleep(SYNC_EVERY) => {}
+            }
+        }
+    }
+
+    /// One exchange with every peer at once: this store's environments
+    /// changed since the last announcement go to each, and each peer's
+    /// newer ones are taken. A peer that is down gets them at the next
+    /// exchange after it is back (it asks for what is newer too).
+    async fn sync(&self) {
+        let ours = match self.store.env_versions() {
+            Ok(ours) => ours,
+            Err(e) => return tracing::warn!("peers: cannot read the environments: {e}"),
+        };
+        let changed: Vec<orbital_cas::EnvRecord> = {
+            let announced = lock(&self.announced);
+            ours.iter()
+                .filter(|(w, e, v)| announced.get(&(w.clone(), e.clone())) != Some(v))
+                .filter_map(|(w, e, _)| self.store.env_record(w, e).ok())
+                .collect()
+        };
+        let exchanges = (0..self.list.len()).map(|i| self.exchange(i, &ours, &changed));
+        futures::future::join_all(exchanges).await;
+        let mut announced = lock(&self.announced);
+        for record in changed {
+            announced.insert((record.warehouse, record.env), record.version);
+        }
+    }
+
+    /// Announces `changed` to peer `i` and takes what it has newer than
+    /// `ours`.
+    async fn exchange(
+        &self,
+        i: usize,
+        ours: &[(String, String, orbital_cas::EnvVersion)],
+        changed: &[orbital_cas::EnvRecord],
+    ) {
+        let peer = &self.list[i];
+        let client = match self.connect_to(i).await {
+            Ok(client) => client,
+            Err(e) => return tracing::debug!("peer {}: {e}", peer.name),
+        };
+        if !changed.is_empty() {
+            match client.announce(changed).await {
+                Ok(taken) => lock(&self.exchanged)[i].environments_sent += u64::from(taken),
+                Err(e) => tracing::warn!("peer {}: announcing environments: {e}", peer.name),
+            }
+        }
+        match client.environments(ours).await {
+            Ok(records) if !records.is_empty() => {
+                let taken = self.store.write(|w| {
+                    let mut taken = 0u64;
+                    for record in &records {
+                        taken += u64::from(w.adopt_environment(record)?);
+                    }
+                    Ok(taken)
+                });
+                match taken {
+                    Ok(taken) => {
+                        lock(&self.exchanged)[i].environments += taken;
+                        if taken > 0 {
+                            tracing::info!(
+                                "took {taken} environment records from peer {}",
+                                peer.name
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("peer {}: cannot take its environments: {e}", peer.name)
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("peer {}: asking for environments: {e}", peer.name),
+        }
+        client.close().await;
     }
 
     /// Whether any peer is listed.
@@ -200,8 +330,14 @@ impl Peers {
                 status["received"] = json!({
                     "objects": exchanged[i].objects,
                     "bytes": exchanged[i].bytes,
+                    "builds": exchanged[i].builds,
+                    "environments": exchanged[i].environments,
                     "rejected": exchanged[i].rejected,
                 });
+                status["sent"] = json!({ "environments": exchanged[i].environments_sent });
+                // One object that did not match its hash: no object is
+                // asked of it again until this daemon restarts.
+                status["distrusted"] = json!(exchanged[i].rejected > 0);
                 status
             })
             .collect()
@@ -241,7 +377,10 @@ impl Peers {
             if lacking.is_empty() {
                 break;
             }
-            let answer = self.fetch_from(peer, &lacking).await;
+            if self.recently_down(i) || lock(&self.exchanged)[i].rejected > 0 {
+                continue;
+            }
+            let answer = self.fetch_from(i, &lacking).await;
             self.count(i, &answer);
             match answer {
                 Ok(components) => {
@@ -292,15 +431,33 @@ impl Peers {
         }
     }
 
+    /// Fetches `hashes` from peer `i`; a connection that breaks is made
+    /// again and large objects resume from what came.
     async fn fetch_from(
         &self,
-        peer: &Peer,
+        i: usize,
         hashes: &[orbital_core::Hash],
     ) -> Result<Fetched, FetchError> {
-        let client = self.connect(peer).await?;
-        let fetched = client.fetch(hashes).await.map_err(FetchError::Peer);
-        client.close().await;
-        fetched
+        let mut partial = orbital_peer::Partial::default();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = self.connect_to(i).await?;
+            let fetched = client.fetch_with(hashes, &mut partial).await;
+            client.close().await;
+            match fetched {
+                Err(orbital_peer::PeerError::Connect { message, .. })
+                    if attempt < FETCH_ATTEMPTS =>
+                {
+                    tracing::warn!(
+                        "peer {}: {message}; resuming from {} bytes",
+                        self.list[i].name,
+                        partial.bytes()
+                    );
+                }
+                fetched => return fetched.map_err(FetchError::Peer),
+            }
+        }
     }
 
     /// Connects to `peer` and exchanges hellos.
@@ -309,6 +466,24 @@ impl Peers {
         let answer = (client.hello.clone(), client.rtt());
         client.close().await;
         Ok(answer)
+    }
+
+    /// A greeted connection to peer `i`, noting whether it could be had.
+    async fn connect_to(&self, i: usize) -> Result<orbital_peer::PeerClient, FetchError> {
+        let connected = self.connect(&self.list[i]).await;
+        lock(&self.down)[i] = match &connected {
+            Ok(_) => None,
+            Err(_) => Some(lock(&self.down)[i].unwrap_or_else(std::time::Instant::now)),
+        };
+        if connected.is_ok() {
+            lock(&self.last_contact)[i] = Some(SystemTime::now());
+        }
+        connected
+    }
+
+    /// Whether peer `i` could not be reached lately.
+    fn recently_down(&self, i: usize) -> bool {
+        lock(&self.down)[i].is_some_and(|since| since.elapsed() < SKIP_DOWN)
     }
 
     /// A greeted connection to `peer`, within [`CHECK_TIMEOUT`].
@@ -323,5 +498,58 @@ impl Peers {
             .await
             .map_err(|_| FetchError::Silent)?
             .map_err(FetchError::Peer)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Builds peers made, like an action cache: each peer (that is up) is
+/// asked for the fingerprints no peer before it had.
+impl orbital_engine::BuildSource for Peers {
+    fn builds<'a>(
+        &'a self,
+        warehouse: &'a str,
+        fingerprints: Vec<orbital_core::Hash>,
+    ) -> orbital_engine::BoxFuture<'a, Vec<orbital_cas::BuildRecord>> {
+        Box::pin(async move {
+            let mut wanted = fingerprints;
+            let mut found = Vec::new();
+            for i in 0..self.list.len() {
+                if wanted.is_empty() {
+                    break;
+                }
+                if self.recently_down(i) {
+                    continue;
+                }
+                let client = match self.connect_to(i).await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::warn!("peer {}: {e}", self.list[i].name);
+                        continue;
+                    }
+                };
+                let mut came = Vec::new();
+                for batch in wanted.chunks(BUILDS_PER_REQUEST) {
+                    match client.find_builds(warehouse, batch).await {
+                        Ok(builds) => came.extend(builds),
+                        Err(e) => {
+                            tracing::warn!("peer {}: asking for builds: {e}", self.list[i].name);
+                            break;
+                        }
+                    }
+                }
+                client.close().await;
+                lock(&self.exchanged)[i].builds += came.len() as u64;
+                let had: std::collections::HashSet<_> =
+                    came.iter().map(|b| b.fingerprint).collect();
+                wanted.retain(|fp| !had.contains(fp));
+                found.extend(came);
+            }
+            found
+        })
     }
 }

@@ -200,6 +200,7 @@ pub(crate) async fn submit(daemon: &Arc<Daemon>, request: RunRequest) -> Result<
             ),
         }
         tracked.finish();
+        daemon_for_eviction.peers.changed();
         daemon_for_eviction.runs.evict_finished();
     });
     if let Ok(mut tasks) = daemon.runs.tasks.lock() {

@@ -68,7 +68,7 @@ pub struct Bound {
 /// What every request handler shares.
 pub(crate) struct Daemon {
     pub(crate) engine: Engine,
-    pub(crate) peers: crate::peers::Peers,
+    pub(crate) peers: Arc<crate::peers::Peers>,
     pub(crate) options: DaemonOptions,
     pub(crate) token: String,
     pub(crate) runs: Runs,
@@ -115,6 +115,11 @@ pub async fn serve(
         options.peer_listen,
         store,
     )?;
+    let peers = Arc::new(peers);
+    if peers.any() {
+        engine.share_with(identity.fingerprint.clone(), peers.clone());
+    }
+    let syncing = tokio::spawn(peers.clone().sync_loop(shutdown.clone()));
     bound(&Bound {
         addr,
         peer_addr: peers.local_addr(),
@@ -151,6 +156,7 @@ pub async fn serve(
     }
     daemon.runs.refuse_new();
     daemon.peers.close();
+    syncing.abort();
     daemon.runs.finish(daemon.options.grace).await;
     endpoint.close(quinn::VarInt::from_u32(0), b"daemon stopping");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;

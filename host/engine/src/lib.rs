@@ -34,6 +34,7 @@ mod process;
 mod request;
 mod run;
 mod session;
+mod shared;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub use request::{
     Columns, CompileRequest, Compiled, Details, EnvironmentsRequest, GcRequest, Listing,
     PlanRequest, PromoteRequest, RunCommand, RunRequest, Selector,
 };
+pub use shared::{BoxFuture, BuildSource};
 
 /// What the engine is configured with by its front end.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +77,8 @@ pub struct Engine {
 
 struct Shared {
     options: EngineOptions,
+    /// Set by [`Engine::share_with`].
+    sharing: std::sync::OnceLock<shared::Sharing>,
     stores: Mutex<HashMap<PathBuf, Arc<Store>>>,
     hosts: Mutex<HashMap<HostKey, Arc<PluginHost>>>,
     warehouses: tokio::sync::Mutex<HashMap<(String, PathBuf), Pooled>>,
@@ -108,6 +112,7 @@ impl Engine {
         Self {
             shared: Arc::new(Shared {
                 options,
+                sharing: std::sync::OnceLock::new(),
                 stores: Mutex::default(),
                 hosts: Mutex::default(),
                 warehouses: tokio::sync::Mutex::default(),
@@ -179,6 +184,24 @@ impl Engine {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = used;
         Ok(compiled)
+    }
+
+    /// Who this engine is in the environment versions it writes (see
+    /// [`orbital_cas::EnvVersion`]): a daemon's certificate SHA-256, else
+    /// `cli`.
+    pub fn node(&self) -> &str {
+        self.shared.sharing.get().map_or("cli", |s| s.node.as_str())
+    }
+
+    /// Makes this engine a peer: `node` names it in the environment
+    /// versions it writes, and plans and runs ask `builds` for builds made
+    /// elsewhere before building. Set once; later calls are ignored.
+    pub fn share_with(&self, node: String, builds: Arc<dyn BuildSource>) {
+        let _ = self.shared.sharing.set(shared::Sharing { node, builds });
+    }
+
+    pub(crate) fn sharing(&self) -> Option<&shared::Sharing> {
+        self.shared.sharing.get()
     }
 
     pub fn options(&self) -> &EngineOptions {

@@ -91,7 +91,7 @@ impl Engine {
             Records::Early,
         )
         .await?;
-        let connected = session.connect().await?;
+        let connected = session.connect_sharing().await?;
         let selection = session.select(&request.selector, &connected)?;
         let dag = &session.compiled.dag;
         let plan = session.plan(&connected, &selection, false)?;
@@ -170,6 +170,7 @@ impl Engine {
         let _gc_lock = lock::gc(&session.state_dir(), false)?;
         let _lock = lock::environment(&session.state_dir(), &session.target_name, &to)?;
         let connected = session.connect().await?;
+        let run_lock = crate::run::lock_environment(&session, &connected).await?;
         let source = match &connected.warehouse {
             Some(w) => session.store.environment(w, &from)?,
             None => BTreeMap::new(),
@@ -233,10 +234,18 @@ impl Engine {
                 relation: session.env_relation(name),
             });
         }
+        run_lock
+            .check()
+            .await
+            .map_err(|e| EngineError::Database(format!("nothing was promoted: {}", e.message)))?;
         if !changes.is_empty() {
             let plugins = session.adapter_plugins(&connected).await?;
             orbital_runner::publish(&plugins, &changes).await?;
         }
+        let version = match entries.is_empty() && dropped.is_empty() {
+            true => None,
+            false => Some(crate::run::bump_environment(&session, &connected).await?),
+        };
         let nodes = entries
             .iter()
             .map(|(name, entry)| NodeRun {
@@ -255,6 +264,9 @@ impl Engine {
                 for name in &dropped {
                     w.remove_env(&warehouse, &to, name)?;
                 }
+                if let Some(version) = &version {
+                    w.set_env_version(&warehouse, &to, version)?;
+                }
                 w.add_run(RunRecord {
                     id: 0,
                     command: format!("promote {from}"),
@@ -269,6 +281,7 @@ impl Engine {
                 })
             })
         })?;
+        drop(run_lock);
         Ok(Promoted {
             from,
             to,

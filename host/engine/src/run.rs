@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use orbital_cas::{BuildRecord, EnvEntry, NodeRun, NodeStatus, RunRecord, RunStatus};
+use orbital_cas::{BuildRecord, EnvEntry, EnvVersion, NodeRun, NodeStatus, RunRecord, RunStatus};
 use orbital_core::Selection;
 use orbital_core::plan::{Action, Plan};
 use orbital_runner::{Assignments, NodeResult, Publish, RunOptions, Status, Work};
@@ -263,30 +263,8 @@ async fn run_nodes(
     let command = request.command;
     let selector = &request.selector;
     let uses_state = Selection::uses_state(&selector.select, &selector.exclude);
-    let connected = session.connect().await?;
-    // Runs on other environments of the warehouse go on meanwhile; what
-    // they build in common is claimed per relation as it is built.
-    let scope = format!(
-        "{}\0{}",
-        session.environment,
-        orbital_core::plan::environment_schema(&session.target, &session.environment)
-            .unwrap_or_default()
-    );
-    let run_lock = connected
-        .database
-        .lock_environment(&scope, RUN_LOCK_WAIT)
-        .await
-        .map_err(|e| {
-            EngineError::Database(format!("cannot lock the environment: {}", e.message))
-        })?
-        .ok_or_else(|| {
-            EngineError::Busy(format!(
-                "another orbital run has held environment `{}` of target `{}` for over {} s; try again when it finishes",
-                session.environment,
-                session.target_name,
-                RUN_LOCK_WAIT.as_secs()
-            ))
-        })?;
+    let connected = session.connect_sharing().await?;
+    let run_lock = lock_environment(session, &connected).await?;
     // Recorded once it holds the warehouse: a run that cannot connect or
     // lock leaves no record (unless it queued in this process first).
     let id = ledger.open(RunStatus::Running)?;
@@ -532,6 +510,10 @@ async fn publish_and_record(
         }
         return Ok(());
     };
+    let version = match pointers_change(session, connected, plan, results, removed) {
+        true => Some(bump_environment(session, connected).await?),
+        false => None,
+    };
     // A whole-project run in which every node was built or reused leaves
     // the environment and the store in agreement (a node that failed may
     // still point at a build that is gone): the schema cookie says so
@@ -566,6 +548,7 @@ async fn publish_and_record(
             removed,
             &info,
             agreed.as_deref(),
+            version.as_ref(),
         )
     })?;
     send(events, Event::Recorded { run: id });
@@ -668,6 +651,81 @@ fn publications(
     changes
 }
 
+/// The session's environment, locked in the warehouse. Runs on other
+/// environments of the warehouse go on meanwhile; what they build in
+/// common is claimed per relation as it is built.
+pub(crate) async fn lock_environment(
+    session: &Session,
+    connected: &Connected,
+) -> Result<orbital_runner::RunLock, EngineError> {
+    let scope = format!(
+        "{}\0{}",
+        session.environment,
+        orbital_core::plan::environment_schema(&session.target, &session.environment)
+            .unwrap_or_default()
+    );
+    connected
+        .database
+        .lock_environment(&scope, RUN_LOCK_WAIT)
+        .await
+        .map_err(|e| EngineError::Database(format!("cannot lock the environment: {}", e.message)))?
+        .ok_or_else(|| {
+            EngineError::Busy(format!(
+                "another orbital run has held environment `{}` of target `{}` for over {} s; try again when it finishes",
+                session.environment,
+                session.target_name,
+                RUN_LOCK_WAIT.as_secs()
+            ))
+        })
+}
+
+/// Whether the run moves any of the environment's pointers: then its
+/// version is bumped, for peers to converge on.
+fn pointers_change(
+    session: &Session,
+    connected: &Connected,
+    plan: &Plan,
+    results: &[NodeResult],
+    removed: &[String],
+) -> bool {
+    let dag = &session.compiled.dag;
+    let ok: std::collections::HashSet<_> = results
+        .iter()
+        .filter(|r| matches!(r.status, Status::Success | Status::Reused))
+        .map(|r| r.id)
+        .collect();
+    !removed.is_empty()
+        || plan.steps.iter().any(|step| {
+            ok.contains(&step.id)
+                && connected
+                    .recorded
+                    .get(&dag.nodes[step.id].name)
+                    .is_none_or(|e| e.fingerprint != step.fingerprint)
+        })
+}
+
+/// The next version of the session's environment, counted in the
+/// warehouse under the environment's lock (which the caller holds).
+pub(crate) async fn bump_environment(
+    session: &Session,
+    connected: &Connected,
+) -> Result<EnvVersion, EngineError> {
+    let version = connected
+        .database
+        .bump_environment(&session.environment)
+        .await
+        .map_err(|e| {
+            EngineError::Database(format!(
+                "cannot count environment `{}`'s version: {}",
+                session.environment, e.message
+            ))
+        })?;
+    Ok(EnvVersion {
+        version,
+        peer: session.engine.node().to_string(),
+    })
+}
+
 /// A full refresh rebuilds in place; the view needs no change then, but a
 /// record whose relation differs (renamed environment layout) does.
 fn step_moved(session: &Session, connected: &Connected, step: &orbital_core::plan::Step) -> bool {
@@ -713,6 +771,7 @@ fn record(
     removed: &[String],
     info: &RunInfo<'_>,
     agreed: Option<&str>,
+    version: Option<&EnvVersion>,
 ) -> Result<(), EngineError> {
     let dag = &session.compiled.dag;
     let status: std::collections::HashMap<_, _> = results.iter().map(|r| (r.id, r)).collect();
@@ -779,6 +838,9 @@ fn record(
         }
         if let Some(cookie) = agreed {
             w.put_verified_schema(warehouse, &session.environment, cookie)?;
+        }
+        if let Some(version) = version {
+            w.set_env_version(warehouse, &session.environment, version)?;
         }
         // Tests build nothing: the run records only their outcome.
         for result in results.iter().filter(|r| dag.nodes[r.id].is_test()) {

@@ -471,7 +471,7 @@ impl Session {
     }
 
     /// The schemas builds and this environment's relations live in.
-    fn catalog_schemas(&self) -> Vec<Option<String>> {
+    pub(crate) fn catalog_schemas(&self) -> Vec<Option<String>> {
         let mut schemas = vec![self.target.schema.clone()];
         let environment = environment_schema(&self.target, &self.environment);
         if !schemas.contains(&environment) {

@@ -19,6 +19,6 @@ mod tls;
 mod wire;
 
 pub use error::PeerError;
-pub use node::{Limits, Objects, PeerClient, Server};
+pub use node::{Limits, Objects, Partial, PeerClient, STREAM_FROM, Server};
 pub use tls::{Identity, fingerprint, pinned_server};
 pub use wire::{Hello, PROTOCOL_VERSIONS, STORE_FORMAT};

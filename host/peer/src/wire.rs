@@ -2,6 +2,7 @@
 //! 4-byte big-endian length and that many bytes of postcard. A length over
 //! the receiver's limit is refused before anything of the body is read.
 
+use orbital_cas::{BuildRecord, EnvRecord, EnvVersion};
 use orbital_core::Hash;
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +31,26 @@ pub enum Request {
     Hello(Hello),
     /// Which of these the answering peer does not have.
     FindMissing(Vec<Hash>),
-    /// These objects' bytes (as many as fit in one message).
+    /// These objects' bytes (as many as fit in one message; large ones
+    /// are only listed, to be read with `ReadObject`).
     GetObjects(Vec<Hash>),
+    /// One object's bytes from `offset` on, streamed: the answer is a
+    /// `Stream` message, then the raw bytes until the stream ends.
+    ReadObject {
+        hash: Hash,
+        offset: u64,
+    },
+    /// Of these fingerprints, the builds recorded in `warehouse`.
+    FindBuilds {
+        warehouse: String,
+        fingerprints: Vec<Hash>,
+    },
+    /// The environments the answerer has newer than these versions (or
+    /// that are not listed): `(warehouse, environment, version)`.
+    Environments(Vec<(String, String, EnvVersion)>),
+    /// Environment records the asker changed: the answerer takes those
+    /// newer than its own.
+    Announce(Vec<EnvRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +62,19 @@ pub enum Response {
         found: Vec<(Hash, Vec<u8>)>,
         later: Vec<Hash>,
         missing: Vec<Hash>,
+        /// Objects too large for a message, and their sizes: read each
+        /// with `ReadObject`.
+        large: Vec<(Hash, u64)>,
     },
+    /// The head of a streamed object: its whole size. The bytes from the
+    /// asked offset follow, raw.
+    Stream {
+        size: u64,
+    },
+    Builds(Vec<BuildRecord>),
+    Environments(Vec<EnvRecord>),
+    /// How many announced records were taken.
+    Adopted(u32),
     /// The request was refused: a code of docs/peering.md and why.
     Error {
         code: String,
@@ -77,6 +108,17 @@ pub(crate) fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, PeerError> {
     Ok(frame)
 }
 
+/// The code of a stream the other side reset: a broken link, not a bad
+/// message.
+pub(crate) const CUT: &str = "stream.reset";
+
+fn cut_or_malformed(e: &quinn::ReadExactError) -> &'static str {
+    match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(_)) => CUT,
+        _ => "message.malformed",
+    }
+}
+
 /// Reads one message of at most `limit` bytes from `stream`.
 pub(crate) async fn read<T: for<'de> Deserialize<'de>>(
     stream: &mut quinn::RecvStream,
@@ -84,7 +126,7 @@ pub(crate) async fn read<T: for<'de> Deserialize<'de>>(
 ) -> Result<T, Refused> {
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).await.map_err(|e| Refused {
-        code: "message.malformed",
+        code: cut_or_malformed(&e),
         message: format!("no message length: {e}"),
     })?;
     let length = u32::from_be_bytes(length);
@@ -96,7 +138,7 @@ pub(crate) async fn read<T: for<'de> Deserialize<'de>>(
     }
     let mut body = vec![0u8; length as usize];
     stream.read_exact(&mut body).await.map_err(|e| Refused {
-        code: "message.malformed",
+        code: cut_or_malformed(&e),
         message: format!("a message cut short: {e}"),
     })?;
     postcard::from_bytes(&body).map_err(|e| Refused {

@@ -426,6 +426,49 @@ impl Warehouse {
         }
     }
 
+    /// Bumps environment `env`'s version in the warehouse (table
+    /// `_orbital_environments`) and returns it: a counter every writer of
+    /// this warehouse shares, so of two daemons' records of one
+    /// environment the higher version is the later change. Called with the
+    /// environment's lock held, so no other writer bumps it meanwhile.
+    pub async fn bump_environment(&self, env: &str) -> Result<u64, DbError> {
+        let (placeholder, lock) = match self.backend {
+            Backend::Sqlite(_) => ("?", None),
+            // Two `CREATE TABLE IF NOT EXISTS` at once can both try.
+            Backend::Postgres(..) => (
+                "$1",
+                Some(plain(&format!(
+                    "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
+                ))),
+            ),
+        };
+        let mut bump = plain(&format!(
+            "INSERT INTO _orbital_environments (name, version) VALUES ({placeholder}, 1) \
+             ON CONFLICT (name) DO UPDATE SET version = _orbital_environments.version + 1"
+        ));
+        bump.params = vec![Value::Text(env.to_string())];
+        let statements = lock.into_iter().chain([
+            plain(
+                "CREATE TABLE IF NOT EXISTS _orbital_environments \
+                 (name TEXT PRIMARY KEY, version BIGINT NOT NULL)",
+            ),
+            bump,
+        ]);
+        self.transaction(statements.collect()).await?;
+        let mut read = plain(&format!(
+            "SELECT version FROM _orbital_environments WHERE name = {placeholder}"
+        ));
+        read.params = vec![Value::Text(env.to_string())];
+        match self.query(read).await?.rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(version)) => Ok(u64::try_from(*version).unwrap_or(0)),
+            other => Err(DbError {
+                message: format!("_orbital_environments holds no version for `{env}`: {other:?}"),
+                code: None,
+                transient: false,
+            }),
+        }
+    }
+
     pub(crate) fn is_sqlite(&self) -> bool {
         matches!(self.backend, Backend::Sqlite(_))
     }

@@ -1,0 +1,328 @@
+//! Peering as a team runs it: two or three real `orbital daemon` processes
+//! on 127.0.0.1, each with its own data folder, port and project copy,
+//! talking QUIC to each other.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use support::TestProject;
+use support::daemon::{
+    Daemon, finished, follow, free_udp_port, peer_entry, pg_scalar, postgres_project, runtime,
+    start_run,
+};
+
+#[test]
+fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong_key() {
+    let (project_a, project_b) = (TestProject::jaffle_shop(), TestProject::jaffle_shop());
+    // First starts make each daemon's identity; peers pin them.
+    let (a, b) = (Daemon::start(&project_a), Daemon::start(&project_b));
+    let (port_a, port_b, nobody) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let impostor = "ab".repeat(32);
+    std::fs::write(
+        a.data_dir.path().join("peers.toml"),
+        peer_entry("b", port_b, &b.fingerprint)
+            + &peer_entry("impostor", port_b, &impostor)
+            + &peer_entry("gone", nobody, &b.fingerprint),
+    )
+    .unwrap();
+    std::fs::write(
+        b.data_dir.path().join("peers.toml"),
+        peer_entry("a", port_a, &a.fingerprint),
+    )
+    .unwrap();
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    let a = a.restart_with(&project_a, &["--peer-listen", &listen(port_a)]);
+    let b = b.restart_with(&project_b, &["--peer-listen", &listen(port_b)]);
+    runtime().block_on(async {
+        let mut client = a.client().await;
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        assert_eq!(peers.status, 200);
+        let peers = peers.json().unwrap();
+        let peer = |name: &str| -> Value {
+            peers["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == name)
+                .cloned()
+                .unwrap()
+        };
+        let b_seen = peer("b");
+        assert_eq!(b_seen["connected"], true, "{b_seen}");
+        assert_eq!(b_seen["protocol_versions"], json!([1, 1]));
+        assert!(b_seen["rtt_ms"].as_f64().is_some(), "{b_seen}");
+        assert!(b_seen["last_contact"].is_string(), "{b_seen}");
+        let impostor_seen = peer("impostor");
+        assert_eq!(impostor_seen["connected"], false);
+        let error = impostor_seen["error"].as_str().unwrap();
+        assert!(error.contains("not the one pinned"), "{error}");
+        let gone = peer("gone");
+        assert_eq!(
+            (gone["connected"].clone(), gone["last_contact"].clone()),
+            (json!(false), Value::Null)
+        );
+        // A plugin installed on A only...
+        let component =
+            std::fs::read(orbital_bundle::test_component("orbital-test-range-tests")).unwrap();
+        let installed = client
+            .request_with("POST", "/v1/plugins", Some(component), &[])
+            .await
+            .unwrap();
+        assert_eq!(installed.status, 201);
+        let hash = installed.json().unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // ...that B's project names by hash and uses (a generic test it provides).
+        let config = std::fs::read_to_string(project_b.path().join("orbital.toml")).unwrap();
+        project_b.write(
+            "orbital.toml",
+            &config.replace(
+                "components = [\"plugins/jaffle_macros.wasm\"]",
+                // `hash` reads `blake3:<hex>`, as orbital.toml names it.
+                &format!("components = [\"plugins/jaffle_macros.wasm\", \"{hash}\"]"),
+            ),
+        );
+        let orders =
+            std::fs::read_to_string(project_b.path().join("models/marts/orders.sql")).unwrap();
+        project_b.write(
+            "models/marts/orders.sql",
+            &format!("-- config: tests.amount = ['is_positive']\n{orders}"),
+        );
+        let mut client = b.client().await;
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        assert_eq!(peers.json().unwrap()["peers"][0]["connected"], true);
+        // B fetched it from A over QUIC (checked against its hash) and uses it.
+        let listing = client.request("GET", "/v1/project", None).await.unwrap();
+        assert_eq!(
+            listing.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&listing.body)
+        );
+        let listing = listing.json().unwrap();
+        assert_eq!(listing["diagnostics"], json!([]), "{listing}");
+        assert!(
+            listing["nodes"].as_array().unwrap().iter().any(|n| n["kind"] == "test"
+                && n["name"].as_str().unwrap().contains("is_positive")),
+            "{listing}"
+        );
+        // What came from A is counted against it.
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        let received = peers.json().unwrap()["peers"][0]["received"].clone();
+        assert_eq!(
+            (&received["objects"], &received["rejected"]),
+            (&json!(1), &json!(0)),
+            "{received}"
+        );
+        assert!(received["bytes"].as_u64().unwrap() > 1000, "{received}");
+        let plugins = client.request("GET", "/v1/plugins", None).await.unwrap();
+        assert!(
+            plugins.json().unwrap()["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["hash"] == hash.as_str()),
+        );
+    });
+    assert_eq!(a.stop(), 0);
+    assert_eq!(b.stop(), 0);
+
+    // A peers.toml that does not parse stops the daemon before it listens.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("peers.toml"), "[[peer]]\nname = 3\n").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["daemon", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(broken.path())
+        .arg("--project")
+        .arg(project_a.path())
+        .output()
+        .unwrap();
+    assert_ne!(refused.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("peers.toml"), "{stderr}");
+    // `orbital peers` asks a daemon.
+    let local = project_a.orbital(&["peers"]);
+    assert_eq!(local.code(), 2, "{}", local.stderr());
+    assert!(local.stderr().contains("--remote"), "{}", local.stderr());
+}
+
+/// Daemons on `projects`, each listing all the others as peers (pinned by
+/// the certificate its first start made) and serving them on a port of
+/// its own.
+fn peered(projects: &[&TestProject]) -> Vec<Daemon> {
+    let first: Vec<Daemon> = projects.iter().map(|p| Daemon::start(p)).collect();
+    let ports: Vec<u16> = projects.iter().map(|_| free_udp_port()).collect();
+    for (i, daemon) in first.iter().enumerate() {
+        let peers: String = first
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, other)| peer_entry(&format!("d{j}"), ports[j], &other.fingerprint))
+            .collect();
+        std::fs::write(daemon.data_dir.path().join("peers.toml"), peers).unwrap();
+    }
+    first
+        .into_iter()
+        .zip(projects)
+        .zip(&ports)
+        .map(|((daemon, project), port)| {
+            daemon.restart_with(project, &["--peer-listen", &format!("127.0.0.1:{port}")])
+        })
+        .collect()
+}
+
+/// A copy of `project`'s orbital.toml and models in a new folder: the same
+/// project, with a state store of its own.
+fn copy_of(project: &TestProject) -> TestProject {
+    let copy = TestProject::empty();
+    copy.write(
+        "orbital.toml",
+        &std::fs::read_to_string(project.path().join("orbital.toml")).unwrap(),
+    );
+    for entry in std::fs::read_dir(project.path().join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        copy.write(
+            &format!("models/{name}"),
+            &std::fs::read_to_string(&path).unwrap(),
+        );
+    }
+    copy
+}
+
+/// The server log of the test PostgreSQL server (tests/bin/with-postgres
+/// writes it beside the data folder), from byte `from`.
+fn server_log(url: &str, from: u64) -> (String, u64) {
+    let path = "current_setting('data_directory') || '/../server.log'";
+    let size: u64 = pg_scalar(url, &format!("SELECT (pg_stat_file({path})).size"))
+        .parse()
+        .unwrap();
+    let text = pg_scalar(
+        url,
+        &format!(
+            "SELECT convert_from(pg_read_binary_file({path}, {from}, {}), 'UTF8')",
+            size.saturating_sub(from)
+        ),
+    );
+    (text, size)
+}
+
+/// (name, action) of each step of a `/v1/plan` answer.
+fn actions(plan: &Value) -> Vec<(String, String)> {
+    let mut actions: Vec<(String, String)> = plan["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{plan}"))
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    actions.sort();
+    actions
+}
+
+#[test]
+fn a_build_one_daemon_made_is_reused_by_another_that_runs_no_sql_for_it() {
+    let Some((project_a, database)) = postgres_project("peer_builds") else {
+        return;
+    };
+    let table = "-- config: materialized = 'table'\n";
+    project_a.write(
+        "models/answer.sql",
+        &format!("{table}select 41 + 1 as answer"),
+    );
+    project_a.write(
+        "models/doubled.sql",
+        "-- config: materialized = 'view'\nselect answer * 2 as doubled from answer",
+    );
+    project_a.write(
+        "models/dropped.sql",
+        &format!("{table}select 'gone' as state"),
+    );
+    let project_b = copy_of(&project_a);
+    // Every statement of a connection opened from now on is logged.
+    let name = database.url.rsplit('/').next().unwrap().to_string();
+    pg_scalar(
+        &database.url,
+        &format!("ALTER DATABASE \"{name}\" SET log_statement = 'all'"),
+    );
+    let daemons = peered(&[&project_a, &project_b]);
+    let (a, b) = (&daemons[0], &daemons[1]);
+    let (_, before_a) = server_log(&database.url, 0);
+    runtime().block_on(async {
+        let mut client = a.client().await;
+        let run = start_run(&mut client, json!({ "command": "run" })).await;
+        let events = follow(&mut client, run).await;
+        assert_eq!(
+            events.last().unwrap().1["status"],
+            "succeeded",
+            "{events:?}"
+        );
+    });
+    // What a gc of A's would do to a build of A's that B has not seen.
+    let dropped = pg_scalar(
+        &database.url,
+        "SELECT tablename FROM pg_tables WHERE tablename LIKE '%dropped__%'",
+    );
+    pg_scalar(&database.url, &format!("DROP TABLE \"{dropped}\" CASCADE"));
+    let (by_a, before_b) = server_log(&database.url, before_a);
+    assert!(by_a.contains("41 + 1"), "the statement log works: {by_a}");
+    runtime().block_on(async {
+        let mut client = b.client().await;
+        // On an environment of its own: A's are B's too once exchanged.
+        let plan = client
+            .request("POST", "/v1/plan", Some(&json!({ "env": "dev" })))
+            .await
+            .unwrap();
+        assert_eq!(plan.status, 200, "{}", String::from_utf8_lossy(&plan.body));
+        let plan = plan.json().unwrap();
+        // Both are A's builds, which B points its environment at.
+        assert_eq!(
+            actions(&plan),
+            [
+                ("answer".into(), "repoint".into()),
+                ("doubled".into(), "repoint".into()),
+                // The warehouse no longer has it: built again.
+                ("dropped".into(), "build".into()),
+            ],
+            "{plan}"
+        );
+        let run = start_run(&mut client, json!({ "command": "run", "env": "dev" })).await;
+        let events = follow(&mut client, run).await;
+        assert_eq!(
+            events.last().unwrap().1["status"],
+            "succeeded",
+            "{events:?}"
+        );
+        for node in ["answer", "doubled"] {
+            let result = finished(&events, node);
+            assert_eq!(result["status"], "reused", "{result}");
+        }
+        assert_eq!(finished(&events, "dropped")["status"], "success");
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        let received = peers.json().unwrap()["peers"][0]["received"].clone();
+        // The plan's three, and the run's one (`dropped` again: a build
+        // the warehouse lacks is never recorded, so it is asked again).
+        assert_eq!(received["builds"], 4, "{received}");
+    });
+    let (by_b, _) = server_log(&database.url, before_b);
+    assert!(!by_b.contains("41 + 1"), "B ran the model's SQL: {by_b}");
+    assert!(
+        !by_b.contains("answer * 2"),
+        "B ran the model's SQL: {by_b}"
+    );
+    // B's environment reads A's build.
+    assert_eq!(
+        pg_scalar(&database.url, "SELECT doubled FROM doubled"),
+        "84"
+    );
+    for daemon in daemons {
+        assert_eq!(daemon.stop(), 0);
+    }
+}
