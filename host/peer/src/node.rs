@@ -1011,7 +1011,10 @@ mod tests {
             entries: vec![],
             ..records[0].clone()
         };
-        assert_eq!(client.announce(&[newer.clone()]).await.unwrap(), 1);
+        assert_eq!(
+            client.announce(std::slice::from_ref(&newer)).await.unwrap(),
+            1
+        );
         assert_eq!(client.announce(&[records[0].clone()]).await.unwrap(), 0);
         assert!(store.environment("w", "prod").unwrap().is_empty());
         assert_eq!(store.env_version("w", "prod").unwrap(), newer.version);
