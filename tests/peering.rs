@@ -326,3 +326,164 @@ fn a_build_one_daemon_made_is_reused_by_another_that_runs_no_sql_for_it() {
         assert_eq!(daemon.stop(), 0);
     }
 }
+
+/// Each environment a daemon lists: name -> (version, model -> fingerprint).
+type Pointers = std::collections::BTreeMap<String, (u64, Vec<(String, String)>)>;
+
+async fn pointers(daemon: &Daemon) -> Pointers {
+    let mut client = daemon.client().await;
+    let mut get = async |path: &str| {
+        let got = client.request("GET", path, None).await.unwrap();
+        assert_eq!(got.status, 200, "{}", String::from_utf8_lossy(&got.body));
+        got.json().unwrap()
+    };
+    let listed = get("/v1/environments").await;
+    let mut pointers = Pointers::new();
+    for env in listed["environments"].as_array().unwrap() {
+        let name = env["name"].as_str().unwrap();
+        let detail = get(&format!("/v1/environments/{name}")).await;
+        assert_eq!(detail["version"], env["version"]);
+        let models = detail["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["model"].as_str().unwrap().to_string(),
+                    m["fingerprint"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        pointers.insert(name.to_string(), (env["version"].as_u64().unwrap(), models));
+    }
+    pointers
+}
+
+/// Waits (up to 30 s) until `daemons` list the same environments and
+/// `check` holds for them; returns them.
+async fn converged(daemons: &[&Daemon], check: impl Fn(&Pointers) -> bool) -> Pointers {
+    let mut last = Vec::new();
+    for _ in 0..300 {
+        last.clear();
+        for daemon in daemons {
+            last.push(pointers(daemon).await);
+        }
+        if last.windows(2).all(|w| w[0] == w[1]) && check(&last[0]) {
+            return last.remove(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the daemons did not converge: {last:#?}");
+}
+
+async fn promote(daemon: &Daemon, from: &str, to: &str) {
+    let mut client = daemon.client().await;
+    let promoted = client
+        .request(
+            "POST",
+            &format!("/v1/environments/{to}/promote"),
+            Some(&json!({ "from": from })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        promoted.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&promoted.body)
+    );
+}
+
+async fn run_on(daemon: &Daemon, env: &str) {
+    let mut client = daemon.client().await;
+    let run = start_run(&mut client, json!({ "command": "run", "env": env })).await;
+    let events = follow(&mut client, run).await;
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
+}
+
+fn version_model(version: u32) -> String {
+    format!("-- config: materialized = 'table'\nselect {version} as version")
+}
+
+#[test]
+fn a_promote_is_seen_by_peers_and_peers_converge_after_a_partition() {
+    let Some((project_a, database)) = postgres_project("peer_environments") else {
+        return;
+    };
+    project_a.write("models/release.sql", &version_model(1));
+    let project_b = copy_of(&project_a);
+    let mut daemons = peered(&[&project_a, &project_b]);
+    let fingerprint_of = |pointers: &Pointers, env: &str| -> Option<String> {
+        pointers.get(env).map(|(_, models)| models[0].1.clone())
+    };
+    let first = runtime().block_on(async {
+        let (a, b) = (&daemons[0], &daemons[1]);
+        run_on(a, "dev").await;
+        promote(a, "dev", "prod").await;
+        // B sees A's promote: the same pointers, at the same version.
+        converged(&[a, b], |p| p.contains_key("prod")).await
+    });
+    assert_eq!(
+        fingerprint_of(&first, "prod"),
+        fingerprint_of(&first, "dev")
+    );
+    assert_eq!(pg_scalar(&database.url, "SELECT version FROM release"), "1");
+
+    // A partition: B stops; both sides change prod (B through its CLI),
+    // and B makes an environment A has never seen.
+    let mut b = daemons.pop().unwrap();
+    assert_eq!(b.pause(), 0);
+    project_a.write("models/release.sql", &version_model(2));
+    runtime().block_on(async {
+        let a = &daemons[0];
+        run_on(a, "dev").await;
+        promote(a, "dev", "prod").await;
+    });
+    assert_eq!(pg_scalar(&database.url, "SELECT version FROM release"), "2");
+    project_b.write("models/release.sql", &version_model(3));
+    project_b.orbital(&["run", "--env", "prod"]).expect_code(0);
+    project_b
+        .orbital(&["run", "--env", "staging"])
+        .expect_code(0);
+    // B's change was the later one: the warehouse shows it.
+    assert_eq!(pg_scalar(&database.url, "SELECT version FROM release"), "3");
+    let b = b.resume(&project_b);
+    let after = runtime().block_on(async {
+        let a = &daemons[0];
+        converged(&[a, &b], |p| p.contains_key("staging")).await
+    });
+    // Both keep B's prod (the higher version) and A's dev.
+    assert_eq!(
+        fingerprint_of(&after, "prod"),
+        fingerprint_of(&after, "staging")
+    );
+    assert_ne!(
+        fingerprint_of(&after, "prod"),
+        fingerprint_of(&after, "dev")
+    );
+    assert!(after["prod"].0 > first["prod"].0 + 1, "{after:?}");
+    // What they record is what the warehouse has: B's project (at
+    // version 3) finds prod as it is; A's (at version 2) differs from it
+    // by the SQL it fetched from B.
+    let plan_on = async |daemon: &Daemon| -> Value {
+        let mut client = daemon.client().await;
+        let plan = client
+            .request("POST", "/v1/plan", Some(&json!({ "env": "prod" })))
+            .await
+            .unwrap();
+        plan.json().unwrap()
+    };
+    let (on_b, on_a) =
+        runtime().block_on(async { (plan_on(&b).await, plan_on(&daemons[0]).await) });
+    assert_eq!(on_b["nodes"][0]["action"], "reuse", "{on_b}");
+    let diff = on_a["nodes"][0]["diff"].as_str().unwrap_or_default();
+    assert!(
+        diff.contains("-  3 AS version") && diff.contains("+  2 AS version"),
+        "{on_a}"
+    );
+    assert_eq!(b.stop(), 0);
+}

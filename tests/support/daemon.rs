@@ -16,6 +16,8 @@ pub struct Daemon {
     pub fingerprint: String,
     pub token: String,
     pub data_dir: tempfile::TempDir,
+    /// The `orbital daemon` flags it was started with.
+    flags: Vec<String>,
 }
 
 impl Daemon {
@@ -60,6 +62,7 @@ impl Daemon {
             fingerprint: bound["certificate_sha256"].as_str().unwrap().to_string(),
             token: token.trim().to_string(),
             data_dir,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         }
     }
 
@@ -76,6 +79,19 @@ impl Daemon {
         let _ = self.child.wait();
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
         Self::start_in(project, data_dir, flags)
+    }
+
+    /// SIGTERM; the exit code. [`Daemon::resume`] starts it again.
+    pub fn pause(&mut self) -> i32 {
+        stop(&self.child);
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    /// A paused daemon started again: same project, identity and flags.
+    pub fn resume(mut self, project: &TestProject) -> Self {
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        Self::start_in(project, data_dir, &flags)
     }
 
     /// SIGTERM, then the exit code.

@@ -568,7 +568,14 @@ async fn environments(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
     let listed: Vec<Value> = all_environments(daemon, query)
         .await?
         .iter()
-        .map(|e| json!({ "name": e.name, "models": e.models.len() }))
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "models": e.models.len(),
+                "version": e.version,
+                "changed_by": e.changed_by,
+            })
+        })
         .collect();
     Ok(json!({ "environments": listed }))
 }

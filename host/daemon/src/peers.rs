@@ -252,6 +252,7 @@ impl Peers {
                     }
                     Ok(taken)
                 });
+                self.fetch_sql(i, &client, &records).await;
                 match taken {
                     Ok(taken) => {
                         lock(&self.exchanged)[i].environments += taken;
@@ -466,6 +467,41 @@ impl Peers {
         let answer = (client.hello.clone(), client.rtt());
         client.close().await;
         Ok(answer)
+    }
+
+    /// Fetches from peer `i` the SQL objects `records` name that the store
+    /// lacks (what `plan` diffs against), each checked against its hash.
+    async fn fetch_sql(
+        &self,
+        i: usize,
+        client: &orbital_peer::PeerClient,
+        records: &[orbital_cas::EnvRecord],
+    ) {
+        let lacking: Vec<orbital_core::Hash> = records
+            .iter()
+            .flat_map(|r| r.entries.iter().filter_map(|(_, e)| e.sql))
+            .filter(|hash| matches!(self.store.object(hash), Ok(None)))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if lacking.is_empty() {
+            return;
+        }
+        let answer = client.fetch(&lacking).await.map_err(FetchError::Peer);
+        self.count(i, &answer);
+        let stored = answer.map(|objects| {
+            self.store.write(|w| {
+                for (_, bytes) in &objects {
+                    w.put_object(bytes)?;
+                }
+                Ok(())
+            })
+        });
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("peer {}: cannot store SQL: {e}", self.list[i].name),
+            Err(e) => tracing::warn!("peer {}: fetching SQL: {e}", self.list[i].name),
+        }
     }
 
     /// A greeted connection to peer `i`, noting whether it could be had.

@@ -46,6 +46,11 @@ pub struct PlanReport {
 #[derive(Debug, Serialize)]
 pub struct Environment {
     pub name: String,
+    /// How many times its pointers changed (counted in the warehouse):
+    /// peers converge on the highest.
+    pub version: u64,
+    /// Who made that change: a daemon's certificate SHA-256, or `cli`.
+    pub changed_by: Option<String>,
     pub models: Vec<EnvironmentModel>,
 }
 
@@ -365,9 +370,16 @@ impl Engine {
             return Ok(Vec::new());
         };
         let all = in_place(|| session.store.environments(warehouse))?;
+        let mut versions = Vec::new();
+        for name in all.keys() {
+            versions.push(session.store.env_version(warehouse, name)?);
+        }
         let environments = all
             .into_iter()
-            .map(|(name, entries)| Environment {
+            .zip(versions)
+            .map(|((name, entries), version)| Environment {
+                version: version.version,
+                changed_by: (!version.peer.is_empty()).then_some(version.peer),
                 models: entries
                     .into_iter()
                     .map(|(model, entry)| EnvironmentModel {
