@@ -19,6 +19,8 @@ mod tls;
 mod wire;
 
 pub use error::PeerError;
-pub use node::{Limits, Objects, Partial, PeerClient, STREAM_FROM, Server};
+#[cfg(feature = "faults")]
+pub use node::faults;
+pub use node::{Limits, Objects, Partial, PeerClient, STREAM_FROM, Served, Server};
 pub use tls::{Identity, fingerprint, pinned_server};
-pub use wire::{Hello, PROTOCOL_VERSIONS, STORE_FORMAT};
+pub use wire::{Hello, PROTOCOL_VERSIONS, Request, Response, STORE_FORMAT, encode};

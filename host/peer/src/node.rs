@@ -114,6 +114,7 @@ impl Objects for orbital_cas::Store {
 pub struct Server {
     endpoint: quinn::Endpoint,
     fingerprint: String,
+    served: Arc<Served>,
 }
 
 impl Server {
@@ -130,15 +131,19 @@ impl Server {
         let endpoint = quinn::Endpoint::server(config, addr)
             .map_err(|source| PeerError::Listen { addr, source })?;
         let fingerprint = identity.fingerprint();
+        let served = Arc::new(Served::default());
         tokio::spawn({
             let (endpoint, fingerprint) = (endpoint.clone(), fingerprint.clone());
+            let served = served.clone();
             async move {
                 while let Some(incoming) = endpoint.accept().await {
                     let (objects, fingerprint) = (objects.clone(), fingerprint.clone());
+                    let served = served.clone();
                     tokio::spawn(async move {
                         match incoming.await {
                             Ok(connection) => {
-                                serve(connection, objects, fingerprint.into(), limits).await;
+                                let fingerprint = fingerprint.into();
+                                serve(connection, objects, fingerprint, limits, served).await;
                             }
                             // An unpinned peer ends here, in the handshake.
                             Err(e) => tracing::warn!("a peer connection failed: {e}"),
@@ -150,7 +155,13 @@ impl Server {
         Ok(Self {
             endpoint,
             fingerprint,
+            served,
         })
+    }
+
+    /// What this server has streamed.
+    pub fn served(&self) -> &Served {
+        &self.served
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, PeerError> {
@@ -173,6 +184,7 @@ async fn serve(
     objects: Arc<dyn Objects>,
     fingerprint: Arc<str>,
     limits: Limits,
+    served: Arc<Served>,
 ) {
     let greeted = Arc::new(AtomicBool::new(false));
     while let Ok((send, recv)) = connection.accept_bi().await {
@@ -182,6 +194,7 @@ async fn serve(
             fingerprint: fingerprint.clone(),
             greeted: greeted.clone(),
             limits,
+            served: served.clone(),
         };
         // The hello is answered before the next stream is read; after it,
         // requests are answered side by side.
@@ -201,6 +214,7 @@ struct Stream {
     fingerprint: Arc<str>,
     greeted: Arc<AtomicBool>,
     limits: Limits,
+    served: Arc<Served>,
 }
 
 impl Stream {
@@ -225,7 +239,7 @@ impl Stream {
         if let Ok(frame) = wire::encode(&response) {
             let _ = send.write_all(&frame).await;
             if let (Response::Stream { .. }, Some((hash, bytes, offset))) = (&response, streamed) {
-                stream_bytes(&mut send, &hash, &bytes, offset).await;
+                stream_bytes(&mut send, &hash, &bytes, offset, limits, &self.served).await;
             }
             let _ = send.finish();
         }
@@ -294,16 +308,25 @@ fn read_object(objects: &dyn Objects, hash: &Hash, offset: u64) -> (Response, Op
     }
 }
 
-/// Writes `bytes` from `offset` in chunks (so a broken connection loses at
-/// most what is in flight; the asker resumes from what it has).
-async fn stream_bytes(send: &mut quinn::SendStream, hash: &Hash, bytes: &[u8], offset: u64) {
-    const CHUNK: usize = 256 * 1024;
+/// Writes `bytes` from `offset` in chunks of a quarter of the message
+/// limit, at most 256 KiB (so a broken connection loses at most what is in
+/// flight; the asker resumes from what it has). Counts what it wrote.
+async fn stream_bytes(
+    send: &mut quinn::SendStream,
+    hash: &Hash,
+    bytes: &[u8],
+    offset: u64,
+    limits: Limits,
+    served: &Served,
+) {
+    let chunk = (limits.max_message as usize / 4).clamp(1024, 256 * 1024);
+    served.streams.fetch_add(1, Ordering::Relaxed);
     let mut at = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(bytes.len());
     while at < bytes.len() {
-        let end = (at + CHUNK).min(bytes.len());
-        #[cfg(test)]
+        let end = (at + chunk).min(bytes.len());
+        #[cfg(any(test, feature = "faults"))]
         if faults::cut(hash, end as u64) {
             // What was sent arrives before the cut, as over a real link.
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -314,13 +337,26 @@ async fn stream_bytes(send: &mut quinn::SendStream, hash: &Hash, bytes: &[u8], o
         if send.write_all(&bytes[at..end]).await.is_err() {
             return;
         }
+        served
+            .streamed_bytes
+            .fetch_add((end - at) as u64, Ordering::Relaxed);
         at = end;
     }
 }
 
-/// Faults tests inject into a serving peer.
-#[cfg(test)]
-pub(crate) mod faults {
+/// What a server has streamed since it started.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// `ReadObject` answers begun.
+    pub streams: std::sync::atomic::AtomicU64,
+    /// Object bytes written on them.
+    pub streamed_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// Faults tests inject into a peer (feature `faults`; never used by the
+/// daemon itself).
+#[cfg(any(test, feature = "faults"))]
+pub mod faults {
     use std::sync::Mutex;
 
     use orbital_core::Hash;
@@ -328,7 +364,9 @@ pub(crate) mod faults {
     /// A stream of this object is cut once, before the byte at this offset.
     static CUT: Mutex<Option<(Hash, u64)>> = Mutex::new(None);
 
-    pub(crate) fn cut_once(hash: Hash, at: u64) {
+    /// The next stream of object `hash` any server of this process writes
+    /// is cut (reset) before the chunk that passes byte `at`.
+    pub fn cut_once(hash: Hash, at: u64) {
         *CUT.lock().unwrap() = Some((hash, at));
     }
 
@@ -439,32 +477,7 @@ impl PeerClient {
         expected: &str,
         limits: Limits,
     ) -> Result<Self, PeerError> {
-        let local: SocketAddr = if addr.is_ipv6() {
-            SocketAddr::from(([0u16; 8], 0))
-        } else {
-            SocketAddr::from(([0u8; 4], 0))
-        };
-        let mut endpoint = quinn::Endpoint::client(local).map_err(|source| PeerError::Listen {
-            addr: local,
-            source,
-        })?;
-        endpoint.set_default_client_config(tls::client_config(identity, expected)?);
-        let unreachable = |e: &dyn std::fmt::Display| PeerError::Connect {
-            peer: expected.to_string(),
-            message: format!("{addr}: {e}"),
-        };
-        let connection = endpoint
-            .connect(addr, "localhost")
-            .map_err(|e| unreachable(&e))?
-            .await
-            .map_err(|e| unreachable(&e))?;
-        let mut client = Self {
-            connection,
-            endpoint,
-            peer: expected.to_string(),
-            limits,
-            hello: our_hello(&identity.fingerprint(), limits),
-        };
+        let mut client = Self::dial(identity, addr, expected, limits).await?;
         let ours = client.hello.clone();
         match client.ask(&Request::Hello(ours)).await? {
             Response::Hello(theirs) => {
@@ -485,6 +498,42 @@ impl PeerClient {
             }
             other => Err(client.unexpected(other)),
         }
+    }
+
+    /// A QUIC connection to the peer at `addr` whose certificate hashes to
+    /// `expected`; no hello yet (`hello` is ours until one is answered).
+    async fn dial(
+        identity: &Identity,
+        addr: SocketAddr,
+        expected: &str,
+        limits: Limits,
+    ) -> Result<Self, PeerError> {
+        let local: SocketAddr = if addr.is_ipv6() {
+            SocketAddr::from(([0u16; 8], 0))
+        } else {
+            SocketAddr::from(([0u8; 4], 0))
+        };
+        let mut endpoint = quinn::Endpoint::client(local).map_err(|source| PeerError::Listen {
+            addr: local,
+            source,
+        })?;
+        endpoint.set_default_client_config(tls::client_config(identity, expected)?);
+        let unreachable = |e: &dyn std::fmt::Display| PeerError::Connect {
+            peer: expected.to_string(),
+            message: format!("{addr}: {e}"),
+        };
+        let connection = endpoint
+            .connect(addr, "localhost")
+            .map_err(|e| unreachable(&e))?
+            .await
+            .map_err(|e| unreachable(&e))?;
+        Ok(Self {
+            connection,
+            endpoint,
+            peer: expected.to_string(),
+            limits,
+            hello: our_hello(&identity.fingerprint(), limits),
+        })
     }
 
     /// Which of `hashes` the peer does not have.
@@ -719,10 +768,23 @@ impl PeerClient {
         self.endpoint.wait_idle().await;
     }
 
-    /// Sends raw bytes as a request (tests of what a broken peer sends).
-    #[cfg(test)]
-    async fn send_raw(&self, bytes: &[u8]) -> Result<Response, PeerError> {
+    /// Sends raw bytes as a request: what a broken peer sends (feature
+    /// `faults`).
+    #[cfg(any(test, feature = "faults"))]
+    pub async fn send_raw(&self, bytes: &[u8]) -> Result<Response, PeerError> {
         self.exchange(bytes).await
+    }
+
+    /// A connection that has said no hello yet, for [`PeerClient::send_raw`]
+    /// (feature `faults`).
+    #[cfg(any(test, feature = "faults"))]
+    pub async fn connect_without_hello(
+        identity: &Identity,
+        addr: SocketAddr,
+        expected: &str,
+        limits: Limits,
+    ) -> Result<Self, PeerError> {
+        Self::dial(identity, addr, expected, limits).await
     }
 
     /// The connection's current round-trip time estimate.
@@ -930,8 +992,16 @@ mod tests {
         first.close().await;
         let second = connected(&b, &server, &a, Limits::default()).await;
         let fetched = second.fetch_with(&[hash], &mut partial).await.unwrap();
-        assert_eq!(fetched, vec![(hash, big)]);
         assert_eq!(partial.bytes(), 0);
+        // Two streams, and no byte sent twice: the second began where the
+        // first was cut.
+        let served = server.served();
+        assert_eq!(served.streams.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            served.streamed_bytes.load(Ordering::Relaxed),
+            big.len() as u64
+        );
+        assert_eq!(fetched, vec![(hash, big)]);
         server.close();
     }
 

@@ -29,6 +29,18 @@ impl Identity {
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.certificate)
     }
+
+    /// A new self-signed identity for `localhost` (feature `faults`: the
+    /// daemon makes and keeps its own).
+    #[cfg(feature = "faults")]
+    pub fn generate() -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("rcgen makes a self-signed certificate");
+        Self {
+            certificate: made.cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into()),
+        }
+    }
 }
 
 /// A certificate's SHA-256, lowercase hex.

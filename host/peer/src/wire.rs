@@ -98,7 +98,8 @@ pub(crate) struct Refused {
     pub(crate) message: String,
 }
 
-pub(crate) fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, PeerError> {
+/// One message as sent: its length, then its postcard bytes.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, PeerError> {
     let body = postcard::to_stdvec(message).map_err(|e| PeerError::Tls(e.to_string()))?;
     let length =
         u32::try_from(body.len()).map_err(|_| PeerError::Tls("message too large".into()))?;
