@@ -107,8 +107,11 @@ pub(crate) struct Peers {
     server: Option<orbital_peer::Server>,
     /// The project's state store: what is shared, and where what comes goes.
     store: Arc<orbital_cas::Store>,
-    /// Wakes the sync loop (a run or a promote changed an environment).
-    changed: tokio::sync::Notify,
+    /// Wakes the sync loop (a run or a promote changed an environment, or
+    /// a peer announced records whose SQL is to be fetched).
+    changed: Arc<tokio::sync::Notify>,
+    /// SQL objects taken environment records name that the store lacks.
+    wanted_sql: Arc<Mutex<BTreeSet<orbital_core::Hash>>>,
     /// The environment versions last announced to the peers.
     announced: Mutex<std::collections::HashMap<(String, String), orbital_cas::EnvVersion>>,
 }
@@ -150,7 +153,13 @@ impl Peers {
         listen: Option<SocketAddr>,
         store: Arc<orbital_cas::Store>,
     ) -> Result<Self, DaemonError> {
-        let objects: Arc<dyn orbital_peer::Objects> = store.clone();
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let wanted_sql = Arc::new(Mutex::new(BTreeSet::new()));
+        let objects: Arc<dyn orbital_peer::Objects> = Arc::new(Shared {
+            store: store.clone(),
+            wanted_sql: wanted_sql.clone(),
+            changed: changed.clone(),
+        });
         let allowed = list.iter().map(|p| p.sha256.to_ascii_lowercase()).collect();
         let server = listen
             .map(|addr| {
@@ -173,7 +182,8 @@ impl Peers {
             identity,
             server,
             store,
-            changed: tokio::sync::Notify::new(),
+            changed,
+            wanted_sql,
             announced: Mutex::default(),
         })
     }
@@ -252,7 +262,7 @@ impl Peers {
                     }
                     Ok(taken)
                 });
-                self.fetch_sql(i, &client, &records).await;
+                want_sql(&self.store, &self.wanted_sql, &records);
                 match taken {
                     Ok(taken) => {
                         lock(&self.exchanged)[i].environments += taken;
@@ -271,6 +281,7 @@ impl Peers {
             Ok(_) => {}
             Err(e) => tracing::warn!("peer {}: asking for environments: {e}", peer.name),
         }
+        self.fetch_sql(i, &client).await;
         client.close().await;
     }
 
@@ -469,21 +480,15 @@ impl Peers {
         Ok(answer)
     }
 
-    /// Fetches from peer `i` the SQL objects `records` name that the store
-    /// lacks (what `plan` diffs against), each checked against its hash.
-    async fn fetch_sql(
-        &self,
-        i: usize,
-        client: &orbital_peer::PeerClient,
-        records: &[orbital_cas::EnvRecord],
-    ) {
-        let lacking: Vec<orbital_core::Hash> = records
-            .iter()
-            .flat_map(|r| r.entries.iter().filter_map(|(_, e)| e.sql))
-            .filter(|hash| matches!(self.store.object(hash), Ok(None)))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+    /// Fetches from peer `i` the SQL objects taken environment records
+    /// name that the store lacks (what `plan` diffs against), each checked
+    /// against its hash; what it lacks too is asked of the next peer.
+    async fn fetch_sql(&self, i: usize, client: &orbital_peer::PeerClient) {
+        let lacking: Vec<orbital_core::Hash> = {
+            let mut wanted = lock(&self.wanted_sql);
+            wanted.retain(|hash| matches!(self.store.object(hash), Ok(None)));
+            wanted.iter().copied().collect()
+        };
         if lacking.is_empty() {
             return;
         }
@@ -494,11 +499,13 @@ impl Peers {
                 for (_, bytes) in &objects {
                     w.put_object(bytes)?;
                 }
-                Ok(())
+                Ok(objects.len())
             })
         });
         match stored {
-            Ok(Ok(())) => {}
+            Ok(Ok(_)) => {
+                lock(&self.wanted_sql).retain(|hash| matches!(self.store.object(hash), Ok(None)))
+            }
             Ok(Err(e)) => tracing::warn!("peer {}: cannot store SQL: {e}", self.list[i].name),
             Err(e) => tracing::warn!("peer {}: fetching SQL: {e}", self.list[i].name),
         }
@@ -587,5 +594,65 @@ impl orbital_engine::BuildSource for Peers {
             }
             found
         })
+    }
+}
+
+/// Notes the SQL objects `records` name that `store` lacks, to be fetched.
+fn want_sql(
+    store: &orbital_cas::Store,
+    wanted: &Mutex<BTreeSet<orbital_core::Hash>>,
+    records: &[orbital_cas::EnvRecord],
+) {
+    let mut wanted = lock(wanted);
+    // Hashes no peer had pile up no further than this.
+    if wanted.len() > 100_000 {
+        wanted.clear();
+    }
+    wanted.extend(
+        records
+            .iter()
+            .flat_map(|r| r.entries.iter().filter_map(|(_, e)| e.sql))
+            .filter(|hash| matches!(store.object(hash), Ok(None))),
+    );
+}
+
+/// What this daemon serves its peers: the project's store, noting the SQL
+/// of environment records peers announce (fetched by the sync loop).
+struct Shared {
+    store: Arc<orbital_cas::Store>,
+    wanted_sql: Arc<Mutex<BTreeSet<orbital_core::Hash>>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl orbital_peer::Objects for Shared {
+    fn object(
+        &self,
+        hash: &orbital_core::Hash,
+    ) -> Result<Option<Vec<u8>>, orbital_peer::PeerError> {
+        orbital_peer::Objects::object(self.store.as_ref(), hash)
+    }
+
+    fn builds(
+        &self,
+        warehouse: &str,
+        fingerprints: &[orbital_core::Hash],
+    ) -> Result<Vec<orbital_cas::BuildRecord>, orbital_peer::PeerError> {
+        orbital_peer::Objects::builds(self.store.as_ref(), warehouse, fingerprints)
+    }
+
+    fn environments(
+        &self,
+        known: &[(String, String, orbital_cas::EnvVersion)],
+    ) -> Result<Vec<orbital_cas::EnvRecord>, orbital_peer::PeerError> {
+        orbital_peer::Objects::environments(self.store.as_ref(), known)
+    }
+
+    fn adopt(&self, records: &[orbital_cas::EnvRecord]) -> Result<usize, orbital_peer::PeerError> {
+        let taken = orbital_peer::Objects::adopt(self.store.as_ref(), records)?;
+        if taken > 0 {
+            want_sql(&self.store, &self.wanted_sql, records);
+            self.changed.notify_one();
+        }
+        Ok(taken)
     }
 }

@@ -22,5 +22,5 @@ pub use error::PeerError;
 #[cfg(feature = "faults")]
 pub use node::faults;
 pub use node::{Limits, Objects, Partial, PeerClient, STREAM_FROM, Served, Server};
-pub use tls::{Identity, fingerprint, pinned_server};
+pub use tls::{Identity, client_config, fingerprint, pinned_server, server_config};
 pub use wire::{Hello, PROTOCOL_VERSIONS, Request, Response, STORE_FORMAT, encode};

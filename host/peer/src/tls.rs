@@ -58,7 +58,7 @@ fn tls_error(e: impl std::fmt::Display) -> PeerError {
 }
 
 /// The server side: requires a client certificate in `allowed`.
-pub(crate) fn server_config(
+pub fn server_config(
     identity: &Identity,
     allowed: BTreeSet<String>,
 ) -> Result<quinn::ServerConfig, PeerError> {
@@ -88,7 +88,7 @@ pub fn pinned_server(expected: &str) -> Arc<dyn ServerCertVerifier> {
 }
 
 /// The client side: presents `identity`, accepts only `expected`.
-pub(crate) fn client_config(
+pub fn client_config(
     identity: &Identity,
     expected: &str,
 ) -> Result<quinn::ClientConfig, PeerError> {
