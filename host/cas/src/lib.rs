@@ -365,6 +365,40 @@ impl Store {
         Ok(table.get(hash.0.as_slice())?.map(|v| v.value().to_vec()))
     }
 
+    /// Each of `hashes` as an object or, failing that, an installed
+    /// component (what peers are served), in one read transaction.
+    pub fn objects_or_plugins(&self, hashes: &[Hash]) -> Result<Vec<Option<Vec<u8>>>> {
+        let txn = self.read()?;
+        let (objects, plugins) = (txn.open_table(OBJECTS)?, txn.open_table(PLUGINS)?);
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let found = match objects.get(hash.0.as_slice())? {
+                Some(value) => Some(value.value().to_vec()),
+                None => plugins.get(hash.0.as_slice())?.map(|v| v.value().to_vec()),
+            };
+            out.push(found);
+        }
+        Ok(out)
+    }
+
+    /// The size of each of `hashes` as an object or installed component,
+    /// without copying their bytes.
+    pub fn object_sizes(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
+        let txn = self.read()?;
+        let (objects, plugins) = (txn.open_table(OBJECTS)?, txn.open_table(PLUGINS)?);
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let size = match objects.get(hash.0.as_slice())? {
+                Some(value) => Some(value.value().len() as u64),
+                None => plugins
+                    .get(hash.0.as_slice())?
+                    .map(|v| v.value().len() as u64),
+            };
+            out.push(size);
+        }
+        Ok(out)
+    }
+
     /// The installed component with hash `hash`.
     pub fn plugin(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
         let table = self.read()?.open_table(PLUGINS)?;

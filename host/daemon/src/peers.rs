@@ -632,6 +632,20 @@ impl orbital_peer::Objects for Shared {
         orbital_peer::Objects::object(self.store.as_ref(), hash)
     }
 
+    fn objects(
+        &self,
+        hashes: &[orbital_core::Hash],
+    ) -> Result<Vec<Option<Vec<u8>>>, orbital_peer::PeerError> {
+        orbital_peer::Objects::objects(self.store.as_ref(), hashes)
+    }
+
+    fn sizes(
+        &self,
+        hashes: &[orbital_core::Hash],
+    ) -> Result<Vec<Option<u64>>, orbital_peer::PeerError> {
+        orbital_peer::Objects::sizes(self.store.as_ref(), hashes)
+    }
+
     fn builds(
         &self,
         warehouse: &str,

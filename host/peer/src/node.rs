@@ -31,6 +31,9 @@ impl Default for Limits {
     }
 }
 
+/// How many large objects are streamed from one peer at once.
+const LARGE_AT_ONCE: usize = 4;
+
 /// Objects at least this large are streamed (`ReadObject`), not batched.
 pub const STREAM_FROM: u64 = 1 << 20;
 
@@ -38,6 +41,20 @@ pub const STREAM_FROM: u64 = 1 << 20;
 /// The state store, or (in tests) a source that lies.
 pub trait Objects: Send + Sync + 'static {
     fn object(&self, hash: &Hash) -> Result<Option<Vec<u8>>, PeerError>;
+
+    /// Each of `hashes`' bytes, if held (a store reads them at once).
+    fn objects(&self, hashes: &[Hash]) -> Result<Vec<Option<Vec<u8>>>, PeerError> {
+        hashes.iter().map(|hash| self.object(hash)).collect()
+    }
+
+    /// Each of `hashes`' size, if held (a store copies no bytes for it).
+    fn sizes(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>, PeerError> {
+        Ok(self
+            .objects(hashes)?
+            .into_iter()
+            .map(|bytes| bytes.map(|b| b.len() as u64))
+            .collect())
+    }
 
     /// Of `fingerprints`, the builds recorded in `warehouse`.
     fn builds(
@@ -71,6 +88,14 @@ impl Objects for orbital_cas::Store {
             Some(bytes) => Ok(Some(bytes)),
             None => Ok(self.plugin(hash)?),
         }
+    }
+
+    fn objects(&self, hashes: &[Hash]) -> Result<Vec<Option<Vec<u8>>>, PeerError> {
+        Ok(self.objects_or_plugins(hashes)?)
+    }
+
+    fn sizes(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>, PeerError> {
+        Ok(self.object_sizes(hashes)?)
     }
 
     fn builds(
@@ -382,16 +407,23 @@ pub mod faults {
     }
 }
 
+/// How many objects are read from the store at once while answering.
+const READ_BATCH: usize = 256;
+
 fn answer(request: Request, objects: &dyn Objects, limits: Limits) -> Response {
-    let found = |hash: &Hash| objects.object(hash);
     match request {
         Request::Hello(_) => Response::error("hello.again", "one hello per connection"),
         Request::FindMissing(hashes) => {
             let mut missing = Vec::new();
-            for hash in hashes {
-                match found(&hash) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => missing.push(hash),
+            for batch in hashes.chunks(READ_BATCH) {
+                match objects.sizes(batch) {
+                    Ok(found) => missing.extend(
+                        batch
+                            .iter()
+                            .zip(found)
+                            .filter(|(_, bytes)| bytes.is_none())
+                            .map(|(hash, _)| *hash),
+                    ),
                     Err(e) => return Response::error("store", e.to_string()),
                 }
             }
@@ -403,17 +435,34 @@ fn answer(request: Request, objects: &dyn Objects, limits: Limits) -> Response {
             let (mut sent, mut found_objects, mut later, mut missing, mut large) =
                 (0usize, Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let stream_from = STREAM_FROM.min(budget as u64);
-            for hash in hashes {
-                match found(&hash) {
-                    Ok(Some(bytes)) if bytes.len() as u64 >= stream_from => {
-                        large.push((hash, bytes.len() as u64));
+            for batch in hashes.chunks(READ_BATCH) {
+                let sizes = match objects.sizes(batch) {
+                    Ok(sizes) => sizes,
+                    Err(e) => return Response::error("store", e.to_string()),
+                };
+                // What fits is read; large objects are only listed.
+                let mut fitting = Vec::new();
+                for (hash, size) in batch.iter().copied().zip(sizes) {
+                    match size {
+                        Some(size) if size >= stream_from => large.push((hash, size)),
+                        Some(size) if sent + size as usize <= budget => {
+                            sent += size as usize;
+                            fitting.push(hash);
+                        }
+                        Some(_) => later.push(hash),
+                        None => missing.push(hash),
                     }
-                    Ok(Some(bytes)) if sent + bytes.len() <= budget => {
-                        sent += bytes.len();
-                        found_objects.push((hash, bytes));
+                }
+                match objects.objects(&fitting) {
+                    Ok(read) => {
+                        for (hash, bytes) in fitting.into_iter().zip(read) {
+                            match bytes {
+                                Some(bytes) => found_objects.push((hash, bytes)),
+                                // Gone since it was sized.
+                                None => missing.push(hash),
+                            }
+                        }
                     }
-                    Ok(Some(_)) => later.push(hash),
-                    Ok(None) => missing.push(hash),
                     Err(e) => return Response::error("store", e.to_string()),
                 }
             }
@@ -448,12 +497,31 @@ fn answer(request: Request, objects: &dyn Objects, limits: Limits) -> Response {
 /// The parts of large objects received so far, by hash: what a fetch
 /// resumes from after a broken connection.
 #[derive(Debug, Default)]
-pub struct Partial(std::collections::HashMap<Hash, Vec<u8>>);
+pub struct Partial(std::collections::HashMap<Hash, Received>);
+
+/// What came of one large object, hashed as it came (so checking the
+/// whole object costs nothing once its last byte is in).
+#[derive(Debug, Default)]
+struct Received {
+    bytes: Vec<u8>,
+    hasher: blake3::Hasher,
+}
+
+impl Received {
+    fn extend(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        self.bytes.extend_from_slice(chunk);
+    }
+
+    fn hash(&self) -> Hash {
+        Hash(*self.hasher.finalize().as_bytes())
+    }
+}
 
 impl Partial {
     /// How many bytes are held.
     pub fn bytes(&self) -> u64 {
-        self.0.values().map(|b| b.len() as u64).sum()
+        self.0.values().map(|r| r.bytes.len() as u64).sum()
     }
 }
 
@@ -579,19 +647,60 @@ impl PeerClient {
                         );
                     }
                     fetched.extend(found);
-                    for (hash, size) in large {
-                        let bytes = partial.0.entry(hash).or_default();
-                        self.read_object(&hash, size, bytes).await?;
-                        let bytes = partial.0.remove(&hash).unwrap_or_default();
-                        self.check(&hash, &bytes)?;
-                        fetched.push((hash, bytes));
-                    }
+                    fetched.extend(self.read_large(large, partial).await?);
                     wanted = later;
                 }
                 other => return Err(self.unexpected(other)),
             }
         }
         Ok(fetched)
+    }
+
+    /// Streams `large` objects side by side (so one's store read, transfer
+    /// and hashing overlap another's), each from what `partial` holds of
+    /// it. On an error, what came of each stays in `partial`.
+    async fn read_large(
+        &self,
+        large: Vec<(Hash, u64)>,
+        partial: &mut Partial,
+    ) -> Result<Vec<(Hash, Vec<u8>)>, PeerError> {
+        let mut read = Vec::new();
+        for batch in large.chunks(LARGE_AT_ONCE) {
+            let reads = batch.iter().map(|&(hash, size)| {
+                let mut received = partial.0.remove(&hash).unwrap_or_default();
+                async move {
+                    let result = self.read_object(&hash, size, &mut received).await;
+                    (hash, received, result)
+                }
+            });
+            read.extend(futures::future::join_all(reads.collect::<Vec<_>>()).await);
+        }
+        let mut fetched = Vec::new();
+        let mut failed = None;
+        for (hash, received, result) in read {
+            match result {
+                Ok(()) => {
+                    let actual = received.hash();
+                    if actual != hash {
+                        failed.get_or_insert(PeerError::Corrupt {
+                            peer: self.peer.clone(),
+                            hash,
+                            actual,
+                        });
+                        continue;
+                    }
+                    fetched.push((hash, received.bytes));
+                }
+                Err(e) => {
+                    partial.0.insert(hash, received);
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(fetched),
+        }
     }
 
     /// Refuses bytes that do not hash to `hash`.
@@ -614,11 +723,11 @@ impl PeerClient {
         &self,
         hash: &Hash,
         size: u64,
-        bytes: &mut Vec<u8>,
+        received: &mut Received,
     ) -> Result<(), PeerError> {
         let request = Request::ReadObject {
             hash: *hash,
-            offset: bytes.len() as u64,
+            offset: received.bytes.len() as u64,
         };
         let (head, mut recv) = self.open(&wire::encode(&request)?).await?;
         match head {
@@ -634,24 +743,28 @@ impl PeerClient {
         }
         let size =
             usize::try_from(size).map_err(|_| self.broke("object.too_large", "too large"))?;
+        let bytes = &mut received.bytes;
         bytes.reserve(size.saturating_sub(bytes.len()));
-        while bytes.len() < size {
-            match recv.read_chunk(size - bytes.len(), true).await {
-                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk.bytes),
+        while received.bytes.len() < size {
+            match recv.read_chunk(size - received.bytes.len(), true).await {
+                Ok(Some(chunk)) => received.extend(&chunk.bytes),
                 Ok(None) => break,
                 Err(e) => {
                     return Err(PeerError::Connect {
                         peer: self.peer.clone(),
-                        message: format!("object {hash} cut at byte {}: {e}", bytes.len()),
+                        message: format!("object {hash} cut at byte {}: {e}", received.bytes.len()),
                     });
                 }
             }
         }
-        match bytes.len() == size {
+        match received.bytes.len() == size {
             true => Ok(()),
             false => Err(PeerError::Connect {
                 peer: self.peer.clone(),
-                message: format!("object {hash} ended at byte {} of {size}", bytes.len()),
+                message: format!(
+                    "object {hash} ended at byte {} of {size}",
+                    received.bytes.len()
+                ),
             }),
         }
     }
