@@ -5,7 +5,7 @@ built (numbers go to docs/benchmarks.md).
     python3 docs/bench_peering.py ORBITAL BENCH_STATE
 
 Needs `niquests` (HTTP/3). Writes a 10k-model project, builds it with
-`orbital run` as daemon A's project, copies it as daemon B's (same SQLite
+`orbital build` as daemon A's project, copies it as daemon B's (same SQLite
 warehouse file, a state store of its own), and starts both daemons peered.
 Then, three rounds, each with B's state store as it was before it ever
 talked to A: B is started and its first `POST /v1/plan` is timed (the
@@ -78,7 +78,7 @@ def main():
                 '[models]\nmaterialized = "table"\n')
     shutil.copytree(a_dir, b_dir)
     started = time.perf_counter()
-    subprocess.run([orbital, "run"], cwd=a_dir, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([orbital, "build"], cwd=a_dir, check=True, stdout=subprocess.DEVNULL)
     print(f"A built 10k models in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     b_store = os.path.join(b_dir, "target", "orbital", "state.redb")
     subprocess.run([orbital, "compile"], cwd=b_dir, check=True, stdout=subprocess.DEVNULL)

@@ -108,17 +108,7 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
                 .contains(&json!("stg_orders"))
         );
 
-        let started = client
-            .request("POST", "/v1/runs", Some(&json!({ "command": "build" })))
-            .await
-            .unwrap();
-        assert_eq!(
-            started.status,
-            202,
-            "{}",
-            String::from_utf8_lossy(&started.body)
-        );
-        let run = started.json().unwrap()["run"].as_u64().unwrap();
+        let run = start_run(&mut client, json!({ "command": "build" })).await;
 
         // Follow the run to its end.
         let mut events: Vec<(u64, String, Value)> = Vec::new();

@@ -368,33 +368,27 @@ impl Store {
     /// Each of `hashes` as an object or, failing that, an installed
     /// component (what peers are served), in one read transaction.
     pub fn objects_or_plugins(&self, hashes: &[Hash]) -> Result<Vec<Option<Vec<u8>>>> {
-        let txn = self.read()?;
-        let (objects, plugins) = (txn.open_table(OBJECTS)?, txn.open_table(PLUGINS)?);
-        let mut out = Vec::with_capacity(hashes.len());
-        for hash in hashes {
-            let found = match objects.get(hash.0.as_slice())? {
-                Some(value) => Some(value.value().to_vec()),
-                None => plugins.get(hash.0.as_slice())?.map(|v| v.value().to_vec()),
-            };
-            out.push(found);
-        }
-        Ok(out)
+        self.look_up(hashes, <[u8]>::to_vec)
     }
 
     /// The size of each of `hashes` as an object or installed component,
     /// without copying their bytes.
     pub fn object_sizes(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {
+        self.look_up(hashes, |bytes| bytes.len() as u64)
+    }
+
+    /// `what` of each of `hashes`' bytes, as an object or else an installed
+    /// component.
+    fn look_up<T>(&self, hashes: &[Hash], what: impl Fn(&[u8]) -> T) -> Result<Vec<Option<T>>> {
         let txn = self.read()?;
         let (objects, plugins) = (txn.open_table(OBJECTS)?, txn.open_table(PLUGINS)?);
         let mut out = Vec::with_capacity(hashes.len());
         for hash in hashes {
-            let size = match objects.get(hash.0.as_slice())? {
-                Some(value) => Some(value.value().len() as u64),
-                None => plugins
-                    .get(hash.0.as_slice())?
-                    .map(|v| v.value().len() as u64),
+            let found = match objects.get(hash.0.as_slice())? {
+                Some(value) => Some(what(value.value())),
+                None => plugins.get(hash.0.as_slice())?.map(|v| what(v.value())),
             };
-            out.push(size);
+            out.push(found);
         }
         Ok(out)
     }

@@ -34,6 +34,10 @@ const SYNC_EVERY: Duration = Duration::from_secs(5);
 /// sync loop keeps trying it), so plans do not wait on a peer that is down.
 const SKIP_DOWN: Duration = Duration::from_secs(30);
 
+/// How long a plan or a run waits for a peer to answer its connection
+/// before it goes on without that peer's builds.
+const ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How many fingerprints one `FindBuilds` asks about.
 const BUILDS_PER_REQUEST: usize = 4096;
 
@@ -78,14 +82,17 @@ type Fetched = Vec<(orbital_core::Hash, Vec<u8>)>;
 #[derive(Debug)]
 enum FetchError {
     Peer(orbital_peer::PeerError),
-    Silent,
+    /// No answer within this long.
+    Silent(Duration),
 }
 
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FetchError::Peer(e) => e.fmt(f),
-            FetchError::Silent => write!(f, "no answer within {} s", CHECK_TIMEOUT.as_secs()),
+            FetchError::Silent(within) => {
+                write!(f, "no answer within {} ms", within.as_millis())
+            }
         }
     }
 }
@@ -474,7 +481,10 @@ impl Peers {
 
     /// Connects to `peer` and exchanges hellos.
     async fn check(&self, peer: &Peer) -> Result<(orbital_peer::Hello, Duration), String> {
-        let client = self.connect(peer).await.map_err(|e| e.to_string())?;
+        let client = self
+            .connect(peer, CHECK_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
         let answer = (client.hello.clone(), client.rtt());
         client.close().await;
         Ok(answer)
@@ -513,7 +523,16 @@ impl Peers {
 
     /// A greeted connection to peer `i`, noting whether it could be had.
     async fn connect_to(&self, i: usize) -> Result<orbital_peer::PeerClient, FetchError> {
-        let connected = self.connect(&self.list[i]).await;
+        self.connect_within(i, CHECK_TIMEOUT).await
+    }
+
+    /// [`Peers::connect_to`], waiting at most `timeout`.
+    async fn connect_within(
+        &self,
+        i: usize,
+        timeout: Duration,
+    ) -> Result<orbital_peer::PeerClient, FetchError> {
+        let connected = self.connect(&self.list[i], timeout).await;
         lock(&self.down)[i] = match &connected {
             Ok(_) => None,
             Err(_) => Some(lock(&self.down)[i].unwrap_or_else(std::time::Instant::now)),
@@ -530,16 +549,20 @@ impl Peers {
     }
 
     /// A greeted connection to `peer`, within [`CHECK_TIMEOUT`].
-    async fn connect(&self, peer: &Peer) -> Result<orbital_peer::PeerClient, FetchError> {
+    async fn connect(
+        &self,
+        peer: &Peer,
+        timeout: Duration,
+    ) -> Result<orbital_peer::PeerClient, FetchError> {
         let connecting = orbital_peer::PeerClient::connect(
             &self.identity,
             peer.address,
             &peer.sha256,
             orbital_peer::Limits::default(),
         );
-        tokio::time::timeout(CHECK_TIMEOUT, connecting)
+        tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| FetchError::Silent)?
+            .map_err(|_| FetchError::Silent(timeout))?
             .map_err(FetchError::Peer)
     }
 }
@@ -568,7 +591,7 @@ impl orbital_engine::BuildSource for Peers {
                 if self.recently_down(i) {
                     continue;
                 }
-                let client = match self.connect_to(i).await {
+                let client = match self.connect_within(i, ASK_TIMEOUT).await {
                     Ok(client) => client,
                     Err(e) => {
                         tracing::warn!("peer {}: {e}", self.list[i].name);

@@ -394,15 +394,7 @@ impl Warehouse {
         // Two runs may make it at once (on other environments): the first
         // one's id stands, under a lock on PostgreSQL, where two `CREATE
         // TABLE IF NOT EXISTS` at once can both try to create it.
-        let (placeholder, lock) = match self.backend {
-            Backend::Sqlite(_) => ("?", None),
-            Backend::Postgres(..) => (
-                "$1",
-                Some(plain(&format!(
-                    "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
-                ))),
-            ),
-        };
+        let (placeholder, lock) = self.bookkeeping();
         let mut insert = plain(&format!(
             "INSERT INTO _orbital_warehouse (id) SELECT {placeholder} \
              WHERE NOT EXISTS (SELECT 1 FROM _orbital_warehouse)"
@@ -426,22 +418,28 @@ impl Warehouse {
         }
     }
 
-    /// Bumps environment `env`'s version in the warehouse (table
-    /// `_orbital_environments`) and returns it: a counter every writer of
-    /// this warehouse shares, so of two daemons' records of one
-    /// environment the higher version is the later change. Called with the
-    /// environment's lock held, so no other writer bumps it meanwhile.
-    pub async fn bump_environment(&self, env: &str) -> Result<u64, DbError> {
-        let (placeholder, lock) = match self.backend {
+    /// For Orbital's own tables: the first parameter's placeholder, and on
+    /// PostgreSQL the transaction lock their changes take (two `CREATE
+    /// TABLE IF NOT EXISTS` at once can both try to create a table there).
+    fn bookkeeping(&self) -> (&'static str, Option<Statement>) {
+        match self.backend {
             Backend::Sqlite(_) => ("?", None),
-            // Two `CREATE TABLE IF NOT EXISTS` at once can both try.
             Backend::Postgres(..) => (
                 "$1",
                 Some(plain(&format!(
                     "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
                 ))),
             ),
-        };
+        }
+    }
+
+    /// Bumps environment `env`'s version in the warehouse (table
+    /// `_orbital_environments`) and returns it: a counter every writer of
+    /// this warehouse shares, so of two daemons' records of one
+    /// environment the higher version is the later change. Called with the
+    /// environment's lock held, so no other writer bumps it meanwhile.
+    pub async fn bump_environment(&self, env: &str) -> Result<u64, DbError> {
+        let (placeholder, lock) = self.bookkeeping();
         let mut bump = plain(&format!(
             "INSERT INTO _orbital_environments (name, version) VALUES ({placeholder}, 1) \
              ON CONFLICT (name) DO UPDATE SET version = _orbital_environments.version + 1"
