@@ -679,3 +679,142 @@ fn a_lying_peer_is_distrusted_a_cut_transfer_resumes_and_bad_messages_only_close
     cutter_server.close();
     assert_eq!(daemon.stop(), 0);
 }
+
+fn sleeper(n: usize, seconds: u32) -> String {
+    format!(
+        "-- config: materialized = 'table'\nselect {n} as n, pg_sleep({seconds}) is null as slept"
+    )
+}
+
+/// The node results of run `run` on `daemon`, followed to its end.
+async fn run_with_peers(
+    client: &mut orbital_daemon::client::Client,
+    body: Value,
+) -> (u64, Vec<(String, Value)>) {
+    let run = start_run(client, body).await;
+    (run, follow(client, run).await)
+}
+
+#[test]
+fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building() {
+    let Some((project_a, database)) = postgres_project("peer_tasks") else {
+        return;
+    };
+    for i in 0..6 {
+        project_a.write(&format!("models/m{i}.sql"), &sleeper(i, 0));
+    }
+    let project_b = copy_of(&project_a);
+    let mut daemons = peered(&[&project_a, &project_b]);
+    // A run naming B ("d1" in A's list) hands B its builds, four at a time
+    // (B's slots), and builds the rest itself; only A records them.
+    let body = json!({ "command": "run", "threads": 6, "peers": ["d1"] });
+    runtime().block_on(async {
+        let mut client = daemons[0].client().await;
+        let (_, events) = run_with_peers(&mut client, body.clone()).await;
+        assert_eq!(
+            events.last().unwrap().1["status"],
+            "succeeded",
+            "{events:?}"
+        );
+        let on_b = (0..6)
+            .filter(|i| {
+                let result = finished(&events, &format!("m{i}"));
+                assert_eq!(result["status"], "success", "{result}");
+                result["message"].as_str().unwrap().contains("(on peer d1)")
+            })
+            .count();
+        assert_eq!(on_b, 4, "{events:?}");
+        let unknown = client
+            .request(
+                "POST",
+                "/v1/runs",
+                Some(&json!({ "command": "run", "peers": ["nobody"] })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(unknown.status, 400);
+        let mut b = daemons[1].client().await;
+        let history = b.request("GET", "/v1/runs", None).await.unwrap();
+        assert_eq!(
+            history.json().unwrap()["runs"],
+            json!([]),
+            "B records nothing"
+        );
+    });
+    for i in 0..6 {
+        assert_eq!(
+            pg_scalar(&database.url, &format!("SELECT n FROM m{i}")),
+            i.to_string()
+        );
+    }
+
+    // Now B is killed while it builds: what it was building is built here,
+    // and every model is built and recorded once.
+    for i in 0..6 {
+        project_a.write(&format!("models/m{i}.sql"), &sleeper(i + 10, 3));
+        project_b.write(&format!("models/m{i}.sql"), &sleeper(i + 10, 3));
+    }
+    let (run, events) = runtime().block_on(async {
+        let mut client = daemons[0].client().await;
+        let run = start_run(&mut client, body).await;
+        let mut started = 0;
+        client
+            .events(&format!("/v1/runs/{run}/events"), None, |_, name, _| {
+                started += usize::from(name == "node_started");
+                started < 6
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        daemons[1].child.kill().unwrap();
+        (run, follow(&mut client, run).await)
+    });
+    assert_eq!(
+        events.last().unwrap().1["status"],
+        "succeeded",
+        "{events:?}"
+    );
+    let mut lost = 0;
+    for i in 0..6 {
+        let name = format!("m{i}");
+        let results: Vec<_> = events
+            .iter()
+            .filter(|(event, data)| event == "node_finished" && data["result"]["name"] == name)
+            .collect();
+        assert_eq!(results.len(), 1, "{name}: {events:?}");
+        let result = &results[0].1["result"];
+        assert_eq!(result["status"], "success", "{result}");
+        lost += usize::from(result["message"].as_str().unwrap().contains("was lost"));
+        assert_eq!(
+            pg_scalar(&database.url, &format!("SELECT n FROM m{i}")),
+            (i + 10).to_string()
+        );
+    }
+    assert_eq!(lost, 4, "{events:?}");
+    runtime().block_on(async {
+        let mut client = daemons[0].client().await;
+        let record = client
+            .request("GET", &format!("/v1/runs/{run}"), None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        let mut names: Vec<&str> = record["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["m0", "m1", "m2", "m3", "m4", "m5"], "{record}");
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        let sent = peers.json().unwrap()["peers"][0]["sent"].clone();
+        assert_eq!(
+            (&sent["tasks"], &sent["tasks_lost"]),
+            (&json!(4), &json!(4)),
+            "{sent}"
+        );
+    });
+    let a = daemons.remove(0);
+    assert_eq!(a.stop(), 0);
+}

@@ -251,6 +251,7 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
         threads: args.threads,
         full_refresh: args.full_refresh,
         env: args.env.clone(),
+        peers: Vec::new(),
     };
     match &cli.command {
         Command::Compile { model, select } => {

@@ -27,6 +27,7 @@ pub mod macros;
 pub mod plan;
 pub mod project;
 mod read_only;
+pub mod remote;
 pub mod seed;
 pub mod selector;
 pub mod snapshot;

@@ -303,10 +303,17 @@ struct RunBody {
     threads: Option<usize>,
     #[serde(default)]
     full_refresh: bool,
+    #[serde(default)]
+    peers: Vec<String>,
 }
 
 fn run_request(daemon: &Daemon, body: &[u8]) -> Result<RunRequest, ApiError> {
     let body: RunBody = parse(body)?;
+    if let Some(unknown) = body.peers.iter().find(|name| !daemon.peers.lists(name)) {
+        return Err(ApiError::bad_request(format!(
+            "`peers`: `{unknown}` is not a peer in this daemon's peers.toml"
+        )));
+    }
     Ok(RunRequest {
         project: daemon.options.project.clone(),
         command: body.command,
@@ -318,6 +325,7 @@ fn run_request(daemon: &Daemon, body: &[u8]) -> Result<RunRequest, ApiError> {
         threads: body.threads,
         full_refresh: body.full_refresh,
         env: body.env,
+        peers: body.peers,
     })
 }
 

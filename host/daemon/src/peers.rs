@@ -59,6 +59,13 @@ pub(crate) struct Peer {
     name: String,
     address: SocketAddr,
     sha256: String,
+    /// How many of a run's tasks it builds at once (default 4).
+    #[serde(default = "default_tasks")]
+    tasks: usize,
+}
+
+fn default_tasks() -> usize {
+    4
 }
 
 /// What came from one peer.
@@ -74,6 +81,10 @@ struct Exchanged {
     rejected: u64,
     /// Environment records announced to it that it took.
     environments_sent: u64,
+    /// Tasks it built for this daemon's runs.
+    tasks: u64,
+    /// Tasks it was lost while building (built here instead).
+    tasks_lost: u64,
 }
 
 type Fetched = Vec<(orbital_core::Hash, Vec<u8>)>;
@@ -119,6 +130,8 @@ pub(crate) struct Peers {
     changed: Arc<tokio::sync::Notify>,
     /// SQL objects taken environment records name that the store lacks.
     wanted_sql: Arc<Mutex<BTreeSet<orbital_core::Hash>>>,
+    /// Per peer (in list order): its free task slots.
+    slots: Vec<Arc<tokio::sync::Semaphore>>,
     /// The environment versions last announced to the peers.
     announced: Mutex<std::collections::HashMap<(String, String), orbital_cas::EnvVersion>>,
 }
@@ -159,6 +172,7 @@ impl Peers {
         identity: orbital_peer::Identity,
         listen: Option<SocketAddr>,
         store: Arc<orbital_cas::Store>,
+        builder: Builder,
     ) -> Result<Self, DaemonError> {
         let changed = Arc::new(tokio::sync::Notify::new());
         let wanted_sql = Arc::new(Mutex::new(BTreeSet::new()));
@@ -166,6 +180,7 @@ impl Peers {
             store: store.clone(),
             wanted_sql: wanted_sql.clone(),
             changed: changed.clone(),
+            builder,
         });
         let allowed = list.iter().map(|p| p.sha256.to_ascii_lowercase()).collect();
         let server = listen
@@ -185,6 +200,10 @@ impl Peers {
             exchanged: Mutex::new(vec![Exchanged::default(); list.len()]),
             asked: Mutex::default(),
             down: Mutex::new(vec![None; list.len()]),
+            slots: list
+                .iter()
+                .map(|p| Arc::new(tokio::sync::Semaphore::new(p.tasks.max(1))))
+                .collect(),
             list,
             identity,
             server,
@@ -292,6 +311,11 @@ impl Peers {
         client.close().await;
     }
 
+    /// Whether `name` is a listed peer.
+    pub(crate) fn lists(&self, name: &str) -> bool {
+        self.list.iter().any(|p| p.name == name)
+    }
+
     /// Whether any peer is listed.
     pub(crate) fn any(&self) -> bool {
         !self.list.is_empty()
@@ -353,7 +377,11 @@ impl Peers {
                     "environments": exchanged[i].environments,
                     "rejected": exchanged[i].rejected,
                 });
-                status["sent"] = json!({ "environments": exchanged[i].environments_sent });
+                status["sent"] = json!({
+                    "environments": exchanged[i].environments_sent,
+                    "tasks": exchanged[i].tasks,
+                    "tasks_lost": exchanged[i].tasks_lost,
+                });
                 // One object that did not match its hash: no object is
                 // asked of it again until this daemon restarts.
                 status["distrusted"] = json!(exchanged[i].rejected > 0);
@@ -574,8 +602,79 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Builds peers made, like an action cache: each peer (that is up) is
-/// asked for the fingerprints no peer before it had.
+/// asked for the fingerprints no peer before it had. And tasks handed to
+/// peers with a free slot.
 impl orbital_engine::BuildSource for Peers {
+    fn run_task<'a>(
+        &'a self,
+        peers: &'a [String],
+        task: orbital_core::remote::BuildTask,
+    ) -> orbital_engine::BoxFuture<'a, orbital_core::remote::TaskOutcome> {
+        use orbital_core::remote::TaskOutcome;
+        Box::pin(async move {
+            let mut refused = Vec::new();
+            for name in peers {
+                let Some(i) = self.list.iter().position(|p| &p.name == name) else {
+                    continue;
+                };
+                if self.recently_down(i) {
+                    continue;
+                }
+                // A peer with no free slot is passed over: the task is built
+                // here rather than waiting on it.
+                let Ok(_slot) = self.slots[i].clone().try_acquire_owned() else {
+                    continue;
+                };
+                let client = match self.connect_within(i, ASK_TIMEOUT).await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::warn!("peer {name}: {e}");
+                        continue;
+                    }
+                };
+                let built = client.build(&task).await;
+                client.close().await;
+                match built {
+                    Ok((message, rows)) => {
+                        lock(&self.exchanged)[i].tasks += 1;
+                        return TaskOutcome::Built {
+                            peer: name.clone(),
+                            message,
+                            rows,
+                        };
+                    }
+                    Err(orbital_peer::PeerError::Protocol { code, message, .. })
+                        if code == "task.failed" =>
+                    {
+                        return TaskOutcome::Failed {
+                            peer: name.clone(),
+                            error: message,
+                        };
+                    }
+                    Err(orbital_peer::PeerError::Protocol { code, message, .. })
+                        if code == "task.refused" =>
+                    {
+                        refused.push(format!("peer {name} refused it: {message}"));
+                    }
+                    // Lost mid-task: whatever it did is harmless (a staging
+                    // name, then the fingerprint's relation); built here.
+                    Err(e) => {
+                        lock(&self.down)[i] = Some(std::time::Instant::now());
+                        lock(&self.exchanged)[i].tasks_lost += 1;
+                        return TaskOutcome::NotTaken {
+                            why: format!(
+                                "peer {name} was lost while building it: built here ({e})"
+                            ),
+                        };
+                    }
+                }
+            }
+            TaskOutcome::NotTaken {
+                why: refused.join("; "),
+            }
+        })
+    }
+
     fn builds<'a>(
         &'a self,
         warehouse: &'a str,
@@ -639,12 +738,20 @@ fn want_sql(
     );
 }
 
+/// Who builds the tasks peers hand this daemon: its engine, on its project.
+pub(crate) struct Builder {
+    pub(crate) engine: orbital_engine::Engine,
+    pub(crate) project: std::path::PathBuf,
+}
+
 /// What this daemon serves its peers: the project's store, noting the SQL
-/// of environment records peers announce (fetched by the sync loop).
+/// of environment records peers announce (fetched by the sync loop), and
+/// builds of the tasks they hand it.
 struct Shared {
     store: Arc<orbital_cas::Store>,
     wanted_sql: Arc<Mutex<BTreeSet<orbital_core::Hash>>>,
     changed: Arc<tokio::sync::Notify>,
+    builder: Builder,
 }
 
 impl orbital_peer::Objects for Shared {
@@ -682,6 +789,28 @@ impl orbital_peer::Objects for Shared {
         known: &[(String, String, orbital_cas::EnvVersion)],
     ) -> Result<Vec<orbital_cas::EnvRecord>, orbital_peer::PeerError> {
         orbital_peer::Objects::environments(self.store.as_ref(), known)
+    }
+
+    fn build(
+        &self,
+        task: orbital_core::remote::BuildTask,
+    ) -> orbital_peer::BoxFuture<'_, Result<(String, Option<u64>), orbital_peer::TaskError>> {
+        Box::pin(async move {
+            let Builder { engine, project } = &self.builder;
+            tracing::info!(
+                "building {} for run {} of a peer (try {})",
+                task.model,
+                task.fence.run,
+                task.fence.attempt
+            );
+            // The build's own failure is the task's; anything before it
+            // (no such target, other components, a plugin that does not
+            // load here) sends the task elsewhere.
+            match engine.run_task(project, &task).await {
+                Ok(built) => built.map_err(orbital_peer::TaskError::Failed),
+                Err(e) => Err(orbital_peer::TaskError::Refused(e.to_string())),
+            }
+        })
     }
 
     fn adopt(&self, records: &[orbital_cas::EnvRecord]) -> Result<usize, orbital_peer::PeerError> {

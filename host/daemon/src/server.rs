@@ -114,6 +114,10 @@ pub async fn serve(
         },
         options.peer_listen,
         store,
+        crate::peers::Builder {
+            engine: engine.clone(),
+            project: options.project.clone(),
+        },
     )?;
     let peers = Arc::new(peers);
     if peers.any() {

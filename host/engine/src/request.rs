@@ -85,6 +85,10 @@ pub struct RunRequest {
     /// The environment (default: prod).
     #[serde(default)]
     pub env: Option<String>,
+    /// Peers (by their name in the daemon's peers.toml) the run may hand
+    /// its stateless builds to; empty: all are built here.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 /// `plan`: what a run would do.

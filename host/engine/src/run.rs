@@ -47,6 +47,12 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let started = Instant::now();
         let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        if !request.peers.is_empty() && self.sharing().is_none() {
+            return Err(EngineError::Usage(format!(
+                "this run names peers ({}) but has none: run it through a daemon whose peers.toml lists them",
+                request.peers.join(", ")
+            )));
+        }
         let session = Session::opened(
             self,
             &request.project,
@@ -336,6 +342,7 @@ async fn run_nodes(
         full_refresh: request.full_refresh,
         started_at: started_at.to_string(),
         cancel: cancel.clone(),
+        delegate: delegation(session, request, id),
     };
     send(
         events,
@@ -649,6 +656,29 @@ fn publications(
         }
     }
     changes
+}
+
+/// Where the run may hand its stateless builds: the peers it names, when
+/// the engine has peers (a run naming peers is refused earlier otherwise).
+fn delegation(
+    session: &Session,
+    request: &RunRequest,
+    id: u64,
+) -> Option<orbital_runner::Delegation> {
+    let sharing = session
+        .engine
+        .sharing()
+        .filter(|_| !request.peers.is_empty())?;
+    Some(orbital_runner::Delegation(Arc::new(
+        crate::shared::RunDelegate {
+            source: sharing.builds.clone(),
+            peers: request.peers.clone(),
+            target: session.target_name.clone(),
+            run: id,
+            token: crate::shared::fence_token(),
+            attempts: Default::default(),
+        },
+    )))
 }
 
 /// The session's environment, locked in the warehouse. Runs on other

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use orbital_cas::BuildRecord;
 use orbital_core::Hash;
+use orbital_core::remote::{BuildTask, Fence, TaskOutcome};
 
 use crate::EngineError;
 use crate::session::{Connected, Session};
@@ -14,7 +15,8 @@ use crate::session::{Connected, Session};
 /// A boxed future, as trait objects return them.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// Where builds made elsewhere are asked for, like an action cache.
+/// What an engine's peers do for it: builds made elsewhere, asked for
+/// like an action cache, and builds handed to them.
 pub trait BuildSource: Send + Sync {
     /// Of `fingerprints`, the builds recorded in `warehouse` by others.
     /// Whatever cannot be asked is simply not returned.
@@ -23,6 +25,47 @@ pub trait BuildSource: Send + Sync {
         warehouse: &'a str,
         fingerprints: Vec<Hash>,
     ) -> BoxFuture<'a, Vec<BuildRecord>>;
+
+    /// Builds `task` on one of `peers` (names of the daemon's list) with a
+    /// free slot, or says why not.
+    fn run_task<'a>(&'a self, peers: &'a [String], task: BuildTask) -> BoxFuture<'a, TaskOutcome>;
+}
+
+/// A run's [`orbital_runner::Delegate`]: its tasks go to the run's peers,
+/// each try under the run's fence.
+pub(crate) struct RunDelegate {
+    pub(crate) source: Arc<dyn BuildSource>,
+    pub(crate) peers: Vec<String>,
+    pub(crate) target: String,
+    pub(crate) run: u64,
+    pub(crate) token: u64,
+    pub(crate) attempts: std::sync::atomic::AtomicU32,
+}
+
+impl orbital_runner::Delegate for RunDelegate {
+    fn build(&self, mut task: BuildTask) -> orbital_plugin_host::BoxFuture<'_, TaskOutcome> {
+        task.target = self.target.clone();
+        task.fence = Fence {
+            run: self.run,
+            token: self.token,
+            attempt: self
+                .attempts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        self.source.run_task(&self.peers, task)
+    }
+}
+
+/// A random token for a run's fence.
+pub(crate) fn fence_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 /// What [`crate::Engine::share_with`] set.
@@ -123,5 +166,52 @@ impl Session {
             .builds
             .extend(taken.into_iter().map(|r| (r.fingerprint, r)));
         Ok(count)
+    }
+}
+
+impl crate::Engine {
+    /// Builds a task a peer handed over, on the project at `root`: on its
+    /// target of the task's target's name, with this engine's connection,
+    /// and with the project's components, which must be the ones the task
+    /// names (its fingerprint covers them). The materialization's message
+    /// and rows, or why the build failed; `Err` when it could not start
+    /// here (no such target, other components, no connection).
+    pub async fn run_task(
+        &self,
+        root: &std::path::Path,
+        task: &BuildTask,
+    ) -> Result<Result<(String, Option<u64>), String>, EngineError> {
+        let config = orbital_core::ProjectConfig::load(root)?;
+        let (target_name, target) = config.target(Some(&task.target))?;
+        let store = self.store(&crate::components::store_path(root, &config))?;
+        let components: Vec<_> = crate::components::components(root, &config, || Ok(store))?
+            .into_iter()
+            .filter(|c| c.hash == task.adapter || c.hash == task.strategy)
+            .collect();
+        for (role, hash) in [
+            ("adapter", task.adapter),
+            ("materialization", task.strategy),
+        ] {
+            if !components.iter().any(|c| c.hash == hash) {
+                return Err(EngineError::Usage(format!(
+                    "this daemon's project does not load the {role} the task is built with (blake3:{hash})"
+                )));
+            }
+        }
+        let threads = target.threads.unwrap_or(4).max(1);
+        let database = self
+            .warehouse(&target.url, root, target_name, threads)
+            .await?;
+        let host = self.plugin_host(crate::session::limits(self, &config, threads))?;
+        let plugins = orbital_runner::LoadedPlugins::start(
+            target_name,
+            target,
+            root,
+            components,
+            host,
+            database.clone(),
+        )
+        .await?;
+        Ok(orbital_runner::build_task(&plugins, &database, task).await)
     }
 }

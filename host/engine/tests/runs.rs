@@ -24,6 +24,7 @@ fn request(project: &Path, command: RunCommand, env: Option<&str>) -> RunRequest
         threads: None,
         full_refresh: false,
         env: env.map(str::to_string),
+        peers: Vec::new(),
     }
 }
 

@@ -21,6 +21,8 @@ mod wire;
 pub use error::PeerError;
 #[cfg(feature = "faults")]
 pub use node::faults;
-pub use node::{Limits, Objects, Partial, PeerClient, STREAM_FROM, Served, Server};
+pub use node::{
+    BoxFuture, Limits, Objects, Partial, PeerClient, STREAM_FROM, Served, Server, TaskError,
+};
 pub use tls::{Identity, client_config, fingerprint, pinned_server, server_config};
 pub use wire::{Hello, PROTOCOL_VERSIONS, Request, Response, STORE_FORMAT, encode};

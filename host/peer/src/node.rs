@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use orbital_cas::{BuildRecord, EnvRecord, EnvVersion};
 use orbital_core::Hash;
+use orbital_core::remote::BuildTask;
 
 use crate::error::PeerError;
 use crate::tls::{self, Identity};
@@ -77,6 +78,24 @@ pub trait Objects: Send + Sync + 'static {
     fn adopt(&self, _records: &[EnvRecord]) -> Result<usize, PeerError> {
         Ok(0)
     }
+
+    /// Builds a task another daemon handed over: the materialization's
+    /// message and rows.
+    fn build(&self, _task: BuildTask) -> BoxFuture<'_, Result<(String, Option<u64>), TaskError>> {
+        Box::pin(async { Err(TaskError::Refused("this peer builds no tasks".into())) })
+    }
+}
+
+/// A boxed future, as trait objects return them.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Why a task was not built.
+#[derive(Debug, Clone)]
+pub enum TaskError {
+    /// Not taken (no such target, other components): build it elsewhere.
+    Refused(String),
+    /// The build ran and failed.
+    Failed(String),
 }
 
 /// A store serves its objects and its installed plugin components, both
@@ -257,6 +276,14 @@ impl Stream {
             Ok(Request::ReadObject { hash, offset }) => {
                 let (response, bytes) = read_object(objects, &hash, offset);
                 streamed = bytes.map(|bytes| (hash, bytes, offset));
+                (response, false)
+            }
+            Ok(Request::Build(task)) => {
+                let response = match objects.build(task).await {
+                    Ok((message, rows)) => Response::Built { message, rows },
+                    Err(TaskError::Refused(why)) => Response::error("task.refused", why),
+                    Err(TaskError::Failed(why)) => Response::error("task.failed", why),
+                };
                 (response, false)
             }
             Ok(request) => (answer(request, objects, limits), false),
@@ -488,7 +515,7 @@ fn answer(request: Request, objects: &dyn Objects, limits: Limits) -> Response {
             Ok(taken) => Response::Adopted(u32::try_from(taken).unwrap_or(u32::MAX)),
             Err(e) => Response::error("store", e.to_string()),
         },
-        Request::ReadObject { .. } => {
+        Request::ReadObject { .. } | Request::Build(_) => {
             Response::error("message.unexpected", "answered on its own stream")
         }
     }
@@ -792,6 +819,16 @@ impl PeerClient {
     ) -> Result<Vec<EnvRecord>, PeerError> {
         match self.ask(&Request::Environments(known.to_vec())).await? {
             Response::Environments(records) => Ok(records),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Has the peer build `task`: the materialization's message and rows.
+    /// A build that failed there is `Protocol` with code `task.failed`; a
+    /// task it would not take, `task.refused`.
+    pub async fn build(&self, task: &BuildTask) -> Result<(String, Option<u64>), PeerError> {
+        match self.ask(&Request::Build(task.clone())).await? {
+            Response::Built { message, rows } => Ok((message, rows)),
             other => Err(self.unexpected(other)),
         }
     }

@@ -75,7 +75,20 @@ pub fn server_config(
         .map_err(tls_error)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(tls_error)?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// Both sides ping every second and give a connection up after 5 s of
+/// silence: a peer that died mid-task is noticed in seconds (its task is
+/// built elsewhere), not after quinn's default 30 s.
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
+    transport
+        .max_idle_timeout(quinn::IdleTimeout::try_from(std::time::Duration::from_secs(5)).ok());
+    Arc::new(transport)
 }
 
 /// A server certificate verifier that accepts only the certificate whose
@@ -101,7 +114,9 @@ pub fn client_config(
         .map_err(tls_error)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(tls_error)?;
-    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
 }
 
 /// Accepts a certificate whose SHA-256 is in `allowed`; signatures are

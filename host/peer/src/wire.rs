@@ -4,6 +4,7 @@
 
 use orbital_cas::{BuildRecord, EnvRecord, EnvVersion};
 use orbital_core::Hash;
+use orbital_core::remote::BuildTask;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PeerError;
@@ -51,6 +52,8 @@ pub enum Request {
     /// Environment records the asker changed: the answerer takes those
     /// newer than its own.
     Announce(Vec<EnvRecord>),
+    /// Build this model with your own connection (a remote task).
+    Build(BuildTask),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +78,11 @@ pub enum Response {
     Environments(Vec<EnvRecord>),
     /// How many announced records were taken.
     Adopted(u32),
+    /// The task was built: the materialization's message and rows.
+    Built {
+        message: String,
+        rows: Option<u64>,
+    },
     /// The request was refused: a code of docs/peering.md and why.
     Error {
         code: String,

@@ -7,6 +7,7 @@ use std::time::Instant;
 use orbital_core::dag::RelationName;
 use orbital_core::data_test::Severity;
 use orbital_core::plan::{Action, Repair};
+use orbital_core::remote::{BuildTask, Fence, TaskOutcome};
 use orbital_core::{Dag, NodeId};
 use orbital_plugin_host::types::{ModelTask, Relation, Value};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,23 @@ pub struct RunOptions {
     pub started_at: String,
     /// Stops the run: see [`execute`].
     pub cancel: CancellationToken,
+    /// Where stateless builds may be handed (peers); `None`: all built here.
+    pub delegate: Option<Delegation>,
+}
+
+/// Hands a model's build to a peer (see [`orbital_core::remote`]).
+pub trait Delegate: Send + Sync {
+    fn build(&self, task: BuildTask) -> orbital_plugin_host::BoxFuture<'_, TaskOutcome>;
+}
+
+/// [`RunOptions::delegate`]: a [`Delegate`], shared by the run's tasks.
+#[derive(Clone)]
+pub struct Delegation(pub Arc<dyn Delegate>);
+
+impl std::fmt::Debug for Delegation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delegation")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -509,12 +527,20 @@ impl Context {
                     .filter(|_| !self.options.full_refresh);
                 let this = previous.map(RelationName::quoted);
                 let sql = self.render_build(id, this.as_deref())?;
+                let config = serde_json::to_string(&model.config).unwrap_or_else(|_| "{}".into());
+                let mut note = None;
+                if previous.is_none() {
+                    match self.delegated(plugins, node, work, &sql, &config).await {
+                        Ok(done) => return done,
+                        Err(why) => note = why,
+                    }
+                }
                 let task = ModelTask {
                     model: node.name.clone(),
                     relation: target,
                     previous: previous.map(wit_relation),
                     sql,
-                    config: serde_json::to_string(&model.config).unwrap_or_else(|_| "{}".into()),
+                    config,
                     full_refresh: self.options.full_refresh,
                     run_started_at: self.options.started_at.clone(),
                 };
@@ -529,7 +555,13 @@ impl Context {
                             self.database.interrupt_flag(),
                         )
                         .await
-                        .map(|outcome| (outcome.message, outcome.rows_affected))
+                        .map(|outcome| match note {
+                            Some(why) => (
+                                format!("{} ({why})", outcome.message),
+                                outcome.rows_affected,
+                            ),
+                            None => (outcome.message, outcome.rows_affected),
+                        })
                         .map_err(|e| e.to_string()),
                     None => Err(format!(
                         "no plugin provides materialized = '{}'",
@@ -539,6 +571,102 @@ impl Context {
             }
         };
         built.map(|(message, rows)| Done::Built(message, rows))
+    }
+}
+
+/// Builds a task a peer handed over, with `plugins` and `database` (this
+/// process's connection to the warehouse): the materialization's message
+/// and rows. The caller checked that `plugins` are the ones the task names.
+pub async fn build_task(
+    plugins: &LoadedPlugins,
+    database: &Warehouse,
+    task: &BuildTask,
+) -> Result<(String, Option<u64>), String> {
+    let Some(materialization) = plugins.materializations.get(&task.materialized) else {
+        return Err(format!(
+            "no plugin provides materialized = '{}'",
+            task.materialized
+        ));
+    };
+    let model_task = ModelTask {
+        model: task.model.clone(),
+        relation: wit_relation(&task.relation),
+        previous: None,
+        sql: task.sql.clone(),
+        config: task.config.clone(),
+        full_refresh: task.full_refresh,
+        run_started_at: task.run_started_at.clone(),
+    };
+    plugins
+        .host
+        .materialize(
+            &plugins.adapter,
+            materialization,
+            database.for_task(&task.model),
+            &model_task,
+            database.interrupt_flag(),
+        )
+        .await
+        .map(|outcome| (outcome.message, outcome.rows_affected))
+        .map_err(|e| e.to_string())
+}
+
+impl Context {
+    /// Hands the build of a stateless model to a peer, if the run may: its
+    /// result, or `Err` to build it here, with why when a peer had it (it
+    /// was lost, or refused it).
+    async fn delegated(
+        &self,
+        plugins: &LoadedPlugins,
+        node: &orbital_core::Node,
+        work: &Work,
+        sql: &str,
+        config: &str,
+    ) -> Result<Result<Done, String>, Option<String>> {
+        let Some(Delegation(delegate)) = self.options.delegate.as_ref() else {
+            return Err(None);
+        };
+        let Some(model) = node.as_model() else {
+            return Err(None);
+        };
+        let materialized = model.config.materialized.as_str();
+        let hashes = plugins.plugin_hashes();
+        let strategy = hashes.strategies.get(materialized);
+        let stateless = orbital_core::remote::STATELESS.contains(&materialized);
+        let (true, true, Some(strategy)) = (work.action == Action::Build, stateless, strategy)
+        else {
+            return Err(None);
+        };
+        let task = BuildTask {
+            model: node.name.clone(),
+            materialized: materialized.to_string(),
+            relation: work.physical.clone(),
+            sql: sql.to_string(),
+            config: config.to_string(),
+            full_refresh: self.options.full_refresh,
+            run_started_at: self.options.started_at.clone(),
+            adapter: hashes.adapter,
+            strategy: *strategy,
+            target: String::new(),
+            fence: Fence {
+                run: 0,
+                token: 0,
+                attempt: 0,
+            },
+        };
+        match delegate.build(task).await {
+            TaskOutcome::Built {
+                peer,
+                message,
+                rows,
+            } => Ok(Ok(Done::Built(format!("{message} (on peer {peer})"), rows))),
+            TaskOutcome::Failed { peer, error } => Ok(Err(format!("on peer {peer}: {error}"))),
+            TaskOutcome::NotTaken { why } if why.is_empty() => Err(None),
+            TaskOutcome::NotTaken { why } => {
+                tracing::info!("{}: built here: {why}", node.name);
+                Err(Some(why))
+            }
+        }
     }
 }
 

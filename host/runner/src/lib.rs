@@ -23,7 +23,10 @@ mod seed;
 pub use catalog::Catalog;
 pub use database::{CANCELLED, Claim, Claimed, RunLock, Warehouse};
 pub use error::{DatabaseError, RunnerError};
-pub use execute::{Assignments, Event, NodeResult, RunOptions, Status, Work, execute};
+pub use execute::{
+    Assignments, Delegate, Delegation, Event, NodeResult, RunOptions, Status, Work, build_task,
+    execute,
+};
 pub use plugins::{Component, LoadedPlugins, plugin_set_key};
 pub use publish::{Publish, drop_physical, ensure_schemas, publish};
 pub use tokio_util::sync::CancellationToken;

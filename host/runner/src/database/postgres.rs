@@ -27,6 +27,19 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// one meanwhile, so a server restarted within it is waited for).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Has the server check every second, while a statement runs, that this
+/// client is still there, and cancel the statement if not (PostgreSQL 14
+/// and later; older servers refuse the setting, which is then left alone).
+/// A killed `orbital` (or a peer lost mid-task) then leaves no statement
+/// running that could commit a relation after its build was given to
+/// another.
+async fn notice_lost_clients(connection: &mut PgConnection) {
+    use sqlx::Executor as _;
+    let _ = connection
+        .execute("SET client_connection_check_interval = 1000")
+        .await;
+}
+
 /// The first connection and a lazy pool of up to `threads` more (see
 /// [`super::connections`]). A server that refuses or drops the first
 /// connection (starting up, too many clients) is retried with exponential
@@ -46,12 +59,19 @@ pub(super) async fn connect(
         // One connection first: a pool would retry a refused connection
         // until its timeout and then report only that it timed out.
         match PgConnection::connect_with(&options).await {
-            Ok(connection) => {
+            Ok(mut connection) => {
+                notice_lost_clients(&mut connection).await;
                 // Every task holds at most one connection, so waiting for
                 // one means the server is unreachable: give up soon.
                 let pool = PgPoolOptions::new()
                     .max_connections(u32::try_from(threads).unwrap_or(u32::MAX))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            notice_lost_clients(connection).await;
+                            Ok(())
+                        })
+                    })
                     .connect_lazy_with(options);
                 return Ok((pool, connection));
             }
