@@ -279,7 +279,7 @@ impl Stream {
                 (response, false)
             }
             Ok(Request::Build(task)) => {
-                let response = match objects.build(task).await {
+                let response = match objects.build(*task).await {
                     Ok((message, rows)) => Response::Built { message, rows },
                     Err(TaskError::Refused(why)) => Response::error("task.refused", why),
                     Err(TaskError::Failed(why)) => Response::error("task.failed", why),
@@ -827,7 +827,7 @@ impl PeerClient {
     /// A build that failed there is `Protocol` with code `task.failed`; a
     /// task it would not take, `task.refused`.
     pub async fn build(&self, task: &BuildTask) -> Result<(String, Option<u64>), PeerError> {
-        match self.ask(&Request::Build(task.clone())).await? {
+        match self.ask(&Request::Build(Box::new(task.clone()))).await? {
             Response::Built { message, rows } => Ok((message, rows)),
             other => Err(self.unexpected(other)),
         }

@@ -53,7 +53,7 @@ pub enum Request {
     /// newer than its own.
     Announce(Vec<EnvRecord>),
     /// Build this model with your own connection (a remote task).
-    Build(BuildTask),
+    Build(Box<BuildTask>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
