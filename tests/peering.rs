@@ -817,4 +817,12 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
     });
     let a = daemons.remove(0);
     assert_eq!(a.stop(), 0);
+    // Without a daemon there are no peers to hand builds to.
+    let local = project_a.orbital(&["run", "--peers", "d1"]);
+    assert_eq!(local.code(), 2, "{}", local.stderr());
+    assert!(
+        local.stderr().contains("run it through a daemon"),
+        "{}",
+        local.stderr()
+    );
 }

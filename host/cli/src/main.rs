@@ -190,6 +190,10 @@ pub(crate) struct RunArgs {
     /// every build they share with any environment.
     #[arg(long, value_name = "NAME")]
     pub(crate) env: Option<String>,
+    /// With --remote: peers of the daemon (names in its peers.toml) the run
+    /// may hand its view and table builds to.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub(crate) peers: Vec<String>,
 }
 
 impl SelectArgs {
@@ -251,7 +255,7 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
         threads: args.threads,
         full_refresh: args.full_refresh,
         env: args.env.clone(),
-        peers: Vec::new(),
+        peers: args.peers.clone(),
     };
     match &cli.command {
         Command::Compile { model, select } => {

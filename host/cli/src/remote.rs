@@ -331,6 +331,7 @@ async fn run(
         "threads": args.threads,
         "full_refresh": args.full_refresh,
         "env": args.env,
+        "peers": args.peers,
     });
     let started = check(client.request("POST", "/v1/runs", Some(&body)).await)?;
     let run = started["run"].as_u64().ok_or_else(|| {
