@@ -528,3 +528,63 @@ async fn drop_database(url: &str) {
     .await
     .unwrap();
 }
+
+/// (version, changed_by) of each environment of `project`'s warehouse.
+async fn versions(engine: &Engine, project: &Path) -> Vec<(String, u64, Option<String>)> {
+    let listed = engine
+        .environments(orbital_engine::EnvironmentsRequest {
+            project: project.to_path_buf(),
+            target: None,
+        })
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .map(|e| (e.name, e.version, e.changed_by))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environments_version_counts_the_changes_to_its_pointers_in_the_warehouse() {
+    let project = small_project(None);
+    let engine = new_engine();
+    let cli = Some("cli".to_string());
+    build(&engine, project.path()).await;
+    assert_eq!(
+        versions(&engine, project.path()).await,
+        [("prod".to_string(), 1, cli.clone())]
+    );
+    // A run that moves no pointer counts nothing.
+    build(&engine, project.path()).await;
+    assert_eq!(versions(&engine, project.path()).await[0].1, 1);
+    write(
+        project.path(),
+        "models/counted.sql",
+        "-- config: materialized = 'table'\nselect count(*) + 1 as n from named\n",
+    );
+    build(&engine, project.path()).await;
+    assert_eq!(versions(&engine, project.path()).await[0].1, 2);
+    // Each environment has its own count, kept in the warehouse.
+    engine
+        .promote(orbital_engine::PromoteRequest {
+            project: project.path().to_path_buf(),
+            selector: Selector::default(),
+            from: "prod".into(),
+            to: "staging".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(&engine, project.path()).await,
+        [
+            ("prod".to_string(), 2, cli.clone()),
+            ("staging".to_string(), 1, cli)
+        ]
+    );
+    let counted = sqlite_scalar(
+        &warehouse(project.path()),
+        "SELECT version FROM _orbital_environments WHERE name = 'prod'",
+    )
+    .await;
+    assert_eq!(counted, 2);
+}
