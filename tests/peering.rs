@@ -704,9 +704,18 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
         project_a.write(&format!("models/m{i}.sql"), &sleeper(i, 0));
     }
     let project_b = copy_of(&project_a);
-    let mut daemons = peered(&[&project_a, &project_b]);
+    // C's target has the same name and another database: not a place for
+    // A's builds.
+    let Some((project_c, _other)) = postgres_project("peer_tasks_other") else {
+        return;
+    };
+    for i in 0..6 {
+        project_c.write(&format!("models/m{i}.sql"), &sleeper(i, 0));
+    }
+    let mut daemons = peered(&[&project_a, &project_b, &project_c]);
     // A run naming B ("d1" in A's list) hands B its builds, four at a time
-    // (B's slots), and builds the rest itself; only A records them.
+    // (B's slots), and builds the rest itself; only A records them. C
+    // ("d2") refuses each: A builds those itself.
     let body = json!({ "command": "run", "threads": 6, "peers": ["d1"] });
     runtime().block_on(async {
         let mut client = daemons[0].client().await;
@@ -724,6 +733,26 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
             })
             .count();
         assert_eq!(on_b, 4, "{events:?}");
+        let (_, events) = run_with_peers(
+            &mut client,
+            json!({ "command": "run", "threads": 6, "peers": ["d2"], "full_refresh": true }),
+        )
+        .await;
+        assert_eq!(
+            events.last().unwrap().1["status"],
+            "succeeded",
+            "{events:?}"
+        );
+        // Each task C was offered (those it had a free slot for) it refused.
+        let mut refused = 0;
+        for i in 0..6 {
+            let result = finished(&events, &format!("m{i}"));
+            assert_eq!(result["status"], "success", "{result}");
+            let message = result["message"].as_str().unwrap();
+            assert!(!message.contains("on peer"), "{result}");
+            refused += usize::from(message.contains("another warehouse"));
+        }
+        assert!(refused >= 1, "{events:?}");
         let unknown = client
             .request(
                 "POST",
@@ -815,8 +844,9 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
             "{sent}"
         );
     });
-    let a = daemons.remove(0);
-    assert_eq!(a.stop(), 0);
+    for daemon in [daemons.remove(2), daemons.remove(0)] {
+        assert_eq!(daemon.stop(), 0);
+    }
     // Without a daemon there are no peers to hand builds to.
     let local = project_a.orbital(&["run", "--peers", "d1"]);
     assert_eq!(local.code(), 2, "{}", local.stderr());

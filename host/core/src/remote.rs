@@ -31,8 +31,10 @@ pub struct BuildTask {
     pub adapter: Hash,
     pub strategy: Hash,
     /// The coordinator's target: the peer builds on its own target of that
-    /// name.
+    /// name, which must be the same warehouse (this id, which Orbital keeps
+    /// in the warehouse itself).
     pub target: String,
+    pub warehouse: String,
     /// Which run and which try this is: an answer is taken only for the
     /// try the coordinator still waits on.
     pub fence: Fence,

@@ -269,7 +269,17 @@ async fn run_nodes(
     let command = request.command;
     let selector = &request.selector;
     let uses_state = Selection::uses_state(&selector.select, &selector.exclude);
-    let connected = session.connect_sharing().await?;
+    let mut connected = session.connect_sharing().await?;
+    if !request.peers.is_empty() && connected.warehouse.is_none() {
+        // Peers check their target against the warehouse's identity: a
+        // run that may hand them builds gives the warehouse one first.
+        connected.warehouse = connected.database.warehouse_id(true).await.map_err(|e| {
+            EngineError::Database(format!(
+                "cannot record the warehouse identity: {}",
+                e.message
+            ))
+        })?;
+    }
     let run_lock = lock_environment(session, &connected).await?;
     // Recorded once it holds the warehouse: a run that cannot connect or
     // lock leaves no record (unless it queued in this process first).
@@ -342,7 +352,7 @@ async fn run_nodes(
         full_refresh: request.full_refresh,
         started_at: started_at.to_string(),
         cancel: cancel.clone(),
-        delegate: delegation(session, request, id),
+        delegate: delegation(session, &connected, request, id),
     };
     send(
         events,
@@ -659,9 +669,12 @@ fn publications(
 }
 
 /// Where the run may hand its stateless builds: the peers it names, when
-/// the engine has peers (a run naming peers is refused earlier otherwise).
+/// the engine has peers (a run naming peers is refused earlier otherwise)
+/// and the warehouse has its identity (what a peer checks its own target
+/// against; a warehouse Orbital never wrote is built here).
 fn delegation(
     session: &Session,
+    connected: &Connected,
     request: &RunRequest,
     id: u64,
 ) -> Option<orbital_runner::Delegation> {
@@ -669,11 +682,13 @@ fn delegation(
         .engine
         .sharing()
         .filter(|_| !request.peers.is_empty())?;
+    let warehouse = connected.warehouse.clone()?;
     Some(orbital_runner::Delegation(Arc::new(
         crate::shared::RunDelegate {
             source: sharing.builds.clone(),
             peers: request.peers.clone(),
             target: session.target_name.clone(),
+            warehouse,
             run: id,
             token: crate::shared::fence_token(),
             attempts: Default::default(),

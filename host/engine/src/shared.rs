@@ -37,6 +37,7 @@ pub(crate) struct RunDelegate {
     pub(crate) source: Arc<dyn BuildSource>,
     pub(crate) peers: Vec<String>,
     pub(crate) target: String,
+    pub(crate) warehouse: String,
     pub(crate) run: u64,
     pub(crate) token: u64,
     pub(crate) attempts: std::sync::atomic::AtomicU32,
@@ -45,6 +46,7 @@ pub(crate) struct RunDelegate {
 impl orbital_runner::Delegate for RunDelegate {
     fn build(&self, mut task: BuildTask) -> orbital_plugin_host::BoxFuture<'_, TaskOutcome> {
         task.target = self.target.clone();
+        task.warehouse = self.warehouse.clone();
         task.fence = Fence {
             run: self.run,
             token: self.token,
@@ -202,6 +204,15 @@ impl crate::Engine {
         let database = self
             .warehouse(&target.url, root, target_name, threads)
             .await?;
+        // A target of the same name elsewhere may be another database.
+        let ours = database.warehouse_id(false).await.map_err(|e| {
+            EngineError::Database(format!("cannot read the warehouse identity: {}", e.message))
+        })?;
+        if ours.as_deref() != Some(task.warehouse.as_str()) {
+            return Err(EngineError::Usage(format!(
+                "target `{target_name}` of this daemon is another warehouse than the run's"
+            )));
+        }
         let host = self.plugin_host(crate::session::limits(self, &config, threads))?;
         let plugins = orbital_runner::LoadedPlugins::start(
             target_name,

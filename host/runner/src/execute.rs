@@ -648,6 +648,7 @@ impl Context {
             adapter: hashes.adapter,
             strategy: *strategy,
             target: String::new(),
+            warehouse: String::new(),
             fence: Fence {
                 run: 0,
                 token: 0,
