@@ -269,8 +269,15 @@ impl Peers {
         changed: &[orbital_cas::EnvRecord],
     ) {
         let peer = &self.list[i];
-        let client = match self.connect_to(i).await {
-            Ok(client) => client,
+        // A peer that is not up yet (daemons restarting one after another)
+        // is not marked down by the exchange: only a plan or a run that
+        // waited on it marks it. Reaching it clears the mark.
+        let client = match self.connect(peer, CHECK_TIMEOUT).await {
+            Ok(client) => {
+                lock(&self.down)[i] = None;
+                lock(&self.last_contact)[i] = Some(SystemTime::now());
+                client
+            }
             Err(e) => return tracing::debug!("peer {}: {e}", peer.name),
         };
         if !changed.is_empty() {
