@@ -701,7 +701,8 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
         return;
     };
     for i in 0..6 {
-        project_a.write(&format!("models/m{i}.sql"), &sleeper(i, 0));
+        // A second each: B's four slots stay taken while A offers the rest.
+        project_a.write(&format!("models/m{i}.sql"), &sleeper(i, 1));
     }
     let project_b = copy_of(&project_a);
     // C's target has the same name and another database: not a place for
@@ -710,7 +711,7 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
         return;
     };
     for i in 0..6 {
-        project_c.write(&format!("models/m{i}.sql"), &sleeper(i, 0));
+        project_c.write(&format!("models/m{i}.sql"), &sleeper(i, 1));
     }
     let mut daemons = peered(&[&project_a, &project_b, &project_c]);
     // A run naming B ("d1" in A's list) hands B its builds, four at a time
