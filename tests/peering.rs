@@ -845,6 +845,37 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
             "{sent}"
         );
     });
+    // `orbital peers` through A says the same.
+    let config = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(args)
+            .arg("--project")
+            .arg(project_a.path())
+            .env("ORBITAL_CONFIG_DIR", config.path())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    };
+    let token = daemons[0].data_dir.path().join("token");
+    cli(&[
+        "login",
+        &format!("https://{}", daemons[0].addr),
+        "--token-file",
+        token.to_str().unwrap(),
+        "--cert-sha256",
+        &daemons[0].fingerprint,
+        "--name",
+        "a",
+    ]);
+    let listed = cli(&["--remote", "a", "peers"]);
+    assert!(listed.contains("built 4 tasks (4 lost)"), "{listed}");
     for daemon in [daemons.remove(2), daemons.remove(0)] {
         assert_eq!(daemon.stop(), 0);
     }

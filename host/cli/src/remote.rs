@@ -286,8 +286,8 @@ pub(crate) async fn command(cli: &Cli, name: &str, output: &Output) -> Result<Ex
     }
 }
 
-/// One line per peer: name, address, and connected (round trip,
-/// protocol) or why not.
+/// Two lines per peer: name, address, and connected (round trip,
+/// protocol) or why not; then what was exchanged with it.
 fn print_peers(peers: &Value) {
     let peers = peers.as_array().map(Vec::as_slice).unwrap_or_default();
     if peers.is_empty() {
@@ -311,7 +311,31 @@ fn print_peers(peers: &Value) {
         };
         let last = peer["last_contact"].as_str().unwrap_or("never");
         println!("{name}  {address}  {state}  (last contact: {last})");
+        println!("  {}", exchanged(peer));
     }
+}
+
+/// What came from a peer and what it did for this daemon, in one line.
+fn exchanged(peer: &Value) -> String {
+    let count = |value: &Value| value.as_u64().unwrap_or(0);
+    let (received, sent) = (&peer["received"], &peer["sent"]);
+    let mut line = format!(
+        "received {} objects ({:.1} kB), {} builds, {} environment records; sent {} environment records; built {} tasks ({} lost)",
+        count(&received["objects"]),
+        count(&received["bytes"]) as f64 / 1000.0,
+        count(&received["builds"]),
+        count(&received["environments"]),
+        count(&sent["environments"]),
+        count(&sent["tasks"]),
+        count(&sent["tasks_lost"]),
+    );
+    if count(&received["rejected"]) > 0 {
+        line.push_str(&format!(
+            "; {} answers rejected (hash mismatch): distrusted",
+            count(&received["rejected"])
+        ));
+    }
+    line
 }
 
 /// A run through the daemon: its events feed the same progress lines and
