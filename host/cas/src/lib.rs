@@ -371,6 +371,14 @@ impl Store {
         self.look_up(hashes, <[u8]>::to_vec)
     }
 
+    /// `hash` as an object or, failing that, an installed component.
+    pub fn object_or_plugin(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .objects_or_plugins(std::slice::from_ref(hash))?
+            .pop()
+            .flatten())
+    }
+
     /// The size of each of `hashes` as an object or installed component,
     /// without copying their bytes.
     pub fn object_sizes(&self, hashes: &[Hash]) -> Result<Vec<Option<u64>>> {

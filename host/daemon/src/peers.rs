@@ -274,8 +274,7 @@ impl Peers {
         // waited on it marks it. Reaching it clears the mark.
         let client = match self.connect(peer, CHECK_TIMEOUT).await {
             Ok(client) => {
-                lock(&self.down)[i] = None;
-                lock(&self.last_contact)[i] = Some(SystemTime::now());
+                self.reached(i);
                 client
             }
             Err(e) => return tracing::debug!("peer {}: {e}", peer.name),
@@ -345,15 +344,13 @@ impl Peers {
     pub(crate) async fn status(&self) -> Vec<Value> {
         let checks = self.list.iter().map(|peer| self.check(peer));
         let results = futures::future::join_all(checks).await;
-        let mut contacts = self
-            .last_contact
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let exchanged = self
-            .exchanged
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        for (i, result) in results.iter().enumerate() {
+            if result.is_ok() {
+                self.contacted(i);
+            }
+        }
+        let contacts = lock(&self.last_contact).clone();
+        let exchanged = lock(&self.exchanged).clone();
         self.list
             .iter()
             .zip(results)
@@ -367,7 +364,6 @@ impl Peers {
                 });
                 match result {
                     Ok((hello, rtt)) => {
-                        contacts[i] = Some(SystemTime::now());
                         status["rtt_ms"] = json!(rtt.as_secs_f64() * 1000.0);
                         status["protocol_versions"] = json!([hello.versions.0, hello.versions.1]);
                         status["store_format"] = json!(hello.store_format);
@@ -417,10 +413,7 @@ impl Peers {
             .filter(|hash| matches!(store.plugin(hash), Ok(None)))
             .collect();
         {
-            let asked = self
-                .asked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let asked = lock(&self.asked);
             lacking.retain(|h| asked.get(h).is_none_or(|at| at.elapsed() > RETRY_MISSING));
         }
         if lacking.is_empty() {
@@ -458,10 +451,7 @@ impl Peers {
             }
         }
         let now = std::time::Instant::now();
-        let mut asked = self
-            .asked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut asked = lock(&self.asked);
         asked.retain(|_, at| at.elapsed() <= RETRY_MISSING);
         asked.extend(lacking.into_iter().map(|h| (h, now)));
         fetched
@@ -470,10 +460,7 @@ impl Peers {
     /// Counts what came from peer `i`, or that it sent an object that did
     /// not match its hash.
     fn count(&self, i: usize, answer: &Result<Fetched, FetchError>) {
-        let mut exchanged = self
-            .exchanged
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut exchanged = lock(&self.exchanged);
         let counts = &mut exchanged[i];
         match answer {
             Ok(objects) => {
@@ -568,14 +555,25 @@ impl Peers {
         timeout: Duration,
     ) -> Result<orbital_peer::PeerClient, FetchError> {
         let connected = self.connect(&self.list[i], timeout).await;
-        lock(&self.down)[i] = match &connected {
-            Ok(_) => None,
-            Err(_) => Some(lock(&self.down)[i].unwrap_or_else(std::time::Instant::now)),
-        };
-        if connected.is_ok() {
-            lock(&self.last_contact)[i] = Some(SystemTime::now());
+        match &connected {
+            Ok(_) => self.reached(i),
+            Err(_) => {
+                let mut down = lock(&self.down);
+                down[i] = Some(down[i].unwrap_or_else(std::time::Instant::now));
+            }
         }
         connected
+    }
+
+    /// Notes that peer `i` answered a hello just now: it is not down.
+    fn reached(&self, i: usize) {
+        lock(&self.down)[i] = None;
+        self.contacted(i);
+    }
+
+    /// Notes that peer `i` answered a hello just now.
+    fn contacted(&self, i: usize) {
+        lock(&self.last_contact)[i] = Some(SystemTime::now());
     }
 
     /// Whether peer `i` could not be reached lately.

@@ -56,10 +56,7 @@ impl ParseCache for MemoParses<'_> {
             .get(key)
             .cloned();
         let parsed = remembered.or_else(|| self.store.get(key))?;
-        self.used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(*key, parsed.clone());
+        crate::lock(&self.used).insert(*key, parsed.clone());
         Some(parsed)
     }
 }

@@ -405,11 +405,7 @@ impl Engine {
 
     /// The stored object or installed plugin component named `hash`.
     pub fn object(&self, root: &Path, hash: &Hash) -> Result<Option<Vec<u8>>, EngineError> {
-        let store = self.project_store(root)?;
-        match store.object(hash)? {
-            Some(bytes) => Ok(Some(bytes)),
-            None => Ok(store.plugin(hash)?),
-        }
+        Ok(self.project_store(root)?.object_or_plugin(hash)?)
     }
 
     /// The latest `limit` runs of the project at `root`, newest first.

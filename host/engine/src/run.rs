@@ -273,12 +273,7 @@ async fn run_nodes(
     if !request.peers.is_empty() && connected.warehouse.is_none() {
         // Peers check their target against the warehouse's identity: a
         // run that may hand them builds gives the warehouse one first.
-        connected.warehouse = connected.database.warehouse_id(true).await.map_err(|e| {
-            EngineError::Database(format!(
-                "cannot record the warehouse identity: {}",
-                e.message
-            ))
-        })?;
+        connected.warehouse = record_identity(&connected.database).await?;
     }
     let run_lock = lock_environment(session, &connected).await?;
     // Recorded once it holds the warehouse: a run that cannot connect or
@@ -505,12 +500,7 @@ async fn publish_and_record(
     })?;
     if let Some(plugins) = plugins {
         if warehouse.is_none() {
-            warehouse = connected.database.warehouse_id(true).await.map_err(|e| {
-                EngineError::Database(format!(
-                    "cannot record the warehouse identity: {}",
-                    e.message
-                ))
-            })?;
+            warehouse = record_identity(&connected.database).await?;
         }
         send(
             events,
@@ -690,10 +680,22 @@ fn delegation(
             target: session.target_name.clone(),
             warehouse,
             run: id,
-            token: crate::shared::fence_token(),
+            token: orbital_runner::random_u64(),
             attempts: Default::default(),
         },
     )))
+}
+
+/// The warehouse's identity, written into it if it has none yet.
+async fn record_identity(
+    database: &orbital_runner::Warehouse,
+) -> Result<Option<String>, EngineError> {
+    database.warehouse_id(true).await.map_err(|e| {
+        EngineError::Database(format!(
+            "cannot record the warehouse identity: {}",
+            e.message
+        ))
+    })
 }
 
 /// The session's environment, locked in the warehouse. Runs on other

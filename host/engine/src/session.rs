@@ -435,12 +435,7 @@ impl Session {
                 reading
                     .await
                     .map_err(|e| EngineError::Internal(format!("reading the catalog failed: {e}")))?
-                    .map_err(|e| {
-                        EngineError::Database(format!(
-                            "target `{}`: cannot read the warehouse's catalog: {}",
-                            self.target_name, e.message
-                        ))
-                    })?,
+                    .map_err(|e| self.catalog_unread(&e))?,
             ),
             None => None,
         };
@@ -471,6 +466,14 @@ impl Session {
     }
 
     /// The schemas builds and this environment's relations live in.
+    /// Why the catalog could not be read, as the engine reports it.
+    pub(crate) fn catalog_unread(&self, e: &orbital_plugin_host::types::DbError) -> EngineError {
+        EngineError::Database(format!(
+            "target `{}`: cannot read the warehouse's catalog: {}",
+            self.target_name, e.message
+        ))
+    }
+
     pub(crate) fn catalog_schemas(&self) -> Vec<Option<String>> {
         let mut schemas = vec![self.target.schema.clone()];
         let environment = environment_schema(&self.target, &self.environment);

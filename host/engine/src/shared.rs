@@ -58,18 +58,6 @@ impl orbital_runner::Delegate for RunDelegate {
     }
 }
 
-/// A random token for a run's fence.
-pub(crate) fn fence_token() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
-}
-
 /// What [`crate::Engine::share_with`] set.
 pub(crate) struct Sharing {
     pub(crate) node: String,
@@ -143,12 +131,8 @@ impl Session {
         }
         if connected.catalog.is_none() {
             let schemas = self.catalog_schemas();
-            connected.catalog = Some(connected.database.catalog(&schemas).await.map_err(|e| {
-                EngineError::Database(format!(
-                    "target `{}`: cannot read the warehouse's catalog: {}",
-                    self.target_name, e.message
-                ))
-            })?);
+            let catalog = connected.database.catalog(&schemas).await;
+            connected.catalog = Some(catalog.map_err(|e| self.catalog_unread(&e))?);
         }
         let catalog = connected.catalog.as_ref();
         let taken: Vec<BuildRecord> = came

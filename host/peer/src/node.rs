@@ -103,10 +103,7 @@ pub enum TaskError {
 /// environments.
 impl Objects for orbital_cas::Store {
     fn object(&self, hash: &Hash) -> Result<Option<Vec<u8>>, PeerError> {
-        match orbital_cas::Store::object(self, hash)? {
-            Some(bytes) => Ok(Some(bytes)),
-            None => Ok(self.plugin(hash)?),
-        }
+        Ok(self.object_or_plugin(hash)?)
     }
 
     fn objects(&self, hashes: &[Hash]) -> Result<Vec<Option<Vec<u8>>>, PeerError> {
@@ -680,7 +677,7 @@ impl PeerClient {
                     ..
                 } => {
                     for (hash, bytes) in &found {
-                        self.check(hash, bytes)?;
+                        self.verify(*hash, Hash::of(bytes))?;
                     }
                     if found.is_empty() && large.is_empty() && later.len() == asked {
                         return Err(
@@ -720,18 +717,12 @@ impl PeerClient {
         let mut failed = None;
         for (hash, mut received, result) in read {
             match result {
-                Ok(()) => {
-                    let actual = received.hash();
-                    if actual != hash {
-                        failed.get_or_insert(PeerError::Corrupt {
-                            peer: self.peer.clone(),
-                            hash,
-                            actual,
-                        });
-                        continue;
+                Ok(()) => match self.verify(hash, received.hash()) {
+                    Ok(()) => fetched.push((hash, received.bytes)),
+                    Err(corrupt) => {
+                        failed.get_or_insert(corrupt);
                     }
-                    fetched.push((hash, received.bytes));
-                }
+                },
                 Err(e) => {
                     partial.0.insert(hash, received);
                     failed.get_or_insert(e);
@@ -744,14 +735,13 @@ impl PeerClient {
         }
     }
 
-    /// Refuses bytes that do not hash to `hash`.
-    fn check(&self, hash: &Hash, bytes: &[u8]) -> Result<(), PeerError> {
-        let actual = Hash::of(bytes);
-        match actual == *hash {
+    /// Refuses an object named `hash` whose bytes hash to `actual`.
+    fn verify(&self, hash: Hash, actual: Hash) -> Result<(), PeerError> {
+        match actual == hash {
             true => Ok(()),
             false => Err(PeerError::Corrupt {
                 peer: self.peer.clone(),
-                hash: *hash,
+                hash,
                 actual,
             }),
         }

@@ -30,9 +30,14 @@ pub(crate) fn plain(sql: &str) -> Statement {
     }
 }
 
-/// A fresh random id: 128 bits from the clock, the process and the OS's
-/// hash seed, which is enough to tell warehouses apart.
+/// A fresh random id: 128 bits, which is enough to tell warehouses apart.
 fn new_warehouse_id() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// 64 random bits from the clock, the process and the OS's hash seed (a
+/// new one per call): ids and tokens, not cryptography.
+pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -41,9 +46,7 @@ fn new_warehouse_id() -> String {
             .map_or(0, |d| d.as_nanos()),
     );
     hasher.write_u32(std::process::id());
-    let high = hasher.finish();
-    hasher.write_u64(high);
-    format!("{high:016x}{:016x}", hasher.finish())
+    hasher.finish()
 }
 
 pub use locks::{Claim, Claimed, RunLock};

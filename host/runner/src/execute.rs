@@ -544,30 +544,12 @@ impl Context {
                     full_refresh: self.options.full_refresh,
                     run_started_at: self.options.started_at.clone(),
                 };
-                match plugins.materializations.get(&model.config.materialized) {
-                    Some(materialization) => plugins
-                        .host
-                        .materialize(
-                            &plugins.adapter,
-                            materialization,
-                            self.database.for_task(&node.name),
-                            &task,
-                            self.database.interrupt_flag(),
-                        )
-                        .await
-                        .map(|outcome| match note {
-                            Some(why) => (
-                                format!("{} ({why})", outcome.message),
-                                outcome.rows_affected,
-                            ),
-                            None => (outcome.message, outcome.rows_affected),
-                        })
-                        .map_err(|e| e.to_string()),
-                    None => Err(format!(
-                        "no plugin provides materialized = '{}'",
-                        model.config.materialized
-                    )),
-                }
+                materialize(plugins, &self.database, &model.config.materialized, &task)
+                    .await
+                    .map(|(message, rows)| match note {
+                        Some(why) => (format!("{message} ({why})"), rows),
+                        None => (message, rows),
+                    })
             }
         };
         built.map(|(message, rows)| Done::Built(message, rows))
@@ -582,12 +564,6 @@ pub async fn build_task(
     database: &Warehouse,
     task: &BuildTask,
 ) -> Result<(String, Option<u64>), String> {
-    let Some(materialization) = plugins.materializations.get(&task.materialized) else {
-        return Err(format!(
-            "no plugin provides materialized = '{}'",
-            task.materialized
-        ));
-    };
     let model_task = ModelTask {
         model: task.model.clone(),
         relation: wit_relation(&task.relation),
@@ -597,13 +573,29 @@ pub async fn build_task(
         full_refresh: task.full_refresh,
         run_started_at: task.run_started_at.clone(),
     };
+    materialize(plugins, database, &task.materialized, &model_task).await
+}
+
+/// Runs `task` through the materialization `materialized` names, with the
+/// task's own handle on `database`: its message and rows.
+async fn materialize(
+    plugins: &LoadedPlugins,
+    database: &Warehouse,
+    materialized: &str,
+    task: &ModelTask,
+) -> Result<(String, Option<u64>), String> {
+    let Some(materialization) = plugins.materializations.get(materialized) else {
+        return Err(format!(
+            "no plugin provides materialized = '{materialized}'"
+        ));
+    };
     plugins
         .host
         .materialize(
             &plugins.adapter,
             materialization,
             database.for_task(&task.model),
-            &model_task,
+            task,
             database.interrupt_flag(),
         )
         .await
