@@ -138,19 +138,36 @@ fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong
     assert_eq!(a.stop(), 0);
     assert_eq!(b.stop(), 0);
 
-    // A peers.toml that does not parse stops the daemon before it listens.
-    let broken = tempfile::tempdir().unwrap();
-    std::fs::write(broken.path().join("peers.toml"), "[[peer]]\nname = 3\n").unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_orbital"))
-        .args(["daemon", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(broken.path())
-        .arg("--project")
-        .arg(project_a.path())
-        .output()
-        .unwrap();
-    assert_ne!(refused.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("peers.toml"), "{stderr}");
+    // A peers.toml that does not parse, or says nothing usable, stops the
+    // daemon before it listens.
+    let sha = "ab".repeat(32);
+    let entry = |name: &str, tasks: &str| {
+        format!(
+            "[[peer]]\nname = \"{name}\"\naddress = \"127.0.0.1:9\"\nsha256 = \"{sha}\"\n{tasks}\n"
+        )
+    };
+    for (text, says) in [
+        ("[[peer]]\nname = 3\n".to_string(), "peers.toml"),
+        (entry("b", "tasks = 0"), "tasks must be at least 1"),
+        (entry(" ", ""), "empty name"),
+        (entry("b", "") + &entry("b", ""), "listed twice"),
+    ] {
+        let broken = tempfile::tempdir().unwrap();
+        std::fs::write(broken.path().join("peers.toml"), &text).unwrap();
+        let refused = Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(["daemon", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(broken.path())
+            .arg("--project")
+            .arg(project_a.path())
+            .output()
+            .unwrap();
+        assert_ne!(refused.status.code(), Some(0), "{text}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("peers.toml") && stderr.contains(says),
+            "{text}: {stderr}"
+        );
+    }
     // `orbital peers` asks a daemon.
     let local = project_a.orbital(&["peers"]);
     assert_eq!(local.code(), 2, "{}", local.stderr());

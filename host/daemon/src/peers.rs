@@ -150,6 +150,15 @@ pub(crate) fn load(data_dir: &Path) -> Result<Vec<Peer>, DaemonError> {
     let file: PeersFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let mut names = BTreeSet::new();
     for peer in &file.peer {
+        if peer.name.trim().is_empty() {
+            return Err(bad("a peer has an empty name".into()));
+        }
+        if peer.tasks == 0 {
+            return Err(bad(format!(
+                "peer `{}`: tasks must be at least 1 (how many of a run's builds it takes at once)",
+                peer.name
+            )));
+        }
         if !names.insert(peer.name.as_str()) {
             return Err(bad(format!("peer `{}` is listed twice", peer.name)));
         }
@@ -202,7 +211,7 @@ impl Peers {
             down: Mutex::new(vec![None; list.len()]),
             slots: list
                 .iter()
-                .map(|p| Arc::new(tokio::sync::Semaphore::new(p.tasks.max(1))))
+                .map(|p| Arc::new(tokio::sync::Semaphore::new(p.tasks)))
                 .collect(),
             list,
             identity,
