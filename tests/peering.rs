@@ -59,7 +59,7 @@ fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong
         };
         let b_seen = peer("b");
         assert_eq!(b_seen["connected"], true, "{b_seen}");
-        assert_eq!(b_seen["protocol_versions"], json!([1, 1]));
+        assert_eq!(b_seen["protocol_versions"], json!([1, 2]));
         assert!(b_seen["rtt_ms"].as_f64().is_some(), "{b_seen}");
         assert!(b_seen["last_contact"].is_string(), "{b_seen}");
         let impostor_seen = peer("impostor");
@@ -151,6 +151,11 @@ fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong
         (entry("b", "tasks = 0"), "tasks must be at least 1"),
         (entry(" ", ""), "empty name"),
         (entry("b", "") + &entry("b", ""), "listed twice"),
+        (
+            entry("b", "reaches = [\"dev\"]") + &entry("c", "reaches = [\"dev\"]"),
+            "reached through peers `b` and `c`",
+        ),
+        (entry("b", "reaches = [\" \"]"), "an empty target name"),
     ] {
         let broken = tempfile::tempdir().unwrap();
         std::fs::write(broken.path().join("peers.toml"), &text).unwrap();
@@ -904,4 +909,168 @@ fn a_run_hands_builds_to_a_peer_and_builds_here_what_a_killed_peer_was_building(
         "{}",
         local.stderr()
     );
+}
+
+#[test]
+fn a_run_on_a_target_only_a_peer_reaches_runs_its_statements_and_tasks_there() {
+    let Some((project_b, database)) = postgres_project("peer_reach") else {
+        return;
+    };
+    for i in 0..4 {
+        project_b.write(&format!("models/m{i}.sql"), &sleeper(i, 0));
+    }
+    project_b.write(
+        "models/v.sql",
+        "-- config: materialized = 'view'\nselect n from m0",
+    );
+    project_b.write(
+        "models/inc.sql",
+        "-- config: materialized = 'incremental', unique_key = 'n'\nselect n from m1",
+    );
+    // A has the same project, and a URL for the target that leads nowhere:
+    // only B reaches the warehouse.
+    let project_a = copy_of(&project_b);
+    let config = std::fs::read_to_string(project_a.path().join("orbital.toml")).unwrap();
+    project_a.write(
+        "orbital.toml",
+        &config.replace(&database.url, "postgres://orbital@127.0.0.1:1/unreachable"),
+    );
+    let (a, b) = (Daemon::start(&project_a), Daemon::start(&project_b));
+    let (port_a, port_b) = (free_udp_port(), free_udp_port());
+    std::fs::write(
+        a.data_dir.path().join("peers.toml"),
+        peer_entry("b", port_b, &b.fingerprint) + "reaches = [\"dev\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        b.data_dir.path().join("peers.toml"),
+        peer_entry("a", port_a, &a.fingerprint),
+    )
+    .unwrap();
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    let mut a = a.restart_with(&project_a, &["--peer-listen", &listen(port_a)]);
+    let b = b.restart_with(&project_b, &["--peer-listen", &listen(port_b)]);
+    runtime().block_on(async {
+        let mut client = a.client().await;
+        let (_, events) = run_with_peers(&mut client, json!({ "command": "run" })).await;
+        assert_eq!(
+            events.last().unwrap().1["status"],
+            "succeeded",
+            "{events:?}"
+        );
+        // Tables and views are built by B as tasks; the incremental model,
+        // which continues its table under the run's lock, runs here with
+        // its statements on B's connection.
+        for name in ["m0", "m1", "m2", "m3", "v"] {
+            let result = finished(&events, name);
+            assert_eq!(result["status"], "success", "{result}");
+            assert!(
+                result["message"].as_str().unwrap().contains("(on peer b)"),
+                "{result}"
+            );
+        }
+        let inc = finished(&events, "inc");
+        assert_eq!(inc["status"], "success", "{inc}");
+        assert!(
+            !inc["message"].as_str().unwrap().contains("on peer"),
+            "{inc}"
+        );
+        // A's next plan reads the catalog through B: everything is reused.
+        let plan = client
+            .request("POST", "/v1/plan", Some(&json!({})))
+            .await
+            .unwrap();
+        let plan = plan.json().unwrap();
+        for (name, action) in actions(&plan) {
+            if name != "inc" {
+                assert_eq!(action, "reuse", "{name}: {plan}");
+            }
+        }
+        let peers = client.request("GET", "/v1/peers", None).await.unwrap();
+        let b_seen = peers.json().unwrap()["peers"][0].clone();
+        assert_eq!(b_seen["reaches"], json!(["dev"]), "{b_seen}");
+        assert_eq!(b_seen["sent"]["tasks"], 5, "{b_seen}");
+        assert!(
+            b_seen["sent"]["warehouse_calls"].as_u64().unwrap() > 0,
+            "{b_seen}"
+        );
+        // Only A records the run.
+        let mut on_b = b.client().await;
+        let history = on_b.request("GET", "/v1/runs", None).await.unwrap();
+        assert_eq!(history.json().unwrap()["runs"], json!([]));
+    });
+    for i in 0..4 {
+        assert_eq!(
+            pg_scalar(&database.url, &format!("SELECT n FROM m{i}")),
+            i.to_string()
+        );
+    }
+    assert_eq!(pg_scalar(&database.url, "SELECT n FROM v"), "0");
+    assert_eq!(pg_scalar(&database.url, "SELECT count(*) FROM inc"), "1");
+
+    // With B down nothing reaches the target: A's run fails, naming B. Once
+    // B is back, A's next run reaches it again.
+    let mut b = b;
+    assert_eq!(b.pause(), 0);
+    runtime().block_on(async {
+        let mut client = a.client().await;
+        let answer = client
+            .request("POST", "/v1/runs", Some(&json!({ "command": "run" })))
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer.body).to_string();
+        let said = if answer.status == 202 {
+            let run = answer.json().unwrap()["run"].as_u64().unwrap();
+            format!("{:?}", follow(&mut client, run).await)
+        } else {
+            text
+        };
+        assert!(
+            said.contains("peer b, which holds the target's connection: cannot be reached"),
+            "{said}"
+        );
+    });
+    let b = b.resume(&project_b);
+    runtime().block_on(async {
+        let mut client = a.client().await;
+        let (_, events) = run_with_peers(&mut client, json!({ "command": "run" })).await;
+        assert_eq!(
+            events.last().unwrap().1["status"],
+            "succeeded",
+            "{events:?}"
+        );
+    });
+
+    // A dies mid-run while B holds the environment's lock for it: B lets go
+    // of what A held once A's connection ends, so a run on B's side gets
+    // the environment (it would wait for it otherwise, and give up).
+    project_a.write(
+        "models/slow.sql",
+        "-- config: materialized = 'incremental', unique_key = 'n'\n\
+         select 99 as n, pg_sleep(600) is null as slept",
+    );
+    runtime().block_on(async {
+        let mut client = a.client().await;
+        let run = start_run(&mut client, json!({ "command": "run" })).await;
+        client
+            .events(&format!("/v1/runs/{run}/events"), None, |_, name, data| {
+                !(name == "node_started" && data.contains("\"slow\""))
+            })
+            .await
+            .unwrap();
+    });
+    let advisory = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'";
+    assert_ne!(pg_scalar(&database.url, advisory), "0");
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    project_b.orbital(&["run", "--select", "m0"]).expect_code(0);
+    // And its statement still running there is cancelled.
+    let sleeping = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pg_scalar(&database.url, sleeping) != "0" {
+        assert!(std::time::Instant::now() < deadline, "still running on B");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(b.stop(), 0);
 }

@@ -329,6 +329,17 @@ fn exchanged(peer: &Value) -> String {
         count(&sent["tasks"]),
         count(&sent["tasks_lost"]),
     );
+    let reaches: Vec<&str> = peer["reaches"]
+        .as_array()
+        .map(|targets| targets.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !reaches.is_empty() {
+        line.push_str(&format!(
+            "; holds the connection of target {} ({} warehouse calls)",
+            reaches.join(", "),
+            count(&sent["warehouse_calls"])
+        ));
+    }
     if count(&received["rejected"]) > 0 {
         line.push_str(&format!(
             "; {} answers rejected (hash mismatch): distrusted",
@@ -436,5 +447,24 @@ async fn cancel_on_ctrl_c(remote: Remote, run: u64, json: bool) {
     }
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(i32::from(CANCELLED));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_line_says_what_it_did_and_which_targets_it_holds() {
+        let peer = serde_json::json!({
+            "received": { "objects": 2, "bytes": 1500, "builds": 3, "environments": 1, "rejected": 0 },
+            "sent": { "environments": 4, "tasks": 5, "tasks_lost": 1, "warehouse_calls": 42 },
+            "reaches": ["prod"],
+        });
+        assert_eq!(
+            exchanged(&peer),
+            "received 2 objects (1.5 kB), 3 builds, 1 environment records; sent 4 environment records; \
+             built 5 tasks (1 lost); holds the connection of target prod (42 warehouse calls)"
+        );
     }
 }

@@ -63,3 +63,107 @@ pub enum TaskOutcome {
     /// No peer took it, or the one that did was lost: build it here.
     NotTaken { why: String },
 }
+
+/// Remote warehouse sessions: a daemon whose target only a peer reaches
+/// runs its statements, locks and claims on that peer's connection. The
+/// peer holds them for the QUIC connection they came on; a connection that
+/// ends releases them, as a database session that ends does.
+pub mod session {
+    use serde::{Deserialize, Serialize};
+
+    use crate::dag::RelationName;
+
+    /// One value of a statement's parameters or of a row.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum SqlValue {
+        Null,
+        Boolean(bool),
+        Integer(i64),
+        Real(f64),
+        Numeric(String),
+        Text(String),
+        Bytes(Vec<u8>),
+        Date(String),
+        Timestamp(String),
+        Timestamptz(String),
+        Json(String),
+        Uuid(String),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SqlStatement {
+        pub sql: String,
+        pub params: Vec<SqlValue>,
+    }
+
+    /// Rows as a query returned them: each column's name and type name.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SqlRows {
+        pub columns: Vec<(String, String)>,
+        pub rows: Vec<Vec<SqlValue>>,
+    }
+
+    /// A statement's failure, as the database reported it.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct SqlError {
+        pub message: String,
+        pub code: Option<String>,
+        pub transient: bool,
+    }
+
+    /// One call on the answerer's connection to its target `target`, for
+    /// run `run` of the asker (0: no run). Statements of one run are tagged
+    /// and cancelled together there.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct WarehouseCall {
+        pub target: String,
+        pub run: u64,
+        pub op: WarehouseOp,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum WarehouseOp {
+        /// Which database it is (its URL scheme), opening it if needed.
+        Open,
+        Execute(SqlStatement),
+        Query(SqlStatement),
+        Transaction(Vec<SqlStatement>),
+        /// Take environment `scope`'s run lock, waiting up to this long.
+        LockEnvironment {
+            scope: String,
+            wait_ms: u64,
+        },
+        /// Whether a lock taken on this connection is still held.
+        CheckLock(u64),
+        Unlock(u64),
+        /// Claim the build of `relation` (see the runner's claims).
+        Claim {
+            relation: RelationName,
+            reuse: bool,
+        },
+        /// The claimed build succeeded: note it and let go.
+        ClaimBuilt(u64),
+        /// Let go of a claim without noting a build.
+        ReleaseClaim(u64),
+        /// Cancel the run's statements there.
+        Interrupt,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum WarehouseAnswer {
+        Opened {
+            scheme: String,
+        },
+        Affected(u64),
+        Rows(SqlRows),
+        AffectedEach(Vec<u64>),
+        /// A lock's id on this connection, or `None`: the wait ran out.
+        Locked(Option<u64>),
+        /// Build it, and say so with this claim id.
+        ClaimBuild(u64),
+        /// Another run built it meanwhile.
+        ClaimBuilt,
+        Done,
+        Failed(SqlError),
+    }
+}

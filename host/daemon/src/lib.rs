@@ -15,6 +15,7 @@ mod body;
 pub mod client;
 mod error;
 mod identity;
+mod lending;
 mod peers;
 mod runs;
 mod server;

@@ -7,6 +7,8 @@
 //! name = "ci"
 //! address = "10.0.0.7:7400"
 //! sha256 = "<the peer's certificate SHA-256, as its daemon prints it>"
+//! tasks = 4            # how many of a run's builds it takes at once
+//! reaches = ["prod"]   # targets this daemon reaches only through it
 //! ```
 
 use std::collections::BTreeSet;
@@ -62,6 +64,10 @@ pub(crate) struct Peer {
     /// How many of a run's tasks it builds at once (default 4).
     #[serde(default = "default_tasks")]
     tasks: usize,
+    /// Targets of the project that this daemon reaches only through this
+    /// peer: their statements, locks and claims run on its connection.
+    #[serde(default)]
+    reaches: Vec<String>,
 }
 
 fn default_tasks() -> usize {
@@ -111,7 +117,7 @@ impl std::fmt::Display for FetchError {
 /// The peers and what the daemon last heard from each.
 pub(crate) struct Peers {
     list: Vec<Peer>,
-    identity: orbital_peer::Identity,
+    identity: Arc<orbital_peer::Identity>,
     /// Per peer (in list order): when it last answered a hello.
     last_contact: Mutex<Vec<Option<SystemTime>>>,
     /// Per peer (in list order): what came from it since this daemon
@@ -134,6 +140,10 @@ pub(crate) struct Peers {
     slots: Vec<Arc<tokio::sync::Semaphore>>,
     /// The environment versions last announced to the peers.
     announced: Mutex<std::collections::HashMap<(String, String), orbital_cas::EnvVersion>>,
+    /// Per peer (in list order): warehouse calls sent to it, and the
+    /// connection they go on.
+    calls: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    links: Vec<Arc<tokio::sync::Mutex<Option<Arc<orbital_peer::PeerClient>>>>>,
 }
 
 /// Reads `<data_dir>/peers.toml` (no file: no peers). A file that does not
@@ -162,6 +172,21 @@ pub(crate) fn load(data_dir: &Path) -> Result<Vec<Peer>, DaemonError> {
         if !names.insert(peer.name.as_str()) {
             return Err(bad(format!("peer `{}` is listed twice", peer.name)));
         }
+        for target in &peer.reaches {
+            if target.trim().is_empty() {
+                return Err(bad(format!(
+                    "peer `{}`: reaches lists an empty target name",
+                    peer.name
+                )));
+            }
+            let other = file.peer.iter().find(|p| p.reaches.contains(target));
+            if let Some(other) = other.filter(|other| other.name != peer.name) {
+                return Err(bad(format!(
+                    "target `{target}` is reached through peers `{}` and `{}`: name one",
+                    other.name, peer.name
+                )));
+            }
+        }
         let hex = peer.sha256.len() == 64 && peer.sha256.chars().all(|c| c.is_ascii_hexdigit());
         if !hex {
             return Err(bad(format!(
@@ -189,6 +214,7 @@ impl Peers {
             store: store.clone(),
             wanted_sql: wanted_sql.clone(),
             changed: changed.clone(),
+            lending: crate::lending::Lending::new(builder.engine.clone(), builder.project.clone()),
             builder,
         });
         let allowed = list.iter().map(|p| p.sha256.to_ascii_lowercase()).collect();
@@ -213,8 +239,10 @@ impl Peers {
                 .iter()
                 .map(|p| Arc::new(tokio::sync::Semaphore::new(p.tasks)))
                 .collect(),
+            calls: list.iter().map(|_| Arc::default()).collect(),
+            links: list.iter().map(|_| Arc::default()).collect(),
             list,
-            identity,
+            identity: Arc::new(identity),
             server,
             store,
             changed,
@@ -393,7 +421,9 @@ impl Peers {
                     "environments": exchanged[i].environments_sent,
                     "tasks": exchanged[i].tasks,
                     "tasks_lost": exchanged[i].tasks_lost,
+                    "warehouse_calls": self.calls[i].load(std::sync::atomic::Ordering::Relaxed),
                 });
+                status["reaches"] = json!(peer.reaches);
                 // One object that did not match its hash: no object is
                 // asked of it again until this daemon restarts.
                 status["distrusted"] = json!(exchanged[i].rejected > 0);
@@ -619,6 +649,23 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// asked for the fingerprints no peer before it had. And tasks handed to
 /// peers with a free slot.
 impl orbital_engine::BuildSource for Peers {
+    fn reach(&self, target: &str) -> Option<Arc<dyn orbital_engine::Link>> {
+        let i = self
+            .list
+            .iter()
+            .position(|p| p.reaches.iter().any(|t| t == target))?;
+        let peer = &self.list[i];
+        Some(Arc::new(crate::lending::PeerLink {
+            name: peer.name.clone(),
+            address: peer.address,
+            sha256: peer.sha256.clone(),
+            target: target.to_string(),
+            identity: self.identity.clone(),
+            calls: self.calls[i].clone(),
+            client: self.links[i].clone(),
+        }))
+    }
+
     fn run_task<'a>(
         &'a self,
         peers: &'a [String],
@@ -766,6 +813,7 @@ struct Shared {
     wanted_sql: Arc<Mutex<BTreeSet<orbital_core::Hash>>>,
     changed: Arc<tokio::sync::Notify>,
     builder: Builder,
+    lending: crate::lending::Lending,
 }
 
 impl orbital_peer::Objects for Shared {
@@ -825,6 +873,18 @@ impl orbital_peer::Objects for Shared {
                 Err(e) => Err(orbital_peer::TaskError::Refused(e.to_string())),
             }
         })
+    }
+
+    fn warehouse(
+        &self,
+        connection: u64,
+        call: orbital_core::remote::session::WarehouseCall,
+    ) -> orbital_peer::BoxFuture<'_, orbital_core::remote::session::WarehouseAnswer> {
+        Box::pin(self.lending.call(connection, call))
+    }
+
+    fn disconnected(&self, connection: u64) {
+        self.lending.disconnected(connection);
     }
 
     fn adopt(&self, records: &[orbital_cas::EnvRecord]) -> Result<usize, orbital_peer::PeerError> {

@@ -50,7 +50,7 @@ pub use error::{EngineError, ErrorKind};
 pub use events::{Event, Events, RunOutcome};
 pub use manage::{Collected, Environment, EnvironmentModel, PlanEntry, PlanReport, Promoted};
 pub use orbital_cas::{BuildRecord, Holder, NodeRun, NodeStatus, RunRecord, RunStatus};
-pub use orbital_runner::{CancellationToken, NodeResult, Status};
+pub use orbital_runner::{CancellationToken, Lent, Link, NodeResult, Status};
 pub use plugins::Described;
 pub use request::{
     Columns, CompileRequest, Compiled, Details, EnvironmentsRequest, GcRequest, Listing,
@@ -253,20 +253,32 @@ impl Engine {
         target_name: &str,
         threads: usize,
     ) -> Result<Warehouse, EngineError> {
-        let key = (url.to_string(), root.to_path_buf());
-        let file = Warehouse::file_identity(url, root);
+        let link = self.sharing().and_then(|s| s.builds.reach(target_name));
+        let key = match &link {
+            Some(link) => (
+                format!("peer {} {target_name}", link.peer()),
+                root.to_path_buf(),
+            ),
+            None => (url.to_string(), root.to_path_buf()),
+        };
+        let file = Warehouse::file_identity(url, root).filter(|_| link.is_none());
         let mut pools = self.shared.warehouses.lock().await;
         if let Some(pooled) = pools.get(&key)
             && (pooled.file.is_none() || pooled.file == file)
         {
             return Ok(pooled.warehouse.clone());
         }
-        let warehouse = Warehouse::open(url, root, threads)
-            .await
-            .map_err(|source| orbital_runner::RunnerError::Connect {
-                target: target_name.to_string(),
-                source,
-            })?;
+        let opened = match link {
+            Some(link) => {
+                let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+                Warehouse::remote(link, scheme).await
+            }
+            None => Warehouse::open(url, root, threads).await,
+        };
+        let warehouse = opened.map_err(|source| orbital_runner::RunnerError::Connect {
+            target: target_name.to_string(),
+            source,
+        })?;
         if let Some(stale) = pools.insert(
             key,
             Pooled {

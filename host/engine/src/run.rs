@@ -270,7 +270,7 @@ async fn run_nodes(
     let selector = &request.selector;
     let uses_state = Selection::uses_state(&selector.select, &selector.exclude);
     let mut connected = session.connect_sharing().await?;
-    if !request.peers.is_empty() && connected.warehouse.is_none() {
+    if !delegates_to(request, &connected).is_empty() && connected.warehouse.is_none() {
         // Peers check their target against the warehouse's identity: a
         // run that may hand them builds gives the warehouse one first.
         connected.warehouse = record_identity(&connected.database).await?;
@@ -668,15 +668,13 @@ fn delegation(
     request: &RunRequest,
     id: u64,
 ) -> Option<orbital_runner::Delegation> {
-    let sharing = session
-        .engine
-        .sharing()
-        .filter(|_| !request.peers.is_empty())?;
+    let peers = delegates_to(request, connected);
+    let sharing = session.engine.sharing().filter(|_| !peers.is_empty())?;
     let warehouse = connected.warehouse.clone()?;
     Some(orbital_runner::Delegation(Arc::new(
         crate::shared::RunDelegate {
             source: sharing.builds.clone(),
-            peers: request.peers.clone(),
+            peers,
             target: session.target_name.clone(),
             warehouse,
             run: id,
@@ -684,6 +682,15 @@ fn delegation(
             attempts: Default::default(),
         },
     )))
+}
+
+/// The peers a run hands its stateless builds to: those it names, else the
+/// peer that holds the target's connection, when only a peer reaches it.
+fn delegates_to(request: &RunRequest, connected: &Connected) -> Vec<String> {
+    match (request.peers.is_empty(), connected.database.via()) {
+        (true, Some(peer)) => vec![peer.to_string()],
+        _ => request.peers.clone(),
+    }
 }
 
 /// The warehouse's identity, written into it if it has none yet.

@@ -29,6 +29,13 @@ pub trait BuildSource: Send + Sync {
     /// Builds `task` on one of `peers` (names of the daemon's list) with a
     /// free slot, or says why not.
     fn run_task<'a>(&'a self, peers: &'a [String], task: BuildTask) -> BoxFuture<'a, TaskOutcome>;
+
+    /// The peer that reaches target `target` for this engine, which then
+    /// reaches it only through that peer (its statements, locks and
+    /// claims), if one is configured to.
+    fn reach(&self, _target: &str) -> Option<Arc<dyn orbital_runner::Link>> {
+        None
+    }
 }
 
 /// A run's [`orbital_runner::Delegate`]: its tasks go to the run's peers,
@@ -162,6 +169,28 @@ impl crate::Engine {
     /// names (its fingerprint covers them). The materialization's message
     /// and rows, or why the build failed; `Err` when it could not start
     /// here (no such target, other components, no connection).
+    /// Target `target` of the project in `root`, lent to a peer that does
+    /// not reach it ([`orbital_runner::Lent`]): this process's connection
+    /// pool, shared with its own runs.
+    pub async fn lend(
+        &self,
+        root: &std::path::Path,
+        target: &str,
+    ) -> Result<orbital_runner::Lent, EngineError> {
+        let config = orbital_core::ProjectConfig::load(root)?;
+        let (target_name, target) = config.target(Some(target))?;
+        let threads = target.threads.unwrap_or(4).max(1);
+        let database = self
+            .warehouse(&target.url, root, target_name, threads)
+            .await?;
+        if let Some(peer) = database.via() {
+            return Err(EngineError::Usage(format!(
+                "target `{target_name}` is reached through peer {peer} here too: it cannot be lent on"
+            )));
+        }
+        Ok(orbital_runner::Lent::new(database))
+    }
+
     pub async fn run_task(
         &self,
         root: &std::path::Path,

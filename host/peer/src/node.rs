@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use orbital_cas::{BuildRecord, EnvRecord, EnvVersion};
 use orbital_core::Hash;
 use orbital_core::remote::BuildTask;
+use orbital_core::remote::session::{SqlError, WarehouseAnswer, WarehouseCall};
 
 use crate::error::PeerError;
 use crate::tls::{self, Identity};
@@ -84,6 +85,22 @@ pub trait Objects: Send + Sync + 'static {
     fn build(&self, _task: BuildTask) -> BoxFuture<'_, Result<(String, Option<u64>), TaskError>> {
         Box::pin(async { Err(TaskError::Refused("this peer builds no tasks".into())) })
     }
+
+    /// Answers a call on this peer's connection to one of its targets, for
+    /// the peer connection `connection` (what it holds there is kept for
+    /// that connection until [`Objects::disconnected`]).
+    fn warehouse(&self, _connection: u64, _call: WarehouseCall) -> BoxFuture<'_, WarehouseAnswer> {
+        Box::pin(async {
+            WarehouseAnswer::Failed(SqlError {
+                message: "this peer lends no warehouse".into(),
+                code: None,
+                transient: false,
+            })
+        })
+    }
+
+    /// Peer connection `connection` ended: what it held is let go of.
+    fn disconnected(&self, _connection: u64) {}
 }
 
 /// A boxed future, as trait objects return them.
@@ -228,6 +245,7 @@ async fn serve(
     served: Arc<Served>,
 ) {
     let greeted = Arc::new(AtomicBool::new(false));
+    let id = connection.stable_id() as u64;
     while let Ok((send, recv)) = connection.accept_bi().await {
         let stream = Stream {
             connection: connection.clone(),
@@ -246,6 +264,7 @@ async fn serve(
             false => stream.answer(send, recv).await,
         }
     }
+    objects.disconnected(id);
 }
 
 /// What answering one request on one stream needs.
@@ -282,6 +301,13 @@ impl Stream {
                     Err(TaskError::Failed(why)) => Response::error("task.failed", why),
                 };
                 (response, false)
+            }
+            Ok(Request::Warehouse(call)) => {
+                let id = self.connection.stable_id() as u64;
+                (
+                    Response::Warehouse(objects.warehouse(id, *call).await),
+                    false,
+                )
             }
             Ok(request) => (answer(request, objects, limits), false),
         };
@@ -512,7 +538,7 @@ fn answer(request: Request, objects: &dyn Objects, limits: Limits) -> Response {
             Ok(taken) => Response::Adopted(u32::try_from(taken).unwrap_or(u32::MAX)),
             Err(e) => Response::error("store", e.to_string()),
         },
-        Request::ReadObject { .. } | Request::Build(_) => {
+        Request::ReadObject { .. } | Request::Build(_) | Request::Warehouse(_) => {
             Response::error("message.unexpected", "answered on its own stream")
         }
     }
@@ -833,6 +859,27 @@ impl PeerClient {
     pub async fn build(&self, task: &BuildTask) -> Result<(String, Option<u64>), PeerError> {
         match self.ask(&Request::Build(Box::new(task.clone()))).await? {
             Response::Built { message, rows } => Ok((message, rows)),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// Sends a call on the peer's connection to one of its targets; what
+    /// it takes there (locks, claims) it holds for this connection.
+    pub async fn warehouse(&self, call: WarehouseCall) -> Result<WarehouseAnswer, PeerError> {
+        let spoken = wire::common_version(self.hello.versions, wire::PROTOCOL_VERSIONS);
+        if spoken < Some(wire::WAREHOUSE_SESSIONS) {
+            return Err(self.broke(
+                "version.mismatch",
+                format!(
+                    "the peer speaks protocol versions {}-{}: remote warehouse sessions need {}",
+                    self.hello.versions.0,
+                    self.hello.versions.1,
+                    wire::WAREHOUSE_SESSIONS
+                ),
+            ));
+        }
+        match self.ask(&Request::Warehouse(Box::new(call))).await? {
+            Response::Warehouse(answer) => Ok(answer),
             other => Err(self.unexpected(other)),
         }
     }
@@ -1274,5 +1321,86 @@ mod tests {
             "nothing was stored"
         );
         server.close();
+    }
+
+    /// Answers warehouse calls by echoing their target, and notes which
+    /// connections ended.
+    #[derive(Default)]
+    struct Lending {
+        ended: std::sync::Mutex<Vec<u64>>,
+    }
+
+    impl Objects for Lending {
+        fn object(&self, _: &Hash) -> Result<Option<Vec<u8>>, PeerError> {
+            Ok(None)
+        }
+
+        fn warehouse(
+            &self,
+            connection: u64,
+            call: WarehouseCall,
+        ) -> BoxFuture<'_, WarehouseAnswer> {
+            Box::pin(async move {
+                WarehouseAnswer::Opened {
+                    scheme: format!("{} {connection} {}", call.target, call.run),
+                }
+            })
+        }
+
+        fn disconnected(&self, connection: u64) {
+            self.ended.lock().unwrap().push(connection);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn warehouse_calls_are_answered_per_connection_and_its_end_is_told() {
+        let (a, b) = (identity(), identity());
+        let lending = Arc::new(Lending::default());
+        let allowed = [b.fingerprint()].into_iter().collect();
+        let server =
+            Server::start(&a, localhost(), allowed, lending.clone(), Limits::default()).unwrap();
+        let client = connected(&b, &server, &a, Limits::default()).await;
+        let call = |run| WarehouseCall {
+            target: "prod".into(),
+            run,
+            op: orbital_core::remote::session::WarehouseOp::Open,
+        };
+        let WarehouseAnswer::Opened { scheme: first } = client.warehouse(call(7)).await.unwrap()
+        else {
+            panic!("not an open");
+        };
+        let WarehouseAnswer::Opened { scheme: again } = client.warehouse(call(8)).await.unwrap()
+        else {
+            panic!("not an open");
+        };
+        let connection: u64 = first.split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(first, format!("prod {connection} 7"));
+        assert_eq!(
+            again,
+            format!("prod {connection} 8"),
+            "one connection, one id"
+        );
+        client.close().await;
+        for _ in 0..100 {
+            if !lending.ended.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(*lending.ended.lock().unwrap(), vec![connection]);
+        // A store lends no warehouse.
+        let (store_server, _dir) = serving(&a, &[&b], &[], Limits::default());
+        let mut client = connected(&b, &store_server, &a, Limits::default()).await;
+        let answer = client.warehouse(call(1)).await.unwrap();
+        assert!(
+            matches!(&answer, WarehouseAnswer::Failed(e) if e.message.contains("lends no warehouse")),
+            "{answer:?}"
+        );
+        // A peer that speaks only version 1 is not sent any.
+        client.hello.versions = (1, 1);
+        let refused = client.warehouse(call(1)).await.unwrap_err().to_string();
+        assert!(refused.contains("sessions need 2"), "{refused}");
+        server.close();
+        store_server.close();
     }
 }

@@ -5,12 +5,16 @@
 use orbital_cas::{BuildRecord, EnvRecord, EnvVersion};
 use orbital_core::Hash;
 use orbital_core::remote::BuildTask;
+use orbital_core::remote::session::{WarehouseAnswer, WarehouseCall};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PeerError;
 
 /// The protocol versions this build speaks.
-pub const PROTOCOL_VERSIONS: (u32, u32) = (1, 1);
+pub const PROTOCOL_VERSIONS: (u32, u32) = (1, 2);
+
+/// The first version with remote warehouse sessions (`Warehouse`).
+pub const WAREHOUSE_SESSIONS: u32 = 2;
 
 /// The state store's format, as peers compare it in their hellos.
 pub const STORE_FORMAT: u32 = orbital_cas::FORMAT;
@@ -54,6 +58,9 @@ pub enum Request {
     Announce(Vec<EnvRecord>),
     /// Build this model with your own connection (a remote task).
     Build(Box<BuildTask>),
+    /// A statement, lock or claim on your connection to one of your
+    /// targets, held for this connection (protocol 2).
+    Warehouse(Box<WarehouseCall>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +90,7 @@ pub enum Response {
         message: String,
         rows: Option<u64>,
     },
+    Warehouse(WarehouseAnswer),
     /// The request was refused: a code of docs/peering.md and why.
     Error {
         code: String,

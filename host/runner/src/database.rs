@@ -7,8 +7,10 @@
 //! instead of failing with a deadlock when a read lock cannot be upgraded.
 
 mod connections;
+mod lent;
 mod locks;
 mod postgres;
+pub mod remote;
 mod sqlite;
 
 use std::path::Path;
@@ -16,10 +18,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orbital_core::remote::session::{WarehouseAnswer, WarehouseOp};
 use orbital_plugin_host::types::{Column, DbError, LogLevel, RowSet, Statement, Value};
 use orbital_plugin_host::{BoxFuture, Database};
 
 pub use crate::error::DatabaseError;
+pub use lent::Lent;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
@@ -138,10 +142,13 @@ async fn install_progress_handler(
 /// whole schema before its next statement (with a pool, building n models
 /// cost O(n²) schema parsing). PostgreSQL: the connection that opened it,
 /// then more as tasks overlap ([`connections`]).
+///
+/// Remote: a target only a peer reaches ([`remote`]).
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Link),
     Postgres(connections::Connections),
+    Remote(Arc<remote::Remote>),
 }
 
 /// Runs one statement on a connection or transaction of either backend;
@@ -371,16 +378,65 @@ impl Warehouse {
         })
     }
 
+    /// The target `link` reaches through a peer, which must be the kind of
+    /// database `scheme` names (the project's URL for it, whose host this
+    /// process need not reach).
+    pub async fn remote(link: Arc<dyn remote::Link>, scheme: &str) -> Result<Self, DatabaseError> {
+        let peer = link.peer().to_string();
+        let theirs = match link.call(0, WarehouseOp::Open).await {
+            Ok(WarehouseAnswer::Opened { scheme }) => scheme,
+            Ok(WarehouseAnswer::Failed(error)) => {
+                return Err(DatabaseError::Url(format!(
+                    "peer {peer} cannot open the target: {}",
+                    error.message
+                )));
+            }
+            Ok(other) => {
+                return Err(DatabaseError::Url(format!(
+                    "peer {peer} answered an open with {other:?}"
+                )));
+            }
+            Err(why) => {
+                return Err(DatabaseError::Url(format!(
+                    "peer {peer}, which holds the target's connection: {why}"
+                )));
+            }
+        };
+        let postgres = |scheme: &str| matches!(scheme, "postgres" | "postgresql");
+        if postgres(&theirs) != postgres(scheme) || !(postgres(&theirs) || theirs == "sqlite") {
+            return Err(DatabaseError::Url(format!(
+                "peer {peer}'s target is a {theirs}:// database, this project's a {scheme}:// one"
+            )));
+        }
+        Ok(Self {
+            backend: Backend::Remote(Arc::new(remote::Remote {
+                link,
+                postgres: postgres(&theirs),
+            })),
+            run: RunTag::default(),
+            interrupts: Arc::default(),
+            claims: Arc::default(),
+        })
+    }
+
+    /// The URL scheme of this warehouse's database.
+    pub fn scheme(&self) -> &'static str {
+        if self.is_sqlite() {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    }
+
     /// The warehouse's identity: a random id Orbital keeps in the table
     /// `_orbital_warehouse`, so state recorded for one database is never
     /// taken for another's (a deleted and recreated database is a new
     /// warehouse). `create` writes one if there is none.
     pub async fn warehouse_id(&self, create: bool) -> Result<Option<String>, DbError> {
-        let probe = match self.backend {
-            Backend::Sqlite(_) => {
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'"
-            }
-            Backend::Postgres(..) => "SELECT 1 WHERE to_regclass('_orbital_warehouse') IS NOT NULL",
+        let probe = if self.is_sqlite() {
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'"
+        } else {
+            "SELECT 1 WHERE to_regclass('_orbital_warehouse') IS NOT NULL"
         };
         if !self.query(plain(probe)).await?.rows.is_empty() {
             let rows = self
@@ -425,15 +481,15 @@ impl Warehouse {
     /// PostgreSQL the transaction lock their changes take (two `CREATE
     /// TABLE IF NOT EXISTS` at once can both try to create a table there).
     fn bookkeeping(&self) -> (&'static str, Option<Statement>) {
-        match self.backend {
-            Backend::Sqlite(_) => ("?", None),
-            Backend::Postgres(..) => (
-                "$1",
-                Some(plain(&format!(
-                    "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
-                ))),
-            ),
+        if self.is_sqlite() {
+            return ("?", None);
         }
+        (
+            "$1",
+            Some(plain(&format!(
+                "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
+            ))),
+        )
     }
 
     /// Bumps environment `env`'s version in the warehouse (table
@@ -471,7 +527,20 @@ impl Warehouse {
     }
 
     pub(crate) fn is_sqlite(&self) -> bool {
-        matches!(self.backend, Backend::Sqlite(_))
+        match &self.backend {
+            Backend::Sqlite(_) => true,
+            Backend::Postgres(_) => false,
+            Backend::Remote(remote) => !remote.postgres,
+        }
+    }
+
+    /// The peer that holds this warehouse's connection, when this process
+    /// reaches it only through one.
+    pub fn via(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Remote(remote) => Some(remote.link.peer()),
+            _ => None,
+        }
     }
 
     /// This warehouse as run `id` speaks to it: its statements are tagged
@@ -503,6 +572,12 @@ impl Warehouse {
                     .sqlite_stop
                     .store(self.run.id, Ordering::SeqCst);
                 Ok(())
+            }
+            Backend::Remote(remote) => {
+                match remote.call(self.run.id, WarehouseOp::Interrupt).await? {
+                    WarehouseAnswer::Done => Ok(()),
+                    other => Err(remote.unexpected(&other)),
+                }
             }
             Backend::Postgres(_) => {
                 let Some(comment) = &self.run.comment else {
@@ -574,6 +649,8 @@ impl Warehouse {
         match &self.backend {
             Backend::Sqlite(link) => link.close().await,
             Backend::Postgres(connections) => connections.close().await,
+            // The peer keeps its pool.
+            Backend::Remote(_) => {}
         }
     }
 
@@ -610,6 +687,8 @@ impl Warehouse {
                 let result = run_on!(postgres, &mut *lease, statement).map_err(failed);
                 settle(connections, lease, result)
             }
+            // The peer retried what it could.
+            Backend::Remote(remote) => Ok(remote.execute(self.run.id, statement).await?),
         }
     }
 
@@ -637,6 +716,7 @@ impl Warehouse {
                     .map_err(failed);
                 settle(connections, lease, rows).map(|rows| postgres::row_set(&rows))
             }
+            Backend::Remote(remote) => Ok(remote.query(self.run.id, statement).await?),
         }
     }
 
@@ -681,6 +761,9 @@ impl Warehouse {
                 }
                 .await;
                 settle(connections, lease, result)?;
+            }
+            Backend::Remote(remote) => {
+                affected = remote.transaction(self.run.id, statements).await?;
             }
         }
         Ok(affected)
@@ -1132,6 +1215,53 @@ mod postgres_tests {
     }
 
     use super::tests::{Claimed2, claim_and_build};
+
+    #[tokio::test]
+    async fn a_peer_holds_a_remote_runs_environment_lock_until_it_lets_go() {
+        let Some(url) = test_postgres_url() else {
+            return;
+        };
+        let url = fresh_database(&url, &format!("remote_lock_{}", std::process::id())).await;
+        let lender = Warehouse::open(&url, Path::new("."), 2).await.unwrap();
+        let link = Arc::new(remote::tests::Direct(Lent::new(lender.clone())));
+        let remote = Warehouse::remote(link, "postgresql").await.unwrap();
+        assert!(!remote.is_sqlite());
+        let wait = Duration::from_secs(5);
+        let lock = remote
+            .lock_environment("prod", wait)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lock.check().await.is_ok());
+        let other = Warehouse::open(&url, Path::new("."), 1).await.unwrap();
+        let held = other
+            .lock_environment("prod", Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(held.is_none(), "the peer holds it");
+        drop(lock);
+        let taken = other.lock_environment("prod", wait).await.unwrap();
+        assert!(taken.is_some(), "let go of at the peer once dropped");
+        drop(taken);
+        // A lock the peer lost (its connection ended) fails its check.
+        let lock = remote
+            .lock_environment("prod", wait)
+            .await
+            .unwrap()
+            .unwrap();
+        other
+            .execute(sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                vec![],
+            ))
+            .await
+            .unwrap();
+        let message = lock.check().await.unwrap_err().message;
+        assert!(message.contains("run lock was lost"), "{message}");
+        lender.close().await;
+        other.close().await;
+    }
 
     #[tokio::test]
     async fn a_claimed_build_is_made_once_across_processes_and_runs() {

@@ -21,7 +21,8 @@ mod publish;
 mod seed;
 
 pub use catalog::Catalog;
-pub use database::{CANCELLED, Claim, Claimed, RunLock, Warehouse, random_u64};
+pub use database::remote::Link;
+pub use database::{CANCELLED, Claim, Claimed, Lent, RunLock, Warehouse, random_u64};
 pub use error::{DatabaseError, RunnerError};
 pub use execute::{
     Assignments, Delegate, Delegation, Event, NodeResult, RunOptions, Status, Work, build_task,

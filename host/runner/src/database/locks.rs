@@ -18,6 +18,9 @@
 //!
 //! SQLite runs one writer at a time; across processes on SQLite a second
 //! build of a relation replaces the first, as before.
+//!
+//! A target reached through a peer ([`super::remote`]) has both taken
+//! there, by the peer, for as long as the connection to it lasts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +32,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use orbital_core::remote::session::{WarehouseAnswer, WarehouseOp};
+
+use super::remote::Remote;
 use super::{Backend, Warehouse, connections::Connections, db_error};
 
 /// How often a lock held by another process is tried again.
@@ -67,6 +73,8 @@ pub struct Claim {
     turn: Option<OwnedMutexGuard<Option<u64>>>,
     /// The advisory lock's key, when one is held.
     key: Option<i64>,
+    /// The claim's id at the peer that took it, for a remote target.
+    remote: Option<u64>,
     warehouse: Warehouse,
 }
 
@@ -84,7 +92,17 @@ pub enum Claimed {
 /// Held for a run on an environment; dropping it (or the process dying)
 /// releases the lock.
 pub struct RunLock {
-    held: Option<Arc<Mutex<PgConnection>>>,
+    held: Held,
+}
+
+/// Where a run lock lives.
+enum Held {
+    /// Nowhere: SQLite serializes writers itself.
+    Nothing,
+    /// On a PostgreSQL connection of its own.
+    Connection(Arc<Mutex<PgConnection>>),
+    /// At the peer that holds the target's connection, under this id.
+    Remote { remote: Arc<Remote>, id: u64 },
 }
 
 impl RunLock {
@@ -92,8 +110,15 @@ impl RunLock {
     /// connection, and a run whose lock connection broke must not publish,
     /// since another run may have taken the environment meanwhile.
     pub async fn check(&self) -> Result<(), DbError> {
-        let Some(held) = &self.held else {
-            return Ok(());
+        let held = match &self.held {
+            Held::Nothing => return Ok(()),
+            Held::Remote { remote, id } => {
+                return match remote.call(0, WarehouseOp::CheckLock(*id)).await? {
+                    WarehouseAnswer::Done => Ok(()),
+                    other => Err(remote.unexpected(&other)),
+                };
+            }
+            Held::Connection(held) => held,
         };
         let mut connection = held.lock().await;
         sqlx::query("SELECT 1")
@@ -105,6 +130,23 @@ impl RunLock {
                 code: None,
                 transient: false,
             })
+    }
+}
+
+impl Drop for RunLock {
+    /// A remote lock is let go of at the peer (a local one goes with its
+    /// connection).
+    fn drop(&mut self) {
+        if let Held::Remote { remote, id } = &self.held
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (remote, id) = (remote.clone(), *id);
+            runtime.spawn(async move {
+                if let Err(e) = remote.call(0, WarehouseOp::Unlock(id)).await {
+                    tracing::warn!("cannot release the environment's run lock: {}", e.message);
+                }
+            });
+        }
     }
 }
 
@@ -135,8 +177,28 @@ impl Warehouse {
         scope: &str,
         wait: Duration,
     ) -> Result<Option<RunLock>, DbError> {
-        let Backend::Postgres(connections) = &self.backend else {
-            return Ok(Some(RunLock { held: None }));
+        let connections = match &self.backend {
+            Backend::Postgres(connections) => connections,
+            Backend::Remote(remote) => {
+                let op = WarehouseOp::LockEnvironment {
+                    scope: scope.to_string(),
+                    wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                };
+                return match remote.call(self.run.id, op).await? {
+                    WarehouseAnswer::Locked(id) => Ok(id.map(|id| RunLock {
+                        held: Held::Remote {
+                            remote: remote.clone(),
+                            id,
+                        },
+                    })),
+                    other => Err(remote.unexpected(&other)),
+                };
+            }
+            Backend::Sqlite(_) => {
+                return Ok(Some(RunLock {
+                    held: Held::Nothing,
+                }));
+            }
         };
         let key = key(&format!("orbital environment\0{scope}"));
         let mut connection = connections.dedicated().await.map_err(db_error)?;
@@ -150,7 +212,7 @@ impl Warehouse {
                 .map_err(db_error)?;
             if taken {
                 return Ok(Some(RunLock {
-                    held: Some(Arc::new(Mutex::new(connection))),
+                    held: Held::Connection(Arc::new(Mutex::new(connection))),
                 }));
             }
             if started.elapsed() >= wait {
@@ -179,12 +241,27 @@ impl Warehouse {
             relation: name,
             turn: Some(turn),
             key: None,
+            remote: None,
             warehouse: self.clone(),
         };
         if let Some(by) = claim.turn.as_deref().copied().flatten()
             && reuse
         {
             return Ok(Claimed::Built { by: Some(by) });
+        }
+        if let Backend::Remote(remote) = &self.backend {
+            let op = WarehouseOp::Claim {
+                relation: relation.clone(),
+                reuse,
+            };
+            match remote.call(self.run.id, op).await? {
+                WarehouseAnswer::ClaimBuild(id) => claim.remote = Some(id),
+                WarehouseAnswer::ClaimBuilt => {
+                    claim.release().await;
+                    return Ok(Claimed::Built { by: None });
+                }
+                other => return Err(remote.unexpected(&other)),
+            }
         }
         if let Backend::Postgres(connections) = &self.backend {
             let key = key(&format!("orbital build\0{}", claim.relation));
@@ -315,6 +392,19 @@ impl Claim {
             }
             self.key = None;
         }
+        if let (Some(id), Backend::Remote(remote)) = (self.remote, &self.warehouse.backend) {
+            match remote
+                .call(self.warehouse.run.id, WarehouseOp::ClaimBuilt(id))
+                .await
+            {
+                Ok(WarehouseAnswer::Done) => {}
+                Ok(other) => tracing::warn!("{}", remote.unexpected(&other).message),
+                Err(e) => {
+                    tracing::warn!("cannot note the build of {}: {}", self.relation, e.message)
+                }
+            }
+            self.remote = None;
+        }
         self.release().await;
     }
 
@@ -322,6 +412,9 @@ impl Claim {
     async fn release(mut self) {
         if let Some(key) = self.key.take() {
             unlock(&self.warehouse, key, &self.relation).await;
+        }
+        if let Some(id) = self.remote.take() {
+            release_remote(&self.warehouse, id, &self.relation).await;
         }
         self.forget();
     }
@@ -347,13 +440,34 @@ impl Drop for Claim {
     /// A claim dropped without [`Claim::built`] or a release (its build
     /// failed or panicked) lets go of its advisory lock on a task of its own.
     fn drop(&mut self) {
-        if let Some(key) = self.key.take()
+        let (key, remote) = (self.key.take(), self.remote.take());
+        if (key.is_some() || remote.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let (warehouse, relation) = (self.warehouse.clone(), self.relation.clone());
-            runtime.spawn(async move { unlock(&warehouse, key, &relation).await });
+            runtime.spawn(async move {
+                if let Some(key) = key {
+                    unlock(&warehouse, key, &relation).await;
+                }
+                if let Some(id) = remote {
+                    release_remote(&warehouse, id, &relation).await;
+                }
+            });
         }
         self.forget();
+    }
+}
+
+/// Lets go of claim `id` on `relation` at the peer that took it.
+async fn release_remote(warehouse: &Warehouse, id: u64, relation: &str) {
+    let Backend::Remote(remote) = &warehouse.backend else {
+        return;
+    };
+    if let Err(e) = remote
+        .call(warehouse.run.id, WarehouseOp::ReleaseClaim(id))
+        .await
+    {
+        tracing::warn!("cannot release the claim on {relation}: {}", e.message);
     }
 }
 
