@@ -64,6 +64,29 @@ impl TestProject {
         project
     }
 
+    /// The original dbt jaffle_shop project, unmodified, from
+    /// `../shared/data/jaffle_shop_dbt`, with the original seed CSVs copied
+    /// into its `seeds/` (as its README says to do).
+    pub fn jaffle_shop_dbt() -> Self {
+        let project = Self::empty();
+        let shared = workspace().join("../shared/data");
+        copy_dir(&shared.join("jaffle_shop_dbt"), project.path());
+        let seeds = project.path().join("seeds");
+        std::fs::create_dir_all(&seeds).expect("mkdir seeds");
+        for name in ["raw_customers.csv", "raw_orders.csv", "raw_payments.csv"] {
+            std::fs::copy(shared.join("jaffle_shop").join(name), seeds.join(name))
+                .expect("copy a seed");
+        }
+        // shared/ may be read-only: the copy is the test's to change.
+        for path in files_under(project.path()) {
+            let mut permissions = std::fs::metadata(&path).expect("stat").permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(&path, permissions).expect("chmod");
+        }
+        project
+    }
+
     /// A project with a view `fast` and a table `slow` that counts `rows`
     /// rows of a recursive CTE (SQLite takes seconds for tens of millions).
     pub fn slow(rows: u64) -> Self {

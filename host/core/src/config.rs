@@ -50,6 +50,8 @@ pub struct ProjectConfig {
     pub seeds: BTreeMap<String, SeedConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
     pub plugins: PluginSettings,
+    /// Set for a dbt project (`dbt_project.yml`): how its models render.
+    pub dbt: Option<std::sync::Arc<crate::dbt::DbtProject>>,
 }
 
 /// A named database to build into.
@@ -259,6 +261,11 @@ impl ProjectConfig {
         let path = dir.join(FILE_NAME);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && crate::dbt::is_dbt_project(dir) =>
+            {
+                return crate::dbt::load_config(dir);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NoProject {
                     dir: dir.to_path_buf(),
@@ -351,7 +358,17 @@ impl ProjectConfig {
             seeds: raw.seeds,
             sources: raw.sources,
             plugins: raw.plugins,
+            dbt: None,
         })
+    }
+
+    /// This config, for a command on target `name`: a dbt project's models
+    /// render `target.name` as the target the command runs on.
+    pub fn running_on(mut self, name: &str) -> Self {
+        if self.dbt.is_some() {
+            self.default_target = Some(name.to_string());
+        }
+        self
     }
 
     /// The target named `name`, or the default one.
@@ -409,7 +426,7 @@ fn normalized(path: &Path) -> PathBuf {
 
 /// Splits `[models]` into config keys (scalars, arrays, `+`-prefixed keys)
 /// and folder tables, keyed by folder path ("" for the top level).
-fn split_folder_defaults(models: toml::Table) -> BTreeMap<String, toml::Table> {
+pub(crate) fn split_folder_defaults(models: toml::Table) -> BTreeMap<String, toml::Table> {
     let mut out = BTreeMap::new();
     collect_folder(String::new(), models, &mut out);
     out

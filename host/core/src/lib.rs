@@ -18,6 +18,7 @@ pub mod compile;
 pub mod config;
 pub mod dag;
 pub mod data_test;
+pub mod dbt;
 pub mod dialect;
 mod error;
 pub mod fingerprint;

@@ -169,7 +169,7 @@ impl Project {
         let mut tests = Vec::new();
         for dir in &config.test_paths {
             for path in paths_with_extension(root, dir, "sql")? {
-                match load_test(root, &path) {
+                match load_test(root, &path, &config) {
                     Ok(test) => tests.push(test),
                     Err(e) => errors.push(e),
                 }
@@ -192,6 +192,10 @@ impl Project {
     /// when that is not enough to know it (a changed file is not one of its
     /// models, or a model turned disabled): load the whole project then.
     pub fn reloaded(&self, changed: &[PathBuf]) -> Option<Result<Self>> {
+        // A dbt model's text depends on macros, vars and schema files too.
+        if self.config.dbt.is_some() {
+            return None;
+        }
         let mut project = self.clone();
         let mut errors = Vec::new();
         for path in changed {
@@ -238,7 +242,14 @@ pub(crate) fn source_entries(
     root: &Path,
     config: &ProjectConfig,
 ) -> Result<Vec<(PathBuf, Option<std::fs::DirEntry>)>> {
-    let mut files = vec![(PathBuf::from(crate::config::FILE_NAME), None)];
+    let mut files = match &config.dbt {
+        // Its project file, schema files and macros.
+        Some(dbt) => std::iter::once(PathBuf::from(crate::dbt::PROJECT_FILE))
+            .chain(dbt.files.iter().cloned())
+            .map(|path| (path, None))
+            .collect(),
+        None => vec![(PathBuf::from(crate::config::FILE_NAME), None)],
+    };
     for dir in &config.model_paths {
         files.extend(files_with_extension(root, dir, "sql")?);
     }
@@ -252,13 +263,13 @@ pub(crate) fn source_entries(
 }
 
 /// Project-relative paths of the files under `root/dir` ending in `.ext`, sorted.
-fn paths_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn paths_with_extension(root: &Path, dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let files = files_with_extension(root, dir, ext)?;
     Ok(files.into_iter().map(|(path, _)| path).collect())
 }
 
 /// [`paths_with_extension`], with the directory entries.
-fn files_with_extension(
+pub(crate) fn files_with_extension(
     root: &Path,
     dir: &Path,
     ext: &str,
@@ -367,15 +378,24 @@ fn read_text(path: &Path) -> std::io::Result<String> {
 pub(crate) const BOM: char = '\u{feff}';
 
 fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model> {
-    let sql = read_text(&root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
+    let text = read_text(&root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
     let name = stem(path);
+    // A dbt model's own config comes from its `config(...)` calls and its
+    // schema files, a native one's from its `-- config:` lines.
+    let (sql, own) = match &project.dbt {
+        Some(dbt) => dbt.render_model(path, &name, &text, &crate::dbt::jinja_target(project))?,
+        None => {
+            let own = file_config(path, &text)?;
+            (text, own)
+        }
+    };
     let mut merged = toml::Table::new();
     let levels = project
         .model_defaults
         .iter()
         .filter(|(folder, _)| folder_applies(folder, path, &project.model_paths))
         .map(|(_, defaults)| defaults.clone())
-        .chain(std::iter::once(file_config(path, &sql)?));
+        .chain(std::iter::once(own));
     for level in levels {
         merge_level(&mut merged, level);
     }
@@ -518,17 +538,21 @@ fn unmatched_config(
     errors
 }
 
-fn load_test(root: &Path, path: &Path) -> Result<SingularTest> {
+fn load_test(root: &Path, path: &Path, project: &ProjectConfig) -> Result<SingularTest> {
     let full = root.join(path);
-    let sql = read_text(&full).map_err(|e| Error::io(full, e))?;
+    let text = read_text(&full).map_err(|e| Error::io(full, e))?;
     let name = stem(path);
-    let severity =
-        crate::data_test::singular_severity(file_config(path, &sql)?).map_err(|message| {
-            Error::Config {
-                location: Location::new(path, 1, 1),
-                message: format!("test `{name}`: {message}"),
-            }
-        })?;
+    let (sql, own) = match &project.dbt {
+        Some(dbt) => dbt.render_model(path, &name, &text, &crate::dbt::jinja_target(project))?,
+        None => {
+            let own = file_config(path, &text)?;
+            (text, own)
+        }
+    };
+    let severity = crate::data_test::singular_severity(own).map_err(|message| Error::Config {
+        location: Location::new(path, 1, 1),
+        message: format!("test `{name}`: {message}"),
+    })?;
     Ok(SingularTest {
         name,
         path: path.to_path_buf(),

@@ -23,7 +23,9 @@ impl Engine {
     fn compile_now(&self, request: &CompileRequest) -> Result<Compiled, EngineError> {
         let root = &request.project;
         let config = orbital_core::ProjectConfig::load(root)?;
-        let target = config.target(request.selector.target.as_deref())?.1.clone();
+        let (target_name, target) = config.target(request.selector.target.as_deref())?;
+        let (target_name, target) = (target_name.to_string(), target.clone());
+        let config = config.running_on(&target_name);
         let store = self.store(&store_path(root, &config))?;
         let components = components(root, &config, || Ok(store.clone()))?;
         let macros = PluginMacros::new(self, &components, &config)?;

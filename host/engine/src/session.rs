@@ -147,6 +147,7 @@ impl Session {
         let config = ProjectConfig::load(root)?;
         let (target_name, target) = config.target(selector.target.as_deref())?;
         let (target_name, target) = (target_name.to_string(), target.clone());
+        let config = config.running_on(&target_name);
         let environment = environment
             .unwrap_or(orbital_core::plan::DEFAULT_ENVIRONMENT)
             .to_string();
@@ -683,9 +684,13 @@ pub(crate) fn load(
     let key = orbital_core::snapshot::key(&config, target, &identity);
     // The compile this process kept is the saved snapshot's twin: when its
     // key is this one, the saved one need not be decoded.
+    // A dbt model's text also depends on what its Jinja reads outside the
+    // project's files (`env_var()`): a dbt project is always compiled
+    // (through the parse cache), never restored from a snapshot.
+    let dbt = config.dbt.is_some();
     let kept = engine
         .kept_project(root)
-        .filter(|kept| kept.snapshot.key == key);
+        .filter(|kept| kept.snapshot.key == key && !dbt);
     // Decoding the snapshot (23 MB for 10k models) and stamping every file
     // are independent until compared: one core decodes while the others stat.
     let (files, snapshot) = std::thread::scope(|scope| {
@@ -735,6 +740,7 @@ pub(crate) fn load(
     }
     if let Some(snapshot) = snapshot
         && snapshot.matches(&key, &files)
+        && !dbt
     {
         tracing::info!(
             files = files.len(),
@@ -754,7 +760,7 @@ pub(crate) fn load(
     let started = std::time::Instant::now();
     let project = Project::load_with_config(root, config)?;
     tracing::debug!(elapsed = ?started.elapsed(), "project read");
-    read.compile(project, files, true)
+    read.compile(project, files, !dbt)
 }
 
 /// What [`load`] compiles a project read from disk with.
@@ -824,7 +830,7 @@ impl Read<'_> {
         let racy = Snapshot::racy(&files, self.read_at);
         // Read again in a daemon and not snapshotted, the project is still
         // named by its stamps when none is too fresh to trust.
-        let trusted = !snapshot && racy.is_empty();
+        let trusted = !snapshot && racy.is_empty() && project.config.dbt.is_none();
         self.engine.keep_project(self.root, || Kept {
             racy,
             snapshot: Snapshot {

@@ -86,6 +86,11 @@ pub(super) fn mark(
     }
 }
 
+/// Whether SQL that did not parse holds Jinja tags (`{{ ... }}`, `{% ... %}`).
+fn looks_like_jinja(sql: &str) -> bool {
+    sql.contains("{{") || sql.contains("{%")
+}
+
 pub(super) fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Result<Statement> {
     let mut statements = crate::tokens::parse_sql(dialect, &model.sql).map_err(|e| {
         let message = e.to_string();
@@ -97,10 +102,16 @@ pub(super) fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Resul
             }
             found => found,
         };
+        let mut message = message.trim_start_matches("sql parser error: ").to_string();
+        if looks_like_jinja(&model.sql) {
+            message.push_str(
+                " (this model looks like Jinja: a dbt project runs as it is from a folder with its dbt_project.yml and no orbital.toml)",
+            );
+        }
         Error::Syntax {
             location: Location::new(&model.path, line, column),
             model: model.name.clone(),
-            message: message.trim_start_matches("sql parser error: ").to_string(),
+            message,
         }
     })?;
     let at = |location| {

@@ -272,6 +272,20 @@ fn unknown_table_points_at_the_reference() {
 }
 
 #[test]
+fn a_jinja_model_in_a_native_project_says_where_a_dbt_project_goes() {
+    let err = compile_project(&[("a", "select * from {{ ref('b') }}")]).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("models/a.sql:1:15: SQL syntax error"),
+        "{message}"
+    );
+    assert!(
+        message.contains("looks like Jinja") && message.contains("dbt_project.yml"),
+        "{message}"
+    );
+}
+
+#[test]
 fn syntax_error_has_line_and_column() {
     let err = compile_project(&[("a", "select a\n  b c from x")]).unwrap_err();
     assert_eq!(

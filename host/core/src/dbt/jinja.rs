@@ -1,0 +1,429 @@
+//! Rendering dbt models with Jinja (minijinja): `ref()`, `source()`,
+//! `config()`, `var()`, `env_var()`, `target`, `this`, `adapter.quote()`,
+//! and the macros of `macro-paths`, callable by name from every model.
+//! Anything else Jinja offers (`{% set %}`, loops, conditionals, filters,
+//! whitespace control, comments) is minijinja's own. A name that is not
+//! defined is an error at its line and column, never an empty string.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use minijinja::value::{Kwargs, Object, Rest, Value};
+use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
+
+use crate::error::{Error, Location, Result, line_col};
+
+/// Where `config(...)` calls put their arguments while a model renders.
+const CAPTURE: &str = "__orbital_config";
+
+/// Renders one project's models.
+pub struct Renderer {
+    env: Environment<'static>,
+    /// `{% from "<macro file>" import ... %}` for each macro file, put in
+    /// front of each model on its first line (so its lines keep their
+    /// numbers).
+    prefix: String,
+    /// Each macro file and its text.
+    macros: Vec<(PathBuf, String)>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("macros", &self.macro_files())
+            .finish()
+    }
+}
+
+/// The `config(...)` arguments of the model being rendered.
+#[derive(Debug, Default)]
+struct Capture(Mutex<serde_json::Map<String, serde_json::Value>>);
+
+impl Object for Capture {}
+
+/// `adapter`: what dbt's adapter object offers that Orbital supports.
+#[derive(Debug)]
+struct Adapter;
+
+impl Object for Adapter {
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        args: &[Value],
+    ) -> std::result::Result<Value, minijinja::Error> {
+        match (method, args) {
+            ("quote", [identifier]) => {
+                let text = identifier.to_string();
+                Ok(Value::from(format!("\"{}\"", text.replace('"', "\"\""))))
+            }
+            _ => Err(minijinja::Error::new(
+                ErrorKind::UnknownMethod,
+                format!("adapter.{method}() is not supported (adapter.quote(name) is)"),
+            )),
+        }
+    }
+}
+
+impl Renderer {
+    /// A renderer with the macros of `macro_paths` (relative to `root`)
+    /// and the project's `vars`.
+    pub(super) fn new(
+        root: &Path,
+        macro_paths: &[PathBuf],
+        vars: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_function("ref", reference);
+        env.add_function("source", source);
+        env.add_function("config", config);
+        env.add_function("env_var", env_var);
+        env.add_function("is_incremental", |_: Rest<Value>| {
+            unsupported("is_incremental() is not supported yet: write the model as a native incremental one (`if_incremental(...)`)")
+        });
+        let vars = Arc::new(vars);
+        env.add_function("var", move |name: String, default: Option<Value>| {
+            match (vars.get(&name), default) {
+                (Some(value), _) => Ok(Value::from(minijinja::value::Serde(value.clone()))),
+                (None, Some(default)) => Ok(default),
+                (None, None) => Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("required var '{name}' is not set in dbt_project.yml's vars, and var() gives no default"),
+                )),
+            }
+        });
+        env.add_global("adapter", Value::from_object(Adapter));
+        let mut macros = Vec::new();
+        let mut prefix = String::new();
+        for dir in macro_paths {
+            for path in crate::project::paths_with_extension(root, dir, "sql")? {
+                let full = root.join(&path);
+                let text = std::fs::read_to_string(&full).map_err(|e| Error::io(full, e))?;
+                let name = template_name(&path);
+                let defined = macro_names(&text);
+                env.add_template_owned(name.clone(), text.clone())
+                    .map_err(|e| jinja_error(&path, &text, 0, &e))?;
+                if !defined.is_empty() {
+                    prefix.push_str(&format!(
+                        "{{% from {name:?} import {} %}}",
+                        defined.join(", ")
+                    ));
+                }
+                macros.push((path, text));
+            }
+        }
+        Ok(Self {
+            env,
+            prefix,
+            macros,
+        })
+    }
+
+    /// The macro files read.
+    pub fn macro_files(&self) -> Vec<PathBuf> {
+        self.macros.iter().map(|(path, _)| path.clone()).collect()
+    }
+
+    /// Model `name` (`text`, from `path`) rendered for `target` (its name,
+    /// adapter type and schema), and the config its `config(...)` calls set.
+    pub fn render(
+        &self,
+        path: &Path,
+        name: &str,
+        text: &str,
+        target: (&str, &str, &str),
+    ) -> Result<(String, toml::Table)> {
+        let capture = Arc::new(Capture::default());
+        let source = format!("{}{text}", self.prefix);
+        let template_name = template_name(path);
+        let fail = |e: minijinja::Error| self.error(path, text, &e);
+        let template = self
+            .env
+            .template_from_named_str(&template_name, &source)
+            .map_err(fail)?;
+        let (target_name, kind, schema) = target;
+        let target: BTreeMap<&str, Value> = [
+            ("name", Value::from(target_name)),
+            ("type", Value::from(kind)),
+            ("schema", Value::from(schema)),
+        ]
+        .into();
+        let context = minijinja::context! {
+            this => name,
+            target => target,
+            model => minijinja::context! { name => name },
+            __orbital_config => Value::from_dyn_object(capture.clone()),
+        };
+        let sql = template.render(context).map_err(fail)?;
+        let config = capture
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let table = super::json_to_toml_table(&config).map_err(|message| Error::InvalidModel {
+            location: Location::new(path, 1, 1),
+            model: name.to_string(),
+            message: format!("config(...): {message}"),
+        })?;
+        Ok((sql, table))
+    }
+
+    /// `e` where it happened: in the model (`text` of `path`), or in a
+    /// macro file.
+    fn error(&self, path: &Path, text: &str, e: &minijinja::Error) -> Error {
+        let in_macro = e.name().and_then(|name| {
+            self.macros
+                .iter()
+                .find(|(macro_path, _)| template_name(macro_path) == name)
+        });
+        match in_macro {
+            Some((macro_path, macro_text)) => jinja_error(macro_path, macro_text, 0, e),
+            None => jinja_error(path, text, self.prefix.len(), e),
+        }
+    }
+}
+
+/// An error of the template `text` of `path`, whose first line had
+/// `prefixed` bytes put in front of it when rendered.
+fn jinja_error(path: &Path, text: &str, prefixed: usize, e: &minijinja::Error) -> Error {
+    let line = e.line().unwrap_or(1);
+    let column = e
+        .range()
+        .map(|range| {
+            let start = range.start.saturating_sub(prefixed).min(text.len());
+            line_col(text, start).1
+        })
+        .unwrap_or(1);
+    let detail = e.detail().map_or(String::new(), |d| format!(": {d}"));
+    Error::Config {
+        location: Location::new(path, line, column),
+        message: format!("Jinja: {}{detail}", e.kind()),
+    }
+}
+
+/// How a file is named as a template: its project-relative path.
+fn template_name(path: &Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}
+
+/// The names of the `{% macro name(...) %}` a macro file defines.
+fn macro_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{%") {
+        rest = &rest[at + 2..];
+        let tag = rest.trim_start_matches(['-', '+']).trim_start();
+        if let Some(after) = tag.strip_prefix("macro") {
+            let name: String = after
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && after.starts_with(char::is_whitespace) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+fn unsupported(message: &str) -> std::result::Result<Value, minijinja::Error> {
+    Err(minijinja::Error::new(
+        ErrorKind::InvalidOperation,
+        message.to_string(),
+    ))
+}
+
+/// `ref('model')` or `ref('package', 'model')`: the model's name, which the
+/// parser then finds in the SQL as any other relation.
+fn reference(args: Rest<String>) -> std::result::Result<Value, minijinja::Error> {
+    match args.as_slice() {
+        [model] | [_, model] => Ok(Value::from(model.clone())),
+        _ => unsupported("ref() takes a model name, or a package and a model name"),
+    }
+}
+
+/// `source('source', 'table')`: the table as native models name it.
+fn source(source: String, table: String) -> Value {
+    Value::from(format!("{source}.{table}"))
+}
+
+/// `config(key=value, ...)`: noted as the model's own config; renders as
+/// nothing.
+fn config(state: &State<'_, '_>, kwargs: Kwargs) -> std::result::Result<Value, minijinja::Error> {
+    let capture = state.lookup(CAPTURE).ok_or_else(|| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, "config() outside a model")
+    })?;
+    let capture = capture.downcast_object_ref::<Capture>().ok_or_else(|| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, "config() outside a model")
+    })?;
+    let mut config = capture
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for key in kwargs.args() {
+        let value: Value = kwargs.get(key)?;
+        let json = serde_json::to_value(&value)
+            .map_err(|e| minijinja::Error::new(ErrorKind::BadSerialization, e.to_string()))?;
+        config.insert(key.to_string(), json);
+    }
+    Ok(Value::from(""))
+}
+
+/// `env_var('NAME', default)`.
+fn env_var(name: String, default: Option<String>) -> std::result::Result<Value, minijinja::Error> {
+    match (std::env::var(&name), default) {
+        (Ok(value), _) => Ok(Value::from(value)),
+        (Err(_), Some(default)) => Ok(Value::from(default)),
+        (Err(_), None) => unsupported(&format!(
+            "environment variable `{name}` is not set, and env_var() gives no default"
+        )),
+    }
+}
+
+/// Renders `text` (a profiles.yml) with `env_var()` only.
+pub(super) fn render_profiles(path: &Path, text: &str) -> Result<String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_function("env_var", env_var);
+    env.render_named_str("profiles.yml", text, ())
+        .map_err(|e| jinja_error(path, text, 0, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renderer(macros: &[(&str, &str)], vars: serde_json::Value) -> (Renderer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in macros {
+            let path = dir.path().join("macros").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let vars = vars.as_object().cloned().unwrap_or_default();
+        let renderer = Renderer::new(dir.path(), &["macros".into()], vars).unwrap();
+        (renderer, dir)
+    }
+
+    fn render(renderer: &Renderer, text: &str) -> Result<(String, toml::Table)> {
+        renderer.render(
+            Path::new("models/m.sql"),
+            "m",
+            text,
+            ("dev", "sqlite", "main"),
+        )
+    }
+
+    fn error_at(renderer: &Renderer, text: &str) -> (String, usize, usize, String) {
+        match render(renderer, text).unwrap_err() {
+            Error::Config { location, message } => (
+                location.path.display().to_string(),
+                location.line,
+                location.column,
+                message,
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refs_sources_config_vars_and_targets_render() {
+        let (r, _dir) = renderer(&[], serde_json::json!({ "low": 3, "methods": ["a", "b"] }));
+        let (sql, config) = render(
+            &r,
+            "{{ config(materialized='table', tags=['x'], unique_key='id') }}\
+             select * from {{ ref('orders') }} join {{ ref('pkg', 'people') }} using (id) \
+             join {{ source('app', 'events') }} using (id) where n > {{ var('low') }} \
+             and t = '{{ target.name }}/{{ target.type }}/{{ target.schema }}' \
+             and {{ var('missing', 7) }} = 7 -- {{ this }} {{ adapter.quote('Col') }}",
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "select * from orders join people using (id) join app.events using (id) \
+             where n > 3 and t = 'dev/sqlite/main' and 7 = 7 -- m \"Col\""
+        );
+        assert_eq!(
+            config.to_string(),
+            "materialized = \"table\"\ntags = [\"x\"]\nunique_key = \"id\"\n"
+        );
+    }
+
+    #[test]
+    fn statements_loops_filters_whitespace_and_comments_are_jinjas() {
+        let (r, _dir) = renderer(&[], serde_json::json!({ "methods": ["a", "b"] }));
+        let (sql, _) = render(
+            &r,
+            "{# a comment #}{% set cols = var('methods') %}select\n\
+             {%- for c in cols %}\n  sum(case when m = '{{ c }}' then x end) as {{ c | upper }}_x\
+             {%- if not loop.last %},{% endif %}{% endfor %}\nfrom t",
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "select\n  sum(case when m = 'a' then x end) as A_x,\n  sum(case when m = 'b' then x end) as B_x\nfrom t"
+        );
+    }
+
+    #[test]
+    fn macros_of_macro_paths_are_callable_by_name() {
+        let (r, _dir) = renderer(
+            &[(
+                "cents.sql",
+                "{% macro cents_to_dollars(column, scale=2) -%}\n  round({{ column }} / 100.0, {{ scale }})\n{%- endmacro %}",
+            )],
+            serde_json::json!({}),
+        );
+        let (sql, _) = render(
+            &r,
+            "select {{ cents_to_dollars('amount') }} as dollars from p",
+        )
+        .unwrap();
+        assert_eq!(sql, "select round(amount / 100.0, 2) as dollars from p");
+        assert_eq!(r.macro_files(), vec![PathBuf::from("macros/cents.sql")]);
+    }
+
+    #[test]
+    fn errors_say_where_in_the_template() {
+        let (r, _dir) = renderer(
+            &[(
+                "bad.sql",
+                "{% macro boom() %}\n{{ nope() }}\n{% endmacro %}",
+            )],
+            serde_json::json!({}),
+        );
+        let (file, line, column, message) = error_at(&r, "select 1\nfrom {{ undefined_thing }}");
+        assert_eq!((file.as_str(), line), ("models/m.sql", 2));
+        assert!(column >= 6, "{column}");
+        assert!(message.contains("undefined"), "{message}");
+        let (_, line, _, message) = error_at(&r, "select {{ var('nothing') }}");
+        assert_eq!(line, 1);
+        assert!(message.contains("required var 'nothing'"), "{message}");
+        let (_, _, _, message) = error_at(&r, "{% if is_incremental() %}x{% endif %}");
+        assert!(
+            message.contains("is_incremental() is not supported"),
+            "{message}"
+        );
+        let (_, line, _, message) = error_at(&r, "select 1\n\n{% if %}");
+        assert_eq!(line, 3, "{message}");
+        let (file, line, _, _) = error_at(&r, "select {{ boom() }}");
+        assert_eq!((file.as_str(), line), ("macros/bad.sql", 2));
+        let (_, _, _, message) = error_at(&r, "{{ adapter.dispatch('x') }}");
+        assert!(
+            message.contains("adapter.dispatch() is not supported"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn env_vars_render_with_defaults_and_fail_without() {
+        let (r, _dir) = renderer(&[], serde_json::json!({}));
+        let (sql, _) = render(&r, "{{ env_var('ORBITAL_SURELY_UNSET_VAR', 'fallback') }}").unwrap();
+        assert_eq!(sql, "fallback");
+        let (_, _, _, message) = error_at(&r, "{{ env_var('ORBITAL_SURELY_UNSET_VAR') }}");
+        assert!(message.contains("ORBITAL_SURELY_UNSET_VAR"), "{message}");
+    }
+}

@@ -1,0 +1,223 @@
+//! dbt projects, run as they are: a folder with `dbt_project.yml` and no
+//! `orbital.toml` loads into the same [`ProjectConfig`] and
+//! [`crate::Project`] as a native project. Nothing is converted on disk.
+//!
+//! - `dbt_project.yml` gives the name, the folders, `vars` and the
+//!   `models:` config tree (`+key` and plain keys per folder, as in
+//!   orbital.toml's `[models]`).
+//! - Schema files (`*.yml` under the model folders) give each model's
+//!   generic tests (`tests` / `data_tests`, with `accepted_values`,
+//!   `relationships` and `config: {severity: warn}`) and the `sources:`.
+//! - `profiles.yml` (the project folder, then `DBT_PROFILES_DIR`, then
+//!   `~/.dbt`) gives the targets for `postgres` and `sqlite` profiles; with
+//!   none, the project runs on the embedded SQLite default.
+//! - Each model is rendered with Jinja ([`jinja`]) before it is parsed:
+//!   `ref()` renders to the model's name, so what a model reads is still
+//!   found in its SQL, and the fingerprint covers the rendered SQL.
+
+mod jinja;
+mod profiles;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::config::{PluginSettings, ProjectConfig};
+use crate::error::{Error, Location, Result};
+
+pub use jinja::Renderer;
+
+/// The file that makes a folder a dbt project.
+pub const PROJECT_FILE: &str = "dbt_project.yml";
+
+/// What a dbt project adds to its [`ProjectConfig`]: how its models render.
+#[derive(Debug)]
+pub struct DbtProject {
+    pub renderer: Renderer,
+    /// Generic tests from schema files, per model, as a `tests` config
+    /// table (`tests.<column> = [...]`).
+    pub tests: BTreeMap<String, toml::Table>,
+    /// The macro files and schema files the project read (for stamps).
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ProjectFile {
+    name: String,
+    profile: Option<String>,
+    #[serde(default = "models")]
+    model_paths: Vec<PathBuf>,
+    #[serde(default = "seeds")]
+    seed_paths: Vec<PathBuf>,
+    #[serde(default = "tests")]
+    test_paths: Vec<PathBuf>,
+    #[serde(default = "macros")]
+    macro_paths: Vec<PathBuf>,
+    #[serde(default = "target")]
+    target_path: PathBuf,
+    #[serde(default)]
+    vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    models: serde_json::Map<String, serde_json::Value>,
+}
+
+fn models() -> Vec<PathBuf> {
+    vec!["models".into()]
+}
+fn seeds() -> Vec<PathBuf> {
+    vec!["seeds".into()]
+}
+fn tests() -> Vec<PathBuf> {
+    vec!["tests".into()]
+}
+fn macros() -> Vec<PathBuf> {
+    vec!["macros".into()]
+}
+fn target() -> PathBuf {
+    "target".into()
+}
+
+/// Whether `dir` holds a dbt project (and no orbital.toml, which wins).
+pub fn is_dbt_project(dir: &Path) -> bool {
+    dir.join(PROJECT_FILE).is_file() && !dir.join(crate::config::FILE_NAME).exists()
+}
+
+/// Parses YAML `text` of `path` into `T`, with the error's line and column.
+pub(crate) fn from_yaml<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        Error::Config {
+            location: Location::new(path, line, column),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Loads the dbt project in `dir` as a [`ProjectConfig`].
+pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
+    let path = dir.join(PROJECT_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.clone(), e))?;
+    let file: ProjectFile = from_yaml(Path::new(PROJECT_FILE), &text)?;
+    let schemas = schema::load(dir, &file.model_paths)?;
+    let (targets, default_target) = profiles::targets(dir, &file)?;
+    let renderer = Renderer::new(dir, &file.macro_paths, file.vars.clone())?;
+    let mut files = schemas.files.clone();
+    files.extend(renderer.macro_files().iter().cloned());
+    // The project's own config tree sits under its name; other keys are
+    // packages' (not supported yet, so not applied).
+    let own = match file.models.get(&file.name) {
+        Some(serde_json::Value::Object(tree)) => tree.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let tree = json_to_toml_table(&own).map_err(|message| Error::Config {
+        location: Location::new(PROJECT_FILE, 1, 1),
+        message: format!("models.{}: {message}", file.name),
+    })?;
+    Ok(ProjectConfig {
+        name: file.name,
+        model_paths: file.model_paths,
+        seed_paths: file.seed_paths,
+        test_paths: file.test_paths,
+        target_path: file.target_path,
+        default_target,
+        targets,
+        model_defaults: crate::config::split_folder_defaults(tree),
+        seeds: BTreeMap::new(),
+        sources: schemas.sources,
+        plugins: PluginSettings::default(),
+        dbt: Some(Arc::new(DbtProject {
+            renderer,
+            tests: schemas.tests,
+            files,
+        })),
+    })
+}
+
+/// What Jinja's `target` says while `config`'s models render: the target
+/// the command runs on (its default target: the engine sets it), its
+/// adapter type and schema.
+pub(crate) fn jinja_target(config: &ProjectConfig) -> (String, String, String) {
+    let Ok((name, target)) = config.target(None) else {
+        return ("dev".into(), "sqlite".into(), "main".into());
+    };
+    let kind = match target.parser_dialect() {
+        "postgres" => "postgres",
+        _ => target.scheme(),
+    };
+    let schema = target.schema.clone().unwrap_or_else(|| match kind {
+        "postgres" => "public".into(),
+        _ => "main".into(),
+    });
+    (name.to_string(), kind.to_string(), schema)
+}
+
+impl DbtProject {
+    /// Model `name` of `path` rendered for `target` (name, adapter type,
+    /// schema), and its own config: `config(...)` calls, then the tests of
+    /// the schema files.
+    pub(crate) fn render_model(
+        &self,
+        path: &Path,
+        name: &str,
+        text: &str,
+        target: &(String, String, String),
+    ) -> Result<(String, toml::Table)> {
+        let target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
+        let (sql, mut table) = self.renderer.render(path, name, text, target)?;
+        if let Some(tests) = self.tests.get(name) {
+            let mut merged = match table.remove("tests") {
+                Some(toml::Value::Table(own)) => own,
+                _ => toml::Table::new(),
+            };
+            for (column, more) in tests {
+                match (merged.get_mut(column), more) {
+                    (Some(toml::Value::Array(have)), toml::Value::Array(more)) => {
+                        have.extend(more.iter().cloned())
+                    }
+                    _ => {
+                        merged.insert(column.clone(), more.clone());
+                    }
+                }
+            }
+            table.insert("tests".into(), toml::Value::Table(merged));
+        }
+        Ok((sql, table))
+    }
+}
+
+/// A JSON object as a TOML table; nulls are dropped (TOML has none).
+pub(crate) fn json_to_toml_table(
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<toml::Table, String> {
+    let mut table = toml::Table::new();
+    for (key, value) in object {
+        if let Some(value) = json_to_toml(value)? {
+            table.insert(key.clone(), value);
+        }
+    }
+    Ok(table)
+}
+
+fn json_to_toml(value: &serde_json::Value) -> std::result::Result<Option<toml::Value>, String> {
+    use serde_json::Value as J;
+    Ok(Some(match value {
+        J::Null => return Ok(None),
+        J::Bool(b) => toml::Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64().ok_or(format!("{n} is out of range"))?),
+        },
+        J::String(s) => toml::Value::String(s.clone()),
+        J::Array(items) => toml::Value::Array(
+            items
+                .iter()
+                .filter_map(|v| json_to_toml(v).transpose())
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        J::Object(object) => toml::Value::Table(json_to_toml_table(object)?),
+    }))
+}

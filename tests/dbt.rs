@@ -1,0 +1,185 @@
+//! dbt projects run as they are: the original jaffle_shop dbt project,
+//! unmodified, built by the real `orbital` binary on SQLite.
+
+mod support;
+
+use serde_json::Value;
+use support::{TestProject, query};
+
+#[test]
+fn the_unmodified_dbt_jaffle_shop_builds_and_its_schema_tests_pass() {
+    let dbt = TestProject::jaffle_shop_dbt();
+    let built = dbt.orbital(&["build", "--json"]).expect_code(0);
+    let models = built.statuses();
+    assert_eq!(models.len(), 8, "{models:?}");
+    assert!(
+        models.values().all(|status| status == "success"),
+        "{models:?}"
+    );
+    let tests = built.test_statuses();
+    // schema.yml and staging/schema.yml declare 20 generic tests.
+    assert_eq!(tests.len(), 20, "{tests:?}");
+    assert!(tests.values().all(|status| status == "pass"), "{tests:?}");
+    for name in [
+        "relationships_orders_customer_id__customers",
+        "accepted_values_stg_payments_payment_method",
+    ] {
+        assert!(tests.contains_key(name), "{name}: {tests:?}");
+    }
+
+    // The same rows as the native example on the same seeds, where the
+    // logic is the same (dbt's staging divides integer cents by 100, which
+    // SQLite truncates; the example's macro does not).
+    let native = TestProject::jaffle_shop();
+    for name in ["raw_customers.csv", "raw_orders.csv", "raw_payments.csv"] {
+        std::fs::copy(
+            dbt.path().join("seeds").join(name),
+            native.path().join("seeds").join(name),
+        )
+        .unwrap();
+    }
+    native.orbital(&["build"]).expect_code(0);
+    let (dbt_db, native_db) = (dbt.path().join("target/jaffle_shop.db"), native.database());
+    for sql in [
+        "select customer_id, first_name, last_name, first_order, most_recent_order, \
+         number_of_orders from customers order by customer_id",
+        "select order_id, customer_id, order_date, status from orders order by order_id",
+    ] {
+        let rows = query(&dbt_db, sql);
+        assert_eq!(rows.len(), if sql.contains("customers") { 100 } else { 99 });
+        assert_eq!(rows, query(&native_db, sql), "{sql}");
+    }
+    // The pivot its Jinja loop writes: each method's column and the total
+    // agree with the seeds.
+    let wrong = query(
+        &dbt_db,
+        "select o.order_id from orders o where o.amount <> \
+         (select coalesce(sum(p.amount / 100), 0) from raw_payments p where p.order_id = o.order_id) \
+         or o.credit_card_amount <> (select coalesce(sum(p.amount / 100), 0) from raw_payments p \
+         where p.order_id = o.order_id and p.payment_method = 'credit_card')",
+    );
+    assert!(wrong.is_empty(), "{wrong:?}");
+
+    // Nothing changed: everything is reused.
+    let again = dbt.orbital(&["build", "--json"]).expect_code(0);
+    assert!(
+        again.statuses().values().all(|status| status == "reused"),
+        "{:?}",
+        again.statuses()
+    );
+}
+
+/// (name, change) of each node of `orbital plan --json`.
+fn changes(project: &TestProject) -> Vec<(String, String)> {
+    let plan: Value = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["change"] != "unchanged")
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_macro_edit_rebuilds_exactly_the_models_whose_rendered_sql_changed() {
+    let dbt = TestProject::jaffle_shop_dbt();
+    dbt.orbital(&["build"]).expect_code(0);
+    // The same SQL written through a macro of macro-paths: nothing changes.
+    dbt.write(
+        "macros/dollars.sql",
+        "{% macro to_dollars(column) %}{{ column }} / 100{% endmacro %}",
+    );
+    let staging = dbt.path().join("models/staging/stg_payments.sql");
+    let text = std::fs::read_to_string(&staging).unwrap();
+    dbt.write(
+        "models/staging/stg_payments.sql",
+        &text.replace(
+            "amount / 100 as amount",
+            "{{ to_dollars('amount') }} as amount",
+        ),
+    );
+    assert_eq!(changes(&dbt), Vec::<(String, String)>::new());
+    // The macro changes what one model renders: that model is modified,
+    // and only what reads it is rebuilt.
+    dbt.write(
+        "macros/dollars.sql",
+        "{% macro to_dollars(column) %}{{ column }} / 100.0{% endmacro %}",
+    );
+    let expected: Vec<(String, String)> = [
+        ("stg_payments", "modified"),
+        ("customers", "indirect"),
+        ("orders", "indirect"),
+    ]
+    .iter()
+    .map(|(name, change)| (name.to_string(), change.to_string()))
+    .collect();
+    assert_eq!(changes(&dbt), expected);
+    let built = dbt.orbital(&["run", "--json"]).expect_code(0);
+    let statuses = built.statuses();
+    let rebuilt: Vec<&str> = statuses
+        .iter()
+        .filter(|(_, status)| *status == "success")
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        rebuilt,
+        ["customers", "orders", "stg_payments"],
+        "{statuses:?}"
+    );
+    let cents = query(
+        &dbt.path().join("target/jaffle_shop.db"),
+        "select amount from stg_payments where payment_id = 1",
+    );
+    assert_eq!(cents, [["10.00"]]);
+}
+
+#[test]
+fn jinja_and_yaml_errors_say_where() {
+    let dbt = TestProject::jaffle_shop_dbt();
+    dbt.write("models/bad.sql", "select 1 as x\nfrom {{ nothing_here }}\n");
+    let failed = dbt.orbital(&["compile"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    let stderr = failed.stderr();
+    assert!(
+        stderr.contains("models/bad.sql:2:9") && stderr.contains("`nothing_here` is undefined"),
+        "{stderr}"
+    );
+    std::fs::remove_file(dbt.path().join("models/bad.sql")).unwrap();
+
+    dbt.write(
+        "models/broken.yml",
+        "version: 2\nmodels:\n  - name: x\n    columns: [\n",
+    );
+    let failed = dbt.orbital(&["build"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed.stderr().contains("models/broken.yml:5:1"),
+        "{}",
+        failed.stderr()
+    );
+    assert!(
+        !dbt.path().join("target/jaffle_shop.db").exists(),
+        "nothing built"
+    );
+    std::fs::remove_file(dbt.path().join("models/broken.yml")).unwrap();
+
+    // A typo in a config key is caught, not built with the folder default.
+    let orders = std::fs::read_to_string(dbt.path().join("models/orders.sql")).unwrap();
+    dbt.write(
+        "models/orders.sql",
+        &format!("{{{{ config(materialzed='view') }}}}\n{orders}"),
+    );
+    let failed = dbt.orbital(&["compile"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed.stderr().contains("materialzed") && failed.stderr().contains("materialized"),
+        "{}",
+        failed.stderr()
+    );
+}
