@@ -732,24 +732,7 @@ fn a_stop_signal_lets_runs_finish_within_the_grace_and_cancels_the_rest() {
 /// A virtual environment with niquests (an HTTP/3 client nobody here
 /// wrote), made under target/ on first use.
 fn niquests_python() -> std::path::PathBuf {
-    let venv = support::workspace().join("target/test-venv-niquests");
-    let python = venv.join("bin/python");
-    let ready = venv.join(".ready");
-    if !ready.exists() {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(made.success(), "cannot make {}", venv.display());
-        let installed = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "niquests==3.21.2"])
-            .status()
-            .expect("pip");
-        assert!(installed.success(), "pip install niquests failed");
-        std::fs::write(&ready, "").unwrap();
-    }
-    python
+    support::python_venv("niquests", &["niquests==3.21.2"]).join("bin/python")
 }
 
 #[test]

@@ -183,3 +183,89 @@ fn jinja_and_yaml_errors_say_where() {
         failed.stderr()
     );
 }
+
+/// Each row of `schema.relation` as JSON text, sorted: what two builds of
+/// one model are compared by (types print alike: a date as a date).
+fn rows_of(database: &support::backends::PgDatabase, schema: &str, relation: &str) -> Vec<String> {
+    let rows = support::backends::psql(
+        &database.url,
+        &format!("SELECT row_to_json(r)::text FROM {schema}.{relation} r ORDER BY 1"),
+    )
+    .unwrap_or_else(|e| panic!("{schema}.{relation}: {e}"));
+    rows.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn on_postgresql_it_builds_exactly_the_rows_dbt_core_builds() {
+    let Some(support::backends::Backend::Postgres(database)) =
+        support::backends::Backend::postgres("dbt_parity")
+    else {
+        return;
+    };
+    let dbt_core =
+        support::python_venv("dbt", &["dbt-core==1.11.16", "dbt-postgres==1.11.0"]).join("bin/dbt");
+    let project = TestProject::jaffle_shop_dbt();
+    // One profile, two outputs on one server: dbt-core builds into one
+    // schema, Orbital into another.
+    let (rest, dbname) = database.url.rsplit_once('/').unwrap();
+    let (credentials, address) = rest
+        .trim_start_matches("postgres://")
+        .split_once('@')
+        .unwrap();
+    let (user, password) = credentials
+        .split_once(':')
+        .unwrap_or((credentials, "unused"));
+    let (host, port) = address.split_once(':').unwrap();
+    let output = |schema: &str| {
+        format!(
+            "      {schema}:\n        type: postgres\n        host: {host}\n        port: {port}\n        \
+             user: {user}\n        password: \"{{{{ env_var('ORBITAL_TEST_PG_PASSWORD', '{password}') }}}}\"\n        \
+             dbname: {dbname}\n        schema: {schema}\n        threads: 4\n"
+        )
+    };
+    project.write(
+        "profiles.yml",
+        &format!(
+            "jaffle_shop:\n  target: orbital_built\n  outputs:\n{}{}",
+            output("dbt_built"),
+            output("orbital_built")
+        ),
+    );
+    let dbt_run = std::process::Command::new(&dbt_core)
+        .args(["build", "--target", "dbt_built", "--profiles-dir", "."])
+        .current_dir(project.path())
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .expect("run dbt");
+    assert!(
+        dbt_run.status.success(),
+        "dbt build failed:\n{}",
+        String::from_utf8_lossy(&dbt_run.stdout)
+    );
+    // dbt-core leaves its own files; Orbital reads none of them.
+    let built = project.orbital(&["build", "--json"]).expect_code(0);
+    assert!(
+        built.test_statuses().values().all(|s| s == "pass"),
+        "{:?}",
+        built.test_statuses()
+    );
+    assert_eq!(built.test_statuses().len(), 20);
+    for relation in [
+        "raw_customers",
+        "raw_orders",
+        "raw_payments",
+        "stg_customers",
+        "stg_orders",
+        "stg_payments",
+        "customers",
+        "orders",
+    ] {
+        let theirs = rows_of(&database, "dbt_built", relation);
+        assert!(!theirs.is_empty(), "{relation}");
+        assert_eq!(
+            rows_of(&database, "orbital_built", relation),
+            theirs,
+            "{relation}"
+        );
+    }
+}

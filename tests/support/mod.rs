@@ -398,3 +398,31 @@ pub fn object_kind(database: &Path, name: &str) -> String {
     );
     rows.first().map_or("none".into(), |r| r[0].clone())
 }
+
+/// A Python virtual environment `target/test-venv-NAME` with `packages`
+/// from PyPI, made on first use (and made again if a run was cut short
+/// before it was ready); its folder.
+pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
+    let venv = workspace().join(format!("target/test-venv-{name}"));
+    let ready = venv.join(".ready");
+    // Two test processes may ask at once: one makes it, the other waits.
+    let lock = std::fs::File::create(workspace().join(format!("target/test-venv-{name}.lock")))
+        .expect("venv lock file");
+    lock.lock().expect("lock the venv");
+    if !ready.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "cannot make {}", venv.display());
+        let installed = Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(packages)
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "pip install {packages:?} failed");
+        std::fs::write(&ready, "").expect("mark the venv ready");
+    }
+    venv
+}

@@ -137,6 +137,10 @@ fn native_test(test: &Value) -> std::result::Result<toml::Value, String> {
             ));
         }
     };
+    // dbt 1.10 and later nest a test's arguments under `arguments`.
+    if let Some(Value::Object(nested)) = args.remove("arguments") {
+        args.extend(nested);
+    }
     let severity = match args.remove("config") {
         Some(Value::Object(mut config)) => config.remove("severity"),
         _ => None,
@@ -190,6 +194,10 @@ mod tests {
         assert_eq!(
             test("relationships: {to: \"ref('customers')\", field: customer_id}").to_string(),
             "{ relationships = { field = \"customer_id\", to = \"customers\" } }"
+        );
+        assert_eq!(
+            test("accepted_values: {arguments: {values: [a]}}").to_string(),
+            "{ accepted_values = { values = [\"a\"] } }"
         );
         let bad = native_test(
             &serde_yaml_ng::from_str("relationships: {to: \"source('a', 'b')\", field: x}")
