@@ -269,3 +269,36 @@ fn on_postgresql_it_builds_exactly_the_rows_dbt_core_builds() {
         );
     }
 }
+
+#[test]
+fn an_incremental_dbt_model_continues_its_table_with_the_is_incremental_build() {
+    let project = TestProject::empty();
+    project.write("dbt_project.yml", "name: events\nprofile: events\n");
+    project.write("seeds/raw_events.csv", "id,kind,amount\n1,a,10\n2,b,20\n");
+    project.write(
+        "models/events.sql",
+        "{{ config(materialized='incremental', unique_key='id') }}\n\
+         select id, kind, amount from {{ ref('raw_events') }}\n\
+         {% if is_incremental() %}\n\
+         where id > (select max(id) from {{ this }})\n\
+         {% endif %}\n",
+    );
+    project.orbital(&["build"]).expect_code(0);
+    let database = project.path().join("target/events.db");
+    let rows = |sql: &str| query(&database, sql);
+    assert_eq!(rows("select count(*) from events"), [["2"]]);
+    // New rows come, and an old one changes: the incremental build takes
+    // only rows past the table's newest id, so the old one stays as it was.
+    project.write(
+        "seeds/raw_events.csv",
+        "id,kind,amount\n1,a,99\n2,b,20\n3,c,30\n4,d,40\n",
+    );
+    project.orbital(&["build"]).expect_code(0);
+    assert_eq!(
+        rows("select id, amount from events order by id"),
+        [["1", "10"], ["2", "20"], ["3", "30"], ["4", "40"]]
+    );
+    // A full refresh builds it from scratch, with the full build's SQL.
+    project.orbital(&["build", "--full-refresh"]).expect_code(0);
+    assert_eq!(rows("select amount from events where id = 1"), [["99"]]);
+}

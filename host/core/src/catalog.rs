@@ -23,7 +23,7 @@ use sqlparser::ast::{
     SetExpr, Statement, TableFactor,
 };
 
-use crate::compile::{ParseCache, ParsedModel, parse_key, parse_model};
+use crate::compile::{ParseCache, ParsedModel, parse_model};
 use crate::dialect::dialect_for;
 use crate::hash::Hash;
 use crate::macros::SqlMacros;
@@ -110,7 +110,7 @@ impl<'a> ProjectCatalog<'a> {
     /// the result, and whether it was parsed now.
     pub(crate) fn parse(&self, index: usize) -> crate::Result<(Hash, ParsedModel, bool)> {
         let model = self.model(index);
-        let key = parse_key(self.dialect, self.identity, &model.sql);
+        let key = model.parse_key(self.dialect, self.identity);
         if let Some(parsed) = self.cached(&key) {
             return Ok((key, parsed, false));
         }

@@ -678,6 +678,7 @@ mod tests {
                 tests: Vec::new(),
                 extra: Default::default(),
             },
+            incremental_text: None,
         };
         let mut statement = Parser::parse_sql(&dialect, sql).unwrap().remove(0);
         let used = expand(

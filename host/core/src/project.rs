@@ -47,6 +47,26 @@ pub struct Model {
     pub sql: String,
     #[serde(with = "stored_config")]
     pub config: ModelConfig,
+    /// A dbt model's incremental build: its Jinja rendered with
+    /// `is_incremental()` true, when that differs from `sql` (a native
+    /// model writes both builds in one text, with `if_incremental(...)`).
+    #[serde(default)]
+    pub incremental_text: Option<String>,
+}
+
+impl Model {
+    /// The key of this model's parse result: its SQL (both builds, for a
+    /// dbt model whose Jinja writes two), the dialect and the macros.
+    pub fn parse_key(&self, dialect: &str, macros: &str) -> crate::Hash {
+        match &self.incremental_text {
+            None => crate::compile::parse_key(dialect, macros, &self.sql),
+            Some(incremental) => crate::compile::parse_key(
+                dialect,
+                macros,
+                &format!("{}\0incremental build\0{incremental}", self.sql),
+            ),
+        }
+    }
 }
 
 /// A model's merged config.
@@ -382,11 +402,11 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
     let name = stem(path);
     // A dbt model's own config comes from its `config(...)` calls and its
     // schema files, a native one's from its `-- config:` lines.
-    let (sql, own) = match &project.dbt {
+    let (sql, own, incremental_text) = match &project.dbt {
         Some(dbt) => dbt.render_model(path, &name, &text, &crate::dbt::jinja_target(project))?,
         None => {
             let own = file_config(path, &text)?;
-            (text, own)
+            (text, own, None)
         }
     };
     let mut merged = toml::Table::new();
@@ -434,6 +454,7 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
         path: path.to_path_buf(),
         sql,
         config,
+        incremental_text,
     })
 }
 
@@ -543,7 +564,11 @@ fn load_test(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Singul
     let text = read_text(&full).map_err(|e| Error::io(full, e))?;
     let name = stem(path);
     let (sql, own) = match &project.dbt {
-        Some(dbt) => dbt.render_model(path, &name, &text, &crate::dbt::jinja_target(project))?,
+        Some(dbt) => {
+            let target = crate::dbt::jinja_target(project);
+            let (sql, own, _) = dbt.render_model(path, &name, &text, &target)?;
+            (sql, own)
+        }
         None => {
             let own = file_config(path, &text)?;
             (text, own)

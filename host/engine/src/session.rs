@@ -573,12 +573,12 @@ impl Session {
     pub fn parse_keys(&self) -> std::collections::BTreeSet<Hash> {
         let dialect = self.target.parser_dialect();
         let identity = &self.macro_identity;
+        let tests = self.project.tests.iter();
         self.project
             .models
             .iter()
-            .map(|m| m.sql.as_str())
-            .chain(self.project.tests.iter().map(|t| t.sql.as_str()))
-            .map(|sql| orbital_core::compile::parse_key(dialect, identity, sql))
+            .map(|m| m.parse_key(dialect, identity))
+            .chain(tests.map(|t| orbital_core::compile::parse_key(dialect, identity, &t.sql)))
             .collect()
     }
 }

@@ -135,6 +135,7 @@ pub(super) fn test_query(name: &str, path: &std::path::Path, sql: String) -> Mod
             tests: Vec::new(),
             extra: serde_json::Map::new(),
         },
+        incremental_text: None,
     }
 }
 

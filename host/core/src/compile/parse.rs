@@ -25,11 +25,26 @@ pub fn parse_model(
     catalog: &dyn Catalog,
 ) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
-    let expanded = crate::macros::expand(&mut statement, model, dialect, macros, catalog)?;
-    let variants = crate::incremental::variants(&statement, model)?;
-    let (full, incremental, incremental_call) = match variants {
-        Some(v) => (v.full, Some(v.incremental), Some(v.first_call)),
-        None => (statement, None, None),
+    let mut expanded = crate::macros::expand(&mut statement, model, dialect, macros, catalog)?;
+    // A dbt model's Jinja wrote its incremental build apart: parse it as
+    // its own text.
+    let incremental_build = model.incremental_text.as_ref().map(|text| Model {
+        sql: text.clone(),
+        incremental_text: None,
+        ..model.clone()
+    });
+    let (full, incremental, incremental_call) = match &incremental_build {
+        Some(build) => {
+            let mut other = parse_single_select(build, dialect)?;
+            let more = crate::macros::expand(&mut other, build, dialect, macros, catalog)?;
+            expanded.plugins.extend(more.plugins);
+            expanded.catalog.extend(more.catalog);
+            (statement, Some(other), Some((1, 1)))
+        }
+        None => match crate::incremental::variants(&statement, model)? {
+            Some(v) => (v.full, Some(v.incremental), Some(v.first_call)),
+            None => (statement, None, None),
+        },
     };
     // Marking walks the expanded tree, so what a macro writes is checked too.
     let writes = |(location, what): crate::read_only::Write| {
@@ -48,7 +63,8 @@ pub fn parse_model(
         .map(|r| (r.line, r.column));
     let incremental_sql = match incremental {
         Some(statement) => {
-            let (sql, more) = mark(statement, &model.sql).map_err(writes)?;
+            let text = incremental_build.as_ref().map_or(&model.sql, |b| &b.sql);
+            let (sql, more) = mark(statement, text).map_err(writes)?;
             references.extend(more);
             Some(sql)
         }

@@ -1,6 +1,12 @@
 //! Rendering dbt models with Jinja (minijinja): `ref()`, `source()`,
 //! `config()`, `var()`, `env_var()`, `target`, `this`, `adapter.quote()`,
-//! and the macros of `macro-paths`, callable by name from every model.
+//! `is_incremental()`, and the macros of `macro-paths`, callable by name
+//! from every model.
+//!
+//! A model whose Jinja asks `is_incremental()` is rendered twice, once for
+//! each answer: the two texts are the model's full and incremental builds,
+//! as a native model's `if_incremental(...)` makes them, and `this` renders
+//! as the native name of the model's own table.
 //! Anything else Jinja offers (`{% set %}`, loops, conditionals, filters,
 //! whitespace control, comments) is minijinja's own. A name that is not
 //! defined is an error at its line and column, never an empty string.
@@ -17,6 +23,9 @@ use crate::error::{Error, Location, Result, line_col};
 /// Where `config(...)` calls put their arguments while a model renders.
 const CAPTURE: &str = "__orbital_config";
 
+/// Whether the model renders for its incremental build.
+const INCREMENTAL: &str = "__orbital_incremental";
+
 /// Renders one project's models.
 pub struct Renderer {
     env: Environment<'static>,
@@ -26,6 +35,11 @@ pub struct Renderer {
     prefix: String,
     /// Each macro file and its text.
     macros: Vec<(PathBuf, String)>,
+}
+
+/// Whether Jinja `text` may ask `is_incremental()`.
+fn asks_incremental(text: &str) -> bool {
+    text.contains("is_incremental")
 }
 
 impl std::fmt::Debug for Renderer {
@@ -80,8 +94,8 @@ impl Renderer {
         env.add_function("source", source);
         env.add_function("config", config);
         env.add_function("env_var", env_var);
-        env.add_function("is_incremental", |_: Rest<Value>| {
-            unsupported("is_incremental() is not supported yet: write the model as a native incremental one (`if_incremental(...)`)")
+        env.add_function("is_incremental", |state: &State<'_, '_>| {
+            state.lookup(INCREMENTAL).is_some_and(|v| v.is_true())
         });
         let vars = Arc::new(vars);
         env.add_function("var", move |name: String, default: Option<Value>| {
@@ -127,13 +141,36 @@ impl Renderer {
     }
 
     /// Model `name` (`text`, from `path`) rendered for `target` (its name,
-    /// adapter type and schema), and the config its `config(...)` calls set.
+    /// adapter type and schema), the config its `config(...)` calls set,
+    /// and its incremental build when `is_incremental()` changes the text.
     pub fn render(
         &self,
         path: &Path,
         name: &str,
         text: &str,
         target: (&str, &str, &str),
+    ) -> Result<(String, toml::Table, Option<String>)> {
+        let (sql, config) = self.render_build(path, name, text, target, false)?;
+        let asks = asks_incremental(text) || self.macros.iter().any(|(_, m)| asks_incremental(m));
+        let incremental = match asks {
+            true => Some(self.render_build(path, name, text, target, true)?.0),
+            false => None,
+        };
+        Ok((
+            sql.clone(),
+            config,
+            incremental.filter(|other| *other != sql),
+        ))
+    }
+
+    /// [`Renderer::render`] for one build.
+    fn render_build(
+        &self,
+        path: &Path,
+        name: &str,
+        text: &str,
+        target: (&str, &str, &str),
+        incremental: bool,
     ) -> Result<(String, toml::Table)> {
         let capture = Arc::new(Capture::default());
         let source = format!("{}{text}", self.prefix);
@@ -151,7 +188,8 @@ impl Renderer {
         ]
         .into();
         let context = minijinja::context! {
-            this => name,
+            this => crate::incremental::THIS,
+            __orbital_incremental => incremental,
             target => target,
             model => minijinja::context! { name => name },
             __orbital_config => Value::from_dyn_object(capture.clone()),
@@ -309,12 +347,14 @@ mod tests {
     }
 
     fn render(renderer: &Renderer, text: &str) -> Result<(String, toml::Table)> {
-        renderer.render(
-            Path::new("models/m.sql"),
-            "m",
-            text,
-            ("dev", "sqlite", "main"),
-        )
+        renderer
+            .render(
+                Path::new("models/m.sql"),
+                "m",
+                text,
+                ("dev", "sqlite", "main"),
+            )
+            .map(|(sql, config, _)| (sql, config))
     }
 
     fn error_at(renderer: &Renderer, text: &str) -> (String, usize, usize, String) {
@@ -344,7 +384,7 @@ mod tests {
         assert_eq!(
             sql,
             "select * from orders join people using (id) join app.events using (id) \
-             where n > 3 and t = 'dev/sqlite/main' and 7 = 7 -- m \"Col\""
+             where n > 3 and t = 'dev/sqlite/main' and 7 = 7 -- this \"Col\""
         );
         assert_eq!(
             config.to_string(),
@@ -402,11 +442,6 @@ mod tests {
         let (_, line, _, message) = error_at(&r, "select {{ var('nothing') }}");
         assert_eq!(line, 1);
         assert!(message.contains("required var 'nothing'"), "{message}");
-        let (_, _, _, message) = error_at(&r, "{% if is_incremental() %}x{% endif %}");
-        assert!(
-            message.contains("is_incremental() is not supported"),
-            "{message}"
-        );
         let (_, line, _, message) = error_at(&r, "select 1\n\n{% if %}");
         assert_eq!(line, 3, "{message}");
         let (file, line, _, _) = error_at(&r, "select {{ boom() }}");
@@ -416,6 +451,28 @@ mod tests {
             message.contains("adapter.dispatch() is not supported"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn is_incremental_renders_both_builds() {
+        let (r, _dir) = renderer(&[], serde_json::json!({}));
+        let text = "select * from {{ ref('events') }}\n\
+                    {% if is_incremental() %}where id > (select max(id) from {{ this }}){% endif %}";
+        let model = Path::new("models/m.sql");
+        let (full, _, incremental) = r
+            .render(model, "m", text, ("dev", "sqlite", "main"))
+            .unwrap();
+        assert_eq!(full, "select * from events\n");
+        assert_eq!(
+            incremental.as_deref(),
+            Some("select * from events\nwhere id > (select max(id) from this)")
+        );
+        // Asked, with no difference: one build.
+        let same = "select 1{% if is_incremental() %}{% endif %}";
+        let (_, _, incremental) = r
+            .render(model, "m", same, ("dev", "sqlite", "main"))
+            .unwrap();
+        assert_eq!(incremental, None);
     }
 
     #[test]

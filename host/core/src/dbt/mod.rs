@@ -165,9 +165,9 @@ impl DbtProject {
         name: &str,
         text: &str,
         target: &(String, String, String),
-    ) -> Result<(String, toml::Table)> {
+    ) -> Result<(String, toml::Table, Option<String>)> {
         let target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
-        let (sql, mut table) = self.renderer.render(path, name, text, target)?;
+        let (sql, mut table, incremental) = self.renderer.render(path, name, text, target)?;
         if let Some(tests) = self.tests.get(name) {
             let mut merged = match table.remove("tests") {
                 Some(toml::Value::Table(own)) => own,
@@ -185,7 +185,7 @@ impl DbtProject {
             }
             table.insert("tests".into(), toml::Value::Table(merged));
         }
-        Ok((sql, table))
+        Ok((sql, table, incremental))
     }
 }
 
