@@ -302,3 +302,69 @@ fn an_incremental_dbt_model_continues_its_table_with_the_is_incremental_build() 
     project.orbital(&["build", "--full-refresh"]).expect_code(0);
     assert_eq!(rows("select amount from events where id = 1"), [["99"]]);
 }
+
+#[test]
+fn vars_come_from_the_project_and_the_command_line() {
+    let project = TestProject::empty();
+    project.write("dbt_project.yml", "name: v\nvars:\n  low: 1\n");
+    project.write("seeds/numbers.csv", "n\n1\n2\n3\n");
+    project.write(
+        "models/above.sql",
+        "{{ config(materialized='table') }}\nselect n from {{ ref('numbers') }} where n > {{ var('low') }}",
+    );
+    project.orbital(&["build"]).expect_code(0);
+    let database = project.path().join("target/v.db");
+    assert_eq!(query(&database, "select count(*) from above"), [["2"]]);
+    // YAML or JSON; the command line wins over dbt_project.yml.
+    for vars in ["{low: 2}", "{\"low\": 2}"] {
+        let plan: Value = project
+            .orbital(&["plan", "--json", "--vars", vars])
+            .expect_code(0)
+            .json();
+        let above = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "above")
+            .unwrap();
+        assert_eq!(above["change"], "modified", "{vars}: {plan}");
+    }
+    project
+        .orbital(&["build", "--vars", "{low: 2}"])
+        .expect_code(0);
+    assert_eq!(query(&database, "select count(*) from above"), [["1"]]);
+    let bad = project.orbital(&["plan", "--vars", "{low: [2"]);
+    assert_eq!(bad.code(), 2, "{}", bad.stderr());
+    assert!(bad.stderr().contains("--vars"), "{}", bad.stderr());
+    // A native project has no templates to give vars to.
+    let native = TestProject::jaffle_shop();
+    let refused = native.orbital(&["compile", "--vars", "{a: 1}"]);
+    assert_eq!(refused.code(), 2, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("vars are for dbt projects"),
+        "{}",
+        refused.stderr()
+    );
+}
+
+#[test]
+fn editing_descriptions_and_docs_blocks_rebuilds_nothing() {
+    let dbt = TestProject::jaffle_shop_dbt();
+    dbt.orbital(&["build"]).expect_code(0);
+    for file in ["models/schema.yml", "models/docs.md", "models/overview.md"] {
+        let text = std::fs::read_to_string(dbt.path().join(file)).unwrap();
+        let edited = text
+            .replace(
+                "This table has basic information",
+                "This table has some information",
+            )
+            .replace(
+                "{% docs orders_status %}",
+                "{% docs orders_status %}\nEdited.\n",
+            )
+            .replace("is a fictional", "is an imaginary");
+        assert_ne!(edited, text, "{file}");
+        dbt.write(file, &edited);
+    }
+    assert_eq!(changes(&dbt), Vec::<(String, String)>::new());
+}

@@ -174,6 +174,10 @@ pub(crate) struct SelectArgs {
     /// The target in orbital.toml (default: default-target, or the only one).
     #[arg(short, long)]
     pub(crate) target: Option<String>,
+    /// A dbt project's vars, over dbt_project.yml's: a YAML or JSON mapping,
+    /// e.g. '{start: 2024-01-01}'.
+    #[arg(long, value_name = "YAML")]
+    pub(crate) vars: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -202,6 +206,7 @@ impl SelectArgs {
             select: self.select.clone(),
             exclude: self.exclude.clone(),
             target: self.target.clone(),
+            vars: self.vars.clone(),
         }
     }
 }

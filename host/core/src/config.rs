@@ -371,6 +371,34 @@ impl ProjectConfig {
         self
     }
 
+    /// This config with `vars` (YAML or JSON: a mapping) over a dbt
+    /// project's own vars, as `--vars` gives them.
+    pub fn with_vars(mut self, vars: Option<&str>) -> Result<Self> {
+        let Some(text) = vars else {
+            return Ok(self);
+        };
+        let flag = Location::new("--vars", 1, 1);
+        let Some(dbt) = &self.dbt else {
+            return Err(Error::Config {
+                location: flag,
+                message: "vars are for dbt projects (a native model has no template to read them)"
+                    .into(),
+            });
+        };
+        let more: serde_json::Map<String, serde_json::Value> =
+            crate::dbt::from_yaml(std::path::Path::new("--vars"), text).map_err(|e| match e {
+                Error::Config { location, message } => Error::Config {
+                    location,
+                    message: format!("not a YAML or JSON mapping: {message}"),
+                },
+                other => other,
+            })?;
+        let mut dbt = dbt.as_ref().clone();
+        dbt.renderer = dbt.renderer.with_vars(more);
+        self.dbt = Some(std::sync::Arc::new(dbt));
+        Ok(self)
+    }
+
     /// The target named `name`, or the default one.
     pub fn target(&self, name: Option<&str>) -> Result<(&str, &Target)> {
         let wanted = name.or(self.default_target.as_deref()).or_else(|| {

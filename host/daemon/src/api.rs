@@ -285,6 +285,8 @@ struct PlanBody {
     select: Vec<String>,
     exclude: Vec<String>,
     target: Option<String>,
+    /// A dbt project's vars (a JSON object) over its own.
+    vars: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +301,9 @@ struct RunBody {
     env: Option<String>,
     #[serde(default)]
     target: Option<String>,
+    /// A dbt project's vars (a JSON object) over its own.
+    #[serde(default)]
+    vars: Option<Value>,
     #[serde(default)]
     threads: Option<usize>,
     #[serde(default)]
@@ -321,6 +326,7 @@ fn run_request(daemon: &Daemon, body: &[u8]) -> Result<RunRequest, ApiError> {
             select: body.select,
             exclude: body.exclude,
             target: body.target,
+            vars: body.vars.map(|vars| vars.to_string()),
         },
         threads: body.threads,
         full_refresh: body.full_refresh,
@@ -340,6 +346,7 @@ async fn plan(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
                 select: body.select,
                 exclude: body.exclude,
                 target: body.target,
+                vars: body.vars.map(|vars| vars.to_string()),
             },
             env: body.env,
         })
@@ -607,6 +614,9 @@ struct PromoteBody {
     exclude: Vec<String>,
     #[serde(default)]
     target: Option<String>,
+    /// A dbt project's vars (a JSON object) over its own.
+    #[serde(default)]
+    vars: Option<Value>,
 }
 
 async fn promote(daemon: &Daemon, to: &str, body: &[u8]) -> Result<Value, ApiError> {
@@ -619,6 +629,7 @@ async fn promote(daemon: &Daemon, to: &str, body: &[u8]) -> Result<Value, ApiErr
                 select: body.select,
                 exclude: body.exclude,
                 target: body.target,
+                vars: body.vars.map(|vars| vars.to_string()),
             },
             from: body.from,
             to: to.to_string(),

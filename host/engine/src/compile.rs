@@ -25,7 +25,9 @@ impl Engine {
         let config = orbital_core::ProjectConfig::load(root)?;
         let (target_name, target) = config.target(request.selector.target.as_deref())?;
         let (target_name, target) = (target_name.to_string(), target.clone());
-        let config = config.running_on(&target_name);
+        let config = config
+            .running_on(&target_name)
+            .with_vars(request.selector.vars.as_deref())?;
         let store = self.store(&store_path(root, &config))?;
         let components = components(root, &config, || Ok(store.clone()))?;
         let macros = PluginMacros::new(self, &components, &config)?;

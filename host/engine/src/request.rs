@@ -15,6 +15,9 @@ pub struct Selector {
     pub exclude: Vec<String>,
     /// The target in orbital.toml (default: default-target, or the only one).
     pub target: Option<String>,
+    /// A dbt project's vars over its own (`--vars`): YAML or JSON text.
+    #[serde(default)]
+    pub vars: Option<String>,
 }
 
 impl Selector {

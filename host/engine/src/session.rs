@@ -147,7 +147,9 @@ impl Session {
         let config = ProjectConfig::load(root)?;
         let (target_name, target) = config.target(selector.target.as_deref())?;
         let (target_name, target) = (target_name.to_string(), target.clone());
-        let config = config.running_on(&target_name);
+        let config = config
+            .running_on(&target_name)
+            .with_vars(selector.vars.as_deref())?;
         let environment = environment
             .unwrap_or(orbital_core::plan::DEFAULT_ENVIRONMENT)
             .to_string();

@@ -26,7 +26,11 @@ const CAPTURE: &str = "__orbital_config";
 /// Whether the model renders for its incremental build.
 const INCREMENTAL: &str = "__orbital_incremental";
 
+/// The vars `var()` reads: the project's, under `--vars`.
+const VARS: &str = "__orbital_vars";
+
 /// Renders one project's models.
+#[derive(Clone)]
 pub struct Renderer {
     env: Environment<'static>,
     /// `{% from "<macro file>" import ... %}` for each macro file, put in
@@ -35,6 +39,12 @@ pub struct Renderer {
     prefix: String,
     /// Each macro file and its text.
     macros: Vec<(PathBuf, String)>,
+    /// `dbt_project.yml`'s vars, under those given on the command line.
+    vars: serde_json::Map<String, serde_json::Value>,
+    /// `vars` as templates read them.
+    vars_value: Value,
+    /// When this command started, in UTC, as dbt prints `run_started_at`.
+    started_at: String,
 }
 
 /// Whether Jinja `text` may ask `is_incremental()`.
@@ -97,17 +107,7 @@ impl Renderer {
         env.add_function("is_incremental", |state: &State<'_, '_>| {
             state.lookup(INCREMENTAL).is_some_and(|v| v.is_true())
         });
-        let vars = Arc::new(vars);
-        env.add_function("var", move |name: String, default: Option<Value>| {
-            match (vars.get(&name), default) {
-                (Some(value), _) => Ok(Value::from(minijinja::value::Serde(value.clone()))),
-                (None, Some(default)) => Ok(default),
-                (None, None) => Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("required var '{name}' is not set in dbt_project.yml's vars, and var() gives no default"),
-                )),
-            }
-        });
+        env.add_function("var", var);
         env.add_global("adapter", Value::from_object(Adapter));
         let mut macros = Vec::new();
         let mut prefix = String::new();
@@ -132,7 +132,22 @@ impl Renderer {
             env,
             prefix,
             macros,
+            vars_value: Value::from(minijinja::value::Serde(vars.clone())),
+            vars,
+            started_at: utc_timestamp(std::time::SystemTime::now()),
         })
+    }
+
+    /// This renderer with `more` vars (from the command line) over the
+    /// project's.
+    pub fn with_vars(&self, more: serde_json::Map<String, serde_json::Value>) -> Self {
+        let mut vars = self.vars.clone();
+        vars.extend(more);
+        Self {
+            vars_value: Value::from(minijinja::value::Serde(vars.clone())),
+            vars,
+            ..self.clone()
+        }
     }
 
     /// The macro files read.
@@ -190,6 +205,8 @@ impl Renderer {
         let context = minijinja::context! {
             this => crate::incremental::THIS,
             __orbital_incremental => incremental,
+            __orbital_vars => self.vars_value.clone(),
+            run_started_at => self.started_at.clone(),
             target => target,
             model => minijinja::context! { name => name },
             __orbital_config => Value::from_dyn_object(capture.clone()),
@@ -308,6 +325,50 @@ fn config(state: &State<'_, '_>, kwargs: Kwargs) -> std::result::Result<Value, m
         config.insert(key.to_string(), json);
     }
     Ok(Value::from(""))
+}
+
+/// `time` as `YYYY-MM-DD HH:MM:SS.ffffff+00:00` (UTC).
+fn utc_timestamp(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (days, seconds) = (since.as_secs() / 86_400, since.as_secs() % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}+00:00",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60,
+        since.subsec_micros()
+    )
+}
+
+/// `var('name', default)`: from `--vars`, then dbt_project.yml's `vars`.
+fn var(
+    state: &State<'_, '_>,
+    name: String,
+    default: Option<Value>,
+) -> std::result::Result<Value, minijinja::Error> {
+    let value = state
+        .lookup(VARS)
+        .and_then(|vars| vars.get_attr(&name).ok())
+        .filter(|value| !value.is_undefined());
+    match (value, default) {
+        (Some(value), _) => Ok(value),
+        (None, Some(default)) => Ok(default),
+        (None, None) => unsupported(&format!(
+            "required var '{name}' is not set (in dbt_project.yml's vars or --vars), and var() gives no default"
+        )),
+    }
 }
 
 /// `env_var('NAME', default)`.
@@ -451,6 +512,21 @@ mod tests {
             message.contains("adapter.dispatch() is not supported"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn run_started_at_is_the_commands_start_in_utc() {
+        let at =
+            |secs: u64| utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01 00:00:00.000000+00:00");
+        assert_eq!(at(951_782_400), "2000-02-29 00:00:00.000000+00:00");
+        assert_eq!(
+            at(1_796_000_000 + 3_723),
+            "2026-11-30 01:55:23.000000+00:00"
+        );
+        let (r, _dir) = renderer(&[], serde_json::json!({}));
+        let (sql, _) = render(&r, "select '{{ run_started_at }}' as at").unwrap();
+        assert_eq!(sql, format!("select '{}' as at", r.started_at));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use jinja::Renderer;
 pub const PROJECT_FILE: &str = "dbt_project.yml";
 
 /// What a dbt project adds to its [`ProjectConfig`]: how its models render.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DbtProject {
     pub renderer: Renderer,
     /// Generic tests from schema files, per model, as a `tests` config
