@@ -368,3 +368,100 @@ fn editing_descriptions_and_docs_blocks_rebuilds_nothing() {
     }
     assert_eq!(changes(&dbt), Vec::<(String, String)>::new());
 }
+
+#[test]
+fn init_from_dbt_writes_a_native_project_that_builds_the_same_rows() {
+    let dbt = TestProject::jaffle_shop_dbt();
+    dbt.orbital(&["build"]).expect_code(0);
+    let native = TestProject::empty();
+    let dir = native.path().join("jaffle");
+    let wrote = dbt
+        .orbital(&[
+            "init",
+            dir.to_str().unwrap(),
+            "--from-dbt",
+            dbt.path().to_str().unwrap(),
+            "--json",
+        ])
+        .expect_code(0)
+        .json();
+    assert_eq!(wrote["files"].as_array().unwrap().len(), 9, "{wrote}");
+    assert!(!dir.join("dbt_project.yml").exists());
+    let orders = std::fs::read_to_string(dir.join("models/orders.sql")).unwrap();
+    assert!(
+        orders.starts_with("-- config: materialized = \"table\"\n") && !orders.contains("{{"),
+        "{orders}"
+    );
+    let built = support::Run {
+        output: std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(["build", "--json", "--project"])
+            .arg(&dir)
+            .output()
+            .unwrap(),
+    }
+    .expect_code(0);
+    assert_eq!(built.test_statuses().len(), 20);
+    let (theirs, ours) = (
+        dbt.path().join("target/jaffle_shop.db"),
+        dir.join("target/jaffle_shop.db"),
+    );
+    for relation in ["stg_payments", "customers", "orders"] {
+        let sql = format!("select * from {relation} order by 1");
+        assert_eq!(query(&ours, &sql), query(&theirs, &sql), "{relation}");
+    }
+    // Nothing is overwritten: a second init into the same folder is refused.
+    let again = dbt.orbital(&[
+        "init",
+        dir.to_str().unwrap(),
+        "--from-dbt",
+        dbt.path().to_str().unwrap(),
+    ]);
+    assert_eq!(again.code(), 2, "{}", again.stderr());
+    assert!(
+        again.stderr().contains("already exists"),
+        "{}",
+        again.stderr()
+    );
+    // A dbt project that does not render writes nothing.
+    dbt.write("models/bad.sql", "select {{ nope }}");
+    let elsewhere = native.path().join("other");
+    let failed = dbt.orbital(&[
+        "init",
+        elsewhere.to_str().unwrap(),
+        "--from-dbt",
+        dbt.path().to_str().unwrap(),
+    ]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed.stderr().contains("models/bad.sql:1:"),
+        "{}",
+        failed.stderr()
+    );
+    assert!(!elsewhere.exists());
+}
+
+#[test]
+fn init_starts_a_native_project_that_builds() {
+    let folder = TestProject::empty();
+    let dir = folder.path().join("fresh");
+    folder
+        .orbital(&["init", dir.to_str().unwrap()])
+        .expect_code(0);
+    let built = std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
+        .args(["build", "--project"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert_eq!(
+        query(
+            &dir.join("target/warehouse.db"),
+            "select greeting from example"
+        ),
+        [["hello"]]
+    );
+}

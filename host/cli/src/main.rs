@@ -14,6 +14,7 @@
 //! process holds the environment; 130 the run was cancelled (Ctrl-C).
 
 mod diagnostics;
+mod init;
 mod plugin;
 mod remote;
 mod report;
@@ -61,6 +62,15 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a project in DIR (default: --project): a new native one, or
+    /// with --from-dbt the native equivalent of a dbt project.
+    Init {
+        dir: Option<PathBuf>,
+        /// A dbt project (its folder) to write as a native one: plain SQL
+        /// with `-- config:` lines. What cannot be translated is listed.
+        #[arg(long, value_name = "DBT_DIR")]
+        from_dbt: Option<PathBuf>,
+    },
     /// Compile models to SQL under the target folder; print one model's SQL.
     Compile {
         /// Print this model's compiled SQL.
@@ -263,6 +273,11 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
         peers: args.peers.clone(),
     };
     match &cli.command {
+        Command::Init { dir, from_dbt } => init::init(
+            dir.as_deref().unwrap_or(&cli.project),
+            from_dbt.as_deref(),
+            output,
+        ),
         Command::Compile { model, select } => {
             compile(engine, cli, select, model.as_deref(), output).await
         }

@@ -18,6 +18,7 @@
 mod jinja;
 mod profiles;
 mod schema;
+mod translate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::config::{PluginSettings, ProjectConfig};
 use crate::error::{Error, Location, Result};
 
 pub use jinja::Renderer;
+pub use translate::{Translation, translate};
 
 /// The file that makes a folder a dbt project.
 pub const PROJECT_FILE: &str = "dbt_project.yml";

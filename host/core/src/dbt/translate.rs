@@ -1,0 +1,228 @@
+//! `orbital init --from-dbt`: a dbt project written out as the equivalent
+//! native one (plain SQL with `-- config:` lines, `orbital.toml`, the seed
+//! files), and what could not be translated. Pure: the caller writes.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::ProjectConfig;
+use crate::data_test::{ColumnTest, Generic, Severity};
+use crate::error::Result;
+use crate::project::{Model, Project};
+
+/// A native project's files, and notes on what was not translated.
+#[derive(Debug, Default)]
+pub struct Translation {
+    /// Project-relative path and text of each file to write.
+    pub files: Vec<(PathBuf, String)>,
+    /// Seed files to copy: (from, project-relative path to write).
+    pub seeds: Vec<(PathBuf, PathBuf)>,
+    pub notes: Vec<String>,
+}
+
+/// Translates the dbt project in `dir`, its models rendered for its
+/// default target.
+pub fn translate(dir: &Path) -> Result<Translation> {
+    let config = super::load_config(dir)?;
+    let project = Project::load_with_config(dir, config)?;
+    let mut out = Translation::default();
+    out.files.push((
+        "orbital.toml".into(),
+        orbital_toml(&project.config, &mut out.notes),
+    ));
+    for model in &project.models {
+        let path = native_path(&project.config.model_paths, &model.path, "models");
+        out.files.push((path, model_file(model, &mut out.notes)));
+    }
+    for name in &project.disabled {
+        out.notes
+            .push(format!("model `{name}` is disabled: not written"));
+    }
+    for seed in &project.seeds {
+        let path = native_path(&project.config.seed_paths, &seed.path, "seeds");
+        out.seeds.push((dir.join(&seed.path), path));
+    }
+    for test in &project.tests {
+        let path = native_path(&project.config.test_paths, &test.path, "tests");
+        let severity = match test.severity {
+            Severity::Warn => "-- config: severity = 'warn'\n",
+            Severity::Error => "",
+        };
+        out.files
+            .push((path, format!("{severity}{}\n", test.sql.trim_end())));
+    }
+    out.notes.push(
+        "descriptions and docs blocks are not translated (Orbital does not read them yet)".into(),
+    );
+    Ok(out)
+}
+
+/// `path` (under one of `folders`) under `native` instead.
+fn native_path(folders: &[PathBuf], path: &Path, native: &str) -> PathBuf {
+    let relative = folders
+        .iter()
+        .find_map(|folder| path.strip_prefix(folder).ok())
+        .unwrap_or(path);
+    Path::new(native).join(relative)
+}
+
+fn orbital_toml(config: &ProjectConfig, notes: &mut Vec<String>) -> String {
+    let mut text = format!("name = {}\n", toml::Value::String(config.name.clone()));
+    if let Some(default) = &config.default_target {
+        text.push_str(&format!(
+            "default-target = {}\n",
+            toml::Value::String(default.clone())
+        ));
+    }
+    for (name, target) in &config.targets {
+        text.push_str(&format!("\n[targets.{name}]\n"));
+        let url = without_password(&target.url, name, notes);
+        text.push_str(&format!("url = {}\n", toml::Value::String(url)));
+        if let Some(schema) = &target.schema {
+            text.push_str(&format!(
+                "schema = {}\n",
+                toml::Value::String(schema.clone())
+            ));
+        }
+        if let Some(threads) = target.threads {
+            text.push_str(&format!("threads = {threads}\n"));
+        }
+    }
+    for (name, source) in &config.sources {
+        text.push_str(&format!("\n[sources.{name}]\n"));
+        if let Some(schema) = &source.schema {
+            text.push_str(&format!(
+                "schema = {}\n",
+                toml::Value::String(schema.clone())
+            ));
+        }
+        let tables: Vec<toml::Value> = source
+            .tables
+            .iter()
+            .map(|t| toml::Value::String(t.clone()))
+            .collect();
+        text.push_str(&format!("tables = {}\n", toml::Value::Array(tables)));
+    }
+    text
+}
+
+/// A target URL with its password replaced by an environment variable
+/// reference: orbital.toml is committed, passwords are not.
+fn without_password(url: &str, target: &str, notes: &mut Vec<String>) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    let Some((user, _password)) = credentials.split_once(':') else {
+        return url.to_string();
+    };
+    let variable = format!(
+        "ORBITAL_{}_PASSWORD",
+        target.to_ascii_uppercase().replace('-', "_")
+    );
+    notes.push(format!(
+        "target `{target}`: its password is read from ${{{variable}}}, not written"
+    ));
+    format!("{scheme}://{user}:${{{variable}}}@{host}")
+}
+
+/// A native model file: its config as `-- config:` lines, then its SQL.
+fn model_file(model: &Model, notes: &mut Vec<String>) -> String {
+    let config = &model.config;
+    let mut lines = vec![format!(
+        "materialized = {}",
+        toml::Value::String(config.materialized.clone())
+    )];
+    if !config.tags.is_empty() {
+        let tags = config
+            .tags
+            .iter()
+            .cloned()
+            .map(toml::Value::String)
+            .collect();
+        lines.push(format!("tags = {}", toml::Value::Array(tags)));
+    }
+    for (key, value) in &config.extra {
+        match super::json_to_toml(value) {
+            Ok(Some(value)) => lines.push(format!("{key} = {value}")),
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "model `{}`: config `{key}` not written: {e}",
+                model.name
+            )),
+        }
+    }
+    let mut columns: Vec<(&str, Vec<toml::Value>)> = Vec::new();
+    for test in &config.tests {
+        let value = test_value(test);
+        match columns
+            .iter_mut()
+            .find(|(column, _)| *column == test.column)
+        {
+            Some((_, tests)) => tests.push(value),
+            None => columns.push((&test.column, vec![value])),
+        }
+    }
+    for (column, tests) in columns {
+        let key = if column
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            column.to_string()
+        } else {
+            toml::Value::String(column.to_string()).to_string()
+        };
+        lines.push(format!("tests.{key} = {}", toml::Value::Array(tests)));
+    }
+    if model.incremental_text.is_some() {
+        notes.push(format!(
+            "model `{}`: its is_incremental() Jinja is not translated; it is written with its full build (add `where if_incremental(...)` by hand)",
+            model.name
+        ));
+    }
+    let mut text: String = lines
+        .iter()
+        .map(|line| format!("-- config: {line}\n"))
+        .collect();
+    text.push_str(model.sql.trim());
+    text.push('\n');
+    text
+}
+
+/// One generic test as native config writes it.
+fn test_value(test: &ColumnTest) -> toml::Value {
+    let mut entry = toml::Table::new();
+    let string = |s: &str| toml::Value::String(s.to_string());
+    match &test.test {
+        Generic::NotNull if test.severity == Severity::Error => return string("not_null"),
+        Generic::Unique if test.severity == Severity::Error => return string("unique"),
+        Generic::NotNull => {
+            entry.insert("not_null".into(), toml::Value::Table(toml::Table::new()));
+        }
+        Generic::Unique => {
+            entry.insert("unique".into(), toml::Value::Table(toml::Table::new()));
+        }
+        Generic::AcceptedValues(values) => {
+            let values = values.iter().map(|v| string(v)).collect();
+            entry.insert("accepted_values".into(), toml::Value::Array(values));
+        }
+        Generic::Relationships { to, field } => {
+            let mut args = toml::Table::new();
+            args.insert("to".into(), string(to));
+            args.insert("field".into(), string(field));
+            entry.insert("relationships".into(), toml::Value::Table(args));
+        }
+        Generic::Custom { name, args } => {
+            let args = serde_json::from_str::<serde_json::Value>(args)
+                .ok()
+                .and_then(|json| super::json_to_toml(&json).ok().flatten())
+                .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+            entry.insert(name.clone(), args);
+        }
+    }
+    if test.severity == Severity::Warn {
+        entry.insert("severity".into(), string("warn"));
+    }
+    toml::Value::Table(entry)
+}
