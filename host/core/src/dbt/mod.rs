@@ -65,6 +65,8 @@ struct ProjectFile {
     vars: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     models: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    seeds: serde_json::Map<String, serde_json::Value>,
 }
 
 fn models() -> Vec<PathBuf> {
@@ -119,6 +121,7 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
         location: Location::new(PROJECT_FILE, 1, 1),
         message: format!("models.{}: {message}", file.name),
     })?;
+    let seeds = seed_configs(&file.seeds, &file.name)?;
     Ok(ProjectConfig {
         name: file.name,
         model_paths: file.model_paths,
@@ -128,7 +131,7 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
         default_target,
         targets,
         model_defaults: crate::config::split_folder_defaults(tree),
-        seeds: BTreeMap::new(),
+        seeds,
         sources: schemas.sources,
         plugins: PluginSettings::default(),
         dbt: Some(Arc::new(DbtProject {
@@ -188,6 +191,108 @@ impl DbtProject {
             table.insert("tests".into(), toml::Value::Table(merged));
         }
         Ok((sql, table, incremental))
+    }
+}
+
+/// The `column_types` of each seed in dbt_project.yml's `seeds:` tree
+/// (under the project's name, by seed name, at any folder depth), as
+/// Orbital's portable types.
+fn seed_configs(
+    seeds: &serde_json::Map<String, serde_json::Value>,
+    project: &str,
+) -> Result<BTreeMap<String, crate::config::SeedConfig>> {
+    let mut configs = BTreeMap::new();
+    let Some(serde_json::Value::Object(own)) = seeds.get(project) else {
+        return Ok(configs);
+    };
+    let mut pending = vec![own];
+    while let Some(tree) = pending.pop() {
+        for (key, value) in tree {
+            let serde_json::Value::Object(inner) = value else {
+                continue;
+            };
+            let types = inner
+                .get("+column_types")
+                .or_else(|| inner.get("column_types"));
+            match types {
+                Some(serde_json::Value::Object(types)) => {
+                    let mut column_types = BTreeMap::new();
+                    for (column, sql_type) in types {
+                        let logical = sql_type
+                            .as_str()
+                            .and_then(logical_type)
+                            .ok_or_else(|| Error::Config {
+                                location: Location::new(PROJECT_FILE, 1, 1),
+                                message: format!(
+                                    "seeds.{project}.{key}: column `{column}` has type {sql_type}, which Orbital cannot map (integer, real, numeric, boolean, text, date, timestamp, json, uuid types can)"
+                                ),
+                            })?;
+                        column_types.insert(column.clone(), logical);
+                    }
+                    configs.insert(key.clone(), crate::config::SeedConfig { column_types });
+                }
+                _ if !key.starts_with('+') => pending.push(inner),
+                _ => {}
+            }
+        }
+    }
+    Ok(configs)
+}
+
+/// The portable type of a SQL type name as dbt seeds write them.
+fn logical_type(sql: &str) -> Option<crate::seed::LogicalType> {
+    use crate::seed::LogicalType as T;
+    let lower = sql.trim().to_ascii_lowercase();
+    let base = lower.split(['(', ' ']).next().unwrap_or("");
+    Some(match base {
+        "int" | "int2" | "int4" | "int8" | "integer" | "bigint" | "smallint" | "tinyint" => {
+            T::Integer
+        }
+        "real" | "float" | "float4" | "float8" | "double" => T::Real,
+        "numeric" | "decimal" | "number" => T::Numeric,
+        "bool" | "boolean" => T::Boolean,
+        "text" | "varchar" | "char" | "character" | "string" | "nvarchar" => T::Text,
+        "date" => T::Date,
+        "timestamp" | "datetime" if !lower.contains("with time zone") => T::Timestamp,
+        "timestamptz" | "timestamp" => T::Timestamptz,
+        "json" | "jsonb" => T::Json,
+        "uuid" => T::Uuid,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_column_types_map_to_portable_ones() {
+        let seeds: serde_json::Map<String, serde_json::Value> = serde_yaml_ng::from_str(concat!(
+            "shop:\n",
+            "  raw_orders:\n",
+            "    +column_types: {id: bigint, at: 'timestamp with time zone', note: 'varchar(32)'}\n",
+            "  nested:\n",
+            "    raw_people:\n",
+            "      column_types: {born: date}\n",
+        ))
+        .unwrap();
+        let configs = seed_configs(&seeds, "shop").unwrap();
+        use crate::seed::LogicalType as T;
+        let orders = &configs["raw_orders"].column_types;
+        assert_eq!(
+            (orders["id"], orders["at"], orders["note"]),
+            (T::Integer, T::Timestamptz, T::Text)
+        );
+        assert_eq!(configs["raw_people"].column_types["born"], T::Date);
+        let bad: serde_json::Map<String, serde_json::Value> = serde_yaml_ng::from_str(
+            "shop:
+  s:
+    +column_types: {x: geography}
+",
+        )
+        .unwrap();
+        let message = seed_configs(&bad, "shop").unwrap_err().to_string();
+        assert!(message.contains("`x` has type \"geography\""), "{message}");
     }
 }
 
