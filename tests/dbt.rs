@@ -182,6 +182,20 @@ fn jinja_and_yaml_errors_say_where() {
         "{}",
         failed.stderr()
     );
+    // One Orbital knows of and does not do yet says so.
+    dbt.write(
+        "models/orders.sql",
+        &format!("{{{{ config(alias='all_orders') }}}}\n{orders}"),
+    );
+    let failed = dbt.orbital(&["compile"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed
+            .stderr()
+            .contains("dbt config `alias`, which Orbital does not support yet"),
+        "{}",
+        failed.stderr()
+    );
 }
 
 /// Each row of `schema.relation` as JSON text, sorted: what two builds of

@@ -242,16 +242,16 @@ struct RawConfig {
     plugins: PluginSettings,
 }
 
-fn default_model_paths() -> Vec<PathBuf> {
+pub(crate) fn default_model_paths() -> Vec<PathBuf> {
     vec!["models".into()]
 }
-fn default_seed_paths() -> Vec<PathBuf> {
+pub(crate) fn default_seed_paths() -> Vec<PathBuf> {
     vec!["seeds".into()]
 }
-fn default_test_paths() -> Vec<PathBuf> {
+pub(crate) fn default_test_paths() -> Vec<PathBuf> {
     vec!["tests".into()]
 }
-fn default_target_path() -> PathBuf {
+pub(crate) fn default_target_path() -> PathBuf {
     "target".into()
 }
 

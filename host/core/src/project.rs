@@ -433,6 +433,15 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
             message,
         }
     })?;
+    if let Some(key) = project.dbt.as_ref().and(unsupported_dbt_key(&config)) {
+        return Err(Error::InvalidModel {
+            location: Location::new(path, 1, 1),
+            model: name,
+            message: format!(
+                "has dbt config `{key}`, which Orbital does not support yet (docs/dbt.md lists what it does)"
+            ),
+        });
+    }
     if let Some((key, hint)) = unknown_key(&config) {
         let (line, column) = config_key_at(&sql, &key);
         let location = match line {
@@ -488,6 +497,31 @@ fn strategy_keys(strategy: &str) -> Option<&'static [&'static str]> {
 
 /// A key a first-party materialization does not take (`materialzed`), and
 /// a "did you mean" for it.
+/// dbt model config keys Orbital knows of and does not do yet: named as
+/// such rather than as typos.
+fn unsupported_dbt_key(config: &ModelConfig) -> Option<&str> {
+    const NOT_YET: &[&str] = &[
+        "schema",
+        "alias",
+        "database",
+        "pre_hook",
+        "post_hook",
+        "pre-hook",
+        "post-hook",
+        "persist_docs",
+        "grants",
+        "contract",
+        "docs",
+        "full_refresh",
+        "sql_header",
+    ];
+    config
+        .extra
+        .keys()
+        .map(String::as_str)
+        .find(|key| NOT_YET.contains(key))
+}
+
 fn unknown_key(config: &ModelConfig) -> Option<(String, String)> {
     let strategy = strategy_keys(&config.materialized)?;
     let known = || HOST_KEYS.iter().chain(strategy);

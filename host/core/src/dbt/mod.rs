@@ -51,15 +51,15 @@ pub struct DbtProject {
 struct ProjectFile {
     name: String,
     profile: Option<String>,
-    #[serde(default = "models")]
+    #[serde(default = "crate::config::default_model_paths")]
     model_paths: Vec<PathBuf>,
-    #[serde(default = "seeds")]
+    #[serde(default = "crate::config::default_seed_paths")]
     seed_paths: Vec<PathBuf>,
-    #[serde(default = "tests")]
+    #[serde(default = "crate::config::default_test_paths")]
     test_paths: Vec<PathBuf>,
     #[serde(default = "macros")]
     macro_paths: Vec<PathBuf>,
-    #[serde(default = "target")]
+    #[serde(default = "crate::config::default_target_path")]
     target_path: PathBuf,
     #[serde(default)]
     vars: serde_json::Map<String, serde_json::Value>,
@@ -69,20 +69,8 @@ struct ProjectFile {
     seeds: serde_json::Map<String, serde_json::Value>,
 }
 
-fn models() -> Vec<PathBuf> {
-    vec!["models".into()]
-}
-fn seeds() -> Vec<PathBuf> {
-    vec!["seeds".into()]
-}
-fn tests() -> Vec<PathBuf> {
-    vec!["tests".into()]
-}
 fn macros() -> Vec<PathBuf> {
     vec!["macros".into()]
-}
-fn target() -> PathBuf {
-    "target".into()
 }
 
 /// Whether `dir` holds a dbt project (and no orbital.toml, which wins).
