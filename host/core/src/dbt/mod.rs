@@ -249,6 +249,39 @@ fn logical_type(sql: &str) -> Option<crate::seed::LogicalType> {
     })
 }
 
+/// A JSON object as a TOML table; nulls are dropped (TOML has none).
+pub(crate) fn json_to_toml_table(
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<toml::Table, String> {
+    let mut table = toml::Table::new();
+    for (key, value) in object {
+        if let Some(value) = json_to_toml(value)? {
+            table.insert(key.clone(), value);
+        }
+    }
+    Ok(table)
+}
+
+fn json_to_toml(value: &serde_json::Value) -> std::result::Result<Option<toml::Value>, String> {
+    use serde_json::Value as J;
+    Ok(Some(match value {
+        J::Null => return Ok(None),
+        J::Bool(b) => toml::Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64().ok_or(format!("{n} is out of range"))?),
+        },
+        J::String(s) => toml::Value::String(s.clone()),
+        J::Array(items) => toml::Value::Array(
+            items
+                .iter()
+                .filter_map(|v| json_to_toml(v).transpose())
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        J::Object(object) => toml::Value::Table(json_to_toml_table(object)?),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,37 +315,4 @@ mod tests {
         let message = seed_configs(&bad, "shop").unwrap_err().to_string();
         assert!(message.contains("`x` has type \"geography\""), "{message}");
     }
-}
-
-/// A JSON object as a TOML table; nulls are dropped (TOML has none).
-pub(crate) fn json_to_toml_table(
-    object: &serde_json::Map<String, serde_json::Value>,
-) -> std::result::Result<toml::Table, String> {
-    let mut table = toml::Table::new();
-    for (key, value) in object {
-        if let Some(value) = json_to_toml(value)? {
-            table.insert(key.clone(), value);
-        }
-    }
-    Ok(table)
-}
-
-fn json_to_toml(value: &serde_json::Value) -> std::result::Result<Option<toml::Value>, String> {
-    use serde_json::Value as J;
-    Ok(Some(match value {
-        J::Null => return Ok(None),
-        J::Bool(b) => toml::Value::Boolean(*b),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => toml::Value::Integer(i),
-            None => toml::Value::Float(n.as_f64().ok_or(format!("{n} is out of range"))?),
-        },
-        J::String(s) => toml::Value::String(s.clone()),
-        J::Array(items) => toml::Value::Array(
-            items
-                .iter()
-                .filter_map(|v| json_to_toml(v).transpose())
-                .collect::<std::result::Result<_, _>>()?,
-        ),
-        J::Object(object) => toml::Value::Table(json_to_toml_table(object)?),
-    }))
 }
