@@ -37,7 +37,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("no orbital.toml in {} (run `orbital` inside a project, or pass --project DIR)", dir.display())]
+    #[error("no orbital.toml in {} (nor a dbt project's dbt_project.yml): run `orbital` inside a project, pass --project DIR, or start one with `orbital init`", dir.display())]
     NoProject { dir: PathBuf },
 
     #[error("{location}: {message}")]
