@@ -150,6 +150,16 @@ fn jinja_and_yaml_errors_say_where() {
         stderr.contains("models/bad.sql:2:9") && stderr.contains("`nothing_here` is undefined"),
         "{stderr}"
     );
+    // A ref() to nothing is caught at the call, with the nearest name.
+    dbt.write("models/bad.sql", "select * from {{ ref('stg_order') }}");
+    let failed = dbt.orbital(&["compile"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed.stderr().contains("models/bad.sql:1:18")
+            && failed.stderr().contains("did you mean `stg_orders`?"),
+        "{}",
+        failed.stderr()
+    );
     std::fs::remove_file(dbt.path().join("models/bad.sql")).unwrap();
 
     dbt.write(

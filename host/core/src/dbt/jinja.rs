@@ -97,10 +97,12 @@ impl Renderer {
         root: &Path,
         macro_paths: &[PathBuf],
         vars: serde_json::Map<String, serde_json::Value>,
+        nodes: std::collections::BTreeSet<String>,
     ) -> Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_function("ref", reference);
+        let nodes = Arc::new(nodes);
+        env.add_function("ref", move |args: Rest<String>| reference(&nodes, args));
         env.add_function("source", source);
         env.add_function("config", config);
         env.add_function("env_var", env_var);
@@ -291,13 +293,24 @@ fn unsupported(message: &str) -> std::result::Result<Value, minijinja::Error> {
     ))
 }
 
-/// `ref('model')` or `ref('package', 'model')`: the model's name, which the
-/// parser then finds in the SQL as any other relation.
-fn reference(args: Rest<String>) -> std::result::Result<Value, minijinja::Error> {
-    match args.as_slice() {
-        [model] | [_, model] => Ok(Value::from(model.clone())),
-        _ => unsupported("ref() takes a model name, or a package and a model name"),
+/// `ref('model')` or `ref('package', 'model')`: the model's (or seed's)
+/// name, which the parser then finds in the SQL as any other relation. A
+/// name that is neither is an error here, at the call.
+fn reference(
+    nodes: &std::collections::BTreeSet<String>,
+    args: Rest<String>,
+) -> std::result::Result<Value, minijinja::Error> {
+    let name = match args.as_slice() {
+        [model] | [_, model] => model,
+        _ => return unsupported("ref() takes a model name, or a package and a model name"),
+    };
+    if !nodes.contains(name) {
+        let hint = crate::error::did_you_mean(name, nodes.iter().map(String::as_str), 3, true);
+        return unsupported(&format!(
+            "ref('{name}'): the project has no model or seed named `{name}`{hint}"
+        ));
     }
+    Ok(Value::from(name.clone()))
 }
 
 /// `source('source', 'table')`: the table as native models name it.
@@ -403,7 +416,8 @@ mod tests {
             std::fs::write(path, text).unwrap();
         }
         let vars = vars.as_object().cloned().unwrap_or_default();
-        let renderer = Renderer::new(dir.path(), &["macros".into()], vars).unwrap();
+        let nodes = ["orders", "people", "events"].map(String::from).into();
+        let renderer = Renderer::new(dir.path(), &["macros".into()], vars, nodes).unwrap();
         (renderer, dir)
     }
 
@@ -503,6 +517,12 @@ mod tests {
         let (_, line, _, message) = error_at(&r, "select {{ var('nothing') }}");
         assert_eq!(line, 1);
         assert!(message.contains("required var 'nothing'"), "{message}");
+        let (_, line, column, message) = error_at(&r, "select 1\nfrom {{ ref('order') }}");
+        assert_eq!((line, column), (2, 9), "{message}");
+        assert!(
+            message.contains("no model or seed named `order`; did you mean `orders`?"),
+            "{message}"
+        );
         let (_, line, _, message) = error_at(&r, "select 1\n\n{% if %}");
         assert_eq!(line, 3, "{message}");
         let (file, line, _, _) = error_at(&r, "select {{ boom() }}");

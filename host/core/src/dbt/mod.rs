@@ -78,6 +78,22 @@ pub fn is_dbt_project(dir: &Path) -> bool {
     dir.join(PROJECT_FILE).is_file() && !dir.join(crate::config::FILE_NAME).exists()
 }
 
+/// The names `ref()` may name: every model file's and seed file's stem.
+fn node_names(dir: &Path, file: &ProjectFile) -> Result<std::collections::BTreeSet<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    let folders = [(&file.model_paths, "sql"), (&file.seed_paths, "csv")];
+    for (paths, ext) in folders {
+        for folder in paths {
+            for path in crate::project::paths_with_extension(dir, folder, ext)? {
+                if let Some(stem) = path.file_stem() {
+                    names.insert(stem.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// Parses YAML `text` of `path` into `T`, with the error's line and column.
 pub(crate) fn from_yaml<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T> {
     serde_yaml_ng::from_str(text).map_err(|e| {
@@ -96,7 +112,12 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
     let file: ProjectFile = from_yaml(Path::new(PROJECT_FILE), &text)?;
     let schemas = schema::load(dir, &file.model_paths)?;
     let (targets, default_target) = profiles::targets(dir, &file)?;
-    let renderer = Renderer::new(dir, &file.macro_paths, file.vars.clone())?;
+    let renderer = Renderer::new(
+        dir,
+        &file.macro_paths,
+        file.vars.clone(),
+        node_names(dir, &file)?,
+    )?;
     let mut files = schemas.files.clone();
     files.extend(renderer.macro_files().iter().cloned());
     // The project's own config tree sits under its name; other keys are
