@@ -28,7 +28,21 @@ pub struct Lent {
     locks: Mutex<HashMap<u64, Arc<RunLock>>>,
     claims: Mutex<HashMap<u64, Claim>>,
     next: AtomicU64,
+    /// Calls being answered.
+    answering: AtomicU64,
 }
+
+/// Counts a call as being answered while it lives.
+struct Answering<'a>(&'a AtomicU64);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How often [`Lent::end`] cancels again while calls are still answered.
+const CANCEL_AGAIN: Duration = Duration::from_millis(100);
 
 impl Lent {
     pub fn new(warehouse: Warehouse) -> Self {
@@ -38,11 +52,14 @@ impl Lent {
             locks: Mutex::default(),
             claims: Mutex::default(),
             next: AtomicU64::new(1),
+            answering: AtomicU64::new(0),
         }
     }
 
     /// Answers one call of the peer's run `run`.
     pub async fn call(&self, run: u64, op: WarehouseOp) -> WarehouseAnswer {
+        self.answering.fetch_add(1, Ordering::SeqCst);
+        let _answering = Answering(&self.answering);
         match self.answer(run, op).await {
             Ok(answer) => answer,
             Err(error) => WarehouseAnswer::Failed(error_to_wire(error)),
@@ -114,13 +131,22 @@ impl Lent {
     }
 
     /// The peer's connection ended: its statements still running are
-    /// cancelled, as a server cancels a lost client's.
+    /// cancelled, as a server cancels a lost client's. A statement that was
+    /// on its way to the server (waiting for a connection) when the cancel
+    /// went out is caught by the next one: cancels go out until no call is
+    /// being answered.
     pub async fn end(&self) {
         let runs: Vec<Warehouse> = lock(&self.runs).drain().map(|(_, handle)| handle).collect();
-        for handle in runs {
-            if let Err(e) = handle.interrupt().await {
-                tracing::warn!("cannot cancel a lost peer's statements: {}", e.message);
+        loop {
+            for handle in &runs {
+                if let Err(e) = handle.interrupt().await {
+                    tracing::warn!("cannot cancel a lost peer's statements: {}", e.message);
+                }
             }
+            if self.answering.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::time::sleep(CANCEL_AGAIN).await;
         }
     }
 

@@ -152,7 +152,7 @@ impl Drop for RunLock {
 
 fn cancelled_waiting() -> DbError {
     DbError {
-        message: "cancelled while waiting for another run's build".into(),
+        message: "cancelled while waiting for another run".into(),
         code: Some(super::CANCELLED.into()),
         transient: false,
     }
@@ -217,6 +217,9 @@ impl Warehouse {
             }
             if started.elapsed() >= wait {
                 return Ok(None);
+            }
+            if self.run.interrupt.is_set() {
+                return Err(cancelled_waiting());
             }
             if !said {
                 tracing::warn!("another orbital run holds this environment; waiting for it");
