@@ -79,7 +79,7 @@ def main():
             child.wait()
         ports = {name: free_udp_port() for name in "ab"}
         entry = lambda name: (f'[[peer]]\nname = "{name}"\naddress = "127.0.0.1:{ports[name]}"\n'  # noqa: E731
-                              f'sha256 = "{prints[name]}"\ntasks = 8\n')
+                              f'sha256 = "{prints[name]}"\ntasks = {os.environ.get("TASKS", "8")}\n')
         with open(os.path.join(data["a"], "peers.toml"), "w") as f:
             f.write(entry("b") + 'reaches = ["dev"]\n')
         with open(os.path.join(data["b"], "peers.toml"), "w") as f:

@@ -34,28 +34,45 @@ pub(crate) struct PeerLink {
     pub(crate) client: Arc<tokio::sync::Mutex<Option<Arc<orbital_peer::PeerClient>>>>,
 }
 
+/// A peer's kept connection: the open one in `slot`, else one `connect`
+/// makes (and `slot` keeps). Made once, it carries every call and task to
+/// that peer: a connection's handshake, and its draining when closed, cost
+/// more than most calls.
+pub(crate) async fn kept_client<E, Connecting>(
+    slot: &tokio::sync::Mutex<Option<Arc<orbital_peer::PeerClient>>>,
+    connect: impl FnOnce() -> Connecting,
+) -> Result<Arc<orbital_peer::PeerClient>, E>
+where
+    Connecting: std::future::Future<Output = Result<orbital_peer::PeerClient, E>>,
+{
+    let mut slot = slot.lock().await;
+    if let Some(client) = slot.as_ref().filter(|c| c.is_open()) {
+        return Ok(client.clone());
+    }
+    let client = connect().await?;
+    Ok(slot.insert(Arc::new(client)).clone())
+}
+
 impl PeerLink {
     async fn client(&self) -> Result<Arc<orbital_peer::PeerClient>, String> {
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|c| c.is_open()) {
-            return Ok(client.clone());
-        }
-        let connecting = orbital_peer::PeerClient::connect(
-            &self.identity,
-            self.address,
-            &self.sha256,
-            orbital_peer::Limits::default(),
-        );
-        let client = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-            .await
-            .map_err(|_| {
-                format!(
-                    "cannot be reached: no answer within {} ms",
-                    CONNECT_TIMEOUT.as_millis()
-                )
-            })?
-            .map_err(|e| format!("cannot be reached: {e}"))?;
-        Ok(slot.insert(Arc::new(client)).clone())
+        kept_client(&self.client, || async {
+            let connecting = orbital_peer::PeerClient::connect(
+                &self.identity,
+                self.address,
+                &self.sha256,
+                orbital_peer::Limits::default(),
+            );
+            tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "cannot be reached: no answer within {} ms",
+                        CONNECT_TIMEOUT.as_millis()
+                    )
+                })?
+                .map_err(|e| format!("cannot be reached: {e}"))
+        })
+        .await
     }
 }
 

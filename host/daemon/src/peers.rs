@@ -141,7 +141,7 @@ pub(crate) struct Peers {
     /// The environment versions last announced to the peers.
     announced: Mutex<std::collections::HashMap<(String, String), orbital_cas::EnvVersion>>,
     /// Per peer (in list order): warehouse calls sent to it, and the
-    /// connection they go on.
+    /// connection they and tasks go on.
     calls: Vec<Arc<std::sync::atomic::AtomicU64>>,
     links: Vec<Arc<tokio::sync::Mutex<Option<Arc<orbital_peer::PeerClient>>>>>,
 }
@@ -686,7 +686,9 @@ impl orbital_engine::BuildSource for Peers {
                 let Ok(_slot) = self.slots[i].clone().try_acquire_owned() else {
                     continue;
                 };
-                let client = match self.connect_within(i, ASK_TIMEOUT).await {
+                // The peer's kept connection: tasks come many at once.
+                let connecting = || self.connect_within(i, ASK_TIMEOUT);
+                let client = match crate::lending::kept_client(&self.links[i], connecting).await {
                     Ok(client) => client,
                     Err(e) => {
                         tracing::warn!("peer {name}: {e}");
@@ -694,7 +696,6 @@ impl orbital_engine::BuildSource for Peers {
                     }
                 };
                 let built = client.build(&task).await;
-                client.close().await;
                 match built {
                     Ok((message, rows)) => {
                         lock(&self.exchanged)[i].tasks += 1;

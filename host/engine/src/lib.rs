@@ -91,6 +91,9 @@ struct Shared {
     parses: std::sync::RwLock<HashMap<orbital_core::Hash, orbital_core::compile::ParsedModel>>,
     /// With [`EngineOptions::keep_projects`]: each project's last details.
     details: Mutex<HashMap<PathBuf, Arc<request::Details>>>,
+    /// The components peers' tasks were built with, loaded (see
+    /// [`Engine::run_task`]).
+    task_plugins: Mutex<HashMap<shared::TaskPluginsKey, Arc<orbital_runner::LoadedPlugins>>>,
 }
 
 /// One environment of one target of one project: (state folder, target,
@@ -120,6 +123,7 @@ impl Engine {
                 projects: Mutex::default(),
                 parses: std::sync::RwLock::default(),
                 details: Mutex::default(),
+                task_plugins: Mutex::default(),
             }),
         }
     }

@@ -71,6 +71,13 @@ pub(crate) struct Sharing {
     pub(crate) builds: Arc<dyn BuildSource>,
 }
 
+/// How many sets of loaded components tasks of peers keep.
+const TASK_PLUGINS_KEPT: usize = 32;
+
+/// Which loaded components a peer's task is built with: (project folder,
+/// warehouse id, adapter, materialization).
+pub(crate) type TaskPluginsKey = (std::path::PathBuf, String, Hash, Hash);
+
 /// How many times the upstream of what came is asked for in turn.
 const WALK_ROUNDS: usize = 8;
 
@@ -198,21 +205,6 @@ impl crate::Engine {
     ) -> Result<Result<(String, Option<u64>), String>, EngineError> {
         let config = orbital_core::ProjectConfig::load(root)?;
         let (target_name, target) = config.target(Some(&task.target))?;
-        let store = self.store(&crate::components::store_path(root, &config))?;
-        let components: Vec<_> = crate::components::components(root, &config, || Ok(store))?
-            .into_iter()
-            .filter(|c| c.hash == task.adapter || c.hash == task.strategy)
-            .collect();
-        for (role, hash) in [
-            ("adapter", task.adapter),
-            ("materialization", task.strategy),
-        ] {
-            if !components.iter().any(|c| c.hash == hash) {
-                return Err(EngineError::Usage(format!(
-                    "this daemon's project does not load the {role} the task is built with (blake3:{hash})"
-                )));
-            }
-        }
         let threads = target.threads.unwrap_or(4).max(1);
         let database = self
             .warehouse(&target.url, root, target_name, threads)
@@ -226,8 +218,61 @@ impl crate::Engine {
                 "target `{target_name}` of this daemon is another warehouse than the run's"
             )));
         }
-        let host = self.plugin_host(crate::session::limits(self, &config, threads))?;
-        let plugins = orbital_runner::LoadedPlugins::start(
+        // The components a task names are named by their bytes' hash:
+        // loaded once for every task of this target that names them.
+        let key = (
+            root.to_path_buf(),
+            task.warehouse.clone(),
+            task.adapter,
+            task.strategy,
+        );
+        let kept = crate::lock(&self.shared.task_plugins).get(&key).cloned();
+        let plugins = match kept {
+            Some(plugins) => plugins,
+            None => {
+                let plugins = self
+                    .task_plugins(root, &config, target_name, threads, task, &database)
+                    .await?;
+                let mut kept = crate::lock(&self.shared.task_plugins);
+                if kept.len() >= TASK_PLUGINS_KEPT {
+                    kept.clear();
+                }
+                kept.insert(key, plugins.clone());
+                plugins
+            }
+        };
+        Ok(orbital_runner::build_task(&plugins, &database, task).await)
+    }
+
+    /// The components `task` is built with, from this daemon's project
+    /// (which must load them: the fingerprint covers them), loaded.
+    async fn task_plugins(
+        &self,
+        root: &std::path::Path,
+        config: &orbital_core::ProjectConfig,
+        target_name: &str,
+        threads: usize,
+        task: &BuildTask,
+        database: &orbital_runner::Warehouse,
+    ) -> Result<Arc<orbital_runner::LoadedPlugins>, EngineError> {
+        let (_, target) = config.target(Some(target_name))?;
+        let store = self.store(&crate::components::store_path(root, config))?;
+        let components: Vec<_> = crate::components::components(root, config, || Ok(store))?
+            .into_iter()
+            .filter(|c| c.hash == task.adapter || c.hash == task.strategy)
+            .collect();
+        for (role, hash) in [
+            ("adapter", task.adapter),
+            ("materialization", task.strategy),
+        ] {
+            if !components.iter().any(|c| c.hash == hash) {
+                return Err(EngineError::Usage(format!(
+                    "this daemon's project does not load the {role} the task is built with (blake3:{hash})"
+                )));
+            }
+        }
+        let host = self.plugin_host(crate::session::limits(self, config, threads))?;
+        Ok(orbital_runner::LoadedPlugins::start(
             target_name,
             target,
             root,
@@ -235,7 +280,6 @@ impl crate::Engine {
             host,
             database.clone(),
         )
-        .await?;
-        Ok(orbital_runner::build_task(&plugins, &database, task).await)
+        .await?)
     }
 }
