@@ -24,25 +24,11 @@ use support::daemon::{
 #[test]
 fn daemons_that_list_each_other_connect_share_plugins_by_hash_and_refuse_a_wrong_key() {
     let (project_a, project_b) = (TestProject::jaffle_shop(), TestProject::jaffle_shop());
-    // First starts make each daemon's identity; peers pin them.
-    let (a, b) = (Daemon::start(&project_a), Daemon::start(&project_b));
-    let (port_a, port_b, nobody) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let nobody = free_udp_port();
     let impostor = "ab".repeat(32);
-    std::fs::write(
-        a.data_dir.path().join("peers.toml"),
-        peer_entry("b", port_b, &b.fingerprint)
-            + &peer_entry("impostor", port_b, &impostor)
-            + &peer_entry("gone", nobody, &b.fingerprint),
-    )
-    .unwrap();
-    std::fs::write(
-        b.data_dir.path().join("peers.toml"),
-        peer_entry("a", port_a, &a.fingerprint),
-    )
-    .unwrap();
-    let listen = |port: u16| format!("127.0.0.1:{port}");
-    let a = a.restart_with(&project_a, &["--peer-listen", &listen(port_a)]);
-    let b = b.restart_with(&project_b, &["--peer-listen", &listen(port_b)]);
+    let (a, b) = pinned_pair(&project_a, &project_b, |port_b, b_print| {
+        peer_entry("impostor", port_b, &impostor) + &peer_entry("gone", nobody, b_print)
+    });
     runtime().block_on(async {
         let mut client = a.client().await;
         let peers = client.request("GET", "/v1/peers", None).await.unwrap();
@@ -202,6 +188,34 @@ fn peered(projects: &[&TestProject]) -> Vec<Daemon> {
             daemon.restart_with(project, &["--peer-listen", &format!("127.0.0.1:{port}")])
         })
         .collect()
+}
+
+/// Daemons A and B on their projects, each listing the other (`b` in A's
+/// list, then what `more_for_a` adds given B's port and certificate
+/// SHA-256; `a` in B's) and serving it on a port of its own.
+fn pinned_pair(
+    project_a: &TestProject,
+    project_b: &TestProject,
+    more_for_a: impl FnOnce(u16, &str) -> String,
+) -> (Daemon, Daemon) {
+    // First starts make each daemon's identity; peers pin them.
+    let (a, b) = (Daemon::start(project_a), Daemon::start(project_b));
+    let (port_a, port_b) = (free_udp_port(), free_udp_port());
+    std::fs::write(
+        a.data_dir.path().join("peers.toml"),
+        peer_entry("b", port_b, &b.fingerprint) + &more_for_a(port_b, &b.fingerprint),
+    )
+    .unwrap();
+    std::fs::write(
+        b.data_dir.path().join("peers.toml"),
+        peer_entry("a", port_a, &a.fingerprint),
+    )
+    .unwrap();
+    let listen = |port: u16| format!("127.0.0.1:{port}");
+    (
+        a.restart_with(project_a, &["--peer-listen", &listen(port_a)]),
+        b.restart_with(project_b, &["--peer-listen", &listen(port_b)]),
+    )
 }
 
 /// A copy of `project`'s orbital.toml and models in a new folder: the same
@@ -935,21 +949,9 @@ fn a_run_on_a_target_only_a_peer_reaches_runs_its_statements_and_tasks_there() {
         "orbital.toml",
         &config.replace(&database.url, "postgres://orbital@127.0.0.1:1/unreachable"),
     );
-    let (a, b) = (Daemon::start(&project_a), Daemon::start(&project_b));
-    let (port_a, port_b) = (free_udp_port(), free_udp_port());
-    std::fs::write(
-        a.data_dir.path().join("peers.toml"),
-        peer_entry("b", port_b, &b.fingerprint) + "reaches = [\"dev\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        b.data_dir.path().join("peers.toml"),
-        peer_entry("a", port_a, &a.fingerprint),
-    )
-    .unwrap();
-    let listen = |port: u16| format!("127.0.0.1:{port}");
-    let mut a = a.restart_with(&project_a, &["--peer-listen", &listen(port_a)]);
-    let b = b.restart_with(&project_b, &["--peer-listen", &listen(port_b)]);
+    let (mut a, b) = pinned_pair(&project_a, &project_b, |_, _| {
+        "reaches = [\"dev\"]\n".into()
+    });
     runtime().block_on(async {
         let mut client = a.client().await;
         let (_, events) = run_with_peers(&mut client, json!({ "command": "run" })).await;

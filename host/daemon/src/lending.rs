@@ -9,7 +9,6 @@
 //!   claims it takes are held until it lets go or its connection ends.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,9 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// connection, made on first use and again once it is lost (what was held
 /// on the lost one is gone with it at the peer).
 pub(crate) struct PeerLink {
-    pub(crate) name: String,
-    pub(crate) address: SocketAddr,
-    pub(crate) sha256: String,
+    pub(crate) peer: crate::peers::Peer,
     pub(crate) target: String,
     pub(crate) identity: Arc<orbital_peer::Identity>,
     /// Calls sent to this peer (shown by `/v1/peers`).
@@ -56,20 +53,8 @@ where
 impl PeerLink {
     async fn client(&self) -> Result<Arc<orbital_peer::PeerClient>, String> {
         kept_client(&self.client, || async {
-            let connecting = orbital_peer::PeerClient::connect(
-                &self.identity,
-                self.address,
-                &self.sha256,
-                orbital_peer::Limits::default(),
-            );
-            tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            crate::peers::connect(&self.identity, &self.peer, CONNECT_TIMEOUT)
                 .await
-                .map_err(|_| {
-                    format!(
-                        "cannot be reached: no answer within {} ms",
-                        CONNECT_TIMEOUT.as_millis()
-                    )
-                })?
                 .map_err(|e| format!("cannot be reached: {e}"))
         })
         .await
@@ -78,7 +63,7 @@ impl PeerLink {
 
 impl orbital_engine::Link for PeerLink {
     fn peer(&self) -> &str {
-        &self.name
+        self.peer.name()
     }
 
     fn call(

@@ -97,7 +97,7 @@ type Fetched = Vec<(orbital_core::Hash, Vec<u8>)>;
 
 /// Why a fetch from a peer came to nothing.
 #[derive(Debug)]
-enum FetchError {
+pub(crate) enum FetchError {
     Peer(orbital_peer::PeerError),
     /// No answer within this long.
     Silent(Duration),
@@ -196,6 +196,12 @@ pub(crate) fn load(data_dir: &Path) -> Result<Vec<Peer>, DaemonError> {
         }
     }
     Ok(file.peer)
+}
+
+impl Peer {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Peers {
@@ -437,6 +443,11 @@ impl Peers {
     /// have them, each checked against its hash, and installs them. Returns
     /// how many came; what no peer has is left for the engine to report.
     pub(crate) async fn fetch_plugins(&self, project: &Path, store: &orbital_cas::Store) -> usize {
+        // A dbt project names no components, and loading its config reads
+        // every schema file: not on each request.
+        if orbital_core::dbt::is_dbt_project(project) {
+            return 0;
+        }
         let Ok(config) = orbital_core::ProjectConfig::load(project) else {
             // The engine reports a project that does not load.
             return 0;
@@ -620,23 +631,32 @@ impl Peers {
         lock(&self.down)[i].is_some_and(|since| since.elapsed() < SKIP_DOWN)
     }
 
-    /// A greeted connection to `peer`, within [`CHECK_TIMEOUT`].
+    /// A greeted connection to `peer`, within `timeout`.
     async fn connect(
         &self,
         peer: &Peer,
         timeout: Duration,
     ) -> Result<orbital_peer::PeerClient, FetchError> {
-        let connecting = orbital_peer::PeerClient::connect(
-            &self.identity,
-            peer.address,
-            &peer.sha256,
-            orbital_peer::Limits::default(),
-        );
-        tokio::time::timeout(timeout, connecting)
-            .await
-            .map_err(|_| FetchError::Silent(timeout))?
-            .map_err(FetchError::Peer)
+        connect(&self.identity, peer, timeout).await
     }
+}
+
+/// A greeted connection to `peer` as `identity`, within `timeout`.
+pub(crate) async fn connect(
+    identity: &orbital_peer::Identity,
+    peer: &Peer,
+    timeout: Duration,
+) -> Result<orbital_peer::PeerClient, FetchError> {
+    let connecting = orbital_peer::PeerClient::connect(
+        identity,
+        peer.address,
+        &peer.sha256,
+        orbital_peer::Limits::default(),
+    );
+    tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| FetchError::Silent(timeout))?
+        .map_err(FetchError::Peer)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -656,9 +676,7 @@ impl orbital_engine::BuildSource for Peers {
             .position(|p| p.reaches.iter().any(|t| t == target))?;
         let peer = &self.list[i];
         Some(Arc::new(crate::lending::PeerLink {
-            name: peer.name.clone(),
-            address: peer.address,
-            sha256: peer.sha256.clone(),
+            peer: peer.clone(),
             target: target.to_string(),
             identity: self.identity.clone(),
             calls: self.calls[i].clone(),

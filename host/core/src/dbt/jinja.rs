@@ -39,6 +39,9 @@ pub struct Renderer {
     prefix: String,
     /// Each macro file and its text.
     macros: Vec<(PathBuf, String)>,
+    /// Whether a macro may ask `is_incremental()` (then every model is
+    /// rendered for both builds).
+    macros_ask_incremental: bool,
     /// `dbt_project.yml`'s vars, under those given on the command line.
     vars: serde_json::Map<String, serde_json::Value>,
     /// `vars` as templates read them.
@@ -133,6 +136,7 @@ impl Renderer {
         Ok(Self {
             env,
             prefix,
+            macros_ask_incremental: macros.iter().any(|(_, text)| asks_incremental(text)),
             macros,
             vars_value: Value::from(minijinja::value::Serde(vars.clone())),
             vars,
@@ -168,16 +172,12 @@ impl Renderer {
         target: (&str, &str, &str),
     ) -> Result<(String, toml::Table, Option<String>)> {
         let (sql, config) = self.render_build(path, name, text, target, false)?;
-        let asks = asks_incremental(text) || self.macros.iter().any(|(_, m)| asks_incremental(m));
-        let incremental = match asks {
+        let incremental = match self.macros_ask_incremental || asks_incremental(text) {
             true => Some(self.render_build(path, name, text, target, true)?.0),
             false => None,
-        };
-        Ok((
-            sql.clone(),
-            config,
-            incremental.filter(|other| *other != sql),
-        ))
+        }
+        .filter(|other| *other != sql);
+        Ok((sql, config, incremental))
     }
 
     /// [`Renderer::render`] for one build.
