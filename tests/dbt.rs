@@ -179,6 +179,34 @@ fn jinja_and_yaml_errors_say_where() {
     );
     std::fs::remove_file(dbt.path().join("models/broken.yml")).unwrap();
 
+    // A profile output whose name cannot name a lock file, and a project
+    // without a usable name, are refused.
+    dbt.write(
+        "profiles.yml",
+        "jaffle_shop:\n  outputs:\n    \"my target\": {type: sqlite, path: target/x.db}\n",
+    );
+    let failed = dbt.orbital(&["compile"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed.stderr().contains("output name `my target`"),
+        "{}",
+        failed.stderr()
+    );
+    std::fs::remove_file(dbt.path().join("profiles.yml")).unwrap();
+    let project_file = std::fs::read_to_string(dbt.path().join("dbt_project.yml")).unwrap();
+    dbt.write(
+        "dbt_project.yml",
+        &project_file.replace("name: 'jaffle_shop'", "name: ''"),
+    );
+    let failed = dbt.orbital(&["compile"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed.stderr().contains("dbt_project.yml:1:1: name ``"),
+        "{}",
+        failed.stderr()
+    );
+    dbt.write("dbt_project.yml", &project_file);
+
     // A typo in a config key is caught, not built with the folder default.
     let orders = std::fs::read_to_string(dbt.path().join("models/orders.sql")).unwrap();
     dbt.write(

@@ -437,7 +437,7 @@ pub(crate) fn location_in_file(root: &Path, after: &str, needle: &str) -> Locati
 }
 
 /// Letters, digits, `_` and `-`.
-fn is_plain_name(name: &str) -> bool {
+pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()

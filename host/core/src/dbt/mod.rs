@@ -110,6 +110,15 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
     let path = dir.join(PROJECT_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.clone(), e))?;
     let file: ProjectFile = from_yaml(Path::new(PROJECT_FILE), &text)?;
+    if !crate::config::is_plain_name(&file.name) {
+        return Err(Error::Config {
+            location: Location::new(PROJECT_FILE, 1, 1),
+            message: format!(
+                "name `{}`: use letters, digits, `_` and `-` (it names the project and its default database file)",
+                file.name
+            ),
+        });
+    }
     let schemas = schema::load(dir, &file.model_paths)?;
     let (targets, default_target) = profiles::targets(dir, &file)?;
     let renderer = Renderer::new(

@@ -60,6 +60,15 @@ pub(super) fn targets(
     })?;
     let mut targets = BTreeMap::new();
     for (name, output) in &profile.outputs {
+        // As orbital.toml's: a target's name names lock files and schemas.
+        if !crate::config::is_plain_name(name) {
+            return Err(Error::Config {
+                location: Location::new(&path, 1, 1),
+                message: format!(
+                    "profile `{wanted}`: output name `{name}`: use letters, digits, `_` and `-` (it names lock files and schemas)"
+                ),
+            });
+        }
         let target = target(output).map_err(|message| Error::Config {
             location: Location::new(&path, 1, 1),
             message: format!("profile `{wanted}`, output `{name}`: {message}"),
