@@ -223,14 +223,14 @@ fn jinja_and_yaml_errors_say_where() {
     // One Orbital knows of and does not do yet says so.
     dbt.write(
         "models/orders.sql",
-        &format!("{{{{ config(alias='all_orders') }}}}\n{orders}"),
+        &format!("{{{{ config(grants={{'select': ['reporter']}}) }}}}\n{orders}"),
     );
     let failed = dbt.orbital(&["compile"]);
     assert_eq!(failed.code(), 2, "{}", failed.stderr());
     assert!(
         failed
             .stderr()
-            .contains("dbt config `alias`, which Orbital does not support yet"),
+            .contains("dbt config `grants`, which Orbital does not support yet"),
         "{}",
         failed.stderr()
     );
@@ -247,6 +247,25 @@ fn rows_of(database: &support::backends::PgDatabase, schema: &str, relation: &st
     rows.lines().map(str::to_string).collect()
 }
 
+/// A profiles.yml output named `schema` for `database`, building into the
+/// schema of that name (the password through `env_var()`).
+fn postgres_output(database: &support::backends::PgDatabase, schema: &str) -> String {
+    let (rest, dbname) = database.url.rsplit_once('/').unwrap();
+    let (credentials, address) = rest
+        .trim_start_matches("postgres://")
+        .split_once('@')
+        .unwrap();
+    let (user, password) = credentials
+        .split_once(':')
+        .unwrap_or((credentials, "unused"));
+    let (host, port) = address.split_once(':').unwrap();
+    format!(
+        "      {schema}:\n        type: postgres\n        host: {host}\n        port: {port}\n        \
+         user: {user}\n        password: \"{{{{ env_var('ORBITAL_TEST_PG_PASSWORD', '{password}') }}}}\"\n        \
+         dbname: {dbname}\n        schema: {schema}\n        threads: 4\n"
+    )
+}
+
 #[test]
 fn on_postgresql_it_builds_exactly_the_rows_dbt_core_builds() {
     let Some(support::backends::Backend::Postgres(database)) =
@@ -259,28 +278,12 @@ fn on_postgresql_it_builds_exactly_the_rows_dbt_core_builds() {
     let project = TestProject::jaffle_shop_dbt();
     // One profile, two outputs on one server: dbt-core builds into one
     // schema, Orbital into another.
-    let (rest, dbname) = database.url.rsplit_once('/').unwrap();
-    let (credentials, address) = rest
-        .trim_start_matches("postgres://")
-        .split_once('@')
-        .unwrap();
-    let (user, password) = credentials
-        .split_once(':')
-        .unwrap_or((credentials, "unused"));
-    let (host, port) = address.split_once(':').unwrap();
-    let output = |schema: &str| {
-        format!(
-            "      {schema}:\n        type: postgres\n        host: {host}\n        port: {port}\n        \
-             user: {user}\n        password: \"{{{{ env_var('ORBITAL_TEST_PG_PASSWORD', '{password}') }}}}\"\n        \
-             dbname: {dbname}\n        schema: {schema}\n        threads: 4\n"
-        )
-    };
     project.write(
         "profiles.yml",
         &format!(
             "jaffle_shop:\n  target: orbital_built\n  outputs:\n{}{}",
-            output("dbt_built"),
-            output("orbital_built")
+            postgres_output(&database, "dbt_built"),
+            postgres_output(&database, "orbital_built")
         ),
     );
     let dbt_run = std::process::Command::new(&dbt_core)
@@ -419,6 +422,23 @@ fn editing_descriptions_and_docs_blocks_rebuilds_nothing() {
         dbt.write(file, &edited);
     }
     assert_eq!(changes(&dbt), Vec::<(String, String)>::new());
+    // A description naming a docs block that is not there says where.
+    let schema = std::fs::read_to_string(dbt.path().join("models/schema.yml")).unwrap();
+    dbt.write(
+        "models/schema.yml",
+        &schema.replace("doc(\"orders_status\")", "doc(\"order_status\")"),
+    );
+    let failed = dbt.orbital(&["compile"]);
+    assert_eq!(failed.code(), 2, "{}", failed.stderr());
+    assert!(
+        failed.stderr().contains("models/schema.yml:54:")
+            && failed
+                .stderr()
+                .contains("no docs block is named `order_status`")
+            && failed.stderr().contains("did you mean `orders_status`?"),
+        "{}",
+        failed.stderr()
+    );
 }
 
 #[test]
@@ -515,5 +535,188 @@ fn init_starts_a_native_project_that_builds() {
             "select greeting from example"
         ),
         [["hello"]]
+    );
+}
+
+/// A dbt project whose marts folder has a schema of its own and a hook,
+/// with a model published under an alias and a model with hooks of its
+/// own (run after the folder's).
+fn published_elsewhere() -> TestProject {
+    let project = TestProject::empty();
+    project.write(
+        "dbt_project.yml",
+        "name: shop\nprofile: shop\nmodels:\n  shop:\n    marts:\n      +schema: marts\n      \
+         +materialized: table\n      \
+         +post-hook: \"insert into {{ target.schema }}.audit_log (relation) values ('{{ this }}')\"\n",
+    );
+    project.write("seeds/raw_people.csv", "id,name\n1,ann\n2,bob\n");
+    project.write(
+        "models/staging/stg_people.sql",
+        "{{ config(alias='people_clean') }}\nselect id, name from {{ ref('raw_people') }}\n",
+    );
+    project.write(
+        "models/marts/people.sql",
+        "{{ config(pre_hook=\"create table if not exists {{ target.schema }}.audit_log (relation text)\", \
+         post_hook=[\"create index if not exists people_by_id on {{ this }} (id)\"]) }}\n\
+         select id, upper(name) as name from {{ ref('stg_people') }}\n",
+    );
+    project
+}
+
+#[test]
+fn schema_alias_and_hooks_on_postgresql() {
+    let Some(support::backends::Backend::Postgres(database)) =
+        support::backends::Backend::postgres("dbt_published")
+    else {
+        return;
+    };
+    let project = published_elsewhere();
+    project.write(
+        "profiles.yml",
+        &format!(
+            "shop:\n  target: analytics\n  outputs:\n{}",
+            postgres_output(&database, "analytics")
+        ),
+    );
+    let sql = |sql: &str| {
+        support::backends::psql(&database.url, sql)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let audited = || sql("select count(*) from analytics.audit_log");
+    project.orbital(&["build"]).expect_code(0);
+    // As dbt names them: `<target schema>_<schema>`, and the alias.
+    assert_eq!(
+        sql("select string_agg(name, ',' order by id) from analytics_marts.people"),
+        "ANN,BOB"
+    );
+    assert_eq!(sql("select count(*) from analytics.people_clean"), "2");
+    assert_eq!(
+        sql("select to_regclass('analytics.stg_people') is null"),
+        "t"
+    );
+    assert_eq!(sql("select to_regclass('analytics.people') is null"), "t");
+    // The pre-hook ran before the build, the folder's post-hook and then the
+    // model's after it, on the table the build made.
+    assert_eq!(audited(), "1");
+    let audit = sql("select relation from analytics.audit_log");
+    assert!(
+        audit.starts_with("\"analytics\".\"orbital__people__"),
+        "{audit}"
+    );
+    let indexed = sql("select tablename from pg_indexes where indexname = 'people_by_id'");
+    assert!(audit.contains(&indexed), "{indexed} in {audit}");
+
+    // Hooks run with builds only: nothing changed, nothing built.
+    project.orbital(&["build"]).expect_code(0);
+    assert_eq!(audited(), "1");
+    // Another environment gets its views in its own schemas, onto the same builds.
+    project.orbital(&["build", "--env", "dev"]).expect_code(0);
+    assert_eq!(sql("select count(*) from analytics_marts__dev.people"), "2");
+    assert_eq!(sql("select count(*) from analytics__dev.people_clean"), "2");
+    assert_eq!(audited(), "1");
+
+    // A new alias moves the view and builds nothing: where a model is
+    // published is not part of what it holds.
+    project.write(
+        "models/staging/stg_people.sql",
+        "{{ config(alias='people_tidy') }}\nselect id, name from {{ ref('raw_people') }}\n",
+    );
+    let moved = project.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(
+        moved.statuses()["stg_people"],
+        "reused",
+        "{:?}",
+        moved.statuses()
+    );
+    assert_eq!(sql("select count(*) from analytics.people_tidy"), "2");
+    assert_eq!(
+        sql("select to_regclass('analytics.people_clean') is null"),
+        "t"
+    );
+    assert_eq!(audited(), "1");
+    // Promoting dev brings its views to the default environment's names.
+    project.orbital(&["promote", "dev"]).expect_code(0);
+    assert_eq!(sql("select count(*) from analytics.people_tidy"), "2");
+    assert_eq!(sql("select count(*) from analytics_marts.people"), "2");
+
+    // A failing hook fails its model, which is not published.
+    project.write(
+        "models/marts/people.sql",
+        "{{ config(post_hook='select * from no_such_table') }}\n\
+         select id, lower(name) as name from {{ ref('stg_people') }}\n",
+    );
+    let failed = project.orbital(&["build", "--json"]).expect_code(1);
+    let error = failed.error_of("people");
+    assert!(
+        error.contains("post_hook 2 of 2 failed") && error.contains("no_such_table"),
+        "{error}"
+    );
+    assert_eq!(
+        sql("select string_agg(name, ',' order by id) from analytics_marts.people"),
+        "ANN,BOB"
+    );
+}
+
+#[test]
+fn alias_and_hooks_on_sqlite_and_a_custom_schema_is_refused_there() {
+    let project = published_elsewhere();
+    // SQLite has no schemas: a custom one is an error naming the model.
+    let refused = project.orbital(&["build"]).expect_code(2);
+    assert!(
+        refused.stderr().contains("models/marts/people.sql")
+            && refused.stderr().contains("schema = 'marts'")
+            && refused.stderr().contains("no schemas"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        !project.path().join("target/shop.db").exists(),
+        "nothing built"
+    );
+    let file = std::fs::read_to_string(project.path().join("dbt_project.yml")).unwrap();
+    project.write(
+        "dbt_project.yml",
+        &file.replace("      +schema: marts\n", ""),
+    );
+    project.orbital(&["build"]).expect_code(0);
+    let database = project.path().join("target/shop.db");
+    assert_eq!(
+        query(&database, "select count(*) from people_clean"),
+        [["2"]]
+    );
+    assert_eq!(
+        query(&database, "select name from people order by id"),
+        [["ANN"], ["BOB"]]
+    );
+    assert_eq!(query(&database, "select count(*) from audit_log"), [["1"]]);
+    assert_eq!(
+        query(
+            &database,
+            "select count(*) from sqlite_master where type = 'index' and name = 'people_by_id'"
+        ),
+        [["1"]]
+    );
+    // Another environment names its views `<env>__<alias>`.
+    project.orbital(&["build", "--env", "dev"]).expect_code(0);
+    assert_eq!(
+        query(&database, "select count(*) from dev__people_clean"),
+        [["2"]]
+    );
+    // Two models published as one relation are refused.
+    project.write(
+        "models/staging/other.sql",
+        "{{ config(alias='people_clean') }}\nselect 1 as id\n",
+    );
+    let clash = project.orbital(&["compile"]).expect_code(2);
+    assert!(
+        clash
+            .stderr()
+            .contains("is published as `people_clean`, as `")
+            && clash.stderr().contains("other")
+            && clash.stderr().contains("stg_people"),
+        "{}",
+        clash.stderr()
     );
 }

@@ -9,7 +9,9 @@
 //!   history, its rows.
 //!   - a model: its canonical SQL (formatted from the AST, so whitespace and
 //!     comments do not count; references appear by the name written), its
-//!     config except what cannot change the result (`tags`, `enabled`), the
+//!     config except what cannot change the result (`tags`, `enabled`,
+//!     where it is published: `schema`, `alias`, and what it is said to
+//!     be: `description`, `columns`), the
 //!     relation each declared source it reads resolves to, and the hashes of
 //!     the materialization plugin that builds it and of the target's adapter
 //!     plugin (an ephemeral model has no materialization plugin: zeros),
@@ -96,8 +98,13 @@ pub fn local_hashes(
                 }
                 // serde_json keeps object keys sorted (no preserve_order), so
                 // equal configs serialize to equal bytes.
+                // Where the model is published and what it is said to be
+                // do not change what its build holds.
+                let not_built = crate::project::NOT_BUILT;
                 for (key, value) in &model.config.extra {
-                    hasher.field(key).field(value.to_string());
+                    if !not_built.contains(&key.as_str()) {
+                        hasher.field(key).field(value.to_string());
+                    }
                 }
                 for (key, referent) in &model.references {
                     if let crate::Referent::Source(relation) = referent {

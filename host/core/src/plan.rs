@@ -77,12 +77,13 @@ pub fn check_relation_names(
     let mut errors = Vec::new();
     for node in dag.nodes.iter().filter(|n| !n.is_test()) {
         let at = crate::error::Location::new(&node.path, 1, 1);
-        if node.name.starts_with(BUILD_PREFIX) {
+        // What it is published as: its name, or its `alias`.
+        let published = &node.relation.identifier;
+        if published.starts_with(BUILD_PREFIX) {
             errors.push(Error::Config {
                 location: at,
                 message: format!(
-                    "`{}`: names starting with `{BUILD_PREFIX}` are Orbital's own (its builds); rename the file",
-                    node.name
+                    "`{published}`: names starting with `{BUILD_PREFIX}` are Orbital's own (its builds); rename the file",
                 ),
             });
             continue;
@@ -95,15 +96,15 @@ pub fn check_relation_names(
             true => environments
                 .iter()
                 .map(String::as_str)
-                .find(|env| *env != DEFAULT_ENVIRONMENT && prefixed(&node.name, env)),
+                .find(|env| *env != DEFAULT_ENVIRONMENT && prefixed(published, env)),
         };
-        if let Some(env) = owner.filter(|env| prefixed(&node.name, env)) {
+        if let Some(env) = owner.filter(|env| prefixed(published, env)) {
             errors.push(Error::Config {
                 location: at,
                 message: format!(
                     "`{}` has the name environment `{env}` gives its view of `{}` (this target has no schemas, so environment relations are named `{env}__<name>`): rename the file, or use another environment name",
-                    node.name,
-                    &node.name[env.len() + 2..]
+                    published,
+                    &published[env.len() + 2..]
                 ),
             });
         }
@@ -126,19 +127,25 @@ pub fn physical_relation(target: &Target, name: &str, fingerprint: &Hash) -> Rel
     }
 }
 
-/// The relation users query for `name` in `environment`: a view onto the
-/// physical relation. In the default environment it has the plain name; in
-/// another, where the database has schemas, the plain name in the schema
+/// The relation users query in `environment` for the node `published` as
+/// that relation (its [`crate::Node::relation`]): a view onto the physical
+/// relation. In the default environment it is `published` itself; in
+/// another, where the database has schemas, the same name in the schema
 /// `<schema>__<environment>`, and where it has none (SQLite), the name
 /// `<environment>__<name>`.
-pub fn environment_relation(target: &Target, environment: &str, name: &str) -> RelationName {
-    let identifier = match (&target.schema, environment == DEFAULT_ENVIRONMENT) {
-        (None, false) => format!("{environment}__{name}"),
-        _ => name.to_string(),
-    };
-    RelationName {
-        schema: environment_schema(target, environment),
-        identifier,
+pub fn environment_relation(environment: &str, published: &RelationName) -> RelationName {
+    if environment == DEFAULT_ENVIRONMENT {
+        return published.clone();
+    }
+    match &published.schema {
+        Some(schema) => RelationName {
+            schema: Some(format!("{schema}__{environment}")),
+            identifier: published.identifier.clone(),
+        },
+        None => RelationName {
+            schema: None,
+            identifier: format!("{environment}__{}", published.identifier),
+        },
     }
 }
 

@@ -433,6 +433,10 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
             message,
         }
     })?;
+    let config = match &project.dbt {
+        Some(dbt) => dbt.render_hooks(path, &name, config, &crate::dbt::jinja_target(project))?,
+        None => config,
+    };
     if let Some(key) = project.dbt.as_ref().and(unsupported_dbt_key(&config)) {
         return Err(Error::InvalidModel {
             location: Location::new(path, 1, 1),
@@ -474,8 +478,83 @@ const HOST_KEYS: &[&str] = &[
     "enabled",
     "tests",
     "meta",
-    "description",
+    DESCRIPTION,
+    COLUMNS,
+    SCHEMA,
+    ALIAS,
+    PRE_HOOK,
+    POST_HOOK,
 ];
+
+/// The config key of what a model is, for people reading about it.
+pub const DESCRIPTION: &str = "description";
+/// The config key of what each column is (`columns.<name>.description`).
+pub const COLUMNS: &str = "columns";
+/// Config keys that say nothing about what a build holds: not part of the
+/// fingerprint, so changing them rebuilds nothing.
+pub const NOT_BUILT: &[&str] = &[SCHEMA, ALIAS, DESCRIPTION, COLUMNS];
+
+/// The config key naming the schema a model is published in, apart from
+/// the target's (`<target schema>_<schema>`, as dbt names it).
+pub const SCHEMA: &str = "schema";
+/// The config key naming the relation a model is published as, instead of
+/// its file's name.
+pub const ALIAS: &str = "alias";
+/// The config key of SQL run before a model's build.
+pub const PRE_HOOK: &str = "pre_hook";
+/// The config key of SQL run after a model's build.
+pub const POST_HOOK: &str = "post_hook";
+/// What a hook writes for the relation the build makes; the run puts that
+/// relation's name in its place.
+pub const HOOK_THIS: &str = "{{ this }}";
+
+/// Hook `hook` with each `{{ this }}` (spaces inside the braces as
+/// written) replaced by `this`, the relation the build made.
+pub fn hook_sql(hook: &str, this: &str) -> String {
+    let mut out = String::with_capacity(hook.len());
+    let mut rest = hook;
+    while let Some(at) = rest.find("{{") {
+        let inside = &rest[at + 2..];
+        let word = inside.trim_start();
+        let tail = word.strip_prefix("this").map(str::trim_start);
+        match tail.and_then(|t| t.strip_prefix("}}")) {
+            Some(after) => {
+                out.push_str(&rest[..at]);
+                out.push_str(this);
+                rest = after;
+            }
+            None => {
+                out.push_str(&rest[..at + 2]);
+                rest = inside;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl ModelConfig {
+    /// The schema the model is published in beside the target's, if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.extra.get(SCHEMA).and_then(serde_json::Value::as_str)
+    }
+
+    /// The name the model is published as, if not its own.
+    pub fn alias(&self) -> Option<&str> {
+        self.extra.get(ALIAS).and_then(serde_json::Value::as_str)
+    }
+
+    /// The statements of hook `key` ([`PRE_HOOK`] or [`POST_HOOK`]), in
+    /// the order they run.
+    pub fn hooks(&self, key: &str) -> Vec<&str> {
+        match self.extra.get(key) {
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(serde_json::Value::as_str).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
 
 /// The keys each first-party materialization takes. A strategy from a
 /// project's own plugin takes any key: plugin API 0.1 has no way to
@@ -501,13 +580,7 @@ fn strategy_keys(strategy: &str) -> Option<&'static [&'static str]> {
 /// such rather than as typos.
 fn unsupported_dbt_key(config: &ModelConfig) -> Option<&str> {
     const NOT_YET: &[&str] = &[
-        "schema",
-        "alias",
         "database",
-        "pre_hook",
-        "post_hook",
-        "pre-hook",
-        "post-hook",
         "persist_docs",
         "grants",
         "contract",
@@ -632,6 +705,26 @@ fn folder_applies(folder: &str, path: &Path, model_paths: &[PathBuf]) -> bool {
 /// Later levels win, except `tags`, which accumulate as in dbt.
 fn merge_level(merged: &mut toml::Table, level: toml::Table) {
     for (key, value) in level {
+        // dbt spells them `pre-hook` / `post-hook` in dbt_project.yml.
+        let key = match key.as_str() {
+            "pre-hook" => PRE_HOOK.to_string(),
+            "post-hook" => POST_HOOK.to_string(),
+            _ => key,
+        };
+        // Hooks add up, a folder's before the model's own, as in dbt.
+        if key == PRE_HOOK || key == POST_HOOK {
+            let mut hooks = match merged.remove(&key) {
+                Some(toml::Value::Array(have)) => have,
+                Some(one) => vec![one],
+                None => Vec::new(),
+            };
+            match value {
+                toml::Value::Array(more) => hooks.extend(more),
+                one => hooks.push(one),
+            }
+            merged.insert(key, toml::Value::Array(hooks));
+            continue;
+        }
         match (key.as_str(), merged.get_mut("tags"), value) {
             ("tags", Some(toml::Value::Array(existing)), toml::Value::Array(more)) => {
                 existing.extend(
@@ -734,6 +827,29 @@ fn model_config(mut table: toml::Table) -> std::result::Result<ModelConfig, Stri
             ));
         }
     };
+    for key in [SCHEMA, ALIAS] {
+        match table.get(key) {
+            None => {}
+            Some(toml::Value::String(name)) if is_relation_name(name) => {}
+            Some(other) => {
+                return Err(format!(
+                    "config `{key}` must be a name of letters, digits and `_` (not starting with a digit), got {other}"
+                ));
+            }
+        }
+    }
+    match table.get(DESCRIPTION) {
+        None | Some(toml::Value::String(_)) => {}
+        Some(other) => return Err(format!("config `{DESCRIPTION}` must be text, got {other}")),
+    }
+    if let Some(columns) = table.get(COLUMNS) {
+        check_columns(columns)?;
+    }
+    for key in [PRE_HOOK, POST_HOOK] {
+        if let Some(hooks) = table.remove(key) {
+            table.insert(key.to_string(), hook_statements(key, hooks)?);
+        }
+    }
     let extra = match serde_json::to_value(&table) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
@@ -745,6 +861,75 @@ fn model_config(mut table: toml::Table) -> std::result::Result<ModelConfig, Stri
         tests,
         extra,
     })
+}
+
+/// `columns`: a table of `<column> = { description = '...' }`.
+fn check_columns(columns: &toml::Value) -> std::result::Result<(), String> {
+    let toml::Value::Table(columns) = columns else {
+        return Err(format!(
+            "config `{COLUMNS}` must be a table of columns, got {columns}"
+        ));
+    };
+    for (column, about) in columns {
+        let toml::Value::Table(about) = about else {
+            return Err(format!(
+                "config `{COLUMNS}.{column}` must be a table (description = '...'), got {about}"
+            ));
+        };
+        for (key, value) in about {
+            match (key.as_str(), value) {
+                (DESCRIPTION, toml::Value::String(_)) => {}
+                (DESCRIPTION, other) => {
+                    return Err(format!(
+                        "config `{COLUMNS}.{column}.{DESCRIPTION}` must be text, got {other}"
+                    ));
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "config `{COLUMNS}.{column}` has `{other}`; it takes `{DESCRIPTION}`"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` can name a schema or relation as written, unquoted, in
+/// every supported database.
+fn is_relation_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A hook config as a list of SQL texts: a string, a list of strings, or
+/// dbt's `{sql: ...}` tables (alone or in the list).
+fn hook_statements(key: &str, value: toml::Value) -> std::result::Result<toml::Value, String> {
+    let items = match value {
+        toml::Value::Array(items) => items,
+        one => vec![one],
+    };
+    let mut statements = Vec::with_capacity(items.len());
+    for item in items {
+        let sql = match item {
+            toml::Value::String(sql) => sql,
+            toml::Value::Table(mut table) => match table.remove("sql") {
+                Some(toml::Value::String(sql)) => sql,
+                _ => return Err(format!("config `{key}`: a hook table needs `sql = '...'`")),
+            },
+            other => {
+                return Err(format!(
+                    "config `{key}` must be SQL text or a list of them, got {other}"
+                ));
+            }
+        };
+        if !sql.trim().is_empty() {
+            statements.push(toml::Value::String(sql));
+        }
+    }
+    Ok(toml::Value::Array(statements))
 }
 
 /// A [`ModelConfig`] in binary caches (the parse cache, snapshots). Its own
@@ -826,6 +1011,66 @@ mod tests {
             std::fs::write(full, text).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn hooks_add_up_and_this_is_the_built_relation() {
+        let table = |text: &str| toml::from_str::<toml::Table>(text).unwrap();
+        let mut merged = toml::Table::new();
+        merge_level(
+            &mut merged,
+            table("pre-hook = 'create x'\npost-hook = ['a', 'b']"),
+        );
+        merge_level(
+            &mut merged,
+            table("post_hook = { sql = 'c', transaction = false }"),
+        );
+        let config = model_config(merged).unwrap();
+        assert_eq!(config.hooks(PRE_HOOK), ["create x"]);
+        assert_eq!(config.hooks(POST_HOOK), ["a", "b", "c"]);
+        assert_eq!(
+            hook_sql(
+                "grant select on {{ this }} to r; analyze {{this}}; {{ thisx }}",
+                "\"s\".\"t\""
+            ),
+            "grant select on \"s\".\"t\" to r; analyze \"s\".\"t\"; {{ thisx }}"
+        );
+        assert!(
+            model_config(table("post_hook = 3"))
+                .unwrap_err()
+                .contains("SQL text")
+        );
+        assert!(
+            model_config(table("pre_hook = [{ run = 'x' }]"))
+                .unwrap_err()
+                .contains("sql = '...'")
+        );
+    }
+
+    #[test]
+    fn schema_alias_and_descriptions_are_checked() {
+        let table = |text: &str| toml::from_str::<toml::Table>(text).unwrap();
+        let config = model_config(table("schema = 'marts'\nalias = 'all_orders'")).unwrap();
+        assert_eq!(
+            (config.schema(), config.alias()),
+            (Some("marts"), Some("all_orders"))
+        );
+        for bad in [
+            "alias = 'two words'",
+            "schema = '1st'",
+            "alias = 3",
+            "schema = ''",
+        ] {
+            let message = model_config(table(bad)).unwrap_err();
+            assert!(message.contains("must be a name"), "{bad}: {message}");
+        }
+        model_config(table(
+            "description = 'x'\ncolumns = { id = { description = 'key' } }",
+        ))
+        .unwrap();
+        let typo = model_config(table("columns = { id = { desription = 'key' } }")).unwrap_err();
+        assert!(typo.contains("`columns.id` has `desription`"), "{typo}");
+        assert!(model_config(table("description = 1")).is_err());
     }
 
     #[test]

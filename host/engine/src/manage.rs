@@ -188,13 +188,14 @@ impl Engine {
         };
         let mut changes = Vec::new();
         let mut entries: Vec<(String, EnvEntry)> = Vec::new();
+        let index = session.node_index();
         for (name, entry) in &source {
             let Some(build) = connected.builds.get(&entry.fingerprint) else {
                 return Err(EngineError::Database(format!(
                     "environment `{from}` points `{name}` at a build the store does not know; run `orbital run --env {from}` first"
                 )));
             };
-            let relation = session.env_relation(name);
+            let relation = session.env_relation_named(&index, name);
             let physical = build.relation.clone();
             // The store is checked against the warehouse, as a run checks it.
             if let Some(catalog) = &connected.catalog
@@ -216,6 +217,15 @@ impl Engine {
             if in_place && reads_it {
                 continue;
             }
+            // Published elsewhere now (a new `alias` or `schema`): the old
+            // relation goes.
+            if let Some(old) = connected.recorded.get(name).map(|e| &e.relation)
+                && *old != relation
+            {
+                changes.push(Publish::Remove {
+                    relation: old.clone(),
+                });
+            }
             changes.push(Publish::Point {
                 relation: relation.clone(),
                 physical,
@@ -234,9 +244,12 @@ impl Engine {
             .filter(|name| !source.contains_key(*name))
             .cloned()
             .collect();
-        for name in &dropped {
+        for entry in dropped
+            .iter()
+            .filter_map(|name| connected.recorded.get(name))
+        {
             changes.push(Publish::Remove {
-                relation: session.env_relation(name),
+                relation: entry.relation.clone(),
             });
         }
         run_lock

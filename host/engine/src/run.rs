@@ -610,7 +610,7 @@ fn assign(session: &Session, connected: &Connected, plan: &Plan) -> Assignments 
         assignments.work[step.id] = Some(Work {
             action: step.action,
             physical: session.physical(connected, name, &step.fingerprint),
-            relation: session.env_relation(name),
+            relation: session.env_relation(step.id),
             previous: step
                 .previous
                 .map(|fp| session.physical(connected, name, &fp)),
@@ -635,19 +635,30 @@ fn publications(
             .iter()
             .any(|r| r.id == id && matches!(r.status, Status::Success | Status::Reused))
     };
-    let mut changes: Vec<Publish> = plan
+    let published: Vec<&orbital_core::plan::Step> = plan
         .steps
         .iter()
         .filter(|step| step.action != Action::Reuse || step_moved(session, connected, step))
         .filter(|step| succeeded(step.id))
-        .map(|step| {
-            let name = &dag.nodes[step.id].name;
-            Publish::Point {
-                relation: session.env_relation(name),
-                physical: session.physical(connected, name, &step.fingerprint),
-            }
+        .collect();
+    // A node now published elsewhere (a new `alias` or `schema`) leaves its
+    // old relation: dropped first, in case another node now takes it.
+    let mut changes: Vec<Publish> = published
+        .iter()
+        .filter_map(|step| {
+            let old = &connected.recorded.get(&dag.nodes[step.id].name)?.relation;
+            (*old != session.env_relation(step.id)).then(|| Publish::Remove {
+                relation: old.clone(),
+            })
         })
         .collect();
+    changes.extend(published.iter().map(|step| {
+        let name = &dag.nodes[step.id].name;
+        Publish::Point {
+            relation: session.env_relation(step.id),
+            physical: session.physical(connected, name, &step.fingerprint),
+        }
+    }));
     for name in removed {
         if let Some(entry) = connected.recorded.get(name) {
             changes.push(Publish::Remove {
@@ -787,7 +798,7 @@ fn step_moved(session: &Session, connected: &Connected, step: &orbital_core::pla
     connected
         .recorded
         .get(name)
-        .is_none_or(|entry| entry.relation != session.env_relation(name))
+        .is_none_or(|entry| entry.relation != session.env_relation(step.id))
 }
 
 /// The parse results this session computed, for later sessions.
@@ -883,7 +894,7 @@ fn record(
                     fingerprint: step.fingerprint,
                     local: connected.fingerprints.local[step.id],
                     sql,
-                    relation: session.env_relation(&node.name),
+                    relation: session.env_relation(step.id),
                 },
             )?;
         }

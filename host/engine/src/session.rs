@@ -3,7 +3,7 @@
 //! hashes (from the store when it knows this set of components, else by
 //! loading them), fingerprint, and read the environment's records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,8 +12,8 @@ use orbital_cas::{BuildRecord, EnvEntry, Store};
 use orbital_core::dag::RelationName;
 use orbital_core::plan::{Recorded, environment_relation, environment_schema, physical_relation};
 use orbital_core::{
-    CompiledProject, Fingerprints, Hash, PluginHashes, Project, ProjectConfig, Selection, Snapshot,
-    Target,
+    CompiledProject, Fingerprints, Hash, NodeId, PluginHashes, Project, ProjectConfig, Selection,
+    Snapshot, Target,
 };
 use orbital_plugin_host::Limits;
 use orbital_runner::{Component, LoadedPlugins, Warehouse};
@@ -121,7 +121,7 @@ impl orbital_core::plan::WarehouseState for Verified<'_> {
     fn points_at(&self, id: orbital_core::NodeId, fingerprint: &Hash) -> bool {
         let name = &self.session.compiled.dag.nodes[id].name;
         self.catalog.reads(
-            &self.session.env_relation(name),
+            &self.session.env_relation(id),
             &self.session.physical(self.connected, name, fingerprint),
         )
     }
@@ -483,6 +483,28 @@ impl Session {
         if !schemas.contains(&environment) {
             schemas.push(environment);
         }
+        // Models with a `schema` config are published in schemas of their own.
+        let published: std::collections::BTreeSet<&Option<String>> = self
+            .compiled
+            .dag
+            .nodes
+            .iter()
+            .map(|node| &node.relation.schema)
+            .filter(|schema| **schema != self.target.schema)
+            .collect();
+        for schema in published {
+            let in_environment = environment_relation(
+                &self.environment,
+                &RelationName {
+                    schema: schema.clone(),
+                    identifier: String::new(),
+                },
+            )
+            .schema;
+            if !schemas.contains(&in_environment) {
+                schemas.push(in_environment);
+            }
+        }
         schemas
     }
 
@@ -566,9 +588,31 @@ impl Session {
         }
     }
 
-    /// What users query for `name` in this session's environment.
-    pub fn env_relation(&self, name: &str) -> RelationName {
-        environment_relation(&self.target, &self.environment, name)
+    /// What users query for node `id` in this session's environment.
+    pub fn env_relation(&self, id: NodeId) -> RelationName {
+        environment_relation(&self.environment, &self.compiled.dag.nodes[id].relation)
+    }
+
+    /// What users query in this session's environment for the node named
+    /// `name` (by `index`, from [`Session::node_index`]); one the project no
+    /// longer has is published under its name.
+    pub fn env_relation_named(&self, index: &HashMap<&str, NodeId>, name: &str) -> RelationName {
+        match index.get(name) {
+            Some(&id) => self.env_relation(id),
+            None => environment_relation(
+                &self.environment,
+                &RelationName {
+                    schema: self.target.schema.clone(),
+                    identifier: name.to_string(),
+                },
+            ),
+        }
+    }
+
+    /// Each node's id by name.
+    pub fn node_index(&self) -> HashMap<&str, NodeId> {
+        let nodes = self.compiled.dag.nodes.iter().enumerate();
+        nodes.map(|(id, node)| (node.name.as_str(), id)).collect()
     }
 
     /// The parse-cache keys of the project as it is now (what `gc` keeps).
@@ -598,7 +642,10 @@ fn check_default_names(
     let dag = &compiled.dag;
     let could_collide = target.schema.is_none()
         && environment == orbital_core::plan::DEFAULT_ENVIRONMENT
-        && dag.nodes.iter().any(|n| n.name.contains("__"));
+        && dag
+            .nodes
+            .iter()
+            .any(|n| n.relation.identifier.contains("__"));
     if !could_collide {
         return Ok(());
     }

@@ -528,8 +528,13 @@ impl Context {
                 let this = previous.map(RelationName::quoted);
                 let sql = self.render_build(id, this.as_deref())?;
                 let config = serde_json::to_string(&model.config).unwrap_or_else(|_| "{}".into());
+                let (pre, post) = (
+                    model.config.hooks(orbital_core::project::PRE_HOOK),
+                    model.config.hooks(orbital_core::project::POST_HOOK),
+                );
                 let mut note = None;
-                if previous.is_none() {
+                // Hooks run here, around the build: a peer would not run them.
+                if previous.is_none() && pre.is_empty() && post.is_empty() {
                     match self.delegated(plugins, node, work, &sql, &config).await {
                         Ok(done) => return done,
                         Err(why) => note = why,
@@ -544,15 +549,38 @@ impl Context {
                     full_refresh: self.options.full_refresh,
                     run_started_at: self.options.started_at.clone(),
                 };
-                materialize(plugins, &self.database, &model.config.materialized, &task)
-                    .await
-                    .map(|(message, rows)| match note {
-                        Some(why) => (format!("{message} ({why})"), rows),
-                        None => (message, rows),
-                    })
+                self.hooks(orbital_core::project::PRE_HOOK, &pre, &work.physical)
+                    .await?;
+                let built =
+                    materialize(plugins, &self.database, &model.config.materialized, &task).await?;
+                self.hooks(orbital_core::project::POST_HOOK, &post, &work.physical)
+                    .await?;
+                Ok(match note {
+                    Some(why) => (format!("{} ({why})", built.0), built.1),
+                    None => built,
+                })
             }
         };
         built.map(|(message, rows)| Done::Built(message, rows))
+    }
+}
+
+impl Context {
+    /// Runs a model's `hooks` of `key` (`pre_hook`, `post_hook`) in order,
+    /// with `{{ this }}` as the relation the build makes.
+    async fn hooks(&self, key: &str, hooks: &[&str], this: &RelationName) -> Result<(), String> {
+        let quoted = this.quoted();
+        for (index, hook) in hooks.iter().enumerate() {
+            let sql = orbital_core::project::hook_sql(hook, &quoted);
+            if let Err(e) = self.database.execute(crate::database::plain(&sql)).await {
+                let which = match hooks.len() {
+                    1 => String::new(),
+                    n => format!(" {} of {n}", index + 1),
+                };
+                return Err(format!("{key}{which} failed: {}", e.message));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -39,6 +39,21 @@ pub async fn publish(plugins: &LoadedPlugins, changes: &[Publish]) -> Result<(),
     if changes.is_empty() {
         return Ok(());
     }
+    // A relation one node leaves and another now takes (a renamed `alias`)
+    // is only replaced.
+    let taken: std::collections::HashSet<&RelationName> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Publish::Point { relation, .. } => Some(relation),
+            Publish::Remove { .. } => None,
+        })
+        .collect();
+    let changes: Vec<&Publish> = changes
+        .iter()
+        .filter(|change| {
+            matches!(change, Publish::Point { .. }) || !taken.contains(change.relation())
+        })
+        .collect();
     let mut dialect = plugins.host.adapter_session(&plugins.adapter).await?;
     // An environment's first view may be the first relation in its schema.
     let schemas: std::collections::BTreeSet<&String> = changes

@@ -146,6 +146,7 @@ fn compile_on_this_pool(
     }
     Error::collect(errors)?;
     errors = shadowed_sources(&nodes, &resolver);
+    errors.extend(published_names(project, &nodes, target));
     errors.extend(duplicate_test_names(&nodes, &resolver));
     Error::collect(errors)?;
     let edge_at = |node: NodeId, dependency: NodeId| {
@@ -186,7 +187,67 @@ fn compile_model(
     }
 }
 
-/// A compiled model's node, published under its own name in the target schema.
+/// Where model `model` is published on `target`: its `alias`, else its
+/// name, in the target's schema, or with a `schema` config in
+/// `<target schema>_<schema>` (as dbt names custom schemas). A custom
+/// schema on a target without schemas is refused by [`published_names`].
+fn published(model: &Model, target: &Target) -> RelationName {
+    let identifier = model.config.alias().unwrap_or(&model.name).to_string();
+    let schema = match (&target.schema, model.config.schema()) {
+        (Some(base), Some(custom)) => Some(format!("{base}_{custom}")),
+        (base, _) => base.clone(),
+    };
+    RelationName { schema, identifier }
+}
+
+/// Refuses models whose `schema` or `alias` config cannot be honoured: a
+/// custom schema on a target without schemas, and two nodes published as
+/// one relation.
+fn published_names(project: &Project, nodes: &[Node], target: &Target) -> Vec<Error> {
+    let custom = |m: &&Model| m.config.schema().is_some() || m.config.alias().is_some();
+    if !project.models.iter().any(|m| custom(&m)) {
+        return Vec::new();
+    }
+    let mut errors = Vec::new();
+    if target.schema.is_none() {
+        for model in project
+            .models
+            .iter()
+            .filter(|m| m.config.schema().is_some())
+        {
+            errors.push(Error::InvalidModel {
+                location: Location::new(&model.path, 1, 1),
+                model: model.name.clone(),
+                message: format!(
+                    "has schema = '{}', but this target's database has no schemas (SQLite): remove it, or run on a target with schemas",
+                    model.config.schema().unwrap_or_default()
+                ),
+            });
+        }
+    }
+    let mut seen: HashMap<(Option<String>, String), &Node> = HashMap::new();
+    for node in nodes.iter().filter(|n| !n.is_test()) {
+        let key = (
+            node.relation.schema.clone(),
+            node.relation.identifier.to_lowercase(),
+        );
+        if let Some(earlier) = seen.insert(key, node) {
+            errors.push(Error::InvalidModel {
+                location: Location::new(&node.path, 1, 1),
+                model: node.name.clone(),
+                message: format!(
+                    "is published as `{}`, as `{}` ({}) is: give one of them another `alias` or `schema`",
+                    node.relation,
+                    earlier.name,
+                    earlier.path.display()
+                ),
+            });
+        }
+    }
+    errors
+}
+
+/// A compiled model's node, published where [`published`] says.
 fn model_node(
     model: &Model,
     compiled: CompiledModel,
@@ -198,10 +259,7 @@ fn model_node(
         tags: model.config.tags.clone(),
         kind: NodeKind::Model(compiled),
         path: model.path.clone(),
-        relation: RelationName {
-            schema: target.schema.clone(),
-            identifier: model.name.clone(),
-        },
+        relation: published(model, target),
         depends_on: dependency_ids(deps),
     }
 }

@@ -197,22 +197,13 @@ impl Renderer {
             .env
             .template_from_named_str(&template_name, &source)
             .map_err(fail)?;
-        let (target_name, kind, schema) = target;
-        let target: BTreeMap<&str, Value> = [
-            ("name", Value::from(target_name)),
-            ("type", Value::from(kind)),
-            ("schema", Value::from(schema)),
-        ]
-        .into();
-        let context = minijinja::context! {
-            this => crate::incremental::THIS,
-            __orbital_incremental => incremental,
-            __orbital_vars => self.vars_value.clone(),
-            run_started_at => self.started_at.clone(),
-            target => target,
-            model => minijinja::context! { name => name },
-            __orbital_config => Value::from_dyn_object(capture.clone()),
-        };
+        let context = self.context(
+            name,
+            target,
+            crate::incremental::THIS,
+            incremental,
+            Value::from_dyn_object(capture.clone()),
+        );
         let sql = template.render(context).map_err(fail)?;
         let config = capture
             .0
@@ -225,6 +216,63 @@ impl Renderer {
             message: format!("config(...): {message}"),
         })?;
         Ok((sql, table))
+    }
+
+    /// What a model's templates see.
+    fn context(
+        &self,
+        name: &str,
+        target: (&str, &str, &str),
+        this: &str,
+        incremental: bool,
+        capture: Value,
+    ) -> Value {
+        let (target_name, kind, schema) = target;
+        let target: BTreeMap<&str, Value> = [
+            ("name", Value::from(target_name)),
+            ("type", Value::from(kind)),
+            ("schema", Value::from(schema)),
+        ]
+        .into();
+        minijinja::context! {
+            this => this,
+            __orbital_incremental => incremental,
+            __orbital_vars => self.vars_value.clone(),
+            run_started_at => self.started_at.clone(),
+            target => target,
+            model => minijinja::context! { name => name },
+            __orbital_config => capture,
+        }
+    }
+
+    /// Hook `text` (`pre_hook` or `post_hook`, per `key`) of model `name`
+    /// rendered: `{{ this }}` stays as it is, for the run to replace with
+    /// the relation it builds ([`crate::project::HOOK_THIS`]).
+    pub fn render_hook(
+        &self,
+        path: &Path,
+        name: &str,
+        key: &str,
+        text: &str,
+        target: (&str, &str, &str),
+    ) -> Result<String> {
+        let fail = |e: minijinja::Error| {
+            let detail = e.detail().map_or(String::new(), |d| format!(": {d}"));
+            Error::InvalidModel {
+                location: Location::new(path, 1, 1),
+                model: name.to_string(),
+                message: format!("{key} `{text}`: Jinja: {}{detail}", e.kind()),
+            }
+        };
+        let source = format!("{}{text}", self.prefix);
+        let context = self.context(
+            name,
+            target,
+            crate::project::HOOK_THIS,
+            false,
+            Value::from_dyn_object(Arc::new(Capture::default())),
+        );
+        self.env.render_str(&source, context).map_err(fail)
     }
 
     /// `e` where it happened: in the model (`text` of `path`), or in a

@@ -39,9 +39,10 @@ pub const PROJECT_FILE: &str = "dbt_project.yml";
 #[derive(Debug, Clone)]
 pub struct DbtProject {
     pub renderer: Renderer,
-    /// Generic tests from schema files, per model, as a `tests` config
-    /// table (`tests.<column> = [...]`).
-    pub tests: BTreeMap<String, toml::Table>,
+    /// What schema files say of each model, as native config: their
+    /// `config:`, `description`, `columns.<column>.description` and generic
+    /// tests (`tests.<column> = [...]`).
+    pub schema_configs: BTreeMap<String, toml::Table>,
     /// The macro files and schema files the project read (for stamps).
     pub files: Vec<PathBuf>,
 }
@@ -154,7 +155,7 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
         plugins: PluginSettings::default(),
         dbt: Some(Arc::new(DbtProject {
             renderer,
-            tests: schemas.tests,
+            schema_configs: schemas.models,
             files,
         })),
     })
@@ -180,8 +181,8 @@ pub(crate) fn jinja_target(config: &ProjectConfig) -> (String, String, String) {
 
 impl DbtProject {
     /// Model `name` of `path` rendered for `target` (name, adapter type,
-    /// schema), and its own config: `config(...)` calls, then the tests of
-    /// the schema files.
+    /// schema), and its own config: what the schema files say of it, under
+    /// its `config(...)` calls (generic tests of both add up).
     pub(crate) fn render_model(
         &self,
         path: &Path,
@@ -190,25 +191,58 @@ impl DbtProject {
         target: &(String, String, String),
     ) -> Result<(String, toml::Table, Option<String>)> {
         let target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
-        let (sql, mut table, incremental) = self.renderer.render(path, name, text, target)?;
-        if let Some(tests) = self.tests.get(name) {
-            let mut merged = match table.remove("tests") {
-                Some(toml::Value::Table(own)) => own,
-                _ => toml::Table::new(),
-            };
-            for (column, more) in tests {
-                match (merged.get_mut(column), more) {
-                    (Some(toml::Value::Array(have)), toml::Value::Array(more)) => {
-                        have.extend(more.iter().cloned())
-                    }
-                    _ => {
-                        merged.insert(column.clone(), more.clone());
+        let (sql, own, incremental) = self.renderer.render(path, name, text, target)?;
+        let Some(schema) = self.schema_configs.get(name) else {
+            return Ok((sql, own, incremental));
+        };
+        let mut table = schema.clone();
+        for (key, value) in own {
+            match (key.as_str(), table.get_mut("tests"), value) {
+                ("tests", Some(toml::Value::Table(have)), toml::Value::Table(more)) => {
+                    for (column, more) in more {
+                        match (have.get_mut(&column), more) {
+                            (Some(toml::Value::Array(have)), toml::Value::Array(more)) => {
+                                have.extend(more)
+                            }
+                            (_, more) => {
+                                have.insert(column, more);
+                            }
+                        }
                     }
                 }
+                (_, _, value) => {
+                    table.insert(key, value);
+                }
             }
-            table.insert("tests".into(), toml::Value::Table(merged));
         }
         Ok((sql, table, incremental))
+    }
+}
+
+impl DbtProject {
+    /// `config` with its hooks' Jinja rendered (`{{ this }}` kept for the
+    /// run to fill in).
+    pub(crate) fn render_hooks(
+        &self,
+        path: &Path,
+        name: &str,
+        mut config: crate::project::ModelConfig,
+        target: &(String, String, String),
+    ) -> Result<crate::project::ModelConfig> {
+        let target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
+        for key in [crate::project::PRE_HOOK, crate::project::POST_HOOK] {
+            let Some(serde_json::Value::Array(hooks)) = config.extra.get_mut(key) else {
+                continue;
+            };
+            for hook in hooks.iter_mut() {
+                if let serde_json::Value::String(text) = hook
+                    && (text.contains("{{") || text.contains("{%"))
+                {
+                    *text = self.renderer.render_hook(path, name, key, text, target)?;
+                }
+            }
+        }
+        Ok(config)
     }
 }
 

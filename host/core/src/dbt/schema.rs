@@ -1,5 +1,7 @@
 //! Schema files: `*.yml` under the model folders, with each model's
-//! columns and their generic tests, and the project's `sources:`.
+//! config, description, columns with their descriptions and generic tests,
+//! and the project's `sources:`; and the `{% docs %}` blocks of the `*.md`
+//! files beside them, which descriptions name with `doc('name')`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,10 @@ use crate::error::{Error, Location, Result};
 
 /// What the schema files of a project say.
 pub(super) struct Schemas {
-    /// Per model: `tests.<column> = [...]`, as native config writes them.
-    pub(super) tests: BTreeMap<String, toml::Table>,
+    /// Per model, its config as native config writes it: the `config:`
+    /// mapping, `description`, `columns.<column>.description`, and
+    /// `tests.<column> = [...]`.
+    pub(super) models: BTreeMap<String, toml::Table>,
     pub(super) sources: BTreeMap<String, SourceConfig>,
     pub(super) files: Vec<PathBuf>,
 }
@@ -29,6 +33,9 @@ struct SchemaFile {
 #[derive(Deserialize)]
 struct ModelEntry {
     name: String,
+    description: Option<String>,
+    #[serde(default)]
+    config: serde_json::Map<String, Value>,
     #[serde(default)]
     columns: Vec<ColumnEntry>,
 }
@@ -36,6 +43,7 @@ struct ModelEntry {
 #[derive(Deserialize)]
 struct ColumnEntry {
     name: String,
+    description: Option<String>,
     #[serde(default)]
     tests: Vec<Value>,
     #[serde(default)]
@@ -55,22 +63,31 @@ struct TableEntry {
     name: String,
 }
 
-/// Reads every schema file under `model_paths`.
+/// Reads every schema file and docs block under `model_paths`.
 pub(super) fn load(root: &Path, model_paths: &[PathBuf]) -> Result<Schemas> {
     let mut schemas = Schemas {
-        tests: BTreeMap::new(),
+        models: BTreeMap::new(),
         sources: BTreeMap::new(),
         files: Vec::new(),
     };
+    let mut docs_files = Vec::new();
     for dir in model_paths {
         for ext in ["yml", "yaml"] {
             schemas
                 .files
                 .extend(crate::project::paths_with_extension(root, dir, ext)?);
         }
+        docs_files.extend(crate::project::paths_with_extension(root, dir, "md")?);
     }
     schemas.files.sort();
-    for path in &schemas.files {
+    docs_files.sort();
+    let docs = Docs::load(root, &docs_files)?;
+    schemas.files.extend(docs_files);
+    for path in schemas
+        .files
+        .iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "md"))
+    {
         let full = root.join(path);
         let text = std::fs::read_to_string(&full).map_err(|e| Error::io(full, e))?;
         let file: SchemaFile = super::from_yaml(path, &text)?;
@@ -80,10 +97,33 @@ pub(super) fn load(root: &Path, model_paths: &[PathBuf]) -> Result<Schemas> {
             Location::new(path, line, column)
         };
         for model in file.models {
-            let table = schemas.tests.entry(model.name.clone()).or_default();
+            let table = schemas.models.entry(model.name.clone()).or_default();
+            let own =
+                super::json_to_toml_table(&model.config).map_err(|message| Error::Config {
+                    location: at(&format!("name: {}", model.name)),
+                    message: format!("model `{}`, config: {message}", model.name),
+                })?;
+            table.extend(own);
+            if let Some(description) = &model.description {
+                let text = docs.render(description, || at(description))?;
+                table.insert("description".into(), toml::Value::String(text));
+            }
+            let mut described = toml::Table::new();
+            for column in &model.columns {
+                if let Some(description) = &column.description {
+                    let text = docs.render(description, || at(description))?;
+                    let mut entry = toml::Table::new();
+                    entry.insert("description".into(), toml::Value::String(text));
+                    described.insert(column.name.clone(), toml::Value::Table(entry));
+                }
+            }
+            if !described.is_empty() {
+                table.insert("columns".into(), toml::Value::Table(described));
+            }
+            let mut tests = toml::Table::new();
             for column in model.columns {
                 let declared = column.tests.iter().chain(&column.data_tests);
-                let tests: Vec<toml::Value> = declared
+                let column_tests: Vec<toml::Value> = declared
                     .map(native_test)
                     .collect::<std::result::Result<_, String>>()
                     .map_err(|message| Error::Config {
@@ -93,9 +133,12 @@ pub(super) fn load(root: &Path, model_paths: &[PathBuf]) -> Result<Schemas> {
                             model.name, column.name
                         ),
                     })?;
-                if !tests.is_empty() {
-                    table.insert(column.name, toml::Value::Array(tests));
+                if !column_tests.is_empty() {
+                    tests.insert(column.name, toml::Value::Array(column_tests));
                 }
+            }
+            if !tests.is_empty() {
+                table.insert("tests".into(), toml::Value::Table(tests));
             }
         }
         for source in file.sources {
@@ -109,8 +152,129 @@ pub(super) fn load(root: &Path, model_paths: &[PathBuf]) -> Result<Schemas> {
             );
         }
     }
-    schemas.tests.retain(|_, table| !table.is_empty());
+    schemas.models.retain(|_, table| !table.is_empty());
     Ok(schemas)
+}
+
+/// The `{% docs name %}...{% enddocs %}` blocks of a project.
+struct Docs {
+    env: minijinja::Environment<'static>,
+}
+
+impl Docs {
+    fn load(root: &Path, files: &[PathBuf]) -> Result<Self> {
+        let mut blocks: BTreeMap<String, String> = BTreeMap::new();
+        for path in files {
+            let full = root.join(path);
+            let text = std::fs::read_to_string(&full).map_err(|e| Error::io(full, e))?;
+            for (name, body, at) in docs_blocks(&text).map_err(|(offset, message)| {
+                let (line, column) = crate::error::line_col(&text, offset);
+                Error::Config {
+                    location: Location::new(path, line, column),
+                    message,
+                }
+            })? {
+                if blocks.insert(name.clone(), body).is_some() {
+                    let (line, column) = crate::error::line_col(&text, at);
+                    return Err(Error::Config {
+                        location: Location::new(path, line, column),
+                        message: format!("a second docs block named `{name}`"),
+                    });
+                }
+            }
+        }
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let blocks = std::sync::Arc::new(blocks);
+        env.add_function("doc", move |name: String| match blocks.get(&name) {
+            Some(body) => Ok(body.clone()),
+            None => {
+                let hint =
+                    crate::error::did_you_mean(&name, blocks.keys().map(String::as_str), 3, true);
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("doc('{name}'): no docs block is named `{name}`{hint}"),
+                ))
+            }
+        });
+        Ok(Self { env })
+    }
+
+    /// A description with its `doc('name')` calls (and any other Jinja)
+    /// rendered; an error is placed `at` the description.
+    fn render(&self, text: &str, at: impl Fn() -> Location) -> Result<String> {
+        if !text.contains("{{") && !text.contains("{%") {
+            return Ok(text.to_string());
+        }
+        self.env
+            .render_str(text, minijinja::context! {})
+            .map_err(|e| {
+                let detail = e.detail().map_or(String::new(), |d| format!(": {d}"));
+                Error::Config {
+                    location: at(),
+                    message: format!("description: Jinja: {}{detail}", e.kind()),
+                }
+            })
+    }
+}
+
+/// A docs block: its name, its body (trimmed) and the byte where it starts.
+type DocsBlock = (String, String, usize);
+
+/// The docs blocks of one file; or where the text is malformed and why.
+fn docs_blocks(text: &str) -> std::result::Result<Vec<DocsBlock>, (usize, String)> {
+    let mut blocks = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("{%") {
+        let start = from + found;
+        let Some(close) = text[start..].find("%}") else {
+            return Err((start, "a `{%` tag that never ends with `%}`".into()));
+        };
+        let tag = text[start + 2..start + close]
+            .trim_matches(['-', '+'])
+            .trim();
+        let after = start + close + 2;
+        from = after;
+        let Some(name) = tag
+            .strip_prefix("docs")
+            .filter(|rest| rest.starts_with(char::is_whitespace))
+        else {
+            continue;
+        };
+        let name = name.trim().to_string();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err((
+                start,
+                format!("docs block name `{name}`: use letters, digits and `_`"),
+            ));
+        }
+        let end = enddocs(text, after).ok_or_else(|| {
+            (
+                start,
+                format!("docs block `{name}` has no `{{% enddocs %}}`"),
+            )
+        })?;
+        blocks.push((name, text[after..end.0].trim().to_string(), start));
+        from = end.1;
+    }
+    Ok(blocks)
+}
+
+/// Where the `{% enddocs %}` tag after `from` starts and ends.
+fn enddocs(text: &str, from: usize) -> Option<(usize, usize)> {
+    let mut at = from;
+    while let Some(found) = text[at..].find("{%") {
+        let start = at + found;
+        let close = text[start..].find("%}")?;
+        let tag = text[start + 2..start + close]
+            .trim_matches(['-', '+'])
+            .trim();
+        if tag == "enddocs" {
+            return Some((start, start + close + 2));
+        }
+        at = start + close + 2;
+    }
+    None
 }
 
 /// One dbt test entry as native config writes it: `'unique'`, or
@@ -205,5 +369,59 @@ mod tests {
         );
         assert!(bad.unwrap_err().contains("not a ref('model')"));
         assert_eq!(ref_name("ref(\"pkg\", \"m\")").as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn docs_blocks_are_found_and_descriptions_name_them() {
+        let text = "intro\n{% docs status %}\nOne of *placed*, *shipped*.\n{% enddocs %}\n\
+                    {%- docs __overview__ -%} The shop. {%- enddocs -%}\n";
+        let blocks = docs_blocks(text).unwrap();
+        let names: Vec<&str> = blocks.iter().map(|(name, _, _)| name.as_str()).collect();
+        assert_eq!(names, ["status", "__overview__"]);
+        assert_eq!(blocks[0].1, "One of *placed*, *shipped*.");
+        assert_eq!(blocks[0].2, 6);
+        assert_eq!(blocks[1].1, "The shop.");
+        let unterminated = docs_blocks("{% docs x %}\nno end").unwrap_err();
+        assert_eq!(unterminated.0, 0);
+        assert!(
+            unterminated.1.contains("no `{% enddocs %}`"),
+            "{}",
+            unterminated.1
+        );
+        assert!(docs_blocks("{% docs a-b %}{% enddocs %}").is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("docs.md"), text).unwrap();
+        let docs = Docs::load(dir.path(), &[PathBuf::from("docs.md")]).unwrap();
+        let at = || Location::new("models/schema.yml", 3, 9);
+        assert_eq!(
+            docs.render("Status: {{ doc('status') }}", at).unwrap(),
+            "Status: One of *placed*, *shipped*."
+        );
+        assert_eq!(docs.render("plain text", at).unwrap(), "plain text");
+        let missing = docs
+            .render("{{ doc('stats') }}", at)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("models/schema.yml:3:9") && missing.contains("did you mean `status`?"),
+            "{missing}"
+        );
+        std::fs::write(
+            dir.path().join("twice.md"),
+            "{% docs status %}x{% enddocs %}",
+        )
+        .unwrap();
+        let twice = Docs::load(
+            dir.path(),
+            &[PathBuf::from("docs.md"), PathBuf::from("twice.md")],
+        );
+        assert!(
+            twice
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("a second docs block named `status`")
+        );
     }
 }

@@ -50,9 +50,6 @@ pub fn translate(dir: &Path) -> Result<Translation> {
         out.files
             .push((path, format!("{severity}{}\n", test.sql.trim_end())));
     }
-    out.notes.push(
-        "descriptions and docs blocks are not translated (Orbital does not read them yet)".into(),
-    );
     Ok(out)
 }
 
@@ -145,7 +142,7 @@ fn model_file(model: &Model, notes: &mut Vec<String>) -> String {
     }
     for (key, value) in &config.extra {
         match super::json_to_toml(value) {
-            Ok(Some(value)) => lines.push(format!("{key} = {value}")),
+            Ok(Some(value)) => lines.push(format!("{key} = {}", inline(&value))),
             Ok(None) => {}
             Err(e) => notes.push(format!(
                 "model `{}`: config `{key}` not written: {e}",
@@ -165,15 +162,11 @@ fn model_file(model: &Model, notes: &mut Vec<String>) -> String {
         }
     }
     for (column, tests) in columns {
-        let key = if column
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            column.to_string()
-        } else {
-            toml::Value::String(column.to_string()).to_string()
-        };
-        lines.push(format!("tests.{key} = {}", toml::Value::Array(tests)));
+        lines.push(format!(
+            "tests.{} = {}",
+            inline_key(column),
+            inline(&toml::Value::Array(tests))
+        ));
     }
     if model.incremental_text.is_some() {
         notes.push(format!(
@@ -188,6 +181,59 @@ fn model_file(model: &Model, notes: &mut Vec<String>) -> String {
     text.push_str(model.sql.trim());
     text.push('\n');
     text
+}
+
+/// `value` as TOML on one line (a `-- config:` line): strings with their
+/// line breaks escaped, tables inline.
+fn inline(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => basic_string(text),
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        toml::Value::Table(table) if table.is_empty() => "{}".into(),
+        toml::Value::Table(table) => {
+            let entries: Vec<String> = table
+                .iter()
+                .map(|(key, value)| format!("{} = {}", inline_key(key), inline(value)))
+                .collect();
+            format!("{{ {} }}", entries.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A key bare where TOML allows it, else quoted.
+fn inline_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_string()
+    } else {
+        basic_string(key)
+    }
+}
+
+/// A TOML basic string: `"..."` with `\`, `"` and control characters escaped.
+fn basic_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// One generic test as native config writes it.
@@ -225,4 +271,23 @@ fn test_value(test: &ColumnTest) -> toml::Value {
         entry.insert("severity".into(), string("warn"));
     }
     toml::Value::Table(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_values_are_written_on_one_line_and_read_back_the_same() {
+        let value: toml::Value = toml::from_str::<toml::Table>(
+            "v = { description = \"two\\nlines, a \\\"quote\\\", a \\\\ and a\\ttab\", \
+             columns = { id = { description = \"\" }, \"odd key\" = {} }, hooks = [\"a\", \"b\"], n = 3 }",
+        )
+        .unwrap()["v"]
+            .clone();
+        let line = inline(&value);
+        assert!(!line.contains('\n'), "{line}");
+        let back: toml::Table = toml::from_str(&format!("v = {line}")).unwrap();
+        assert_eq!(back["v"], value);
+    }
 }
