@@ -24,8 +24,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use orbital_engine::{
-    CancellationToken, CompileRequest, Engine, EngineOptions, GcRequest, Listing, PlanRequest,
-    PromoteRequest, RunCommand, RunRequest, RunStatus, Selector,
+    CancellationToken, CompileRequest, Engine, EngineOptions, GcRequest, LineageRequest, Listing,
+    PlanRequest, PromoteRequest, RunCommand, RunRequest, RunStatus, Selector,
 };
 
 use crate::diagnostics::Failure;
@@ -77,6 +77,21 @@ enum Command {
         model: Option<String>,
         #[command(flatten)]
         select: SelectArgs,
+    },
+    /// Trace a column's lineage: what it derives from, up to seeds and
+    /// sources (with --downstream: every column derived from it).
+    Lineage {
+        /// The column, as MODEL.COLUMN (e.g. orders.amount).
+        column: String,
+        /// Trace what derives from the column instead.
+        #[arg(long)]
+        downstream: bool,
+        /// The target in orbital.toml (its SQL dialect).
+        #[arg(short, long)]
+        target: Option<String>,
+        /// A dbt project's vars, over dbt_project.yml's.
+        #[arg(long, value_name = "YAML")]
+        vars: Option<String>,
     },
     /// List seeds and models.
     Ls {
@@ -280,6 +295,27 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
         ),
         Command::Compile { model, select } => {
             compile(engine, cli, select, model.as_deref(), output).await
+        }
+        Command::Lineage {
+            column,
+            downstream,
+            target,
+            vars,
+        } => {
+            let tree = engine
+                .lineage(LineageRequest {
+                    project: cli.project.clone(),
+                    selector: Selector {
+                        target: target.clone(),
+                        vars: vars.clone(),
+                        ..Selector::default()
+                    },
+                    column: column.clone(),
+                    downstream: *downstream,
+                })
+                .await?;
+            output.lineage(&tree, *downstream);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Ls { select } => {
             let compiled = engine

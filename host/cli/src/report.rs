@@ -71,6 +71,49 @@ impl Output {
     }
 
     /// `ls`'s lines: kind, name, materialization and file of each node.
+    /// A column's lineage tree; unknowns last under the column they are of.
+    pub fn lineage(&self, tree: &orbital_core::lineage::Tree, downstream: bool) {
+        if self.json {
+            emit_json(&serde_json::json!({ "lineage": tree, "downstream": downstream }));
+            return;
+        }
+        let mut lines = vec![format!("{}.{}", tree.node, tree.column)];
+        self.lineage_below(tree, "", &mut lines);
+        println!("{}", lines.join("\n"));
+    }
+
+    fn lineage_below(
+        &self,
+        tree: &orbital_core::lineage::Tree,
+        indent: &str,
+        lines: &mut Vec<String>,
+    ) {
+        let count = tree.children.len() + tree.unknown.len();
+        for (index, child) in tree.children.iter().enumerate() {
+            let last = index + 1 == count;
+            let kinds: Vec<&str> = child.kinds.iter().map(|k| k.label()).collect();
+            let kind = kinds.join(", ");
+            let repeated = if child.repeated { " (above)" } else { "" };
+            lines.push(format!(
+                "{indent}{}{}.{}  {}{repeated}",
+                if last { "└─ " } else { "├─ " },
+                child.node,
+                child.column,
+                self.paint(&kind, Paint::Dim)
+            ));
+            let deeper = format!("{indent}{}", if last { "   " } else { "│  " });
+            self.lineage_below(child, &deeper, lines);
+        }
+        for (index, why) in tree.unknown.iter().enumerate() {
+            let last = tree.children.len() + index + 1 == count;
+            lines.push(format!(
+                "{indent}{}{}",
+                if last { "└─ " } else { "├─ " },
+                self.paint(&format!("unknown: {why}"), Paint::Yellow)
+            ));
+        }
+    }
+
     pub fn list_rows(&self, rows: &[ListRow]) {
         let width = rows.iter().map(|r| r.materialized.len()).max().unwrap_or(0);
         // One buffer: stdout's own line buffer makes a write per node.

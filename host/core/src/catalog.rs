@@ -151,15 +151,19 @@ impl<'a> ProjectCatalog<'a> {
     }
 
     fn seed_columns(&self, index: usize) -> Result<Vec<String>, String> {
-        let seed = &self.project.seeds[index];
-        let path = self.project.root.join(&seed.path);
-        let mut reader = csv::Reader::from_path(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let headers = reader
-            .headers()
-            .map_err(|e| format!("cannot read the header of {}: {e}", path.display()))?;
-        Ok(headers.iter().map(|h| h.trim().to_string()).collect())
+        seed_header(self.project, &self.project.seeds[index])
     }
+}
+
+/// The column names of `seed`: its CSV file's header.
+pub fn seed_header(project: &Project, seed: &crate::Seed) -> Result<Vec<String>, String> {
+    let path = project.root.join(&seed.path);
+    let mut reader = csv::Reader::from_path(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("cannot read the header of {}: {e}", path.display()))?;
+    Ok(headers.iter().map(|h| h.trim().to_string()).collect())
 }
 
 impl Catalog for ProjectCatalog<'_> {
@@ -247,7 +251,7 @@ fn set_columns(
 }
 
 /// The relations a SELECT reads, in order: (the name that qualifies them, the factor).
-fn from_factors(select: &Select) -> Vec<(String, &TableFactor)> {
+pub(crate) fn from_factors(select: &Select) -> Vec<(String, &TableFactor)> {
     select
         .from
         .iter()
@@ -267,7 +271,7 @@ fn qualifier(factor: &TableFactor) -> String {
 }
 
 /// The last part of a dotted name, lowercase: how a relation is qualified.
-fn last_part(name: &ObjectName) -> Option<String> {
+pub(crate) fn last_part(name: &ObjectName) -> Option<String> {
     name.0
         .last()
         .and_then(ObjectNamePart::as_ident)

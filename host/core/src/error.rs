@@ -230,7 +230,7 @@ pub(crate) fn nearest<'a>(
 }
 
 /// `; did you mean `x`?` for the [`nearest`] candidate, else nothing.
-pub(crate) fn did_you_mean<'a>(
+pub fn did_you_mean<'a>(
     written: &str,
     candidates: impl IntoIterator<Item = &'a str>,
     max: usize,

@@ -24,6 +24,7 @@ mod error;
 pub mod fingerprint;
 pub mod hash;
 pub mod incremental;
+pub mod lineage;
 pub mod macros;
 pub mod plan;
 pub mod project;
@@ -42,7 +43,7 @@ pub use compile::{
 };
 pub use config::{ComponentRef, ProjectConfig, Target};
 pub use dag::{Dag, Node, NodeId, NodeKind};
-pub use error::{Error, Location, Result};
+pub use error::{Error, Location, Result, did_you_mean};
 pub use fingerprint::{Fingerprints, PluginHashes};
 pub use hash::Hash;
 pub use project::{Model, ModelConfig, Project, Seed};
