@@ -307,3 +307,102 @@ fn a_test_macro_that_never_returns_is_stopped() {
     );
     assert!(!project.database().exists(), "nothing is written");
 }
+
+/// Runs the failing-rows checks on a built jaffle_shop `project`:
+/// `stored(table)` counts a table's rows in its warehouse.
+fn failing_rows_are_shown_and_kept(project: &TestProject, stored: impl Fn(&str) -> String) {
+    project.write(
+        "tests/every_order_completed.sql",
+        "select order_id, status from orders where status <> 'completed' order by order_id",
+    );
+    let failed = project.orbital(&["test", "--json"]).expect_code(1);
+    let json = failed.json();
+    let failed_test = result(&json, "every_order_completed");
+    let failures = failed_test["failures"].as_u64().unwrap();
+    assert!(failures > 0, "{failed_test}");
+    let rows = failed_test["failing_rows"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len() as u64, failures.min(10));
+    assert_eq!(
+        failed_test["failing_rows"]["columns"],
+        serde_json::json!(["order_id", "status"])
+    );
+    assert!(rows.iter().all(|r| r[1] != "completed"), "{rows:?}");
+    assert!(
+        failed_test.get("stored_failures").is_none(),
+        "{failed_test}"
+    );
+
+    // The text summary shows them under the failure.
+    let text = project.orbital(&["test"]).expect_code(1).stdout();
+    assert!(text.contains("    order_id | status\n"), "{text}");
+    assert!(text.contains("return_pending"), "{text}");
+
+    // --store-failures keeps them all, in the default environment and another.
+    let kept = project
+        .orbital(&["test", "--store-failures", "--json"])
+        .expect_code(1)
+        .json();
+    let kept = result(&kept, "every_order_completed");
+    let table = kept["stored_failures"].as_str().unwrap();
+    assert!(table.ends_with("failures__every_order_completed"), "{kept}");
+    assert!(
+        kept["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("kept in {table}")),
+        "{kept}"
+    );
+    assert_eq!(stored(table), failures.to_string());
+    project.orbital(&["build", "--env", "dev"]).expect_code(1);
+    project
+        .orbital(&["test", "--env", "dev", "--store-failures"])
+        .expect_code(1);
+    let dev_table = table.replace("failures__", "dev__failures__");
+    assert_eq!(stored(&dev_table), failures.to_string());
+    // A passing test's table is kept, empty.
+    project.write(
+        "tests/every_order_completed.sql",
+        "select order_id from orders where status = 'nonsense'",
+    );
+    project
+        .orbital(&["test", "--store-failures"])
+        .expect_code(0);
+    assert_eq!(stored(table), "0");
+}
+
+#[test]
+fn a_failing_test_shows_its_rows_and_can_keep_them_on_sqlite() {
+    let project = TestProject::jaffle_shop();
+    project.orbital(&["build"]).expect_code(0);
+    let database = project.database();
+    failing_rows_are_shown_and_kept(&project, |table| {
+        query(&database, &format!("select count(*) from {table}"))[0][0].clone()
+    });
+}
+
+#[test]
+fn a_failing_test_shows_its_rows_and_can_keep_them_on_postgresql() {
+    let Some(support::backends::Backend::Postgres(database)) =
+        support::backends::Backend::postgres("failing_rows")
+    else {
+        return;
+    };
+    let project = TestProject::jaffle_shop();
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    let url_line = config
+        .lines()
+        .find(|l| l.trim_start().starts_with("url"))
+        .unwrap()
+        .to_string();
+    project.write(
+        "orbital.toml",
+        &config.replace(&url_line, &format!("url = \"{}\"", database.url)),
+    );
+    project.orbital(&["build"]).expect_code(0);
+    failing_rows_are_shown_and_kept(&project, |table| {
+        support::backends::psql(&database.url, &format!("select count(*) from {table}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    });
+}

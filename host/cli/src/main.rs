@@ -223,6 +223,10 @@ pub(crate) struct RunArgs {
     /// may hand its view and table builds to.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub(crate) peers: Vec<String>,
+    /// Keep each data test's failing rows in a table, `failures__<test>`
+    /// (`<env>__failures__<test>` in another environment).
+    #[arg(long)]
+    pub(crate) store_failures: bool,
 }
 
 impl SelectArgs {
@@ -286,6 +290,7 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
         full_refresh: args.full_refresh,
         env: args.env.clone(),
         peers: args.peers.clone(),
+        store_failures: args.store_failures,
     };
     match &cli.command {
         Command::Init { dir, from_dbt } => init::init(

@@ -288,6 +288,13 @@ impl Output {
                     failure.name,
                     failure.error.as_deref().unwrap_or("failed")
                 );
+                if let Some(rows) = &failure.failing_rows {
+                    let total = failure.failures.unwrap_or(0) as usize;
+                    if total > rows.rows.len() {
+                        println!("    the first {} of {total}:", rows.rows.len());
+                    }
+                    print!("{}", table(rows, "    "));
+                }
             }
         }
         println!();
@@ -530,6 +537,56 @@ pub struct ListRow {
 }
 
 /// `ls`'s rows from the nodes of a daemon's `/v1/project`.
+/// `rows` as an aligned text table, each line after `indent`; cells cut
+/// at 40 characters, NULL as `NULL`.
+pub fn table(rows: &orbital_engine::Rows, indent: &str) -> String {
+    const WIDEST: usize = 40;
+    let cut = |text: &str| -> String {
+        let one_line = text.replace(['\n', '\r'], " ");
+        match one_line.chars().count() > WIDEST {
+            true => one_line.chars().take(WIDEST - 1).chain(['…']).collect(),
+            false => one_line,
+        }
+    };
+    let cells: Vec<Vec<String>> = rows
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|c| cut(c.as_deref().unwrap_or("NULL")))
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = rows
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let widest = cells
+                .iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max();
+            widest.unwrap_or(0).max(cut(name).chars().count())
+        })
+        .collect();
+    let line = |cells: Vec<String>| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        format!("{indent}{}\n", padded.join(" | ").trim_end())
+    };
+    let mut out = line(rows.columns.iter().map(|c| cut(c)).collect());
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    out.push_str(&format!("{indent}{}\n", rule.join("-+-")));
+    for row in cells {
+        out.push_str(&line(row));
+    }
+    out
+}
+
 pub fn rows_of(nodes: &serde_json::Value) -> Vec<ListRow> {
     let text = |node: &serde_json::Value, key: &str| node[key].as_str().unwrap_or("").to_string();
     nodes

@@ -310,6 +310,8 @@ struct RunBody {
     full_refresh: bool,
     #[serde(default)]
     peers: Vec<String>,
+    #[serde(default)]
+    store_failures: bool,
 }
 
 fn run_request(daemon: &Daemon, body: &[u8]) -> Result<RunRequest, ApiError> {
@@ -332,6 +334,7 @@ fn run_request(daemon: &Daemon, body: &[u8]) -> Result<RunRequest, ApiError> {
         full_refresh: body.full_refresh,
         env: body.env,
         peers: body.peers,
+        store_failures: body.store_failures,
     })
 }
 

@@ -92,6 +92,9 @@ pub struct RunRequest {
     /// its stateless builds to; empty: all are built here.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Keep each data test's failing rows in a table of its own.
+    #[serde(default)]
+    pub store_failures: bool,
 }
 
 /// `plan`: what a run would do.

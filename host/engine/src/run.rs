@@ -341,7 +341,11 @@ async fn run_nodes(
             orbital_runner::ensure_schemas(plugins, std::slice::from_ref(schema)).await?;
         }
     }
-    let assignments = Arc::new(assign(session, &connected, &plan));
+    let mut assignments = assign(session, &connected, &plan);
+    if request.store_failures {
+        assignments.failures = failure_tables(session);
+    }
+    let assignments = Arc::new(assignments);
     let options = RunOptions {
         threads: session.threads,
         full_refresh: request.full_refresh,
@@ -460,7 +464,7 @@ async fn execute(
                     orbital_runner::Event::Finished(result) => Event::NodeFinished {
                         run: id,
                         path: dag.nodes[result.id].path.display().to_string(),
-                        result,
+                        result: *result,
                     },
                 },
             );
@@ -600,6 +604,7 @@ fn assign(session: &Session, connected: &Connected, plan: &Plan) -> Assignments 
     let mut assignments = Assignments {
         work: vec![None; dag.nodes.len()],
         reads: vec![None; dag.nodes.len()],
+        failures: Vec::new(),
     };
     for (id, read) in plan.reads.iter().enumerate() {
         assignments.reads[id] =
@@ -618,6 +623,28 @@ fn assign(session: &Session, connected: &Connected, plan: &Plan) -> Assignments 
         });
     }
     assignments
+}
+
+/// Per test, the table `--store-failures` keeps its failing rows in: in the
+/// target's schema (which builds have made), `failures__<test>`, and for
+/// an environment other than the default `<env>__failures__<test>`.
+fn failure_tables(session: &Session) -> Vec<Option<orbital_core::dag::RelationName>> {
+    let default = session.environment == orbital_core::plan::DEFAULT_ENVIRONMENT;
+    session
+        .compiled
+        .dag
+        .nodes
+        .iter()
+        .map(|node| {
+            node.is_test().then(|| orbital_core::dag::RelationName {
+                schema: session.target.schema.clone(),
+                identifier: match default {
+                    true => format!("failures__{}", node.name),
+                    false => format!("{}__failures__{}", session.environment, node.name),
+                },
+            })
+        })
+        .collect()
 }
 
 /// The environment's view changes: every node that succeeded and whose

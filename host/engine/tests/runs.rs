@@ -25,6 +25,7 @@ fn request(project: &Path, command: RunCommand, env: Option<&str>) -> RunRequest
         full_refresh: false,
         env: env.map(str::to_string),
         peers: Vec::new(),
+        store_failures: false,
     }
 }
 

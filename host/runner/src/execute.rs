@@ -86,6 +86,48 @@ pub struct Work {
 pub struct Assignments {
     pub work: Vec<Option<Work>>,
     pub reads: Vec<Option<RelationName>>,
+    /// Per test: the table its failing rows are kept in (`--store-failures`),
+    /// or `None`.
+    pub failures: Vec<Option<RelationName>>,
+}
+
+/// How many failing rows a failed test shows.
+pub const FAILING_ROWS_SHOWN: usize = 10;
+
+/// Some rows of a query, as text (`None` for NULL): the failing rows a test
+/// shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+impl From<orbital_plugin_host::types::RowSet> for Rows {
+    fn from(set: orbital_plugin_host::types::RowSet) -> Self {
+        use orbital_plugin_host::types::Value as V;
+        let cell = |value: V| match value {
+            V::Null => None,
+            V::Boolean(b) => Some(b.to_string()),
+            V::Integer(i) => Some(i.to_string()),
+            V::Real(r) => Some(r.to_string()),
+            V::Bytes(bytes) => Some(format!("<{} bytes>", bytes.len())),
+            V::Numeric(text)
+            | V::Text(text)
+            | V::Date(text)
+            | V::Timestamp(text)
+            | V::Timestamptz(text)
+            | V::Json(text)
+            | V::Uuid(text) => Some(text),
+        };
+        Rows {
+            columns: set.columns.into_iter().map(|c| c.name).collect(),
+            rows: set
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().map(cell).collect())
+                .collect(),
+        }
+    }
 }
 
 /// The outcome of one node.
@@ -104,6 +146,13 @@ pub struct NodeResult {
     /// For a data test: how many rows failed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<u64>,
+    /// For a failed data test: its first [`FAILING_ROWS_SHOWN`] failing rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_rows: Option<Rows>,
+    /// For a data test with `--store-failures`: the table holding all its
+    /// failing rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_failures: Option<String>,
     /// Set where the warehouse disagreed with the state store: `missing`
     /// (its build was gone: built again), `repoint` (the environment's
     /// relation was missing or read another build: pointed back).
@@ -117,7 +166,7 @@ pub struct NodeResult {
 #[derive(Debug, Clone)]
 pub enum Event {
     Started { id: NodeId },
-    Finished(NodeResult),
+    Finished(Box<NodeResult>),
 }
 
 /// Runs `selection` (in topological order) and returns one result per node
@@ -159,7 +208,7 @@ pub async fn execute(
             };
             if let Some(upstream) = &schedule.blocked_by[id] {
                 let result = skipped(&dag, id, upstream);
-                let _ = events.send(Event::Finished(result.clone()));
+                let _ = events.send(Event::Finished(Box::new(result.clone())));
                 schedule.release(&dag, &result);
                 results[id] = Some(result);
                 continue;
@@ -194,7 +243,7 @@ pub async fn execute(
             result.status = Status::Cancelled;
             result.error = Some("cancelled while it ran".into());
         }
-        let _ = events.send(Event::Finished(result.clone()));
+        let _ = events.send(Event::Finished(Box::new(result.clone())));
         schedule.release(&dag, &result);
         let id = result.id;
         results[id] = Some(result);
@@ -330,6 +379,8 @@ fn skipped(dag: &Dag, id: NodeId, upstream: &str) -> NodeResult {
         },
         rows_affected: None,
         failures: None,
+        failing_rows: None,
+        stored_failures: None,
         repair: None,
         id,
     }
@@ -408,6 +459,8 @@ impl Context {
             relation: relation_text(&target),
             rows_affected,
             failures: None,
+            failing_rows: None,
+            stored_failures: None,
             repair,
             id,
         }
@@ -416,20 +469,29 @@ impl Context {
     /// Counts the rows a test's query returns: none is a pass.
     async fn run_test(&self, id: NodeId, severity: Severity, started: Instant) -> NodeResult {
         let node = &self.dag.nodes[id];
-        let counted = match self.render(id) {
-            Ok(sql) => {
-                let count = format!("SELECT count(*) FROM (\n{sql}\n) AS orbital_failures");
-                self.database
-                    .query(crate::database::plain(&count))
-                    .await
-                    .map_err(|e| e.message)
-                    .and_then(|rows| match rows.rows.first().and_then(|r| r.first()) {
-                        Some(Value::Integer(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
-                        other => Err(format!("the failing-row count came back as {other:?}")),
-                    })
-            }
-            Err(error) => Err(error),
+        let rendered = self.render(id);
+        let mut stored_failures = None;
+        let counted = match &rendered {
+            Ok(sql) => match self.store_failures(id, sql).await {
+                Ok(stored) => {
+                    stored_failures = stored;
+                    self.count_failures(sql).await
+                }
+                Err(e) => Err(e),
+            },
+            Err(error) => Err(error.clone()),
         };
+        let mut failing_rows = None;
+        if let (Ok(sql), Ok(1..)) = (&rendered, &counted) {
+            let sample =
+                format!("SELECT * FROM (\n{sql}\n) AS orbital_failures LIMIT {FAILING_ROWS_SHOWN}");
+            match self.database.query(crate::database::plain(&sample)).await {
+                Ok(rows) => failing_rows = Some(Rows::from(rows)),
+                Err(e) => {
+                    tracing::warn!("{}: cannot read its failing rows: {}", node.name, e.message)
+                }
+            }
+        }
         let (status, message, failures, error) = match counted {
             Ok(0) => (Status::Pass, "pass".to_string(), Some(0), None),
             Ok(n) => {
@@ -438,7 +500,10 @@ impl Context {
                     Severity::Warn => Status::Warn,
                 };
                 let rows = if n == 1 { "row" } else { "rows" };
-                let text = format!("{n} failing {rows}");
+                let text = match &stored_failures {
+                    Some(table) => format!("{n} failing {rows}, kept in {table}"),
+                    None => format!("{n} failing {rows}"),
+                };
                 (
                     status,
                     text.clone(),
@@ -459,9 +524,45 @@ impl Context {
             relation: node.name.clone(),
             rows_affected: None,
             failures,
+            failing_rows,
+            stored_failures: stored_failures.map(|r: RelationName| r.to_string()),
             repair: None,
             id,
         }
+    }
+
+    /// How many rows the test query `sql` returns.
+    async fn count_failures(&self, sql: &str) -> Result<u64, String> {
+        let count = format!("SELECT count(*) FROM (\n{sql}\n) AS orbital_failures");
+        let rows = self
+            .database
+            .query(crate::database::plain(&count))
+            .await
+            .map_err(|e| e.message)?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+            other => Err(format!("the failing-row count came back as {other:?}")),
+        }
+    }
+
+    /// Keeps every row test `id`'s query `sql` returns in the table the run
+    /// assigned it, replacing the last run's (none with no such table).
+    async fn store_failures(&self, id: NodeId, sql: &str) -> Result<Option<RelationName>, String> {
+        let Some(Some(table)) = self.assignments.failures.get(id) else {
+            return Ok(None);
+        };
+        let quoted = table.quoted();
+        let statements = vec![
+            crate::database::plain(&format!("DROP TABLE IF EXISTS {quoted}")),
+            crate::database::plain(&format!(
+                "CREATE TABLE {quoted} AS SELECT * FROM (\n{sql}\n) AS orbital_failures"
+            )),
+        ];
+        self.database
+            .transaction(statements)
+            .await
+            .map_err(|e| format!("cannot store its failing rows in {table}: {}", e.message))?;
+        Ok(Some(table.clone()))
     }
 
     /// A model's or test's SQL reading the relations this run assigned; for

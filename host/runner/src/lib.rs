@@ -25,8 +25,8 @@ pub use database::remote::Link;
 pub use database::{CANCELLED, Claim, Claimed, Lent, RunLock, Warehouse, random_u64};
 pub use error::{DatabaseError, RunnerError};
 pub use execute::{
-    Assignments, Delegate, Delegation, Event, NodeResult, RunOptions, Status, Work, build_task,
-    execute,
+    Assignments, Delegate, Delegation, Event, FAILING_ROWS_SHOWN, NodeResult, Rows, RunOptions,
+    Status, Work, build_task, execute,
 };
 pub use plugins::{Component, LoadedPlugins, plugin_set_key};
 pub use publish::{Publish, drop_physical, ensure_schemas, publish};
