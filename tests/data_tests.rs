@@ -382,22 +382,10 @@ fn a_failing_test_shows_its_rows_and_can_keep_them_on_sqlite() {
 
 #[test]
 fn a_failing_test_shows_its_rows_and_can_keep_them_on_postgresql() {
-    let Some(support::backends::Backend::Postgres(database)) =
-        support::backends::Backend::postgres("failing_rows")
+    let Some((project, database)) = support::backends::jaffle_shop_on_postgres("failing_rows")
     else {
         return;
     };
-    let project = TestProject::jaffle_shop();
-    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
-    let url_line = config
-        .lines()
-        .find(|l| l.trim_start().starts_with("url"))
-        .unwrap()
-        .to_string();
-    project.write(
-        "orbital.toml",
-        &config.replace(&url_line, &format!("url = \"{}\"", database.url)),
-    );
     project.orbital(&["build"]).expect_code(0);
     failing_rows_are_shown_and_kept(&project, |table| {
         support::backends::psql(&database.url, &format!("select count(*) from {table}"))

@@ -212,3 +212,24 @@ pub fn normalize(cell: &str) -> String {
         _ => cell.to_string(),
     }
 }
+
+/// The jaffle_shop example with its target on a fresh PostgreSQL database
+/// for test `test` (`None` without a server).
+#[allow(dead_code)]
+pub fn jaffle_shop_on_postgres(test: &str) -> Option<(TestProject, PgDatabase)> {
+    let Some(Backend::Postgres(database)) = Backend::postgres(test) else {
+        return None;
+    };
+    let project = TestProject::jaffle_shop();
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    let url_line = config
+        .lines()
+        .find(|l| l.trim_start().starts_with("url"))
+        .expect("the example's target URL")
+        .to_string();
+    project.write(
+        "orbital.toml",
+        &config.replace(&url_line, &format!("url = \"{}\"", database.url)),
+    );
+    Some((project, database))
+}

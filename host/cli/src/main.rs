@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use orbital_engine::{
     CancellationToken, CompileRequest, Engine, EngineOptions, GcRequest, LineageRequest, Listing,
-    PlanRequest, PromoteRequest, RunCommand, RunRequest, RunStatus, Selector,
+    PlanRequest, PromoteRequest, RunCommand, RunRequest, RunStatus, Selector, ShowRequest,
 };
 
 use crate::diagnostics::Failure;
@@ -87,6 +87,28 @@ enum Command {
         #[arg(long)]
         downstream: bool,
         /// The target in orbital.toml (its SQL dialect).
+        #[arg(short, long)]
+        target: Option<String>,
+        /// A dbt project's vars, over dbt_project.yml's.
+        #[arg(long, value_name = "YAML")]
+        vars: Option<String>,
+    },
+    /// Print the first rows of a model (or of --inline 'select ...' over
+    /// the project's models) in an environment.
+    Show {
+        /// The model or seed to read.
+        model: Option<String>,
+        /// A query over the project's models, seeds and sources, written as
+        /// a model is (instead of MODEL).
+        #[arg(long, value_name = "SQL")]
+        inline: Option<String>,
+        /// How many rows.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// The environment to read (default: prod).
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// The target in orbital.toml.
         #[arg(short, long)]
         target: Option<String>,
         /// A dbt project's vars, over dbt_project.yml's.
@@ -320,6 +342,31 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
                 })
                 .await?;
             output.lineage(&tree, *downstream);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show {
+            model,
+            inline,
+            limit,
+            env,
+            target,
+            vars,
+        } => {
+            let rows = engine
+                .show(ShowRequest {
+                    project: cli.project.clone(),
+                    selector: Selector {
+                        target: target.clone(),
+                        vars: vars.clone(),
+                        ..Selector::default()
+                    },
+                    env: env.clone(),
+                    model: model.clone(),
+                    inline: inline.clone(),
+                    limit: *limit,
+                })
+                .await?;
+            output.rows(&rows);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { select } => {

@@ -71,6 +71,17 @@ impl Output {
     }
 
     /// `ls`'s lines: kind, name, materialization and file of each node.
+    /// Rows `orbital show` read.
+    pub fn rows(&self, rows: &orbital_engine::Rows) {
+        if self.json {
+            emit_json(rows);
+            return;
+        }
+        print!("{}", table(rows, ""));
+        let count = rows.rows.len();
+        println!("({count} {})", if count == 1 { "row" } else { "rows" });
+    }
+
     /// A column's lineage tree; unknowns last under the column they are of.
     pub fn lineage(&self, tree: &orbital_core::lineage::Tree, downstream: bool) {
         if self.json {

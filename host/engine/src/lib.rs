@@ -36,6 +36,7 @@ mod request;
 mod run;
 mod session;
 mod shared;
+mod show;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,7 @@ pub use request::{
     PlanRequest, PromoteRequest, RunCommand, RunRequest, Selector,
 };
 pub use shared::{BoxFuture, BuildSource};
+pub use show::{SHOW_LIMIT_MAX, ShowRequest};
 
 /// What the engine is configured with by its front end.
 #[derive(Debug, Clone, Default)]

@@ -187,6 +187,31 @@ fn compile_model(
     }
 }
 
+/// A query written on the command line (`orbital show --inline`), compiled
+/// against `project` as a model would be: what it reads resolved to the
+/// project's nodes and sources, by the ids `compile` gives them.
+/// Macros are not expanded in it.
+pub fn inline_query(project: &Project, target: &Target, sql: &str) -> Result<CompiledModel> {
+    let model = Model {
+        name: "inline".into(),
+        path: "<inline>".into(),
+        sql: sql.to_string(),
+        config: crate::project::ModelConfig {
+            materialized: "view".into(),
+            tags: Vec::new(),
+            enabled: true,
+            tests: Vec::new(),
+            extra: serde_json::Map::new(),
+        },
+        incremental_text: None,
+    };
+    let dialect = crate::dialect::dialect_for(target.parser_dialect());
+    let parsed = parse_model(&model, dialect, &NoMacros, &crate::catalog::NoCatalog)?;
+    let resolver = Resolver::new(project);
+    let (compiled, _) = resolve_model(&model, &parsed, &resolver)?;
+    Ok(compiled)
+}
+
 /// Where model `model` is published on `target`: its `alias`, else its
 /// name, in the target's schema, or with a `schema` config in
 /// `<target schema>_<schema>` (as dbt names custom schemas). A custom
