@@ -212,6 +212,22 @@ pub fn node_json(dag: &Dag, id: NodeId) -> serde_json::Value {
     })
 }
 
+/// The model or seed named `name` (any case), or a usage error with the
+/// nearest name.
+pub(crate) fn model_or_seed(dag: &Dag, name: &str) -> Result<NodeId, EngineError> {
+    dag.find(name)
+        .filter(|&id| !dag.nodes[id].is_test())
+        .ok_or_else(|| {
+            let names = dag
+                .nodes
+                .iter()
+                .filter(|n| !n.is_test())
+                .map(|n| n.name.as_str());
+            let hint = orbital_core::did_you_mean(name, names, 3, true);
+            EngineError::Usage(format!("no model or seed named `{name}`{hint}"))
+        })
+}
+
 /// A model's SQL as users read it: references by their relation names.
 pub fn user_sql(dag: &Dag, id: NodeId) -> Option<String> {
     orbital_core::compile::render_model(dag, id, |dep| dag.nodes[dep].relation.quoted())

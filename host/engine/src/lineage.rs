@@ -49,18 +49,7 @@ fn trace(compiled: &Compiled, request: &LineageRequest) -> Result<Tree, EngineEr
         ))
     })?;
     let dag = &compiled.compiled.dag;
-    let id = dag
-        .find(node)
-        .filter(|&id| !dag.nodes[id].is_test())
-        .ok_or_else(|| {
-            let names = dag
-                .nodes
-                .iter()
-                .filter(|n| !n.is_test())
-                .map(|n| n.name.as_str());
-            let hint = orbital_core::did_you_mean(node, names, 3, true);
-            EngineError::Usage(format!("no model or seed named `{node}`{hint}"))
-        })?;
+    let id = crate::compile::model_or_seed(dag, node)?;
     let config = &compiled.project.config;
     let (_, target) = config.target(request.selector.target.as_deref())?;
     let wanted: Vec<usize> = match request.downstream {

@@ -489,6 +489,7 @@ impl Session {
             .dag
             .nodes
             .iter()
+            .filter(|node| !node.is_test())
             .map(|node| &node.relation.schema)
             .filter(|schema| **schema != self.target.schema)
             .collect();

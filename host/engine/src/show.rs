@@ -54,19 +54,7 @@ impl Engine {
         let connected = session.connect_sharing().await?;
         let query = match (&request.model, &request.inline) {
             (Some(model), None) => {
-                let dag = &session.compiled.dag;
-                let id = dag
-                    .find(model)
-                    .filter(|&id| !dag.nodes[id].is_test())
-                    .ok_or_else(|| {
-                        let names = dag
-                            .nodes
-                            .iter()
-                            .filter(|n| !n.is_test())
-                            .map(|n| n.name.as_str());
-                        let hint = orbital_core::did_you_mean(model, names, 3, true);
-                        EngineError::Usage(format!("no model or seed named `{model}`{hint}"))
-                    })?;
+                let id = crate::compile::model_or_seed(&session.compiled.dag, model)?;
                 format!(
                     "SELECT * FROM {}",
                     built(&session, &connected, id)?.quoted()
