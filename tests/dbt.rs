@@ -641,6 +641,35 @@ fn schema_alias_and_hooks_on_postgresql() {
     assert_eq!(sql("select count(*) from analytics.people_tidy"), "2");
     assert_eq!(sql("select count(*) from analytics_marts.people"), "2");
 
+    // The project's own naming macros decide, as in dbt: here the custom
+    // schema as it is, and aliases with a suffix.
+    project.write(
+        "macros/naming.sql",
+        "{% macro generate_schema_name(custom_schema_name, node) -%}\n\
+         {%- if custom_schema_name is none -%}{{ target.schema }}\n\
+         {%- else -%}{{ custom_schema_name | trim }}{%- endif -%}\n\
+         {%- endmacro %}\n\
+         {% macro generate_alias_name(custom_alias_name=none, node=none) -%}\n\
+         {%- if custom_alias_name is none -%}{{ node.name }}\n\
+         {%- else -%}{{ custom_alias_name }}_v{%- endif -%}\n\
+         {%- endmacro %}\n",
+    );
+    project.orbital(&["build"]).expect_code(0);
+    assert_eq!(sql("select count(*) from marts.people"), "2");
+    assert_eq!(sql("select count(*) from analytics.people_tidy_v"), "2");
+    assert_eq!(
+        sql("select to_regclass('analytics_marts.people') is null"),
+        "t"
+    );
+    assert_eq!(
+        sql("select to_regclass('analytics.people_tidy') is null"),
+        "t"
+    );
+    assert_eq!(audited(), "1", "moving a model builds nothing");
+    std::fs::remove_file(project.path().join("macros/naming.sql")).unwrap();
+    project.orbital(&["build"]).expect_code(0);
+    assert_eq!(sql("select count(*) from analytics_marts.people"), "2");
+
     // A failing hook fails its model, which is not published.
     project.write(
         "models/marts/people.sql",
@@ -666,7 +695,7 @@ fn alias_and_hooks_on_sqlite_and_a_custom_schema_is_refused_there() {
     let refused = project.orbital(&["build"]).expect_code(2);
     assert!(
         refused.stderr().contains("models/marts/people.sql")
-            && refused.stderr().contains("schema = 'marts'")
+            && refused.stderr().contains("schema = 'main_marts'")
             && refused.stderr().contains("no schemas"),
         "{}",
         refused.stderr()

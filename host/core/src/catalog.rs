@@ -54,7 +54,7 @@ thread_local! {
 /// The catalog of a project being compiled; also parses its models, so a
 /// model's parse can ask for another's columns.
 pub(crate) struct ProjectCatalog<'a> {
-    project: &'a Project,
+    pub(crate) project: &'a Project,
     pub(crate) dialect: &'a str,
     pub(crate) identity: &'a str,
     cache: &'a dyn ParseCache,

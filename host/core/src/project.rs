@@ -434,7 +434,11 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
         }
     })?;
     let config = match &project.dbt {
-        Some(dbt) => dbt.render_hooks(path, &name, config, &crate::dbt::jinja_target(project))?,
+        Some(dbt) => {
+            let target = crate::dbt::jinja_target(project);
+            let config = dbt.render_hooks(path, &name, config, &target)?;
+            dbt.resolve_names(path, &name, &project.name, config, &target)?
+        }
         None => config,
     };
     if let Some(key) = project.dbt.as_ref().and(unsupported_dbt_key(&config)) {

@@ -181,7 +181,11 @@ fn compile_model(
     });
     match compiled {
         Ok((compiled, deps, kept)) => {
-            (model_node(model, compiled, &deps, target), (deps, Ok(kept)))
+            let literal = catalog.project.config.dbt.is_some();
+            (
+                model_node(model, compiled, &deps, target, literal),
+                (deps, Ok(kept)),
+            )
         }
         Err(e) => (Node::placeholder(model), (Vec::new(), Err(e))),
     }
@@ -214,11 +218,14 @@ pub fn inline_query(project: &Project, target: &Target, sql: &str) -> Result<Com
 
 /// Where model `model` is published on `target`: its `alias`, else its
 /// name, in the target's schema, or with a `schema` config in
-/// `<target schema>_<schema>` (as dbt names custom schemas). A custom
-/// schema on a target without schemas is refused by [`published_names`].
-fn published(model: &Model, target: &Target) -> RelationName {
+/// `<target schema>_<schema>` (as dbt names custom schemas). A dbt
+/// project's `schema` is already the whole name (its `generate_schema_name`
+/// made it): `literal`. A custom schema on a target without schemas is
+/// refused by [`published_names`].
+fn published(model: &Model, target: &Target, literal: bool) -> RelationName {
     let identifier = model.config.alias().unwrap_or(&model.name).to_string();
     let schema = match (&target.schema, model.config.schema()) {
+        (_, Some(full)) if literal => Some(full.to_string()),
         (Some(base), Some(custom)) => Some(format!("{base}_{custom}")),
         (base, _) => base.clone(),
     };
@@ -278,13 +285,14 @@ fn model_node(
     compiled: CompiledModel,
     deps: &Dependencies,
     target: &Target,
+    literal: bool,
 ) -> Node {
     Node {
         name: model.name.clone(),
         tags: model.config.tags.clone(),
         kind: NodeKind::Model(compiled),
         path: model.path.clone(),
-        relation: published(model, target),
+        relation: published(model, target, literal),
         depends_on: dependency_ids(deps),
     }
 }

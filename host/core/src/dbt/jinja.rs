@@ -42,6 +42,8 @@ pub struct Renderer {
     /// Whether a macro may ask `is_incremental()` (then every model is
     /// rendered for both builds).
     macros_ask_incremental: bool,
+    /// The names of the macros the macro files define.
+    defined: std::collections::BTreeSet<String>,
     /// `dbt_project.yml`'s vars, under those given on the command line.
     vars: serde_json::Map<String, serde_json::Value>,
     /// `vars` as templates read them.
@@ -116,6 +118,7 @@ impl Renderer {
         env.add_global("adapter", Value::from_object(Adapter));
         let mut macros = Vec::new();
         let mut prefix = String::new();
+        let mut all_defined = std::collections::BTreeSet::new();
         for dir in macro_paths {
             for path in crate::project::paths_with_extension(root, dir, "sql")? {
                 let full = root.join(&path);
@@ -130,6 +133,7 @@ impl Renderer {
                         defined.join(", ")
                     ));
                 }
+                all_defined.extend(defined);
                 macros.push((path, text));
             }
         }
@@ -138,6 +142,7 @@ impl Renderer {
             prefix,
             macros_ask_incremental: macros.iter().any(|(_, text)| asks_incremental(text)),
             macros,
+            defined: all_defined,
             vars_value: Value::from(minijinja::value::Serde(vars.clone())),
             vars,
             started_at: utc_timestamp(std::time::SystemTime::now()),
@@ -273,6 +278,54 @@ impl Renderer {
             Value::from_dyn_object(Arc::new(Capture::default())),
         );
         self.env.render_str(&source, context).map_err(fail)
+    }
+
+    /// Whether the project's macros define `name`.
+    pub fn defines(&self, name: &str) -> bool {
+        self.defined.contains(name)
+    }
+
+    /// The project's own `naming` macro (`generate_schema_name`,
+    /// `generate_alias_name`) called as dbt calls it for model `name` of
+    /// `path`: with the model's `custom` value and `node` (its name,
+    /// resource type, fqn and config). Its output, trimmed.
+    pub fn call_naming_macro(
+        &self,
+        path: &Path,
+        name: &str,
+        naming: &str,
+        custom: Option<&str>,
+        node: Value,
+        target: (&str, &str, &str),
+    ) -> Result<String> {
+        let base = self.context(
+            name,
+            target,
+            crate::incremental::THIS,
+            false,
+            Value::from_dyn_object(Arc::new(Capture::default())),
+        );
+        let context = minijinja::context! {
+            __orbital_custom => custom,
+            __orbital_node => node,
+            ..base
+        };
+        let source = format!(
+            "{}{{{{ {naming}(__orbital_custom, __orbital_node) }}}}",
+            self.prefix
+        );
+        let rendered = self.env.render_str(&source, context).map_err(|e| {
+            match self.error(path, "", &e) {
+                // In the model's own text there is nothing to point at.
+                Error::Config { message, .. } => Error::InvalidModel {
+                    location: Location::new(path, 1, 1),
+                    model: name.to_string(),
+                    message: format!("{naming}(): {message}"),
+                },
+                in_macro => in_macro,
+            }
+        })?;
+        Ok(rendered.trim().to_string())
     }
 
     /// `e` where it happened: in the model (`text` of `path`), or in a

@@ -220,6 +220,79 @@ impl DbtProject {
 }
 
 impl DbtProject {
+    /// `config` with its `schema` and `alias` as the model is published:
+    /// the project's own `generate_schema_name` / `generate_alias_name`
+    /// macros decide them where it defines them, else dbt's defaults do
+    /// (`<target schema>_<schema>`; the alias as given). A schema that is
+    /// the target's own is no custom schema.
+    pub(crate) fn resolve_names(
+        &self,
+        path: &Path,
+        name: &str,
+        project: &str,
+        mut config: crate::project::ModelConfig,
+        target: &(String, String, String),
+    ) -> Result<crate::project::ModelConfig> {
+        use crate::project::{ALIAS, SCHEMA};
+        let jinja_target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
+        let (custom_schema, custom_alias) = (
+            config.schema().map(str::to_string),
+            config.alias().map(str::to_string),
+        );
+        let node = || {
+            let mut fqn = vec![project.to_string()];
+            let folders = path.parent().into_iter().flat_map(|p| p.iter()).skip(1);
+            fqn.extend(folders.map(|part| part.to_string_lossy().into_owned()));
+            fqn.push(name.to_string());
+            minijinja::context! {
+                name => name,
+                resource_type => "model",
+                package_name => project,
+                original_file_path => path.to_string_lossy(),
+                fqn => fqn,
+                config => minijinja::Value::from(minijinja::value::Serde(&config)),
+            }
+        };
+        let schema = match self.renderer.defines("generate_schema_name") {
+            true => Some(self.renderer.call_naming_macro(
+                path,
+                name,
+                "generate_schema_name",
+                custom_schema.as_deref(),
+                node(),
+                jinja_target,
+            )?),
+            false => custom_schema.map(|custom| format!("{}_{custom}", target.2)),
+        };
+        let alias = match self.renderer.defines("generate_alias_name") {
+            true => Some(self.renderer.call_naming_macro(
+                path,
+                name,
+                "generate_alias_name",
+                custom_alias.as_deref(),
+                node(),
+                jinja_target,
+            )?),
+            false => custom_alias,
+        };
+        for (key, value, plain) in [
+            (SCHEMA, schema, &target.2),
+            (ALIAS, alias, &name.to_string()),
+        ] {
+            match value {
+                Some(value) if value != *plain => {
+                    config
+                        .extra
+                        .insert(key.into(), serde_json::Value::String(value));
+                }
+                _ => {
+                    config.extra.remove(key);
+                }
+            }
+        }
+        Ok(config)
+    }
+
     /// `config` with its hooks' Jinja rendered (`{{ this }}` kept for the
     /// run to fill in).
     pub(crate) fn render_hooks(

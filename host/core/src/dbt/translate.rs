@@ -31,7 +31,9 @@ pub fn translate(dir: &Path) -> Result<Translation> {
     ));
     for model in &project.models {
         let path = native_path(&project.config.model_paths, &model.path, "models");
-        out.files.push((path, model_file(model, &mut out.notes)));
+        let target_schema = super::jinja_target(&project.config).2;
+        out.files
+            .push((path, model_file(model, &target_schema, &mut out.notes)));
     }
     for name in &project.disabled {
         out.notes
@@ -125,7 +127,7 @@ fn without_password(url: &str, target: &str, notes: &mut Vec<String>) -> String 
 }
 
 /// A native model file: its config as `-- config:` lines, then its SQL.
-fn model_file(model: &Model, notes: &mut Vec<String>) -> String {
+fn model_file(model: &Model, target_schema: &str, notes: &mut Vec<String>) -> String {
     let config = &model.config;
     let mut lines = vec![format!(
         "materialized = {}",
@@ -141,6 +143,23 @@ fn model_file(model: &Model, notes: &mut Vec<String>) -> String {
         lines.push(format!("tags = {}", toml::Value::Array(tags)));
     }
     for (key, value) in &config.extra {
+        // dbt's schema is the whole name; a native one is what follows
+        // `<target schema>_`.
+        let value = &match (key.as_str(), value) {
+            (crate::project::SCHEMA, serde_json::Value::String(full)) => {
+                match full.strip_prefix(&format!("{target_schema}_")) {
+                    Some(custom) => serde_json::Value::String(custom.to_string()),
+                    None => {
+                        notes.push(format!(
+                            "model `{}`: schema `{full}` is not `{target_schema}_<name>`, which is how a native project names schemas: not written",
+                            model.name
+                        ));
+                        continue;
+                    }
+                }
+            }
+            _ => value.clone(),
+        };
         match super::json_to_toml(value) {
             Ok(Some(value)) => lines.push(format!("{key} = {}", inline(&value))),
             Ok(None) => {}
@@ -276,6 +295,35 @@ fn test_value(test: &ColumnTest) -> toml::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dbt_schema_becomes_the_native_custom_schema() {
+        let model = |schema: &str| Model {
+            name: "people".into(),
+            path: "models/people.sql".into(),
+            sql: "select 1 as id".into(),
+            config: crate::project::ModelConfig {
+                materialized: "table".into(),
+                tags: Vec::new(),
+                enabled: true,
+                tests: Vec::new(),
+                extra: [("schema".to_string(), serde_json::Value::from(schema))]
+                    .into_iter()
+                    .collect(),
+            },
+            incremental_text: None,
+        };
+        let mut notes = Vec::new();
+        let file = model_file(&model("analytics_marts"), "analytics", &mut notes);
+        assert!(file.contains("-- config: schema = \"marts\"\n"), "{file}");
+        assert!(notes.is_empty(), "{notes:?}");
+        let file = model_file(&model("marts"), "analytics", &mut notes);
+        assert!(!file.contains("schema"), "{file}");
+        assert!(
+            notes[0].contains("schema `marts` is not `analytics_<name>`"),
+            "{notes:?}"
+        );
+    }
 
     #[test]
     fn config_values_are_written_on_one_line_and_read_back_the_same() {
