@@ -749,3 +749,58 @@ fn alias_and_hooks_on_sqlite_and_a_custom_schema_is_refused_there() {
         clash.stderr()
     );
 }
+
+#[test]
+fn a_dbt_snapshot_keeps_the_history_of_its_rows() {
+    let project = TestProject::empty();
+    project.write(
+        "dbt_project.yml",
+        "name: crm\nprofile: crm\nsnapshots:\n  crm:\n    +strategy: timestamp\n",
+    );
+    project.write(
+        "seeds/raw_customers.csv",
+        "id,name,updated_at\n1,ann,2024-01-01\n2,bob,2024-01-01\n",
+    );
+    project.write(
+        "snapshots/customers.sql",
+        "{% snapshot customers_snapshot %}\n\
+         {{ config(unique_key='id', updated_at='updated_at', invalidate_hard_deletes=True) }}\n\
+         select id, name, updated_at from {{ ref('raw_customers') }}\n\
+         {% endsnapshot %}\n",
+    );
+    project.write(
+        "models/current_customers.sql",
+        "select id, name from {{ ref('customers_snapshot') }} where valid_to is null\n",
+    );
+    project.orbital(&["build"]).expect_code(0);
+    let database = project.path().join("target/crm.db");
+    let rows = |sql: &str| query(&database, sql);
+    assert_eq!(rows("select count(*) from customers_snapshot"), [["2"]]);
+    // Bob is renamed, Ann is gone: Bob's old version and Ann's close.
+    project.write(
+        "seeds/raw_customers.csv",
+        "id,name,updated_at\n2,robert,2024-02-01\n",
+    );
+    project.orbital(&["build"]).expect_code(0);
+    assert_eq!(
+        rows("select id, name, valid_to is null from customers_snapshot order by id, valid_from"),
+        [["1", "ann", "0"], ["2", "bob", "0"], ["2", "robert", "1"]]
+    );
+    assert_eq!(
+        rows("select id, name from current_customers"),
+        [["2", "robert"]]
+    );
+
+    // A block that never ends says where it starts.
+    project.write(
+        "snapshots/broken.sql",
+        "\n  {% snapshot broken %}\nselect 1 as id\n",
+    );
+    let failed = project.orbital(&["compile"]).expect_code(2);
+    assert!(
+        failed.stderr().contains("snapshots/broken.sql:2:3")
+            && failed.stderr().contains("has no `{% endsnapshot %}`"),
+        "{}",
+        failed.stderr()
+    );
+}

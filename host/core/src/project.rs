@@ -158,6 +158,17 @@ impl Project {
                 .map(|path| load_model(root, path, &config))
                 .collect()
         });
+        let mut loaded = loaded;
+        if let Some(dbt) = &config.dbt {
+            for dir in &dbt.snapshot_paths {
+                for path in paths_with_extension(root, dir, "sql")? {
+                    match load_snapshots(root, &path, &config, dbt) {
+                        Ok(snapshots) => loaded.extend(snapshots.into_iter().map(Ok)),
+                        Err(e) => loaded.push(Err(e)),
+                    }
+                }
+            }
+        }
         let mut disabled = Vec::new();
         for model in loaded {
             match model {
@@ -409,11 +420,85 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
             (text, own, None)
         }
     };
+    let rendered = Rendered {
+        name,
+        sql,
+        own,
+        incremental_text,
+    };
+    model_from(
+        root,
+        path,
+        rendered,
+        &project.model_defaults,
+        &project.model_paths,
+        project,
+    )
+}
+
+/// A model's text as rendered, with its own config.
+pub(crate) struct Rendered {
+    pub(crate) name: String,
+    pub(crate) sql: String,
+    pub(crate) own: toml::Table,
+    pub(crate) incremental_text: Option<String>,
+}
+
+/// The dbt snapshots of the file `path`, each a model materialized as a
+/// snapshot.
+fn load_snapshots(
+    root: &Path,
+    path: &Path,
+    project: &ProjectConfig,
+    dbt: &crate::dbt::DbtProject,
+) -> Result<Vec<Model>> {
+    let text = read_text(&root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
+    let target = crate::dbt::jinja_target(project);
+    let mut models = Vec::new();
+    for (rendered, target_schema) in dbt.render_snapshots(path, &text, &target)? {
+        let mut model = model_from(
+            root,
+            path,
+            rendered,
+            &dbt.snapshot_defaults,
+            &dbt.snapshot_paths,
+            project,
+        )?;
+        // dbt takes `target_schema` as it is, not through generate_schema_name.
+        match target_schema {
+            Some(schema) if schema != target.2 => {
+                model.config.extra.insert(SCHEMA.into(), schema.into());
+            }
+            Some(_) => {
+                model.config.extra.remove(SCHEMA);
+            }
+            None => {}
+        }
+        models.push(model);
+    }
+    Ok(models)
+}
+
+/// Model `rendered` of `path`, its config merged over the folder
+/// `defaults` that apply to it (folders of `paths`) and checked.
+fn model_from(
+    root: &Path,
+    path: &Path,
+    rendered: Rendered,
+    defaults: &BTreeMap<String, toml::Table>,
+    paths: &[PathBuf],
+    project: &ProjectConfig,
+) -> Result<Model> {
+    let Rendered {
+        name,
+        sql,
+        own,
+        incremental_text,
+    } = rendered;
     let mut merged = toml::Table::new();
-    let levels = project
-        .model_defaults
+    let levels = defaults
         .iter()
-        .filter(|(folder, _)| folder_applies(folder, path, &project.model_paths))
+        .filter(|(folder, _)| folder_applies(folder, path, paths))
         .map(|(_, defaults)| defaults.clone())
         .chain(std::iter::once(own));
     for level in levels {

@@ -45,6 +45,10 @@ pub struct DbtProject {
     pub schema_configs: BTreeMap<String, toml::Table>,
     /// The macro files and schema files the project read (for stamps).
     pub files: Vec<PathBuf>,
+    /// Where its snapshots are (`snapshot-paths`).
+    pub snapshot_paths: Vec<PathBuf>,
+    /// The `snapshots:` config tree of `dbt_project.yml`, per folder.
+    pub snapshot_defaults: BTreeMap<String, toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +64,8 @@ struct ProjectFile {
     test_paths: Vec<PathBuf>,
     #[serde(default = "macros")]
     macro_paths: Vec<PathBuf>,
+    #[serde(default = "snapshots")]
+    snapshot_paths: Vec<PathBuf>,
     #[serde(default = "crate::config::default_target_path")]
     target_path: PathBuf,
     #[serde(default)]
@@ -68,10 +74,16 @@ struct ProjectFile {
     models: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     seeds: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    snapshots: serde_json::Map<String, serde_json::Value>,
 }
 
 fn macros() -> Vec<PathBuf> {
     vec!["macros".into()]
+}
+
+fn snapshots() -> Vec<PathBuf> {
+    vec!["snapshots".into()]
 }
 
 /// Whether `dir` holds a dbt project (and no orbital.toml, which wins).
@@ -89,6 +101,17 @@ fn node_names(dir: &Path, file: &ProjectFile) -> Result<std::collections::BTreeS
                 if let Some(stem) = path.file_stem() {
                     names.insert(stem.to_string_lossy().into_owned());
                 }
+            }
+        }
+    }
+    // A snapshot is named by its block; a malformed file says so when it
+    // is loaded.
+    for folder in &file.snapshot_paths {
+        for path in crate::project::paths_with_extension(dir, folder, "sql")? {
+            let full = dir.join(&path);
+            let text = std::fs::read_to_string(&full).map_err(|e| Error::io(full, e))?;
+            for block in schema::blocks(&text, "snapshot").unwrap_or_default() {
+                names.insert(block.name);
             }
         }
     }
@@ -130,6 +153,9 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
     )?;
     let mut files = schemas.files.clone();
     files.extend(renderer.macro_files().iter().cloned());
+    for folder in &file.snapshot_paths {
+        files.extend(crate::project::paths_with_extension(dir, folder, "sql")?);
+    }
     // The project's own config tree sits under its name; other keys are
     // packages' (not supported yet, so not applied).
     let own = match file.models.get(&file.name) {
@@ -140,6 +166,17 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
         location: Location::new(PROJECT_FILE, 1, 1),
         message: format!("models.{}: {message}", file.name),
     })?;
+    let snapshot_tree = match file.snapshots.get(&file.name) {
+        Some(serde_json::Value::Object(tree)) => json_to_toml_table(tree),
+        _ => Ok(toml::Table::new()),
+    }
+    .map_err(|message| Error::Config {
+        location: Location::new(PROJECT_FILE, 1, 1),
+        message: format!("snapshots.{}: {message}", file.name),
+    })?;
+    // Its folders are under the snapshot paths, as the models' are under
+    // the model paths.
+    let snapshot_defaults = crate::config::split_folder_defaults(snapshot_tree);
     let seeds = seed_configs(&file.seeds, &file.name)?;
     Ok(ProjectConfig {
         name: file.name,
@@ -157,6 +194,8 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
             renderer,
             schema_configs: schemas.models,
             files,
+            snapshot_paths: file.snapshot_paths,
+            snapshot_defaults,
         })),
     })
 }
@@ -220,6 +259,73 @@ impl DbtProject {
 }
 
 impl DbtProject {
+    /// The `{% snapshot name %} ... {% endsnapshot %}` blocks of the file
+    /// `path` (`text`), each rendered as a model (lines and columns as in
+    /// the file) materialized as a snapshot, with dbt's snapshot config
+    /// mapped to Orbital's, and its `target_schema` (taken as it is).
+    pub(crate) fn render_snapshots(
+        &self,
+        path: &Path,
+        text: &str,
+        target: &(String, String, String),
+    ) -> Result<Vec<(crate::project::Rendered, Option<String>)>> {
+        let at = |offset: usize| {
+            let (line, column) = crate::error::line_col(text, offset);
+            Location::new(path, line, column)
+        };
+        let blocks =
+            schema::blocks(text, "snapshot").map_err(|(offset, message)| Error::Config {
+                location: at(offset),
+                message,
+            })?;
+        if blocks.is_empty() {
+            return Err(Error::Config {
+                location: at(0),
+                message: "a snapshot file holds `{% snapshot name %} ... {% endsnapshot %}` blocks, and this one has none".into(),
+            });
+        }
+        let mut snapshots = Vec::new();
+        for block in blocks {
+            // Only the block's body, in its place: errors keep their lines.
+            let body: String = text
+                .char_indices()
+                .map(|(i, c)| match block.body.contains(&i) || c == '\n' {
+                    true => c,
+                    false => ' ',
+                })
+                .collect();
+            let (sql, mut own, incremental_text) =
+                self.render_model(path, &block.name, &body, target)?;
+            own.entry("materialized")
+                .or_insert_with(|| toml::Value::String("snapshot".into()));
+            if own.remove("invalidate_hard_deletes") == Some(toml::Value::Boolean(true)) {
+                own.insert(
+                    "hard_deletes".into(),
+                    toml::Value::String("invalidate".into()),
+                );
+            }
+            let target_schema = match own.remove("target_schema") {
+                Some(toml::Value::String(schema)) => Some(schema),
+                Some(other) => {
+                    return Err(Error::InvalidModel {
+                        location: at(block.start),
+                        model: block.name,
+                        message: format!("config `target_schema` must be a name, got {other}"),
+                    });
+                }
+                None => None,
+            };
+            let rendered = crate::project::Rendered {
+                name: block.name,
+                sql,
+                own,
+                incremental_text,
+            };
+            snapshots.push((rendered, target_schema));
+        }
+        Ok(snapshots)
+    }
+
     /// `config` with its `schema` and `alias` as the model is published:
     /// the project's own `generate_schema_name` / `generate_alias_name`
     /// macros decide them where it defines them, else dbt's defaults do

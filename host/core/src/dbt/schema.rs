@@ -223,7 +223,25 @@ type DocsBlock = (String, String, usize);
 
 /// The docs blocks of one file; or where the text is malformed and why.
 fn docs_blocks(text: &str) -> std::result::Result<Vec<DocsBlock>, (usize, String)> {
-    let mut blocks = Vec::new();
+    Ok(blocks(text, "docs")?
+        .into_iter()
+        .map(|b| (b.name, text[b.body.clone()].trim().to_string(), b.start))
+        .collect())
+}
+
+/// A `{% kind name %} ... {% endkind %}` block of a file.
+pub(super) struct Block {
+    pub(super) name: String,
+    /// The bytes between the two tags.
+    pub(super) body: std::ops::Range<usize>,
+    /// Where its opening tag starts.
+    pub(super) start: usize,
+}
+
+/// The `kind` blocks of `text` (`docs`, `snapshot`); or where the text is
+/// malformed and why.
+pub(super) fn blocks(text: &str, kind: &str) -> std::result::Result<Vec<Block>, (usize, String)> {
+    let mut found_blocks = Vec::new();
     let mut from = 0;
     while let Some(found) = text[from..].find("{%") {
         let start = from + found;
@@ -236,7 +254,7 @@ fn docs_blocks(text: &str) -> std::result::Result<Vec<DocsBlock>, (usize, String
         let after = start + close + 2;
         from = after;
         let Some(name) = tag
-            .strip_prefix("docs")
+            .strip_prefix(kind)
             .filter(|rest| rest.starts_with(char::is_whitespace))
         else {
             continue;
@@ -245,23 +263,27 @@ fn docs_blocks(text: &str) -> std::result::Result<Vec<DocsBlock>, (usize, String
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err((
                 start,
-                format!("docs block name `{name}`: use letters, digits and `_`"),
+                format!("{kind} block name `{name}`: use letters, digits and `_`"),
             ));
         }
-        let end = enddocs(text, after).ok_or_else(|| {
+        let end = end_tag(text, after, &format!("end{kind}")).ok_or_else(|| {
             (
                 start,
-                format!("docs block `{name}` has no `{{% enddocs %}}`"),
+                format!("{kind} block `{name}` has no `{{% end{kind} %}}`"),
             )
         })?;
-        blocks.push((name, text[after..end.0].trim().to_string(), start));
+        found_blocks.push(Block {
+            name,
+            body: after..end.0,
+            start,
+        });
         from = end.1;
     }
-    Ok(blocks)
+    Ok(found_blocks)
 }
 
-/// Where the `{% enddocs %}` tag after `from` starts and ends.
-fn enddocs(text: &str, from: usize) -> Option<(usize, usize)> {
+/// Where the `{% end %}` tag (`enddocs`, ...) after `from` starts and ends.
+fn end_tag(text: &str, from: usize, end: &str) -> Option<(usize, usize)> {
     let mut at = from;
     while let Some(found) = text[at..].find("{%") {
         let start = at + found;
@@ -269,7 +291,7 @@ fn enddocs(text: &str, from: usize) -> Option<(usize, usize)> {
         let tag = text[start + 2..start + close]
             .trim_matches(['-', '+'])
             .trim();
-        if tag == "enddocs" {
+        if tag == end {
             return Some((start, start + close + 2));
         }
         at = start + close + 2;
