@@ -359,6 +359,16 @@ fn failing_rows_are_shown_and_kept(project: &TestProject, stored: impl Fn(&str) 
         .expect_code(1);
     let dev_table = table.replace("failures__", "dev__failures__");
     assert_eq!(stored(&dev_table), failures.to_string());
+    // Or per test, without the flag.
+    project.write(
+        "tests/every_order_completed.sql",
+        "-- config: store_failures = true\n\
+         select order_id, status from orders where status <> 'completed'",
+    );
+    let configured = project.orbital(&["test", "--json"]).expect_code(1).json();
+    let configured = result(&configured, "every_order_completed");
+    assert_eq!(configured["stored_failures"], table, "{configured}");
+    assert_eq!(stored(table), failures.to_string());
     // A passing test's table is kept, empty.
     project.write(
         "tests/every_order_completed.sql",

@@ -65,6 +65,18 @@ pub struct ColumnTest {
     pub column: String,
     pub test: Generic,
     pub severity: Severity,
+    /// Keep its failing rows in a table (`store_failures = true`).
+    #[serde(default)]
+    pub store_failures: bool,
+}
+
+/// A test's `store_failures` config.
+fn store_failures(value: Option<toml::Value>) -> Result<bool, String> {
+    match value {
+        None => Ok(false),
+        Some(toml::Value::Boolean(keep)) => Ok(keep),
+        Some(other) => Err(format!("`store_failures` is true or false, not {other}")),
+    }
 }
 
 /// One singular test file.
@@ -75,6 +87,8 @@ pub struct SingularTest {
     pub path: PathBuf,
     pub sql: String,
     pub severity: Severity,
+    /// Keep its failing rows in a table (`store_failures = true`).
+    pub store_failures: bool,
 }
 
 impl Generic {
@@ -271,12 +285,14 @@ fn parse_one(column: &str, test: toml::Value) -> Result<ColumnTest, String> {
             column: column.to_string(),
             test: Generic::parse(&name, None).map_err(at)?,
             severity: Severity::Error,
+            store_failures: false,
         }),
         toml::Value::Table(mut table) => {
             let severity = match table.remove("severity") {
                 Some(value) => Severity::parse(&value).map_err(at)?,
                 None => Severity::Error,
             };
+            let store_failures = store_failures(table.remove("store_failures")).map_err(at)?;
             let mut entries = table.into_iter();
             let (Some((name, args)), None) = (entries.next(), entries.next()) else {
                 return Err(at(
@@ -287,6 +303,7 @@ fn parse_one(column: &str, test: toml::Value) -> Result<ColumnTest, String> {
                 column: column.to_string(),
                 test: Generic::parse(&name, Some(&args)).map_err(at)?,
                 severity,
+                store_failures,
             })
         }
         other => Err(at(format!("a test is a name or a table, not {other}"))),
@@ -313,16 +330,19 @@ pub fn declared_at(sql: &str, column: &str) -> (usize, usize) {
 }
 
 /// The severity a singular test's config sets; nothing else is allowed there.
-pub fn singular_severity(mut config: toml::Table) -> Result<Severity, String> {
+/// A singular test's config: its severity, and whether its failing rows
+/// are kept (`store_failures`).
+pub fn singular_config(mut config: toml::Table) -> Result<(Severity, bool), String> {
     let severity = match config.remove("severity") {
         Some(value) => Severity::parse(&value)?,
         None => Severity::Error,
     };
+    let keep = store_failures(config.remove("store_failures"))?;
     match config.keys().next() {
         Some(key) => Err(format!(
-            "a test's config takes only `severity`, not `{key}`"
+            "a test's config takes only `severity` and `store_failures`, not `{key}`"
         )),
-        None => Ok(severity),
+        None => Ok((severity, keep)),
     }
 }
 
@@ -388,11 +408,27 @@ mod tests {
     }
 
     #[test]
+    fn store_failures_is_a_test_config() {
+        let tests =
+            parse("tests.id = [{ unique = {}, store_failures = true }, 'not_null']").unwrap();
+        assert!(tests[0].store_failures && !tests[1].store_failures);
+        assert!(parse("tests.id = [{ unique = {}, store_failures = 'yes' }]").is_err());
+        let table = |text: &str| toml::from_str::<toml::Table>(text).unwrap();
+        assert_eq!(
+            singular_config(table("store_failures = true")).unwrap(),
+            (Severity::Error, true)
+        );
+        let typo = singular_config(table("store_failure = true")).unwrap_err();
+        assert!(typo.contains("not `store_failure`"), "{typo}");
+    }
+
+    #[test]
     fn accepted_values_quote_their_values() {
         let test = ColumnTest {
             column: "s".into(),
             test: Generic::AcceptedValues(vec!["it's".into()]),
             severity: Severity::Error,
+            store_failures: false,
         };
         assert!(test.sql("m").unwrap().ends_with("not in ('it''s')"));
     }

@@ -770,15 +770,17 @@ fn load_test(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Singul
             (text, own)
         }
     };
-    let severity = crate::data_test::singular_severity(own).map_err(|message| Error::Config {
-        location: Location::new(path, 1, 1),
-        message: format!("test `{name}`: {message}"),
-    })?;
+    let (severity, store_failures) =
+        crate::data_test::singular_config(own).map_err(|message| Error::Config {
+            location: Location::new(path, 1, 1),
+            message: format!("test `{name}`: {message}"),
+        })?;
     Ok(SingularTest {
         name,
         path: path.to_path_buf(),
         sql,
         severity,
+        store_failures,
     })
 }
 

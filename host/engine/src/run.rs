@@ -342,9 +342,7 @@ async fn run_nodes(
         }
     }
     let mut assignments = assign(session, &connected, &plan);
-    if request.store_failures {
-        assignments.failures = failure_tables(session);
-    }
+    assignments.failures = failure_tables(session, request.store_failures);
     let assignments = Arc::new(assignments);
     let options = RunOptions {
         threads: session.threads,
@@ -625,10 +623,11 @@ fn assign(session: &Session, connected: &Connected, plan: &Plan) -> Assignments 
     assignments
 }
 
-/// Per test, the table `--store-failures` keeps its failing rows in: in the
+/// Per test whose failing rows are kept (every test with `all`, else those
+/// configured `store_failures = true`), the table they are kept in: in the
 /// target's schema (which builds have made), `failures__<test>`, and for
 /// an environment other than the default `<env>__failures__<test>`.
-fn failure_tables(session: &Session) -> Vec<Option<orbital_core::dag::RelationName>> {
+fn failure_tables(session: &Session, all: bool) -> Vec<Option<orbital_core::dag::RelationName>> {
     let default = session.environment == orbital_core::plan::DEFAULT_ENVIRONMENT;
     session
         .compiled
@@ -636,7 +635,8 @@ fn failure_tables(session: &Session) -> Vec<Option<orbital_core::dag::RelationNa
         .nodes
         .iter()
         .map(|node| {
-            node.is_test().then(|| orbital_core::dag::RelationName {
+            let kept = node.as_test().is_some_and(|t| all || t.store_failures);
+            kept.then(|| orbital_core::dag::RelationName {
                 schema: session.target.schema.clone(),
                 identifier: match default {
                     true => format!("failures__{}", node.name),

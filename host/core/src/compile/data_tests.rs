@@ -55,6 +55,7 @@ pub(super) fn compile_tests(
                     query,
                     severity: column_test.severity,
                     checks: Some(id),
+                    store_failures: column_test.store_failures,
                 };
                 (test_node(name, &node.path, test, &deps), None)
             }));
@@ -97,6 +98,7 @@ pub(super) fn compile_tests(
                 query: compiled,
                 severity: singular.severity,
                 checks: None,
+                store_failures: singular.store_failures,
             };
             let node = test_node(singular.name.clone(), &singular.path, test, &deps);
             Ok((node, kept))

@@ -45,6 +45,9 @@ pub struct CompiledTest {
     /// The model a generic test checks: in `orbital build`, what is built
     /// from that model waits for the test, and is skipped if it fails.
     pub checks: Option<NodeId>,
+    /// Keep its failing rows in a table (`store_failures = true`; every
+    /// test's with `--store-failures`).
+    pub store_failures: bool,
 }
 
 /// What a table reference resolved to.

@@ -327,11 +327,16 @@ fn native_test(test: &Value) -> std::result::Result<toml::Value, String> {
     if let Some(Value::Object(nested)) = args.remove("arguments") {
         args.extend(nested);
     }
-    let severity = match args.remove("config") {
-        Some(Value::Object(mut config)) => config.remove("severity"),
-        _ => None,
-    }
-    .or_else(|| args.remove("severity"));
+    let mut config = match args.remove("config") {
+        Some(Value::Object(config)) => config,
+        _ => serde_json::Map::new(),
+    };
+    let severity = config
+        .remove("severity")
+        .or_else(|| args.remove("severity"));
+    let store_failures = config
+        .remove("store_failures")
+        .or_else(|| args.remove("store_failures"));
     if name == "relationships"
         && let Some(Value::String(to)) = args.get("to")
     {
@@ -350,6 +355,9 @@ fn native_test(test: &Value) -> std::result::Result<toml::Value, String> {
             "severity".into(),
             toml::Value::String(severity.to_lowercase()),
         );
+    }
+    if let Some(Value::Bool(keep)) = store_failures {
+        entry.insert("store_failures".into(), toml::Value::Boolean(keep));
     }
     Ok(toml::Value::Table(entry))
 }

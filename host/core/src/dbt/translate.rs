@@ -49,8 +49,12 @@ pub fn translate(dir: &Path) -> Result<Translation> {
             Severity::Warn => "-- config: severity = 'warn'\n",
             Severity::Error => "",
         };
+        let keep = match test.store_failures {
+            true => "-- config: store_failures = true\n",
+            false => "",
+        };
         out.files
-            .push((path, format!("{severity}{}\n", test.sql.trim_end())));
+            .push((path, format!("{severity}{keep}{}\n", test.sql.trim_end())));
     }
     Ok(out)
 }
@@ -260,8 +264,12 @@ fn test_value(test: &ColumnTest) -> toml::Value {
     let mut entry = toml::Table::new();
     let string = |s: &str| toml::Value::String(s.to_string());
     match &test.test {
-        Generic::NotNull if test.severity == Severity::Error => return string("not_null"),
-        Generic::Unique if test.severity == Severity::Error => return string("unique"),
+        Generic::NotNull if test.severity == Severity::Error && !test.store_failures => {
+            return string("not_null");
+        }
+        Generic::Unique if test.severity == Severity::Error && !test.store_failures => {
+            return string("unique");
+        }
         Generic::NotNull => {
             entry.insert("not_null".into(), toml::Value::Table(toml::Table::new()));
         }
@@ -288,6 +296,9 @@ fn test_value(test: &ColumnTest) -> toml::Value {
     }
     if test.severity == Severity::Warn {
         entry.insert("severity".into(), string("warn"));
+    }
+    if test.store_failures {
+        entry.insert("store_failures".into(), toml::Value::Boolean(true));
     }
     toml::Value::Table(entry)
 }
