@@ -107,6 +107,20 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
                 .unwrap()
                 .contains(&json!("stg_orders"))
         );
+        // A column's lineage, as `orbital lineage --json` gives it.
+        let lineage = client
+            .request("GET", "/v1/lineage?column=orders.credit_card_amount", None)
+            .await
+            .unwrap();
+        assert_eq!(lineage.status, 200);
+        let lineage = lineage.json().unwrap();
+        let method = lineage["lineage"]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == "stg_payments" && c["column"] == "payment_method")
+            .unwrap_or_else(|| panic!("{lineage}"));
+        assert_eq!(method["kinds"], json!(["filter"]));
 
         let run = start_run(&mut client, json!({ "command": "build" })).await;
 
@@ -416,6 +430,21 @@ fn bad_requests_are_clear_4xx_and_the_daemon_keeps_serving() {
             ("GET", "/v1/nothing", None, 404, "not_found"),
             ("DELETE", "/v1/project", None, 405, "request.method"),
             ("GET", "/v1/runs?limit=0", None, 422, "request.invalid"),
+            ("GET", "/v1/lineage", None, 422, "request.invalid"),
+            (
+                "GET",
+                "/v1/lineage?column=nope.x",
+                None,
+                422,
+                "request.invalid",
+            ),
+            (
+                "GET",
+                "/v1/lineage?column=orders.x&colour=red",
+                None,
+                422,
+                "request.invalid",
+            ),
         ];
         for (method, path, body, status, code) in cases {
             let response = client

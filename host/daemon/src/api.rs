@@ -162,6 +162,7 @@ async fn answer(
             Ok(Reply::Json(StatusCode::ACCEPTED, json!({ "run": id })))
         }
         (&Method::GET, ["v1", "runs"]) => runs(daemon, query).map(ok),
+        (&Method::GET, ["v1", "lineage"]) => lineage(daemon, query).await.map(ok),
         (&Method::GET, ["v1", "runs", id]) => run(daemon, run_id(id)?),
         (&Method::POST, ["v1", "runs", id, "cancel"]) => {
             crate::runs::cancel(daemon, run_id(id)?)?;
@@ -211,7 +212,14 @@ fn known(segments: &[&str]) -> bool {
         segments,
         [
             "v1",
-            "health" | "project" | "plan" | "runs" | "environments" | "plugins" | "peers"
+            "health"
+                | "project"
+                | "plan"
+                | "runs"
+                | "environments"
+                | "plugins"
+                | "peers"
+                | "lineage"
         ] | ["v1", "models" | "environments" | "objects", _]
             | ["v1", "environments", _, "promote"]
             | ["v1", "runs", _]
@@ -485,6 +493,47 @@ async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
     value["upstream"] = json!(names(&node.depends_on));
     value["downstream"] = json!(names(&dag.children[id]));
     Ok(value)
+}
+
+/// `?column=model.column[&downstream=true][&target=t]`: the column's
+/// lineage tree, as `orbital lineage --json` prints it.
+async fn lineage(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
+    let mut request = orbital_engine::LineageRequest {
+        project: daemon.options.project.clone(),
+        ..Default::default()
+    };
+    for (key, value) in query_params(query, &["column", "downstream", "target"])? {
+        match key {
+            "column" => request.column = value.to_string(),
+            "target" => request.selector.target = Some(value.to_string()),
+            "downstream" => {
+                request.downstream = match value {
+                    "true" | "1" | "" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "request.invalid",
+                            format!("downstream must be true or false, not `{other}`"),
+                        ));
+                    }
+                }
+            }
+            // `query_params` refused any other.
+            _ => {}
+        }
+    }
+    if request.column.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "request.invalid",
+            "name the column: ?column=model.column",
+        ));
+    }
+    let downstream = request.downstream;
+    let _turn = turn(daemon).await?;
+    let tree = daemon.engine.lineage(request).await?;
+    Ok(json!({ "lineage": tree, "downstream": downstream }))
 }
 
 /// A page of runs, newest first; `next_cursor` asks for the page after it.
