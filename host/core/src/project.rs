@@ -505,13 +505,21 @@ fn model_from(
         merge_level(&mut merged, level);
     }
     let config = model_config(merged).map_err(|message| {
-        // A `tests.<column>: ...` message points at that declaration.
-        let (line, column) = message
-            .strip_prefix("tests.")
-            .and_then(|rest| rest.split_once(':'))
-            .map_or((1, 1), |(column, _)| {
-                crate::data_test::declared_at(&sql, column)
-            });
+        // A `tests.<column>: ...` message points at that declaration, a
+        // ``config `key` ...`` one at the key's `-- config:` line.
+        let key = message
+            .strip_prefix("config `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(key, _)| config_key_at(&sql, key))
+            .filter(|(line, _)| *line > 0);
+        let (line, column) = key.unwrap_or_else(|| {
+            message
+                .strip_prefix("tests.")
+                .and_then(|rest| rest.split_once(':'))
+                .map_or((1, 1), |(column, _)| {
+                    crate::data_test::declared_at(&sql, column)
+                })
+        });
         Error::InvalidModel {
             location: Location::new(path, line, column),
             model: name.clone(),
@@ -1136,6 +1144,19 @@ mod tests {
                 .unwrap_err()
                 .contains("sql = '...'")
         );
+    }
+
+    #[test]
+    fn a_bad_config_value_is_placed_at_its_key() {
+        let dir = project(&[
+            ("orbital.toml", "name = \"p\"\n"),
+            (
+                "models/a.sql",
+                "-- config: materialized = 'table'\n-- config: alias = 'two words'\nselect 1 as id\n",
+            ),
+        ]);
+        let error = Project::load(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("models/a.sql:2:12"), "{error}");
     }
 
     #[test]
