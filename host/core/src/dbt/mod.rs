@@ -3,11 +3,18 @@
 //! [`crate::Project`] as a native project. Nothing is converted on disk.
 //!
 //! - `dbt_project.yml` gives the name, the folders, `vars` and the
-//!   `models:` config tree (`+key` and plain keys per folder, as in
-//!   orbital.toml's `[models]`).
+//!   `models:` and `snapshots:` config trees (`+key` and plain keys per
+//!   folder, as in orbital.toml's `[models]`).
 //! - Schema files (`*.yml` under the model folders) give each model's
-//!   generic tests (`tests` / `data_tests`, with `accepted_values`,
-//!   `relationships` and `config: {severity: warn}`) and the `sources:`.
+//!   config, description, column descriptions (`doc()` rendered from the
+//!   `{% docs %}` blocks beside them) and generic tests (`tests` /
+//!   `data_tests`, with `accepted_values`, `relationships` and `config:
+//!   {severity: warn}`), and the `sources:`.
+//! - `{% snapshot %}` blocks under `snapshot-paths` are models built by the
+//!   snapshot materialization.
+//! - `schema` and `alias` are named as dbt names them: by the project's
+//!   own `generate_schema_name` / `generate_alias_name` macros, else by
+//!   dbt's defaults (`DbtProject::resolve_names`).
 //! - `profiles.yml` (the project folder, then `DBT_PROFILES_DIR`, then
 //!   `~/.dbt`) gives the targets for `postgres` and `sqlite` profiles; with
 //!   none, the project runs on the embedded SQLite default.
