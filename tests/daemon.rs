@@ -107,6 +107,19 @@ fn a_build_over_http3_with_its_event_stream_and_history() {
                 .unwrap()
                 .contains(&json!("stg_orders"))
         );
+        // The docs site's data, as `orbital docs` writes it.
+        let docs = client.request("GET", "/v1/docs", None).await.unwrap();
+        assert_eq!(docs.status, 200);
+        let docs = docs.json().unwrap();
+        assert!(
+            docs["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["name"] == "orders"
+                    && n["columns"].as_array().is_some_and(|c| !c.is_empty())),
+            "{docs}"
+        );
         // A column's lineage, as `orbital lineage --json` gives it.
         let lineage = client
             .request("GET", "/v1/lineage?column=orders.credit_card_amount", None)
@@ -378,6 +391,31 @@ fn bad_requests_are_clear_4xx_and_the_daemon_keeps_serving() {
         let refused = wrong.request("GET", "/v1/runs", None).await.unwrap();
         assert_eq!(refused.status, 401);
         assert!(!String::from_utf8_lossy(&refused.body).contains(&daemon.token));
+        // The docs site takes the token in its URL too (a browser sends no
+        // header), and only the right one.
+        let page = anonymous
+            .request("GET", &format!("/?token={}", daemon.token), None)
+            .await
+            .unwrap();
+        assert_eq!(page.status, 200);
+        let html = String::from_utf8_lossy(&page.body);
+        assert!(
+            html.starts_with("<!doctype html>") && html.contains("\"stg_orders\""),
+            "{html}"
+        );
+        let refused = anonymous
+            .request("GET", "/?token=nope", None)
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 401);
+        let refused = anonymous
+            .request("GET", &format!("/v1/docs?token={}", daemon.token), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status, 401,
+            "only the page takes the token in its URL"
+        );
 
         let mut client = daemon.client().await;
         let cases: Vec<Case> = vec![

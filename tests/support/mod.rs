@@ -426,3 +426,62 @@ pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
     }
     venv
 }
+
+/// Debian's Chromium, installed with apt when it is missing (as the
+/// PostgreSQL server is): the browser the docs site is opened in.
+#[allow(dead_code)]
+pub fn chromium() -> PathBuf {
+    let binary = PathBuf::from("/usr/bin/chromium");
+    let lock = std::fs::File::create(workspace().join("target/test-chromium.lock"))
+        .expect("chromium lock file");
+    lock.lock().expect("lock the chromium install");
+    if !binary.exists() {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n");
+        let mut install = match root {
+            Ok(true) => Command::new("apt-get"),
+            _ => {
+                let mut sudo = Command::new("sudo");
+                sudo.arg("apt-get");
+                sudo
+            }
+        };
+        let installed = install
+            .args(["install", "-y", "-qq", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .expect("apt-get");
+        assert!(installed.success(), "cannot install Debian's chromium");
+    }
+    binary
+}
+
+/// The DOM of `page` (a file) after its scripts ran, from headless Chromium.
+#[allow(dead_code)]
+pub fn rendered_dom(page: &Path, fragment: &str) -> String {
+    let profile = tempfile::tempdir().expect("a chromium profile folder");
+    let output = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}#{fragment}", page.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -14,6 +14,7 @@
 //! process holds the environment; 130 the run was cancelled (Ctrl-C).
 
 mod diagnostics;
+mod docs;
 mod init;
 mod plugin;
 mod remote;
@@ -24,8 +25,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use orbital_engine::{
-    CancellationToken, CompileRequest, Engine, EngineOptions, GcRequest, LineageRequest, Listing,
-    PlanRequest, PromoteRequest, RunCommand, RunRequest, RunStatus, Selector, ShowRequest,
+    CancellationToken, CompileRequest, DocsRequest, Engine, EngineOptions, GcRequest,
+    LineageRequest, Listing, PlanRequest, PromoteRequest, RunCommand, RunRequest, RunStatus,
+    Selector, ShowRequest,
 };
 
 use crate::diagnostics::Failure;
@@ -77,6 +79,16 @@ enum Command {
         model: Option<String>,
         #[command(flatten)]
         select: SelectArgs,
+    },
+    /// Write the docs site to target/docs/: one page (index.html) that
+    /// opens from disk, and its data (docs.json).
+    Docs {
+        /// The target in orbital.toml.
+        #[arg(short, long)]
+        target: Option<String>,
+        /// A dbt project's vars, over dbt_project.yml's.
+        #[arg(long, value_name = "YAML")]
+        vars: Option<String>,
     },
     /// Trace a column's lineage: what it derives from, up to seeds and
     /// sources (with --downstream: every column derived from it).
@@ -322,6 +334,21 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
         ),
         Command::Compile { model, select } => {
             compile(engine, cli, select, model.as_deref(), output).await
+        }
+        Command::Docs { target, vars } => {
+            let document = engine
+                .docs(DocsRequest {
+                    project: cli.project.clone(),
+                    selector: Selector {
+                        target: target.clone(),
+                        vars: vars.clone(),
+                        ..Selector::default()
+                    },
+                })
+                .await?;
+            let written = docs::write(&cli.project, &document)?;
+            output.docs(&written, document["nodes"].as_array().map_or(0, Vec::len));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Lineage {
             column,

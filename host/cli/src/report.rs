@@ -71,6 +71,22 @@ impl Output {
     }
 
     /// `ls`'s lines: kind, name, materialization and file of each node.
+    /// Where `orbital docs` wrote the site.
+    pub fn docs(&self, written: &crate::docs::Written, nodes: usize) {
+        if self.json {
+            emit_json(&serde_json::json!({
+                "page": written.page.display().to_string(),
+                "data": written.data.display().to_string(),
+                "nodes": nodes,
+            }));
+            return;
+        }
+        println!(
+            "Wrote the docs of {nodes} nodes to {} (open it in a browser; it needs no server)",
+            written.page.display()
+        );
+    }
+
     /// Rows `orbital show` read.
     pub fn rows(&self, rows: &orbital_engine::Rows) {
         if self.json {

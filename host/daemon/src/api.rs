@@ -24,6 +24,8 @@ pub(crate) enum Reply {
         head: bool,
     },
     Error(ApiError),
+    /// An HTML page (the docs site), 200.
+    Html(String),
     /// A run's event stream, from the event after `after`.
     Events {
         run: u64,
@@ -163,6 +165,10 @@ async fn answer(
         }
         (&Method::GET, ["v1", "runs"]) => runs(daemon, query).map(ok),
         (&Method::GET, ["v1", "lineage"]) => lineage(daemon, query).await.map(ok),
+        (&Method::GET, ["v1", "docs"]) => docs(daemon, query).await.map(ok),
+        (&Method::GET, [""]) => docs(daemon, "")
+            .await
+            .map(|document| Reply::Html(orbital_engine::docs_site(&document))),
         (&Method::GET, ["v1", "runs", id]) => run(daemon, run_id(id)?),
         (&Method::POST, ["v1", "runs", id, "cancel"]) => {
             crate::runs::cancel(daemon, run_id(id)?)?;
@@ -220,6 +226,7 @@ fn known(segments: &[&str]) -> bool {
                 | "plugins"
                 | "peers"
                 | "lineage"
+                | "docs"
         ] | ["v1", "models" | "environments" | "objects", _]
             | ["v1", "environments", _, "promote"]
             | ["v1", "runs", _]
@@ -229,11 +236,20 @@ fn known(segments: &[&str]) -> bool {
 
 /// `Authorization: Bearer <token>`, compared in constant time.
 fn authorized(request: &http::Request<()>, token: &str) -> bool {
-    let Some(given) = request
+    let header = request
         .headers()
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-    else {
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    // A browser opening the docs site cannot send the header: `/` also
+    // takes `?token=`.
+    let in_query = || {
+        (request.uri().path() == "/")
+            .then(|| request.uri().query())
+            .flatten()
+            .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("token=")))
+            .map(str::as_bytes)
+    };
+    let Some(given) = header.or_else(in_query) else {
         return false;
     };
     let expected = token.as_bytes();
@@ -493,6 +509,19 @@ async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
     value["upstream"] = json!(names(&node.depends_on));
     value["downstream"] = json!(names(&dag.children[id]));
     Ok(value)
+}
+
+/// `[?target=t]`: the docs site's data, as `orbital docs` writes it.
+async fn docs(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
+    let request = orbital_engine::DocsRequest {
+        project: daemon.options.project.clone(),
+        selector: Selector {
+            target: target_of(query)?,
+            ..Selector::default()
+        },
+    };
+    let _turn = turn(daemon).await?;
+    Ok(daemon.engine.docs(request).await?)
 }
 
 /// `?column=model.column[&downstream=true][&target=t]`: the column's

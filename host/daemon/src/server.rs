@@ -311,10 +311,16 @@ async fn send(
     gzip: bool,
     stream: &mut Stream,
 ) -> Result<(), String> {
-    let (status, body) = match reply {
-        Reply::Json(status, value) => (status, json(&value)?),
-        Reply::Error(error) => (error.status, json(&error.body())?),
-        Reply::Body(body) => (http::StatusCode::OK, body),
+    const JSON: &str = "application/json";
+    let (status, body, kind) = match reply {
+        Reply::Json(status, value) => (status, json(&value)?, JSON),
+        Reply::Error(error) => (error.status, json(&error.body())?, JSON),
+        Reply::Body(body) => (http::StatusCode::OK, body, JSON),
+        Reply::Html(page) => (
+            http::StatusCode::OK,
+            Arc::new(crate::body::Body::new(page.into_bytes())),
+            "text/html; charset=utf-8",
+        ),
         Reply::Bytes { bytes, head } => return raw(stream, bytes, head).await,
         Reply::Events { run, after } => {
             return crate::runs::stream(daemon, run, after, stream).await;
@@ -323,7 +329,7 @@ async fn send(
     let (bytes, gzipped) = body.encoded(gzip);
     let length = bytes.len().to_string();
     let mut headers = vec![
-        ("content-type", "application/json"),
+        ("content-type", kind),
         ("content-length", length.as_str()),
         ("vary", "accept-encoding"),
     ];

@@ -9,7 +9,7 @@ use orbital_core::{CompiledProject, Dag, NodeId, Project, Selection};
 use crate::components::{components, store_path};
 use crate::error::EngineError;
 use crate::macros::PluginMacros;
-use crate::request::{CompileRequest, Compiled, Details, Listing};
+use crate::request::{CompileRequest, Compiled, Details, Listing, Selector};
 use crate::session::SaveParses;
 use crate::{Engine, blocking};
 
@@ -18,6 +18,26 @@ impl Engine {
     pub async fn compile(&self, request: CompileRequest) -> Result<Compiled, EngineError> {
         let engine = self.clone();
         blocking(move || engine.compile_now(&request)).await?
+    }
+
+    /// The whole project compiled on `selector`'s target and vars (its
+    /// selection is ignored): what lineage and docs read.
+    pub(crate) async fn compile_whole(
+        &self,
+        project: &Path,
+        selector: &Selector,
+        listing: Listing,
+    ) -> Result<Compiled, EngineError> {
+        self.compile(CompileRequest {
+            project: project.to_path_buf(),
+            selector: Selector {
+                target: selector.target.clone(),
+                vars: selector.vars.clone(),
+                ..Selector::default()
+            },
+            listing,
+        })
+        .await
     }
 
     fn compile_now(&self, request: &CompileRequest) -> Result<Compiled, EngineError> {

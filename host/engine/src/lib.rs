@@ -23,6 +23,7 @@
 
 mod compile;
 mod components;
+mod docs;
 mod error;
 mod events;
 mod kept;
@@ -48,6 +49,7 @@ use orbital_runner::Warehouse;
 
 pub use compile::{node_json, user_sql};
 pub use components::state_dir;
+pub use docs::{DocsRequest, site as docs_site};
 pub use error::{EngineError, ErrorKind};
 pub use events::{Event, Events, RunOutcome};
 pub use lineage::LineageRequest;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use orbital_core::lineage::{Tree, downstream, lineage, upstream};
 use serde::{Deserialize, Serialize};
 
-use crate::request::{CompileRequest, Compiled, Listing, Selector};
+use crate::request::{Compiled, Listing, Selector};
 use crate::{Engine, EngineError, blocking};
 
 /// Which column to trace, and which way.
@@ -27,15 +27,7 @@ impl Engine {
     /// The lineage tree of `request.column`.
     pub async fn lineage(&self, request: LineageRequest) -> Result<Tree, EngineError> {
         let compiled = self
-            .compile(CompileRequest {
-                project: request.project.clone(),
-                selector: Selector {
-                    target: request.selector.target.clone(),
-                    vars: request.selector.vars.clone(),
-                    ..Selector::default()
-                },
-                listing: Listing::All,
-            })
+            .compile_whole(&request.project, &request.selector, Listing::All)
             .await?;
         blocking(move || trace(&compiled, &request)).await?
     }
