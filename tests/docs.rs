@@ -86,35 +86,98 @@ fn the_docs_site_shows_nodes_columns_tests_and_lineage() {
     );
     assert_eq!(node(&document, "raw_orders")["columns"][0]["name"], "id");
 
-    // The page opens from disk and draws it: the list, the graph with the
-    // node's upstream and downstream marked, the node, a column's lineage.
+    // The page opens from disk and draws it.
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(
         !html.contains("/*ORBITAL_DOCS_DATA*/"),
         "the data is embedded"
     );
-    let dom = support::rendered_dom(&page, "orders.credit_card_amount");
-    let count = |needle: &str| dom.matches(needle).count();
-    let nodes = document["nodes"].as_array().unwrap().len();
-    assert_eq!(count("<li data-node="), nodes, "every node in the list");
+    checks_the_page(&page, &document, "disk");
+
+    // The same page from the daemon, saved as a browser would.
+    let daemon = support::daemon::Daemon::start(&project);
+    let served = support::daemon::runtime().block_on(async {
+        let mut client = daemon.client().await;
+        client.request("GET", "/", None).await.unwrap()
+    });
+    assert_eq!(served.status, 200);
+    let from_daemon = project.path().join("served.html");
+    std::fs::write(&from_daemon, &served.body).unwrap();
+    checks_the_page(&from_daemon, &document, "daemon");
+}
+
+/// The page at `page` shows `document`: every model in the list, a search
+/// that filters it, `orders` with its columns and SQL, the graph with its
+/// upstream and downstream marked, and the lineage of one of its columns
+/// down to `raw_payments`. A screenshot of each step goes to
+/// target/test-artifacts/docs-<from>-<step>.png.
+fn checks_the_page(page: &std::path::Path, document: &Value, from: &str) {
+    let nodes = document["nodes"].as_array().unwrap();
+    let start = support::rendered_dom(page, "");
     assert_eq!(
-        count(" data-node=") - count("<li data-node="),
-        nodes,
-        "every node in the graph"
+        start.matches("<li data-node=").count(),
+        nodes.len(),
+        "every node listed"
     );
-    assert!(dom.contains("id=\"node-name\">orders<"), "the node's page");
-    assert!(dom.contains("One row per order, with what was paid how."));
-    assert!(dom.contains("class=\"model current\""));
+    for model in nodes.iter().filter(|n| n["kind"] == "model") {
+        let name = model["name"].as_str().unwrap();
+        assert!(
+            start.contains(&format!("<li data-node=\"{name}\">")),
+            "{name} listed"
+        );
+    }
+    support::screenshot(page, "", &format!("docs-{from}-list"));
+
+    let searched = support::rendered_dom(page, "search=stg_");
+    let listed: Vec<&str> = searched
+        .split("<li data-node=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
     assert!(
-        dom.contains("class=\"model up\""),
+        listed.len() >= 3 && listed.len() < nodes.len(),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().all(|name| name.contains("stg_")),
+        "{listed:?}"
+    );
+    for model in ["stg_customers", "stg_orders", "stg_payments"] {
+        assert!(listed.contains(&model), "{model} in {listed:?}");
+    }
+    support::screenshot(page, "search=stg_", &format!("docs-{from}-search"));
+
+    let orders = support::rendered_dom(page, "orders");
+    assert!(orders.contains("id=\"node-name\">orders<"));
+    assert!(orders.contains("<table id=\"columns\">") && orders.contains(">credit_card_amount<"));
+    assert!(orders.contains("<pre id=\"sql\">"));
+    assert!(orders.contains("One row per order, with what was paid how."));
+    assert!(orders.contains("Where the order is."));
+    // In the graph: the node, what it reads up to the seeds, its tests.
+    assert_eq!(
+        orders.matches(" data-node=").count(),
+        2 * nodes.len(),
+        "every node in the graph too"
+    );
+    assert!(orders.contains("class=\"model current\""));
+    assert!(
+        orders.contains("class=\"model up\""),
         "stg_orders and stg_payments"
     );
-    assert!(dom.contains("class=\"seed up\""), "the raw seeds");
-    assert!(dom.contains("class=\"test down\""), "its tests");
+    assert!(orders.contains("class=\"seed up\""), "the raw seeds");
+    assert!(orders.contains("class=\"test down\""), "its tests");
+    support::screenshot(page, "orders", &format!("docs-{from}-orders"));
+
+    let lineage = support::rendered_dom(page, "orders.credit_card_amount");
+    assert!(lineage.contains("<ul class=\"tree\" id=\"lineage\">"));
     assert!(
-        dom.contains("data-column=\"stg_payments.payment_method\"")
-            && dom.contains("data-column=\"raw_payments.amount\""),
+        lineage.contains("data-column=\"stg_payments.payment_method\"")
+            && lineage.contains("data-column=\"raw_payments.amount\""),
         "the column's lineage, down to the seed"
     );
-    assert!(dom.contains("Where the order is."));
+    support::screenshot(
+        page,
+        "orders.credit_card_amount",
+        &format!("docs-{from}-lineage"),
+    );
 }

@@ -458,9 +458,9 @@ pub fn chromium() -> PathBuf {
     binary
 }
 
-/// The DOM of `page` (a file) after its scripts ran, from headless Chromium.
-#[allow(dead_code)]
-pub fn rendered_dom(page: &Path, fragment: &str) -> String {
+/// Headless Chromium on `page` (a file) at `fragment`, doing `what`
+/// (`--dump-dom`, `--screenshot=...`): its standard output.
+fn headless(page: &Path, fragment: &str, what: &[String]) -> String {
     let profile = tempfile::tempdir().expect("a chromium profile folder");
     let output = Command::new(chromium())
         .args([
@@ -472,9 +472,10 @@ pub fn rendered_dom(page: &Path, fragment: &str) -> String {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--window-size=1400,1000",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
+        .args(what)
         .arg(format!("file://{}#{fragment}", page.display()))
         .output()
         .expect("run chromium");
@@ -484,4 +485,30 @@ pub fn rendered_dom(page: &Path, fragment: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The DOM of `page` (a file) after its scripts ran, from headless Chromium.
+#[allow(dead_code)]
+pub fn rendered_dom(page: &Path, fragment: &str) -> String {
+    headless(page, fragment, &["--dump-dom".to_string()])
+}
+
+/// A screenshot of `page` at `fragment`, kept as a test artifact in
+/// `target/test-artifacts/<name>.png`; its path.
+#[allow(dead_code)]
+pub fn screenshot(page: &Path, fragment: &str, name: &str) -> PathBuf {
+    let folder = workspace().join("target/test-artifacts");
+    std::fs::create_dir_all(&folder).expect("the artifacts folder");
+    let shot = folder.join(format!("{name}.png"));
+    headless(
+        page,
+        fragment,
+        &[format!("--screenshot={}", shot.display())],
+    );
+    assert!(
+        std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000),
+        "no screenshot at {}",
+        shot.display()
+    );
+    shot
 }

@@ -173,6 +173,35 @@ macro_rules! run_on {
     }};
 }
 
+/// The columns of a query that returned no rows (the rows name them
+/// otherwise), as the database prepares the statement; `None` when it
+/// returned rows, failed, or cannot be prepared. (A macro: an async fn
+/// generic over executors is not `Send` here.)
+macro_rules! empty_columns {
+    ($executor:expr, $rows:expr, $sql:expr, $type_name:expr) => {{
+        match $rows {
+            Ok(rows) if rows.is_empty() => {
+                use sqlx::{Executor as _, Statement as _};
+                let sql = sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe($sql.to_string()));
+                match $executor.prepare(sql).await {
+                    Ok(prepared) => Some(
+                        prepared
+                            .columns()
+                            .iter()
+                            .map(|c| Column {
+                                name: c.name().to_string(),
+                                data_type: $type_name(c.type_info().name()),
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        }
+    }};
+}
+
 /// How often a call that certainly changed nothing is tried again, and the
 /// first wait (doubling after each try).
 const RETRIES: u32 = 3;
@@ -705,7 +734,9 @@ impl Warehouse {
                     .fetch_all(&mut *connection)
                     .await
                     .map_err(failed);
-                settle_sqlite(connection, rows).map(|rows| sqlite::row_set(&rows))
+                let empty = empty_columns!(&mut *connection, &rows, &statement.sql, str::to_string);
+                settle_sqlite(connection, rows)
+                    .map(|rows| with_columns(sqlite::row_set(&rows), empty))
             }
             Backend::Postgres(connections) => {
                 let arguments = postgres::bind(&statement.params)?;
@@ -714,7 +745,9 @@ impl Warehouse {
                     .fetch_all(&mut *lease)
                     .await
                     .map_err(failed);
-                settle(connections, lease, rows).map(|rows| postgres::row_set(&rows))
+                let empty = empty_columns!(&mut *lease, &rows, &statement.sql, str::to_lowercase);
+                settle(connections, lease, rows)
+                    .map(|rows| with_columns(postgres::row_set(&rows), empty))
             }
             Backend::Remote(remote) => Ok(remote.query(self.run.id, statement).await?),
         }
@@ -788,6 +821,15 @@ fn settle_sqlite<T>(connection: sqlite::Lent<'_>, result: Result<T, Failed>) -> 
         connection.discard();
     }
     result
+}
+
+/// `set` with the `columns` its query was described with, when it had no
+/// rows to name them.
+fn with_columns(mut set: RowSet, columns: Option<Vec<Column>>) -> RowSet {
+    if let Some(columns) = columns.filter(|_| set.columns.is_empty()) {
+        set.columns = columns;
+    }
+    set
 }
 
 /// Rows as the `database` import returns them: each column's name and its
