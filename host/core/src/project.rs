@@ -413,8 +413,13 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
     let name = stem(path);
     // A dbt model's own config comes from its `config(...)` calls and its
     // schema files, a native one's from its `-- config:` lines.
-    let (sql, own, incremental_text) = match &project.dbt {
-        Some(dbt) => dbt.render_model(path, &name, &text, &crate::dbt::jinja_target(project))?,
+    let target = project
+        .dbt
+        .as_ref()
+        .map(|_| crate::dbt::jinja_target(project));
+    let dbt = project.dbt.as_deref().zip(target.as_ref());
+    let (sql, own, incremental_text) = match dbt {
+        Some((dbt, target)) => dbt.render_model(path, &name, &text, target)?,
         None => {
             let own = file_config(path, &text)?;
             (text, own, None)
@@ -433,6 +438,7 @@ fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model
         &project.model_defaults,
         &project.model_paths,
         project,
+        dbt,
     )
 }
 
@@ -463,6 +469,7 @@ fn load_snapshots(
             &dbt.snapshot_defaults,
             &dbt.snapshot_paths,
             project,
+            Some((dbt, &target)),
         )?;
         // dbt takes `target_schema` as it is, not through generate_schema_name.
         match target_schema {
@@ -480,7 +487,9 @@ fn load_snapshots(
 }
 
 /// Model `rendered` of `path`, its config merged over the folder
-/// `defaults` that apply to it (folders of `paths`) and checked.
+/// `defaults` that apply to it (folders of `paths`) and checked; a dbt
+/// model's (`dbt`, with the target it renders for) with its hooks rendered
+/// and its names resolved.
 fn model_from(
     root: &Path,
     path: &Path,
@@ -488,6 +497,7 @@ fn model_from(
     defaults: &BTreeMap<String, toml::Table>,
     paths: &[PathBuf],
     project: &ProjectConfig,
+    dbt: Option<(&crate::dbt::DbtProject, &crate::dbt::JinjaTarget)>,
 ) -> Result<Model> {
     let Rendered {
         name,
@@ -526,11 +536,10 @@ fn model_from(
             message,
         }
     })?;
-    let config = match &project.dbt {
-        Some(dbt) => {
-            let target = crate::dbt::jinja_target(project);
-            let config = dbt.render_hooks(path, &name, config, &target)?;
-            dbt.resolve_names(path, &name, &project.name, config, &target)?
+    let config = match dbt {
+        Some((dbt, target)) => {
+            let config = dbt.render_hooks(path, &name, config, target)?;
+            dbt.resolve_names(path, &name, &project.name, config, target)?
         }
         None => config,
     };

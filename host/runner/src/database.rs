@@ -25,7 +25,7 @@ use orbital_plugin_host::{BoxFuture, Database};
 pub use crate::error::DatabaseError;
 pub use lent::Lent;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, Row, TypeInfo, ValueRef};
 
 pub(crate) fn plain(sql: &str) -> Statement {
     Statement {
@@ -188,10 +188,7 @@ macro_rules! empty_columns {
                         prepared
                             .columns()
                             .iter()
-                            .map(|c| Column {
-                                name: c.name().to_string(),
-                                data_type: $type_name(c.type_info().name()),
-                            })
+                            .map(|c| column_of(c, $type_name))
                             .collect::<Vec<_>>(),
                     ),
                     Err(_) => None,
@@ -832,6 +829,15 @@ fn with_columns(mut set: RowSet, columns: Option<Vec<Column>>) -> RowSet {
     set
 }
 
+/// A column as the `database` import describes it: its name and its driver
+/// type name shaped by `type_name`.
+fn column_of(column: &impl sqlx::Column, type_name: impl Fn(&str) -> String) -> Column {
+    Column {
+        name: column.name().to_string(),
+        data_type: type_name(column.type_info().name()),
+    }
+}
+
 /// Rows as the `database` import returns them: each column's name and its
 /// driver type name shaped by `type_name`; each non-NULL cell read by `cell`
 /// from the row, its index and the type name of its value.
@@ -846,10 +852,7 @@ where
     let columns = rows.first().map_or_else(Vec::new, |row| {
         row.columns()
             .iter()
-            .map(|c| Column {
-                name: c.name().to_string(),
-                data_type: type_name(c.type_info().name()),
-            })
+            .map(|c| column_of(c, &type_name))
             .collect()
     });
     let rows = rows

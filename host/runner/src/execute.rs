@@ -469,20 +469,27 @@ impl Context {
     /// Counts the rows a test's query returns: none is a pass.
     async fn run_test(&self, id: NodeId, severity: Severity, started: Instant) -> NodeResult {
         let node = &self.dag.nodes[id];
-        let rendered = self.render(id);
+        // Kept failing rows are counted and shown from their table, not by
+        // running the test again.
         let mut stored_failures = None;
-        let counted = match &rendered {
-            Ok(sql) => match self.store_failures(id, sql).await {
-                Ok(stored) => {
-                    stored_failures = stored;
-                    self.count_failures(sql).await
+        let failing = match self.render(id) {
+            Ok(sql) => match self.store_failures(id, &sql).await {
+                Ok(Some(table)) => {
+                    let kept = format!("SELECT * FROM {}", table.quoted());
+                    stored_failures = Some(table);
+                    Ok(kept)
                 }
+                Ok(None) => Ok(sql),
                 Err(e) => Err(e),
             },
+            Err(error) => Err(error),
+        };
+        let counted = match &failing {
+            Ok(sql) => self.count_failures(sql).await,
             Err(error) => Err(error.clone()),
         };
         let mut failing_rows = None;
-        if let (Ok(sql), Ok(1..)) = (&rendered, &counted) {
+        if let (Ok(sql), Ok(1..)) = (&failing, &counted) {
             let sample =
                 format!("SELECT * FROM (\n{sql}\n) AS orbital_failures LIMIT {FAILING_ROWS_SHOWN}");
             match self.database.query(crate::database::plain(&sample)).await {

@@ -207,10 +207,18 @@ pub fn load_config(dir: &Path) -> Result<ProjectConfig> {
     })
 }
 
-/// What Jinja's `target` says while `config`'s models render: the target
-/// the command runs on (its default target: the engine sets it), its
-/// adapter type and schema.
-pub(crate) fn jinja_target(config: &ProjectConfig) -> (String, String, String) {
+/// What Jinja's `target` says while a project's models render: the
+/// target's name, adapter type and schema.
+pub(crate) type JinjaTarget = (String, String, String);
+
+/// [`JinjaTarget`] as the renderer takes it.
+fn borrowed(target: &JinjaTarget) -> (&str, &str, &str) {
+    (&target.0, &target.1, &target.2)
+}
+
+/// The [`JinjaTarget`] of `config`: the target the command runs on (its
+/// default target: the engine sets it).
+pub(crate) fn jinja_target(config: &ProjectConfig) -> JinjaTarget {
     let Ok((name, target)) = config.target(None) else {
         return ("dev".into(), "sqlite".into(), "main".into());
     };
@@ -234,10 +242,9 @@ impl DbtProject {
         path: &Path,
         name: &str,
         text: &str,
-        target: &(String, String, String),
+        target: &JinjaTarget,
     ) -> Result<(String, toml::Table, Option<String>)> {
-        let target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
-        let (sql, own, incremental) = self.renderer.render(path, name, text, target)?;
+        let (sql, own, incremental) = self.renderer.render(path, name, text, borrowed(target))?;
         let Some(schema) = self.schema_configs.get(name) else {
             return Ok((sql, own, incremental));
         };
@@ -274,7 +281,7 @@ impl DbtProject {
         &self,
         path: &Path,
         text: &str,
-        target: &(String, String, String),
+        target: &JinjaTarget,
     ) -> Result<Vec<(crate::project::Rendered, Option<String>)>> {
         let at = |offset: usize| {
             let (line, column) = crate::error::line_col(text, offset);
@@ -344,10 +351,9 @@ impl DbtProject {
         name: &str,
         project: &str,
         mut config: crate::project::ModelConfig,
-        target: &(String, String, String),
+        target: &JinjaTarget,
     ) -> Result<crate::project::ModelConfig> {
         use crate::project::{ALIAS, SCHEMA};
-        let jinja_target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
         let (custom_schema, custom_alias) = (
             config.schema().map(str::to_string),
             config.alias().map(str::to_string),
@@ -366,27 +372,26 @@ impl DbtProject {
                 config => minijinja::Value::from(minijinja::value::Serde(&config)),
             }
         };
-        let schema = match self.renderer.defines("generate_schema_name") {
-            true => Some(self.renderer.call_naming_macro(
-                path,
-                name,
-                "generate_schema_name",
-                custom_schema.as_deref(),
-                node(),
-                jinja_target,
-            )?),
-            false => custom_schema.map(|custom| format!("{}_{custom}", target.2)),
+        // The project's own naming macro, where it defines one.
+        let named = |naming: &str, custom: Option<&str>| {
+            self.renderer.defines(naming).then(|| {
+                self.renderer.call_naming_macro(
+                    path,
+                    name,
+                    naming,
+                    custom,
+                    node(),
+                    borrowed(target),
+                )
+            })
         };
-        let alias = match self.renderer.defines("generate_alias_name") {
-            true => Some(self.renderer.call_naming_macro(
-                path,
-                name,
-                "generate_alias_name",
-                custom_alias.as_deref(),
-                node(),
-                jinja_target,
-            )?),
-            false => custom_alias,
+        let schema = match named("generate_schema_name", custom_schema.as_deref()) {
+            Some(full) => Some(full?),
+            None => custom_schema.map(|custom| format!("{}_{custom}", target.2)),
+        };
+        let alias = match named("generate_alias_name", custom_alias.as_deref()) {
+            Some(alias) => Some(alias?),
+            None => custom_alias,
         };
         for (key, value, plain) in [
             (SCHEMA, schema, &target.2),
@@ -413,9 +418,8 @@ impl DbtProject {
         path: &Path,
         name: &str,
         mut config: crate::project::ModelConfig,
-        target: &(String, String, String),
+        target: &JinjaTarget,
     ) -> Result<crate::project::ModelConfig> {
-        let target = (target.0.as_str(), target.1.as_str(), target.2.as_str());
         for key in [crate::project::PRE_HOOK, crate::project::POST_HOOK] {
             let Some(serde_json::Value::Array(hooks)) = config.extra.get_mut(key) else {
                 continue;
@@ -424,7 +428,9 @@ impl DbtProject {
                 if let serde_json::Value::String(text) = hook
                     && (text.contains("{{") || text.contains("{%"))
                 {
-                    *text = self.renderer.render_hook(path, name, key, text, target)?;
+                    *text = self
+                        .renderer
+                        .render_hook(path, name, key, text, borrowed(target))?;
                 }
             }
         }

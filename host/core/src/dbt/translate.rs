@@ -29,9 +29,9 @@ pub fn translate(dir: &Path) -> Result<Translation> {
         "orbital.toml".into(),
         orbital_toml(&project.config, &mut out.notes),
     ));
+    let target_schema = super::jinja_target(&project.config).2;
     for model in &project.models {
         let path = native_path(&project.config.model_paths, &model.path, "models");
-        let target_schema = super::jinja_target(&project.config).2;
         out.files
             .push((path, model_file(model, &target_schema, &mut out.notes)));
     }
