@@ -81,8 +81,9 @@ impl Output {
             }));
             return;
         }
+        let noun = if nodes == 1 { "node" } else { "nodes" };
         println!(
-            "Wrote the docs of {nodes} nodes to {} (open it in a browser; it needs no server)",
+            "Wrote the docs of {nodes} {noun} to {} (open it in a browser; it needs no server)",
             written.page.display()
         );
     }
