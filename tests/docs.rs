@@ -181,3 +181,79 @@ fn checks_the_page(page: &std::path::Path, document: &Value, from: &str) {
         &format!("docs-{from}-lineage"),
     );
 }
+
+/// A project too large to draw whole: the list comes a page at a time and
+/// the graph shows the selected node's neighbourhood, centred on it.
+#[test]
+fn a_large_project_lists_a_page_at_a_time_and_draws_a_neighbourhood() {
+    const MODELS: usize = 450;
+    let project = TestProject::empty();
+    project.write(
+        "orbital.toml",
+        "name = \"large\"\n[targets.dev]\nurl = \"sqlite://target/large.db\"\n",
+    );
+    project.write("models/m_000.sql", "select 1 as id, 2 as amount\n");
+    for i in 1..MODELS {
+        // Each model reads the one before it and one further up.
+        project.write(
+            &format!("models/m_{i:03}.sql"),
+            &format!(
+                "select a.id, a.amount + b.amount as amount from m_{:03} as a join m_{:03} as b on a.id = b.id\n",
+                i - 1,
+                i / 2
+            ),
+        );
+    }
+    project.orbital(&["docs"]).expect_code(0);
+    let page = project.path().join("target/docs/index.html");
+
+    let start = support::rendered_dom(&page, "");
+    assert_eq!(start.matches("<li data-node=").count(), 200, "one page");
+    assert!(
+        start.contains("<li class=\"more\">250 more</li>"),
+        "and how many more"
+    );
+    assert!(start.contains("450 nodes: pick one to draw its neighbourhood."));
+    assert_eq!(start.matches("<g class=").count(), 0, "no graph drawn yet");
+    let drawn: u64 = start
+        .split("data-drawn-ms=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|ms| ms.parse().ok())
+        .expect("the page says when it drew the list");
+    assert!(drawn > 0);
+
+    // A search finds nodes past the first page.
+    let searched = support::rendered_dom(&page, "search=m_44");
+    let listed: Vec<&str> = searched
+        .split("<li data-node=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        listed,
+        (440..450).map(|i| format!("m_{i}")).collect::<Vec<_>>()
+    );
+
+    // A node past the first page: its details, and its neighbourhood.
+    let shown = support::rendered_dom(&page, "m_300.amount");
+    assert!(shown.contains("id=\"node-name\">m_300<"));
+    assert!(shown.contains("<pre id=\"sql\">"));
+    assert!(shown.contains("class=\"model current\" transform"));
+    for near in ["m_299", "m_150", "m_301", "m_449"] {
+        assert!(
+            shown.contains(&format!("data-node=\"{near}\"><rect")),
+            "{near} drawn beside m_300"
+        );
+    }
+    let drawn_nodes = shown.matches("<g class=").count();
+    assert!(
+        drawn_nodes > 100 && drawn_nodes <= 301,
+        "a neighbourhood, not the whole graph: {drawn_nodes}"
+    );
+    assert!(
+        shown.contains("data-column=\"m_000.amount\""),
+        "the column's lineage down to the first model"
+    );
+    support::screenshot(&page, "m_300", "docs-large-neighbourhood");
+}

@@ -13,7 +13,7 @@ pub struct Written {
 
 /// Writes `document` as `docs.json` and the page embedding it as
 /// `index.html`, in the project's target folder.
-pub fn write(project: &Path, document: &serde_json::Value) -> Result<Written, Failure> {
+pub fn write(project: &Path, document: &orbital_engine::DocsDocument) -> Result<Written, Failure> {
     let config =
         orbital_core::ProjectConfig::load(project).map_err(orbital_engine::EngineError::from)?;
     let folder = project.join(&config.target_path).join("docs");
@@ -25,7 +25,10 @@ pub fn write(project: &Path, document: &serde_json::Value) -> Result<Written, Fa
         page: folder.join("index.html"),
         data: folder.join("docs.json"),
     };
-    whole(&written.data, document.to_string().as_bytes())?;
+    whole(
+        &written.data,
+        &serde_json::to_vec(document).unwrap_or_default(),
+    )?;
     whole(
         &written.page,
         orbital_engine::docs_site(document).as_bytes(),

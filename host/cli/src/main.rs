@@ -347,7 +347,7 @@ async fn command(engine: &Engine, cli: &Cli, output: &report::Output) -> Result<
                 })
                 .await?;
             let written = docs::write(&cli.project, &document)?;
-            output.docs(&written, document["nodes"].as_array().map_or(0, Vec::len));
+            output.docs(&written, document.nodes.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Lineage {

@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
+use rayon::prelude::*;
 use serde::Serialize;
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, JoinConstraint,
@@ -136,8 +137,9 @@ impl ModelLineage {
 }
 
 /// The lineage of each model among `wanted` and everything upstream of
-/// them, by node id, walked in the graph's order (an upstream model's
-/// columns are known before its readers need them).
+/// them, by node id. Models are walked a level at a time, each level in
+/// parallel: a model's level is one more than its deepest upstream's, so
+/// an upstream model's columns are known before its readers need them.
 pub fn lineage(
     project: &Project,
     dag: &Dag,
@@ -145,37 +147,64 @@ pub fn lineage(
     wanted: &[NodeId],
 ) -> HashMap<NodeId, ModelLineage> {
     let mut needed = vec![false; dag.nodes.len()];
-    for &id in wanted {
-        needed[id] = true;
-        for up in dag.ancestors(id, None) {
-            needed[up] = true;
+    let mut stack = wanted.to_vec();
+    while let Some(id) = stack.pop() {
+        if !std::mem::replace(&mut needed[id], true) {
+            stack.extend(&dag.nodes[id].depends_on);
         }
     }
-    let dialect = crate::dialect::dialect_for(dialect);
-    let mut seeds: HashMap<NodeId, Option<Vec<String>>> = HashMap::new();
+    let seeds: HashMap<NodeId, Option<Vec<String>>> = dag
+        .order
+        .par_iter()
+        .filter(|&&id| needed[id] && matches!(dag.nodes[id].kind, NodeKind::Seed(_)))
+        .map(|&id| {
+            let seed = project.seeds.iter().find(|s| s.name == dag.nodes[id].name);
+            (id, seed.and_then(|seed| seed_header(project, seed).ok()))
+        })
+        .collect();
     let mut done: HashMap<NodeId, ModelLineage> = HashMap::new();
-    for &id in dag.order.iter().filter(|&&id| needed[id]) {
-        let node = &dag.nodes[id];
-        match &node.kind {
-            NodeKind::Seed(_) => {
-                let seed = project.seeds.iter().find(|s| s.name == node.name);
-                let header = seed.and_then(|seed| seed_header(project, seed).ok());
-                seeds.insert(id, header);
-            }
-            NodeKind::Model(model) => {
+    for level in model_levels(dag, &needed) {
+        let found: Vec<(NodeId, ModelLineage)> = level
+            .par_iter()
+            .filter_map(|&id| {
+                let model = dag.nodes[id].as_model()?;
                 let walk = Walk {
                     dag,
                     model,
                     seeds: &seeds,
                     done: &done,
                 };
-                let found = walk.model(dialect);
-                done.insert(id, found);
-            }
-            NodeKind::Test(_) => {}
-        }
+                // A parser dialect is not `Sync`; each thread looks its own up.
+                Some((id, walk.model(crate::dialect::dialect_for(dialect))))
+            })
+            .collect();
+        done.extend(found);
     }
     done
+}
+
+/// The `needed` models grouped by level: a model with no upstream model is
+/// level 0, any other one more than its deepest upstream model.
+fn model_levels(dag: &Dag, needed: &[bool]) -> Vec<Vec<NodeId>> {
+    let mut level_of: Vec<Option<usize>> = vec![None; dag.nodes.len()];
+    let mut levels: Vec<Vec<NodeId>> = Vec::new();
+    for &id in dag.order.iter().filter(|&&id| needed[id]) {
+        if dag.nodes[id].as_model().is_none() {
+            continue;
+        }
+        let level = dag.nodes[id]
+            .depends_on
+            .iter()
+            .filter_map(|&up| level_of[up].map(|l| l + 1))
+            .max()
+            .unwrap_or(0);
+        level_of[id] = Some(level);
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push(id);
+    }
+    levels
 }
 
 /// Where a value comes from.

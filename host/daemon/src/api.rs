@@ -165,7 +165,10 @@ async fn answer(
         }
         (&Method::GET, ["v1", "runs"]) => runs(daemon, query).map(ok),
         (&Method::GET, ["v1", "lineage"]) => lineage(daemon, query).await.map(ok),
-        (&Method::GET, ["v1", "docs"]) => docs(daemon, query).await.map(ok),
+        (&Method::GET, ["v1", "docs"]) => docs(daemon, query).await.map(|document| {
+            let json = serde_json::to_vec(&document).unwrap_or_default();
+            Reply::Body(Arc::new(crate::body::Body::new(json)))
+        }),
         (&Method::GET, [""]) => docs(daemon, "")
             .await
             .map(|document| Reply::Html(orbital_engine::docs_site(&document))),
@@ -512,7 +515,7 @@ async fn model(daemon: &Daemon, name: &str) -> Result<Value, ApiError> {
 }
 
 /// `[?target=t]`: the docs site's data, as `orbital docs` writes it.
-async fn docs(daemon: &Daemon, query: &str) -> Result<Value, ApiError> {
+async fn docs(daemon: &Daemon, query: &str) -> Result<orbital_engine::DocsDocument, ApiError> {
     let request = orbital_engine::DocsRequest {
         project: daemon.options.project.clone(),
         selector: Selector {

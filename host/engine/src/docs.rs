@@ -31,7 +31,7 @@ impl Engine {
     /// description, columns (with descriptions and lineage), tests and
     /// their last results, compiled SQL, config, fingerprint and last
     /// build; and the edges.
-    pub async fn docs(&self, request: DocsRequest) -> Result<Value, EngineError> {
+    pub async fn docs(&self, request: DocsRequest) -> Result<DocsDocument, EngineError> {
         let compiled = self
             .compile_whole(&request.project, &request.selector, Listing::Detailed)
             .await?;
@@ -40,110 +40,313 @@ impl Engine {
     }
 }
 
+/// What the docs site shows of a project (`docs.json`, `GET /v1/docs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DocsDocument {
+    pub project: String,
+    pub generated_at: String,
+    pub nodes: Vec<DocsNode>,
+}
+
+/// One node of the docs document.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocsNode {
+    pub name: String,
+    pub kind: &'static str,
+    pub path: String,
+    pub relation: String,
+    pub materialized: Option<String>,
+    pub tags: Vec<String>,
+    pub description: Value,
+    pub config: Option<orbital_core::project::ModelConfig>,
+    pub columns: Vec<DocsColumn>,
+    /// Why not every column is known, where that is so.
+    pub incomplete: Option<String>,
+    pub sql: Option<String>,
+    pub fingerprint: Option<String>,
+    pub depends_on: Vec<String>,
+    pub tests: Vec<String>,
+    /// The node a test checks.
+    pub checks: Option<String>,
+    pub last: Option<LastResult>,
+}
+
+/// A column with its description and lineage.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocsColumn {
+    pub name: String,
+    pub description: Value,
+    pub lineage: Vec<orbital_core::lineage::Edge>,
+    pub unknown: Vec<String>,
+}
+
+/// A node's newest result among the latest runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastResult {
+    pub status: orbital_cas::NodeStatus,
+    pub run: u64,
+    pub environment: String,
+    pub started_at: String,
+    pub error: Option<String>,
+}
+
 fn document(
     compiled: &Compiled,
     runs: &[RunRecord],
     request: &DocsRequest,
-) -> Result<Value, EngineError> {
+) -> Result<DocsDocument, EngineError> {
     let dag = &compiled.compiled.dag;
     let project = &compiled.project;
     let (_, target) = project.config.target(request.selector.target.as_deref())?;
     let all: Vec<NodeId> = (0..dag.nodes.len()).collect();
-    let lineages = orbital_core::lineage::lineage(project, dag, target.parser_dialect(), &all);
-    // Each node's newest result among the latest runs.
-    let mut last: HashMap<&str, Value> = HashMap::new();
+    let started = std::time::Instant::now();
+    let mut lineages = orbital_core::lineage::lineage(project, dag, target.parser_dialect(), &all);
+    tracing::debug!(models = lineages.len(), elapsed = ?started.elapsed(), "column lineage");
+    let mut last: HashMap<&str, LastResult> = HashMap::new();
     for run in runs {
         for node in &run.nodes {
-            last.entry(node.name.as_str()).or_insert_with(|| {
-                json!({
-                    "status": node.status,
-                    "run": run.id,
-                    "environment": run.environment,
-                    "started_at": run.started_at,
-                    "error": node.error,
-                })
-            });
+            last.entry(node.name.as_str())
+                .or_insert_with(|| LastResult {
+                    status: node.status,
+                    run: run.id,
+                    environment: run.environment.clone(),
+                    started_at: run.started_at.clone(),
+                    error: node.error.clone(),
+                });
         }
     }
-    let mut tests_of: HashMap<NodeId, Vec<&str>> = HashMap::new();
+    let mut tests_of: HashMap<NodeId, Vec<String>> = HashMap::new();
     for node in &dag.nodes {
         if let Some(checked) = node.as_test().and_then(|t| t.checks) {
-            tests_of.entry(checked).or_default().push(&node.name);
+            tests_of.entry(checked).or_default().push(node.name.clone());
         }
     }
     let details = compiled.details.as_ref();
-    let nodes: Vec<Value> = dag
+    let nodes = dag
         .nodes
         .iter()
         .enumerate()
         .map(|(id, node)| {
             let config = node.as_model().map(|m| &m.config);
+            let about = |key: &str| config.and_then(|c| c.extra.get(key));
             let described = |column: &str| {
-                config
-                    .and_then(|c| c.extra.get(orbital_core::project::COLUMNS))
+                about(orbital_core::project::COLUMNS)
                     .and_then(|columns| columns.get(column))
                     .and_then(|about| about.get(orbital_core::project::DESCRIPTION))
                     .cloned()
                     .unwrap_or(Value::Null)
             };
-            let columns: Vec<Value> = match lineages.get(&id) {
+            let lineage = lineages.remove(&id);
+            let incomplete = lineage.as_ref().and_then(|l| l.incomplete.clone());
+            let columns: Vec<DocsColumn> = match lineage {
                 Some(lineage) => lineage
                     .columns
-                    .iter()
-                    .map(|c| {
-                        json!({
-                            "name": c.column,
-                            "description": described(&c.column),
-                            "lineage": c.edges,
-                            "unknown": c.unknown,
-                        })
+                    .into_iter()
+                    .map(|c| DocsColumn {
+                        description: described(&c.column),
+                        name: c.column,
+                        lineage: c.edges,
+                        unknown: c.unknown,
                     })
                     .collect(),
                 None => details
                     .and_then(|d| d.columns.get(&node.name.to_lowercase()))
                     .into_iter()
                     .flatten()
-                    .map(|c| json!({ "name": c, "description": Value::Null, "lineage": [], "unknown": [] }))
+                    .map(|c| DocsColumn {
+                        name: c.clone(),
+                        description: Value::Null,
+                        lineage: Vec::new(),
+                        unknown: Vec::new(),
+                    })
                     .collect(),
             };
-            json!({
-                "name": node.name,
-                "kind": node.kind_name(),
-                "path": node.path.display().to_string(),
-                "relation": node.relation.to_string(),
-                "materialized": config.map(|c| c.materialized.clone()),
-                "tags": node.tags,
-                "description": config
-                    .and_then(|c| c.extra.get(orbital_core::project::DESCRIPTION))
+            DocsNode {
+                name: node.name.clone(),
+                kind: node.kind_name(),
+                path: node.path.display().to_string(),
+                relation: node.relation.to_string(),
+                materialized: config.map(|c| c.materialized.clone()),
+                tags: node.tags.clone(),
+                description: about(orbital_core::project::DESCRIPTION)
                     .cloned()
                     .unwrap_or(Value::Null),
-                "config": config,
-                "columns": columns,
-                "incomplete": lineages.get(&id).and_then(|l| l.incomplete.clone()),
-                "sql": crate::compile::user_sql(dag, id),
-                "fingerprint": details
+                config: config.cloned(),
+                columns,
+                incomplete,
+                sql: crate::compile::user_sql(dag, id),
+                fingerprint: details
                     .and_then(|d| d.fingerprints.as_ref())
                     .and_then(|f| f.get(id))
                     .map(|f| f.to_string()),
-                "depends_on": node.depends_on.iter().map(|&d| &dag.nodes[d].name).collect::<Vec<_>>(),
-                "tests": tests_of.get(&id).cloned().unwrap_or_default(),
-                "checks": node.as_test().and_then(|t| t.checks).map(|c| &dag.nodes[c].name),
-                "last": last.get(node.name.as_str()),
-            })
+                depends_on: node
+                    .depends_on
+                    .iter()
+                    .map(|&d| dag.nodes[d].name.clone())
+                    .collect(),
+                tests: tests_of.remove(&id).unwrap_or_default(),
+                checks: node
+                    .as_test()
+                    .and_then(|t| t.checks)
+                    .map(|c| dag.nodes[c].name.clone()),
+                last: last.remove(node.name.as_str()),
+            }
         })
         .collect();
-    Ok(json!({
-        "project": project.config.name,
-        "generated_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        "nodes": nodes,
-    }))
+    Ok(DocsDocument {
+        project: project.config.name.clone(),
+        generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        nodes,
+    })
 }
 
-/// The docs site: one HTML page with `document` embedded.
-pub fn site(document: &Value) -> String {
-    // `</script>` inside the data would end the script element early.
-    let data = document.to_string().replace("</", "<\\/");
-    SITE.replace("/*ORBITAL_DOCS_DATA*/null", &data)
+/// The docs site: one HTML page with `document` embedded in two parts. An
+/// index (what the list, the search and the graph need) is parsed when the
+/// page opens; each node's details (compiled SQL, config, fingerprint,
+/// column lineage) are one JSON line of a second block, parsed only when
+/// the node is shown, so a large project's page draws at once.
+pub fn site(document: &DocsDocument) -> String {
+    let mut entries: Vec<IndexEntry<'_>> = document
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(at, node)| IndexEntry::of(node, Some(at)))
+        .collect();
+    let sources = sources_named(&document.nodes);
+    entries.extend(sources.iter().map(|name| IndexEntry::source(name)));
+    let index = serde_json::to_string(&json!({
+        "project": document.project,
+        "generated_at": document.generated_at,
+        "nodes": entries,
+    }))
+    .unwrap_or_default();
+    let mut details = String::new();
+    for (line, node) in document.nodes.iter().enumerate() {
+        if line > 0 {
+            details.push('\n');
+        }
+        // serde_json escapes newlines inside strings: one node, one line.
+        let detail = Details {
+            sql: &node.sql,
+            config: &node.config,
+            fingerprint: &node.fingerprint,
+            columns: &node.columns,
+        };
+        details.push_str(&serde_json::to_string(&detail).unwrap_or_default());
+    }
+    let index = script_safe(&index);
+    let details = script_safe(&details);
+    // Split at the slots rather than replacing them, so that data which
+    // happens to spell a slot's marker is never substituted into.
+    let (head, rest) = SITE.split_once(INDEX_SLOT).unwrap_or((SITE, ""));
+    let (middle, tail) = rest.split_once(DETAILS_SLOT).unwrap_or((rest, ""));
+    [head, &index, middle, &details, tail].concat()
 }
+
+/// A node as the page's index has it: what the list, the search and the
+/// graph need, and `at`, the line of its details.
+#[derive(Serialize)]
+struct IndexEntry<'a> {
+    name: &'a str,
+    kind: &'a str,
+    path: &'a str,
+    materialized: Option<&'a str>,
+    tags: &'a [String],
+    description: Option<&'a Value>,
+    columns: Vec<ColumnEntry<'a>>,
+    incomplete: Option<&'a str>,
+    depends_on: &'a [String],
+    tests: &'a [String],
+    checks: Option<&'a str>,
+    last: Option<&'a LastResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ColumnEntry<'a> {
+    name: &'a str,
+    description: &'a Value,
+}
+
+impl<'a> IndexEntry<'a> {
+    fn of(node: &'a DocsNode, at: Option<usize>) -> Self {
+        IndexEntry {
+            name: &node.name,
+            kind: node.kind,
+            path: &node.path,
+            materialized: node.materialized.as_deref(),
+            tags: &node.tags,
+            description: Some(&node.description),
+            columns: node
+                .columns
+                .iter()
+                .map(|c| ColumnEntry {
+                    name: &c.name,
+                    description: &c.description,
+                })
+                .collect(),
+            incomplete: node.incomplete.as_deref(),
+            depends_on: &node.depends_on,
+            tests: &node.tests,
+            checks: node.checks.as_deref(),
+            last: node.last.as_ref(),
+            at,
+        }
+    }
+
+    /// A relation that is read but is no node (a dbt source, a table
+    /// outside the project).
+    fn source(name: &'a str) -> Self {
+        IndexEntry {
+            name,
+            kind: "source",
+            path: "",
+            materialized: None,
+            tags: &[],
+            description: None,
+            columns: Vec::new(),
+            incomplete: None,
+            depends_on: &[],
+            tests: &[],
+            checks: None,
+            last: None,
+            at: None,
+        }
+    }
+}
+
+/// A node's details: one line of the page's details block.
+#[derive(Serialize)]
+struct Details<'a> {
+    sql: &'a Option<String>,
+    config: &'a Option<orbital_core::project::ModelConfig>,
+    fingerprint: &'a Option<String>,
+    columns: &'a [DocsColumn],
+}
+
+/// `text` safe inside a `<script>` element: a `</script>` in the data
+/// would end it early. `<\/` means `</` inside a JSON string.
+fn script_safe(text: &str) -> String {
+    text.replace("</", "<\\/")
+}
+
+/// Relations the lineage reads that are not nodes: the graph and the
+/// lineage view show them too.
+fn sources_named(nodes: &[DocsNode]) -> Vec<&str> {
+    let known: std::collections::HashSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    let mut sources = std::collections::BTreeSet::new();
+    for node in nodes {
+        for edge in node.columns.iter().flat_map(|c| &c.lineage) {
+            if !known.contains(edge.node.as_str()) {
+                sources.insert(edge.node.as_str());
+            }
+        }
+    }
+    sources.into_iter().collect()
+}
+
+const INDEX_SLOT: &str = "/*ORBITAL_DOCS_INDEX*/null";
+const DETAILS_SLOT: &str = "/*ORBITAL_DOCS_DETAILS*/";
 
 const SITE: &str = include_str!("docs_site.html");

@@ -49,7 +49,7 @@ use orbital_runner::Warehouse;
 
 pub use compile::{node_json, user_sql};
 pub use components::state_dir;
-pub use docs::{DocsRequest, site as docs_site};
+pub use docs::{DocsColumn, DocsDocument, DocsNode, DocsRequest, LastResult, site as docs_site};
 pub use error::{EngineError, ErrorKind};
 pub use events::{Event, Events, RunOutcome};
 pub use lineage::LineageRequest;

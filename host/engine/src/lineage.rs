@@ -48,7 +48,9 @@ fn trace(compiled: &Compiled, request: &LineageRequest) -> Result<Tree, EngineEr
         true => (0..dag.nodes.len()).collect(),
         false => vec![id],
     };
+    let started = std::time::Instant::now();
     let lineages = lineage(&compiled.project, dag, target.parser_dialect(), &wanted);
+    tracing::debug!(models = lineages.len(), elapsed = ?started.elapsed(), "column lineage");
     let name = &dag.nodes[id].name;
     let columns: Option<Vec<String>> = match lineages.get(&id) {
         Some(model) if model.incomplete.is_none() => {
