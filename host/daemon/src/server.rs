@@ -269,10 +269,12 @@ async fn connection(
 }
 
 async fn respond(daemon: &Arc<Daemon>, request: http::Request<()>, mut stream: Stream) {
+    let started = std::time::Instant::now();
     let reply = match read_body(&mut stream, daemon.options.max_body).await {
         Ok(body) => api::route(daemon, &request, &body).await,
         Err(error) => Reply::Error(error),
     };
+    tracing::debug!(path = %request.uri().path(), elapsed = ?started.elapsed(), "answered");
     let gzip = request
         .headers()
         .get_all(http::header::ACCEPT_ENCODING)
@@ -282,6 +284,7 @@ async fn respond(daemon: &Arc<Daemon>, request: http::Request<()>, mut stream: S
     if let Err(e) = send(daemon, reply, gzip, &mut stream).await {
         tracing::debug!("response not delivered: {e}");
     }
+    tracing::debug!(path = %request.uri().path(), elapsed = ?started.elapsed(), "sent");
 }
 
 async fn read_body(stream: &mut Stream, limit: usize) -> Result<Bytes, ApiError> {

@@ -87,6 +87,7 @@ pub struct Collected {
 impl Engine {
     /// What a run would build, reuse or remove, with SQL diffs.
     pub async fn plan(&self, request: PlanRequest) -> Result<PlanReport, EngineError> {
+        let started = Instant::now();
         let session = Session::opened(
             self,
             &request.project,
@@ -96,10 +97,13 @@ impl Engine {
             Records::Early,
         )
         .await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "plan: project opened");
         let connected = session.connect_sharing().await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "plan: connected and fingerprinted");
         let selection = session.select(&request.selector, &connected)?;
         let dag = &session.compiled.dag;
         let plan = session.plan(&connected, &selection, false)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "plan: planned");
         let mut entries = Vec::new();
         for step in &plan.steps {
             let node = &dag.nodes[step.id];
@@ -143,6 +147,7 @@ impl Engine {
             removed: plan.removed.clone(),
         };
         crate::discard((session, connected, plan, selection));
+        tracing::debug!(elapsed = ?started.elapsed(), "plan: reported");
         Ok(report)
     }
     /// Points environment `to` at `from`'s builds, atomically; runs no

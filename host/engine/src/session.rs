@@ -754,6 +754,7 @@ pub(crate) fn load(
         (files, snapshot.transpose())
     });
     let (files, snapshot) = (files?, snapshot?.flatten());
+    tracing::debug!(files = files.len(), elapsed = ?read_at.elapsed().unwrap_or_default(), "files stamped");
     let read = Read {
         engine,
         root,
