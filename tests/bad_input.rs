@@ -174,3 +174,32 @@ fn every_error_in_the_project_is_reported_at_once() {
     let stderr = expect_refused(&project, "models/a.sql:1:15");
     assert!(stderr.contains("models/b.sql:1:"), "{stderr}");
 }
+
+/// A statement the database refuses at run time: the error names the model,
+/// the plugin and the statement, and the model's relation is not published.
+#[test]
+fn a_database_error_shows_the_statement() {
+    let project = TestProject::jaffle_shop();
+    project.write(
+        "models/bad_json.sql",
+        "-- config: materialized = 'table'\nselect json_extract('not json', '$') as j\n",
+    );
+    let run = project
+        .orbital(&["build", "--json", "--select", "bad_json"])
+        .expect_code(1);
+    let error = run.error_of("bad_json");
+    assert!(error.contains("materialization-table"), "{error}");
+    assert!(error.contains("malformed JSON"), "{error}");
+    assert!(
+        error.contains("; in the statement: CREATE TABLE \"orbital__bad_json__")
+            && error.contains("SELECT json_extract('not json', '$') AS j"),
+        "{error}"
+    );
+    assert_eq!(
+        support::scalar(
+            &project.database(),
+            "SELECT count(*) FROM sqlite_master WHERE name = 'bad_json'"
+        ),
+        "0"
+    );
+}

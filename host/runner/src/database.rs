@@ -268,6 +268,30 @@ fn failed(error: sqlx::Error) -> Failed {
 
 /// A failure inside a transaction before its COMMIT: the server rolls the
 /// transaction back, so any transient failure leaves nothing behind.
+/// A database's error with the statement it came from, so that the user
+/// sees which of a plugin's statements failed. Only errors the database
+/// raised (those with a code): a lost connection or a cancel is not the
+/// statement's fault.
+fn in_statement(mut error: DbError, statement: &Statement) -> DbError {
+    const SHOWN: usize = 300;
+    if error.code.is_none() || error.message.contains(STATEMENT_LABEL) {
+        return error;
+    }
+    let text = statement
+        .sql
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let shown = match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    };
+    error.message = format!("{}{STATEMENT_LABEL}{shown}", error.message);
+    error
+}
+
+const STATEMENT_LABEL: &str = "; in the statement: ";
+
 fn failed_before_commit(error: sqlx::Error) -> Failed {
     let mut failure = failed(error);
     failure.unapplied |= failure.error.transient;
@@ -682,12 +706,12 @@ impl Warehouse {
 
     /// Runs one statement; returns the rows it affected.
     pub async fn execute(&self, statement: Statement) -> Result<u64, DbError> {
-        retrying!(self.execute_once(&statement))
+        retrying!(self.execute_once(&statement)).map_err(|e| in_statement(e, &statement))
     }
 
     /// Runs a query; returns its rows.
     pub async fn query(&self, statement: Statement) -> Result<RowSet, DbError> {
-        retrying!(self.query_once(&statement))
+        retrying!(self.query_once(&statement)).map_err(|e| in_statement(e, &statement))
     }
 
     /// Runs the statements in one transaction (`BEGIN IMMEDIATE` on SQLite);
@@ -766,7 +790,11 @@ impl Warehouse {
                     for statement in statements {
                         affected.push(
                             run_on!(sqlite, &mut *transaction, statement)
-                                .map_err(failed_before_commit)?,
+                                .map_err(failed_before_commit)
+                                .map_err(|mut f| {
+                                    f.error = in_statement(f.error, statement);
+                                    f
+                                })?,
                         );
                     }
                     transaction.commit().await.map_err(failed)
@@ -780,11 +808,15 @@ impl Warehouse {
                     let mut transaction = sqlx::Connection::begin(&mut *lease)
                         .await
                         .map_err(failed_before_commit)?;
-                    for statement in statements {
-                        let statement = &*self.tagged(statement);
+                    for original in statements {
+                        let statement = &*self.tagged(original);
                         affected.push(
                             run_on!(postgres, &mut *transaction, statement)
-                                .map_err(failed_before_commit)?,
+                                .map_err(failed_before_commit)
+                                .map_err(|mut f| {
+                                    f.error = in_statement(f.error, original);
+                                    f
+                                })?,
                         );
                     }
                     transaction.commit().await.map_err(failed)
