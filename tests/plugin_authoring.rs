@@ -23,18 +23,33 @@ fn orbital(args: &[&str], cwd: &std::path::Path) -> support::Run {
             "CARGO_TARGET_DIR",
             workspace().join("target/plugin-authoring-test"),
         )
+        // Where the SDK this binary carries is unpacked: not the checkout.
+        .env("ORBITAL_CACHE_DIR", cache())
         .env("NO_COLOR", "1")
         .output()
         .expect("run orbital");
     support::Run { output }
 }
 
-/// `orbital plugin new <kind> <name>` in `work` against this workspace's
-/// SDK, then `orbital plugin build`; the build's JSON.
+fn cache() -> std::path::PathBuf {
+    workspace().join("target/plugin-authoring-cache")
+}
+
+/// `orbital plugin new <kind> <name>` in `work` against the SDK the binary
+/// carries, then `orbital plugin build`; the build's JSON.
 fn scaffold_and_build(work: &std::path::Path, kind: &str, name: &str) -> serde_json::Value {
-    let sdk = workspace().join("sdk");
-    let sdk = sdk.to_str().unwrap();
-    orbital(&["plugin", "new", kind, name, "--sdk-path", sdk], work).expect_code(0);
+    orbital(&["plugin", "new", kind, name], work).expect_code(0);
+    let manifest = std::fs::read_to_string(work.join(name).join("Cargo.toml")).unwrap();
+    let sdk = cache().join("sdk").canonicalize().unwrap();
+    assert!(
+        manifest.contains(&format!("orbital-sdk = {{ path = \"{}/", sdk.display())),
+        "the scaffold depends on the unpacked SDK: {manifest}"
+    );
+    build_plugin(work, name)
+}
+
+/// `orbital plugin build` of the crate `work/name`; the build's JSON.
+fn build_plugin(work: &std::path::Path, name: &str) -> serde_json::Value {
     std::fs::copy(
         workspace().join(CARGO_LOCK),
         work.join(name).join(CARGO_LOCK),
@@ -62,19 +77,20 @@ fn scaffold_build_install_and_use_a_custom_materialization() {
         .json();
     let hash = installed["installed"]["hash"].as_str().unwrap().to_string();
     assert_eq!(hash, built["hash"].as_str().unwrap());
-    // Installed but not yet in orbital.toml: listed as such.
-    let listed = project
-        .orbital(&["--json", "plugin", "list"])
-        .expect_code(0)
-        .json();
-    // After the bundled ones and the example's own.
-    let bundled = orbital_bundle::FIRST_PARTY.len() + 1;
-    assert_eq!(listed["plugins"][bundled]["name"], "audited-table");
-    assert_eq!(
-        listed["plugins"][bundled]["source"],
-        "installed, not in orbital.toml"
+    // Installing lists it in orbital.toml; again, changes nothing.
+    assert_eq!(installed["orbital_toml"]["listed"], true);
+    assert_eq!(installed["orbital_toml"]["already"], false);
+    let again = project
+        .orbital(&["plugin", "install", &wasm])
+        .expect_code(0);
+    assert!(
+        again.stdout().contains("orbital.toml lists it already"),
+        "{}",
+        again.stdout()
     );
-    project.add_component(&hash);
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    assert_eq!(config.matches(&hash).count(), 1, "{config}");
+    let bundled = orbital_bundle::FIRST_PARTY.len() + 1;
     project.write(
         "models/marts/order_counts.sql",
         "-- config: materialized = 'audited_table'\nselect customer_id, count(*) as n from stg_orders group by customer_id",
@@ -196,4 +212,129 @@ fn bad_plugin_commands_are_clear_errors_that_write_nothing() {
         listed["plugins"].as_array().unwrap().len(),
         orbital_bundle::FIRST_PARTY.len() + 1
     );
+}
+
+/// The README's hand-written plugin, as written there, built from an empty
+/// folder outside the checkout with a copy of the binary (so nothing can
+/// come from the checkout's SDK); installed twice across an edit, the second
+/// build replacing the first in orbital.toml; then used by a model.
+#[test]
+fn the_readme_example_builds_as_written_and_a_rebuild_replaces_it() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section = readme
+        .split("## Writing a plugin")
+        .nth(1)
+        .expect("the README has a Writing a plugin section");
+    let code = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a rust block in it");
+
+    let work = tempfile::tempdir().unwrap();
+    let binary = work.path().join("bin/orbital");
+    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_orbital"), &binary).unwrap();
+    let run = |args: &[&str], cwd: &std::path::Path| {
+        let output = Command::new(&binary)
+            .args(args)
+            .current_dir(cwd)
+            .env("CARGO_NET_OFFLINE", "true")
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace().join("target/plugin-authoring-test"),
+            )
+            .env("ORBITAL_CACHE_DIR", cache())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run orbital");
+        support::Run { output }
+    };
+    run(
+        &["plugin", "new", "materialization", "indexed-table"],
+        work.path(),
+    )
+    .expect_code(0);
+    let crate_dir = work.path().join("indexed-table");
+    std::fs::write(crate_dir.join("src/lib.rs"), code).unwrap();
+    std::fs::copy(workspace().join(CARGO_LOCK), crate_dir.join(CARGO_LOCK)).unwrap();
+    let built = run(&["--json", "plugin", "build", "indexed-table"], work.path())
+        .expect_code(0)
+        .json();
+    assert_eq!(built["built"]["provides"], "indexed_table");
+    let wasm = crate_dir.join("target/wasm32-wasip2/release/indexed_table.wasm");
+    assert!(
+        wasm.is_file(),
+        "the component is in the crate's own target folder"
+    );
+
+    let project = TestProject::jaffle_shop();
+    let first = run(
+        &[
+            "--json",
+            "--project",
+            project.path().to_str().unwrap(),
+            "plugin",
+            "install",
+            wasm.to_str().unwrap(),
+        ],
+        work.path(),
+    )
+    .expect_code(0)
+    .json();
+    let first_hash = first["installed"]["hash"].as_str().unwrap().to_string();
+
+    // An edit, a rebuild: a new component of the same plugin.
+    std::fs::write(
+        crate_dir.join("src/lib.rs"),
+        code.replace("table of {rows} rows", "a table of {rows} rows"),
+    )
+    .unwrap();
+    run(&["plugin", "build", "indexed-table"], work.path()).expect_code(0);
+    let second = run(
+        &[
+            "--project",
+            project.path().to_str().unwrap(),
+            "plugin",
+            "install",
+            wasm.to_str().unwrap(),
+        ],
+        work.path(),
+    )
+    .expect_code(0);
+    assert!(
+        second
+            .stdout()
+            .contains(&format!("in place of {first_hash}")),
+        "{}",
+        second.stdout()
+    );
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    assert!(!config.contains(&first_hash), "{config}");
+    assert_eq!(config.matches("blake3:").count(), 1, "{config}");
+
+    project.write(
+        "models/marts/customer_orders.sql",
+        "-- config: materialized = 'indexed_table', index = ['customer_id']\n\
+         select customer_id, count(*) as orders from stg_orders group by customer_id",
+    );
+    let built = project.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(built.statuses()["customer_orders"], "success");
+    let message = built.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "customer_orders")
+        .and_then(|r| r["message"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with("a table of ") && message.ends_with(" rows, indexed on customer_id"),
+        "{message}"
+    );
+    let indexes = support::query(
+        &project.database(),
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'orbital__customer_orders__%__orbital_key'",
+    );
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
 }

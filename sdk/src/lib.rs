@@ -12,27 +12,34 @@
 //! once. The generated bindings stay hidden.
 //!
 //! ```no_run
-//! use orbital_sdk::{Materialization, ModelTask, Outcome, PluginInfo, dialect, database};
+//! use orbital_sdk::{Materialization, ModelTask, Outcome, PluginInfo, build, config_columns};
 //!
-//! struct Truncate;
+//! /// A table with an index on the columns its `index` config lists:
+//! /// `-- config: materialized = 'indexed_table', index = ['customer_id']`.
+//! struct IndexedTable;
 //!
-//! impl Materialization for Truncate {
+//! impl Materialization for IndexedTable {
 //!     fn info() -> PluginInfo {
-//!         orbital_sdk::plugin_info!("truncate-insert", "Empties the table, then inserts the model's rows")
+//!         orbital_sdk::plugin_info!("indexed-table", "A table indexed on the columns `index` lists")
 //!     }
 //!     fn strategy() -> String {
-//!         "truncate_insert".into()
+//!         "indexed_table".into()
 //!     }
 //!     fn materialize(task: ModelTask) -> Result<Outcome, String> {
-//!         let target = dialect::render_relation(&task.relation);
-//!         let mut statements = vec![orbital_sdk::sql(format!("DELETE FROM {target}"))];
-//!         statements.extend(dialect::insert_select(&task.relation, &[], &task.sql));
-//!         let affected = database::run_in_transaction(&statements)?;
-//!         Ok(Outcome { rows_affected: Some(affected), message: "truncated and inserted".into() })
+//!         // `task.relation` is this build's own table, named by the model's
+//!         // fingerprint: new for each new version of the model. Orbital
+//!         // points the environment's view at it once every model built.
+//!         let columns = config_columns(&task, "index")?;
+//!         let rows = build::replace_table(&task.relation, &task.sql)?;
+//!         build::index_key(&task.relation, &columns)?;
+//!         Ok(Outcome {
+//!             rows_affected: Some(rows),
+//!             message: format!("table of {rows} rows, indexed on {}", columns.join(", ")),
+//!         })
 //!     }
 //! }
 //!
-//! orbital_sdk::export_materialization!(Truncate);
+//! orbital_sdk::export_materialization!(IndexedTable);
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`; the `.wasm`

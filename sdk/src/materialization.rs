@@ -7,6 +7,19 @@ pub use wit::{ModelTask, Outcome};
 
 /// A materialization strategy. Implement it on a unit struct and call
 /// [`export_materialization!`](crate::export_materialization).
+///
+/// # Where a build goes
+/// Orbital stores builds by content: `task.relation` is not the model's
+/// published name but a relation of its own named after the model's
+/// fingerprint (`orbital__<model>__<fingerprint prefix>`), which is new
+/// whenever the model's SQL, config, plugins or anything upstream changed.
+/// A materialization builds there, and nowhere else; when the whole run has
+/// succeeded, Orbital points the environment's view (`<model>`, or its
+/// alias and schema) at it. So a build never has to clear what an earlier
+/// one left: on a first build `task.relation` does not exist yet, and an
+/// unchanged model is reused without calling the plugin at all. A strategy
+/// that keeps history (`incremental`, `snapshot`) gets the relation of the
+/// build it continues in `task.previous`.
 pub trait Materialization {
     /// Who this plugin is.
     fn info() -> PluginInfo;

@@ -19,6 +19,7 @@ mod init;
 mod plugin;
 mod remote;
 mod report;
+mod sdk_source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

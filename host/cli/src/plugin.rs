@@ -30,7 +30,7 @@ pub(crate) enum PluginCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// The orbital-sdk crate to depend on, as a path (default: the SDK
-        /// this orbital was built from, when its source is still there).
+        /// this orbital carries, unpacked into its cache folder).
         #[arg(long, value_name = "DIR")]
         sdk_path: Option<PathBuf>,
     },
@@ -94,15 +94,16 @@ pub(crate) async fn command(
             });
         }
         PluginCommand::Install { file } => {
-            let described = engine.install_plugin(&cli.project, file).await?;
+            let installed = engine.install_plugin(&cli.project, file).await?;
+            let (described, listed) = (&installed.described, &installed.listed);
             print(
                 output,
-                serde_json::json!({ "installed": described }),
+                serde_json::json!({ "installed": described, "orbital_toml": listed }),
                 || {
                     format!(
-                        "Installed {}\nList it in orbital.toml to use it:\n  [plugins]\n  components = [\"{}\"]",
-                        line(&described),
-                        described.hash
+                        "Installed {}\n{}",
+                        line(described),
+                        listed_line(&described.hash, &described.name, listed)
                     )
                 },
             );
@@ -115,6 +116,21 @@ pub(crate) async fn command(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `orbital plugin install` did to orbital.toml, in words.
+pub(crate) fn listed_line(hash: &str, name: &str, listed: &orbital_engine::ListedIn) -> String {
+    match (listed.listed, listed.already, listed.replaced.as_slice()) {
+        (false, _, _) => format!(
+            "No orbital.toml to list it in; to use it, add:\n  [plugins]\n  components = [\"{hash}\"]"
+        ),
+        (true, true, _) => "orbital.toml lists it already.".into(),
+        (true, false, []) => format!("Added {hash} to orbital.toml's [plugins] components."),
+        (true, false, replaced) => format!(
+            "Listed {hash} in orbital.toml in place of {} (another build of {name}).",
+            replaced.join(", ")
+        ),
+    }
 }
 
 /// One line of `orbital plugin list`.
@@ -200,15 +216,9 @@ fn scaffold(
 
 /// The `orbital-sdk` dependency line: a path to the SDK source.
 fn sdk_dependency(sdk_path: Option<&Path>) -> Result<String, Failure> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk");
     let path = match sdk_path {
         Some(path) => path.to_path_buf(),
-        None if built_from.join("Cargo.toml").is_file() => built_from,
-        None => {
-            return Err(Failure::Usage(
-                "the orbital-sdk source this orbital was built from is gone; pass --sdk-path <dir of orbital-sdk>".into(),
-            ));
-        }
+        None => crate::sdk_source::unpacked(&cache_root()?)?,
     };
     let path = path
         .canonicalize()
@@ -389,12 +399,25 @@ fn build(dir: &Path) -> Result<PathBuf, Failure> {
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // `rustc --crate-type cdylib`: a crate that is also a plain library in
-    // some workspace (as the example's is) still builds as a component. Its
-    // own target folder: never waiting on a cargo that runs this binary.
+    // some workspace (as the example's is) still builds as a component.
+    // Every plugin builds in one target folder under the cache (unless
+    // CARGO_TARGET_DIR names another), so the SDK and its dependencies
+    // compile once, not once per plugin; never a workspace's own, where a
+    // cargo that runs this binary may hold the lock.
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => match crate::cache_dir() {
+            Some(cache) => cache.join("builds"),
+            None => dir.join("target"),
+        },
+    };
     let built = Command::new(cargo)
         .current_dir(dir)
         .args(["rustc", "--release", "--lib", "--crate-type", "cdylib"])
-        .args(["--target", WASM_TARGET, "--target-dir", "target"])
+        .arg("--target")
+        .arg(WASM_TARGET)
+        .arg("--target-dir")
+        .arg(&target_dir)
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -406,11 +429,40 @@ fn build(dir: &Path) -> Result<PathBuf, Failure> {
             dir.display()
         )));
     }
-    component_path(&String::from_utf8_lossy(&built.stdout)).ok_or_else(|| {
+    let component = component_path(&String::from_utf8_lossy(&built.stdout)).ok_or_else(|| {
         Failure::Usage(format!(
             "cargo built no .wasm in {}: is the crate's [lib] crate-type \"cdylib\"?",
             dir.display()
         ))
+    })?;
+    // The shared folder holds the last build of each crate name: the
+    // component is copied to where cargo alone would have put it.
+    let own = std::path::absolute(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .join("target")
+        .join(WASM_TARGET)
+        .join("release");
+    let Some(file) = component.file_name() else {
+        return Ok(component);
+    };
+    if component.parent() == Some(own.as_path()) {
+        return Ok(component);
+    }
+    std::fs::create_dir_all(&own).map_err(|source| Failure::Write {
+        path: own.clone(),
+        source,
+    })?;
+    let copy = own.join(file);
+    copy_component(&component, &copy)?;
+    Ok(copy)
+}
+
+/// The cache folder the SDK is unpacked into and plugins are built in.
+fn cache_root() -> Result<PathBuf, Failure> {
+    crate::cache_dir().ok_or_else(|| {
+        Failure::Usage(
+            "no cache folder (neither ORBITAL_CACHE_DIR nor HOME is set): set ORBITAL_CACHE_DIR, or pass --sdk-path <dir of orbital-sdk>".into(),
+        )
     })
 }
 

@@ -263,12 +263,15 @@ pub(crate) async fn command(cli: &Cli, name: &str, output: &Output) -> Result<Ex
             let installed =
                 check(client.request_with("POST", "/v1/plugins", Some(bytes), &[]).await)?;
             if !json_or(&installed) {
+                let listed: orbital_engine::ListedIn =
+                    serde_json::from_value(installed["orbital_toml"].clone()).unwrap_or_default();
+                let text = |key: &str| installed[key].as_str().unwrap_or("").to_string();
                 println!(
-                    "Installed {} {} {} into the daemon's project.\nAdd it to orbital.toml: [plugins] components = [\"{}\"]",
-                    installed["kind"].as_str().unwrap_or("plugin"),
-                    installed["name"].as_str().unwrap_or(""),
-                    installed["version"].as_str().unwrap_or(""),
-                    installed["hash"].as_str().unwrap_or("")
+                    "Installed {} {} {} into the daemon's project.\n{}",
+                    text("kind"),
+                    text("name"),
+                    text("version"),
+                    crate::plugin::listed_line(&text("hash"), &text("name"), &listed)
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -749,7 +749,7 @@ async fn install(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
     tokio::fs::write(&file, body)
         .await
         .map_err(|e| ApiError::from(EngineError::Internal(format!("a scratch file: {e}"))))?;
-    let described = daemon
+    let installed = daemon
         .engine
         .install_plugin(&daemon.options.project, &file)
         .await
@@ -763,9 +763,10 @@ async fn install(daemon: &Daemon, body: &[u8]) -> Result<Value, ApiError> {
             }
             error
         })?;
-    let mut described = serde_json::to_value(described)
+    let mut described = serde_json::to_value(&installed.described)
         .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
     described["source"] = json!("uploaded");
+    described["orbital_toml"] = json!(installed.listed);
     Ok(described)
 }
 

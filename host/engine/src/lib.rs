@@ -56,7 +56,7 @@ pub use lineage::LineageRequest;
 pub use manage::{Collected, Environment, EnvironmentModel, PlanEntry, PlanReport, Promoted};
 pub use orbital_cas::{BuildRecord, Holder, NodeRun, NodeStatus, RunRecord, RunStatus};
 pub use orbital_runner::{CancellationToken, Lent, Link, NodeResult, Rows, Status};
-pub use plugins::Described;
+pub use plugins::{Described, Installed, ListedIn};
 pub use request::{
     Columns, CompileRequest, Compiled, Details, EnvironmentsRequest, GcRequest, Listing,
     PlanRequest, PromoteRequest, RunCommand, RunRequest, Selector,

@@ -12,6 +12,26 @@ use crate::Engine;
 use crate::components::components;
 use crate::error::EngineError;
 
+/// A component installed into a project's state store, and how its
+/// orbital.toml now lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    pub described: Described,
+    pub listed: ListedIn,
+}
+
+/// What installing did to orbital.toml's `[plugins] components`.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct ListedIn {
+    /// orbital.toml lists the component (false: the project has no
+    /// orbital.toml to list it in).
+    pub listed: bool,
+    /// It was listed already.
+    pub already: bool,
+    /// The entries it replaced: other builds of the same plugin.
+    pub replaced: Vec<String>,
+}
+
 /// What a loaded component says about itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct Described {
@@ -37,14 +57,114 @@ impl Engine {
 
     /// Checks the component at `file` and installs it into the state store
     /// of the project at `root`.
-    pub async fn install_plugin(&self, root: &Path, file: &Path) -> Result<Described, EngineError> {
+    pub async fn install_plugin(&self, root: &Path, file: &Path) -> Result<Installed, EngineError> {
         let component = Component::read(file)?;
         let described = self
             .describe(&component, &file.display().to_string())
             .await?;
         let store = self.project_store(root)?;
         crate::in_place(|| store.write(|w| w.put_plugin(&component.bytes)))?;
-        Ok(described)
+        let listed = self.list_in_config(root, &described).await?;
+        Ok(Installed { described, listed })
+    }
+
+    /// Lists `installed` in the project's orbital.toml, in place of the
+    /// entries that are other builds of the same plugin (same name and
+    /// kind); the file's comments and layout are kept.
+    async fn list_in_config(
+        &self,
+        root: &Path,
+        installed: &Described,
+    ) -> Result<ListedIn, EngineError> {
+        let path = root.join(orbital_core::config::FILE_NAME);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(ListedIn::default());
+        };
+        let broken =
+            |e: toml_edit::TomlError| EngineError::Usage(format!("{}: {e}", path.display()));
+        let mut document: toml_edit::DocumentMut = text.parse().map_err(broken)?;
+        let entries: Vec<String> = document
+            .get("plugins")
+            .and_then(|p| p.get("components"))
+            .and_then(toml_edit::Item::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if entries.contains(&installed.hash) {
+            return Ok(ListedIn {
+                listed: true,
+                already: true,
+                replaced: Vec::new(),
+            });
+        }
+        let store = self.project_store(root)?;
+        let mut replaced = Vec::new();
+        for entry in &entries {
+            let bytes = match entry.strip_prefix(INSTALLED_PREFIX) {
+                Some(digits) => digits
+                    .parse::<orbital_core::Hash>()
+                    .ok()
+                    .and_then(|hash| store.plugin(&hash).ok().flatten()),
+                None => std::fs::read(root.join(entry)).ok(),
+            };
+            // An entry that cannot be read or loaded is the user's to fix,
+            // and left as it is.
+            let Some(bytes) = bytes else { continue };
+            let component = Component::new(entry.clone(), bytes, false);
+            if let Ok(other) = self.describe(&component, entry).await
+                && other.name == installed.name
+                && other.kind == installed.kind
+            {
+                replaced.push(entry.clone());
+            }
+        }
+        if !document.contains_key("plugins") {
+            document.insert("plugins", toml_edit::table());
+        }
+        let plugins = document["plugins"].as_table_like_mut().ok_or_else(|| {
+            EngineError::Usage(format!("{}: `plugins` is not a table", path.display()))
+        })?;
+        if !plugins.contains_key("components") {
+            plugins.insert("components", toml_edit::value(toml_edit::Array::new()));
+        }
+        let components = plugins
+            .get_mut("components")
+            .and_then(toml_edit::Item::as_array_mut)
+            .ok_or_else(|| {
+                EngineError::Usage(format!(
+                    "{}: `plugins.components` is not a list",
+                    path.display()
+                ))
+            })?;
+        // The new build takes the first old one's place; the others go.
+        let first = (0..components.len()).find(|&i| {
+            components
+                .get(i)
+                .and_then(|v| v.as_str())
+                .is_some_and(|s| replaced.iter().any(|r| r == s))
+        });
+        match first {
+            Some(at) => {
+                components.replace(at, installed.hash.as_str());
+                components.retain(|v| v.as_str().is_none_or(|s| !replaced.iter().any(|r| r == s)));
+            }
+            None => components.push(installed.hash.as_str()),
+        }
+        let partial = path.with_extension("toml.partial");
+        let written = std::fs::write(&partial, document.to_string())
+            .and_then(|()| std::fs::rename(&partial, &path));
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            EngineError::Usage(format!("cannot write {}: {e}", path.display()))
+        })?;
+        Ok(ListedIn {
+            listed: true,
+            already: false,
+            replaced,
+        })
     }
 
     /// The plugins the project at `root` loads (bundled, then listed in
