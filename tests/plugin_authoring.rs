@@ -12,7 +12,16 @@ use support::{TestProject, scalar, workspace};
 const CARGO_LOCK: &str = "Cargo.lock";
 
 fn orbital(args: &[&str], cwd: &std::path::Path) -> support::Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_orbital"))
+    orbital_at(
+        std::path::Path::new(env!("CARGO_BIN_EXE_orbital")),
+        args,
+        cwd,
+    )
+}
+
+/// [`orbital`] with the binary at `binary`.
+fn orbital_at(binary: &std::path::Path, args: &[&str], cwd: &std::path::Path) -> support::Run {
+    let output = Command::new(binary)
         .args(args)
         .current_dir(cwd)
         // The workspace's lock pins every crate the SDK needs, so no index
@@ -235,21 +244,7 @@ fn the_readme_example_builds_as_written_and_a_rebuild_replaces_it() {
     let binary = work.path().join("bin/orbital");
     std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_orbital"), &binary).unwrap();
-    let run = |args: &[&str], cwd: &std::path::Path| {
-        let output = Command::new(&binary)
-            .args(args)
-            .current_dir(cwd)
-            .env("CARGO_NET_OFFLINE", "true")
-            .env(
-                "CARGO_TARGET_DIR",
-                workspace().join("target/plugin-authoring-test"),
-            )
-            .env("ORBITAL_CACHE_DIR", cache())
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run orbital");
-        support::Run { output }
-    };
+    let run = |args: &[&str], cwd: &std::path::Path| orbital_at(&binary, args, cwd);
     run(
         &["plugin", "new", "materialization", "indexed-table"],
         work.path(),

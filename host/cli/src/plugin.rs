@@ -186,25 +186,12 @@ fn scaffold(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Failure::Write { path, source }
-    };
-    std::fs::create_dir_all(&parent).map_err(write_error(&parent))?;
-    let staging = tempfile::TempDir::new_in(&parent).map_err(write_error(&parent))?;
     let files = [
         ("Cargo.toml", manifest(name, &sdk_dependency(sdk_path)?)),
         ("src/lib.rs", source(kind, name)),
         (".gitignore", "/target\n".to_string()),
     ];
-    for (relative, text) in files {
-        let path = staging.path().join(relative);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder).map_err(write_error(folder))?;
-        }
-        std::fs::write(&path, text).map_err(write_error(&path))?;
-    }
-    let staged = staging.keep();
+    let staged = staged_folder(&parent, files.iter().map(|(p, t)| (*p, t.as_str())))?;
     std::fs::rename(&staged, dir).map_err(|source| {
         let _ = std::fs::remove_dir_all(&staged);
         Failure::Write {
@@ -212,6 +199,29 @@ fn scaffold(
             source,
         }
     })
+}
+
+/// Writes `files` (relative path, text) into a new folder in `parent` and
+/// returns it, for the caller to rename into place: a failure or a crash
+/// never leaves a half-written folder where it is looked for.
+pub(crate) fn staged_folder<'a>(
+    parent: &Path,
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<PathBuf, Failure> {
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Failure::Write { path, source }
+    };
+    std::fs::create_dir_all(parent).map_err(write_error(parent))?;
+    let staging = tempfile::TempDir::new_in(parent).map_err(write_error(parent))?;
+    for (relative, text) in files {
+        let path = staging.path().join(relative);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).map_err(write_error(folder))?;
+        }
+        std::fs::write(&path, text).map_err(write_error(&path))?;
+    }
+    Ok(staging.keep())
 }
 
 /// The `orbital-sdk` dependency line: a path to the SDK source.

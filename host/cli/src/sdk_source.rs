@@ -52,27 +52,13 @@ pub(crate) fn unpacked(cache: &Path) -> Result<PathBuf, Failure> {
     if crate_dir.join("Cargo.toml").is_file() {
         return Ok(crate_dir);
     }
-    let parent = cache.join("sdk");
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Failure::Write { path, source }
-    };
-    std::fs::create_dir_all(&parent).map_err(write_error(&parent))?;
     // Written whole beside its place, then renamed: a crash or a second
     // `orbital` unpacking at once never leaves half an SDK.
-    let staging = tempfile::TempDir::new_in(&parent).map_err(write_error(&parent))?;
     let files = FILES
         .iter()
         .map(|(path, text)| (*path, *text))
         .chain([("sdk/Cargo.toml", manifest.as_str())]);
-    for (relative, text) in files {
-        let path = staging.path().join(relative);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder).map_err(write_error(folder))?;
-        }
-        std::fs::write(&path, text).map_err(write_error(&path))?;
-    }
-    let staged = staging.keep();
+    let staged = crate::plugin::staged_folder(&cache.join("sdk"), files)?;
     if let Err(source) = std::fs::rename(&staged, &root) {
         let _ = std::fs::remove_dir_all(&staged);
         // Another process unpacked the same SDK first.
