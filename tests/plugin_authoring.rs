@@ -201,7 +201,41 @@ fn bad_plugin_commands_are_clear_errors_that_write_nothing() {
         no_crate.stderr()
     );
 
+    // A component that loads, into a project whose orbital.toml cannot
+    // take it: refused before anything is stored.
     let project = TestProject::jaffle_shop();
+    let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
+    let component = orbital_bundle::test_component("orbital-test-range-tests");
+    let component = component.to_str().unwrap();
+    for (broken, why) in [
+        (
+            format!("name = [\n{config}"),
+            "orbital.toml: TOML parse error",
+        ),
+        (
+            config.replacen("components = [", "components = \"x\"\nwere = [", 1),
+            "`plugins.components` is not a list",
+        ),
+    ] {
+        project.write("orbital.toml", &broken);
+        let refused = project
+            .orbital(&["plugin", "install", component])
+            .expect_code(2);
+        assert!(refused.stderr().contains(why), "{}", refused.stderr());
+    }
+    project.write("orbital.toml", &config);
+    assert_eq!(
+        project
+            .orbital(&["--json", "plugin", "list"])
+            .expect_code(0)
+            .json()["plugins"]
+            .as_array()
+            .unwrap()
+            .len(),
+        orbital_bundle::FIRST_PARTY.len() + 1,
+        "nothing was installed"
+    );
+
     project.write("not_a_plugin.wasm", "definitely not wasm");
     let file = project.path().join("not_a_plugin.wasm");
     let bad = project

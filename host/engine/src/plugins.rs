@@ -12,6 +12,34 @@ use crate::Engine;
 use crate::components::components;
 use crate::error::EngineError;
 
+/// The project's orbital.toml, parsed to be edited; `None` when there is
+/// none.
+fn read_config(
+    root: &Path,
+) -> Result<Option<(std::path::PathBuf, toml_edit::DocumentMut)>, EngineError> {
+    let path = root.join(orbital_core::config::FILE_NAME);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        EngineError::Usage(format!("{}: {e}", path.display()))
+    })?;
+    if let Some(plugins) = document.get("plugins") {
+        let components = plugins.as_table_like().map(|t| t.get("components"));
+        let refused = match components {
+            None => Some("`plugins` is not a table"),
+            Some(Some(list)) if list.as_array().is_none() => {
+                Some("`plugins.components` is not a list")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = refused {
+            return Err(EngineError::Usage(format!("{}: {why}", path.display())));
+        }
+    }
+    Ok(Some((path, document)))
+}
+
 /// A component installed into a project's state store, and how its
 /// orbital.toml now lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -62,9 +90,17 @@ impl Engine {
         let described = self
             .describe(&component, &file.display().to_string())
             .await?;
+        // A broken orbital.toml is refused before anything is stored.
+        let config = read_config(root)?;
         let store = self.project_store(root)?;
         crate::in_place(|| store.write(|w| w.put_plugin(&component.bytes)))?;
-        let listed = self.list_in_config(root, &described).await?;
+        let listed = match config {
+            Some((path, document)) => {
+                self.list_in_config(root, &path, document, &described)
+                    .await?
+            }
+            None => ListedIn::default(),
+        };
         Ok(Installed { described, listed })
     }
 
@@ -74,15 +110,10 @@ impl Engine {
     async fn list_in_config(
         &self,
         root: &Path,
+        path: &Path,
+        mut document: toml_edit::DocumentMut,
         installed: &Described,
     ) -> Result<ListedIn, EngineError> {
-        let path = root.join(orbital_core::config::FILE_NAME);
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(ListedIn::default());
-        };
-        let broken =
-            |e: toml_edit::TomlError| EngineError::Usage(format!("{}: {e}", path.display()));
-        let mut document: toml_edit::DocumentMut = text.parse().map_err(broken)?;
         let entries: Vec<String> = document
             .get("plugins")
             .and_then(|p| p.get("components"))

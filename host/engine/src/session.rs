@@ -195,6 +195,7 @@ impl Session {
         // The default environment's names are checked against the other
         // environments once connected (`Session::connect`).
         orbital_core::plan::check_relation_names(&compiled.dag, &target, &environment, &[])?;
+        tracing::debug!("relation names checked");
         let threads = threads.or(target.threads).unwrap_or(4).max(1);
         Ok(Self {
             project,
@@ -781,6 +782,7 @@ pub(crate) fn load(
             }
             Some(changed) => {
                 let previous = kept.snapshot.project(root, config.clone());
+                tracing::debug!(elapsed = ?read_at.elapsed().unwrap_or_default(), "kept project copied");
                 if let Some(project) = previous.reloaded(&changed) {
                     tracing::info!(changed = changed.len(), "read again what changed");
                     return read.compile(project?, files, false);
@@ -893,6 +895,7 @@ impl Read<'_> {
                 dag: compiled.dag.clone(),
             },
         });
+        tracing::debug!(elapsed = ?started.elapsed(), "project kept");
         let stamped = stamped.or(trusted.then_some(key)).map(|key| (key, files));
         let mut compiled = compiled;
         if self.parses == SaveParses::Now {
