@@ -186,7 +186,7 @@ impl Engine {
         }
         let partial = path.with_extension("toml.partial");
         let written = std::fs::write(&partial, document.to_string())
-            .and_then(|()| std::fs::rename(&partial, &path));
+            .and_then(|()| std::fs::rename(&partial, path));
         written.map_err(|e| {
             let _ = std::fs::remove_file(&partial);
             EngineError::Usage(format!("cannot write {}: {e}", path.display()))
