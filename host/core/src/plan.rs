@@ -76,12 +76,12 @@ pub fn check_relation_names(
 ) -> Result<()> {
     let mut errors = Vec::new();
     for node in dag.nodes.iter().filter(|n| !n.is_test()) {
-        let at = crate::error::Location::new(&node.path, 1, 1);
+        let at = || crate::error::Location::new(&node.path, 1, 1);
         // What it is published as: its name, or its `alias`.
         let published = &node.relation.identifier;
         if published.starts_with(BUILD_PREFIX) {
             errors.push(Error::Config {
-                location: at,
+                location: at(),
                 message: format!(
                     "`{published}`: names starting with `{BUILD_PREFIX}` are Orbital's own (its builds); rename the file",
                 ),
@@ -100,7 +100,7 @@ pub fn check_relation_names(
         };
         if let Some(env) = owner.filter(|env| prefixed(published, env)) {
             errors.push(Error::Config {
-                location: at,
+                location: at(),
                 message: format!(
                     "`{}` has the name environment `{env}` gives its view of `{}` (this target has no schemas, so environment relations are named `{env}__<name>`): rename the file, or use another environment name",
                     published,

@@ -222,12 +222,12 @@ impl Project {
     /// This project with the model files `changed` read again, or `None`
     /// when that is not enough to know it (a changed file is not one of its
     /// models, or a model turned disabled): load the whole project then.
-    pub fn reloaded(&self, changed: &[PathBuf]) -> Option<Result<Self>> {
+    pub fn reloaded(self, changed: &[PathBuf]) -> Option<Result<Self>> {
         // A dbt model's text depends on macros, vars and schema files too.
         if self.config.dbt.is_some() {
             return None;
         }
-        let mut project = self.clone();
+        let mut project = self;
         let mut errors = Vec::new();
         for path in changed {
             let index = project.models.iter().position(|m| &m.path == path)?;
