@@ -45,6 +45,18 @@ fn sql_syntax_error() {
 }
 
 #[test]
+fn a_column_named_twice() {
+    let project = project(&[(
+        "models/twice.sql",
+        "select r.id, g.id\nfrom raw as r join good as g on r.id = g.id",
+    )]);
+    expect_refused(
+        &project,
+        "models/twice.sql:1:16: model `twice` returns column `id` twice (first at line 1, column 10)",
+    );
+}
+
+#[test]
 fn unknown_table() {
     let project = project(&[("models/m.sql", "select *\nfrom good\njoin raww on true")]);
     expect_refused(

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableAlias, TableFactor,
-    VisitMut, VisitorMut,
+    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAlias,
+    TableFactor, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::Dialect;
 
@@ -26,6 +26,7 @@ pub fn parse_model(
 ) -> Result<ParsedModel> {
     let mut statement = parse_single_select(model, dialect)?;
     let mut expanded = crate::macros::expand(&mut statement, model, dialect, macros, catalog)?;
+    unique_columns(&statement, model)?;
     // A dbt model's Jinja wrote its incremental build apart: parse it as
     // its own text.
     let incremental_build = model.incremental_text.as_ref().map(|text| Model {
@@ -171,6 +172,50 @@ pub(super) fn parse_single_select(model: &Model, dialect: &dyn Dialect) -> Resul
             ))
         }
     }
+}
+
+/// Refuses a model whose result names one column twice (`select a, b as a`):
+/// PostgreSQL refuses to create such a table, and SQLite silently renames
+/// the second (`a:1`). Only names written in the query are known here: a
+/// `*` is expanded by the database.
+fn unique_columns(statement: &Statement, model: &Model) -> Result<()> {
+    let Statement::Query(query) = statement else {
+        return Ok(());
+    };
+    // A set operation's columns are named by its first query.
+    let mut body = &*query.body;
+    let select = loop {
+        match body {
+            SetExpr::Select(select) => break select,
+            SetExpr::SetOperation { left, .. } => body = left,
+            SetExpr::Query(inner) => body = &inner.body,
+            _ => return Ok(()),
+        }
+    };
+    let mut seen: Vec<(String, sqlparser::tokenizer::Span)> = Vec::new();
+    for item in &select.projection {
+        let named = match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias),
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => Some(ident),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last(),
+            _ => None,
+        };
+        let Some(ident) = named else { continue };
+        let name = fold(ident);
+        if let Some((_, first)) = seen.iter().find(|(seen, _)| *seen == name) {
+            let (line, column) = crate::tokens::position(&model.sql, ident.span.start);
+            let (first_line, first_column) = crate::tokens::position(&model.sql, first.start);
+            return Err(Error::InvalidModel {
+                location: Location::new(&model.path, line as usize, column as usize),
+                model: model.name.clone(),
+                message: format!(
+                    "returns column `{name}` twice (first at line {first_line}, column {first_column}): give each result column its own name"
+                ),
+            });
+        }
+        seen.push((name, ident.span));
+    }
+    Ok(())
 }
 
 /// Where the token after the first top-level `;` of `sql` starts.

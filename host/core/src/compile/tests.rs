@@ -226,6 +226,37 @@ fn a_second_statement_is_pointed_at() {
 }
 
 #[test]
+fn a_column_named_twice_is_pointed_at() {
+    for (sql, at, name) in [
+        ("select 1 as a,\n  2 as A", "models/m.sql:2:8", "a"),
+        ("select x.id, y.id from x, y", "models/m.sql:1:16", "id"),
+        (
+            "select id, 2 as id from x union all select 1, 2",
+            "models/m.sql:1:17",
+            "id",
+        ),
+        (
+            "select 1 as a from x union all select 2 as a from y",
+            "",
+            "",
+        ),
+        ("select *, id from x", "", ""),
+    ] {
+        let models = [("x", "select 1 as id"), ("y", "select 2 as id"), ("m", sql)];
+        match compile_project(&models) {
+            Ok(_) => assert!(at.is_empty(), "{sql}: not refused"),
+            Err(err) => {
+                let err = err.to_string();
+                assert!(
+                    err.starts_with(&format!("{at}: model `m` returns column `{name}` twice")),
+                    "{sql}: {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn reading_a_disabled_model_says_it_is_disabled() {
     let err = compile_project(&[
         ("off", "-- config: enabled = false\nselect 1 as x"),

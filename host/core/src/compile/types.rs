@@ -145,7 +145,8 @@ impl ParseCache for NoCache {
 /// `macros` is the macro plugins' identity ([`SqlMacros::identity`]): an
 /// expansion depends on them.
 pub fn parse_key(dialect: &str, macros: &str, sql: &str) -> Hash {
-    Hasher::new("orbital parse cache v4")
+    // v5: a result naming one column twice is refused.
+    Hasher::new("orbital parse cache v5")
         .field(env!("CARGO_PKG_VERSION"))
         .field(dialect)
         .field(macros)
