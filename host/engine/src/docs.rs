@@ -325,10 +325,12 @@ struct Details<'a> {
     columns: &'a [DocsColumn],
 }
 
-/// `text` safe inside a `<script>` element: a `</script>` in the data
-/// would end it early. `<\/` means `</` inside a JSON string.
+/// JSON `text` safe inside a `<script>` element: a `</script>` in the data
+/// would end the element early, and `<!--<script>` would keep the real end
+/// tag from ending it. JSON has `<` only inside strings, where `\u003c`
+/// means the same.
 fn script_safe(text: &str) -> String {
-    text.replace("</", "<\\/")
+    text.replace('<', "\\u003c")
 }
 
 /// Relations the lineage reads that are not nodes: the graph and the
@@ -350,3 +352,94 @@ const INDEX_SLOT: &str = "/*ORBITAL_DOCS_INDEX*/null";
 const DETAILS_SLOT: &str = "/*ORBITAL_DOCS_DETAILS*/";
 
 const SITE: &str = include_str!("docs_site.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, description: &str, sql: &str) -> DocsNode {
+        DocsNode {
+            name: name.into(),
+            kind: "model",
+            path: format!("models/{name}.sql"),
+            relation: name.into(),
+            materialized: Some("view".into()),
+            tags: Vec::new(),
+            description: Value::from(description),
+            config: None,
+            columns: vec![DocsColumn {
+                name: "id".into(),
+                description: Value::Null,
+                lineage: vec![orbital_core::lineage::Edge {
+                    node: "outside.table".into(),
+                    column: "id".into(),
+                    kind: orbital_core::lineage::Kind::Copy,
+                }],
+                unknown: Vec::new(),
+            }],
+            incomplete: None,
+            sql: Some(sql.into()),
+            fingerprint: None,
+            depends_on: Vec::new(),
+            tests: Vec::new(),
+            checks: None,
+            last: None,
+        }
+    }
+
+    #[test]
+    fn the_page_splits_index_and_details_and_no_data_escapes_its_script() {
+        let document = DocsDocument {
+            project: "p".into(),
+            generated_at: "now".into(),
+            nodes: vec![
+                node(
+                    "a",
+                    "</script><script>alert(1)</script> /*ORBITAL_DOCS_DETAILS*/",
+                    "select 1\n  as id",
+                ),
+                node(
+                    "b",
+                    "/*ORBITAL_DOCS_INDEX*/null <!--<script>",
+                    "select '</script>' as id",
+                ),
+            ],
+        };
+        let page = site(&document);
+        assert_eq!(page.matches("<script").count(), 3, "index, code, details");
+        assert_eq!(page.matches("</script>").count(), 3);
+        let index_at = page.find("id=\"orbital-docs-index\"").unwrap();
+        let index = &page[index_at..];
+        let index = &index[index.find('>').unwrap() + 1..index.find("</script>").unwrap()];
+        let index: Value = serde_json::from_str(index).unwrap();
+        let names: Vec<&str> = index["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["a", "b", "outside.table"],
+            "with the source it reads"
+        );
+        assert!(
+            index["nodes"][0].get("sql").is_none(),
+            "details stay out of the index"
+        );
+        let details_at = page.find("id=\"orbital-docs-details\"").unwrap();
+        let details = &page[details_at..];
+        let details = &details[details.find('>').unwrap() + 1..details.find("</script>").unwrap()];
+        let lines: Vec<Value> = details
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "one line per node");
+        assert_eq!(lines[0]["sql"], "select 1\n  as id");
+        assert_eq!(lines[1]["sql"], "select '</script>' as id");
+        assert_eq!(
+            lines[0]["columns"][0]["lineage"][0]["node"],
+            "outside.table"
+        );
+    }
+}

@@ -83,8 +83,8 @@ impl Engine {
         self.describe(&component, &path.display().to_string()).await
     }
 
-    /// Checks the component at `file` and installs it into the state store
-    /// of the project at `root`.
+    /// Checks the component at `file`, installs it into the state store of
+    /// the project at `root` and lists it in the project's orbital.toml.
     pub async fn install_plugin(&self, root: &Path, file: &Path) -> Result<Installed, EngineError> {
         let component = Component::read(file)?;
         let described = self
