@@ -298,19 +298,12 @@ fn the_readme_example_builds_as_written_and_a_rebuild_replaces_it() {
     );
 
     let project = TestProject::jaffle_shop();
-    let first = run(
-        &[
-            "--json",
-            "--project",
-            project.path().to_str().unwrap(),
-            "plugin",
-            "install",
-            wasm.to_str().unwrap(),
-        ],
-        work.path(),
-    )
-    .expect_code(0)
-    .json();
+    let install = |json: bool| {
+        let (project, wasm) = (project.path().to_str().unwrap(), wasm.to_str().unwrap());
+        let args = ["--json", "--project", project, "plugin", "install", wasm];
+        run(&args[usize::from(!json)..], work.path()).expect_code(0)
+    };
+    let first = install(true).json();
     let first_hash = first["installed"]["hash"].as_str().unwrap().to_string();
 
     // An edit, a rebuild: a new component of the same plugin.
@@ -320,17 +313,7 @@ fn the_readme_example_builds_as_written_and_a_rebuild_replaces_it() {
     )
     .unwrap();
     run(&["plugin", "build", "indexed-table"], work.path()).expect_code(0);
-    let second = run(
-        &[
-            "--project",
-            project.path().to_str().unwrap(),
-            "plugin",
-            "install",
-            wasm.to_str().unwrap(),
-        ],
-        work.path(),
-    )
-    .expect_code(0);
+    let second = install(false);
     assert!(
         second
             .stdout()
