@@ -240,6 +240,10 @@ fn a_large_project_lists_a_page_at_a_time_and_draws_a_neighbourhood() {
     assert!(shown.contains("id=\"node-name\">m_300<"));
     assert!(shown.contains("<pre id=\"sql\">"));
     assert!(shown.contains("class=\"model current\" transform"));
+    assert!(
+        shown.contains("<li data-node=\"m_300\" class=\"current pinned\">"),
+        "not drawn in the list yet: pinned at its top"
+    );
     for near in ["m_299", "m_150", "m_301", "m_449"] {
         assert!(
             shown.contains(&format!("data-node=\"{near}\"><rect")),
