@@ -393,6 +393,56 @@ fn compile_rewrites_only_the_files_that_changed() {
     assert!(customers.is_file());
 }
 
+/// A project known by its files' stamps compiles again without writing
+/// anything, until a source file, the selection or the output changes.
+#[test]
+fn an_unchanged_project_compiles_again_without_writing() {
+    let project = TestProject::jaffle_shop();
+    project.age();
+    project.orbital(&["compile"]).expect_code(0);
+    let manifest = project.path().join("target/compiled/.orbital-compiled");
+    let customers = project
+        .path()
+        .join("target/compiled/models/marts/customers.sql");
+    let modified = |path: &std::path::Path| std::fs::metadata(path).unwrap().modified().unwrap();
+    let written = modified(&manifest);
+    assert!(
+        std::fs::read_to_string(&manifest).unwrap().starts_with('#'),
+        "the manifest names the compile that wrote it"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = project.orbital(&["compile"]).expect_code(0).stdout();
+    assert!(again.starts_with("Compiled 5 models into"), "{again}");
+    assert_eq!(modified(&manifest), written, "nothing written");
+
+    // Output deleted by hand: written again.
+    std::fs::remove_file(&customers).unwrap();
+    project.orbital(&["compile"]).expect_code(0);
+    assert!(customers.is_file());
+    // Another selection: another output.
+    project.orbital(&["compile", "-s", "orders"]).expect_code(0);
+    assert!(!customers.exists());
+    project.orbital(&["compile"]).expect_code(0);
+    assert!(customers.is_file());
+    // A source file changed: its file rewritten.
+    let orders = project.path().join("models/marts/orders.sql");
+    let text = std::fs::read_to_string(&orders).unwrap();
+    project.write(
+        "models/marts/orders.sql",
+        &text.replace("select", "select 42 as answer,"),
+    );
+    project.orbital(&["compile"]).expect_code(0);
+    assert!(
+        std::fs::read_to_string(
+            project
+                .path()
+                .join("target/compiled/models/marts/orders.sql")
+        )
+        .unwrap()
+        .contains("42 AS answer")
+    );
+}
+
 #[test]
 fn ls_lists_nodes_with_their_config() {
     let project = TestProject::jaffle_shop();

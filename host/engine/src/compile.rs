@@ -53,7 +53,7 @@ impl Engine {
         let macros = PluginMacros::new(self, &components, &config)?;
         // The snapshot and the parse cache, as a run uses them: an
         // unchanged project is not read again, an unchanged model not parsed.
-        let (project, compiled, _) = crate::session::load(
+        let (project, compiled, stamped) = crate::session::load(
             self,
             root,
             config,
@@ -90,11 +90,13 @@ impl Engine {
         } else {
             check_seeds(&project, &compiled, &selection)?;
         }
+        let output = stamped.map(|(key, files)| output_identity(&key, &files, &selection.nodes));
         Ok(Compiled {
             project,
             compiled,
             selection,
             details,
+            output,
         })
     }
 }
@@ -189,8 +191,37 @@ impl Compiled {
     /// Writes each selected model's SQL to `out_dir/<model path>`, replacing
     /// the folder only once everything is written; returns how many.
     pub fn write(&self) -> Result<usize, EngineError> {
-        write_compiled(&self.compiled.dag, &self.selection.nodes, &self.out_dir())
+        write_compiled(
+            &self.compiled.dag,
+            &self.selection.nodes,
+            &self.out_dir(),
+            self.output,
+        )
     }
+}
+
+/// What names the compiled files of a project known by its stamps: the
+/// snapshot key (config, target, build, macro plugins), every source file's
+/// stamp, and the selection. Equal identities, equal files.
+fn output_identity(
+    key: &orbital_core::Hash,
+    files: &[(PathBuf, orbital_core::snapshot::Stamp)],
+    selection: &[NodeId],
+) -> orbital_core::Hash {
+    let mut hasher = orbital_core::hash::Hasher::new("orbital compiled output v1");
+    hasher.field(key.0);
+    for (path, stamp) in files {
+        hasher
+            .field(path.as_os_str().as_encoded_bytes())
+            .field(stamp.len.to_le_bytes())
+            .field(stamp.modified.to_le_bytes())
+            .field(stamp.changed.to_le_bytes())
+            .field(stamp.inode.to_le_bytes());
+    }
+    for id in selection {
+        hasher.field(id.to_le_bytes());
+    }
+    hasher.finish()
 }
 
 /// Reads every selected seed before anything runs, so a malformed CSV stops
@@ -261,7 +292,12 @@ const MANIFEST: &str = ".orbital-compiled";
 /// files whose text changed since the last compile (per the manifest), and
 /// removes those of models no longer selected. A folder without a manifest
 /// (made by hand, or by an older orbital) is replaced whole.
-fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usize, EngineError> {
+fn write_compiled(
+    dag: &Dag,
+    selection: &[NodeId],
+    out_dir: &Path,
+    identity: Option<orbital_core::Hash>,
+) -> Result<usize, EngineError> {
     use rayon::prelude::*;
     let manifest_path = out_dir.join(MANIFEST);
     let text = match std::fs::read_to_string(&manifest_path) {
@@ -279,7 +315,7 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
             });
         }
     };
-    let (previous, folders) = parse_manifest(&text);
+    let (previous, folders, written_for) = parse_manifest(&text);
     // A file deleted from a folder changes the folder's modification time:
     // a folder as the manifest left it still holds every file it listed, so
     // its files need no look each.
@@ -288,6 +324,16 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
         .filter(|(folder, modified)| folder_modified(&out_dir.join(folder)) == Some(*modified))
         .map(|(folder, _)| *folder)
         .collect();
+    // The same project, stamp for stamp, and every folder as it was left:
+    // the files are what this compile would write. Nothing is rendered.
+    let identity = identity.map(|i| i.to_string());
+    if identity.is_some()
+        && written_for == identity.as_deref()
+        && untouched.len() == folders.len()
+        && out_dir.exists()
+    {
+        return Ok(previous.len());
+    }
     let current: Vec<(PathBuf, String, String)> = selection
         .par_iter()
         .filter_map(|&id| {
@@ -334,13 +380,13 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
         .filter_map(|(path, _, _)| path.parent())
         .filter(|folder| !folder.as_os_str().is_empty())
         .collect();
-    let mut manifest: String = written_folders
-        .into_iter()
-        .filter_map(|folder| {
-            let modified = folder_modified(&out_dir.join(folder))?;
-            Some(format!("/{modified} {}\n", folder.display()))
-        })
-        .collect();
+    let mut manifest: String = identity
+        .map(|identity| format!("#{identity}\n"))
+        .unwrap_or_default();
+    manifest.extend(written_folders.into_iter().filter_map(|folder| {
+        let modified = folder_modified(&out_dir.join(folder))?;
+        Some(format!("/{modified} {}\n", folder.display()))
+    }));
     for (path, hash, _) in &current {
         manifest.push_str(&format!("{hash} {}\n", path.display()));
     }
@@ -351,15 +397,18 @@ fn write_compiled(dag: &Dag, selection: &[NodeId], out_dir: &Path) -> Result<usi
     Ok(current.len())
 }
 
-/// The manifest's lines: path -> hash, and each folder's modification
-/// time (lines starting with `/`).
+/// The manifest's lines: path -> hash, each folder's modification time
+/// (lines starting with `/`), and the identity of the compile that wrote
+/// them (the line starting with `#`), if it had one.
 type Manifest<'a> = (
     std::collections::HashMap<&'a Path, &'a str>,
     Vec<(&'a Path, u128)>,
+    Option<&'a str>,
 );
 
 fn parse_manifest(text: &str) -> Manifest<'_> {
     let (mut files, mut folders) = (std::collections::HashMap::new(), Vec::new());
+    let identity = text.lines().next().and_then(|line| line.strip_prefix('#'));
     for (first, rest) in text.lines().filter_map(|line| line.split_once(' ')) {
         match first.strip_prefix('/') {
             Some(modified) => {
@@ -372,7 +421,7 @@ fn parse_manifest(text: &str) -> Manifest<'_> {
             }
         }
     }
-    (files, folders)
+    (files, folders, identity)
 }
 
 /// A folder's modification time in nanoseconds since the epoch.

@@ -163,6 +163,9 @@ pub struct Compiled {
     pub selection: Selection,
     /// With [`Listing::Detailed`].
     pub details: Option<std::sync::Arc<Details>>,
+    /// Names the compiled files this compile writes, when the project is
+    /// known by its files' stamps (see `Compiled::write`).
+    pub output: Option<orbital_core::Hash>,
 }
 
 /// Column names by node name (lowercase).
