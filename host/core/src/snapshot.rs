@@ -121,6 +121,12 @@ pub fn fingerprint_key(
 ) -> Hash {
     let mut hasher = Hasher::new("orbital fingerprints v1");
     hasher.field(key.0).field(format!("{plugins:?}"));
+    hash_stamps(&mut hasher, files);
+    hasher.finish()
+}
+
+/// Adds every file's path and stamp to `hasher`, in order.
+pub fn hash_stamps(hasher: &mut Hasher, files: &[(PathBuf, Stamp)]) {
     for (path, stamp) in files {
         hasher
             .field(path.as_os_str().as_encoded_bytes())
@@ -129,7 +135,6 @@ pub fn fingerprint_key(
             .field(stamp.changed.to_le_bytes())
             .field(stamp.inode.to_le_bytes());
     }
-    hasher.finish()
 }
 
 /// A loaded and compiled project and the stamps of the files it was read from.

@@ -210,14 +210,7 @@ fn output_identity(
 ) -> orbital_core::Hash {
     let mut hasher = orbital_core::hash::Hasher::new("orbital compiled output v1");
     hasher.field(key.0);
-    for (path, stamp) in files {
-        hasher
-            .field(path.as_os_str().as_encoded_bytes())
-            .field(stamp.len.to_le_bytes())
-            .field(stamp.modified.to_le_bytes())
-            .field(stamp.changed.to_le_bytes())
-            .field(stamp.inode.to_le_bytes());
-    }
+    orbital_core::snapshot::hash_stamps(&mut hasher, files);
     for id in selection {
         hasher.field(id.to_le_bytes());
     }
