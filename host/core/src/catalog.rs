@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use sqlparser::ast::{
-    Expr, ObjectName, ObjectNamePart, Query, Select, SelectItem, SelectItemQualifiedWildcardKind,
-    SetExpr, Statement, TableFactor,
+    Expr, Ident, ObjectName, ObjectNamePart, Query, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor,
 };
 
 use crate::compile::{ParseCache, ParsedModel, parse_model};
@@ -287,18 +287,16 @@ fn select_columns(
     let mut columns = Vec::new();
     for item in &select.projection {
         match item {
-            SelectItem::ExprWithAlias { alias, .. } => columns.push(alias.value.clone()),
             SelectItem::ExprWithAliases { aliases, .. } => {
                 columns.extend(aliases.iter().map(|a| a.value.clone()));
             }
-            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => columns.push(ident.value.clone()),
-            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
-                columns.extend(parts.last().map(|p| p.value.clone()));
-            }
-            SelectItem::UnnamedExpr(other) => {
-                return Err(format!(
-                    "cannot name the column `{other}`: give it an alias"
-                ));
+            SelectItem::ExprWithAlias { .. } | SelectItem::UnnamedExpr(_) => {
+                match written_name(item) {
+                    Some(ident) => columns.push(ident.value.clone()),
+                    None => {
+                        return Err(format!("cannot name the column `{item}`: give it an alias"));
+                    }
+                }
             }
             SelectItem::Wildcard(_) => {
                 for (_, factor) in &factors {
@@ -320,6 +318,18 @@ fn select_columns(
         }
     }
     Ok(columns)
+}
+
+/// The name a projection item gives its column as written: its alias, or
+/// the column it copies (`a`, `t.a`). `None` for a wildcard, several
+/// aliases, or an expression without an alias (the database names those).
+pub(crate) fn written_name(item: &SelectItem) -> Option<&Ident> {
+    match item {
+        SelectItem::ExprWithAlias { alias, .. } => Some(alias),
+        SelectItem::UnnamedExpr(Expr::Identifier(ident)) => Some(ident),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last(),
+        _ => None,
+    }
 }
 
 fn factor_columns(

@@ -227,24 +227,32 @@ impl Dag {
 
     /// All upstream nodes of `id` within `depth` steps (None: unlimited).
     pub fn ancestors(&self, id: NodeId, depth: Option<usize>) -> Vec<NodeId> {
-        self.walk(id, depth, |n| &self.nodes[n].depends_on)
+        self.walk(&[id], depth, |n| &self.nodes[n].depends_on)
+    }
+
+    /// All upstream nodes of any of `ids` that are not among them, each
+    /// once: one walk, however many `ids`.
+    pub fn ancestors_of_all(&self, ids: &[NodeId]) -> Vec<NodeId> {
+        self.walk(ids, None, |n| &self.nodes[n].depends_on)
     }
 
     /// All downstream nodes of `id` within `depth` steps (None: unlimited).
     pub fn descendants(&self, id: NodeId, depth: Option<usize>) -> Vec<NodeId> {
-        self.walk(id, depth, |n| &self.children[n])
+        self.walk(&[id], depth, |n| &self.children[n])
     }
 
     fn walk<'a>(
         &'a self,
-        start: NodeId,
+        starts: &[NodeId],
         depth: Option<usize>,
         next: impl Fn(NodeId) -> &'a Vec<NodeId>,
     ) -> Vec<NodeId> {
         let mut seen = vec![false; self.nodes.len()];
         let mut out = Vec::new();
-        let mut queue = VecDeque::from([(start, 0usize)]);
-        seen[start] = true;
+        let mut queue: VecDeque<(NodeId, usize)> = starts.iter().map(|&s| (s, 0)).collect();
+        for &start in starts {
+            seen[start] = true;
+        }
         while let Some((node, distance)) = queue.pop_front() {
             if depth.is_some_and(|d| distance >= d) {
                 continue;
@@ -362,6 +370,8 @@ mod tests {
         assert_eq!(dag.descendants(0, None).len(), 3);
         assert_eq!(dag.descendants(0, Some(1)).len(), 2);
         assert_eq!(dag.ancestors(3, None).len(), 3);
+        assert_eq!(dag.ancestors_of_all(&[1, 2]), vec![0]);
+        assert_eq!(dag.ancestors_of_all(&[3, 1]), vec![2, 0]);
     }
 
     #[test]

@@ -147,11 +147,12 @@ pub fn lineage(
     wanted: &[NodeId],
 ) -> HashMap<NodeId, ModelLineage> {
     let mut needed = vec![false; dag.nodes.len()];
-    let mut stack = wanted.to_vec();
-    while let Some(id) = stack.pop() {
-        if !std::mem::replace(&mut needed[id], true) {
-            stack.extend(&dag.nodes[id].depends_on);
-        }
+    for id in dag
+        .ancestors_of_all(wanted)
+        .into_iter()
+        .chain(wanted.iter().copied())
+    {
+        needed[id] = true;
     }
     let seeds: HashMap<NodeId, Option<Vec<String>>> = dag
         .order

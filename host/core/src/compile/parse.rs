@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAlias,
-    TableFactor, VisitMut, VisitorMut,
+    Ident, ObjectName, ObjectNamePart, Query, SetExpr, Statement, TableAlias, TableFactor,
+    VisitMut, VisitorMut,
 };
 use sqlparser::dialect::Dialect;
 
@@ -193,14 +193,11 @@ fn unique_columns(statement: &Statement, model: &Model) -> Result<()> {
         }
     };
     let mut seen: Vec<(String, sqlparser::tokenizer::Span)> = Vec::new();
-    for item in &select.projection {
-        let named = match item {
-            SelectItem::ExprWithAlias { alias, .. } => Some(alias),
-            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => Some(ident),
-            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last(),
-            _ => None,
-        };
-        let Some(ident) = named else { continue };
+    for ident in select
+        .projection
+        .iter()
+        .filter_map(crate::catalog::written_name)
+    {
         let name = fold(ident);
         if let Some((_, first)) = seen.iter().find(|(seen, _)| *seen == name) {
             let (line, column) = crate::tokens::position(&model.sql, ident.span.start);
