@@ -6,13 +6,17 @@ mod support;
 use serde_json::Value;
 use support::TestProject;
 
-fn node<'a>(document: &'a Value, name: &str) -> &'a Value {
-    document["nodes"]
-        .as_array()
+/// The entry of `list` (an array of objects with a `name`) named `name`.
+fn named<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
         .unwrap()
         .iter()
         .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("no node {name}"))
+        .unwrap_or_else(|| panic!("no {name} in {list}"))
+}
+
+fn node<'a>(document: &'a Value, name: &str) -> &'a Value {
+    named(&document["nodes"], name)
 }
 
 #[test]
@@ -52,19 +56,9 @@ fn the_docs_site_shows_nodes_columns_tests_and_lineage() {
             .contains("select")
     );
     assert_eq!(orders["fingerprint"].as_str().unwrap().len(), 64);
-    let status = orders["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "status")
-        .unwrap();
+    let status = named(&orders["columns"], "status");
     assert_eq!(status["description"], "Where the order is.");
-    let card = orders["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "credit_card_amount")
-        .unwrap();
+    let card = named(&orders["columns"], "credit_card_amount");
     assert!(
         card["lineage"]
             .as_array()

@@ -99,9 +99,7 @@ fn document(
     let project = &compiled.project;
     let (_, target) = project.config.target(request.selector.target.as_deref())?;
     let all: Vec<NodeId> = (0..dag.nodes.len()).collect();
-    let started = std::time::Instant::now();
-    let mut lineages = orbital_core::lineage::lineage(project, dag, target.parser_dialect(), &all);
-    tracing::debug!(models = lineages.len(), elapsed = ?started.elapsed(), "column lineage");
+    let mut lineages = crate::lineage::timed(project, dag, target.parser_dialect(), &all);
     let mut last: HashMap<&str, LastResult> = HashMap::new();
     for run in runs {
         for node in &run.nodes {

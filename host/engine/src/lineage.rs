@@ -33,6 +33,19 @@ impl Engine {
     }
 }
 
+/// [`lineage`] of `wanted`, its time in the debug log (`ORBITAL_LOG=debug`).
+pub(crate) fn timed(
+    project: &orbital_core::Project,
+    dag: &orbital_core::Dag,
+    dialect: &str,
+    wanted: &[orbital_core::NodeId],
+) -> std::collections::HashMap<orbital_core::NodeId, orbital_core::lineage::ModelLineage> {
+    let started = std::time::Instant::now();
+    let lineages = lineage(project, dag, dialect, wanted);
+    tracing::debug!(models = lineages.len(), elapsed = ?started.elapsed(), "column lineage");
+    lineages
+}
+
 fn trace(compiled: &Compiled, request: &LineageRequest) -> Result<Tree, EngineError> {
     let (node, column) = request.column.rsplit_once('.').ok_or_else(|| {
         EngineError::Usage(format!(
@@ -48,9 +61,7 @@ fn trace(compiled: &Compiled, request: &LineageRequest) -> Result<Tree, EngineEr
         true => (0..dag.nodes.len()).collect(),
         false => vec![id],
     };
-    let started = std::time::Instant::now();
-    let lineages = lineage(&compiled.project, dag, target.parser_dialect(), &wanted);
-    tracing::debug!(models = lineages.len(), elapsed = ?started.elapsed(), "column lineage");
+    let lineages = timed(&compiled.project, dag, target.parser_dialect(), &wanted);
     let name = &dag.nodes[id].name;
     let columns: Option<Vec<String>> = match lineages.get(&id) {
         Some(model) if model.incomplete.is_none() => {
