@@ -1,7 +1,7 @@
 //! The adapter conformance suite: what every adapter must do, in the spirit
 //! of dbt's dbt-tests-adapter. Each case runs the real `orbital` binary with
-//! the bundled components against SQLite and against PostgreSQL (a fresh
-//! database per case on the server `tests/bin/with-postgres` starts; in CI
+//! the bundled components against SQLite, PostgreSQL and MariaDB (a fresh
+//! database per case on the servers `tests/bin/with-servers` starts; in CI
 //! a missing server is a failure).
 //!
 //! A new adapter joins by adding its backend to `support::backends` and a
@@ -242,9 +242,16 @@ fn incremental(backend: Backend) {
 }
 
 fn snapshot(backend: Backend) {
-    let postgres = matches!(backend, Backend::Postgres(_));
+    // A timestamp column where the database has one, and its text as
+    // PostgreSQL writes it (no trailing zeros in the fraction).
+    let (timestamp, as_text): (_, fn(&str) -> String) = match backend {
+        Backend::Postgres(_) => ("timestamp", |c| format!("cast({c} as text)")),
+        Backend::MySql(_) => ("datetime(6)", |c| {
+            format!("trim(trailing '.' from trim(trailing '0' from cast({c} as char)))")
+        }),
+        Backend::Sqlite => ("text", |c| format!("cast({c} as text)")),
+    };
     let case = Case::new(backend, "[sources.crm]\ntables = [\"raw_customers\"]\n");
-    let timestamp = if postgres { "timestamp" } else { "text" };
     case.execute(&format!(
         "create table raw_customers (id integer, tier text, updated_at {timestamp});
          insert into raw_customers values (1, 'gold', '2024-01-01 00:00:00'), (2, 'silver', '2024-01-01 00:00:00')"
@@ -272,9 +279,11 @@ fn snapshot(backend: Backend) {
         .trim_end_matches('Z')
         .replacen('T', " ", 1);
     assert_eq!(
-        case.query(
-            "select id, tier, cast(valid_from as text), cast(valid_to as text) from history order by id, valid_from"
-        ),
+        case.query(&format!(
+            "select id, tier, {}, {} from history order by id, valid_from",
+            as_text("valid_from"),
+            as_text("valid_to")
+        )),
         [
             r(&["1", "gold", "2024-01-01 00:00:00", &started]),
             r(&["2", "silver", "2024-01-01 00:00:00", "2024-02-01 00:00:00"]),
@@ -419,19 +428,79 @@ fn postgres_schemas_are_created_for_builds_and_environments() {
     );
 }
 
+/// On MySQL a schema is a database, made as needed: builds live in the
+/// target's, another environment's relations in `<schema>__<environment>`.
+#[test]
+fn mysql_schemas_are_databases_made_for_builds_and_environments() {
+    let Some(backend) = Backend::mysql("schemas") else {
+        return;
+    };
+    let Backend::MySql(db) = &backend else {
+        unreachable!("a MySQL backend")
+    };
+    let schema = format!("{}_a", db.name);
+    let server = db.server.clone();
+    let case = Case::new(backend, "");
+    let config = std::fs::read_to_string(case.project.path().join("orbital.toml")).unwrap();
+    case.project.write(
+        "orbital.toml",
+        &config.replace(
+            "[targets.dev]\n",
+            &format!("[targets.dev]\nschema = \"{schema}\"\n"),
+        ),
+    );
+    case.project.write(
+        "models/numbers.sql",
+        "-- config: materialized = 'table'\nselect 1 as n",
+    );
+    case.orbital(&["run"]).expect_code(0);
+    case.orbital(&["run", "--env", "dev"]).expect_code(0);
+    let made = [
+        case.scalar(&format!("select n from {schema}.numbers")),
+        case.scalar(&format!("select n from {schema}__dev.numbers")),
+        case.scalar(&format!(
+            "select count(*) from information_schema.tables where table_schema = '{schema}' \
+             and table_name like 'orbital\\_\\_numbers\\_\\_%'"
+        )),
+    ];
+    for database in [schema.clone(), format!("{schema}__dev")] {
+        support::backends::mariadb(&server, &format!("DROP DATABASE {database}")).unwrap();
+    }
+    assert_eq!(made, ["1", "1", "1"]);
+}
+
 /// jaffle_shop on PostgreSQL gives the rows it gives on SQLite.
 #[test]
 fn jaffle_shop_builds_the_same_on_postgres() {
-    let Some(Backend::Postgres(db)) = Backend::postgres("jaffle") else {
-        return;
+    if let Some(backend) = Backend::postgres("jaffle") {
+        jaffle_shop_builds_the_same(backend);
+    }
+}
+
+/// jaffle_shop on MariaDB gives the rows it gives on SQLite.
+#[test]
+fn jaffle_shop_builds_the_same_on_mysql() {
+    if let Some(backend) = Backend::mysql("jaffle") {
+        jaffle_shop_builds_the_same(backend);
+    }
+}
+
+fn jaffle_shop_builds_the_same(backend: Backend) {
+    let url = match &backend {
+        Backend::Postgres(db) => db.url.clone(),
+        Backend::MySql(db) => db.url.clone(),
+        Backend::Sqlite => unreachable!("compared against SQLite"),
     };
     let sqlite = support::TestProject::jaffle_shop();
     sqlite.orbital(&["build"]).expect_code(0);
-    let postgres = support::TestProject::jaffle_shop();
-    let config = std::fs::read_to_string(postgres.path().join("orbital.toml")).unwrap();
-    let config = config.replace("sqlite://${JAFFLE_DB:-target/jaffle_shop.db}", &db.url);
-    postgres.write("orbital.toml", &config);
-    let built = postgres.orbital(&["build", "--json"]).expect_code(0);
+    let server = Case {
+        project: support::TestProject::jaffle_shop(),
+        backend,
+    };
+    let config = std::fs::read_to_string(server.project.path().join("orbital.toml")).unwrap();
+    let config = config.replace("sqlite://${JAFFLE_DB:-target/jaffle_shop.db}", &url);
+    server.project.write("orbital.toml", &config);
+    let built = server.orbital(&["build", "--json"]).expect_code(0);
     assert!(
         built.test_statuses().values().all(|s| s == "pass"),
         "{:?}",
@@ -441,19 +510,22 @@ fn jaffle_shop_builds_the_same_on_postgres() {
         "select * from customers order by customer_id",
         "select * from orders order by order_id",
     ] {
-        let expected: Vec<Vec<String>> = support::query(&sqlite.database(), query)
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|c| support::backends::normalize(c))
-                    .collect()
-            })
-            .collect();
-        let got: Vec<Vec<String>> = support::backends::psql(&db.url, query)
-            .unwrap()
-            .lines()
-            .map(|line| line.split('|').map(support::backends::normalize).collect())
-            .collect();
+        // A sum of decimals that is 0 is `0` on SQLite and `0.00` on
+        // MariaDB: numbers compare as numbers.
+        let as_numbers = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+            rows.into_iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|c| match c.parse::<f64>() {
+                            Ok(number) => format!("{number:.2}"),
+                            Err(_) => c.clone(),
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let expected = as_numbers(support::query(&sqlite.database(), query));
+        let got = as_numbers(server.query(query));
         assert_eq!(got, expected, "{query}");
         assert!(!got.is_empty());
     }
@@ -528,5 +600,115 @@ fn concurrent_runs_on_one_postgres_database_do_not_corrupt_each_other() {
                 .all(|n| n["action"] == "reuse"),
             "{plan}"
         );
+    }
+}
+
+/// The shard servers `tests/bin/with-mariadb` started beside the main one
+/// (which knows them by these names): (name, URL).
+fn mysql_shards() -> Vec<(String, String)> {
+    std::env::var("ORBITAL_TEST_MYSQL_SHARDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, url)| (name.to_string(), url.to_string()))
+        .collect()
+}
+
+/// A sharded setup (a front node with the Spider engine and two shard
+/// servers): a model materialized as `sharded_table` is built through the
+/// front node, its rows land on both shards, and everything built on it
+/// reads the same rows as the same project on one server.
+#[test]
+fn a_sharded_table_gives_the_rows_one_server_gives() {
+    let (Some(sharded), Some(single)) = (Backend::mysql("sharded"), Backend::mysql("single"))
+    else {
+        return;
+    };
+    let shards = mysql_shards();
+    assert_eq!(shards.len(), 2, "tests/bin/with-mariadb starts two shards");
+    let people: String = (1..=40)
+        .map(|id| format!("{id},p{id},{}\n", id * 3 % 7))
+        .collect();
+    let project = |backend, config: &str| {
+        let case = Case::new(backend, "");
+        case.project
+            .write("seeds/people.csv", &format!("id,name,score\n{people}"))
+            .write(
+                "models/sharded_people.sql",
+                &format!(
+                    "-- config: {config}\n\
+                     select id, name, score, score * 2 as doubled from people"
+                ),
+            )
+            .write(
+                "models/scores.sql",
+                "-- config: materialized = 'table'\n\
+                 select score, count(*) as people, sum(doubled) as doubled \
+                 from sharded_people group by score",
+            );
+        case
+    };
+    let front = project(
+        sharded,
+        "materialized = 'sharded_table', shard_key = 'id', shards = ['shard1', 'shard2']",
+    );
+    let one = project(single, "materialized = 'table'");
+    let built = front.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(
+        built.message_of("sharded_people"),
+        "created sharded table (40 rows on 2 shards)"
+    );
+    one.orbital(&["build"]).expect_code(0);
+    for query in [
+        "select * from sharded_people order by id",
+        "select * from scores order by score",
+    ] {
+        assert_eq!(front.query(query), one.query(query), "{query}");
+    }
+    // The front node's table is a Spider table; the rows are on the shards.
+    assert_eq!(
+        front.scalar(
+            "select engine from information_schema.tables \
+             where table_schema = database() and table_name like 'orbital\\_\\_sharded\\_people\\_\\_%'"
+        ),
+        "SPIDER"
+    );
+    let Backend::MySql(db) = &front.backend else {
+        unreachable!("a MySQL backend")
+    };
+    let physical = front.scalar(
+        "select table_name from information_schema.tables \
+         where table_schema = database() and table_name like 'orbital\\_\\_sharded\\_people\\_\\_%'",
+    );
+    let on_shards: Vec<usize> = shards
+        .iter()
+        .map(|(_, url)| {
+            support::backends::mariadb(url, &format!("select count(*) from {}.{physical}", db.name))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(on_shards.iter().sum::<usize>(), 40, "{on_shards:?}");
+    assert!(on_shards.iter().all(|&n| n > 0), "{on_shards:?}");
+    // A second build reuses it; a bad config fails the model alone.
+    let again = front.orbital(&["build", "--json"]).expect_code(0);
+    assert_eq!(again.statuses()["sharded_people"], "reused");
+    front.project.write(
+        "models/sharded_people.sql",
+        "-- config: materialized = 'sharded_table', shard_key = 'nope', shards = ['shard1']\n\
+         select id from people",
+    );
+    let refused = front.orbital(&["run", "--json"]).expect_code(1);
+    assert!(
+        refused
+            .error_of("sharded_people")
+            .contains("shard_key `nope` is not a column of the model"),
+        "{}",
+        refused.stdout()
+    );
+    for (_, url) in &shards {
+        support::backends::mariadb(url, &format!("drop database {}", db.name)).unwrap();
     }
 }

@@ -107,7 +107,7 @@ fn a_strategy_no_plugin_provides_is_refused_before_anything_runs() {
     );
     let run = project.orbital(&["run"]).expect_code(2);
     assert!(
-        run.stderr().contains("model `b` asks for materialized = 'incremental_magic', which no installed plugin provides (installed: incremental, snapshot, table, view)"),
+        run.stderr().contains("model `b` asks for materialized = 'incremental_magic', which no installed plugin provides (installed: incremental, sharded_table, snapshot, table, view)"),
         "{}",
         run.stderr()
     );

@@ -2,7 +2,7 @@
 //! against the warehouse; identical models keep their own builds; models
 //! and tests only read; CTE names resolve by SQL's scoping; environment
 //! relations cannot land on a model's; seeds keep every value; and no
-//! input makes the CLI panic. Each case on SQLite and on PostgreSQL.
+//! input makes the CLI panic. Each case on SQLite, PostgreSQL and MariaDB.
 
 #[macro_use]
 mod support;
@@ -51,6 +51,10 @@ fn physical(case: &Case, model: &str) -> String {
         Backend::Postgres(_) => format!(
             "select relname from pg_class where relkind in ('r', 'v') and relname like '{pattern}'"
         ),
+        Backend::MySql(_) => format!(
+            "select table_name from information_schema.tables \
+             where table_schema = database() and table_name like '{pattern}'"
+        ),
     };
     let rows = case.query(&sql);
     assert_eq!(rows.len(), 1, "builds of {model}: {rows:?}");
@@ -61,6 +65,7 @@ fn drop_table(case: &Case, name: &str) {
     match case.backend {
         Backend::Sqlite => case.execute(&format!("DROP TABLE \"{name}\"")),
         Backend::Postgres(_) => case.execute(&format!("DROP TABLE \"{name}\" CASCADE")),
+        Backend::MySql(_) => case.execute(&format!("DROP TABLE \"{name}\"")),
     }
 }
 
@@ -167,6 +172,7 @@ fn another_checkout_writing_the_warehouse_is_repaired(backend: Backend) {
     let url = match &case.backend {
         Backend::Sqlite => format!("sqlite://{}", case.project.database().display()),
         Backend::Postgres(db) => db.url.clone(),
+        Backend::MySql(db) => db.url.clone(),
     };
     other
         .write(
@@ -491,7 +497,7 @@ fn bad_input_is_refused_before_anything_is_written() {
     refused(
         &["build"],
         2,
-        "models/b.sql:1:28: model `b` asks for materialized = 'Table', which no installed plugin provides (installed: incremental, snapshot, table, view); did you mean `table`?",
+        "models/b.sql:1:28: model `b` asks for materialized = 'Table', which no installed plugin provides (installed: incremental, sharded_table, snapshot, table, view); did you mean `table`?",
     );
     project.write(
         "models/b.sql",
@@ -517,8 +523,8 @@ fn bad_input_is_refused_before_anything_is_written() {
         ("sqlite:", "orbital.toml:3:7: `sqlite:` is not a SQLite URL"),
         ("sqlite://", "orbital.toml:3:7: `sqlite://` names no file"),
         (
-            "mysql://db/x",
-            "orbital.toml:3:7: unsupported target URL scheme `mysql`",
+            "oracle://db/x",
+            "orbital.toml:3:7: unsupported target URL scheme `oracle`",
         ),
     ] {
         project.write(

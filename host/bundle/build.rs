@@ -11,10 +11,12 @@ use std::process::Command;
 const FIRST_PARTY: &[&str] = &[
     "orbital-adapter-sqlite",
     "orbital-adapter-postgres",
+    "orbital-adapter-mysql",
     "orbital-materialization-view",
     "orbital-materialization-table",
     "orbital-materialization-incremental",
     "orbital-materialization-snapshot",
+    "orbital-materialization-sharded",
     "orbital-macros-std",
 ];
 /// Guest crates only the tests use (the example's own plugin among them:

@@ -158,7 +158,10 @@ pub mod build {
 
     /// Indexes `relation` on the columns that find a row (unless it has that
     /// index already), so the row look-ups of merges and snapshots do not
-    /// scan the table. The index is `<identifier>__orbital_key`.
+    /// scan the table. The index is `<identifier>__orbital_key`. It only
+    /// speeds look-ups up: where the database cannot make it (MySQL indexes
+    /// a `TEXT` column only by a prefix; MySQL 8 has no `IF NOT EXISTS`
+    /// here), the run log says so and the build goes on.
     pub fn index_key(relation: &Relation, columns: &[String]) -> Result<(), String> {
         if columns.is_empty() {
             return Ok(());
@@ -169,11 +172,17 @@ pub mod build {
             .collect::<Vec<_>>()
             .join(", ");
         let name = dialect::quote_identifier(&format!("{}__orbital_key", relation.identifier));
-        database::execute(&crate::sql(format!(
+        let made = database::execute(&crate::sql(format!(
             "CREATE INDEX IF NOT EXISTS {name} ON {} ({list})",
             dialect::render_relation(relation)
-        )))
-        .map(|_| ())
+        )));
+        if let Err(error) = made {
+            database::log(
+                crate::LogLevel::Warn,
+                &format!("no key index on {}: {error}", relation.identifier),
+            );
+        }
+        Ok(())
     }
 
     /// Runs `sql` into a fresh scratch table beside `target` (named with

@@ -1,10 +1,13 @@
 //! The warehouses the adapter conformance suite runs on: a SQLite file in
-//! the test's project, and a fresh database on the PostgreSQL server
-//! `tests/bin/with-postgres` starts (`ORBITAL_TEST_POSTGRES_URL`).
+//! the test's project, a fresh database on the PostgreSQL server
+//! `tests/bin/with-postgres` starts (`ORBITAL_TEST_POSTGRES_URL`), and one
+//! on the MariaDB server `tests/bin/with-mariadb` starts
+//! (`ORBITAL_TEST_MYSQL_URL`).
 //!
 //! Results are read independently of Orbital (sqlx for SQLite, `psql` for
-//! PostgreSQL) and normalized so the same rows compare equal on both:
-//! numbers as numbers (`48.00` and `48.0` are `48.00`), NULL as `NULL`.
+//! PostgreSQL, the `mariadb` client for MariaDB) and normalized so the same
+//! rows compare equal on each: numbers as numbers (`48.00` and `48.0` are
+//! `48.00`), NULL as `NULL`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,6 +19,80 @@ use super::TestProject;
 pub enum Backend {
     Sqlite,
     Postgres(PgDatabase),
+    MySql(MyDatabase),
+}
+
+/// A database created for one test on the shared MariaDB server, dropped
+/// after.
+pub struct MyDatabase {
+    pub server: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl Drop for MyDatabase {
+    fn drop(&mut self) {
+        let _ = mariadb(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {}", self.name),
+        );
+    }
+}
+
+/// The MariaDB server's URL (no database); in CI a missing server fails
+/// the test instead of skipping it.
+pub fn mysql_url() -> Option<String> {
+    match std::env::var("ORBITAL_TEST_MYSQL_URL") {
+        Ok(url) => Some(url.trim_end_matches('/').to_string()),
+        Err(_) if std::env::var_os("CI").is_some() => panic!(
+            "CI runs the conformance suite on MariaDB: run the tests under tests/bin/with-servers"
+        ),
+        Err(_) => {
+            eprintln!("ORBITAL_TEST_MYSQL_URL is not set: MariaDB case skipped");
+            None
+        }
+    }
+}
+
+/// Runs SQL with the `mariadb` client on the server or database `url`
+/// names (`mysql://user:password@host:port[/database]`); its output rows,
+/// `|`-separated, NULL as `NULL`.
+pub fn mariadb(url: &str, sql: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("mysql://").ok_or("not a mysql:// URL")?;
+    let (credentials, rest) = rest.split_once('@').ok_or("no user in the URL")?;
+    let (user, password) = credentials
+        .split_once(':')
+        .ok_or("no password in the URL")?;
+    let (address, database) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = address.split_once(':').ok_or("no port in the URL")?;
+    let mut command = Command::new("mariadb");
+    command
+        .args([
+            "--no-defaults",
+            "--protocol=tcp",
+            "-N",
+            "-B",
+            "-h",
+            host,
+            "-P",
+            port,
+        ])
+        .arg(format!("-u{user}"))
+        .arg(format!("-p{password}"))
+        // As Orbital's sessions run.
+        .arg("--init-command=SET sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES,PIPES_AS_CONCAT')");
+    if !database.is_empty() {
+        command.args(["-D", database]);
+    }
+    let output = command
+        .arg("-e")
+        .arg(sql)
+        .output()
+        .map_err(|e| format!("cannot run mariadb: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).replace('\t', "|"))
 }
 
 /// A database created for one test on the shared server, dropped after.
@@ -70,10 +147,28 @@ impl Backend {
         }))
     }
 
+    /// A fresh MariaDB database for test `test`, or `None` without a server.
+    pub fn mysql(test: &str) -> Option<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let server = mysql_url()?;
+        // MySQL names are at most 64 characters.
+        let name = format!(
+            "orbital_{}_{}_{}",
+            &test[..test.len().min(32)],
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        mariadb(&server, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        let url = format!("{server}/{name}");
+        Some(Self::MySql(MyDatabase { server, name, url }))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres(_) => "postgres",
+            Backend::MySql(_) => "mysql",
         }
     }
 }
@@ -117,6 +212,7 @@ impl Case {
         let url = match &backend {
             Backend::Sqlite => "sqlite://target/jaffle_shop.db".to_string(),
             Backend::Postgres(db) => db.url.clone(),
+            Backend::MySql(db) => db.url.clone(),
         };
         project.write(
             "orbital.toml",
@@ -137,6 +233,9 @@ impl Case {
             Backend::Postgres(db) => {
                 psql(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
+            Backend::MySql(db) => {
+                mariadb(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
         }
     }
 
@@ -145,6 +244,11 @@ impl Case {
         let rows = match &self.backend {
             Backend::Sqlite => super::query(&self.sqlite_file(), sql),
             Backend::Postgres(db) => psql(&db.url, sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .lines()
+                .map(|line| line.split('|').map(str::to_string).collect())
+                .collect(),
+            Backend::MySql(db) => mariadb(&db.url, sql)
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
                 .lines()
                 .map(|line| line.split('|').map(str::to_string).collect())
@@ -176,6 +280,18 @@ impl Case {
                     other => other.into(),
                 }
             }
+            Backend::MySql(db) => {
+                let sql = format!(
+                    "SELECT CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END \
+                     FROM information_schema.tables \
+                     WHERE table_schema = DATABASE() AND table_name = '{name}'"
+                );
+                let kind = mariadb(&db.url, &sql).unwrap_or_else(|e| panic!("{e}"));
+                match kind.trim() {
+                    "" => "none".into(),
+                    other => other.into(),
+                }
+            }
         }
     }
 
@@ -187,6 +303,10 @@ impl Case {
             ),
             Backend::Postgres(_) => format!(
                 "select count(*) from pg_class where relkind in ('r', 'v') and relname like '{pattern}'"
+            ),
+            Backend::MySql(_) => format!(
+                "select count(*) from information_schema.tables \
+                 where table_schema = database() and table_name like '{pattern}'"
             ),
         };
         self.scalar(&sql).parse().expect("a count")

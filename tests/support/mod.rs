@@ -22,6 +22,13 @@ macro_rules! on_each_backend {
                 }
             })*
         }
+        mod mysql {
+            $(#[test] fn $case() {
+                if let Some(backend) = super::Backend::mysql(stringify!($case)) {
+                    super::$case(backend)
+                }
+            })*
+        }
     };
 }
 

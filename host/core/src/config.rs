@@ -95,8 +95,8 @@ fn thread_count<'de, D: serde::Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
-/// A target URL the host can connect to: `sqlite://<file>` or
-/// `postgres://...` (`postgresql://`).
+/// A target URL the host can connect to: `sqlite://<file>`,
+/// `postgres://...` (`postgresql://`) or `mysql://...` (`mariadb://`).
 fn target_url<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<String, D::Error> {
@@ -110,9 +110,9 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
         Some(("sqlite", "")) => Err(format!(
             "`{url}` names no file: write sqlite://path/to/file.db (relative to the project) or sqlite://:memory:"
         )),
-        Some(("sqlite" | "postgres" | "postgresql", _)) => Ok(()),
+        Some(("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb", _)) => Ok(()),
         Some((scheme, _)) => Err(format!(
-            "unsupported target URL scheme `{scheme}`: Orbital connects to sqlite:// and postgres:// targets"
+            "unsupported target URL scheme `{scheme}`: Orbital connects to sqlite://, postgres:// and mysql:// targets"
         )),
         None if url.starts_with("sqlite:") => Err(format!(
             "`{url}` is not a SQLite URL: write sqlite://path/to/file.db"
@@ -136,6 +136,7 @@ impl Target {
         match self.scheme() {
             "sqlite" => "sqlite",
             "postgres" | "postgresql" => "postgres",
+            "mysql" | "mariadb" => "mysql",
             _ => "generic",
         }
     }
@@ -602,9 +603,9 @@ tags = ["finance"]
             ),
             ("url = \"sqlite://\"", "orbital.toml:4:7", "names no file"),
             (
-                "url = \"mysql://db/x\"",
+                "url = \"oracle://db/x\"",
                 "orbital.toml:4:7",
-                "unsupported target URL scheme `mysql`",
+                "unsupported target URL scheme `oracle`",
             ),
             ("url = \"target/x.db\"", "orbital.toml:4:7", "is not a URL"),
             (

@@ -1,6 +1,9 @@
-//! The SQL dialects models are parsed with: sqlparser's SQLite, PostgreSQL
-//! and generic dialects, each wrapped in [`FastPrefix`], which parses the
-//! commonest start of an expression directly.
+//! The SQL dialects models are parsed with: sqlparser's SQLite, PostgreSQL,
+//! MySQL and generic dialects, each wrapped in [`FastPrefix`], which parses
+//! the commonest start of an expression directly. MySQL's reads `"name"`
+//! as a name, not a string: Orbital's MariaDB and MySQL sessions run with
+//! `ANSI_QUOTES`, so the SQL Orbital writes (double-quoted names) means
+//! the same there as everywhere else.
 //!
 //! sqlparser begins every expression by trying to read a data type there,
 //! for typed literals like `DATE '2020-01-01'`, and rolls back when that
@@ -47,13 +50,15 @@ use std::sync::LazyLock;
 use sqlparser::ast::{
     ColumnOption, DataType, Expr, GranteesType, Ident, ObjectName, ObjectNamePart, Statement,
 };
-use sqlparser::dialect::{Dialect, GenericDialect, PostgreSqlDialect, Precedence, SQLiteDialect};
+use sqlparser::dialect::{
+    Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect, Precedence, SQLiteDialect,
+};
 use sqlparser::keywords::{ALL_KEYWORDS, ALL_KEYWORDS_INDEX, Keyword};
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
-/// The parser dialect for a dialect name (`sqlite`, `postgres`, `generic`),
-/// as a target's `parser_dialect()` gives it.
+/// The parser dialect for a dialect name (`sqlite`, `postgres`, `mysql`,
+/// `generic`), as a target's `parser_dialect()` gives it.
 pub fn dialect_for(name: &str) -> &'static dyn Dialect {
     static SQLITE: LazyLock<FastPrefix<SQLiteDialect>> =
         LazyLock::new(|| FastPrefix::new(SQLiteDialect {}));
@@ -61,15 +66,19 @@ pub fn dialect_for(name: &str) -> &'static dyn Dialect {
         LazyLock::new(|| FastPrefix::new(PostgreSqlDialect {}));
     static GENERIC: LazyLock<FastPrefix<GenericDialect>> =
         LazyLock::new(|| FastPrefix::new(GenericDialect {}));
+    static MYSQL: LazyLock<FastPrefix<MySqlDialect>> =
+        LazyLock::new(|| FastPrefix::new(MySqlDialect {}).with_double_quoted_names());
     match name {
         "sqlite" => &*SQLITE,
         "postgres" => &*POSTGRES,
+        "mysql" => &*MYSQL,
         _ => &*GENERIC,
     }
 }
 
 /// The sqlparser dialect `dialect` wraps, or `dialect` itself: what a
-/// failed parse is rerun with, for sqlparser's own error.
+/// failed parse is rerun with, for sqlparser's own error. (MySQL's with
+/// double-quoted names has no plain equal in sqlparser: itself.)
 pub fn plain(dialect: &dyn Dialect) -> &dyn Dialect {
     if dialect.is::<SQLiteDialect>() {
         &SQLiteDialect {}
@@ -155,6 +164,8 @@ pub struct FastPrefix<D> {
     /// By `Keyword as usize`: whether a word with this keyword (or none)
     /// reads as a plain name where an expression starts.
     plain_names: Box<[bool]>,
+    /// `"name"` is a name, as under MySQL's `ANSI_QUOTES`.
+    double_quoted_names: bool,
 }
 
 impl<D: Dialect> FastPrefix<D> {
@@ -169,7 +180,14 @@ impl<D: Dialect> FastPrefix<D> {
         Self {
             inner,
             plain_names: plain_names.into(),
+            double_quoted_names: false,
         }
+    }
+
+    /// Reads `"name"` as a name where the inner dialect reads a string.
+    pub fn with_double_quoted_names(mut self) -> Self {
+        self.double_quoted_names = true;
+        self
     }
 
     /// The expression at the parser's position, when it starts with a
@@ -245,6 +263,10 @@ impl<D: Dialect> Dialect for FastPrefix<D> {
         (self.inner.parse_prefix(parser)).or_else(|| self.direct_prefix(parser))
     }
 
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        (self.double_quoted_names && ch == '"') || self.inner.is_delimited_identifier_start(ch)
+    }
+
     delegate! {
         flags:
         supports_string_literal_backslash_escape, ignores_wildcard_escapes,
@@ -311,7 +333,6 @@ impl<D: Dialect> Dialect for FastPrefix<D> {
         supports_long_type_as_bigint, supports_map_literal_with_angle_brackets;
         methods:
         fn dialect() -> TypeId;
-        fn is_delimited_identifier_start(ch: char) -> bool;
         fn is_nested_delimited_identifier_start(ch: char) -> bool;
         fn peek_nested_delimited_identifier_quotes(
             chars: Peekable<Chars<'_>>
@@ -448,6 +469,32 @@ mod tests {
             .filter(|(path, _)| path.extension().is_some_and(|e| e == "sql"));
         for (_, sql) in models {
             same_parse(&sql);
+        }
+    }
+
+    /// MySQL's wrapping changes no parse but that of `"name"`, a name
+    /// (as under `ANSI_QUOTES`) where plain MySQL reads a string.
+    #[test]
+    fn mysql_reads_double_quoted_names_and_parses_the_rest_the_same() {
+        let mysql = dialect_for("mysql");
+        let parsed = crate::tokens::parse_sql(mysql, "select \"a b\" from \"t\"").unwrap();
+        assert_eq!(parsed[0].to_string(), "SELECT \"a b\" FROM \"t\"");
+        let same = [
+            "select a div 2, a mod 3, `b c` from t limit 1, 2",
+            "select 'it\\'s', x regexp 'y' from t where a <=> b",
+            "select a from",
+        ];
+        let models = crate::synthetic::project(100, 7)
+            .into_iter()
+            .filter(|(path, _)| path.extension().is_some_and(|e| e == "sql"))
+            .map(|(_, sql)| sql);
+        for sql in same.iter().map(|s| s.to_string()).chain(models) {
+            let expected = Parser::parse_sql(&MySqlDialect {}, &sql);
+            let got = crate::tokens::parse_sql(mysql, &sql);
+            assert_eq!(got.is_ok(), expected.is_ok(), "{sql:?}: {got:?}");
+            if let (Ok(got), Ok(expected)) = (&got, &expected) {
+                assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{sql:?}");
+            }
         }
     }
 

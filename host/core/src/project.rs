@@ -669,6 +669,7 @@ fn strategy_keys(strategy: &str) -> Option<&'static [&'static str]> {
     Some(match strategy {
         "view" | "table" | crate::dag::EPHEMERAL => &[],
         "incremental" => &["unique_key", "incremental_strategy", "on_schema_change"],
+        "sharded_table" => &["shards", "shard_key"],
         "snapshot" => &[
             "unique_key",
             "strategy",

@@ -113,7 +113,73 @@ impl Warehouse {
         if self.is_sqlite() {
             return self.sqlite_catalog().await;
         }
+        if self.is_mysql() {
+            return self.mysql_catalog(schemas).await;
+        }
         self.postgres_catalog(schemas).await
+    }
+
+    /// MySQL records no view's dependencies, only its definition, which
+    /// the server rewrites (`select `db`.`t`.`a` AS `a` from `db`.`t``):
+    /// what a view reads is the one relation such a definition selects
+    /// from, as on SQLite.
+    async fn mysql_catalog(&self, schemas: &[Option<String>]) -> Result<Catalog, DbError> {
+        let wanted = schemas
+            .iter()
+            .map(|s| if s.is_some() { "?" } else { "DATABASE()" })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut statement = plain(&format!(
+            "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.TABLE_TYPE, DATABASE(), \
+                    CASE WHEN t.TABLE_TYPE = 'VIEW' AND t.TABLE_NAME NOT LIKE 'orbital\\_\\_%' \
+                    THEN v.VIEW_DEFINITION END \
+             FROM information_schema.TABLES t \
+             LEFT JOIN information_schema.VIEWS v \
+                    ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME \
+             WHERE t.TABLE_SCHEMA IN ({wanted}) AND t.TABLE_TYPE IN ('BASE TABLE', 'VIEW')"
+        ));
+        statement.params = schemas
+            .iter()
+            .flatten()
+            .map(|s| Value::Text(s.clone()))
+            .collect();
+        let default_asked = schemas.iter().any(Option::is_none);
+        let rows = self.query(statement).await?;
+        let mut catalog = Catalog::default();
+        for row in &rows.rows {
+            let (Some(Value::Text(schema)), Some(Value::Text(name)), Some(Value::Text(kind))) =
+                (row.first(), row.get(1), row.get(2))
+            else {
+                continue;
+            };
+            let current = match row.get(3) {
+                Some(Value::Text(current)) => Some(current.as_str()),
+                _ => None,
+            };
+            let schema_of = |schema: &str| {
+                (!(default_asked && Some(schema) == current)).then(|| schema.to_string())
+            };
+            let relation = RelationName {
+                schema: schema_of(schema),
+                identifier: name.clone(),
+            };
+            if kind == "VIEW" {
+                let reads = match row.get(4) {
+                    Some(Value::Text(definition)) => mysql_view_reads(definition)
+                        .map(|(schema, identifier)| RelationName {
+                            schema: schema.as_deref().and_then(schema_of),
+                            identifier,
+                        })
+                        .into_iter()
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                catalog.insert(relation, Kind::View, reads);
+            } else {
+                catalog.insert(relation, Kind::Table, Vec::new());
+            }
+        }
+        Ok(catalog)
     }
 
     async fn sqlite_catalog(&self) -> Result<Catalog, DbError> {
@@ -243,17 +309,36 @@ fn select_star_from(sql: &str) -> Option<RelationName> {
         })
 }
 
-/// A leading identifier, double-quoted (`""` escapes a quote) or bare, and
-/// what follows it.
+/// The relation (schema, name) a MySQL view definition as the server
+/// keeps it selects from, when it selects from one relation and nothing
+/// follows: `select ... from `db`.`t``.
+fn mysql_view_reads(definition: &str) -> Option<(Option<String>, String)> {
+    let at = definition.to_ascii_lowercase().rfind(" from `")?;
+    let rest = definition[at + " from ".len()..].trim();
+    let (first, rest) = identifier(rest)?;
+    let (schema, name, rest) = match rest.strip_prefix('.') {
+        Some(after) => {
+            let (name, rest) = identifier(after)?;
+            (Some(first), name, rest)
+        }
+        None => (None, first, rest),
+    };
+    rest.trim().is_empty().then_some((schema, name))
+}
+
+/// A leading identifier, double-quoted or backquoted (a doubled quote
+/// escapes one) or bare, and what follows it.
 fn identifier(text: &str) -> Option<(String, &str)> {
-    if let Some(quoted) = text.strip_prefix('"') {
+    let quote = text.chars().next().filter(|c| matches!(c, '"' | '`'));
+    if let Some(quote) = quote {
+        let quoted = &text[1..];
         let mut name = String::new();
         let mut chars = quoted.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
-            if c != '"' {
+            if c != quote {
                 name.push(c);
-            } else if chars.peek().is_some_and(|(_, next)| *next == '"') {
-                name.push('"');
+            } else if chars.peek().is_some_and(|(_, next)| *next == quote) {
+                name.push(quote);
                 chars.next();
             } else {
                 return Some((name, &quoted[i + 1..]));
@@ -294,6 +379,27 @@ mod tests {
             select_star_from("create view v as select * from plain_name"),
             name("plain_name")
         );
+    }
+
+    #[test]
+    fn reads_the_relation_a_mysql_view_selects_from() {
+        assert_eq!(
+            mysql_view_reads(
+                "select `w`.`orbital__a__1`.`id` AS `id`,`w`.`orbital__a__1`.`from x` AS `from x` from `w`.`orbital__a__1`"
+            ),
+            Some((Some("w".into()), "orbital__a__1".into()))
+        );
+        assert_eq!(
+            mysql_view_reads("select `x`.`a` AS `a` from `x`"),
+            Some((None, "x".into()))
+        );
+        for other in [
+            "select `a`.`id` AS `id` from (`a` join `b` on(1))",
+            "select `w`.`t`.`id` AS `id` from `w`.`t` where 0",
+            "select 1 AS `1`",
+        ] {
+            assert_eq!(mysql_view_reads(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The host's side of the `database` import, backed by sqlx's concrete
-//! drivers: SQLite (`sqlite://`) and PostgreSQL (`postgres://`).
+//! drivers: SQLite (`sqlite://`), PostgreSQL (`postgres://`) and MySQL or
+//! MariaDB (`mysql://`, `mariadb://`).
 //!
 //! The runner owns the connections; each task gets a [`TaskDatabase`] that
 //! tags its log lines with the model. SQLite write transactions start with
@@ -9,6 +10,7 @@
 mod connections;
 mod lent;
 mod locks;
+mod mysql;
 mod postgres;
 pub mod remote;
 mod sqlite;
@@ -140,15 +142,24 @@ async fn install_progress_handler(
 /// SQLite: one connection, because SQLite runs one writer at a time anyway,
 /// and because each DDL statement makes every other connection reparse the
 /// whole schema before its next statement (with a pool, building n models
-/// cost O(n²) schema parsing). PostgreSQL: the connection that opened it,
-/// then more as tasks overlap ([`connections`]).
+/// cost O(n²) schema parsing). PostgreSQL and MySQL: the connection that
+/// opened it, then more as tasks overlap ([`connections`]).
 ///
 /// Remote: a target only a peer reaches ([`remote`]).
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Link),
-    Postgres(connections::Connections),
+    Postgres(connections::Connections<sqlx::Postgres>),
+    MySql(connections::Connections<sqlx::MySql>),
     Remote(Arc<remote::Remote>),
+}
+
+/// Which SQL Orbital's own statements are written in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Sqlite,
+    Postgres,
+    MySql,
 }
 
 /// Runs one statement on a connection or transaction of either backend;
@@ -312,7 +323,7 @@ impl Warehouse {
     /// Whether opening `url` may start before the project is known to be
     /// valid: it creates nothing (an existing SQLite file, or a server).
     pub fn opens_without_creating(url: &str, base: &Path) -> bool {
-        is_postgres(url) || Self::existing_file(url, base).is_some()
+        is_postgres(url) || is_mysql(url) || Self::existing_file(url, base).is_some()
     }
 
     /// What tells an existing SQLite warehouse file apart without opening
@@ -346,8 +357,9 @@ impl Warehouse {
     }
 
     /// Connects to the database `url` names: a `sqlite://` file (created if
-    /// needed; a relative path is relative to `base`) or a `postgres://`
-    /// server, whose transient connection failures are retried with backoff.
+    /// needed; a relative path is relative to `base`), or a `postgres://` or
+    /// `mysql://` server, whose transient connection failures are retried
+    /// with backoff.
     pub async fn open(url: &str, base: &Path, threads: usize) -> Result<Self, DatabaseError> {
         let interrupts = Arc::new(Interrupts {
             nonce: new_warehouse_id()[..12].to_string(),
@@ -363,9 +375,20 @@ impl Warehouse {
                     claims: Arc::default(),
                 });
         }
+        if is_mysql(url) {
+            return mysql::connect(url, threads)
+                .await
+                .map(|(pool, first)| Self {
+                    backend: Backend::MySql(connections::Connections::new(pool, first)),
+                    run: RunTag::default(),
+                    interrupts,
+                    claims: Arc::default(),
+                });
+        }
         let path = url.strip_prefix("sqlite://").ok_or_else(|| {
             DatabaseError::Url(format!(
-                "`{url}` is neither a sqlite:// nor a postgres:// URL"
+                "`{}` is not a sqlite://, postgres:// or mysql:// URL",
+                redact(url)
             ))
         })?;
         if path.is_empty() {
@@ -453,7 +476,12 @@ impl Warehouse {
             }
         };
         let postgres = |scheme: &str| matches!(scheme, "postgres" | "postgresql");
-        if postgres(&theirs) != postgres(scheme) || !(postgres(&theirs) || theirs == "sqlite") {
+        if !(postgres(&theirs) || theirs == "sqlite") {
+            return Err(DatabaseError::Url(format!(
+                "peer {peer}'s target is a {theirs}:// database: peers serve SQLite and PostgreSQL targets"
+            )));
+        }
+        if postgres(&theirs) != postgres(scheme) {
             return Err(DatabaseError::Url(format!(
                 "peer {peer}'s target is a {theirs}:// database, this project's a {scheme}:// one"
             )));
@@ -471,10 +499,20 @@ impl Warehouse {
 
     /// The URL scheme of this warehouse's database.
     pub fn scheme(&self) -> &'static str {
-        if self.is_sqlite() {
-            "sqlite"
-        } else {
-            "postgres"
+        match self.flavor() {
+            Flavor::Sqlite => "sqlite",
+            Flavor::Postgres => "postgres",
+            Flavor::MySql => "mysql",
+        }
+    }
+
+    fn flavor(&self) -> Flavor {
+        match &self.backend {
+            Backend::Sqlite(_) => Flavor::Sqlite,
+            Backend::Postgres(_) => Flavor::Postgres,
+            Backend::MySql(_) => Flavor::MySql,
+            Backend::Remote(remote) if remote.postgres => Flavor::Postgres,
+            Backend::Remote(_) => Flavor::Sqlite,
         }
     }
 
@@ -483,10 +521,15 @@ impl Warehouse {
     /// taken for another's (a deleted and recreated database is a new
     /// warehouse). `create` writes one if there is none.
     pub async fn warehouse_id(&self, create: bool) -> Result<Option<String>, DbError> {
-        let probe = if self.is_sqlite() {
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'"
-        } else {
-            "SELECT 1 WHERE to_regclass('_orbital_warehouse') IS NOT NULL"
+        let probe = match self.flavor() {
+            Flavor::Sqlite => {
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'"
+            }
+            Flavor::Postgres => "SELECT 1 WHERE to_regclass('_orbital_warehouse') IS NOT NULL",
+            Flavor::MySql => {
+                "SELECT 1 FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_name = '_orbital_warehouse'"
+            }
         };
         if !self.query(plain(probe)).await?.rows.is_empty() {
             let rows = self
@@ -504,8 +547,13 @@ impl Warehouse {
         // one's id stands, under a lock on PostgreSQL, where two `CREATE
         // TABLE IF NOT EXISTS` at once can both try to create it.
         let (placeholder, lock) = self.bookkeeping();
+        let dual = if self.flavor() == Flavor::MySql {
+            " FROM DUAL"
+        } else {
+            ""
+        };
         let mut insert = plain(&format!(
-            "INSERT INTO _orbital_warehouse (id) SELECT {placeholder} \
+            "INSERT INTO _orbital_warehouse (id) SELECT {placeholder}{dual} \
              WHERE NOT EXISTS (SELECT 1 FROM _orbital_warehouse)"
         ));
         insert.params = vec![Value::Text(id)];
@@ -529,17 +577,18 @@ impl Warehouse {
 
     /// For Orbital's own tables: the first parameter's placeholder, and on
     /// PostgreSQL the transaction lock their changes take (two `CREATE
-    /// TABLE IF NOT EXISTS` at once can both try to create a table there).
+    /// TABLE IF NOT EXISTS` at once can both try to create a table there;
+    /// MySQL's metadata locks keep them apart).
     fn bookkeeping(&self) -> (&'static str, Option<Statement>) {
-        if self.is_sqlite() {
-            return ("?", None);
+        match self.flavor() {
+            Flavor::Sqlite | Flavor::MySql => ("?", None),
+            Flavor::Postgres => (
+                "$1",
+                Some(plain(&format!(
+                    "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
+                ))),
+            ),
         }
-        (
-            "$1",
-            Some(plain(&format!(
-                "SELECT pg_advisory_xact_lock({WAREHOUSE_ID_KEY})"
-            ))),
-        )
     }
 
     /// Bumps environment `env`'s version in the warehouse (table
@@ -549,16 +598,26 @@ impl Warehouse {
     /// environment's lock held, so no other writer bumps it meanwhile.
     pub async fn bump_environment(&self, env: &str) -> Result<u64, DbError> {
         let (placeholder, lock) = self.bookkeeping();
+        let (key_type, upsert) = match self.flavor() {
+            // MySQL keys a text column only by a prefix: a bounded name.
+            Flavor::MySql => (
+                "VARCHAR(255)",
+                "ON DUPLICATE KEY UPDATE version = version + 1",
+            ),
+            Flavor::Sqlite | Flavor::Postgres => (
+                "TEXT",
+                "ON CONFLICT (name) DO UPDATE SET version = _orbital_environments.version + 1",
+            ),
+        };
         let mut bump = plain(&format!(
-            "INSERT INTO _orbital_environments (name, version) VALUES ({placeholder}, 1) \
-             ON CONFLICT (name) DO UPDATE SET version = _orbital_environments.version + 1"
+            "INSERT INTO _orbital_environments (name, version) VALUES ({placeholder}, 1) {upsert}"
         ));
         bump.params = vec![Value::Text(env.to_string())];
         let statements = lock.into_iter().chain([
-            plain(
+            plain(&format!(
                 "CREATE TABLE IF NOT EXISTS _orbital_environments \
-                 (name TEXT PRIMARY KEY, version BIGINT NOT NULL)",
-            ),
+                 (name {key_type} PRIMARY KEY, version BIGINT NOT NULL)"
+            )),
             bump,
         ]);
         self.transaction(statements.collect()).await?;
@@ -577,11 +636,11 @@ impl Warehouse {
     }
 
     pub(crate) fn is_sqlite(&self) -> bool {
-        match &self.backend {
-            Backend::Sqlite(_) => true,
-            Backend::Postgres(_) => false,
-            Backend::Remote(remote) => !remote.postgres,
-        }
+        self.flavor() == Flavor::Sqlite
+    }
+
+    pub(crate) fn is_mysql(&self) -> bool {
+        self.flavor() == Flavor::MySql
     }
 
     /// The peer that holds this warehouse's connection, when this process
@@ -610,7 +669,8 @@ impl Warehouse {
 
     /// Stops this handle's run: no statement of it starts any more, and
     /// those running are cancelled on the server (PostgreSQL:
-    /// `pg_cancel_backend`; SQLite: the progress handler). Call it again
+    /// `pg_cancel_backend`; MySQL: `KILL QUERY`; SQLite: the progress
+    /// handler). Call it again
     /// while the run's tasks are still finishing: a statement on its way
     /// to the server when it was first called is caught the next time.
     pub async fn interrupt(&self) -> Result<(), DbError> {
@@ -648,6 +708,31 @@ impl Warehouse {
                 untagged.query_once(&cancel).await.map_err(|f| f.error)?;
                 Ok(())
             }
+            Backend::MySql(_) => {
+                let Some(comment) = &self.run.comment else {
+                    return Ok(());
+                };
+                let untagged = Self {
+                    run: RunTag::default(),
+                    ..self.clone()
+                };
+                let mut running = plain(
+                    "SELECT ID FROM information_schema.PROCESSLIST \
+                     WHERE ID <> CONNECTION_ID() AND COMMAND IN ('Query', 'Execute') \
+                     AND LOCATE(?, INFO) = 1",
+                );
+                running.params = vec![Value::Text(comment.to_string())];
+                let rows = untagged.query_once(&running).await.map_err(|f| f.error)?;
+                for row in rows.rows {
+                    if let Some(Value::Integer(id)) = row.first() {
+                        // Already finished: nothing to stop.
+                        let _ = untagged
+                            .execute_once(&plain(&format!("KILL QUERY {id}")))
+                            .await;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -668,13 +753,15 @@ impl Warehouse {
         Ok(())
     }
 
-    /// `statement` as this handle sends it: tagged with its run on PostgreSQL.
+    /// `statement` as this handle sends it: tagged with its run on a server.
     fn tagged<'a>(&self, statement: &'a Statement) -> std::borrow::Cow<'a, Statement> {
         match (&self.backend, &self.run.comment) {
-            (Backend::Postgres(_), Some(comment)) => std::borrow::Cow::Owned(Statement {
-                sql: format!("{comment}{}", statement.sql),
-                params: statement.params.clone(),
-            }),
+            (Backend::Postgres(_) | Backend::MySql(_), Some(comment)) => {
+                std::borrow::Cow::Owned(Statement {
+                    sql: format!("{comment}{}", statement.sql),
+                    params: statement.params.clone(),
+                })
+            }
             _ => std::borrow::Cow::Borrowed(statement),
         }
     }
@@ -699,6 +786,7 @@ impl Warehouse {
         match &self.backend {
             Backend::Sqlite(link) => link.close().await,
             Backend::Postgres(connections) => connections.close().await,
+            Backend::MySql(connections) => connections.close().await,
             // The peer keeps its pool.
             Backend::Remote(_) => {}
         }
@@ -737,6 +825,11 @@ impl Warehouse {
                 let result = run_on!(postgres, &mut *lease, statement).map_err(failed);
                 settle(connections, lease, result)
             }
+            Backend::MySql(connections) => {
+                let mut lease = connections.acquire().await.map_err(failed)?;
+                let result = run_on!(mysql, &mut *lease, statement).map_err(failed);
+                settle(connections, lease, result)
+            }
             // The peer retried what it could.
             Backend::Remote(remote) => Ok(remote.execute(self.run.id, statement).await?),
         }
@@ -769,6 +862,23 @@ impl Warehouse {
                 let empty = empty_columns!(&mut *lease, &rows, &statement.sql, str::to_lowercase);
                 settle(connections, lease, rows)
                     .map(|rows| with_columns(postgres::row_set(&rows), empty))
+            }
+            Backend::MySql(connections) => {
+                let arguments = mysql::bind(&statement.params)?;
+                let mut lease = connections.acquire().await.map_err(failed)?;
+                let rows = if statement.params.is_empty() {
+                    // The text protocol: a statement MySQL cannot prepare
+                    // (SHOW, some DDL) runs as well.
+                    sqlx::raw_sql(sql).fetch_all(&mut *lease).await
+                } else {
+                    sqlx::query_with(sql, arguments)
+                        .fetch_all(&mut *lease)
+                        .await
+                }
+                .map_err(failed);
+                let empty = empty_columns!(&mut *lease, &rows, &statement.sql, str::to_lowercase);
+                settle(connections, lease, rows)
+                    .map(|rows| with_columns(mysql::row_set(&rows), empty))
             }
             Backend::Remote(remote) => Ok(remote.query(self.run.id, statement).await?),
         }
@@ -824,6 +934,30 @@ impl Warehouse {
                 .await;
                 settle(connections, lease, result)?;
             }
+            // DDL commits on its own in MySQL: a transaction holds only the
+            // rows its statements change.
+            Backend::MySql(connections) => {
+                let mut lease = connections.acquire().await.map_err(failed_before_commit)?;
+                let result = async {
+                    let mut transaction = sqlx::Connection::begin(&mut *lease)
+                        .await
+                        .map_err(failed_before_commit)?;
+                    for original in statements {
+                        let statement = &*self.tagged(original);
+                        affected.push(
+                            run_on!(mysql, &mut *transaction, statement)
+                                .map_err(failed_before_commit)
+                                .map_err(|mut f| {
+                                    f.error = in_statement(f.error, original);
+                                    f
+                                })?,
+                        );
+                    }
+                    transaction.commit().await.map_err(failed)
+                }
+                .await;
+                settle(connections, lease, result)?;
+            }
             Backend::Remote(remote) => {
                 affected = remote.transaction(self.run.id, statements).await?;
             }
@@ -832,11 +966,11 @@ impl Warehouse {
     }
 }
 
-/// Returns a PostgreSQL lease, dropping its connection if `result` says
-/// the call broke it.
-fn settle<T>(
-    connections: &connections::Connections,
-    lease: connections::Lease<'_>,
+/// Returns a server's lease, dropping its connection if `result` says the
+/// call broke it.
+fn settle<T, DB: sqlx::Database>(
+    connections: &connections::Connections<DB>,
+    lease: connections::Lease<'_, DB>,
     result: Result<T, Failed>,
 ) -> Result<T, Failed> {
     connections.release(lease, result.as_ref().is_err_and(|f| f.broken));
@@ -929,6 +1063,24 @@ fn is_transient(code: &str) -> bool {
 
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn is_mysql(url: &str) -> bool {
+    url.starts_with("mysql://") || url.starts_with("mariadb://")
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn db_error(error: sqlx::Error) -> DbError {
@@ -1416,5 +1568,231 @@ mod postgres_tests {
             error.contains("cannot reach the PostgreSQL server"),
             "{error}"
         );
+    }
+}
+
+/// The MariaDB server `tests/bin/with-mariadb` starts (no database), for
+/// tests that need one; `None` (outside CI) when it is not running.
+#[cfg(test)]
+pub(crate) fn test_mysql_url() -> Option<String> {
+    match std::env::var("ORBITAL_TEST_MYSQL_URL") {
+        Ok(url) => Some(url.trim_end_matches('/').to_string()),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI runs the MariaDB tests: run them under tests/bin/with-servers")
+        }
+        Err(_) => {
+            eprintln!("ORBITAL_TEST_MYSQL_URL is not set: MariaDB tests skipped");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod mysql_tests {
+    use super::*;
+
+    fn sql(text: &str, params: Vec<Value>) -> Statement {
+        Statement {
+            sql: text.into(),
+            params,
+        }
+    }
+
+    /// A fresh database on the test server, named for the test; its URL.
+    async fn fresh_database(server: &str, test: &str) -> String {
+        let name = format!("orbital_unit_{test}_{}", std::process::id());
+        let admin = Warehouse::open(server, Path::new("."), 1).await.unwrap();
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.execute(sql(&statement, vec![])).await.unwrap();
+        }
+        admin.close().await;
+        format!("{server}/{name}")
+    }
+
+    #[tokio::test]
+    async fn every_value_type_round_trips_through_mariadb() {
+        let Some(server) = test_mysql_url() else {
+            return;
+        };
+        let url = fresh_database(&server, "values").await;
+        let db = Warehouse::open(&url, Path::new("."), 2).await.unwrap();
+        assert_eq!(db.scheme(), "mysql");
+        db.execute(sql(
+            "CREATE TABLE \"round trip\" (i2 smallint, i4 integer, i8 bigint, n decimal(30,10), \
+             r double, b boolean, t text, d date, ts datetime(3), tz datetime, j json, \
+             u char(36), bytes longblob, big bigint unsigned)",
+            vec![],
+        ))
+        .await
+        .unwrap();
+        let row = vec![
+            Value::Integer(-7),
+            Value::Integer(70_000),
+            Value::Integer(9_000_000_000),
+            Value::Numeric("12345678901234567890.0123456789".into()),
+            Value::Real(1.5),
+            Value::Boolean(true),
+            Value::Text("héllo".into()),
+            Value::Date("2024-02-29".into()),
+            Value::Timestamp("2024-02-29 10:11:12.5".into()),
+            Value::Timestamptz("2024-02-29 10:11:12+02:00".into()),
+            Value::Json(r#"{"a":[1,2]}"#.into()),
+            Value::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".into()),
+            Value::Bytes(vec![0, 255, 7]),
+            Value::Integer(1),
+        ];
+        let insert = format!(
+            "INSERT INTO \"round trip\" VALUES ({})",
+            vec!["?"; row.len()].join(", ")
+        );
+        db.execute(sql(&insert, row.clone())).await.unwrap();
+        db.execute(sql(&insert, vec![Value::Null; row.len()]))
+            .await
+            .unwrap();
+        db.execute(sql(
+            "UPDATE \"round trip\" SET big = 18446744073709551615 WHERE i2 = -7",
+            vec![],
+        ))
+        .await
+        .unwrap();
+        let rows = db
+            .query(sql(
+                "SELECT * FROM \"round trip\" ORDER BY i2 IS NULL, i2",
+                vec![],
+            ))
+            .await
+            .unwrap();
+        let mut expected = row;
+        // What MySQL keeps: no zone (the instant, in UTC), JSON and UUIDs
+        // as text, an unsigned value beyond i64 as an exact numeric.
+        expected[8] = Value::Timestamp("2024-02-29 10:11:12.500".into());
+        expected[9] = Value::Timestamp("2024-02-29 08:11:12".into());
+        expected[10] = Value::Text(r#"{"a":[1,2]}"#.into());
+        expected[11] = Value::Text("67e55044-10b1-426f-9247-bb680e5fe0c8".into());
+        expected[13] = Value::Numeric("18446744073709551615".into());
+        assert_eq!(rows.rows[0], expected);
+        assert_eq!(rows.rows[1], vec![Value::Null; expected.len()]);
+        assert_eq!(rows.columns[3].data_type, "decimal");
+        // A query with no rows still names its columns.
+        let empty = db
+            .query(sql("SELECT i2, t FROM \"round trip\" WHERE 1 = 0", vec![]))
+            .await
+            .unwrap();
+        let names: Vec<&str> = empty.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["i2", "t"]);
+        // Errors keep MySQL's code and say which statement.
+        let error = db
+            .execute(sql("SELECT no_such_column FROM \"round trip\"", vec![]))
+            .await
+            .unwrap_err();
+        assert!(
+            error.message.contains("no_such_column"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.code.as_deref(), Some("42S22"));
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_environment_lock_is_per_environment_and_lost_with_its_connection() {
+        let Some(server) = test_mysql_url() else {
+            return;
+        };
+        let url = fresh_database(&server, "locks").await;
+        let db = Warehouse::open(&url, Path::new("."), 2).await.unwrap();
+        let lock = db
+            .lock_environment("prod", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lock.check().await.is_ok());
+        let other = Warehouse::open(&url, Path::new("."), 1).await.unwrap();
+        let held = other
+            .lock_environment("prod", Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(held.is_none(), "the lock is held");
+        let dev = other.lock_environment("dev", Duration::ZERO).await.unwrap();
+        assert!(dev.is_some(), "another environment's lock is free");
+        // The same environment name in another database is another lock.
+        let elsewhere = fresh_database(&server, "locks_elsewhere").await;
+        let third = Warehouse::open(&elsewhere, Path::new("."), 1)
+            .await
+            .unwrap();
+        let prod_elsewhere = third
+            .lock_environment("prod", Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(prod_elsewhere.is_some(), "locks are per database");
+        // Its own connection, which the server lets go of as it ends.
+        let holder = db
+            .query(sql(
+                "SELECT IS_USED_LOCK(CONCAT('orbital environment ', \
+                 SHA1(CONCAT(DATABASE(), CHAR(0), 'prod')))), CONNECTION_ID()",
+                vec![],
+            ))
+            .await
+            .unwrap();
+        let (Some(Value::Integer(holder)), Some(Value::Integer(serving))) =
+            (holder.rows[0].first(), holder.rows[0].get(1))
+        else {
+            panic!("the lock's holder: {holder:?}");
+        };
+        assert_ne!(holder, serving);
+        other
+            .execute(sql(&format!("KILL {holder}"), vec![]))
+            .await
+            .unwrap();
+        let message = lock.check().await.unwrap_err().message;
+        assert!(message.contains("run lock was lost"), "{message}");
+        let again = other
+            .lock_environment("prod", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(again.is_some(), "a lost lock is free again");
+        drop((lock, dev, prod_elsewhere, again));
+        for warehouse in [db, other, third] {
+            warehouse.close().await;
+        }
+    }
+
+    /// Interrupting a run kills its running statement on the server
+    /// (`KILL QUERY`), and nothing else.
+    #[tokio::test]
+    async fn an_interrupted_run_stops_its_statement_on_the_server() {
+        let Some(server) = test_mysql_url() else {
+            return;
+        };
+        let url = fresh_database(&server, "interrupt").await;
+        let db = Warehouse::open(&url, Path::new("."), 2).await.unwrap();
+        let run = db.for_run(41, orbital_plugin_host::Interrupt::default());
+        let slow = tokio::spawn({
+            let run = run.clone();
+            async move {
+                run.execute(sql("CREATE TABLE slow AS SELECT SLEEP(60) AS s", vec![]))
+                    .await
+            }
+        });
+        let running = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                       WHERE INFO LIKE '%SLEEP(60)%' AND ID <> CONNECTION_ID()";
+        let count = |rows: RowSet| match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(n)) => *n,
+            other => panic!("a count, not {other:?}"),
+        };
+        while count(db.query(sql(running, vec![])).await.unwrap()) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        run.interrupt().await.unwrap();
+        // Had it run its minute, it would have succeeded.
+        let error = slow.await.unwrap().unwrap_err();
+        assert!(error.message.contains("interrupted"), "{}", error.message);
+        assert_eq!(count(db.query(sql(running, vec![])).await.unwrap()), 0);
+        // The warehouse's other handles still work.
+        assert!(db.query(sql("SELECT 1", vec![])).await.is_ok());
+        db.close().await;
     }
 }

@@ -329,9 +329,11 @@ impl Run<'_> {
                 }
                 compared
                     .iter()
+                    // `IS DISTINCT FROM`, written so MySQL and MariaDB,
+                    // which lack it, read it too.
                     .map(|c| {
                         let c = dialect::quote_identifier(c);
-                        format!("s.{c} IS DISTINCT FROM t.{c}")
+                        format!("(s.{c} <> t.{c} OR (s.{c} IS NULL) <> (t.{c} IS NULL))")
                     })
                     .collect::<Vec<_>>()
                     .join(" OR ")

@@ -228,6 +228,12 @@ pub(crate) fn jinja_target(config: &ProjectConfig) -> JinjaTarget {
     };
     let schema = target.schema.clone().unwrap_or_else(|| match kind {
         "postgres" => "public".into(),
+        // MySQL's schema is the URL's database.
+        "mysql" | "mariadb" => target
+            .url
+            .rsplit_once('/')
+            .map(|(_, database)| database.split('?').next().unwrap_or_default().to_string())
+            .unwrap_or_default(),
         _ => "main".into(),
     });
     (name.to_string(), kind.to_string(), schema)

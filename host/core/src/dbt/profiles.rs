@@ -139,6 +139,29 @@ fn target(output: &serde_json::Map<String, Value>) -> std::result::Result<Target
                 threads,
             })
         }
+        // dbt-mysql: `schema` is the database, `server` the host.
+        "mysql" | "mariadb" => {
+            let host = text("server")
+                .or_else(|| text("host"))
+                .unwrap_or_else(|| "localhost".into());
+            let port = text("port").unwrap_or_else(|| "3306".into());
+            let user = text("username")
+                .or_else(|| text("user"))
+                .ok_or("no `username`")?;
+            let password = text("password").unwrap_or_default();
+            let database = text("schema")
+                .or_else(|| text("database"))
+                .ok_or("no `schema` (the database)")?;
+            let credentials = match password.is_empty() {
+                true => encode(&user),
+                false => format!("{}:{}", encode(&user), encode(&password)),
+            };
+            Ok(Target {
+                url: format!("mysql://{credentials}@{host}:{port}/{}", encode(&database)),
+                schema: None,
+                threads,
+            })
+        }
         "sqlite" => {
             // dbt-sqlite names its file per schema; the main schema's is
             // the database.
@@ -158,7 +181,7 @@ fn target(output: &serde_json::Map<String, Value>) -> std::result::Result<Target
             })
         }
         other => Err(format!(
-            "type `{other}` is not supported (postgres and sqlite are)"
+            "type `{other}` is not supported (postgres, mysql and sqlite are)"
         )),
     }
 }
@@ -180,7 +203,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn postgres_and_sqlite_outputs_become_targets() {
+    fn postgres_mysql_and_sqlite_outputs_become_targets() {
         let output = |yaml: &str| target(&serde_yaml_ng::from_str(yaml).unwrap());
         let pg = output(
             "{type: postgres, host: db, port: 5433, user: ana, password: 'p@ss', dbname: w, schema: dbt_ana, threads: 4}",
@@ -191,6 +214,12 @@ mod tests {
             (pg.schema.as_deref(), pg.threads),
             (Some("dbt_ana"), Some(4))
         );
+        let maria = output(
+            "{type: mysql, server: db, username: ana, password: 'p@ss', schema: w, threads: 2}",
+        )
+        .unwrap();
+        assert_eq!(maria.url, "mysql://ana:p%40ss@db:3306/w");
+        assert_eq!((maria.schema, maria.threads), (None, Some(2)));
         let lite = output("{type: sqlite, schemas_and_paths: {main: target/x.db}}").unwrap();
         assert_eq!(lite.url, "sqlite://target/x.db");
         assert!(

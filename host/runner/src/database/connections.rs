@@ -1,5 +1,5 @@
-//! PostgreSQL's connections: the one that opened the warehouse, kept, and a
-//! pool for the rest.
+//! A server's connections (PostgreSQL, MySQL): the one that opened the
+//! warehouse, kept, and a pool for the rest.
 //!
 //! The kept connection serves any statement whenever it is free, and the
 //! pool opens another only while it is busy: every connection costs the
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPool, Postgres};
+use sqlx::{Connection, Database, Pool};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// How long a call waits for the kept connection before the pool opens
@@ -23,20 +23,28 @@ use tokio::sync::{Mutex, MutexGuard};
 /// more than most short statements take.
 const PATIENCE: Duration = Duration::from_millis(3);
 
-#[derive(Clone)]
-pub(super) struct Connections {
-    pool: PgPool,
-    kept: Arc<Mutex<Option<PgConnection>>>,
+pub(super) struct Connections<DB: Database> {
+    pool: Pool<DB>,
+    kept: Arc<Mutex<Option<DB::Connection>>>,
+}
+
+impl<DB: Database> Clone for Connections<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            kept: self.kept.clone(),
+        }
+    }
 }
 
 /// A connection lent for one call.
-pub(super) enum Lease<'a> {
-    Kept(MutexGuard<'a, Option<PgConnection>>),
-    Pooled(PoolConnection<Postgres>),
+pub(super) enum Lease<'a, DB: Database> {
+    Kept(MutexGuard<'a, Option<DB::Connection>>),
+    Pooled(PoolConnection<DB>),
 }
 
-impl Connections {
-    pub(super) fn new(pool: PgPool, first: PgConnection) -> Self {
+impl<DB: Database> Connections<DB> {
+    pub(super) fn new(pool: Pool<DB>, first: DB::Connection) -> Self {
         Self {
             pool,
             kept: Arc::new(Mutex::new(Some(first))),
@@ -45,7 +53,7 @@ impl Connections {
 
     /// The kept connection if it is free or frees up within [`PATIENCE`],
     /// else an idle pooled one, else a new one.
-    pub(super) async fn acquire(&self) -> Result<Lease<'_>, sqlx::Error> {
+    pub(super) async fn acquire(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
         let patience = if self.pool.num_idle() > 0 {
             Duration::ZERO
         } else {
@@ -60,7 +68,7 @@ impl Connections {
     }
 
     /// Ends a lease; a kept connection the call found broken is dropped.
-    pub(super) fn release(&self, lease: Lease<'_>, broken: bool) {
+    pub(super) fn release(&self, lease: Lease<'_, DB>, broken: bool) {
         if let (Lease::Kept(mut kept), true) = (lease, broken) {
             kept.take();
         }
@@ -68,24 +76,23 @@ impl Connections {
 
     /// A new connection of the caller's own, outside the pool (whose
     /// connections may all be busy with long statements): what a session
-    /// advisory lock lives on.
-    pub(super) async fn dedicated(&self) -> Result<PgConnection, sqlx::Error> {
-        use sqlx::Connection;
-        PgConnection::connect_with(&self.pool.connect_options()).await
+    /// lock (PostgreSQL's advisory locks, MySQL's `GET_LOCK`) lives on.
+    pub(super) async fn dedicated(&self) -> Result<DB::Connection, sqlx::Error> {
+        DB::Connection::connect_with(&self.pool.connect_options()).await
     }
 
     pub(super) async fn close(&self) {
         if let Some(connection) = self.kept.lock().await.take() {
-            let _ = sqlx::Connection::close(connection).await;
+            let _ = connection.close().await;
         }
         self.pool.close().await;
     }
 }
 
-impl Deref for Lease<'_> {
-    type Target = PgConnection;
+impl<DB: Database> Deref for Lease<'_, DB> {
+    type Target = DB::Connection;
 
-    fn deref(&self) -> &PgConnection {
+    fn deref(&self) -> &DB::Connection {
         match self {
             // A kept lease is only made over a present connection.
             Lease::Kept(kept) => kept.as_ref().expect("a kept lease has its connection"),
@@ -94,8 +101,8 @@ impl Deref for Lease<'_> {
     }
 }
 
-impl DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut PgConnection {
+impl<DB: Database> DerefMut for Lease<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
         match self {
             Lease::Kept(kept) => kept.as_mut().expect("a kept lease has its connection"),
             Lease::Pooled(pooled) => pooled,
@@ -105,7 +112,7 @@ impl DerefMut for Lease<'_> {
 
 /// Whether `error` ended the connection it happened on: an I/O or protocol
 /// failure, or the server terminating the session (SQLSTATE class 57P,
-/// 08).
+/// 08, which MySQL's lost connections use too).
 pub(super) fn ends_connection(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,

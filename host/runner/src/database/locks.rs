@@ -1,9 +1,11 @@
 //! What keeps concurrent runs on one warehouse apart.
 //!
 //! - **Environment locks**: one run at a time publishes to an environment.
-//!   On PostgreSQL a session advisory lock keyed by the environment, on a
-//!   connection of the run's own, which the server releases if the process
-//!   dies. Runs on different environments do not wait for each other.
+//!   On PostgreSQL a session advisory lock keyed by the environment, on
+//!   MySQL a named lock (`GET_LOCK`) keyed by the database and the
+//!   environment, each on a connection of the run's own, which the server
+//!   releases if the process dies. Runs on different environments do not
+//!   wait for each other.
 //! - **Build claims**: one run at a time builds a physical relation; a run
 //!   that needs a relation another run is building waits, then reuses that
 //!   build instead of making it again.
@@ -16,8 +18,9 @@
 //!     the oid it has now: one dropped, or made again by a build that died
 //!     half way, has another oid.
 //!
-//! SQLite runs one writer at a time; across processes on SQLite a second
-//! build of a relation replaces the first, as before.
+//! SQLite runs one writer at a time; across processes on SQLite and MySQL a
+//! second build of a relation replaces the first, as before (MySQL's DDL
+//! commits on its own, so there is no half-made build to tell apart).
 //!
 //! A target reached through a peer ([`super::remote`]) has both taken
 //! there, by the peer, for as long as the connection to it lasts.
@@ -29,6 +32,7 @@ use std::time::Duration;
 use orbital_core::dag::RelationName;
 use orbital_plugin_host::types::DbError;
 use sqlx::Row;
+use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::{PgConnection, PgRow};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -101,6 +105,8 @@ enum Held {
     Nothing,
     /// On a PostgreSQL connection of its own.
     Connection(Arc<Mutex<PgConnection>>),
+    /// On a MySQL connection of its own.
+    MySql(Arc<Mutex<MySqlConnection>>),
     /// At the peer that holds the target's connection, under this id.
     Remote { remote: Arc<Remote>, id: u64 },
 }
@@ -110,7 +116,7 @@ impl RunLock {
     /// connection, and a run whose lock connection broke must not publish,
     /// since another run may have taken the environment meanwhile.
     pub async fn check(&self) -> Result<(), DbError> {
-        let held = match &self.held {
+        let alive = match &self.held {
             Held::Nothing => return Ok(()),
             Held::Remote { remote, id } => {
                 return match remote.call(0, WarehouseOp::CheckLock(*id)).await? {
@@ -118,14 +124,16 @@ impl RunLock {
                     other => Err(remote.unexpected(&other)),
                 };
             }
-            Held::Connection(held) => held,
+            Held::Connection(held) => sqlx::query("SELECT 1")
+                .execute(&mut *held.lock().await)
+                .await
+                .map(drop),
+            Held::MySql(held) => sqlx::query("SELECT 1")
+                .execute(&mut *held.lock().await)
+                .await
+                .map(drop),
         };
-        let mut connection = held.lock().await;
-        sqlx::query("SELECT 1")
-            .execute(&mut *connection)
-            .await
-            .map(drop)
-            .map_err(|_| DbError {
+        alive.map_err(|_| DbError {
                 message: "the connection holding the environment's run lock was lost, so another run may have started".into(),
                 code: None,
                 transient: false,
@@ -179,6 +187,9 @@ impl Warehouse {
     ) -> Result<Option<RunLock>, DbError> {
         let connections = match &self.backend {
             Backend::Postgres(connections) => connections,
+            Backend::MySql(connections) => {
+                return self.lock_mysql_environment(connections, scope, wait).await;
+            }
             Backend::Remote(remote) => {
                 let op = WarehouseOp::LockEnvironment {
                     scope: scope.to_string(),
@@ -213,6 +224,45 @@ impl Warehouse {
             if taken {
                 return Ok(Some(RunLock {
                     held: Held::Connection(Arc::new(Mutex::new(connection))),
+                }));
+            }
+            if started.elapsed() >= wait {
+                return Ok(None);
+            }
+            if self.run.interrupt.is_set() {
+                return Err(cancelled_waiting());
+            }
+            if !said {
+                tracing::warn!("another orbital run holds this environment; waiting for it");
+                said = true;
+            }
+            tokio::time::sleep(RETRY_EVERY.min(wait)).await;
+        }
+    }
+
+    /// [`Warehouse::lock_environment`] on MySQL: a named lock, which is
+    /// server-wide, so its name holds the database's; names are at most 64
+    /// characters, hence the digest.
+    async fn lock_mysql_environment(
+        &self,
+        connections: &Connections<sqlx::MySql>,
+        scope: &str,
+        wait: Duration,
+    ) -> Result<Option<RunLock>, DbError> {
+        let mut connection = connections.dedicated().await.map_err(db_error)?;
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            let (taken,): (Option<i64>,) = sqlx::query_as(
+                "SELECT GET_LOCK(CONCAT('orbital environment ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0)",
+            )
+            .bind(scope)
+            .fetch_one(&mut connection)
+            .await
+            .map_err(db_error)?;
+            if taken == Some(1) {
+                return Ok(Some(RunLock {
+                    held: Held::MySql(Arc::new(Mutex::new(connection))),
                 }));
             }
             if started.elapsed() >= wait {
@@ -302,7 +352,7 @@ impl Warehouse {
     /// cancelled); says whether `relation` is noted as built whole.
     async fn lock_build(
         &self,
-        connections: &Connections,
+        connections: &Connections<sqlx::Postgres>,
         key: i64,
         relation: &str,
     ) -> Result<bool, DbError> {
@@ -346,7 +396,7 @@ impl Warehouse {
     /// second build replaces the first), and the next call opens another.
     async fn on_claims_connection(
         &self,
-        connections: &Connections,
+        connections: &Connections<sqlx::Postgres>,
         sql: &'static str,
         key: i64,
         relation: &str,

@@ -7,6 +7,8 @@
 use crate::error::DatabaseError;
 use std::time::Duration;
 
+use super::redact;
+
 use orbital_plugin_host::types::{DbError, RowSet, Value};
 use sqlx::Connection;
 use sqlx::encode::IsNull;
@@ -123,20 +125,6 @@ fn describe(url: &str, error: &sqlx::Error) -> String {
     }
 }
 
-/// The URL without its password, for messages.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 fn bad(what: &str, text: &str) -> DbError {
     DbError {
         message: format!("cannot bind {text:?} as {what}"),
@@ -192,11 +180,11 @@ impl sqlx::Encode<'_, Postgres> for UntypedNull {
     }
 }
 
-fn parse_date(text: &str) -> Option<NaiveDate> {
+pub(super) fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
 }
 
-fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
+pub(super) fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
     ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
         .iter()
@@ -204,7 +192,7 @@ fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
         .or_else(|| parse_date(text).map(|d| d.and_time(NaiveTime::MIN)))
 }
 
-fn parse_timestamptz(text: &str) -> Option<DateTime<FixedOffset>> {
+pub(super) fn parse_timestamptz(text: &str) -> Option<DateTime<FixedOffset>> {
     let text = text.trim().replace('T', " ");
     let text = match text.strip_suffix('Z') {
         Some(utc) => format!("{utc}+00:00"),
