@@ -536,21 +536,37 @@ fn jaffle_shop_builds_the_same(backend: Backend) {
 /// first's run, and both environments come out whole.
 #[test]
 fn concurrent_runs_on_one_postgres_database_do_not_corrupt_each_other() {
-    let Some(Backend::Postgres(db)) = Backend::postgres("concurrent") else {
-        return;
+    if let Some(backend) = Backend::postgres("concurrent") {
+        concurrent_runs_do_not_corrupt_each_other(backend, "pg_sleep(0.2) is null");
+    }
+}
+
+/// The same on one MariaDB database.
+#[test]
+fn concurrent_runs_on_one_mysql_database_do_not_corrupt_each_other() {
+    if let Some(backend) = Backend::mysql("concurrent") {
+        concurrent_runs_do_not_corrupt_each_other(backend, "sleep(0.2) = 0");
+    }
+}
+
+fn concurrent_runs_do_not_corrupt_each_other(backend: Backend, slept: &str) {
+    let url = match &backend {
+        Backend::Postgres(db) => db.url.clone(),
+        Backend::MySql(db) => db.url.clone(),
+        Backend::Sqlite => unreachable!("a server"),
     };
     let copies: Vec<support::TestProject> = (0..2)
         .map(|_| {
             let project = support::TestProject::empty();
             project.write(
                 "orbital.toml",
-                &format!("name = \"c\"\n[targets.dev]\nurl = \"{}\"\n", db.url),
+                &format!("name = \"c\"\n[targets.dev]\nurl = \"{url}\"\n"),
             );
             for i in 1..=3 {
                 project.write(
                     &format!("models/m{i}.sql"),
                     &format!(
-                        "-- config: materialized = 'table'\nselect {i} as n, pg_sleep(0.2) is null as slept"
+                        "-- config: materialized = 'table'\nselect {i} as n, {slept} as slept"
                     ),
                 );
             }
@@ -578,12 +594,11 @@ fn concurrent_runs_on_one_postgres_database_do_not_corrupt_each_other() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let total = |relation: &str| {
-        support::backends::psql(&db.url, &format!("select n from {relation}"))
-            .unwrap()
-            .trim()
-            .to_string()
+    let reader = Case {
+        project: support::TestProject::empty(),
+        backend,
     };
+    let total = |relation: &str| reader.scalar(&format!("select n from {relation}"));
     assert_eq!(total("total"), "6");
     assert_eq!(total("dev__total"), "6");
     // Each store records its own environment, fully.

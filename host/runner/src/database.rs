@@ -1760,6 +1760,54 @@ mod mysql_tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_claimed_build_is_made_once_across_processes_and_runs() {
+        use super::tests::{Claimed2, claim_and_build};
+        let Some(server) = test_mysql_url() else {
+            return;
+        };
+        let url = fresh_database(&server, "claims").await;
+        // Two handles stand for two processes; runs 1 and 2 share the first.
+        let (a, b) = (
+            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
+            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
+        );
+        let slow = Duration::from_millis(500);
+        let (first, second, third) = tokio::join!(
+            claim_and_build(&a, 1, slow),
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                claim_and_build(&a, 2, Duration::ZERO).await
+            },
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                claim_and_build(&b, 7, Duration::ZERO).await
+            },
+        );
+        assert_eq!(first, Claimed2::Built);
+        assert_eq!(second, Claimed2::Reused(Some(1)));
+        assert_eq!(third, Claimed2::Reused(None));
+        // A relation dropped and made again by hand is not taken as built
+        // (MySQL keeps creation times to the second: one later).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        a.execute(sql("DROP TABLE claimed", vec![])).await.unwrap();
+        a.execute(sql("CREATE TABLE claimed (n int)", vec![]))
+            .await
+            .unwrap();
+        let relation = orbital_core::dag::RelationName {
+            schema: None,
+            identifier: "claimed".into(),
+        };
+        let claimed = b.claim(&relation, true).await.unwrap();
+        assert!(matches!(claimed, Claimed::Build(_)));
+        // Held until let go: another process waits for it meanwhile.
+        let waiting = tokio::time::timeout(Duration::from_millis(300), a.claim(&relation, true));
+        assert!(waiting.await.is_err(), "the claim is held");
+        drop(claimed);
+        a.close().await;
+        b.close().await;
+    }
+
     /// Interrupting a run kills its running statement on the server
     /// (`KILL QUERY`), and nothing else.
     #[tokio::test]

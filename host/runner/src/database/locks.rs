@@ -17,10 +17,13 @@
 //!     relation's oid. A waiter reuses only a relation noted there with
 //!     the oid it has now: one dropped, or made again by a build that died
 //!     half way, has another oid.
+//!   - Across processes on MySQL: the same with a named lock (`GET_LOCK`)
+//!     and the relation's creation time for its oid. MySQL keeps that time
+//!     to the second, so a relation dropped and made again by hand within
+//!     the second its build was noted is taken for that build.
 //!
-//! SQLite runs one writer at a time; across processes on SQLite and MySQL a
-//! second build of a relation replaces the first, as before (MySQL's DDL
-//! commits on its own, so there is no half-made build to tell apart).
+//! SQLite runs one writer at a time; across processes on SQLite a second
+//! build of a relation replaces the first, as before.
 //!
 //! A target reached through a peer ([`super::remote`]) has both taken
 //! there, by the peer, for as long as the connection to it lasts.
@@ -60,6 +63,25 @@ const NOTE_BUILT: &str = "WITH noted AS (INSERT INTO _orbital_builds (relation, 
 
 const RELEASE_CLAIM: &str = "SELECT pg_advisory_unlock($1)";
 
+/// MySQL: takes a build's claim (the lock named after the relation) and
+/// says whether the relation is noted as built whole (the creation time
+/// noted is the one it has). Binds: the quoted relation, its noted name
+/// again, its schema (NULL: the connection's database), its identifier.
+const MYSQL_TAKE_CLAIM: &str = "SELECT GET_LOCK(CONCAT('orbital build ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0), \
+     EXISTS (SELECT 1 FROM _orbital_builds b WHERE b.relation = ? AND b.created = \
+     (SELECT COALESCE(CAST(CREATE_TIME AS CHAR), 'view') FROM information_schema.tables \
+      WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?))";
+
+/// MySQL: notes a finished build (same binds as [`MYSQL_TAKE_CLAIM`]).
+const MYSQL_NOTE_BUILT: &str = "INSERT INTO _orbital_builds (relation, created) \
+     SELECT ?, COALESCE(CAST(CREATE_TIME AS CHAR), 'view') FROM information_schema.tables \
+     WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? \
+     ON DUPLICATE KEY UPDATE created = VALUES(created)";
+
+/// MySQL: lets go of a build's claim (binds the quoted relation).
+const MYSQL_RELEASE_CLAIM: &str =
+    "SELECT RELEASE_LOCK(CONCAT('orbital build ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))))";
+
 /// The builds being claimed in this process.
 #[derive(Default)]
 pub(super) struct Claims {
@@ -67,15 +89,20 @@ pub(super) struct Claims {
     held: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<u64>>>>>,
     /// PostgreSQL: the connection cross-process claims live on.
     connection: Mutex<Option<PgConnection>>,
-    /// PostgreSQL: `_orbital_builds` exists.
+    /// MySQL: the connection cross-process claims live on.
+    mysql_connection: Mutex<Option<MySqlConnection>>,
+    /// `_orbital_builds` exists.
     table_made: std::sync::OnceLock<()>,
 }
 
 /// Held while a run builds a relation.
 pub struct Claim {
     relation: String,
+    /// Where the relation lives (MySQL's note looks it up).
+    name: RelationName,
     turn: Option<OwnedMutexGuard<Option<u64>>>,
-    /// The advisory lock's key, when one is held.
+    /// The advisory lock's key, when one is held (on MySQL, whether the
+    /// named lock is).
     key: Option<i64>,
     /// The claim's id at the peer that took it, for a remote target.
     remote: Option<u64>,
@@ -292,6 +319,7 @@ impl Warehouse {
         let turn = self.wait_for(entry.lock_owned()).await?;
         let mut claim = Claim {
             relation: name,
+            name: relation.clone(),
             turn: Some(turn),
             key: None,
             remote: None,
@@ -327,7 +355,81 @@ impl Warehouse {
                 return Ok(Claimed::Built { by: None });
             }
         }
+        if let Backend::MySql(connections) = &self.backend {
+            let noted = self.lock_mysql_build(connections, relation).await?;
+            claim.key = Some(0);
+            if noted && reuse {
+                claim.release().await;
+                return Ok(Claimed::Built { by: None });
+            }
+        }
         Ok(Claimed::Build(claim))
+    }
+
+    /// [`Warehouse::lock_build`] on MySQL.
+    async fn lock_mysql_build(
+        &self,
+        connections: &Connections<sqlx::MySql>,
+        relation: &RelationName,
+    ) -> Result<bool, DbError> {
+        self.ensure_builds_table().await?;
+        loop {
+            if self.run.interrupt.is_set() {
+                return Err(cancelled_waiting());
+            }
+            let Some(row) = self
+                .on_mysql_claims_connection(connections, MYSQL_TAKE_CLAIM, relation)
+                .await?
+            else {
+                continue;
+            };
+            let taken: Option<i64> = row.try_get(0).map_err(db_error)?;
+            if taken == Some(1) {
+                let noted: i64 = row.try_get(1).map_err(db_error)?;
+                return Ok(noted == 1);
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// [`Warehouse::on_claims_connection`] on MySQL: runs `sql`, binding
+    /// what its `?`s ask for of `relation` (see [`MYSQL_TAKE_CLAIM`]); the
+    /// row a query returns.
+    async fn on_mysql_claims_connection(
+        &self,
+        connections: &Connections<sqlx::MySql>,
+        sql: &'static str,
+        relation: &RelationName,
+    ) -> Result<Option<sqlx::mysql::MySqlRow>, DbError> {
+        let mut slot = self.claims.mysql_connection.lock().await;
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(connections.dedicated().await.map_err(db_error)?),
+        };
+        let quoted = relation.quoted();
+        let query = match sql {
+            MYSQL_TAKE_CLAIM => sqlx::query(sql)
+                .bind(quoted.clone())
+                .bind(quoted)
+                .bind(relation.schema.clone())
+                .bind(relation.identifier.clone()),
+            MYSQL_NOTE_BUILT => sqlx::query(sql)
+                .bind(quoted)
+                .bind(relation.schema.clone())
+                .bind(relation.identifier.clone()),
+            _ => sqlx::query(sql).bind(quoted),
+        };
+        let result = if sql == MYSQL_NOTE_BUILT {
+            query.execute(&mut *connection).await.map(|_| None)
+        } else {
+            query.fetch_one(&mut *connection).await.map(Some)
+        };
+        if let Err(error) = &result
+            && super::connections::ends_connection(error)
+        {
+            slot.take();
+        }
+        result.map_err(db_error)
     }
 
     /// Awaits `future` unless this handle's run is cancelled first.
@@ -377,6 +479,16 @@ impl Warehouse {
     /// can both try to create it).
     async fn ensure_builds_table(&self) -> Result<(), DbError> {
         if self.claims.table_made.get().is_some() {
+            return Ok(());
+        }
+        if self.is_mysql() {
+            // MySQL keys a text column only by a prefix: a bounded name.
+            self.execute(super::plain(
+                "CREATE TABLE IF NOT EXISTS _orbital_builds \
+                 (relation VARCHAR(512) PRIMARY KEY, created VARCHAR(64) NOT NULL)",
+            ))
+            .await?;
+            let _ = self.claims.table_made.set(());
             return Ok(());
         }
         self.transaction(vec![
@@ -445,6 +557,17 @@ impl Claim {
             }
             self.key = None;
         }
+        if let (Some(key), Backend::MySql(connections)) = (self.key, &self.warehouse.backend) {
+            let noted = self
+                .warehouse
+                .on_mysql_claims_connection(connections, MYSQL_NOTE_BUILT, &self.name)
+                .await;
+            if let Err(e) = noted {
+                tracing::warn!("cannot note the build of {}: {}", self.relation, e.message);
+            }
+            unlock(&self.warehouse, key, &self.name).await;
+            self.key = None;
+        }
         if let (Some(id), Backend::Remote(remote)) = (self.remote, &self.warehouse.backend) {
             match remote
                 .call(self.warehouse.run.id, WarehouseOp::ClaimBuilt(id))
@@ -464,7 +587,7 @@ impl Claim {
     /// Lets go of the claim without noting a build.
     async fn release(mut self) {
         if let Some(key) = self.key.take() {
-            unlock(&self.warehouse, key, &self.relation).await;
+            unlock(&self.warehouse, key, &self.name).await;
         }
         if let Some(id) = self.remote.take() {
             release_remote(&self.warehouse, id, &self.relation).await;
@@ -497,10 +620,14 @@ impl Drop for Claim {
         if (key.is_some() || remote.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let (warehouse, relation) = (self.warehouse.clone(), self.relation.clone());
+            let (warehouse, relation, name) = (
+                self.warehouse.clone(),
+                self.relation.clone(),
+                self.name.clone(),
+            );
             runtime.spawn(async move {
                 if let Some(key) = key {
-                    unlock(&warehouse, key, &relation).await;
+                    unlock(&warehouse, key, &name).await;
                 }
                 if let Some(id) = remote {
                     release_remote(&warehouse, id, &relation).await;
@@ -524,16 +651,26 @@ async fn release_remote(warehouse: &Warehouse, id: u64, relation: &str) {
     }
 }
 
-/// Lets go of the advisory lock `key` of a claim on `relation`.
-async fn unlock(warehouse: &Warehouse, key: i64, relation: &str) {
-    let Backend::Postgres(connections) = &warehouse.backend else {
-        return;
+/// Lets go of the lock of a claim on `relation` (PostgreSQL's advisory
+/// lock `key`, MySQL's named lock).
+async fn unlock(warehouse: &Warehouse, key: i64, relation: &RelationName) {
+    let unlocked = match &warehouse.backend {
+        Backend::Postgres(connections) => warehouse
+            .on_claims_connection(connections, RELEASE_CLAIM, key, &relation.quoted())
+            .await
+            .map(drop),
+        Backend::MySql(connections) => warehouse
+            .on_mysql_claims_connection(connections, MYSQL_RELEASE_CLAIM, relation)
+            .await
+            .map(drop),
+        _ => return,
     };
-    let unlocked = warehouse
-        .on_claims_connection(connections, RELEASE_CLAIM, key, relation)
-        .await;
     if let Err(e) = unlocked {
-        tracing::warn!("cannot release the claim on {relation}: {}", e.message);
+        tracing::warn!(
+            "cannot release the claim on {}: {}",
+            relation.quoted(),
+            e.message
+        );
     }
 }
 
