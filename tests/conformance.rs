@@ -727,3 +727,51 @@ fn a_sharded_table_gives_the_rows_one_server_gives() {
         support::backends::mariadb(url, &format!("drop database {}", db.name)).unwrap();
     }
 }
+
+/// A MariaDB target that cannot be reached, refuses the credentials or
+/// has no such database: a clear error naming the server (never the
+/// password), exit code 3, nothing written.
+#[test]
+fn mysql_connection_faults_are_clear_errors() {
+    let Some(Backend::MySql(db)) = Backend::mysql("faults") else {
+        return;
+    };
+    let (address, _) = db
+        .server
+        .rsplit_once('@')
+        .map(|(_, address)| (address.to_string(), ()))
+        .expect("a user in the URL");
+    let project = support::TestProject::empty();
+    project.write("models/a.sql", "select 1 as x");
+    for (url, says) in [
+        (
+            format!("mysql://orbital:wrong-secret@{address}/{}", db.name),
+            "refused the credentials",
+        ),
+        (
+            format!("mysql://orbital:orbital@{address}/no_such_database"),
+            "Unknown database 'no_such_database'",
+        ),
+        (
+            format!("mysql://orbital:wrong-secret@127.0.0.1:1/{}", db.name),
+            "cannot reach the MySQL server at mysql://orbital:***@127.0.0.1:1/",
+        ),
+    ] {
+        project.write(
+            "orbital.toml",
+            &format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n"),
+        );
+        let run = project.orbital(&["run"]).expect_code(3);
+        assert!(run.stderr().contains(says), "{url}: {}", run.stderr());
+        assert!(!run.stderr().contains("wrong-secret"), "{}", run.stderr());
+    }
+    assert_eq!(
+        support::backends::mariadb(
+            &db.url,
+            "select count(*) from information_schema.tables where table_schema = database()"
+        )
+        .unwrap()
+        .trim(),
+        "0"
+    );
+}

@@ -110,6 +110,10 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
         Some(("sqlite", "")) => Err(format!(
             "`{url}` names no file: write sqlite://path/to/file.db (relative to the project) or sqlite://:memory:"
         )),
+        Some(("mysql" | "mariadb", rest)) if !names_database(rest) => Err(format!(
+            "`{}` names no database: write mysql://user:password@host:3306/database (a MySQL schema is a database)",
+            redacted(url)
+        )),
         Some(("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb", _)) => Ok(()),
         Some((scheme, _)) => Err(format!(
             "unsupported target URL scheme `{scheme}`: Orbital connects to sqlite://, postgres:// and mysql:// targets"
@@ -120,6 +124,24 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
         None => Err(format!(
             "`{url}` is not a URL: write sqlite://path/to/file.db or postgres://user@host/database"
         )),
+    }
+}
+
+/// Whether the part of a server URL after `scheme://` has a database path.
+fn names_database(rest: &str) -> bool {
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    path.split_once('/')
+        .is_some_and(|(_, database)| !database.is_empty())
+}
+
+/// `url` with any password masked, for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
     }
 }
 
@@ -606,6 +628,16 @@ tags = ["finance"]
                 "url = \"oracle://db/x\"",
                 "orbital.toml:4:7",
                 "unsupported target URL scheme `oracle`",
+            ),
+            (
+                "url = \"mysql://ana:secret@db:3306\"",
+                "orbital.toml:4:7",
+                "`mysql://ana:***@db:3306` names no database",
+            ),
+            (
+                "url = \"mariadb://db/?ssl-mode=disabled\"",
+                "orbital.toml:4:7",
+                "names no database",
             ),
             ("url = \"target/x.db\"", "orbital.toml:4:7", "is not a URL"),
             (

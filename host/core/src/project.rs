@@ -350,8 +350,22 @@ fn walk(
         let path = entry.path();
         // The directory entry knows its type on most file systems: no stat.
         let (is_dir, linked) = match entry.file_type() {
-            // A link to nothing is skipped, as if it were not there.
-            Ok(kind) if kind.is_symlink() && !path.exists() => continue,
+            // A link to nothing named like a model or seed would lose that
+            // node without a word: an error. Any other is not the
+            // project's.
+            Ok(kind) if kind.is_symlink() && !path.exists() => {
+                if path.extension().is_some_and(|e| e == ext) {
+                    let target = std::fs::read_link(&path)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default();
+                    let gone = std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("a symbolic link to {target}, which does not exist"),
+                    );
+                    return Err(Error::io(&path, gone));
+                }
+                continue;
+            }
             Ok(kind) if kind.is_symlink() => (path.is_dir(), true),
             Ok(kind) => (kind.is_dir(), false),
             Err(e) => return Err(Error::io(&path, e)),
@@ -1196,7 +1210,7 @@ mod tests {
     }
 
     #[test]
-    fn hidden_files_dangling_links_and_byte_order_marks_are_no_trouble() {
+    fn hidden_files_stray_links_and_byte_order_marks_are_no_trouble() {
         let dir = project(&[
             ("orbital.toml", "\u{feff}name = \"p\"\n"),
             ("models/a.sql", "\u{feff}select 1 as x"),
@@ -1209,12 +1223,22 @@ mod tests {
         {
             std::os::unix::fs::symlink("user@host.1234:1700000000", models.join(".#a.sql"))
                 .unwrap();
-            std::os::unix::fs::symlink("gone.sql", models.join("dangling.sql")).unwrap();
+            std::os::unix::fs::symlink("gone.txt", models.join("notes.txt")).unwrap();
         }
         let project = Project::load(dir.path()).unwrap();
         let names: Vec<&str> = project.models.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["a"]);
         assert_eq!(project.models[0].sql, "select 1 as x");
+        // A model that is a link to nothing is not silently left out.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("gone.sql", models.join("dangling.sql")).unwrap();
+            let error = Project::load(dir.path()).unwrap_err().to_string();
+            assert!(
+                error.contains("dangling.sql") && error.contains("gone.sql, which does not exist"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -1070,18 +1070,7 @@ fn is_mysql(url: &str) -> bool {
 }
 
 /// The URL without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+pub(crate) use orbital_core::config::redacted as redact;
 
 fn db_error(error: sqlx::Error) -> DbError {
     match &error {
