@@ -391,6 +391,20 @@ fn a_failing_test_shows_its_rows_and_can_keep_them_on_sqlite() {
 }
 
 #[test]
+fn a_failing_test_shows_its_rows_and_can_keep_them_on_mariadb() {
+    let Some((project, database)) = support::backends::jaffle_shop_on_mysql("failing_rows") else {
+        return;
+    };
+    project.orbital(&["build"]).expect_code(0);
+    failing_rows_are_shown_and_kept(&project, |table| {
+        support::backends::mariadb(&database.url, &format!("select count(*) from {table}"))
+            .unwrap()
+            .trim()
+            .to_string()
+    });
+}
+
+#[test]
 fn a_failing_test_shows_its_rows_and_can_keep_them_on_postgresql() {
     let Some((project, database)) = support::backends::jaffle_shop_on_postgres("failing_rows")
     else {

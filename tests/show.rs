@@ -1,5 +1,5 @@
 //! `orbital show`: rows of a model or of an inline query, in an
-//! environment, through the real binary, on SQLite and PostgreSQL.
+//! environment, through the real binary, on SQLite, PostgreSQL and MariaDB.
 
 mod support;
 
@@ -113,6 +113,33 @@ fn show_reads_models_and_inline_queries_on_postgresql() {
             "2024-01-02",
             "2024-01-02 03:04:05",
             "true",
+            "NULL",
+        ],
+    );
+}
+
+#[test]
+fn show_reads_models_and_inline_queries_on_mariadb() {
+    let Some((project, _database)) = support::backends::jaffle_shop_on_mysql("show") else {
+        return;
+    };
+    project.orbital(&["build"]).expect_code(0);
+    shows_rows(&project);
+    // MariaDB keeps booleans as TINYINT(1), read back as booleans.
+    shows_every_type(
+        &project,
+        "select 7 as an_integer, cast(2.5 as double) as a_real, \
+         cast(12.5 as decimal(10, 2)) as a_numeric, 'text value' as a_text, \
+         cast('2024-01-02' as date) as a_date, \
+         cast('2024-01-02 03:04:05' as datetime) as a_timestamp, \
+         cast(null as signed) as a_null",
+        &[
+            "7",
+            "2.5",
+            "12.50",
+            "text value",
+            "2024-01-02",
+            "2024-01-02 03:04:05",
             "NULL",
         ],
     );

@@ -340,6 +340,23 @@ pub fn jaffle_shop_on_postgres(test: &str) -> Option<(TestProject, PgDatabase)> 
     let Some(Backend::Postgres(database)) = Backend::postgres(test) else {
         return None;
     };
+    let project = jaffle_shop_at(&database.url);
+    Some((project, database))
+}
+
+/// The jaffle_shop example with its target on a fresh MariaDB database for
+/// test `test` (`None` without a server).
+#[allow(dead_code)]
+pub fn jaffle_shop_on_mysql(test: &str) -> Option<(TestProject, MyDatabase)> {
+    let Some(Backend::MySql(database)) = Backend::mysql(test) else {
+        return None;
+    };
+    let project = jaffle_shop_at(&database.url);
+    Some((project, database))
+}
+
+/// The jaffle_shop example with its target's URL `url`.
+fn jaffle_shop_at(url: &str) -> TestProject {
     let project = TestProject::jaffle_shop();
     let config = std::fs::read_to_string(project.path().join("orbital.toml")).unwrap();
     let url_line = config
@@ -349,7 +366,7 @@ pub fn jaffle_shop_on_postgres(test: &str) -> Option<(TestProject, PgDatabase)> 
         .to_string();
     project.write(
         "orbital.toml",
-        &config.replace(&url_line, &format!("url = \"{}\"", database.url)),
+        &config.replace(&url_line, &format!("url = \"{url}\"")),
     );
-    Some((project, database))
+    project
 }
