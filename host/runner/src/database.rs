@@ -184,6 +184,34 @@ macro_rules! run_on {
     }};
 }
 
+/// Runs `statements` in one transaction on a lease of a server's
+/// `connections`, each tagged with `this` handle's run, pushing the rows
+/// each affected onto `affected`. (A macro, as [`run_on!`].)
+macro_rules! server_transaction {
+    ($driver:ident, $this:expr, $connections:expr, $statements:expr, $affected:expr) => {{
+        let mut lease = $connections.acquire().await.map_err(failed_before_commit)?;
+        let result = async {
+            let mut transaction = sqlx::Connection::begin(&mut *lease)
+                .await
+                .map_err(failed_before_commit)?;
+            for original in $statements {
+                let statement = &*$this.tagged(original);
+                $affected.push(
+                    run_on!($driver, &mut *transaction, statement)
+                        .map_err(failed_before_commit)
+                        .map_err(|mut f| {
+                            f.error = in_statement(f.error, original);
+                            f
+                        })?,
+                );
+            }
+            transaction.commit().await.map_err(failed)
+        }
+        .await;
+        settle($connections, lease, result)?;
+    }};
+}
+
 /// The columns of a query that returned no rows (the rows name them
 /// otherwise), as the database prepares the statement; `None` when it
 /// returned rows, failed, or cannot be prepared. (A macro: an async fn
@@ -208,6 +236,40 @@ macro_rules! empty_columns {
             _ => None,
         }
     }};
+}
+
+/// How often, and after how long, a refused first connection to a server
+/// is tried again.
+const CONNECT_ATTEMPTS: u32 = 4;
+const CONNECT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// A server's first connection, made by `connect`; a failure `retryable`
+/// accepts (a server starting up, too many clients) is tried again with
+/// backoff, any other is returned at once. One connection first: a pool
+/// would retry a refused connection until its timeout and then report only
+/// that it timed out.
+async fn first_connection<C, F, Fut>(
+    server: &str,
+    connect: F,
+    retryable: fn(&sqlx::Error) -> bool,
+) -> Result<C, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<C, sqlx::Error>>,
+{
+    let mut backoff = CONNECT_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match connect().await {
+            Err(error) if attempt < CONNECT_ATTEMPTS && retryable(&error) => {
+                tracing::warn!(attempt, "connecting to {server} failed, retrying: {error}");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// How often a call that certainly changed nothing is tried again, and the
@@ -913,50 +975,12 @@ impl Warehouse {
                 settle_sqlite(connection, result)?;
             }
             Backend::Postgres(connections) => {
-                let mut lease = connections.acquire().await.map_err(failed_before_commit)?;
-                let result = async {
-                    let mut transaction = sqlx::Connection::begin(&mut *lease)
-                        .await
-                        .map_err(failed_before_commit)?;
-                    for original in statements {
-                        let statement = &*self.tagged(original);
-                        affected.push(
-                            run_on!(postgres, &mut *transaction, statement)
-                                .map_err(failed_before_commit)
-                                .map_err(|mut f| {
-                                    f.error = in_statement(f.error, original);
-                                    f
-                                })?,
-                        );
-                    }
-                    transaction.commit().await.map_err(failed)
-                }
-                .await;
-                settle(connections, lease, result)?;
+                server_transaction!(postgres, self, connections, statements, affected)
             }
             // DDL commits on its own in MySQL: a transaction holds only the
             // rows its statements change.
             Backend::MySql(connections) => {
-                let mut lease = connections.acquire().await.map_err(failed_before_commit)?;
-                let result = async {
-                    let mut transaction = sqlx::Connection::begin(&mut *lease)
-                        .await
-                        .map_err(failed_before_commit)?;
-                    for original in statements {
-                        let statement = &*self.tagged(original);
-                        affected.push(
-                            run_on!(mysql, &mut *transaction, statement)
-                                .map_err(failed_before_commit)
-                                .map_err(|mut f| {
-                                    f.error = in_statement(f.error, original);
-                                    f
-                                })?,
-                        );
-                    }
-                    transaction.commit().await.map_err(failed)
-                }
-                .await;
-                settle(connections, lease, result)?;
+                server_transaction!(mysql, self, connections, statements, affected)
             }
             Backend::Remote(remote) => {
                 affected = remote.transaction(self.run.id, statements).await?;

@@ -185,6 +185,34 @@ impl Drop for RunLock {
     }
 }
 
+/// A wait for an environment's run lock, between tries.
+#[derive(Default)]
+struct Waiting {
+    started: Option<std::time::Instant>,
+    said: bool,
+}
+
+impl Waiting {
+    /// After a try that found the lock held: `false` when `wait` has run
+    /// out, an error when the run was cancelled, else `true` after a pause
+    /// (saying once that it waits).
+    async fn again(&mut self, warehouse: &Warehouse, wait: Duration) -> Result<bool, DbError> {
+        let started = *self.started.get_or_insert_with(std::time::Instant::now);
+        if started.elapsed() >= wait {
+            return Ok(false);
+        }
+        if warehouse.run.interrupt.is_set() {
+            return Err(cancelled_waiting());
+        }
+        if !self.said {
+            tracing::warn!("another orbital run holds this environment; waiting for it");
+            self.said = true;
+        }
+        tokio::time::sleep(RETRY_EVERY.min(wait)).await;
+        Ok(true)
+    }
+}
+
 fn cancelled_waiting() -> DbError {
     DbError {
         message: "cancelled while waiting for another run".into(),
@@ -240,8 +268,7 @@ impl Warehouse {
         };
         let key = key(&format!("orbital environment\0{scope}"));
         let mut connection = connections.dedicated().await.map_err(db_error)?;
-        let started = std::time::Instant::now();
-        let mut said = false;
+        let mut waiting = Waiting::default();
         loop {
             let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
@@ -253,17 +280,9 @@ impl Warehouse {
                     held: Held::Connection(Arc::new(Mutex::new(connection))),
                 }));
             }
-            if started.elapsed() >= wait {
+            if !waiting.again(self, wait).await? {
                 return Ok(None);
             }
-            if self.run.interrupt.is_set() {
-                return Err(cancelled_waiting());
-            }
-            if !said {
-                tracing::warn!("another orbital run holds this environment; waiting for it");
-                said = true;
-            }
-            tokio::time::sleep(RETRY_EVERY.min(wait)).await;
         }
     }
 
@@ -277,8 +296,7 @@ impl Warehouse {
         wait: Duration,
     ) -> Result<Option<RunLock>, DbError> {
         let mut connection = connections.dedicated().await.map_err(db_error)?;
-        let started = std::time::Instant::now();
-        let mut said = false;
+        let mut waiting = Waiting::default();
         loop {
             let (taken,): (Option<i64>,) = sqlx::query_as(
                 "SELECT GET_LOCK(CONCAT('orbital environment ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0)",
@@ -292,17 +310,9 @@ impl Warehouse {
                     held: Held::MySql(Arc::new(Mutex::new(connection))),
                 }));
             }
-            if started.elapsed() >= wait {
+            if !waiting.again(self, wait).await? {
                 return Ok(None);
             }
-            if self.run.interrupt.is_set() {
-                return Err(cancelled_waiting());
-            }
-            if !said {
-                tracing::warn!("another orbital run holds this environment; waiting for it");
-                said = true;
-            }
-            tokio::time::sleep(RETRY_EVERY.min(wait)).await;
         }
     }
 

@@ -25,9 +25,6 @@ use sqlx::{Arguments, Connection, Executor, Row};
 
 use super::postgres::{parse_date, parse_timestamp, parse_timestamptz};
 
-/// How often, and after how long, a refused connection is tried again.
-const CONNECT_ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// How long a task waits for a connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,39 +60,23 @@ pub(super) async fn connect(
     threads: usize,
 ) -> Result<(MySqlPool, MySqlConnection), DatabaseError> {
     let options = options(url)?;
-    let mut backoff = FIRST_BACKOFF;
-    for attempt in 1..=CONNECT_ATTEMPTS {
-        let connected = async {
-            let mut connection = MySqlConnection::connect_with(&options).await?;
-            start_session(&mut connection).await?;
-            Ok::<_, sqlx::Error>(connection)
-        };
-        match connected.await {
-            Ok(connection) => {
-                let pool = MySqlPoolOptions::new()
-                    .max_connections(u32::try_from(threads).unwrap_or(u32::MAX))
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .after_connect(|connection, _| Box::pin(start_session(connection)))
-                    .connect_lazy_with(options);
-                return Ok((pool, connection));
-            }
-            Err(error) if attempt < CONNECT_ATTEMPTS && retryable(&error) => {
-                tracing::warn!(attempt, "connecting to MySQL failed, retrying: {error}");
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            Err(error) => {
-                return Err(DatabaseError::Server {
-                    message: describe(url, &error),
-                    source: Some(error),
-                });
-            }
-        }
-    }
-    Err(DatabaseError::Server {
-        message: format!("cannot connect to {}", super::redact(url)),
-        source: None,
-    })
+    let connected = || async {
+        let mut connection = MySqlConnection::connect_with(&options).await?;
+        start_session(&mut connection).await?;
+        Ok(connection)
+    };
+    let connection = super::first_connection("MySQL", connected, retryable)
+        .await
+        .map_err(|error| DatabaseError::Server {
+            message: describe(url, &error),
+            source: Some(error),
+        })?;
+    let pool = MySqlPoolOptions::new()
+        .max_connections(u32::try_from(threads).unwrap_or(u32::MAX))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|connection, _| Box::pin(start_session(connection)))
+        .connect_lazy_with(options.clone());
+    Ok((pool, connection))
 }
 
 fn retryable(error: &sqlx::Error) -> bool {

@@ -22,9 +22,6 @@ use sqlx::types::chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Naive
 use sqlx::types::{BigDecimal, JsonValue, Uuid};
 use sqlx::{Arguments, Row};
 
-/// How often, and after how long, a refused connection is tried again.
-const CONNECT_ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// How long a task waits for a connection (the pool keeps trying to open
 /// one meanwhile, so a server restarted within it is waited for).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,47 +53,30 @@ pub(super) async fn connect(
             redact(url)
         ))
     })?;
-    let mut backoff = FIRST_BACKOFF;
-    for attempt in 1..=CONNECT_ATTEMPTS {
-        // One connection first: a pool would retry a refused connection
-        // until its timeout and then report only that it timed out.
-        match PgConnection::connect_with(&options).await {
-            Ok(mut connection) => {
-                notice_lost_clients(&mut connection).await;
-                // Every task holds at most one connection, so waiting for
-                // one means the server is unreachable: give up soon.
-                let pool = PgPoolOptions::new()
-                    .max_connections(u32::try_from(threads).unwrap_or(u32::MAX))
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .after_connect(|connection, _| {
-                        Box::pin(async move {
-                            notice_lost_clients(connection).await;
-                            Ok(())
-                        })
-                    })
-                    .connect_lazy_with(options);
-                return Ok((pool, connection));
-            }
-            Err(error) if attempt < CONNECT_ATTEMPTS && retryable(&error) => {
-                tracing::warn!(
-                    attempt,
-                    "connecting to PostgreSQL failed, retrying: {error}"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-            Err(error) => {
-                return Err(DatabaseError::Server {
-                    message: describe(url, &error),
-                    source: Some(error),
-                });
-            }
-        }
-    }
-    Err(DatabaseError::Server {
-        message: format!("cannot connect to {}", redact(url)),
-        source: None,
-    })
+    let mut connection = super::first_connection(
+        "PostgreSQL",
+        || PgConnection::connect_with(&options),
+        retryable,
+    )
+    .await
+    .map_err(|error| DatabaseError::Server {
+        message: describe(url, &error),
+        source: Some(error),
+    })?;
+    notice_lost_clients(&mut connection).await;
+    // Every task holds at most one connection, so waiting for one means
+    // the server is unreachable: give up soon.
+    let pool = PgPoolOptions::new()
+        .max_connections(u32::try_from(threads).unwrap_or(u32::MAX))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                notice_lost_clients(connection).await;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options);
+    Ok((pool, connection))
 }
 
 fn retryable(error: &sqlx::Error) -> bool {
