@@ -122,29 +122,49 @@ impl Warehouse {
     /// MySQL records no view's dependencies, only its definition, which
     /// the server rewrites (`select `db`.`t`.`a` AS `a` from `db`.`t``):
     /// what a view reads is the one relation such a definition selects
-    /// from, as on SQLite.
+    /// from, as on SQLite. Names and definitions are two queries: MariaDB
+    /// lists names from the data dictionary alone, while a definition
+    /// opens its view, and only environment views' are needed (a join
+    /// opened every table: 7 ms of jaffle_shop's 60 ms run).
     async fn mysql_catalog(&self, schemas: &[Option<String>]) -> Result<Catalog, DbError> {
         let wanted = schemas
             .iter()
             .map(|s| if s.is_some() { "?" } else { "DATABASE()" })
             .collect::<Vec<_>>()
             .join(", ");
-        let mut statement = plain(&format!(
-            "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.TABLE_TYPE, DATABASE(), \
-                    CASE WHEN t.TABLE_TYPE = 'VIEW' AND t.TABLE_NAME NOT LIKE 'orbital\\_\\_%' \
-                    THEN v.VIEW_DEFINITION END \
-             FROM information_schema.TABLES t \
-             LEFT JOIN information_schema.VIEWS v \
-                    ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME \
-             WHERE t.TABLE_SCHEMA IN ({wanted}) AND t.TABLE_TYPE IN ('BASE TABLE', 'VIEW')"
-        ));
-        statement.params = schemas
+        let params: Vec<Value> = schemas
             .iter()
             .flatten()
             .map(|s| Value::Text(s.clone()))
             .collect();
+        let mut names = plain(&format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, DATABASE() FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA IN ({wanted}) AND TABLE_TYPE IN ('BASE TABLE', 'VIEW')"
+        ));
+        names.params = params.clone();
+        let mut definitions = plain(&format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
+             WHERE TABLE_SCHEMA IN ({wanted}) AND TABLE_NAME NOT LIKE 'orbital\\_\\_%'"
+        ));
+        definitions.params = params;
+        let rows = self.query(names).await?;
+        let defined: HashMap<(String, String), String> = self
+            .query(definitions)
+            .await?
+            .rows
+            .into_iter()
+            .filter_map(|row| match <[Value; 3]>::try_from(row) {
+                Ok(
+                    [
+                        Value::Text(schema),
+                        Value::Text(name),
+                        Value::Text(definition),
+                    ],
+                ) => Some(((schema, name), definition)),
+                _ => None,
+            })
+            .collect();
         let default_asked = schemas.iter().any(Option::is_none);
-        let rows = self.query(statement).await?;
         let mut catalog = Catalog::default();
         for row in &rows.rows {
             let (Some(Value::Text(schema)), Some(Value::Text(name)), Some(Value::Text(kind))) =
@@ -164,15 +184,15 @@ impl Warehouse {
                 identifier: name.clone(),
             };
             if kind == "VIEW" {
-                let reads = match row.get(4) {
-                    Some(Value::Text(definition)) => mysql_view_reads(definition)
+                let reads = match defined.get(&(schema.clone(), name.clone())) {
+                    Some(definition) => mysql_view_reads(definition)
                         .map(|(schema, identifier)| RelationName {
                             schema: schema.as_deref().and_then(schema_of),
                             identifier,
                         })
                         .into_iter()
                         .collect(),
-                    _ => Vec::new(),
+                    None => Vec::new(),
                 };
                 catalog.insert(relation, Kind::View, reads);
             } else {
