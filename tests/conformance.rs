@@ -775,3 +775,25 @@ fn mysql_connection_faults_are_clear_errors() {
         "0"
     );
 }
+
+/// `sharded_table` on a target that is not MariaDB with Spider fails the
+/// model alone, saying what it needs.
+#[test]
+fn a_sharded_table_elsewhere_says_what_it_needs() {
+    let case = Case::new(Backend::Sqlite, "");
+    case.project
+        .write("models/plain.sql", "select 1 as id")
+        .write(
+            "models/sharded.sql",
+            "-- config: materialized = 'sharded_table', shard_key = 'id', shards = ['shard1']\n\
+         select id from plain",
+        );
+    let run = case.orbital(&["run", "--json"]).expect_code(1);
+    assert_eq!(run.statuses()["plain"], "success");
+    assert!(
+        run.error_of("sharded")
+            .contains("sharded_table needs a MariaDB target whose server has the Spider engine"),
+        "{}",
+        run.stdout()
+    );
+}

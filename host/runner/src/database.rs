@@ -537,13 +537,20 @@ impl Warehouse {
                 )));
             }
         };
-        let postgres = |scheme: &str| matches!(scheme, "postgres" | "postgresql");
-        if !(postgres(&theirs) || theirs == "sqlite") {
+        fn kind(scheme: &str) -> &str {
+            match scheme {
+                "postgres" | "postgresql" => "postgres",
+                "mysql" | "mariadb" => "mysql",
+                other => other,
+            }
+        }
+        let postgres = |scheme: &str| kind(scheme) == "postgres";
+        if !matches!(kind(&theirs), "postgres" | "sqlite") {
             return Err(DatabaseError::Url(format!(
                 "peer {peer}'s target is a {theirs}:// database: peers serve SQLite and PostgreSQL targets"
             )));
         }
-        if postgres(&theirs) != postgres(scheme) {
+        if kind(&theirs) != kind(scheme) {
             return Err(DatabaseError::Url(format!(
                 "peer {peer}'s target is a {theirs}:// database, this project's a {scheme}:// one"
             )));

@@ -33,7 +33,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// UTC).
 const SESSION: &str = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')";
 
-pub(super) async fn start_session(connection: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+async fn start_session(connection: &mut MySqlConnection) -> Result<(), sqlx::Error> {
     connection.execute(SESSION).await.map(drop)
 }
 
@@ -227,13 +227,9 @@ mod tests {
         let options = options("mariadb://ana:secret@127.0.0.1:3307/w").unwrap();
         assert_eq!(options.get_port(), 3307);
         assert_eq!(options.get_database(), Some("w"));
-        let Err(DatabaseError::Url(message)) = options_of("mysql://ana:secret@[/w") else {
+        let Err(DatabaseError::Url(message)) = options("mysql://ana:secret@[/w") else {
             panic!("a bad URL is refused");
         };
         assert!(!message.contains("secret"), "{message}");
-    }
-
-    fn options_of(url: &str) -> Result<MySqlConnectOptions, DatabaseError> {
-        options(url)
     }
 }

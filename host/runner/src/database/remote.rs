@@ -233,6 +233,16 @@ pub(crate) mod tests {
                 .contains("a sqlite:// database, this project's a postgres:// one"),
             "{wrong}"
         );
+        let wrong = Warehouse::remote(link.clone(), "mysql")
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            wrong
+                .to_string()
+                .contains("a sqlite:// database, this project's a mysql:// one"),
+            "{wrong}"
+        );
         let remote = Warehouse::remote(link, "sqlite").await.unwrap();
         assert!(remote.is_sqlite());
         assert_eq!(remote.via(), Some("direct"));
