@@ -224,9 +224,9 @@ mod tests {
 
     #[test]
     fn mariadb_urls_are_mysql_urls() {
-        let options = options("mariadb://ana:secret@127.0.0.1:3307/w").unwrap();
-        assert_eq!(options.get_port(), 3307);
-        assert_eq!(options.get_database(), Some("w"));
+        let parsed = options("mariadb://ana:secret@127.0.0.1:3307/w").unwrap();
+        assert_eq!(parsed.get_port(), 3307);
+        assert_eq!(parsed.get_database(), Some("w"));
         let Err(DatabaseError::Url(message)) = options("mysql://ana:secret@[/w") else {
             panic!("a bad URL is refused");
         };
