@@ -1196,6 +1196,32 @@ mod tests {
         Reused(Option<u64>),
     }
 
+    /// Two handles on the server database `url`, standing for two
+    /// processes, claim one relation from three runs (1 and 2 share the
+    /// first handle): it is built once, and reused by the run of each.
+    pub(super) async fn two_processes_claim_one_build(url: &str) -> (Warehouse, Warehouse) {
+        let (a, b) = (
+            Warehouse::open(url, Path::new("."), 2).await.unwrap(),
+            Warehouse::open(url, Path::new("."), 2).await.unwrap(),
+        );
+        let slow = Duration::from_millis(500);
+        let (first, second, third) = tokio::join!(
+            claim_and_build(&a, 1, slow),
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                claim_and_build(&a, 2, Duration::ZERO).await
+            },
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                claim_and_build(&b, 7, Duration::ZERO).await
+            },
+        );
+        assert_eq!(first, Claimed2::Built);
+        assert_eq!(second, Claimed2::Reused(Some(1)));
+        assert_eq!(third, Claimed2::Reused(None));
+        (a, b)
+    }
+
     #[tokio::test]
     async fn runs_of_one_process_build_a_claimed_relation_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -1463,7 +1489,7 @@ mod postgres_tests {
         other.close().await;
     }
 
-    use super::tests::{Claimed2, claim_and_build};
+    use super::tests::two_processes_claim_one_build;
 
     #[tokio::test]
     async fn a_peer_holds_a_remote_runs_environment_lock_until_it_lets_go() {
@@ -1518,26 +1544,8 @@ mod postgres_tests {
             return;
         };
         let url = fresh_database(&url, &format!("claims_{}", std::process::id())).await;
-        // Two handles stand for two processes; runs 1 and 2 share the first.
-        let (a, b) = (
-            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
-            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
-        );
-        let slow = Duration::from_millis(500);
-        let (first, second, third) = tokio::join!(
-            claim_and_build(&a, 1, slow),
-            async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                claim_and_build(&a, 2, Duration::ZERO).await
-            },
-            async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                claim_and_build(&b, 7, Duration::ZERO).await
-            },
-        );
-        assert_eq!(first, Claimed2::Built);
-        assert_eq!(second, Claimed2::Reused(Some(1)));
-        assert_eq!(third, Claimed2::Reused(None));
+        // Two handles stand for two processes.
+        let (a, b) = two_processes_claim_one_build(&url).await;
         // A relation dropped and made again by hand is not taken as built.
         a.execute(sql("DROP TABLE claimed", vec![])).await.unwrap();
         a.execute(sql("CREATE TABLE claimed (n int)", vec![]))
@@ -1782,31 +1790,13 @@ mod mysql_tests {
 
     #[tokio::test]
     async fn a_claimed_build_is_made_once_across_processes_and_runs() {
-        use super::tests::{Claimed2, claim_and_build};
+        use super::tests::two_processes_claim_one_build;
         let Some(server) = test_mysql_url() else {
             return;
         };
         let url = fresh_database(&server, "claims").await;
-        // Two handles stand for two processes; runs 1 and 2 share the first.
-        let (a, b) = (
-            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
-            Warehouse::open(&url, Path::new("."), 2).await.unwrap(),
-        );
-        let slow = Duration::from_millis(500);
-        let (first, second, third) = tokio::join!(
-            claim_and_build(&a, 1, slow),
-            async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                claim_and_build(&a, 2, Duration::ZERO).await
-            },
-            async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                claim_and_build(&b, 7, Duration::ZERO).await
-            },
-        );
-        assert_eq!(first, Claimed2::Built);
-        assert_eq!(second, Claimed2::Reused(Some(1)));
-        assert_eq!(third, Claimed2::Reused(None));
+        // Two handles stand for two processes.
+        let (a, b) = two_processes_claim_one_build(&url).await;
         // A relation dropped and made again by hand is not taken as built
         // (MySQL keeps creation times to the second: one later).
         tokio::time::sleep(Duration::from_millis(1100)).await;
