@@ -1312,13 +1312,20 @@ mod tests {
 /// PostgreSQL tests are skipped with a note.
 #[cfg(test)]
 pub(crate) fn test_postgres_url() -> Option<String> {
-    match std::env::var("ORBITAL_TEST_POSTGRES_URL") {
+    test_server_url("ORBITAL_TEST_POSTGRES_URL", "PostgreSQL", "with-postgres")
+}
+
+/// The URL of a test server in `variable`, which `tests/bin/<script>` sets;
+/// in CI a missing one is a failure, elsewhere its tests are skipped.
+#[cfg(test)]
+fn test_server_url(variable: &str, server: &str, script: &str) -> Option<String> {
+    match std::env::var(variable) {
         Ok(url) => Some(url),
         Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI runs the PostgreSQL tests: run them under tests/bin/with-postgres")
+            panic!("CI runs the {server} tests: run them under tests/bin/{script}")
         }
         Err(_) => {
-            eprintln!("ORBITAL_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped");
+            eprintln!("{variable} is not set: {server} tests skipped");
             None
         }
     }
@@ -1603,16 +1610,8 @@ mod postgres_tests {
 /// tests that need one; `None` (outside CI) when it is not running.
 #[cfg(test)]
 pub(crate) fn test_mysql_url() -> Option<String> {
-    match std::env::var("ORBITAL_TEST_MYSQL_URL") {
-        Ok(url) => Some(url.trim_end_matches('/').to_string()),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI runs the MariaDB tests: run them under tests/bin/with-servers")
-        }
-        Err(_) => {
-            eprintln!("ORBITAL_TEST_MYSQL_URL is not set: MariaDB tests skipped");
-            None
-        }
-    }
+    test_server_url("ORBITAL_TEST_MYSQL_URL", "MariaDB", "with-servers")
+        .map(|url| url.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]

@@ -65,22 +65,38 @@ const RELEASE_CLAIM: &str = "SELECT pg_advisory_unlock($1)";
 
 /// MySQL: takes a build's claim (the lock named after the relation) and
 /// says whether the relation is noted as built whole (the creation time
-/// noted is the one it has). Binds: the quoted relation, its noted name
-/// again, its schema (NULL: the connection's database), its identifier.
+/// noted is the one it has).
 const MYSQL_TAKE_CLAIM: &str = "SELECT GET_LOCK(CONCAT('orbital build ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0), \
      EXISTS (SELECT 1 FROM _orbital_builds b WHERE b.relation = ? AND b.created = \
      (SELECT COALESCE(CAST(CREATE_TIME AS CHAR), 'view') FROM information_schema.tables \
       WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?))";
 
-/// MySQL: notes a finished build (same binds as [`MYSQL_TAKE_CLAIM`]).
+/// MySQL: notes a finished build.
 const MYSQL_NOTE_BUILT: &str = "INSERT INTO _orbital_builds (relation, created) \
      SELECT ?, COALESCE(CAST(CREATE_TIME AS CHAR), 'view') FROM information_schema.tables \
      WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? \
      ON DUPLICATE KEY UPDATE created = VALUES(created)";
 
-/// MySQL: lets go of a build's claim (binds the quoted relation).
+/// MySQL: lets go of a build's claim.
 const MYSQL_RELEASE_CLAIM: &str =
     "SELECT RELEASE_LOCK(CONCAT('orbital build ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))))";
+
+/// A step of a build's claim on MySQL, on the claims connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MySqlClaim {
+    Take,
+    Note,
+    Release,
+}
+
+/// The lock a claim holds in the warehouse, across processes.
+#[derive(Clone, Copy)]
+enum ClaimLock {
+    /// PostgreSQL's session advisory lock with this key.
+    Advisory(i64),
+    /// MySQL's named lock (`GET_LOCK`) for the relation.
+    Named,
+}
 
 /// The builds being claimed in this process.
 #[derive(Default)]
@@ -101,9 +117,8 @@ pub struct Claim {
     /// Where the relation lives (MySQL's note looks it up).
     name: RelationName,
     turn: Option<OwnedMutexGuard<Option<u64>>>,
-    /// The advisory lock's key, when one is held (on MySQL, whether the
-    /// named lock is).
-    key: Option<i64>,
+    /// The warehouse lock, when one is held.
+    lock: Option<ClaimLock>,
     /// The claim's id at the peer that took it, for a remote target.
     remote: Option<u64>,
     warehouse: Warehouse,
@@ -331,7 +346,7 @@ impl Warehouse {
             relation: name,
             name: relation.clone(),
             turn: Some(turn),
-            key: None,
+            lock: None,
             remote: None,
             warehouse: self.clone(),
         };
@@ -359,7 +374,7 @@ impl Warehouse {
             // Not through `wait_for`: dropped between the server granting
             // the lock and the answer arriving, it would leave the lock held.
             let noted = self.lock_build(connections, key, &claim.relation).await?;
-            claim.key = Some(key);
+            claim.lock = Some(ClaimLock::Advisory(key));
             if noted && reuse {
                 claim.release().await;
                 return Ok(Claimed::Built { by: None });
@@ -367,7 +382,7 @@ impl Warehouse {
         }
         if let Backend::MySql(connections) = &self.backend {
             let noted = self.lock_mysql_build(connections, relation).await?;
-            claim.key = Some(0);
+            claim.lock = Some(ClaimLock::Named);
             if noted && reuse {
                 claim.release().await;
                 return Ok(Claimed::Built { by: None });
@@ -388,7 +403,7 @@ impl Warehouse {
                 return Err(cancelled_waiting());
             }
             let Some(row) = self
-                .on_mysql_claims_connection(connections, MYSQL_TAKE_CLAIM, relation)
+                .on_mysql_claims_connection(connections, MySqlClaim::Take, relation)
                 .await?
             else {
                 continue;
@@ -402,13 +417,12 @@ impl Warehouse {
         }
     }
 
-    /// [`Warehouse::on_claims_connection`] on MySQL: runs `sql`, binding
-    /// what its `?`s ask for of `relation` (see [`MYSQL_TAKE_CLAIM`]); the
-    /// row a query returns.
+    /// [`Warehouse::on_claims_connection`] on MySQL: runs `step` for
+    /// `relation`; the row a query returns.
     async fn on_mysql_claims_connection(
         &self,
         connections: &Connections<sqlx::MySql>,
-        sql: &'static str,
+        step: MySqlClaim,
         relation: &RelationName,
     ) -> Result<Option<sqlx::mysql::MySqlRow>, DbError> {
         let mut slot = self.claims.mysql_connection.lock().await;
@@ -417,19 +431,22 @@ impl Warehouse {
             None => slot.insert(connections.dedicated().await.map_err(db_error)?),
         };
         let quoted = relation.quoted();
-        let query = match sql {
-            MYSQL_TAKE_CLAIM => sqlx::query(sql)
+        // The lock is named after the quoted relation; the note finds it
+        // by schema (NULL: the connection's database) and identifier.
+        let (schema, identifier) = (relation.schema.clone(), relation.identifier.clone());
+        let query = match step {
+            MySqlClaim::Take => sqlx::query(MYSQL_TAKE_CLAIM)
                 .bind(quoted.clone())
                 .bind(quoted)
-                .bind(relation.schema.clone())
-                .bind(relation.identifier.clone()),
-            MYSQL_NOTE_BUILT => sqlx::query(sql)
+                .bind(schema)
+                .bind(identifier),
+            MySqlClaim::Note => sqlx::query(MYSQL_NOTE_BUILT)
                 .bind(quoted)
-                .bind(relation.schema.clone())
-                .bind(relation.identifier.clone()),
-            _ => sqlx::query(sql).bind(quoted),
+                .bind(schema)
+                .bind(identifier),
+            MySqlClaim::Release => sqlx::query(MYSQL_RELEASE_CLAIM).bind(quoted),
         };
-        let result = if sql == MYSQL_NOTE_BUILT {
+        let result = if step == MySqlClaim::Note {
             query.execute(&mut *connection).await.map(|_| None)
         } else {
             query.fetch_one(&mut *connection).await.map(Some)
@@ -557,7 +574,9 @@ impl Claim {
         if let Some(turn) = self.turn.as_mut() {
             **turn = Some(run);
         }
-        if let (Some(key), Backend::Postgres(connections)) = (self.key, &self.warehouse.backend) {
+        if let (Some(ClaimLock::Advisory(key)), Backend::Postgres(connections)) =
+            (self.lock, &self.warehouse.backend)
+        {
             let noted = self
                 .warehouse
                 .on_claims_connection(connections, NOTE_BUILT, key, &self.relation)
@@ -565,18 +584,20 @@ impl Claim {
             if let Err(e) = noted {
                 tracing::warn!("cannot note the build of {}: {}", self.relation, e.message);
             }
-            self.key = None;
+            self.lock = None;
         }
-        if let (Some(key), Backend::MySql(connections)) = (self.key, &self.warehouse.backend) {
+        if let (Some(lock @ ClaimLock::Named), Backend::MySql(connections)) =
+            (self.lock, &self.warehouse.backend)
+        {
             let noted = self
                 .warehouse
-                .on_mysql_claims_connection(connections, MYSQL_NOTE_BUILT, &self.name)
+                .on_mysql_claims_connection(connections, MySqlClaim::Note, &self.name)
                 .await;
             if let Err(e) = noted {
                 tracing::warn!("cannot note the build of {}: {}", self.relation, e.message);
             }
-            unlock(&self.warehouse, key, &self.name).await;
-            self.key = None;
+            unlock(&self.warehouse, lock, &self.name).await;
+            self.lock = None;
         }
         if let (Some(id), Backend::Remote(remote)) = (self.remote, &self.warehouse.backend) {
             match remote
@@ -596,8 +617,8 @@ impl Claim {
 
     /// Lets go of the claim without noting a build.
     async fn release(mut self) {
-        if let Some(key) = self.key.take() {
-            unlock(&self.warehouse, key, &self.name).await;
+        if let Some(lock) = self.lock.take() {
+            unlock(&self.warehouse, lock, &self.name).await;
         }
         if let Some(id) = self.remote.take() {
             release_remote(&self.warehouse, id, &self.relation).await;
@@ -626,8 +647,8 @@ impl Drop for Claim {
     /// A claim dropped without [`Claim::built`] or a release (its build
     /// failed or panicked) lets go of its advisory lock on a task of its own.
     fn drop(&mut self) {
-        let (key, remote) = (self.key.take(), self.remote.take());
-        if (key.is_some() || remote.is_some())
+        let (lock, remote) = (self.lock.take(), self.remote.take());
+        if (lock.is_some() || remote.is_some())
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let (warehouse, relation, name) = (
@@ -636,8 +657,8 @@ impl Drop for Claim {
                 self.name.clone(),
             );
             runtime.spawn(async move {
-                if let Some(key) = key {
-                    unlock(&warehouse, key, &name).await;
+                if let Some(lock) = lock {
+                    unlock(&warehouse, lock, &name).await;
                 }
                 if let Some(id) = remote {
                     release_remote(&warehouse, id, &relation).await;
@@ -661,16 +682,15 @@ async fn release_remote(warehouse: &Warehouse, id: u64, relation: &str) {
     }
 }
 
-/// Lets go of the lock of a claim on `relation` (PostgreSQL's advisory
-/// lock `key`, MySQL's named lock).
-async fn unlock(warehouse: &Warehouse, key: i64, relation: &RelationName) {
-    let unlocked = match &warehouse.backend {
-        Backend::Postgres(connections) => warehouse
+/// Lets go of the warehouse lock of a claim on `relation`.
+async fn unlock(warehouse: &Warehouse, lock: ClaimLock, relation: &RelationName) {
+    let unlocked = match (lock, &warehouse.backend) {
+        (ClaimLock::Advisory(key), Backend::Postgres(connections)) => warehouse
             .on_claims_connection(connections, RELEASE_CLAIM, key, &relation.quoted())
             .await
             .map(drop),
-        Backend::MySql(connections) => warehouse
-            .on_mysql_claims_connection(connections, MYSQL_RELEASE_CLAIM, relation)
+        (ClaimLock::Named, Backend::MySql(connections)) => warehouse
+            .on_mysql_claims_connection(connections, MySqlClaim::Release, relation)
             .await
             .map(drop),
         _ => return,
