@@ -135,3 +135,128 @@ fn ephemeral_chains_and_a_reader_with_its_own_ctes() {
         .unwrap();
     assert!(inner < outer, "{compiled}");
 }
+
+/// A project whose `audit` model is an append-only log (the example
+/// plugin `audit_log`, API 0.2.0, which keeps history) of the seed
+/// `accounts`, logging a row only when its balance is not the one the log
+/// already holds for it; `balances` is a bundled (API 0.1.0) view over it.
+fn audit_project(accounts: &str) -> TestProject {
+    let project = TestProject::empty();
+    project.write(
+        "orbital.toml",
+        "name = \"audit\"\n[targets.dev]\nurl = \"sqlite://target/jaffle_shop.db\"\n",
+    );
+    let component = orbital_bundle::test_component("orbital-example-audit-log");
+    project.add_component(&component.display().to_string());
+    project.write("seeds/accounts.csv", accounts);
+    project.write(
+        "models/audit.sql",
+        "-- config: materialized = 'audit_log'\n\
+         select a.id, a.balance from accounts a\n\
+         where if_incremental(not exists (\n\
+             select 1 from this l where l.id = a.id and l.balance = a.balance))\n",
+    );
+    project.write(
+        "models/balances.sql",
+        "select id, count(*) as entries from audit group by id",
+    );
+    project
+}
+
+#[test]
+fn a_plugin_that_keeps_history_continues_its_table_and_copies_it_forward() {
+    let project = audit_project("id,balance\n1,100\n2,50\n");
+    let log = |project: &TestProject| {
+        query(
+            &project.database(),
+            "select id, balance from audit order by audited_at, id",
+        )
+    };
+    let row = |id: &str, balance: &str| vec![id.to_string(), balance.to_string()];
+
+    // One 0.2.0 component beside the bundled 0.1.0 ones, in one run.
+    let listed = project.orbital(&["plugin", "list"]).expect_code(0).stdout();
+    let line_of = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} in {listed}"))
+            .to_string()
+    };
+    assert!(
+        line_of("example-audit-log").contains("api 0.2.0 provides audit_log (keeps history)"),
+        "{listed}"
+    );
+    assert!(
+        line_of("materialization-view").contains("api 0.1.0 provides view "),
+        "{listed}"
+    );
+    let first = project.orbital(&["--json", "build"]).expect_code(0);
+    assert_eq!(first.message_of("audit"), "log started (2 rows)");
+    assert_eq!(first.statuses()["balances"], "success");
+    assert_eq!(log(&project), [row("1", "100"), row("2", "50")]);
+
+    // Nothing changed: the log is continued, and nothing is new in it.
+    let plan = project.orbital(&["plan"]).expect_code(0).stdout();
+    assert!(
+        plan.contains("audit (unchanged; will continue its table"),
+        "{plan}"
+    );
+    let second = project.orbital(&["--json", "run"]).expect_code(0);
+    assert_eq!(second.message_of("audit"), "appended 0 rows");
+
+    // An edit upstream: a new fingerprint, whose table starts from a copy
+    // of the log, and the changed and new accounts appended to it.
+    project.write("seeds/accounts.csv", "id,balance\n1,100\n2,75\n3,10\n");
+    let third = project.orbital(&["--json", "build"]).expect_code(0);
+    assert_eq!(
+        third.message_of("audit"),
+        "appended 2 rows, the log copied forward"
+    );
+    assert_eq!(
+        log(&project),
+        [
+            row("1", "100"),
+            row("2", "50"),
+            row("2", "75"),
+            row("3", "10")
+        ]
+    );
+    assert_eq!(
+        query(
+            &project.database(),
+            "select id, entries from balances order by id"
+        ),
+        [row("1", "1"), row("2", "2"), row("3", "1")]
+    );
+    // The earlier build's table is left as it was.
+    let tables = query(
+        &project.database(),
+        "select name from sqlite_master where type = 'table' and name like 'orbital__audit__%'",
+    );
+    assert_eq!(tables.len(), 2, "{tables:?}");
+
+    // A full refresh starts a new log.
+    let refreshed = project
+        .orbital(&["--json", "run", "--full-refresh"])
+        .expect_code(0);
+    assert_eq!(refreshed.message_of("audit"), "log started (3 rows)");
+    assert_eq!(log(&project).len(), 3);
+}
+
+#[test]
+fn only_a_strategy_that_keeps_history_may_read_this() {
+    let project = audit_project("id,balance\n1,100\n");
+    project.write(
+        "models/audit.sql",
+        "-- config: materialized = 'table'\n\
+         select id from accounts where if_incremental(id > (select max(id) from this))\n",
+    );
+    let refused = project.orbital(&["build"]).expect_code(2).stderr();
+    assert!(
+        refused.contains("models/audit.sql:2:")
+            && refused.contains("only a model whose materialization keeps history")
+            && refused.contains("'table'"),
+        "{refused}"
+    );
+}

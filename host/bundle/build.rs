@@ -27,6 +27,7 @@ const TEST_COMPONENTS: &[&str] = &[
     "orbital-test-hog",
     "orbital-test-range-tests",
     "jaffle-macros",
+    "orbital-example-audit-log",
 ];
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -40,6 +41,7 @@ fn main() {
         "plugins",
         "tests/components",
         "examples/jaffle_shop/plugins/jaffle-macros",
+        "examples/plugins",
         "Cargo.lock",
     ] {
         println!(

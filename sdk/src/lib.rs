@@ -1,7 +1,9 @@
 //! # orbital-sdk
 //!
 //! The crate plugin authors depend on. A plugin is a WebAssembly component
-//! that implements one world of the `orbital:plugin@0.1.0` WIT package:
+//! that implements one world of the `orbital:plugin` WIT package
+//! (materializations: version 0.2.0; adapters and macros: 0.1.0, which
+//! 0.2.0 keeps as it was):
 //!
 //! - an [`Adapter`] generates dialect SQL for one kind of database;
 //! - a [`Materialization`] builds one model, reaching the database only
@@ -79,6 +81,26 @@ pub mod __wit {
             export_macro_name: "__export_materialization_world",
             default_bindings_module: "orbital_sdk::__wit::materialization",
             with: { "orbital:plugin/types@0.1.0": crate::__wit::adapter::orbital::plugin::types },
+        });
+    }
+    /// The `materialization` world of 0.2.0, its 0.1.0 interfaces shared
+    /// with the modules above.
+    #[cfg(feature = "api-0-2")]
+    pub mod materialization_v0_2 {
+        // A world of its own name: the export macro's helper is named after
+        // the world, and 0.1.0's `materialization` is generated above.
+        wit_bindgen::generate!({
+            inline: "package orbital:sdk; world materialization-v0-2 { include orbital:plugin/materialization@0.2.0; }",
+            world: "orbital:sdk/materialization-v0-2",
+            path: ["../wit/orbital-plugin@0.1.0", "../wit/orbital-plugin@0.2.0"],
+            pub_export_macro: true,
+            export_macro_name: "__export_materialization_v0_2_world",
+            default_bindings_module: "orbital_sdk::__wit::materialization_v0_2",
+            with: {
+                "orbital:plugin/types@0.1.0": crate::__wit::adapter::orbital::plugin::types,
+                "orbital:plugin/database@0.1.0": crate::__wit::materialization::orbital::plugin::database,
+                "orbital:plugin/dialect@0.1.0": crate::__wit::materialization::orbital::plugin::dialect,
+            },
         });
     }
     /// The `macros` world.

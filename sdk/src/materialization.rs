@@ -1,6 +1,8 @@
 //! The `materialization` world: builds one model.
 
 use crate::__wit::materialization::exports::orbital::plugin::strategy as wit;
+#[cfg(feature = "api-0-2")]
+use crate::__wit::materialization_v0_2::exports::orbital::plugin0_2_0::strategy as wit_v0_2;
 use crate::PluginInfo;
 
 pub use wit::{ModelTask, Outcome};
@@ -18,13 +20,28 @@ pub use wit::{ModelTask, Outcome};
 /// alias and schema) at it. So a build never has to clear what an earlier
 /// one left: on a first build `task.relation` does not exist yet, and an
 /// unchanged model is reused without calling the plugin at all. A strategy
-/// that keeps history (`incremental`, `snapshot`) gets the relation of the
-/// build it continues in `task.previous`.
+/// that keeps history gets the relation of the build it continues in
+/// `task.previous`.
+///
+/// # Keeping history
+/// A strategy whose [`keeps_history`](Materialization::keeps_history) is
+/// true makes tables that carry what a rebuild cannot recreate (an audit
+/// log, a snapshot). Orbital then treats its models as it treats
+/// `incremental` ones: the model's SQL may read `this` (its own table) and
+/// call `if_incremental(...)`; a build that continues gets the previous
+/// table in `task.previous` (and `task.sql` is the continuing variant);
+/// and when the model's fingerprint changes, the new build starts from the
+/// old table instead of from nothing ([`build::continue_table`] copies it
+/// forward). `--full-refresh` starts from nothing.
 pub trait Materialization {
     /// Who this plugin is.
     fn info() -> PluginInfo;
     /// The name models use in `materialized = '...'`.
     fn strategy() -> String;
+    /// Whether builds continue the model's previous table (see above).
+    fn keeps_history() -> bool {
+        false
+    }
     /// Builds `task.model` at `task.relation`. The error is shown to the user
     /// with the model and plugin names.
     fn materialize(task: ModelTask) -> Result<Outcome, String>;
@@ -311,6 +328,32 @@ pub mod database {
 #[doc(hidden)]
 pub struct MaterializationExport<M>(std::marker::PhantomData<M>);
 
+#[cfg(feature = "api-0-2")]
+impl<M: Materialization> wit_v0_2::Guest for MaterializationExport<M> {
+    fn describe() -> wit_v0_2::StrategyInfo {
+        wit_v0_2::StrategyInfo {
+            plugin: M::info(),
+            name: M::strategy(),
+            keeps_history: M::keeps_history(),
+        }
+    }
+    fn materialize(task: wit_v0_2::ModelTask) -> Result<wit_v0_2::Outcome, String> {
+        let outcome = M::materialize(ModelTask {
+            model: task.model,
+            relation: task.relation,
+            previous: task.previous,
+            sql: task.sql,
+            config: task.config,
+            full_refresh: task.full_refresh,
+            run_started_at: task.run_started_at,
+        })?;
+        Ok(wit_v0_2::Outcome {
+            rows_affected: outcome.rows_affected,
+            message: outcome.message,
+        })
+    }
+}
+
 impl<M: Materialization> wit::Guest for MaterializationExport<M> {
     fn describe() -> PluginInfo {
         M::info()
@@ -323,9 +366,26 @@ impl<M: Materialization> wit::Guest for MaterializationExport<M> {
     }
 }
 
-/// Exports a [`Materialization`] implementation as this component's `materialization` world.
+/// Exports a [`Materialization`] implementation as this component's
+/// `materialization` world (plugin API 0.2.0).
+#[cfg(feature = "api-0-2")]
 #[macro_export]
 macro_rules! export_materialization {
+    ($materialization:ty) => {
+        type __OrbitalMaterializationExport = $crate::MaterializationExport<$materialization>;
+        $crate::__wit::materialization_v0_2::__export_materialization_v0_2_world!(
+            __OrbitalMaterializationExport with_types_in $crate::__wit::materialization_v0_2
+        );
+    };
+}
+
+/// Exports a [`Materialization`] as the `materialization` world of plugin
+/// API 0.1.0, for hosts older than 0.2.0. Such a component cannot declare
+/// that it keeps history ([`Materialization::keeps_history`] is not
+/// exported): only the built-in names `incremental` and `snapshot` do.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! export_materialization_v0_1 {
     ($materialization:ty) => {
         type __OrbitalMaterializationExport = $crate::MaterializationExport<$materialization>;
         $crate::__wit::materialization::__export_materialization_world!(

@@ -135,12 +135,17 @@ pub(crate) fn listed_line(hash: &str, name: &str, listed: &orbital_engine::Liste
 
 /// One line of `orbital plugin list`.
 fn line(described: &Described) -> String {
+    let provides = match described.keeps_history {
+        true => format!("{} (keeps history)", described.provides),
+        false => described.provides.clone(),
+    };
     format!(
-        "{:<16} {:<32} {:<10} provides {:<20} {} ({})",
+        "{:<16} {:<32} {:<10} api {} provides {:<20} {} ({})",
         described.kind,
         described.name,
         described.version,
-        described.provides,
+        described.api,
+        provides,
         &described.hash[..INSTALLED_PREFIX.len() + 12],
         described.source
     )
@@ -298,6 +303,13 @@ impl Materialization for Plugin {{
 
     fn strategy() -> String {{
         "{strategy}".into()
+    }}
+
+    // A strategy whose tables carry history a rebuild cannot recreate
+    // returns true here: its builds then get `task.previous` (see the
+    // SDK's docs of `Materialization`).
+    fn keeps_history() -> bool {{
+        false
     }}
 
     fn materialize(task: ModelTask) -> Result<Outcome, String> {{

@@ -27,6 +27,10 @@ const FILES: &[(&str, &str)] = &[
         "wit/orbital-plugin@0.1.0/plugin.wit",
         include_str!("../../../wit/orbital-plugin@0.1.0/plugin.wit"),
     ),
+    (
+        "wit/orbital-plugin@0.2.0/plugin.wit",
+        include_str!("../../../wit/orbital-plugin@0.2.0/plugin.wit"),
+    ),
 ];
 
 /// The SDK's manifest, which inherits from the workspace's: unpacked, it

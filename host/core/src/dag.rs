@@ -103,10 +103,10 @@ impl Node {
     }
 
     /// Whether this model's table continues from build to build
-    /// (incremental models and snapshots).
+    /// (incremental models, snapshots, and plugin strategies that keep
+    /// history).
     pub fn is_stateful(&self) -> bool {
-        self.as_model()
-            .is_some_and(|m| crate::incremental::is_stateful(&m.config.materialized))
+        self.as_model().is_some_and(|m| m.stateful)
     }
 
     /// `model`, `seed` or `test`.

@@ -40,9 +40,26 @@ pub const THIS: &str = "this";
 const IS_INCREMENTAL: &str = "is_incremental";
 const IF_INCREMENTAL: &str = "if_incremental";
 
-/// Whether models materialized as `materialized` continue their table.
+/// Whether models materialized as `materialized` continue their table,
+/// by the built-in names alone.
 pub fn is_stateful(materialized: &str) -> bool {
     STATEFUL.contains(&materialized)
+}
+
+/// Which materializations keep history: the built-in names, and the
+/// strategies of plugins that declare it (plugin API 0.2.0). The compile
+/// asks it for each model's `materialized`.
+pub trait Strategies: Sync {
+    fn keeps_history(&self, materialized: &str) -> bool;
+}
+
+/// The built-in stateful names only: a project without plugins of its own.
+pub struct BuiltIn;
+
+impl Strategies for BuiltIn {
+    fn keeps_history(&self, materialized: &str) -> bool {
+        is_stateful(materialized)
+    }
 }
 
 /// The two builds of a model that uses the incremental functions.

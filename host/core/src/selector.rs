@@ -317,6 +317,7 @@ mod tests {
         let model = crate::compile::CompiledModel {
             macros: Vec::new(),
             incremental_sql: None,
+            stateful: false,
             sql: "".into(),
             config: crate::project::ModelConfig {
                 tests: Vec::new(),

@@ -99,8 +99,8 @@ pub fn key(config: &ProjectConfig, target: &Target, build: &str) -> Hash {
         &config.seeds,
         &config.sources,
     );
-    // v2: tests keep `store_failures`.
-    Hasher::new("orbital snapshot v2")
+    // v2: tests keep `store_failures`; v3: models keep `stateful`.
+    Hasher::new("orbital snapshot v3")
         .field(env!("CARGO_PKG_VERSION"))
         .field(build)
         .field(target.parser_dialect())

@@ -1,6 +1,7 @@
-//! Macro plugins at compile time: SQL macros (`select std.pivot(...)`) and
-//! generic data tests (a macro claiming the `test` position writes the
-//! failing-rows query for `tests.<column> = ['name']`).
+//! Plugins at compile time: SQL macros (`select std.pivot(...)`), generic
+//! data tests (a macro claiming the `test` position writes the
+//! failing-rows query for `tests.<column> = ['name']`), and which of the
+//! project's own materializations keep history (their `describe`).
 //!
 //! Compiling is synchronous and plugins are async WASM: each call is driven
 //! to completion on the compiling thread (a blocking thread, never an async
@@ -49,6 +50,9 @@ struct Loaded {
     /// compile asks for it per model and per call.
     claimed: Vec<(String, u32)>,
     sessions: tokio::sync::Mutex<BTreeMap<usize, MacroSession>>,
+    /// The project's own materializations: strategy -> whether it keeps
+    /// history (`None`: a 0.1.0 component, which cannot say).
+    strategies: BTreeMap<String, Option<bool>>,
 }
 
 impl PluginMacros {
@@ -109,11 +113,16 @@ fn load(
     runtime: tokio::runtime::Handle,
 ) -> Result<Loaded, String> {
     let context = runtime.enter();
+    let mut strategies = BTreeMap::new();
     let plugins = futures::executor::block_on(async {
         let mut plugins = Vec::new();
         for component in components {
-            if let Plugin::Macros(m) = host.load(&component.label, component.bytes.clone()).await? {
-                plugins.push((component.hash, m));
+            match host.load(&component.label, component.bytes.clone()).await? {
+                Plugin::Macros(m) => plugins.push((component.hash, m)),
+                Plugin::Materialization(m) => {
+                    strategies.entry(m.strategy).or_insert(m.keeps_history);
+                }
+                Plugin::Adapter(_) => {}
             }
         }
         Ok::<_, orbital_plugin_host::PluginError>(plugins)
@@ -140,6 +149,7 @@ fn load(
         macros,
         claimed,
         sessions: tokio::sync::Mutex::new(BTreeMap::new()),
+        strategies,
     })
 }
 
@@ -169,6 +179,17 @@ impl Loaded {
         match expanded {
             Ok(result) => result.map_err(within),
             Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+impl orbital_core::incremental::Strategies for PluginMacros {
+    /// A project's own materialization says so itself (0.2.0); a bundled
+    /// or 0.1.0 one keeps history when it has a built-in stateful name.
+    fn keeps_history(&self, materialized: &str) -> bool {
+        match self.ready().and_then(|l| l.strategies.get(materialized)) {
+            Some(Some(declared)) => *declared,
+            _ => orbital_core::incremental::is_stateful(materialized),
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct Described {
     /// The strategy a materialization provides, the URL schemes of an
     /// adapter, or the macros of a macro plugin.
     pub provides: String,
+    /// A materialization whose builds continue the model's previous table.
+    pub keeps_history: bool,
+    /// The `orbital:plugin` version it was built against.
+    pub api: &'static str,
     /// `blake3:<hex>`: how orbital.toml names it once installed.
     pub hash: String,
     /// Where it came from.
@@ -243,6 +247,11 @@ impl Engine {
                 orbital_plugin_host::PluginError::Load { .. } => EngineError::Usage(e.to_string()),
                 other => orbital_runner::RunnerError::from(other).into(),
             })?;
+        let api = plugin.api_version();
+        let keeps_history = match &plugin {
+            Plugin::Materialization(m) => m.keeps_history == Some(true),
+            _ => false,
+        };
         let (kind, info, provides) = match plugin {
             Plugin::Adapter(adapter) => (
                 "adapter",
@@ -266,6 +275,8 @@ impl Engine {
             version: info.version,
             description: info.description,
             provides,
+            keeps_history,
+            api,
             hash: format!("{INSTALLED_PREFIX}{}", component.hash),
             source: source.to_string(),
         })

@@ -848,6 +848,7 @@ impl Read<'_> {
                     orbital_core::CompileOptions {
                         cache,
                         macros: self.macros,
+                        strategies: self.macros,
                     },
                 )
             })?

@@ -38,3 +38,23 @@ pub mod macros {
         with: { "orbital:plugin/types": crate::bindings::adapter::orbital::plugin::types },
     });
 }
+
+/// `orbital:plugin@0.2.0`: what it shares with 0.1.0 is the 0.1.0 code
+/// above (`with:`), so the host's import implementations and the value
+/// types serve both versions.
+pub mod v0_2 {
+    /// The `materialization` world of 0.2.0: a strategy that says whether
+    /// it keeps history.
+    pub mod materialization {
+        wasmtime::component::bindgen!({
+            path: ["../../wit/orbital-plugin@0.1.0", "../../wit/orbital-plugin@0.2.0"],
+            world: "orbital:plugin/materialization@0.2.0",
+            exports: { default: async },
+            with: {
+                "orbital:plugin/types@0.1.0": crate::bindings::adapter::orbital::plugin::types,
+                "orbital:plugin/database@0.1.0": crate::bindings::materialization::orbital::plugin::database,
+                "orbital:plugin/dialect@0.1.0": crate::bindings::materialization::orbital::plugin::dialect,
+            },
+        });
+    }
+}

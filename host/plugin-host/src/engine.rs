@@ -17,6 +17,8 @@ use crate::bindings::macros::{Macros as MacrosBindings, MacrosPre};
 use crate::bindings::materialization::{
     Materialization as MaterializationBindings, MaterializationPre,
 };
+use crate::bindings::v0_2::materialization::MaterializationPre as MaterializationPreV0_2;
+use crate::bindings::v0_2::materialization::exports::orbital::plugin0_2_0::strategy as strategy_v0_2;
 use crate::error::PluginError;
 use crate::state::{
     AdapterInstance, AdapterState, Database, Guard, Guarded, Interrupt, MacroState, TaskState, arm,
@@ -76,7 +78,29 @@ pub struct Materialization {
     pub info: PluginInfo,
     /// The name models use in `materialized = '...'`.
     pub strategy: String,
-    pre: MaterializationPre<TaskState>,
+    /// Whether its builds continue the model's previous table, as the
+    /// plugin declares it (0.2.0); `None` for a 0.1.0 component, which
+    /// cannot say: the host's built-in names (`incremental`, `snapshot`)
+    /// then decide.
+    pub keeps_history: Option<bool>,
+    pre: StrategyPre,
+}
+
+impl Plugin {
+    /// The version of `orbital:plugin` the component was built against.
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            Plugin::Materialization(m) if m.keeps_history.is_some() => "0.2.0",
+            _ => "0.1.0",
+        }
+    }
+}
+
+/// A materialization's pre-linked instance, by the API version it was
+/// built against: both link to the same 0.1.0 imports.
+enum StrategyPre {
+    V0_1(MaterializationPre<TaskState>),
+    V0_2(MaterializationPreV0_2<TaskState>),
 }
 
 /// Loads and runs plugins. Create one per process.
@@ -164,20 +188,24 @@ impl PluginHost {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let exports_interface = |interface: &str| {
+        let exports_interface = |interface: &str, version: &str| {
             exports
                 .iter()
-                .any(|e| e == &format!("orbital:plugin/{interface}@0.1.0"))
+                .any(|e| e == &format!("orbital:plugin/{interface}@{version}"))
         };
-        if exports_interface("dialect") {
+        if exports_interface("strategy", "0.2.0") {
+            self.load_materialization_v0_2(label, &component)
+                .await
+                .map(Plugin::Materialization)
+        } else if exports_interface("dialect", "0.1.0") {
             self.load_adapter(label, &component)
                 .await
                 .map(|adapter| Plugin::Adapter(Box::new(adapter)))
-        } else if exports_interface("strategy") {
+        } else if exports_interface("strategy", "0.1.0") {
             self.load_materialization(label, &component)
                 .await
                 .map(Plugin::Materialization)
-        } else if exports_interface("expander") {
+        } else if exports_interface("expander", "0.1.0") {
             self.load_macros(label, &component)
                 .await
                 .map(Plugin::Macros)
@@ -185,7 +213,7 @@ impl PluginHost {
             Err(PluginError::Load {
                 plugin: label.to_string(),
                 message: format!(
-                    "it exports none of the worlds this host loads (adapter, materialization, macros of orbital:plugin@0.1.0); its exports: [{}]",
+                    "it exports none of the worlds this host loads (adapter, materialization, macros of orbital:plugin@0.1.0; materialization of orbital:plugin@0.2.0); its exports: [{}]",
                     exports.join(", ")
                 ),
             })
@@ -201,7 +229,7 @@ impl PluginHost {
             .adapter_linker
             .instantiate_pre(component)
             .and_then(AdapterPre::new)
-            .map_err(|e| wrong_world(label, "adapter", e))?;
+            .map_err(|e| wrong_world(label, "adapter", "0.1.0", e))?;
         let mut session = AdapterSession {
             instance: instantiate_adapter(
                 &self.engine,
@@ -228,7 +256,7 @@ impl PluginHost {
             .task_linker
             .instantiate_pre(component)
             .and_then(MaterializationPre::new)
-            .map_err(|e| wrong_world(label, "materialization", e))?;
+            .map_err(|e| wrong_world(label, "materialization", "0.1.0", e))?;
         // Describing needs an instance; it gets a database that refuses everything.
         let (info, strategy) = {
             let mut store = self
@@ -252,7 +280,38 @@ impl PluginHost {
         Ok(Materialization {
             info,
             strategy,
-            pre,
+            keeps_history: None,
+            pre: StrategyPre::V0_1(pre),
+        })
+    }
+
+    async fn load_materialization_v0_2(
+        &self,
+        label: &str,
+        component: &Component,
+    ) -> Result<Materialization, PluginError> {
+        let pre = self
+            .task_linker
+            .instantiate_pre(component)
+            .and_then(MaterializationPreV0_2::new)
+            .map_err(|e| wrong_world(label, "materialization", "0.2.0", e))?;
+        let mut store = self
+            .task_store(label, Arc::new(NoDatabase), None, &Interrupt::default())
+            .await?;
+        let described = async {
+            let bindings = pre.instantiate_async(&mut store).await?;
+            bindings
+                .orbital_plugin0_2_0_strategy()
+                .call_describe(&mut store)
+                .await
+        }
+        .await
+        .map_err(|e| classify(&store.data().guard, e))?;
+        Ok(Materialization {
+            info: described.plugin,
+            strategy: described.name,
+            keeps_history: Some(described.keeps_history),
+            pre: StrategyPre::V0_2(pre),
         })
     }
 
@@ -265,7 +324,7 @@ impl PluginHost {
             .macro_linker
             .instantiate_pre(component)
             .and_then(MacrosPre::new)
-            .map_err(|e| wrong_world(label, "macros", e))?;
+            .map_err(|e| wrong_world(label, "macros", "0.1.0", e))?;
         let mut session = self.macro_session_of(label, &pre).await?;
         let info = session
             .call(async |expander, store| expander.call_describe(store).await)
@@ -350,14 +409,32 @@ impl PluginHost {
         let mut store = self
             .task_store(plugin, database, Some(adapter), interrupt)
             .await?;
-        let result = async {
-            let bindings = materialization.pre.instantiate_async(&mut store).await?;
-            bindings
-                .orbital_plugin_strategy()
-                .call_materialize(&mut store, task)
+        let result = match &materialization.pre {
+            StrategyPre::V0_1(pre) => {
+                async {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    bindings
+                        .orbital_plugin_strategy()
+                        .call_materialize(&mut store, task)
+                        .await
+                }
                 .await
-        }
-        .await;
+            }
+            StrategyPre::V0_2(pre) => {
+                async {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    let outcome = bindings
+                        .orbital_plugin0_2_0_strategy()
+                        .call_materialize(&mut store, &task_v0_2(task))
+                        .await?;
+                    Ok(outcome.map(|o| Outcome {
+                        rows_affected: o.rows_affected,
+                        message: o.message,
+                    }))
+                }
+                .await
+            }
+        };
         match result {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(message)) => Err(PluginError::Failed {
@@ -545,12 +622,25 @@ fn panic_message(stderr: &str) -> String {
     }
 }
 
-fn wrong_world(label: &str, world: &str, error: wasmtime::Error) -> PluginError {
+fn wrong_world(label: &str, world: &str, version: &str, error: wasmtime::Error) -> PluginError {
     PluginError::Load {
         plugin: label.to_string(),
         message: format!(
-            "it does not implement the `{world}` world of orbital:plugin@0.1.0: {error:#}"
+            "it does not implement the `{world}` world of orbital:plugin@{version}: {error:#}"
         ),
+    }
+}
+
+/// The same task as 0.2.0 spells it (its records are its own types).
+fn task_v0_2(task: &ModelTask) -> strategy_v0_2::ModelTask {
+    strategy_v0_2::ModelTask {
+        model: task.model.clone(),
+        relation: task.relation.clone(),
+        previous: task.previous.clone(),
+        sql: task.sql.clone(),
+        config: task.config.clone(),
+        full_refresh: task.full_refresh,
+        run_started_at: task.run_started_at.clone(),
     }
 }
 

@@ -259,4 +259,4 @@ fn describe_change(added: &[&Column], gone: &[&Column]) -> String {
     parts.join("; ")
 }
 
-orbital_sdk::export_materialization!(Incremental);
+orbital_sdk::export_materialization_v0_1!(Incremental);

@@ -220,7 +220,7 @@ impl Materialization for Sharded {
     }
 }
 
-orbital_sdk::export_materialization!(Sharded);
+orbital_sdk::export_materialization_v0_1!(Sharded);
 
 #[cfg(test)]
 mod tests {

@@ -450,4 +450,4 @@ impl Run<'_> {
     }
 }
 
-orbital_sdk::export_materialization!(Snapshot);
+orbital_sdk::export_materialization_v0_1!(Snapshot);

@@ -31,4 +31,4 @@ impl Materialization for Table {
     }
 }
 
-orbital_sdk::export_materialization!(Table);
+orbital_sdk::export_materialization_v0_1!(Table);

@@ -49,4 +49,4 @@ fn created() -> Outcome {
     }
 }
 
-orbital_sdk::export_materialization!(View);
+orbital_sdk::export_materialization_v0_1!(View);

@@ -60,13 +60,15 @@ pub struct CompiledProject {
     pub fresh_parses: Vec<(Hash, ParsedModel)>,
 }
 
-/// What a compile takes besides the project: earlier parse results and
-/// the macro plugins. The default parses everything and expands no plugin
-/// macros.
+/// What a compile takes besides the project: earlier parse results, the
+/// macro plugins, and which materializations keep history. The default
+/// parses everything, expands no plugin macros and knows only the built-in
+/// stateful names.
 #[derive(Clone, Copy)]
 pub struct CompileOptions<'a> {
     pub cache: &'a dyn ParseCache,
     pub macros: &'a dyn ProjectMacros,
+    pub strategies: &'a dyn crate::incremental::Strategies,
 }
 
 impl Default for CompileOptions<'_> {
@@ -74,6 +76,7 @@ impl Default for CompileOptions<'_> {
         Self {
             cache: &NoCache,
             macros: &NoMacros,
+            strategies: &crate::incremental::BuiltIn,
         }
     }
 }
@@ -86,20 +89,24 @@ pub fn compile(
     target: &Target,
     options: CompileOptions<'_>,
 ) -> Result<CompiledProject> {
-    crate::threads::install(|| compile_on_this_pool(project, target, options.cache, options.macros))
+    crate::threads::install(|| compile_on_this_pool(project, target, options))
 }
 
 fn compile_on_this_pool(
     project: &Project,
     target: &Target,
-    cache: &dyn ParseCache,
-    macros: &dyn ProjectMacros,
+    options: CompileOptions<'_>,
 ) -> Result<CompiledProject> {
+    let CompileOptions {
+        cache,
+        macros,
+        strategies,
+    } = options;
     let dialect_name = target.parser_dialect();
     let identity = SqlMacros::identity(macros);
     SqlMacros::prepare(macros);
     let catalog = ProjectCatalog::new(project, dialect_name, &identity, cache, macros);
-    let resolver = Resolver::new(project);
+    let resolver = Resolver::new(project, strategies);
     let mut nodes: Vec<Node> = Vec::with_capacity(project.seeds.len() + project.models.len());
     nodes.extend(project.seeds.iter().map(|seed| Node {
         name: seed.name.clone(),
@@ -211,7 +218,7 @@ pub fn inline_query(project: &Project, target: &Target, sql: &str) -> Result<Com
     };
     let dialect = crate::dialect::dialect_for(target.parser_dialect());
     let parsed = parse_model(&model, dialect, &NoMacros, &crate::catalog::NoCatalog)?;
-    let resolver = Resolver::new(project);
+    let resolver = Resolver::new(project, &crate::incremental::BuiltIn);
     let (compiled, _) = resolve_model(&model, &parsed, &resolver)?;
     Ok(compiled)
 }

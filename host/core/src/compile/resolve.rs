@@ -22,10 +22,14 @@ pub(super) struct Resolver<'a> {
     pub(super) sources: BTreeMap<(String, String), RelationName>,
     known_names: Vec<&'a str>,
     disabled: &'a [String],
+    strategies: &'a dyn crate::incremental::Strategies,
 }
 
 impl<'a> Resolver<'a> {
-    pub(super) fn new(project: &'a Project) -> Self {
+    pub(super) fn new(
+        project: &'a Project,
+        strategies: &'a dyn crate::incremental::Strategies,
+    ) -> Self {
         let names = project
             .seeds
             .iter()
@@ -51,6 +55,7 @@ impl<'a> Resolver<'a> {
             sources,
             known_names: names.collect(),
             disabled: &project.disabled,
+            strategies,
         }
     }
 
@@ -86,7 +91,9 @@ pub(super) fn resolve_model(
     let mut sources = Vec::new();
     let mut references = Vec::new();
     let mut errors = Vec::new();
-    let stateful = crate::incremental::is_stateful(&model.config.materialized);
+    let stateful = resolver
+        .strategies
+        .keeps_history(&model.config.materialized);
     let at =
         |(line, column): (u32, u32)| Location::new(&model.path, line as usize, column as usize);
     if let Some(call) = parsed.incremental_call.filter(|_| !stateful) {
@@ -94,7 +101,7 @@ pub(super) fn resolve_model(
             location: at(call),
             model: model.name.clone(),
             message: format!(
-                "calls is_incremental() or if_incremental(), which only an incremental model or snapshot may; it is materialized as '{}'",
+                "calls is_incremental() or if_incremental(), which only a model whose materialization keeps history may (incremental, snapshot, or a plugin's that declares it); it is materialized as '{}'",
                 model.config.materialized
             ),
         });
@@ -145,6 +152,7 @@ pub(super) fn resolve_model(
         references,
         macros: parsed.macros.clone(),
         incremental_sql: parsed.incremental_sql.clone(),
+        stateful,
     };
     Ok((compiled, deps))
 }

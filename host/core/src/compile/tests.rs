@@ -433,7 +433,7 @@ fn incremental_syntax_errors_point_at_the_call() {
     .to_string();
     assert!(err.contains("t.sql:2:21"), "{err}");
     assert!(
-        err.contains("only an incremental model or snapshot may"),
+        err.contains("only a model whose materialization keeps history may"),
         "{err}"
     );
     let err = compile_project(&[(

@@ -34,6 +34,9 @@ pub struct CompiledModel {
     /// `is_incremental()`: the SQL of a build that continues its table
     /// (`sql` is then the full build's). See [`crate::incremental`].
     pub incremental_sql: Option<String>,
+    /// Whether its table continues from build to build: its strategy keeps
+    /// history (see [`crate::incremental::Strategies`]).
+    pub stateful: bool,
 }
 
 /// A data test after compilation (see [`crate::data_test`]).
