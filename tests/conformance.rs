@@ -22,6 +22,10 @@ on_each_backend!(
     failures,
 );
 
+// What ClickHouse 18 cannot do is listed, with the reason, in
+// plugins/adapter-clickhouse/README.md.
+on_clickhouse!(base, data_tests, environments, failures);
+
 fn r(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
@@ -250,6 +254,7 @@ fn snapshot(backend: Backend) {
             format!("trim(trailing '.' from trim(trailing '0' from cast({c} as char)))")
         }),
         Backend::Sqlite => ("text", |c| format!("cast({c} as text)")),
+        Backend::ClickHouse(_) => unreachable!("ClickHouse 18 has no UPDATE for snapshots"),
     };
     let case = Case::new(backend, "[sources.crm]\ntables = [\"raw_customers\"]\n");
     case.execute(&format!(
@@ -489,6 +494,7 @@ fn jaffle_shop_builds_the_same(backend: Backend) {
     let url = match &backend {
         Backend::Postgres(db) => db.url.clone(),
         Backend::MySql(db) => db.url.clone(),
+        Backend::ClickHouse(db) => db.url.clone(),
         Backend::Sqlite => unreachable!("compared against SQLite"),
     };
     let sqlite = support::TestProject::jaffle_shop();
@@ -553,6 +559,7 @@ fn concurrent_runs_do_not_corrupt_each_other(backend: Backend, slept: &str) {
     let url = match &backend {
         Backend::Postgres(db) => db.url.clone(),
         Backend::MySql(db) => db.url.clone(),
+        Backend::ClickHouse(db) => db.url.clone(),
         Backend::Sqlite => unreachable!("a server"),
     };
     let copies: Vec<support::TestProject> = (0..2)
@@ -795,5 +802,157 @@ fn a_sharded_table_elsewhere_says_what_it_needs() {
             .contains("sharded_table needs a MariaDB target whose server has the Spider engine"),
         "{}",
         run.stdout()
+    );
+}
+
+/// ClickHouse's `host:port`, from the test server's URL.
+fn clickhouse_address(db: &support::backends::ChDatabase) -> String {
+    let (_, rest) = db.server.rsplit_once('@').expect("a user in the URL");
+    rest.to_string()
+}
+
+/// A local HTTP server that answers every request with 200 and counts the
+/// connections it accepted.
+fn counting_http_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        }
+    });
+    (address, accepted)
+}
+
+/// An adapter with its own connection is granted its target's host and
+/// port only: a plugin that reaches for another host gets a clear error
+/// naming what it tried and what is granted, the model that made it try
+/// fails alone, and the other host never sees a connection. Reaching the
+/// granted host works.
+#[test]
+fn a_plugin_connection_reaches_only_its_targets_host() {
+    let Some(backend @ Backend::ClickHouse(_)) = Backend::clickhouse("grants") else {
+        return;
+    };
+    let Backend::ClickHouse(db) = &backend else {
+        unreachable!()
+    };
+    let granted = clickhouse_address(db);
+    let (elsewhere, accepted) = counting_http_server();
+    let case = Case::new(backend, "");
+    let wanderer = orbital_bundle::test_component("orbital-test-wanderer");
+    case.project.add_component(&wanderer.display().to_string());
+    case.project.write("models/fine.sql", "select 1 as x");
+    case.project.write(
+        "models/wanders.sql",
+        &format!("select 'orbital-reach:http://{elsewhere}/' as y"),
+    );
+    case.project.write(
+        "models/stays.sql",
+        &format!("select 'orbital-reach:http://{granted}/?query=SELECT%201' as z"),
+    );
+    let run = case.orbital(&["--json", "run"]).expect_code(1);
+    let statuses = run.statuses();
+    assert_eq!(statuses["fine"], "success", "{statuses:?}");
+    assert_eq!(statuses["stays"], "success", "{statuses:?}");
+    assert_eq!(statuses["wanders"], "error", "{statuses:?}");
+    let error = run.error_of("wanders");
+    assert!(
+        error.contains(&format!(
+            "it tried to reach http://{elsewhere}, which target `dev` does not grant (granted: {granted})"
+        )),
+        "{error}"
+    );
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(case.kind("fine"), "view");
+    assert_eq!(case.kind("wanders"), "none");
+}
+
+/// `incremental_strategy = 'append'` continues its table on ClickHouse,
+/// reading `this` through the adapter's own connection.
+#[test]
+fn an_incremental_model_appends_on_clickhouse() {
+    let Some(backend) = Backend::clickhouse("append") else {
+        return;
+    };
+    let case = Case::new(backend, EVENTS);
+    case.execute(
+        "create table raw_events (id Int64, kind String) ENGINE = MergeTree ORDER BY tuple();
+         insert into raw_events values (1, 'a'), (2, 'b')",
+    );
+    case.project.write(
+        "models/events.sql",
+        "-- config: materialized = 'incremental', incremental_strategy = 'append'\n\
+         select id, kind from app.raw_events\n\
+         where if_incremental(id > (select max(id) from this))",
+    );
+    let first = case.orbital(&["--json", "run"]).expect_code(0);
+    assert_eq!(first.statuses()["events"], "success");
+    case.execute("insert into raw_events values (3, 'c')");
+    let second = case.orbital(&["--json", "run"]).expect_code(0);
+    assert_eq!(second.statuses()["events"], "success");
+    assert_eq!(
+        case.query("select id, kind from events order by id"),
+        [r(&["1", "a"]), r(&["2", "b"]), r(&["3", "c"])]
+    );
+}
+
+/// A ClickHouse target that cannot be reached or refuses the credentials:
+/// a clear error naming the adapter (never the password), exit code 3.
+#[test]
+fn clickhouse_connection_faults_are_clear_errors() {
+    let Some(Backend::ClickHouse(db)) = Backend::clickhouse("faults") else {
+        return;
+    };
+    let address = clickhouse_address(&db);
+    let credentials = db
+        .server
+        .trim_start_matches("clickhouse://")
+        .split_once('@')
+        .map(|(c, _)| c.to_string())
+        .expect("credentials in the URL");
+    let project = support::TestProject::empty();
+    project.write("models/a.sql", "select 1 as x");
+    for (url, says) in [
+        (
+            format!("clickhouse://orbital:wrong-secret@{address}/{}", db.name),
+            "adapter `adapter-clickhouse`: Wrong password for user orbital",
+        ),
+        (
+            format!("clickhouse://{credentials}@{address}/no_such_database"),
+            "Database no_such_database doesn't exist",
+        ),
+        (
+            format!("clickhouse://orbital:wrong-secret@127.0.0.1:1/{}", db.name),
+            "ClickHouse's HTTP interface did not answer",
+        ),
+    ] {
+        project.write(
+            "orbital.toml",
+            &format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n"),
+        );
+        let run = project.orbital(&["run"]).expect_code(3);
+        assert!(run.stderr().contains(says), "{url}: {}", run.stderr());
+        assert!(!run.stderr().contains("wrong-secret"), "{}", run.stderr());
+    }
+    project.write(
+        "orbital.toml",
+        "name = \"x\"\n[targets.dev]\nurl = \"clickhouse2://h/db\"\n",
+    );
+    let refused = project.orbital(&["run"]).expect_code(2);
+    assert!(
+        refused
+            .stderr()
+            .contains("no installed adapter serves clickhouse2:// URLs")
+            && refused.stderr().contains("did you mean `clickhouse`"),
+        "{}",
+        refused.stderr()
     );
 }

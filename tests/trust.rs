@@ -55,6 +55,10 @@ fn physical(case: &Case, model: &str) -> String {
             "select table_name from information_schema.tables \
              where table_schema = database() and table_name like '{pattern}'"
         ),
+        Backend::ClickHouse(_) => format!(
+            "select name from system.tables \
+             where database = currentDatabase() and name like '{pattern}'"
+        ),
     };
     let rows = case.query(&sql);
     assert_eq!(rows.len(), 1, "builds of {model}: {rows:?}");
@@ -65,7 +69,9 @@ fn drop_table(case: &Case, name: &str) {
     match case.backend {
         Backend::Sqlite => case.execute(&format!("DROP TABLE \"{name}\"")),
         Backend::Postgres(_) => case.execute(&format!("DROP TABLE \"{name}\" CASCADE")),
-        Backend::MySql(_) => case.execute(&format!("DROP TABLE \"{name}\"")),
+        Backend::MySql(_) | Backend::ClickHouse(_) => {
+            case.execute(&format!("DROP TABLE \"{name}\""))
+        }
     }
 }
 
@@ -173,6 +179,7 @@ fn another_checkout_writing_the_warehouse_is_repaired(backend: Backend) {
         Backend::Sqlite => format!("sqlite://{}", case.project.database().display()),
         Backend::Postgres(db) => db.url.clone(),
         Backend::MySql(db) => db.url.clone(),
+        Backend::ClickHouse(db) => db.url.clone(),
     };
     other
         .write(

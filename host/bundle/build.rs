@@ -12,6 +12,7 @@ const FIRST_PARTY: &[&str] = &[
     "orbital-adapter-sqlite",
     "orbital-adapter-postgres",
     "orbital-adapter-mysql",
+    "orbital-adapter-clickhouse",
     "orbital-materialization-view",
     "orbital-materialization-table",
     "orbital-materialization-incremental",
@@ -26,6 +27,7 @@ const TEST_COMPONENTS: &[&str] = &[
     "orbital-test-spin",
     "orbital-test-hog",
     "orbital-test-range-tests",
+    "orbital-test-wanderer",
     "jaffle-macros",
     "orbital-example-audit-log",
 ];

@@ -49,10 +49,16 @@
 #![deny(missing_docs)]
 
 mod adapter;
+#[cfg(feature = "api-0-2")]
+mod connection;
+#[cfg(feature = "api-0-2")]
+pub mod http;
 mod macros;
 mod materialization;
 
 pub use adapter::{Adapter, AdapterExport, AdapterInfo, Swap, default_column_type};
+#[cfg(feature = "api-0-2")]
+pub use connection::{Connection, ConnectionExport, DbError, SessionOf};
 pub use macros::{Argument, Call, MacroExport, Macros, Position, Signature, catalog};
 pub use materialization::{
     Materialization, MaterializationExport, ModelTask, Outcome, build, config_columns, config_str,
@@ -100,6 +106,24 @@ pub mod __wit {
                 "orbital:plugin/types@0.1.0": crate::__wit::adapter::orbital::plugin::types,
                 "orbital:plugin/database@0.1.0": crate::__wit::materialization::orbital::plugin::database,
                 "orbital:plugin/dialect@0.1.0": crate::__wit::materialization::orbital::plugin::dialect,
+            },
+        });
+    }
+    /// A connection of an adapter's own (0.2.0). A connected adapter's
+    /// component exports this world and [`adapter`]'s: together they are
+    /// the `connected-adapter` world of `orbital:plugin@0.2.0`.
+    #[cfg(feature = "api-0-2")]
+    pub mod connection {
+        wit_bindgen::generate!({
+            inline: "package orbital:sdk; world connection-v0-2 { export orbital:plugin/connection@0.2.0; }",
+            world: "orbital:sdk/connection-v0-2",
+            path: ["../wit/orbital-plugin@0.1.0", "../wit/orbital-plugin@0.2.0"],
+            pub_export_macro: true,
+            export_macro_name: "__export_connection_world",
+            default_bindings_module: "orbital_sdk::__wit::connection",
+            with: {
+                "orbital:plugin/types@0.1.0": crate::__wit::adapter::orbital::plugin::types,
+                "orbital:plugin/database@0.1.0": crate::__wit::materialization::orbital::plugin::database,
             },
         });
     }

@@ -2,10 +2,12 @@
 //! the test's project, a fresh database on the PostgreSQL server
 //! `tests/bin/with-postgres` starts (`ORBITAL_TEST_POSTGRES_URL`), and one
 //! on the MariaDB server `tests/bin/with-mariadb` starts
-//! (`ORBITAL_TEST_MYSQL_URL`).
+//! (`ORBITAL_TEST_MYSQL_URL`), and one on the ClickHouse server
+//! `tests/bin/with-clickhouse` starts (`ORBITAL_TEST_CLICKHOUSE_URL`).
 //!
 //! Results are read independently of Orbital (sqlx for SQLite, `psql` for
-//! PostgreSQL, the `mariadb` client for MariaDB) and normalized so the same
+//! PostgreSQL, the `mariadb` client for MariaDB, `curl` to ClickHouse's
+//! HTTP interface) and normalized so the same
 //! rows compare equal on each: numbers as numbers (`48.00` and `48.0` are
 //! `48.00`), NULL as `NULL`.
 
@@ -20,6 +22,71 @@ pub enum Backend {
     Sqlite,
     Postgres(PgDatabase),
     MySql(MyDatabase),
+    ClickHouse(ChDatabase),
+}
+
+/// A database created for one test on the shared ClickHouse server,
+/// dropped after.
+pub struct ChDatabase {
+    pub server: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl Drop for ChDatabase {
+    fn drop(&mut self) {
+        let _ = clickhouse(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {}", self.name),
+        );
+    }
+}
+
+/// The ClickHouse server's URL (no database); in CI a missing server
+/// fails the test instead of skipping it.
+pub fn clickhouse_url() -> Option<String> {
+    match std::env::var("ORBITAL_TEST_CLICKHOUSE_URL") {
+        Ok(url) => Some(url.trim_end_matches('/').to_string()),
+        Err(_) if std::env::var_os("CI").is_some() => panic!(
+            "CI runs the conformance suite on ClickHouse: run the tests under tests/bin/with-servers"
+        ),
+        Err(_) => {
+            eprintln!("ORBITAL_TEST_CLICKHOUSE_URL is not set: ClickHouse case skipped");
+            None
+        }
+    }
+}
+
+/// Runs one statement on the server or database `url` names
+/// (`clickhouse://user:password@host:port[/database]`) through ClickHouse's
+/// HTTP interface; its rows as TabSeparated text, NULL as `\N`.
+pub fn clickhouse(url: &str, sql: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("clickhouse://")
+        .expect("a clickhouse:// URL");
+    let (credentials, rest) = rest.split_once('@').expect("credentials in the URL");
+    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+    let (host, database) = rest.split_once('/').unwrap_or((rest, "default"));
+    let endpoint = format!(
+        "http://{host}/?user={user}&password={password}&database={database}&join_default_strictness=ALL"
+    );
+    let output = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            &endpoint,
+            "--data-binary",
+            sql,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    match output.status.success() {
+        true => Ok(text),
+        false => Err(format!("{text}{}", String::from_utf8_lossy(&output.stderr))),
+    }
 }
 
 /// A database created for one test on the shared MariaDB server, dropped
@@ -164,11 +231,27 @@ impl Backend {
         Some(Self::MySql(MyDatabase { server, name, url }))
     }
 
+    /// A fresh ClickHouse database for test `test`, or `None` without a server.
+    pub fn clickhouse(test: &str) -> Option<Self> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let server = clickhouse_url()?;
+        let name = format!(
+            "orbital_{test}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        clickhouse(&server, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        let url = format!("{server}/{name}");
+        Some(Self::ClickHouse(ChDatabase { server, name, url }))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres(_) => "postgres",
             Backend::MySql(_) => "mysql",
+            Backend::ClickHouse(_) => "clickhouse",
         }
     }
 }
@@ -213,6 +296,7 @@ impl Case {
             Backend::Sqlite => "sqlite://target/jaffle_shop.db".to_string(),
             Backend::Postgres(db) => db.url.clone(),
             Backend::MySql(db) => db.url.clone(),
+            Backend::ClickHouse(db) => db.url.clone(),
         };
         project.write(
             "orbital.toml",
@@ -236,6 +320,12 @@ impl Case {
             Backend::MySql(db) => {
                 mariadb(&db.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
+            // One statement per request.
+            Backend::ClickHouse(db) => {
+                for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                    clickhouse(&db.url, statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
+                }
+            }
         }
     }
 
@@ -252,6 +342,18 @@ impl Case {
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
                 .lines()
                 .map(|line| line.split('|').map(str::to_string).collect())
+                .collect(),
+            Backend::ClickHouse(db) => clickhouse(&db.url, sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .lines()
+                .map(|line| {
+                    line.split('\t')
+                        .map(|cell| match cell {
+                            "\\N" => "NULL".to_string(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
                 .collect(),
         };
         rows.into_iter()
@@ -292,6 +394,17 @@ impl Case {
                     other => other.into(),
                 }
             }
+            Backend::ClickHouse(db) => {
+                let sql = format!(
+                    "SELECT if(engine = 'View', 'view', 'table') FROM system.tables \
+                     WHERE database = currentDatabase() AND name = '{name}'"
+                );
+                let kind = clickhouse(&db.url, &sql).unwrap_or_else(|e| panic!("{e}"));
+                match kind.trim() {
+                    "" => "none".into(),
+                    other => other.into(),
+                }
+            }
         }
     }
 
@@ -307,6 +420,10 @@ impl Case {
             Backend::MySql(_) => format!(
                 "select count(*) from information_schema.tables \
                  where table_schema = database() and table_name like '{pattern}'"
+            ),
+            Backend::ClickHouse(_) => format!(
+                "select count(*) from system.tables \
+                 where database = currentDatabase() and name like '{pattern}'"
             ),
         };
         self.scalar(&sql).parse().expect("a count")

@@ -32,6 +32,21 @@ macro_rules! on_each_backend {
     };
 }
 
+/// The cases of `on_each_backend!` a ClickHouse target can pass (see
+/// plugins/adapter-clickhouse/README.md for those left out, and why).
+#[allow(unused_macros)]
+macro_rules! on_clickhouse {
+    ($($case:ident),* $(,)?) => {
+        mod clickhouse {
+            $(#[test] fn $case() {
+                if let Some(backend) = super::Backend::clickhouse(stringify!($case)) {
+                    super::$case(backend)
+                }
+            })*
+        }
+    };
+}
+
 pub mod backends;
 pub mod daemon;
 

@@ -17,7 +17,7 @@ pub fn test_component(krate: &str) -> std::path::PathBuf {
 mod tests {
     #[test]
     fn every_first_party_plugin_is_a_component() {
-        assert_eq!(super::FIRST_PARTY.len(), 9);
+        assert_eq!(super::FIRST_PARTY.len(), 10);
         for (name, bytes) in super::FIRST_PARTY {
             // Component binaries start with the wasm magic and layer 1.
             assert_eq!(&bytes[..4], b"\0asm", "{name}");

@@ -641,11 +641,13 @@ fn restore_sigpipe() {
 }
 
 fn init_tracing(verbose: bool) {
-    // sqlx warns about every slow statement; building big tables is slow by design.
+    // sqlx warns about every slow statement; building big tables is slow by
+    // design. wasmtime's wasi:http warns of each failed connection, which a
+    // plugin's own error already reports.
     let default = if verbose {
-        "info,sqlx=warn"
+        "info,sqlx=warn,wasmtime_wasi_http=error"
     } else {
-        "warn,sqlx=error"
+        "warn,sqlx=error,wasmtime_wasi_http=error"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ORBITAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

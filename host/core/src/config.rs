@@ -115,9 +115,14 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
             redacted(url)
         )),
         Some(("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb", _)) => Ok(()),
-        Some((scheme, _)) => Err(format!(
-            "unsupported target URL scheme `{scheme}`: Orbital connects to sqlite://, postgres:// and mysql:// targets"
+        // Another scheme is an adapter plugin's to serve with its own
+        // connection: which one is known once plugins load.
+        Some((scheme, rest)) if is_scheme(scheme) && !rest.is_empty() => Ok(()),
+        Some((scheme, _)) if is_scheme(scheme) => Err(format!(
+            "`{}` names no server: write {scheme}://host:port/...",
+            redacted(url)
         )),
+        Some((scheme, _)) => Err(format!("`{scheme}` is not a URL scheme")),
         None if url.starts_with("sqlite:") => Err(format!(
             "`{url}` is not a SQLite URL: write sqlite://path/to/file.db"
         )),
@@ -125,6 +130,14 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
             "`{url}` is not a URL: write sqlite://path/to/file.db or postgres://user@host/database"
         )),
     }
+}
+
+/// A URL scheme as RFC 3986 spells one: a letter, then letters, digits,
+/// `+`, `-` or `.`.
+fn is_scheme(scheme: &str) -> bool {
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Whether the part of a server URL after `scheme://` has a database path.
@@ -624,10 +637,11 @@ tags = ["finance"]
                 "is not a SQLite URL",
             ),
             ("url = \"sqlite://\"", "orbital.toml:4:7", "names no file"),
+            ("url = \"oracle://\"", "orbital.toml:4:7", "names no server"),
             (
-                "url = \"oracle://db/x\"",
+                "url = \"ora cle://db\"",
                 "orbital.toml:4:7",
-                "unsupported target URL scheme `oracle`",
+                "is not a URL scheme",
             ),
             (
                 "url = \"mysql://ana:secret@db:3306\"",

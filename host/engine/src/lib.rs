@@ -23,6 +23,7 @@
 
 mod compile;
 mod components;
+mod connect;
 mod docs;
 mod error;
 mod events;
@@ -284,14 +285,26 @@ impl Engine {
         let opened = match link {
             Some(link) => {
                 let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
-                Warehouse::remote(link, scheme).await
+                Warehouse::remote(link, scheme).await.map_err(|source| {
+                    orbital_runner::RunnerError::Connect {
+                        target: target_name.to_string(),
+                        source,
+                    }
+                    .into()
+                })
             }
-            None => Warehouse::open(url, root, threads).await,
+            None if !connect::built_in(url) => {
+                self.plugin_warehouse(url, root, target_name, threads).await
+            }
+            None => Warehouse::open(url, root, threads).await.map_err(|source| {
+                orbital_runner::RunnerError::Connect {
+                    target: target_name.to_string(),
+                    source,
+                }
+                .into()
+            }),
         };
-        let warehouse = opened.map_err(|source| orbital_runner::RunnerError::Connect {
-            target: target_name.to_string(),
-            source,
-        })?;
+        let warehouse = opened?;
         if let Some(stale) = pools.insert(
             key,
             Pooled {

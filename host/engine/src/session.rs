@@ -389,7 +389,8 @@ impl Session {
             Some(w) if !self.always_verify => self.schema_unchanged(w),
             _ => false,
         };
-        let catalog = (warehouse.is_some() && !unchanged).then(|| {
+        // A plugin's own connection lists no catalog: the store is trusted.
+        let catalog = (warehouse.is_some() && !unchanged && database.lists_catalog()).then(|| {
             let database = database.clone();
             let schemas = self.catalog_schemas();
             tokio::spawn(async move { database.catalog(&schemas).await })

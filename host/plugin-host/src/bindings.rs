@@ -57,4 +57,18 @@ pub mod v0_2 {
             },
         });
     }
+
+    /// The `connected-adapter` world of 0.2.0: dialect SQL (0.1.0's, as
+    /// [`super::adapter`] binds it) and a connection of its own.
+    pub mod connected_adapter {
+        wasmtime::component::bindgen!({
+            path: ["../../wit/orbital-plugin@0.1.0", "../../wit/orbital-plugin@0.2.0"],
+            world: "orbital:plugin/connected-adapter@0.2.0",
+            exports: { default: async },
+            with: {
+                "orbital:plugin/types@0.1.0": crate::bindings::adapter::orbital::plugin::types,
+                "orbital:plugin/database@0.1.0": crate::bindings::materialization::orbital::plugin::database,
+            },
+        });
+    }
 }

@@ -17,6 +17,7 @@ use crate::bindings::macros::{Macros as MacrosBindings, MacrosPre};
 use crate::bindings::materialization::{
     Materialization as MaterializationBindings, MaterializationPre,
 };
+use crate::bindings::v0_2::connected_adapter::ConnectedAdapterPre;
 use crate::bindings::v0_2::materialization::MaterializationPre as MaterializationPreV0_2;
 use crate::bindings::v0_2::materialization::exports::orbital::plugin0_2_0::strategy as strategy_v0_2;
 use crate::error::PluginError;
@@ -71,6 +72,15 @@ pub struct MacroPlugin {
 pub struct Adapter {
     pub info: AdapterInfo,
     pre: AdapterPre<AdapterState>,
+    /// Its own connection (plugin API 0.2.0), when it brings one.
+    pub(crate) connected: Option<ConnectedAdapterPre<AdapterState>>,
+}
+
+impl Adapter {
+    /// Whether it connects to its database itself (see [`PluginHost::connect`]).
+    pub fn has_connection(&self) -> bool {
+        self.connected.is_some()
+    }
 }
 
 /// A compiled materialization, ready to instantiate.
@@ -91,6 +101,7 @@ impl Plugin {
     pub fn api_version(&self) -> &'static str {
         match self {
             Plugin::Materialization(m) if m.keeps_history.is_some() => "0.2.0",
+            Plugin::Adapter(a) if a.has_connection() => "0.2.0",
             _ => "0.1.0",
         }
     }
@@ -105,8 +116,8 @@ enum StrategyPre {
 
 /// Loads and runs plugins. Create one per process.
 pub struct PluginHost {
-    engine: Engine,
-    limits: Limits,
+    pub(crate) engine: Engine,
+    pub(crate) limits: Limits,
     adapter_linker: Linker<AdapterState>,
     task_linker: Linker<TaskState>,
     macro_linker: Linker<MacroState>,
@@ -122,6 +133,10 @@ impl PluginHost {
         let engine = Engine::new(&engine_config(&limits)).map_err(engine_error)?;
         let mut adapter_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(engine_error)?;
+        // Only an adapter's own connection is granted a network; others
+        // may import `wasi:http` and are refused every request.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
+            .map_err(engine_error)?;
         let mut task_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut task_linker).map_err(engine_error)?;
         MaterializationBindings::add_to_linker::<_, HasSelf<TaskState>>(
@@ -183,11 +198,7 @@ impl PluginHost {
     /// names it in errors until it names itself.
     pub async fn load(&self, label: &str, bytes: Vec<u8>) -> Result<Plugin, PluginError> {
         let component = self.compile(label, bytes).await?;
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
+        let exports = exports(&self.engine, &component);
         let exports_interface = |interface: &str, version: &str| {
             exports
                 .iter()
@@ -225,11 +236,22 @@ impl PluginHost {
         label: &str,
         component: &Component,
     ) -> Result<Adapter, PluginError> {
-        let pre = self
+        let instance_pre = self
             .adapter_linker
             .instantiate_pre(component)
-            .and_then(AdapterPre::new)
             .map_err(|e| wrong_world(label, "adapter", "0.1.0", e))?;
+        let pre = AdapterPre::new(instance_pre.clone())
+            .map_err(|e| wrong_world(label, "adapter", "0.1.0", e))?;
+        let connected = match exports(&self.engine, component)
+            .iter()
+            .any(|e| e == "orbital:plugin/connection@0.2.0")
+        {
+            true => Some(
+                ConnectedAdapterPre::new(instance_pre)
+                    .map_err(|e| wrong_world(label, "connected-adapter", "0.2.0", e))?,
+            ),
+            false => None,
+        };
         let mut session = AdapterSession {
             instance: instantiate_adapter(
                 &self.engine,
@@ -244,7 +266,11 @@ impl PluginHost {
         let info = session
             .call(async |dialect, store| dialect.call_describe(store).await)
             .await?;
-        Ok(Adapter { info, pre })
+        Ok(Adapter {
+            info,
+            pre,
+            connected,
+        })
     }
 
     async fn load_materialization(
@@ -471,6 +497,15 @@ impl PluginHost {
     }
 }
 
+/// The names a component exports, e.g. `orbital:plugin/dialect@0.1.0`.
+fn exports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
 fn engine_config(limits: &Limits) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     // Each call holds two component instances (materialization + adapter);
@@ -576,7 +611,7 @@ impl MacroSession {
 }
 
 /// Turns a failed call into what the user should read.
-fn classify(guard: &Guard, error: wasmtime::Error) -> PluginError {
+pub(crate) fn classify(guard: &Guard, error: wasmtime::Error) -> PluginError {
     classify_ref(guard, &error)
 }
 

@@ -16,14 +16,18 @@
 
 pub mod bindings;
 mod compiled;
+mod connection;
 mod engine;
 mod error;
+mod network;
 mod state;
 
+pub use connection::PluginConnection;
 pub use engine::{
     Adapter, AdapterSession, Limits, MacroPlugin, MacroSession, Materialization, Plugin, PluginHost,
 };
 pub use error::PluginError;
+pub use network::Grants;
 pub use state::{BoxFuture, Database, Interrupt};
 
 /// Values, relations, statements and the other WIT types, as Rust types.

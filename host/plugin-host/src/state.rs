@@ -9,6 +9,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::network::{GrantedHttp, Grants};
 
 use crate::bindings::adapter::Adapter as AdapterBindings;
 use crate::bindings::adapter::exports::orbital::plugin::dialect as adapter_dialect;
@@ -106,6 +109,13 @@ impl Guard {
         (self.memory_limit >> 20) as u64
     }
 
+    /// Makes `interrupt` the flag that stops this instance's calls (a
+    /// pooled connection serves one run after another).
+    pub fn set_interrupt(&mut self, interrupt: Interrupt) {
+        self.interrupt = interrupt;
+        self.interrupted = false;
+    }
+
     /// Starts the clock for a new export call.
     pub fn restart(&mut self) {
         self.started = Instant::now();
@@ -155,6 +165,23 @@ pub(crate) fn sandboxed_wasi(guard: &Guard) -> WasiCtx {
     builder.build()
 }
 
+/// [`sandboxed_wasi`] plus TCP to what `grants` allow (and name look-ups),
+/// and the real wall clock (a connection's protocols need the time).
+fn networked_wasi(guard: &Guard, grants: &Arc<Grants>) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    let check = grants.clone();
+    builder
+        .stderr(guard.stderr.clone())
+        .allow_tcp(true)
+        .allow_udp(false)
+        .allow_ip_name_lookup(true)
+        .socket_addr_check(move |address, use_| {
+            let allowed = check.check_socket(address, use_);
+            Box::pin(async move { allowed })
+        });
+    builder.build()
+}
+
 struct FrozenClock;
 
 impl wasmtime_wasi::HostWallClock for FrozenClock {
@@ -186,11 +213,15 @@ pub(crate) fn arm<T: Guarded>(store: &mut Store<T>) {
 }
 
 /// The store data of a plugin that reaches nothing but the host's pure
-/// imports: adapters (none) and macro plugins (the catalog).
+/// imports: adapters (none) and macro plugins (the catalog); or, for an
+/// adapter's own connection, the network its target grants.
 pub struct PureState {
     pub(crate) guard: Guard,
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    http_hooks: GrantedHttp,
+    pub(crate) grants: Arc<Grants>,
     /// For a macro call: the columns of the relations passed to it, which
     /// the host looked up before the call (see `orbital_core::catalog`).
     pub(crate) catalog: BTreeMap<String, Result<Vec<Column>, String>>,
@@ -203,11 +234,38 @@ pub type MacroState = PureState;
 
 impl PureState {
     pub(crate) fn new(guard: Guard) -> Self {
+        let grants = Grants::none();
         Self {
             wasi: sandboxed_wasi(&guard),
             guard,
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks: GrantedHttp(grants.clone()),
+            grants,
             catalog: BTreeMap::new(),
+        }
+    }
+
+    /// For an adapter's own connection: the network `grants` allow.
+    pub(crate) fn networked(guard: Guard, grants: Arc<Grants>) -> Self {
+        Self {
+            wasi: networked_wasi(&guard, &grants),
+            guard,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            http_hooks: GrantedHttp(grants.clone()),
+            grants,
+            catalog: BTreeMap::new(),
+        }
+    }
+}
+
+impl WasiHttpView for PureState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

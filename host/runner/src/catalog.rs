@@ -57,6 +57,16 @@ impl Catalog {
             .is_some_and(|e| e.kind == Kind::View && e.reads.len() == 1 && e.reads[0] == *physical)
     }
 
+    /// Notes what stands at `relation`, as an adapter's relation-kind
+    /// query said (a target that cannot list its catalog).
+    pub(crate) fn insert_kind(&mut self, relation: RelationName, kind: RelationKind) {
+        let kind = match kind {
+            RelationKind::Table => Kind::Table,
+            RelationKind::View => Kind::View,
+        };
+        self.insert(relation, kind, Vec::new());
+    }
+
     fn insert(&mut self, relation: RelationName, kind: Kind, reads: Vec<RelationName>) {
         self.relations.insert(relation, Entry { kind, reads });
     }
@@ -110,6 +120,16 @@ impl Warehouse {
     /// The tables and views of `schemas` (`None`: the connection's default
     /// schema, or SQLite's only one), in one query.
     pub async fn catalog(&self, schemas: &[Option<String>]) -> Result<Catalog, DbError> {
+        if !self.lists_catalog() {
+            return Err(DbError {
+                message: format!(
+                    "a {}:// target's adapter cannot list its relations",
+                    self.scheme()
+                ),
+                code: None,
+                transient: false,
+            });
+        }
         if self.is_sqlite() {
             return self.sqlite_catalog().await;
         }

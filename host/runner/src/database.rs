@@ -11,6 +11,7 @@ mod connections;
 mod lent;
 mod locks;
 mod mysql;
+mod plugin;
 mod postgres;
 pub mod remote;
 mod sqlite;
@@ -145,13 +146,16 @@ async fn install_progress_handler(
 /// cost O(n²) schema parsing). PostgreSQL and MySQL: the connection that
 /// opened it, then more as tasks overlap ([`connections`]).
 ///
-/// Remote: a target only a peer reaches ([`remote`]).
+/// Remote: a target only a peer reaches ([`remote`]). Plugin: a target
+/// whose adapter brings its own connection ([`plugin`]).
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Link),
     Postgres(connections::Connections<sqlx::Postgres>),
     MySql(connections::Connections<sqlx::MySql>),
     Remote(Arc<remote::Remote>),
+    /// A database the adapter connects to itself (plugin API 0.2.0).
+    Plugin(Arc<plugin::PluginLink>),
 }
 
 /// Which SQL Orbital's own statements are written in.
@@ -160,6 +164,8 @@ enum Flavor {
     Sqlite,
     Postgres,
     MySql,
+    /// Orbital's own statements go through the adapter's dialect.
+    Plugin,
 }
 
 /// Runs one statement on a connection or transaction of either backend;
@@ -383,9 +389,10 @@ impl Warehouse {
     }
 
     /// Whether opening `url` may start before the project is known to be
-    /// valid: it creates nothing (an existing SQLite file, or a server).
+    /// valid: it creates nothing (an existing SQLite file, or a server,
+    /// also one an adapter plugin connects to).
     pub fn opens_without_creating(url: &str, base: &Path) -> bool {
-        is_postgres(url) || is_mysql(url) || Self::existing_file(url, base).is_some()
+        !url.starts_with("sqlite:") || Self::existing_file(url, base).is_some()
     }
 
     /// What tells an existing SQLite warehouse file apart without opening
@@ -567,12 +574,40 @@ impl Warehouse {
     }
 
     /// The URL scheme of this warehouse's database.
-    pub fn scheme(&self) -> &'static str {
-        match self.flavor() {
-            Flavor::Sqlite => "sqlite",
-            Flavor::Postgres => "postgres",
-            Flavor::MySql => "mysql",
+    pub fn scheme(&self) -> &str {
+        match (&self.backend, self.flavor()) {
+            (Backend::Plugin(link), _) => &link.scheme,
+            (_, Flavor::Sqlite) => "sqlite",
+            (_, Flavor::Postgres) => "postgres",
+            (_, Flavor::MySql | Flavor::Plugin) => "mysql",
         }
+    }
+
+    /// A target whose adapter brings its own connection: `host` opens
+    /// sessions of `adapter`'s connection to `url` for target `target`,
+    /// at most `threads` at once, granted only `url`'s host and port.
+    pub async fn plugin(
+        host: Arc<orbital_plugin_host::PluginHost>,
+        adapter: Arc<orbital_plugin_host::Adapter>,
+        target: &str,
+        url: &str,
+        settings: Vec<(String, String)>,
+        threads: usize,
+    ) -> Result<Self, DatabaseError> {
+        let link = plugin::PluginLink::open(host, adapter, target, url, settings, threads).await?;
+        Ok(Self {
+            backend: Backend::Plugin(Arc::new(link)),
+            run: RunTag::default(),
+            interrupts: Arc::default(),
+            claims: Arc::default(),
+        })
+    }
+
+    /// Whether [`Warehouse::catalog`] can list the database's relations;
+    /// not for a plugin's own connection, whose adapter answers only what
+    /// stands at one name.
+    pub fn lists_catalog(&self) -> bool {
+        !matches!(self.backend, Backend::Plugin(_))
     }
 
     fn flavor(&self) -> Flavor {
@@ -582,6 +617,7 @@ impl Warehouse {
             Backend::MySql(_) => Flavor::MySql,
             Backend::Remote(remote) if remote.postgres => Flavor::Postgres,
             Backend::Remote(_) => Flavor::Sqlite,
+            Backend::Plugin(_) => Flavor::Plugin,
         }
     }
 
@@ -590,6 +626,9 @@ impl Warehouse {
     /// taken for another's (a deleted and recreated database is a new
     /// warehouse). `create` writes one if there is none.
     pub async fn warehouse_id(&self, create: bool) -> Result<Option<String>, DbError> {
+        if let Backend::Plugin(link) = &self.backend {
+            return link.warehouse_id(create, &self.run.interrupt).await;
+        }
         let probe = match self.flavor() {
             Flavor::Sqlite => {
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_orbital_warehouse'"
@@ -599,6 +638,7 @@ impl Warehouse {
                 "SELECT 1 FROM information_schema.tables \
                  WHERE table_schema = DATABASE() AND table_name = '_orbital_warehouse'"
             }
+            Flavor::Plugin => unreachable!("a plugin's connection returned above"),
         };
         if !self.query(plain(probe)).await?.rows.is_empty() {
             let rows = self
@@ -650,7 +690,7 @@ impl Warehouse {
     /// MySQL's metadata locks keep them apart).
     fn bookkeeping(&self) -> (&'static str, Option<Statement>) {
         match self.flavor() {
-            Flavor::Sqlite | Flavor::MySql => ("?", None),
+            Flavor::Sqlite | Flavor::MySql | Flavor::Plugin => ("?", None),
             Flavor::Postgres => (
                 "$1",
                 Some(plain(&format!(
@@ -666,6 +706,9 @@ impl Warehouse {
     /// environment the higher version is the later change. Called with the
     /// environment's lock held, so no other writer bumps it meanwhile.
     pub async fn bump_environment(&self, env: &str) -> Result<u64, DbError> {
+        if let Backend::Plugin(link) = &self.backend {
+            return link.bump_environment(env, &self.run.interrupt).await;
+        }
         let (placeholder, lock) = self.bookkeeping();
         let (key_type, upsert) = match self.flavor() {
             // MySQL keys a text column only by a prefix: a bounded name.
@@ -673,7 +716,7 @@ impl Warehouse {
                 "VARCHAR(255)",
                 "ON DUPLICATE KEY UPDATE version = version + 1",
             ),
-            Flavor::Sqlite | Flavor::Postgres => (
+            Flavor::Sqlite | Flavor::Postgres | Flavor::Plugin => (
                 "TEXT",
                 "ON CONFLICT (name) DO UPDATE SET version = _orbital_environments.version + 1",
             ),
@@ -752,6 +795,8 @@ impl Warehouse {
                     .store(self.run.id, Ordering::SeqCst);
                 Ok(())
             }
+            // The flag set above stops the sessions' calls.
+            Backend::Plugin(_) => Ok(()),
             Backend::Remote(remote) => {
                 match remote.call(self.run.id, WarehouseOp::Interrupt).await? {
                     WarehouseAnswer::Done => Ok(()),
@@ -856,6 +901,7 @@ impl Warehouse {
             Backend::Sqlite(link) => link.close().await,
             Backend::Postgres(connections) => connections.close().await,
             Backend::MySql(connections) => connections.close().await,
+            Backend::Plugin(link) => link.close().await,
             // The peer keeps its pool.
             Backend::Remote(_) => {}
         }
@@ -901,6 +947,7 @@ impl Warehouse {
             }
             // The peer retried what it could.
             Backend::Remote(remote) => Ok(remote.execute(self.run.id, statement).await?),
+            Backend::Plugin(link) => link.execute(statement, &self.run.interrupt).await,
         }
     }
 
@@ -950,6 +997,7 @@ impl Warehouse {
                     .map(|rows| with_columns(mysql::row_set(&rows), empty))
             }
             Backend::Remote(remote) => Ok(remote.query(self.run.id, statement).await?),
+            Backend::Plugin(link) => link.query(statement, &self.run.interrupt).await,
         }
     }
 
@@ -991,6 +1039,9 @@ impl Warehouse {
             }
             Backend::Remote(remote) => {
                 affected = remote.transaction(self.run.id, statements).await?;
+            }
+            Backend::Plugin(link) => {
+                affected = link.transaction(statements, &self.run.interrupt).await?;
             }
         }
         Ok(affected)

@@ -7,7 +7,9 @@
 //! touched here.
 
 use orbital_core::dag::RelationName;
-use orbital_plugin_host::types::Statement;
+use orbital_plugin_host::types::{RelationKind, Statement, Value};
+
+use crate::Catalog;
 
 use crate::error::RunnerError;
 use crate::execute::wit_relation;
@@ -72,11 +74,14 @@ pub async fn publish(plugins: &LoadedPlugins, changes: &[Publish]) -> Result<(),
         .collect();
     wanted.sort();
     wanted.dedup();
-    let catalog = plugins
-        .database
-        .catalog(&wanted)
-        .await
-        .map_err(|e| RunnerError::Publish(e.message))?;
+    let catalog = match plugins.database.lists_catalog() {
+        true => plugins
+            .database
+            .catalog(&wanted)
+            .await
+            .map_err(|e| RunnerError::Publish(e.message))?,
+        false => kinds_at(plugins, &mut dialect, &changes).await?,
+    };
     let mut statements = schema_statements(&mut dialect, schemas).await?;
     for change in changes {
         let relation = wit_relation(change.relation());
@@ -97,6 +102,36 @@ pub async fn publish(plugins: &LoadedPlugins, changes: &[Publish]) -> Result<(),
         }
     }
     in_one_transaction(plugins, statements).await
+}
+
+/// What stands at each change's name, asked of the adapter one name at a
+/// time: for a target that cannot list its catalog.
+async fn kinds_at(
+    plugins: &LoadedPlugins,
+    dialect: &mut orbital_plugin_host::AdapterSession,
+    changes: &[&Publish],
+) -> Result<Catalog, RunnerError> {
+    let mut catalog = Catalog::default();
+    for change in changes {
+        let relation = wit_relation(change.relation());
+        let query = dialect
+            .call(async |d, s| d.call_relation_kind_query(s, &relation).await)
+            .await?;
+        let rows = plugins
+            .database
+            .query(query)
+            .await
+            .map_err(|e| RunnerError::Publish(e.message))?;
+        let kind = match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Text(kind)) if kind == "view" => Some(RelationKind::View),
+            Some(Value::Text(kind)) if kind == "table" => Some(RelationKind::Table),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            catalog.insert_kind(change.relation().clone(), kind);
+        }
+    }
+    Ok(catalog)
 }
 
 /// Creates `schemas` where they do not exist (before building into them).

@@ -275,7 +275,9 @@ impl Warehouse {
                     other => Err(remote.unexpected(&other)),
                 };
             }
-            Backend::Sqlite(_) => {
+            // A plugin's own connection has no lock to take: the
+            // project's file lock keeps its runs apart.
+            Backend::Sqlite(_) | Backend::Plugin(_) => {
                 return Ok(Some(RunLock {
                     held: Held::Nothing,
                 }));

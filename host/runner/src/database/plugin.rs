@@ -1,0 +1,342 @@
+//! A target whose adapter brings its own connection (plugin API 0.2.0):
+//! the adapter's sessions, pooled here as the sqlx pools pool theirs, and
+//! Orbital's own bookkeeping tables written in the adapter's dialect.
+//!
+//! What such a target does not get: cross-process run locks and build
+//! claims (a run takes this process's locks and the project's file lock),
+//! and a catalog listing (the store is trusted, and publishing asks the
+//! adapter what stands at each view's name).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orbital_plugin_host::types::{
+    Column, DbError, LogicalType, Relation, RowSet, Statement, Value,
+};
+use orbital_plugin_host::{
+    Adapter, AdapterSession, Grants, Interrupt, PluginConnection, PluginError, PluginHost,
+};
+
+use super::{CANCELLED, Failed, plain};
+use crate::error::DatabaseError;
+
+/// Calls the adapter's dialect export `$call` on the link's instance.
+macro_rules! dialect {
+    ($link:ident, $call:ident ( $($arg:expr),* )) => {
+        $link
+            .dialect
+            .lock()
+            .await
+            .call(async |d, s| d.$call(s $(, $arg)*).await)
+            .await
+            .map_err(plugin_error)
+    };
+}
+
+/// The sessions of one target's plugin connection.
+pub(crate) struct PluginLink {
+    host: Arc<PluginHost>,
+    adapter: Arc<Adapter>,
+    url: String,
+    settings: Vec<(String, String)>,
+    grants: Arc<Grants>,
+    /// The URL scheme, as `orbital.toml` writes it.
+    pub(super) scheme: String,
+    idle: Mutex<Vec<PluginConnection>>,
+    /// At most this many sessions at once.
+    permits: tokio::sync::Semaphore,
+    /// An adapter instance for the host's own dialect SQL.
+    dialect: tokio::sync::Mutex<AdapterSession>,
+}
+
+impl PluginLink {
+    /// Opens the first session, so a wrong URL or password fails here.
+    pub(crate) async fn open(
+        host: Arc<PluginHost>,
+        adapter: Arc<Adapter>,
+        target: &str,
+        url: &str,
+        settings: Vec<(String, String)>,
+        threads: usize,
+    ) -> Result<Self, DatabaseError> {
+        let plugin = adapter.info.plugin.name.clone();
+        let grants = Grants::for_target(target, url)
+            .await
+            .map_err(DatabaseError::Url)?;
+        let plugin_failed = |e: PluginError| DatabaseError::Url(e.to_string());
+        let first = host
+            .connect(&adapter, url, &settings, grants.clone())
+            .await
+            .map_err(plugin_failed)?
+            .map_err(|e| DatabaseError::Url(format!("adapter `{plugin}`: {}", e.message)))?;
+        let dialect = host
+            .adapter_session(&adapter)
+            .await
+            .map_err(plugin_failed)?;
+        let scheme = url.split_once("://").map_or(url, |(s, _)| s).to_string();
+        Ok(Self {
+            host,
+            adapter,
+            url: url.to_string(),
+            settings,
+            grants,
+            scheme,
+            idle: Mutex::new(vec![first]),
+            permits: tokio::sync::Semaphore::new(threads.max(1)),
+            dialect: tokio::sync::Mutex::new(dialect),
+        })
+    }
+
+    /// Runs `call` on an idle session (or a new one), racing `interrupt`.
+    /// A session whose call failed in the plugin, or was interrupted, is
+    /// dropped: its instance may be left mid-call.
+    async fn with_session<R>(
+        &self,
+        interrupt: &Interrupt,
+        call: impl AsyncFnOnce(&mut PluginConnection) -> Result<Result<R, DbError>, PluginError>,
+    ) -> Result<R, Failed> {
+        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut session = match idle {
+            Some(session) => session,
+            None => self
+                .host
+                .connect(
+                    &self.adapter,
+                    &self.url,
+                    &self.settings,
+                    self.grants.clone(),
+                )
+                .await
+                .map_err(|e| Failed::from(plugin_error(e)))?
+                .map_err(Failed::from)?,
+        };
+        let result = tokio::select! {
+            result = call(&mut session) => result,
+            () = interrupted(interrupt) => return Err(Failed::from(cancelled())),
+        };
+        match result {
+            Ok(answer) => {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(session);
+                answer.map_err(Failed::from)
+            }
+            Err(error) => Err(Failed::from(plugin_error(error))),
+        }
+    }
+
+    pub(super) async fn execute(
+        &self,
+        statement: &Statement,
+        interrupt: &Interrupt,
+    ) -> Result<u64, Failed> {
+        self.with_session(interrupt, async |s| s.execute(statement, interrupt).await)
+            .await
+    }
+
+    pub(super) async fn query(
+        &self,
+        statement: &Statement,
+        interrupt: &Interrupt,
+    ) -> Result<RowSet, Failed> {
+        self.with_session(interrupt, async |s| s.query(statement, interrupt).await)
+            .await
+    }
+
+    pub(super) async fn transaction(
+        &self,
+        statements: &[Statement],
+        interrupt: &Interrupt,
+    ) -> Result<Vec<u64>, Failed> {
+        self.with_session(interrupt, async |s| {
+            s.transaction(statements, interrupt).await
+        })
+        .await
+    }
+
+    /// Closes every idle session.
+    pub(super) async fn close(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for session in idle {
+            session.close().await;
+        }
+    }
+
+    /// Whether `table` (in the session's database) exists, by the
+    /// adapter's relation-kind query.
+    async fn exists(&self, table: &str, interrupt: &Interrupt) -> Result<bool, DbError> {
+        let relation = own_table(table);
+        let query = dialect!(self, call_relation_kind_query(&relation))?;
+        Ok(!self
+            .query(&query, interrupt)
+            .await
+            .map_err(|f| f.error)?
+            .rows
+            .is_empty())
+    }
+
+    /// Creates Orbital's table `table` with `columns` of portable types,
+    /// by the adapter's `create-table`.
+    async fn create(
+        &self,
+        table: &str,
+        columns: &[(&str, LogicalType)],
+        interrupt: &Interrupt,
+    ) -> Result<(), DbError> {
+        let mut typed = Vec::with_capacity(columns.len());
+        for (name, logical) in columns {
+            let logical = *logical;
+            typed.push(Column {
+                name: (*name).to_string(),
+                data_type: dialect!(self, call_column_type(logical))?,
+            });
+        }
+        let relation = own_table(table);
+        let statements = dialect!(self, call_create_table(&relation, &typed))?;
+        for statement in &statements {
+            self.execute(statement, interrupt)
+                .await
+                .map_err(|f| f.error)?;
+        }
+        Ok(())
+    }
+
+    /// The warehouse's id from `_orbital_warehouse`, written first when
+    /// `create` (see [`super::Warehouse::warehouse_id`]).
+    pub(super) async fn warehouse_id(
+        &self,
+        create: bool,
+        interrupt: &Interrupt,
+    ) -> Result<Option<String>, DbError> {
+        let read = plain("SELECT id FROM _orbital_warehouse LIMIT 1");
+        if self.exists("_orbital_warehouse", interrupt).await? {
+            let rows = self.query(&read, interrupt).await.map_err(|f| f.error)?;
+            if let Some(Value::Text(id)) = rows.rows.first().and_then(|r| r.first()) {
+                return Ok(Some(id.clone()));
+            }
+        } else if create {
+            self.create(
+                "_orbital_warehouse",
+                &[("id", LogicalType::Text)],
+                interrupt,
+            )
+            .await?;
+        }
+        if !create {
+            return Ok(None);
+        }
+        let mut insert = plain("INSERT INTO _orbital_warehouse (id) VALUES (?)");
+        insert.params = vec![Value::Text(super::new_warehouse_id())];
+        self.execute(&insert, interrupt)
+            .await
+            .map_err(|f| f.error)?;
+        match self
+            .query(&read, interrupt)
+            .await
+            .map_err(|f| f.error)?
+            .rows
+            .first()
+        {
+            Some(row) => match row.first() {
+                Some(Value::Text(id)) => Ok(Some(id.clone())),
+                other => Err(bookkeeping(format!("_orbital_warehouse holds {other:?}"))),
+            },
+            None => Err(bookkeeping(
+                "_orbital_warehouse holds no id after writing one".into(),
+            )),
+        }
+    }
+
+    /// Environment `env`'s next version: a row appended to
+    /// `_orbital_environments` (a database without `UPDATE` can keep it).
+    pub(super) async fn bump_environment(
+        &self,
+        env: &str,
+        interrupt: &Interrupt,
+    ) -> Result<u64, DbError> {
+        if !self.exists("_orbital_environments", interrupt).await? {
+            self.create(
+                "_orbital_environments",
+                &[
+                    ("name", LogicalType::Text),
+                    ("version", LogicalType::Integer),
+                ],
+                interrupt,
+            )
+            .await?;
+        }
+        let mut read = plain("SELECT max(version) FROM _orbital_environments WHERE name = ?");
+        read.params = vec![Value::Text(env.to_string())];
+        let current = match self
+            .query(&read, interrupt)
+            .await
+            .map_err(|f| f.error)?
+            .rows
+            .first()
+            .and_then(|r| r.first())
+        {
+            Some(Value::Integer(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(Value::Null) | None => 0,
+            Some(other) => return Err(bookkeeping(format!("max(version) returned {other:?}"))),
+        };
+        let next = current + 1;
+        let mut insert = plain("INSERT INTO _orbital_environments (name, version) VALUES (?, ?)");
+        insert.params = vec![
+            Value::Text(env.to_string()),
+            Value::Integer(i64::try_from(next).unwrap_or(i64::MAX)),
+        ];
+        self.execute(&insert, interrupt)
+            .await
+            .map_err(|f| f.error)?;
+        Ok(next)
+    }
+}
+
+fn own_table(identifier: &str) -> Relation {
+    Relation {
+        database: None,
+        schema: None,
+        identifier: identifier.to_string(),
+    }
+}
+
+/// Resolves once `interrupt` is set.
+async fn interrupted(interrupt: &Interrupt) {
+    while !interrupt.is_set() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn cancelled() -> DbError {
+    DbError {
+        message: "canceling statement: the run was cancelled".into(),
+        code: Some(CANCELLED.into()),
+        transient: false,
+    }
+}
+
+fn closed() -> DbError {
+    DbError {
+        message: "the target's connections are closed".into(),
+        code: None,
+        transient: false,
+    }
+}
+
+fn plugin_error(error: PluginError) -> DbError {
+    DbError {
+        message: error.to_string(),
+        code: Some(error.code().into()),
+        transient: false,
+    }
+}
+
+fn bookkeeping(message: String) -> DbError {
+    DbError {
+        message,
+        code: None,
+        transient: false,
+    }
+}
