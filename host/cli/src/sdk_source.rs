@@ -24,6 +24,11 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../sdk/src/macros.rs"),
     ),
     (
+        "sdk/src/connection.rs",
+        include_str!("../../../sdk/src/connection.rs"),
+    ),
+    ("sdk/src/http.rs", include_str!("../../../sdk/src/http.rs")),
+    (
         "wit/orbital-plugin@0.1.0/plugin.wit",
         include_str!("../../../wit/orbital-plugin@0.1.0/plugin.wit"),
     ),

@@ -12,7 +12,13 @@
 //! crate links in for it. A macro plugin gets no database: one instance
 //! ([`MacroSession`]) expands every call of a compile.
 //!
-//! May depend on wasmtime and tokio; never on a database driver or the core.
+//! Plugin API 0.1.0 and 0.2.0 components load side by side. An adapter of
+//! 0.2.0 may bring its own connection ([`PluginConnection`]): the only
+//! instances granted a network, and only what the target's [`Grants`]
+//! allow (`wasi:sockets` and `wasi:http`).
+//!
+//! May depend on wasmtime, wasmtime-wasi(-http) and tokio; never on a
+//! database driver or the core.
 
 pub mod bindings;
 mod compiled;
