@@ -748,9 +748,7 @@ fn mysql_connection_faults_are_clear_errors() {
         .rsplit_once('@')
         .map(|(_, address)| (address.to_string(), ()))
         .expect("a user in the URL");
-    let project = support::TestProject::empty();
-    project.write("models/a.sql", "select 1 as x");
-    for (url, says) in [
+    connection_faults_are_clear(&[
         (
             format!("mysql://orbital:wrong-secret@{address}/{}", db.name),
             "refused the credentials",
@@ -763,15 +761,7 @@ fn mysql_connection_faults_are_clear_errors() {
             format!("mysql://orbital:wrong-secret@127.0.0.1:1/{}", db.name),
             "cannot reach the MySQL server at mysql://orbital:***@127.0.0.1:1/",
         ),
-    ] {
-        project.write(
-            "orbital.toml",
-            &format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n"),
-        );
-        let run = project.orbital(&["run"]).expect_code(3);
-        assert!(run.stderr().contains(says), "{url}: {}", run.stderr());
-        assert!(!run.stderr().contains("wrong-secret"), "{}", run.stderr());
-    }
+    ]);
     assert_eq!(
         support::backends::mariadb(
             &db.url,
@@ -781,6 +771,23 @@ fn mysql_connection_faults_are_clear_errors() {
         .trim(),
         "0"
     );
+}
+
+/// Runs a one-model project on each target URL: exit code 3, the error
+/// says what it should, and never the password `wrong-secret`.
+fn connection_faults_are_clear(cases: &[(String, &str)]) -> support::TestProject {
+    let project = support::TestProject::empty();
+    project.write("models/a.sql", "select 1 as x");
+    for (url, says) in cases {
+        project.write(
+            "orbital.toml",
+            &format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n"),
+        );
+        let run = project.orbital(&["run"]).expect_code(3);
+        assert!(run.stderr().contains(says), "{url}: {}", run.stderr());
+        assert!(!run.stderr().contains("wrong-secret"), "{}", run.stderr());
+    }
+    project
 }
 
 /// `sharded_table` on a target that is not MariaDB with Spider fails the
@@ -918,9 +925,7 @@ fn clickhouse_connection_faults_are_clear_errors() {
         .split_once('@')
         .map(|(c, _)| c.to_string())
         .expect("credentials in the URL");
-    let project = support::TestProject::empty();
-    project.write("models/a.sql", "select 1 as x");
-    for (url, says) in [
+    let project = connection_faults_are_clear(&[
         (
             format!("clickhouse://orbital:wrong-secret@{address}/{}", db.name),
             "adapter `adapter-clickhouse`: Wrong password for user orbital",
@@ -933,15 +938,16 @@ fn clickhouse_connection_faults_are_clear_errors() {
             format!("clickhouse://orbital:wrong-secret@127.0.0.1:1/{}", db.name),
             "ClickHouse's HTTP interface did not answer",
         ),
-    ] {
-        project.write(
-            "orbital.toml",
-            &format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n"),
-        );
-        let run = project.orbital(&["run"]).expect_code(3);
-        assert!(run.stderr().contains(says), "{url}: {}", run.stderr());
-        assert!(!run.stderr().contains("wrong-secret"), "{}", run.stderr());
-    }
+    ]);
+    assert_eq!(
+        support::backends::clickhouse(
+            &db.url,
+            "select count() from system.tables where database = currentDatabase()"
+        )
+        .unwrap()
+        .trim(),
+        "0"
+    );
     project.write(
         "orbital.toml",
         "name = \"x\"\n[targets.dev]\nurl = \"clickhouse2://h/db\"\n",

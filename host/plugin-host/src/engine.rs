@@ -283,26 +283,15 @@ impl PluginHost {
             .instantiate_pre(component)
             .and_then(MaterializationPre::new)
             .map_err(|e| wrong_world(label, "materialization", "0.1.0", e))?;
-        // Describing needs an instance; it gets a database that refuses everything.
-        let (info, strategy) = {
-            let mut store = self
-                .task_store(label, Arc::new(NoDatabase), None, &Interrupt::default())
-                .await?;
-            let bindings = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| classify(&store.data().guard, e))?;
-            let strategy_api = bindings.orbital_plugin_strategy();
-            let info = strategy_api
-                .call_describe(&mut store)
-                .await
-                .map_err(|e| classify(&store.data().guard, e))?;
-            let strategy = strategy_api
-                .call_strategy_name(&mut store)
-                .await
-                .map_err(|e| classify(&store.data().guard, e))?;
-            (info, strategy)
-        };
+        let mut store = self.describing_store(label).await?;
+        let (info, strategy) = async {
+            let bindings = pre.instantiate_async(&mut store).await?;
+            let api = bindings.orbital_plugin_strategy();
+            let info = api.call_describe(&mut store).await?;
+            wasmtime::Result::Ok((info, api.call_strategy_name(&mut store).await?))
+        }
+        .await
+        .map_err(|e| classify(&store.data().guard, e))?;
         Ok(Materialization {
             info,
             strategy,
@@ -321,9 +310,7 @@ impl PluginHost {
             .instantiate_pre(component)
             .and_then(MaterializationPreV0_2::new)
             .map_err(|e| wrong_world(label, "materialization", "0.2.0", e))?;
-        let mut store = self
-            .task_store(label, Arc::new(NoDatabase), None, &Interrupt::default())
-            .await?;
+        let mut store = self.describing_store(label).await?;
         let described = async {
             let bindings = pre.instantiate_async(&mut store).await?;
             bindings
@@ -339,6 +326,13 @@ impl PluginHost {
             keeps_history: Some(described.keeps_history),
             pre: StrategyPre::V0_2(pre),
         })
+    }
+
+    /// A store to describe a materialization in: describing needs an
+    /// instance, which gets a database that refuses everything.
+    async fn describing_store(&self, label: &str) -> Result<Store<TaskState>, PluginError> {
+        self.task_store(label, Arc::new(NoDatabase), None, &Interrupt::default())
+            .await
     }
 
     async fn load_macros(
