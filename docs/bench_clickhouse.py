@@ -8,10 +8,10 @@ HTTP interface from one keep-alive Python connection.
 - seed: `orbital seed` of one CSV of SEED_ROWS rows (id, name, amount,
   day), against ClickHouse's own CSV ingestion of the same file
   (`INSERT INTO ... FORMAT CSV`, one request);
-- models: `orbital run` of 100 table models over a 10-row seed, each round
-  in a fresh database and project state, against a replay of the
-  statements the `table` materialization sends for each model (CREATE
-  TABLE AS, then a count) on one connection.
+- models: `orbital run` of 100 table models over a 10-row seed with
+  `threads = 1`, each round in a fresh database and project state,
+  against a replay of the statements the `table` materialization sends
+  for each model (CREATE TABLE AS, then a count) on one connection.
 
 Each round uses a fresh database; peak memory is the orbital process's.
 """
@@ -19,7 +19,6 @@ Each round uses a fresh database; peak memory is the orbital process's.
 import base64
 import http.client
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,22 +68,25 @@ def fresh_database(name):
 
 def orbital(project, *args):
     """Wall seconds and peak KiB of one orbital process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run(
-        [ORBITAL, *args], cwd=project, check=True, stdout=subprocess.DEVNULL
+    timed = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", ORBITAL, *args],
+        cwd=project,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return elapsed, max(peak, before)
+    return elapsed, int(timed.stderr.strip().splitlines()[-1])
 
 
-def project(folder, database):
+def project(folder, database, threads=4):
     os.makedirs(os.path.join(folder, "seeds"), exist_ok=True)
     os.makedirs(os.path.join(folder, "models"), exist_ok=True)
     with open(os.path.join(folder, "orbital.toml"), "w") as f:
         f.write(
-            f'name = "bench"\n[targets.dev]\nurl = "{SERVER}/{database}"\nthreads = 4\n'
+            f'name = "bench"\n[targets.dev]\nurl = "{SERVER}/{database}"\nthreads = {threads}\n'
             '[seeds.rows.column-types]\namount = "numeric"\nday = "date"\n'
         )
 
@@ -124,7 +126,9 @@ def models_round(work, round_):
     database = f"bench_models_{round_}"
     fresh_database(database)
     folder = os.path.join(work, f"models{round_}")
-    project(folder, database)
+    # One at a time, as the replay sends them: the difference is what
+    # each task costs beyond ClickHouse's own work.
+    project(folder, database, threads=1)
     write_seed(os.path.join(folder, "seeds", "rows.csv"), 10)
     orbital(folder, "seed")
     for i in range(MODELS):
