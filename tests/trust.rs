@@ -531,7 +531,7 @@ fn bad_input_is_refused_before_anything_is_written() {
         ("sqlite://", "orbital.toml:3:7: `sqlite://` names no file"),
         (
             "oracle://db/x",
-            "orbital.toml:3:7: unsupported target URL scheme `oracle`",
+            "orbital.toml:3:1: target `dev`: no installed adapter serves oracle:// URLs (served: clickhouse, mariadb, mysql, postgres, postgresql, sqlite)",
         ),
     ] {
         project.write(

@@ -472,6 +472,13 @@ pub(crate) fn location_in_file(root: &Path, after: &str, needle: &str) -> Locati
     Location::new(FILE_NAME, line, column)
 }
 
+/// Where target `target`'s `url` is written in the orbital.toml of the
+/// project at `root` (1:1 when it cannot be found): for errors about the
+/// URL that only a later step can make, such as which plugin serves it.
+pub fn target_url_location(root: &Path, target: &str) -> Location {
+    location_in_file(root, &format!("[targets.{target}]"), "url")
+}
+
 /// Letters, digits, `_` and `-`.
 pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()

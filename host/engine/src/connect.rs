@@ -61,7 +61,8 @@ impl Engine {
             let hint =
                 orbital_core::did_you_mean(scheme, schemes.iter().map(String::as_str), 2, true);
             return Err(EngineError::Usage(format!(
-                "target `{target_name}`: no installed adapter serves {scheme}:// URLs (served: {}){hint}",
+                "{}: target `{target_name}`: no installed adapter serves {scheme}:// URLs (served: {}){hint}",
+                orbital_core::config::target_url_location(root, target_name),
                 schemes.join(", ")
             )));
         };
