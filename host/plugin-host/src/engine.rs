@@ -119,6 +119,9 @@ pub struct PluginHost {
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
     adapter_linker: Linker<AdapterState>,
+    /// [`Self::adapter_linker`] plus `wasi:http`, for adapters with their
+    /// own connection only; made on first use.
+    connected_linker: std::sync::OnceLock<Result<Linker<AdapterState>, String>>,
     task_linker: Linker<TaskState>,
     macro_linker: Linker<MacroState>,
     /// Components compiled by this host, by the blake3 hash of their bytes:
@@ -133,10 +136,6 @@ impl PluginHost {
         let engine = Engine::new(&engine_config(&limits)).map_err(engine_error)?;
         let mut adapter_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut adapter_linker).map_err(engine_error)?;
-        // Only an adapter's own connection is granted a network; others
-        // may import `wasi:http` and are refused every request.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut adapter_linker)
-            .map_err(engine_error)?;
         let mut task_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut task_linker).map_err(engine_error)?;
         MaterializationBindings::add_to_linker::<_, HasSelf<TaskState>>(
@@ -153,6 +152,7 @@ impl PluginHost {
             engine,
             limits,
             adapter_linker,
+            connected_linker: std::sync::OnceLock::new(),
             task_linker,
             macro_linker,
             compiled: Default::default(),
@@ -236,16 +236,21 @@ impl PluginHost {
         label: &str,
         component: &Component,
     ) -> Result<Adapter, PluginError> {
-        let instance_pre = self
-            .adapter_linker
+        let has_connection = exports(&self.engine, component)
+            .iter()
+            .any(|e| e == "orbital:plugin/connection@0.2.0");
+        // Only an adapter with its own connection may import `wasi:http`
+        // (and is granted only its target's host when it connects).
+        let linker = match has_connection {
+            true => self.connected_linker()?,
+            false => &self.adapter_linker,
+        };
+        let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|e| wrong_world(label, "adapter", "0.1.0", e))?;
         let pre = AdapterPre::new(instance_pre.clone())
             .map_err(|e| wrong_world(label, "adapter", "0.1.0", e))?;
-        let connected = match exports(&self.engine, component)
-            .iter()
-            .any(|e| e == "orbital:plugin/connection@0.2.0")
-        {
+        let connected = match has_connection {
             true => Some(
                 ConnectedAdapterPre::new(instance_pre)
                     .map_err(|e| wrong_world(label, "connected-adapter", "0.2.0", e))?,
@@ -326,6 +331,18 @@ impl PluginHost {
             keeps_history: Some(described.keeps_history),
             pre: StrategyPre::V0_2(pre),
         })
+    }
+
+    fn connected_linker(&self) -> Result<&Linker<AdapterState>, PluginError> {
+        self.connected_linker
+            .get_or_init(|| {
+                let mut linker = self.adapter_linker.clone();
+                wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok(linker)
+            })
+            .as_ref()
+            .map_err(|message| PluginError::Engine(message.clone().into()))
     }
 
     /// A store to describe a materialization in: describing needs an
