@@ -48,7 +48,7 @@ pub(crate) fn components(
 fn bundled_components() -> Vec<Component> {
     orbital_bundle::FIRST_PARTY
         .iter()
-        .map(|(name, bytes)| Component::new(format!("bundled:{name}"), bytes.to_vec(), true))
+        .map(|(name, bytes)| Component::new(format!("bundled:{name}"), *bytes, true))
         .collect()
 }
 

@@ -26,6 +26,10 @@ use crate::state::{
 };
 use crate::types::{AdapterInfo, Column, ModelTask, Outcome, PluginInfo};
 
+/// A component's bytes: borrowed from the binary for a bundled one (no
+/// copy per process), owned for one read from a file or the store.
+pub type Bytes = std::borrow::Cow<'static, [u8]>;
+
 /// How often the epoch advances: the granularity of deadlines and yields.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
@@ -166,7 +170,7 @@ impl PluginHost {
 
     /// Compiles a component, or maps its cached machine code; CPU-heavy,
     /// so it runs off the async threads.
-    async fn compile(&self, label: &str, bytes: Vec<u8>) -> Result<Component, PluginError> {
+    async fn compile(&self, label: &str, bytes: Bytes) -> Result<Component, PluginError> {
         let key = *blake3::hash(&bytes).as_bytes();
         let known = self.compiled.lock().ok().and_then(|c| c.get(&key).cloned());
         if let Some(component) = known {
@@ -179,7 +183,7 @@ impl PluginHost {
         Ok(component)
     }
 
-    async fn compile_new(&self, label: &str, bytes: Vec<u8>) -> Result<Component, PluginError> {
+    async fn compile_new(&self, label: &str, bytes: Bytes) -> Result<Component, PluginError> {
         let engine = self.engine.clone();
         let cache = self.limits.cache_dir.clone();
         let load_error = |message: String| PluginError::Load {
@@ -196,8 +200,8 @@ impl PluginHost {
 
     /// Compiles a component and loads it as the world it exports; `label`
     /// names it in errors until it names itself.
-    pub async fn load(&self, label: &str, bytes: Vec<u8>) -> Result<Plugin, PluginError> {
-        let component = self.compile(label, bytes).await?;
+    pub async fn load(&self, label: &str, bytes: impl Into<Bytes>) -> Result<Plugin, PluginError> {
+        let component = self.compile(label, bytes.into()).await?;
         let exports = exports(&self.engine, &component);
         let exports_interface = |interface: &str, version: &str| {
             exports

@@ -30,7 +30,8 @@ mod state;
 
 pub use connection::PluginConnection;
 pub use engine::{
-    Adapter, AdapterSession, Limits, MacroPlugin, MacroSession, Materialization, Plugin, PluginHost,
+    Adapter, AdapterSession, Bytes, Limits, MacroPlugin, MacroSession, Materialization, Plugin,
+    PluginHost,
 };
 pub use error::PluginError;
 pub use network::Grants;

@@ -16,7 +16,7 @@ use crate::error::RunnerError;
 pub struct Component {
     /// How errors name it until it names itself: a file name or `bundled:<name>`.
     pub label: String,
-    pub bytes: Vec<u8>,
+    pub bytes: orbital_plugin_host::Bytes,
     /// First-party components give way to project components that claim
     /// the same strategy or URL scheme.
     pub bundled: bool,
@@ -34,7 +34,8 @@ impl Component {
         Ok(Self::new(path.display().to_string(), bytes, false))
     }
 
-    pub fn new(label: String, bytes: Vec<u8>, bundled: bool) -> Self {
+    pub fn new(label: String, bytes: impl Into<orbital_plugin_host::Bytes>, bundled: bool) -> Self {
+        let bytes = bytes.into();
         Self {
             label,
             hash: Hash::of(&bytes),
