@@ -7,8 +7,6 @@
 //! stops the call: the caller then drops the session, whose instance may
 //! be left mid-call.
 
-use std::sync::Arc;
-
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
@@ -37,7 +35,7 @@ impl PluginHost {
         adapter: &Adapter,
         url: &str,
         settings: &[(String, String)],
-        grants: Arc<Grants>,
+        grants: &Grants,
     ) -> Result<Result<PluginConnection, DbError>, PluginError> {
         let plugin = adapter.info.plugin.name.clone();
         let Some(pre) = &adapter.connected else {
@@ -48,6 +46,7 @@ impl PluginHost {
             });
         };
         let guard = Guard::new(&plugin, self.limits.memory_bytes, std::time::Duration::MAX);
+        let grants = grants.for_session();
         let mut store = Store::new(&self.engine, AdapterState::networked(guard, grants));
         arm(&mut store);
         let bindings = pre

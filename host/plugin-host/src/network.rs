@@ -63,9 +63,20 @@ impl Grants {
         }
     }
 
-    /// The refused attempts so far, as one sentence, or `None`.
+    /// The same grants with nothing refused yet: one per session, so what
+    /// one session tried is reported with its own error only.
+    pub(crate) fn for_session(&self) -> Arc<Self> {
+        Arc::new(Self {
+            target: self.target.clone(),
+            allowed: self.allowed.clone(),
+            addresses: self.addresses.clone(),
+            refused: Mutex::default(),
+        })
+    }
+
+    /// The refused attempts since the last call, as one sentence, or `None`.
     pub fn refusals(&self) -> Option<String> {
-        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = std::mem::take(&mut *self.refused.lock().unwrap_or_else(|e| e.into_inner()));
         (!refused.is_empty()).then(|| {
             format!(
                 "it tried to reach {}, which target `{}` does not grant (granted: {})",
@@ -230,6 +241,13 @@ mod tests {
             refusals.contains("127.0.0.1:22") && refusals.contains("target `dev`"),
             "{refusals}"
         );
+        assert_eq!(grants.refusals(), None, "each refusal is reported once");
+        assert!(
+            !grants
+                .for_session()
+                .check_socket(granted, SocketAddrUse::TcpBind)
+        );
+        assert_eq!(grants.refusals(), None, "a session's refusals are its own");
         assert_eq!(Grants::none().refusals(), None);
     }
 }

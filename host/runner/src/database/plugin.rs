@@ -65,7 +65,7 @@ impl PluginLink {
             .map_err(DatabaseError::Url)?;
         let plugin_failed = |e: PluginError| DatabaseError::Url(e.to_string());
         let first = host
-            .connect(&adapter, url, &settings, grants.clone())
+            .connect(&adapter, url, &settings, &grants)
             .await
             .map_err(plugin_failed)?
             .map_err(|e| DatabaseError::Url(format!("adapter `{plugin}`: {}", e.message)))?;
@@ -101,12 +101,7 @@ impl PluginLink {
             Some(session) => session,
             None => self
                 .host
-                .connect(
-                    &self.adapter,
-                    &self.url,
-                    &self.settings,
-                    self.grants.clone(),
-                )
+                .connect(&self.adapter, &self.url, &self.settings, &self.grants)
                 .await
                 .map_err(|e| Failed::from(plugin_error(e)))?
                 .map_err(Failed::from)?,
