@@ -62,6 +62,15 @@ pub use locks::{Claim, Claimed, RunLock};
 /// `query_canceled`, also used for SQLite's interrupt).
 pub const CANCELLED: &str = "57014";
 
+/// What a statement of a cancelled run fails with.
+fn cancelled() -> DbError {
+    DbError {
+        message: "canceling statement: the run was cancelled".into(),
+        code: Some(CANCELLED.into()),
+        transient: false,
+    }
+}
+
 /// The transaction-scoped lock under which `_orbital_warehouse` is made.
 const WAREHOUSE_ID_KEY: i64 = 0x6f72_6269_7461_6c02;
 
@@ -858,11 +867,7 @@ impl Warehouse {
     /// Refuses a statement of a cancelled run before it starts.
     fn check_interrupt(&self) -> Result<(), Failed> {
         if self.run.interrupt.is_set() {
-            return Err(Failed::from(DbError {
-                message: "canceling statement: the run was cancelled".into(),
-                code: Some(CANCELLED.into()),
-                transient: false,
-            }));
+            return Err(Failed::from(cancelled()));
         }
         Ok(())
     }

@@ -95,13 +95,6 @@ impl Adapter for ClickHouse {
         ))]
     }
 
-    fn create_view(relation: &Relation, query: &str) -> Vec<Statement> {
-        vec![sql(format!(
-            "CREATE VIEW {} AS\n{query}",
-            Self::render_relation(relation)
-        ))]
-    }
-
     fn create_table_as(relation: &Relation, query: &str) -> Vec<Statement> {
         vec![sql(format!(
             "CREATE TABLE {} {ENGINE} AS\n{query}",

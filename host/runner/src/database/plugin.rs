@@ -17,7 +17,7 @@ use orbital_plugin_host::{
     Adapter, AdapterSession, Grants, Interrupt, PluginConnection, PluginError, PluginHost,
 };
 
-use super::{CANCELLED, Failed, plain};
+use super::{Failed, cancelled, plain};
 use crate::error::DatabaseError;
 
 /// Calls the adapter's dialect export `$call` on the link's instance.
@@ -301,14 +301,6 @@ fn own_table(identifier: &str) -> Relation {
 async fn interrupted(interrupt: &Interrupt) {
     while !interrupt.is_set() {
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn cancelled() -> DbError {
-    DbError {
-        message: "canceling statement: the run was cancelled".into(),
-        code: Some(CANCELLED.into()),
-        transient: false,
     }
 }
 

@@ -223,26 +223,15 @@ pub(crate) mod tests {
             .await
             .unwrap();
         let link = Arc::new(Direct(Lent::new(lent.clone())));
-        let wrong = Warehouse::remote(link.clone(), "postgres")
-            .await
-            .err()
-            .unwrap();
-        assert!(
-            wrong
-                .to_string()
-                .contains("a sqlite:// database, this project's a postgres:// one"),
-            "{wrong}"
-        );
-        let wrong = Warehouse::remote(link.clone(), "mysql")
-            .await
-            .err()
-            .unwrap();
-        assert!(
-            wrong
-                .to_string()
-                .contains("a sqlite:// database, this project's a mysql:// one"),
-            "{wrong}"
-        );
+        for scheme in ["postgres", "mysql"] {
+            let wrong = Warehouse::remote(link.clone(), scheme).await.err().unwrap();
+            assert!(
+                wrong.to_string().contains(&format!(
+                    "a sqlite:// database, this project's a {scheme}:// one"
+                )),
+                "{wrong}"
+            );
+        }
         let remote = Warehouse::remote(link, "sqlite").await.unwrap();
         assert!(remote.is_sqlite());
         assert_eq!(remote.via(), Some("direct"));
