@@ -26,6 +26,18 @@ on_each_backend!(
 // plugins/adapter-clickhouse/README.md.
 on_clickhouse!(base, data_tests, environments, failures);
 
+// The same suite on MariaDB through an adapter's own connection: the
+// mysql-wire example speaks MySQL's protocol over `wasi:sockets`.
+on_mysql_wire!(
+    base,
+    ephemeral,
+    incremental,
+    snapshot,
+    data_tests,
+    environments,
+    failures,
+);
+
 fn r(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }

@@ -30,6 +30,7 @@ const TEST_COMPONENTS: &[&str] = &[
     "orbital-test-wanderer",
     "jaffle-macros",
     "orbital-example-audit-log",
+    "orbital-example-mysql-wire",
 ];
 const WASM_TARGET: &str = "wasm32-wasip2";
 

@@ -95,6 +95,20 @@ pub struct MyDatabase {
     pub server: String,
     pub name: String,
     pub url: String,
+    /// The target reaches it through the mysql-wire example adapter's own
+    /// connection (`mysql-wire://`) instead of the host's driver.
+    pub wire: bool,
+}
+
+impl MyDatabase {
+    /// The URL a project's target gives.
+    pub fn target_url(&self) -> String {
+        if self.wire {
+            self.url.replacen("mysql://", "mysql-wire://", 1)
+        } else {
+            self.url.clone()
+        }
+    }
 }
 
 impl Drop for MyDatabase {
@@ -228,7 +242,22 @@ impl Backend {
         mariadb(&server, &format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         let url = format!("{server}/{name}");
-        Some(Self::MySql(MyDatabase { server, name, url }))
+        Some(Self::MySql(MyDatabase {
+            server,
+            name,
+            url,
+            wire: false,
+        }))
+    }
+
+    /// A fresh MariaDB database for test `test` that the target reaches
+    /// through the mysql-wire example adapter, or `None` without a server.
+    pub fn mysql_wire(test: &str) -> Option<Self> {
+        let Some(Self::MySql(mut database)) = Self::mysql(test) else {
+            return None;
+        };
+        database.wire = true;
+        Some(Self::MySql(database))
     }
 
     /// A fresh ClickHouse database for test `test`, or `None` without a server.
@@ -295,13 +324,17 @@ impl Case {
         let url = match &backend {
             Backend::Sqlite => "sqlite://target/jaffle_shop.db".to_string(),
             Backend::Postgres(db) => db.url.clone(),
-            Backend::MySql(db) => db.url.clone(),
+            Backend::MySql(db) => db.target_url(),
             Backend::ClickHouse(db) => db.url.clone(),
         };
         project.write(
             "orbital.toml",
             &format!("name = \"case\"\n[targets.dev]\nurl = \"{url}\"\n{toml}"),
         );
+        if let Backend::MySql(MyDatabase { wire: true, .. }) = &backend {
+            let component = orbital_bundle::test_component("orbital-example-mysql-wire");
+            project.add_component(&component.display().to_string());
+        }
         Self { project, backend }
     }
 

@@ -47,6 +47,21 @@ macro_rules! on_clickhouse {
     };
 }
 
+/// The cases of `on_each_backend!` on MariaDB through the mysql-wire
+/// example adapter's own connection (plugin API 0.2.0, `wasi:sockets`).
+#[allow(unused_macros)]
+macro_rules! on_mysql_wire {
+    ($($case:ident),* $(,)?) => {
+        mod mysql_wire {
+            $(#[test] fn $case() {
+                if let Some(backend) = super::Backend::mysql_wire(stringify!($case)) {
+                    super::$case(backend)
+                }
+            })*
+        }
+    };
+}
+
 pub mod backends;
 pub mod daemon;
 

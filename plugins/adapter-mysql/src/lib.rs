@@ -21,7 +21,9 @@
 
 use orbital_sdk::{Adapter, AdapterInfo, LogicalType, Relation, Statement, Swap, Value, sql};
 
-struct MySql;
+/// The dialect; public so that an adapter with its own MySQL connection
+/// (`examples/plugins/mysql-wire`) can reuse it.
+pub struct MySql;
 
 /// The longest name MySQL accepts.
 const MAX_NAME: usize = 64;
@@ -232,4 +234,8 @@ mod tests {
     }
 }
 
+// Only in the component: a native build (tests, clippy) turns the feature on
+// for every crate at once, and the mysql-wire example's test binary would
+// then link this export beside its own.
+#[cfg(all(feature = "component", target_family = "wasm"))]
 orbital_sdk::export_adapter!(MySql);
