@@ -785,15 +785,85 @@ fn mysql_connection_faults_are_clear_errors() {
     );
 }
 
+/// The same faults through the mysql-wire example adapter's own
+/// connection: the server's words, and the address it could not reach.
+#[test]
+fn mysql_wire_connection_faults_are_clear_errors() {
+    let Some(Backend::MySql(db)) = Backend::mysql("wire_faults") else {
+        return;
+    };
+    let address = db.server.rsplit_once('@').expect("a user in the URL").1;
+    connection_faults_are_clear_with(
+        &[
+            (
+                format!("mysql-wire://orbital:wrong-secret@{address}/{}", db.name),
+                "refused the session: Access denied for user 'orbital'",
+            ),
+            (
+                format!("mysql-wire://orbital:orbital@{address}/no_such_database"),
+                "Unknown database 'no_such_database'",
+            ),
+            (
+                format!("mysql-wire://orbital:wrong-secret@127.0.0.1:1/{}", db.name),
+                "cannot reach the MySQL server at 127.0.0.1:1",
+            ),
+        ],
+        &mysql_wire_component(),
+    );
+}
+
+/// orbital.toml's `[plugins]` table with the mysql-wire example adapter.
+fn mysql_wire_component() -> String {
+    let component = orbital_bundle::test_component("orbital-example-mysql-wire");
+    format!(
+        "[plugins]\ncomponents = [{:?}]\n",
+        component.display().to_string()
+    )
+}
+
+/// A server that closes the first connections before its greeting (one
+/// starting up) is tried again: the adapter calls a session it could not
+/// open transient, and the host opens another after a pause.
+#[test]
+fn a_plugin_connection_is_opened_again_when_the_server_refuses_at_first() {
+    let Some(Backend::MySql(db)) = Backend::mysql("wire_retry") else {
+        return;
+    };
+    let server = db.server.rsplit_once('@').expect("a user in the URL").1;
+    let proxy = support::FlakyProxy::start(server, 2);
+    let project = support::TestProject::empty();
+    project.write("models/a.sql", "select 1 as x").write(
+        "orbital.toml",
+        &format!(
+            "name = \"x\"\n[targets.dev]\nurl = \"mysql-wire://orbital:orbital@{}/{}\"\n{}",
+            proxy.address,
+            db.name,
+            mysql_wire_component()
+        ),
+    );
+    let run = project.orbital(&["run"]).expect_code(0);
+    assert!(
+        run.stderr().contains("retrying"),
+        "the retries are logged: {}",
+        run.stderr()
+    );
+    assert!(proxy.accepted() >= 3, "{} connections", proxy.accepted());
+}
+
 /// Runs a one-model project on each target URL: exit code 3, the error
 /// says what it should, and never the password `wrong-secret`.
 fn connection_faults_are_clear(cases: &[(String, &str)]) -> support::TestProject {
+    connection_faults_are_clear_with(cases, "")
+}
+
+/// As [`connection_faults_are_clear`], with `toml` added to orbital.toml.
+fn connection_faults_are_clear_with(cases: &[(String, &str)], toml: &str) -> support::TestProject {
     let project = support::TestProject::empty();
     project.write("models/a.sql", "select 1 as x");
     for (url, says) in cases {
         project.write(
             "orbital.toml",
-            &format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n"),
+            &format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n{toml}"),
         );
         let run = project.orbital(&["run"]).expect_code(3);
         assert!(run.stderr().contains(says), "{url}: {}", run.stderr());

@@ -549,3 +549,54 @@ pub fn screenshot(page: &Path, fragment: &str, name: &str) -> PathBuf {
     );
     shot
 }
+
+/// A TCP proxy on 127.0.0.1 to `server` that closes its first `refused`
+/// connections at once (a server starting up), then forwards the rest.
+#[allow(dead_code)]
+pub struct FlakyProxy {
+    pub address: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[allow(dead_code)]
+impl FlakyProxy {
+    pub fn start(server: &str, refused: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a proxy port");
+        let address = listener.local_addr().expect("its address").to_string();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = server.to_string();
+        // Lives until the test process ends.
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if counter.fetch_add(1, Ordering::SeqCst) < refused {
+                    continue; // dropped: closed before a byte is sent
+                }
+                if let Ok(upstream) = std::net::TcpStream::connect(&server) {
+                    forward(client, upstream);
+                }
+            }
+        });
+        Self { address, accepted }
+    }
+
+    /// How many connections it has accepted.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Copies bytes both ways until either side closes.
+fn forward(client: std::net::TcpStream, upstream: std::net::TcpStream) {
+    let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    };
+    if let (Ok(client_copy), Ok(upstream_copy)) = (client.try_clone(), upstream.try_clone()) {
+        pipe(client, upstream_copy);
+        pipe(upstream, client_copy);
+    }
+}

@@ -25,7 +25,15 @@ impl Connection for Session {
             endpoint,
             authorization,
         };
-        session.query(&orbital_sdk::sql("SELECT 1"))?;
+        // No answer at all (a server starting up) may come later: the host
+        // tries again. ClickHouse's own errors (credentials, an unknown
+        // database) carry its code.
+        session
+            .query(&orbital_sdk::sql("SELECT 1"))
+            .map_err(|error| DbError {
+                transient: error.code.is_none(),
+                ..error
+            })?;
         Ok(session)
     }
 

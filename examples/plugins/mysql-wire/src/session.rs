@@ -49,7 +49,11 @@ impl Connection for Session {
             database: target.database.as_deref(),
         };
         let wire = Wire::handshake(stream, &login).map_err(|failure| {
+            // Closed before the login completed: nothing ran, and a server
+            // starting up (or out of connections) may take the next one.
+            let closed = matches!(failure, Failure::Io(_));
             let mut error = db_error(failure);
+            error.transient |= closed;
             error.message = format!(
                 "MySQL at {}:{} refused the session: {}",
                 target.host, target.port, error.message

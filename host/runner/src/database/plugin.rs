@@ -64,8 +64,7 @@ impl PluginLink {
             .await
             .map_err(DatabaseError::Url)?;
         let plugin_failed = |e: PluginError| DatabaseError::Url(e.to_string());
-        let first = host
-            .connect(&adapter, url, &settings, &grants)
+        let first = first_session(&host, &adapter, url, &settings, &grants)
             .await
             .map_err(plugin_failed)?
             .map_err(|e| DatabaseError::Url(format!("adapter `{plugin}`: {}", e.message)))?;
@@ -88,8 +87,13 @@ impl PluginLink {
     }
 
     /// Runs `call` on an idle session (or a new one), racing `interrupt`.
-    /// A session whose call failed in the plugin, or was interrupted, is
-    /// dropped: its instance may be left mid-call.
+    /// A session whose call failed in the plugin, was interrupted, or
+    /// failed without a database code (a lost connection, an answer the
+    /// plugin did not understand) is dropped: it may be unusable.
+    ///
+    /// What may be tried again: a session that could not be opened ran
+    /// nothing, and a statement the adapter calls `transient` the database
+    /// undid (see the `connection` interface of plugin API 0.2.0).
     async fn with_session<R>(
         &self,
         interrupt: &Interrupt,
@@ -104,22 +108,41 @@ impl PluginLink {
                 .connect(&self.adapter, &self.url, &self.settings, &self.grants)
                 .await
                 .map_err(|e| Failed::from(plugin_error(e)))?
-                .map_err(Failed::from)?,
+                .map_err(|error| Failed {
+                    unapplied: error.transient,
+                    broken: false,
+                    error,
+                })?,
         };
         let result = tokio::select! {
             result = call(&mut session) => result,
             () = interrupted(interrupt) => return Err(Failed::from(cancelled())),
         };
         match result {
-            Ok(answer) => {
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(session);
-                answer.map_err(Failed::from)
+            Ok(Ok(answer)) => {
+                self.keep(session);
+                Ok(answer)
+            }
+            Ok(Err(error)) => {
+                let broken = error.code.is_none();
+                if !broken {
+                    self.keep(session);
+                }
+                Err(Failed {
+                    unapplied: error.transient,
+                    broken,
+                    error,
+                })
             }
             Err(error) => Err(Failed::from(plugin_error(error))),
         }
+    }
+
+    fn keep(&self, session: PluginConnection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session);
     }
 
     pub(super) async fn execute(
@@ -286,6 +309,41 @@ impl PluginLink {
             .await
             .map_err(|f| f.error)?;
         Ok(next)
+    }
+}
+
+/// How often, and after how long, a first session the adapter says may
+/// open later (a server starting up) is tried again.
+const OPEN_ATTEMPTS: u32 = 4;
+const OPEN_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The target's first session, tried again with backoff while opening
+/// fails with a `transient` database error; a plugin's failure or any
+/// other error is returned at once.
+async fn first_session(
+    host: &PluginHost,
+    adapter: &Adapter,
+    url: &str,
+    settings: &[(String, String)],
+    grants: &Grants,
+) -> Result<Result<PluginConnection, DbError>, PluginError> {
+    let mut backoff = OPEN_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match host.connect(adapter, url, settings, grants).await? {
+            Err(error) if error.transient && attempt < OPEN_ATTEMPTS => {
+                tracing::warn!(
+                    attempt,
+                    "opening a session of adapter `{}` failed, retrying: {}",
+                    adapter.info.plugin.name,
+                    error.message
+                );
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            opened => return Ok(opened),
+        }
     }
 }
 
