@@ -821,6 +821,138 @@ fn mysql_wire_component() -> String {
     )
 }
 
+/// An environment's run lock through the mysql-wire adapter's own
+/// connection is the named lock the host's MySQL driver takes: while a
+/// MariaDB session holds it, a run through either waits, saying so, and
+/// finishes once it is let go of.
+#[test]
+fn a_plugin_connection_takes_the_environment_lock_the_built_in_driver_takes() {
+    use std::io::{BufRead, Write};
+    for wire in [false, true] {
+        let Some(Backend::MySql(mut db)) = Backend::mysql("wire_lock") else {
+            return;
+        };
+        db.wire = wire;
+        let project = support::TestProject::empty();
+        project
+            .write(
+                "orbital.toml",
+                &format!(
+                    "name = \"x\"\n[targets.dev]\nurl = \"{}\"\n{}",
+                    db.target_url(),
+                    if wire {
+                        mysql_wire_component()
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+            .write("models/a.sql", "select 1 as x");
+        let lock =
+            "CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), 'environment prod', CHAR(0))))";
+        let (credentials, address) = db
+            .url
+            .trim_start_matches("mysql://")
+            .split_once('@')
+            .expect("credentials in the URL");
+        let (user, password) = credentials.split_once(':').expect("a password");
+        let (host, port_and_db) = address.split_once(':').expect("a port");
+        let (port, database) = port_and_db.split_once('/').expect("a database");
+        let mut holder = std::process::Command::new("mariadb")
+            .args([
+                "-h",
+                host,
+                "-P",
+                port,
+                "-u",
+                user,
+                &format!("-p{password}"),
+                database,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start a mariadb session");
+        let mut input = holder.stdin.take().expect("its stdin");
+        writeln!(input, "SELECT GET_LOCK({lock}, 10);").unwrap();
+        input.flush().unwrap();
+        let held = format!("SELECT IS_USED_LOCK({lock}) IS NOT NULL");
+        while support::backends::mariadb(&db.url, &held).unwrap().trim() != "1" {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut waiter = std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
+            .args(["run", "--project"])
+            .arg(project.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start a run");
+        let mut lines = std::io::BufReader::new(waiter.stderr.take().expect("its stderr")).lines();
+        let mut said = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.expect("a line");
+            let waiting = line.contains("another orbital run holds this environment; waiting");
+            said.push(line);
+            if waiting {
+                break;
+            }
+        }
+        assert!(
+            said.last().is_some_and(|l| l.contains("waiting")),
+            "wire {wire}: {said:?}"
+        );
+        // The session ends, and the server lets go of its lock.
+        drop(input);
+        holder.wait().expect("the session ends");
+        said.extend(lines.map_while(Result::ok));
+        let status = waiter.wait().expect("the run ends");
+        assert!(status.success(), "wire {wire}: {said:?}");
+        assert_eq!(
+            support::backends::mariadb(&db.url, "select x from a")
+                .unwrap()
+                .trim(),
+            "1"
+        );
+    }
+}
+
+/// A target moved from the host's MySQL driver to the mysql-wire
+/// adapter's own connection keeps its warehouse: the next run (a new
+/// adapter is a new fingerprint, so it builds again) counts the
+/// environment's version in the table the driver made, and publishes.
+#[test]
+fn a_plugin_connection_continues_a_database_the_built_in_driver_set_up() {
+    let Some(Backend::MySql(db)) = Backend::mysql("wire_moved") else {
+        return;
+    };
+    let project = support::TestProject::empty();
+    let config =
+        |url: &str, toml: &str| format!("name = \"x\"\n[targets.dev]\nurl = \"{url}\"\n{toml}");
+    project
+        .write("orbital.toml", &config(&db.url, ""))
+        .write("models/a.sql", "select 1 as x")
+        .write("models/b.sql", "select x + 1 as y from a");
+    project.orbital(&["run"]).expect_code(0);
+    let wire_url = db.url.replacen("mysql://", "mysql-wire://", 1);
+    project
+        .write("orbital.toml", &config(&wire_url, &mysql_wire_component()))
+        .write("models/b.sql", "select x + 2 as y from a");
+    let moved = project.orbital(&["run"]).expect_code(0);
+    assert!(moved.stdout().contains("PASS=2"), "{}", moved.stdout());
+    assert_eq!(
+        support::backends::mariadb(&db.url, "select y from b")
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    assert_eq!(
+        support::backends::mariadb(&db.url, "select version from _orbital_environments")
+            .unwrap()
+            .trim(),
+        "2"
+    );
+}
+
 /// A server that closes the first connections before its greeting (one
 /// starting up) is tried again: the adapter calls a session it could not
 /// open transient, and the host opens another after a pause.

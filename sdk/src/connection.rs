@@ -69,6 +69,17 @@ pub trait Connection: Sized + 'static {
     fn transaction(&self, statements: &[Statement]) -> Result<Vec<u64>, DbError> {
         statements.iter().map(|s| self.execute(s)).collect()
     }
+    /// Takes the lock `name` in the target's database for this session,
+    /// without waiting: `Some(true)` when this session holds it (asking
+    /// again while holding it says so again), `Some(false)` when another
+    /// session does. The database must let go of it when the session ends,
+    /// also when the process dies (MySQL's `GET_LOCK`, PostgreSQL's
+    /// advisory locks). The host keeps each environment's runs apart with
+    /// it. The default, `None`, says the database has no such locks.
+    fn try_lock(&self, name: &str) -> Result<Option<bool>, DbError> {
+        let _ = name;
+        Ok(None)
+    }
 }
 
 /// Connects a [`Connection`] to the generated bindings; used by
@@ -96,6 +107,9 @@ impl<C: Connection> wit::GuestSession for SessionOf<C> {
     }
     fn transaction(&self, statements: Vec<Statement>) -> Result<Vec<u64>, DbError> {
         self.0.transaction(&statements)
+    }
+    fn try_lock(&self, name: String) -> Result<Option<bool>, DbError> {
+        self.0.try_lock(&name)
     }
 }
 

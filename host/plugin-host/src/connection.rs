@@ -119,6 +119,24 @@ impl PluginConnection {
         .await
     }
 
+    /// Takes the database lock `name` for this session without waiting
+    /// (see the `connection` interface): `None` when the database has
+    /// no such locks.
+    pub async fn try_lock(
+        &mut self,
+        name: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Result<Option<bool>, DbError>, PluginError> {
+        self.call(interrupt, async |bindings, store, session| {
+            bindings
+                .orbital_plugin0_2_0_connection()
+                .session()
+                .call_try_lock(store, session, name)
+                .await
+        })
+        .await
+    }
+
     async fn call<R>(
         &mut self,
         interrupt: &Interrupt,

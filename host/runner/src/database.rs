@@ -1814,8 +1814,8 @@ mod mysql_tests {
         // Its own connection, which the server lets go of as it ends.
         let holder = db
             .query(sql(
-                "SELECT IS_USED_LOCK(CONCAT('orbital environment ', \
-                 SHA1(CONCAT(DATABASE(), CHAR(0), 'prod')))), CONNECTION_ID()",
+                "SELECT IS_USED_LOCK(CONCAT('orbital ', \
+                 SHA1(CONCAT(DATABASE(), CHAR(0), 'environment prod')))), CONNECTION_ID()",
                 vec![],
             ))
             .await

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::net::TcpStream;
 
-use orbital_sdk::{Connection, DbError, RowSet, Statement};
+use orbital_sdk::{Connection, DbError, RowSet, Statement, Value};
 
 use crate::protocol::{Answer, Failure, Login, Wire};
 use crate::values::{cell, column, inline_params};
@@ -66,9 +66,9 @@ impl Connection for Session {
         };
         session.run(SETUP)?;
         let mode = session.query(&orbital_sdk::sql("SELECT @@SESSION.sql_mode"))?;
-        session.backslash_escapes = !mode.rows.iter().flatten().any(|value| {
-            matches!(value, orbital_sdk::Value::Text(mode) if mode.contains("NO_BACKSLASH_ESCAPES"))
-        });
+        session.backslash_escapes = !mode.rows.iter().flatten().any(
+            |value| matches!(value, Value::Text(mode) if mode.contains("NO_BACKSLASH_ESCAPES")),
+        );
         Ok(session)
     }
 
@@ -121,6 +121,26 @@ impl Connection for Session {
         }
         self.run("COMMIT")?;
         Ok(affected)
+    }
+
+    /// MySQL's named lock, which is server-wide: its name holds the
+    /// database's, and is the one the host's own MySQL driver asks for.
+    /// The server lets go of it when the connection ends.
+    fn try_lock(&self, name: &str) -> Result<Option<bool>, DbError> {
+        let statement = Statement {
+            sql: "SELECT GET_LOCK(CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0)"
+                .into(),
+            params: vec![Value::Text(name.into())],
+        };
+        match self.query(&statement)?.rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(1)) => Ok(Some(true)),
+            Some(Value::Integer(0)) => Ok(Some(false)),
+            other => Err(DbError {
+                message: format!("GET_LOCK answered {other:?}"),
+                code: None,
+                transient: false,
+            }),
+        }
     }
 }
 

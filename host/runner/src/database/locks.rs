@@ -4,8 +4,10 @@
 //!   On PostgreSQL a session advisory lock keyed by the environment, on
 //!   MySQL a named lock (`GET_LOCK`) keyed by the database and the
 //!   environment, each on a connection of the run's own, which the server
-//!   releases if the process dies. Runs on different environments do not
-//!   wait for each other.
+//!   releases if the process dies. Through an adapter's own connection,
+//!   the adapter's lock (`try-lock`, plugin API 0.2.0) on a session of the
+//!   run's own, under the name MySQL's lock has. Runs on different
+//!   environments do not wait for each other.
 //! - **Build claims**: one run at a time builds a physical relation; a run
 //!   that needs a relation another run is building waits, then reuses that
 //!   build instead of making it again.
@@ -41,8 +43,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use orbital_core::remote::session::{WarehouseAnswer, WarehouseOp};
 
+use super::plugin::PluginLink;
 use super::remote::Remote;
 use super::{Backend, Warehouse, connections::Connections, db_error};
+use orbital_plugin_host::{Interrupt, PluginConnection};
 
 /// How often a lock held by another process is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
@@ -151,6 +155,11 @@ enum Held {
     MySql(Arc<Mutex<MySqlConnection>>),
     /// At the peer that holds the target's connection, under this id.
     Remote { remote: Arc<Remote>, id: u64 },
+    /// On a session of an adapter's own connection, under this name.
+    Plugin {
+        session: Arc<Mutex<PluginConnection>>,
+        name: String,
+    },
 }
 
 impl RunLock {
@@ -174,12 +183,24 @@ impl RunLock {
                 .execute(&mut *held.lock().await)
                 .await
                 .map(drop),
+            // Asking again while holding it says it is held.
+            Held::Plugin { session, name } => {
+                let mut session = session.lock().await;
+                return match PluginLink::try_lock(&mut session, name, &Interrupt::default()).await {
+                    Ok(Some(true)) => Ok(()),
+                    _ => Err(lost_lock()),
+                };
+            }
         };
-        alive.map_err(|_| DbError {
-                message: "the connection holding the environment's run lock was lost, so another run may have started".into(),
-                code: None,
-                transient: false,
-            })
+        alive.map_err(|_| lost_lock())
+    }
+}
+
+fn lost_lock() -> DbError {
+    DbError {
+        message: "the connection holding the environment's run lock was lost, so another run may have started".into(),
+        code: None,
+        transient: false,
     }
 }
 
@@ -236,6 +257,12 @@ fn cancelled_waiting() -> DbError {
     }
 }
 
+/// The name of environment `scope`'s run lock, as a named lock (MySQL's,
+/// an adapter's `try-lock`) is asked for.
+fn environment_lock(scope: &str) -> String {
+    format!("environment {scope}")
+}
+
 /// A stable advisory lock key for `what`.
 fn key(what: &str) -> i64 {
     let hash = blake3::hash(what.as_bytes());
@@ -275,9 +302,10 @@ impl Warehouse {
                     other => Err(remote.unexpected(&other)),
                 };
             }
-            // A plugin's own connection has no lock to take: the
-            // project's file lock keeps its runs apart.
-            Backend::Sqlite(_) | Backend::Plugin(_) => {
+            Backend::Plugin(link) => {
+                return self.lock_plugin_environment(link, scope, wait).await;
+            }
+            Backend::Sqlite(_) => {
                 return Ok(Some(RunLock {
                     held: Held::Nothing,
                 }));
@@ -316,9 +344,9 @@ impl Warehouse {
         let mut waiting = Waiting::default();
         loop {
             let (taken,): (Option<i64>,) = sqlx::query_as(
-                "SELECT GET_LOCK(CONCAT('orbital environment ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0)",
+                "SELECT GET_LOCK(CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0)",
             )
-            .bind(scope)
+            .bind(environment_lock(scope))
             .fetch_one(&mut connection)
             .await
             .map_err(db_error)?;
@@ -329,6 +357,45 @@ impl Warehouse {
             }
             if !waiting.again(self, wait).await? {
                 return Ok(None);
+            }
+        }
+    }
+
+    /// [`Warehouse::lock_environment`] through an adapter's own
+    /// connection: its lock named as MySQL's named lock is, so that the
+    /// mysql-wire adapter and the built-in driver exclude each other.
+    async fn lock_plugin_environment(
+        &self,
+        link: &PluginLink,
+        scope: &str,
+        wait: Duration,
+    ) -> Result<Option<RunLock>, DbError> {
+        let name = environment_lock(scope);
+        let mut session = link.dedicated().await?;
+        let mut waiting = Waiting::default();
+        loop {
+            match PluginLink::try_lock(&mut session, &name, &self.run.interrupt).await? {
+                Some(true) => {
+                    return Ok(Some(RunLock {
+                        held: Held::Plugin {
+                            session: Arc::new(Mutex::new(session)),
+                            name,
+                        },
+                    }));
+                }
+                Some(false) => {
+                    if !waiting.again(self, wait).await? {
+                        return Ok(None);
+                    }
+                }
+                // No locks in this database: the project's file lock
+                // keeps its runs apart.
+                None => {
+                    session.close().await;
+                    return Ok(Some(RunLock {
+                        held: Held::Nothing,
+                    }));
+                }
             }
         }
     }

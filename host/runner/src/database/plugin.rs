@@ -2,10 +2,12 @@
 //! the adapter's sessions, pooled here as the sqlx pools pool theirs, and
 //! Orbital's own bookkeeping tables written in the adapter's dialect.
 //!
-//! What such a target does not get: cross-process run locks and build
-//! claims (a run takes this process's locks and the project's file lock),
-//! and a catalog listing (the store is trusted, and publishing asks the
-//! adapter what stands at each view's name).
+//! An environment's run lock is the adapter's (`try-lock`), on a session
+//! kept for the run; an adapter whose database has none leaves runs apart
+//! only within one project (its file lock). What such a target does not
+//! get: cross-process build claims (a run takes this process's), and a
+//! catalog listing (the store is trusted, and publishing asks the adapter
+//! what stands at each view's name).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -174,6 +176,33 @@ impl PluginLink {
         .await
     }
 
+    /// A session outside the pool, for a lock that lives as long as the
+    /// run.
+    pub(super) async fn dedicated(&self) -> Result<PluginConnection, DbError> {
+        first_session(
+            &self.host,
+            &self.adapter,
+            &self.url,
+            &self.settings,
+            &self.grants,
+        )
+        .await
+        .map_err(plugin_error)?
+    }
+
+    /// Takes the database lock `name` on `session` without waiting; `None`
+    /// when the adapter's database has no such locks.
+    pub(super) async fn try_lock(
+        session: &mut PluginConnection,
+        name: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Option<bool>, DbError> {
+        session
+            .try_lock(name, interrupt)
+            .await
+            .map_err(plugin_error)?
+    }
+
     /// Closes every idle session.
     pub(super) async fn close(&self) {
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
@@ -300,15 +329,25 @@ impl PluginLink {
             Some(other) => return Err(bookkeeping(format!("max(version) returned {other:?}"))),
         };
         let next = current + 1;
+        let next_value = Value::Integer(i64::try_from(next).unwrap_or(i64::MAX));
         let mut insert = plain("INSERT INTO _orbital_environments (name, version) VALUES (?, ?)");
-        insert.params = vec![
-            Value::Text(env.to_string()),
-            Value::Integer(i64::try_from(next).unwrap_or(i64::MAX)),
-        ];
-        self.execute(&insert, interrupt)
-            .await
-            .map_err(|f| f.error)?;
-        Ok(next)
+        insert.params = vec![Value::Text(env.to_string()), next_value.clone()];
+        match self.execute(&insert, interrupt).await {
+            Ok(_) => Ok(next),
+            // The table the host's own driver makes for this database (a
+            // target that moved from `mysql://` to an adapter's own
+            // connection): one row per environment, keyed by its name.
+            Err(refused) if refused.error.code.is_some() => {
+                let mut update =
+                    plain("UPDATE _orbital_environments SET version = ? WHERE name = ?");
+                update.params = vec![next_value, Value::Text(env.to_string())];
+                self.execute(&update, interrupt)
+                    .await
+                    .map_err(|_| refused.error)?;
+                Ok(next)
+            }
+            Err(failed) => Err(failed.error),
+        }
     }
 }
 

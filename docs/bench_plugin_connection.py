@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""A plugin's own connection against the host's built-in driver on the
+same MariaDB (issue 21): whole `orbital` processes, the same project, one
+target URL apart.
+
+  tests/bin/with-mariadb python3 docs/bench_plugin_connection.py ORBITAL COMPONENT [ROUNDS] [MODELS]
+
+- built-in: `mysql://...`, the host's sqlx driver;
+- plugin: `mysql-wire://...`, the mysql-wire example adapter
+  (COMPONENT, its .wasm) speaking MySQL's protocol over `wasi:sockets`,
+  with adapter-mysql's dialect, so both send the same statements;
+- replay: the statements the `table` materialization sends for each model
+  (CREATE TABLE AS, then a count), through one `mariadb` client session:
+  MariaDB's own share of the work.
+
+`orbital run` of MODELS table models over a 10-row seed, with `threads = 1`
+(per-task cost, one after another) and `threads = 4`, then `orbital seed`
+of a 100k-row CSV. Each measurement has a fresh database and project state;
+the order of built-in and plugin alternates between rounds. A first round
+(not reported) warms the compiled-component cache and the server.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ORBITAL = os.path.realpath(sys.argv[1])
+COMPONENT = os.path.realpath(sys.argv[2])
+ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+MODELS = int(sys.argv[4]) if len(sys.argv) > 4 else 200
+SEED_ROWS = 100_000
+SERVER = os.environ["ORBITAL_TEST_MYSQL_URL"]  # mysql://user:pw@host:port
+CREDENTIALS, ADDRESS = SERVER.removeprefix("mysql://").split("@", 1)
+USER, PASSWORD = CREDENTIALS.split(":", 1)
+HOST, PORT = ADDRESS.split(":")
+
+
+def mariadb(sql, database=None):
+    subprocess.run(
+        ["mariadb", "-h", HOST, "-P", PORT, "-u", USER, f"-p{PASSWORD}", "-N", "-B"]
+        + ([database] if database else []),
+        input=sql,
+        text=True,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def fresh_database(name):
+    mariadb(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};")
+
+
+def orbital(project, *args):
+    """Wall seconds and peak KiB of one orbital process."""
+    started = time.perf_counter()
+    timed = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", ORBITAL, *args],
+        cwd=project,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    return elapsed, int(timed.stderr.strip().splitlines()[-1])
+
+
+def project(folder, database, driver, threads):
+    os.makedirs(os.path.join(folder, "seeds"), exist_ok=True)
+    os.makedirs(os.path.join(folder, "models"), exist_ok=True)
+    scheme = "mysql" if driver == "built-in" else "mysql-wire"
+    plugins = "" if driver == "built-in" else f'[plugins]\ncomponents = ["{COMPONENT}"]\n'
+    with open(os.path.join(folder, "orbital.toml"), "w") as f:
+        f.write(
+            f'name = "bench"\n[targets.dev]\nurl = "{scheme}://{CREDENTIALS}@{ADDRESS}/{database}"\n'
+            f"threads = {threads}\n"
+            '[seeds.src.column-types]\namount = "numeric"\nday = "date"\n' + plugins
+        )
+
+
+def write_seed(path, rows):
+    with open(path, "w") as f:
+        f.write("id,name,amount,day\n")
+        for i in range(rows):
+            f.write(f"{i},name {i % 1000},{i % 10000}.{i % 100:02d},2024-{1 + i % 12:02d}-{1 + i % 28:02d}\n")
+
+
+def models_run(work, tag, driver, threads):
+    database = f"bench_{tag}"
+    fresh_database(database)
+    folder = os.path.join(work, tag)
+    project(folder, database, driver, threads)
+    write_seed(os.path.join(folder, "seeds", "src.csv"), 10)
+    orbital(folder, "seed")
+    for i in range(MODELS):
+        with open(os.path.join(folder, "models", f"m{i:03d}.sql"), "w") as f:
+            f.write(f"-- config: materialized = 'table'\nselect id, amount * {i} as v from src\n")
+    seconds, peak = orbital(folder, "run")
+    mariadb(f"DROP DATABASE {database}")
+    return seconds, peak
+
+
+def seed_run(work, tag, driver):
+    database = f"bench_{tag}"
+    fresh_database(database)
+    folder = os.path.join(work, tag)
+    project(folder, database, driver, 4)
+    write_seed(os.path.join(folder, "seeds", "src.csv"), SEED_ROWS)
+    seconds, peak = orbital(folder, "seed")
+    mariadb(f"DROP DATABASE {database}")
+    return seconds, peak
+
+
+def replay(tag):
+    """The table materialization's statements for each model, one session."""
+    database = f"bench_{tag}"
+    fresh_database(database)
+    mariadb(
+        "CREATE TABLE src (id BIGINT, name TEXT, amount DECIMAL(38, 9), day DATE);"
+        + "".join(
+            f"INSERT INTO src VALUES ({i}, 'name {i}', {i}.5, '2024-01-0{1 + i % 9}');" for i in range(10)
+        ),
+        database,
+    )
+    statements = "".join(
+        f"CREATE TABLE replay_{i} AS SELECT id, amount * {i} AS v FROM src; SELECT COUNT(*) FROM replay_{i};"
+        for i in range(MODELS)
+    )
+    started = time.perf_counter()
+    mariadb(statements, database)
+    seconds = time.perf_counter() - started
+    mariadb(f"DROP DATABASE {database}")
+    return seconds
+
+
+def main():
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        for round_ in range(ROUNDS + 1):
+            order = ["built-in", "plugin"] if round_ % 2 == 0 else ["plugin", "built-in"]
+            row = {}
+            for driver in order:
+                short = "b" if driver == "built-in" else "p"
+                for threads in (1, 4):
+                    row[(driver, f"run, threads {threads}")] = models_run(
+                        work, f"r{round_}{short}t{threads}", driver, threads
+                    )
+                row[(driver, f"seed {SEED_ROWS // 1000}k rows")] = seed_run(work, f"s{round_}{short}", driver)
+            row[("replay", "run, threads 1")] = (replay(f"x{round_}"), 0)
+            if round_ == 0:
+                continue  # warm-up
+            for key, value in row.items():
+                results.setdefault(key, []).append(value)
+    print(f"{MODELS} table models; {ROUNDS} rounds after a warm-up")
+    print("| what | built-in (mysql://) | plugin (mysql-wire://) | plugin / built-in |")
+    print("|---|---|---|---|")
+    for what in ("run, threads 1", "run, threads 4", f"seed {SEED_ROWS // 1000}k rows"):
+        built_in = results[("built-in", what)]
+        plugin = results[("plugin", what)]
+        ratio = sum(p for p, _ in plugin) / sum(b for b, _ in built_in)
+        fmt = lambda runs: " / ".join(f"{s * 1000:,.0f} ms" for s, _ in runs)
+        print(f"| {what} | {fmt(built_in)} | {fmt(plugin)} | {ratio:.2f} |")
+    for what in ("run, threads 1", "run, threads 4", f"seed {SEED_ROWS // 1000}k rows"):
+        for driver in ("built-in", "plugin"):
+            peaks = " / ".join(f"{k / 1024:.0f}" for _, k in results[(driver, what)])
+            print(f"peak MiB, {what}, {driver}: {peaks}")
+    replays = " / ".join(f"{s * 1000:,.0f} ms" for s, _ in results[("replay", "run, threads 1")])
+    print(f"mariadb replay of the {MODELS} models' statements: {replays}")
+    for driver in ("built-in", "plugin"):
+        per_task = [s / MODELS * 1000 for s, _ in results[(driver, "run, threads 1")]]
+        print(f"{driver}: " + " / ".join(f"{t:.2f}" for t in per_task) + " ms per model (threads 1, whole process / models)")
+
+
+if __name__ == "__main__":
+    main()
