@@ -14,8 +14,12 @@ target URL apart.
   MariaDB's own share of the work.
 
 `orbital run` of MODELS table models over a 10-row seed, with `threads = 1`
-(per-task cost, one after another) and `threads = 4`, then `orbital seed`
-of a 100k-row CSV. Each measurement has a fresh database and project state;
+(per-task cost, one after another) and `threads = 4`; `orbital test` of
+MODELS data tests, one over each model (a query each, the same statements
+through both drivers: a build also takes a claim per relation, which
+only the built-in driver does across processes); then `orbital seed` of
+a 100k-row CSV. MariaDB's `Questions` counter says how many statements
+each process sent. Each measurement has a fresh database and project state;
 the order of built-in and plugin alternates between rounds. A first round
 (not reported) warms the compiled-component cache and the server.
 """
@@ -46,6 +50,16 @@ def mariadb(sql, database=None):
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def questions():
+    """Statements the server has run so far (MariaDB's `Questions`)."""
+    out = subprocess.run(
+        ["mariadb", "-h", HOST, "-P", PORT, "-u", USER, f"-p{PASSWORD}", "-N", "-B",
+         "-e", "SHOW GLOBAL STATUS LIKE 'Questions'"],
+        text=True, check=True, capture_output=True,
+    ).stdout
+    return int(out.split()[1])
 
 
 def fresh_database(name):
@@ -97,9 +111,21 @@ def models_run(work, tag, driver, threads):
     for i in range(MODELS):
         with open(os.path.join(folder, "models", f"m{i:03d}.sql"), "w") as f:
             f.write(f"-- config: materialized = 'table'\nselect id, amount * {i} as v from src\n")
+    before = questions()
     seconds, peak = orbital(folder, "run")
+    # Less the one `questions()` itself sends.
+    statements = questions() - before - 1
+    # The same number of data tests: one query each, and no build claims,
+    # so both drivers send the same statements.
+    os.makedirs(os.path.join(folder, "tests"), exist_ok=True)
+    for i in range(MODELS):
+        with open(os.path.join(folder, "tests", f"t{i:03d}.sql"), "w") as f:
+            f.write(f"select * from m{i:03d} where v < -{i}\n")
+    before = questions()
+    test_seconds, test_peak = orbital(folder, "test")
+    test_statements = questions() - before - 1
     mariadb(f"DROP DATABASE {database}")
-    return seconds, peak
+    return (seconds, peak, statements), (test_seconds, test_peak, test_statements)
 
 
 def seed_run(work, tag, driver):
@@ -110,7 +136,7 @@ def seed_run(work, tag, driver):
     write_seed(os.path.join(folder, "seeds", "src.csv"), SEED_ROWS)
     seconds, peak = orbital(folder, "seed")
     mariadb(f"DROP DATABASE {database}")
-    return seconds, peak
+    return seconds, peak, 0
 
 
 def replay(tag):
@@ -144,11 +170,11 @@ def main():
             for driver in order:
                 short = "b" if driver == "built-in" else "p"
                 for threads in (1, 4):
-                    row[(driver, f"run, threads {threads}")] = models_run(
-                        work, f"r{round_}{short}t{threads}", driver, threads
-                    )
+                    ran, tested = models_run(work, f"r{round_}{short}t{threads}", driver, threads)
+                    row[(driver, f"run, threads {threads}")] = ran
+                    row[(driver, f"test, threads {threads}")] = tested
                 row[(driver, f"seed {SEED_ROWS // 1000}k rows")] = seed_run(work, f"s{round_}{short}", driver)
-            row[("replay", "run, threads 1")] = (replay(f"x{round_}"), 0)
+            row[("replay", "run, threads 1")] = (replay(f"x{round_}"), 0, 2 * MODELS)
             if round_ == 0:
                 continue  # warm-up
             for key, value in row.items():
@@ -156,21 +182,29 @@ def main():
     print(f"{MODELS} table models; {ROUNDS} rounds after a warm-up")
     print("| what | built-in (mysql://) | plugin (mysql-wire://) | plugin / built-in |")
     print("|---|---|---|---|")
-    for what in ("run, threads 1", "run, threads 4", f"seed {SEED_ROWS // 1000}k rows"):
+    kinds = [f"{c}, threads {t}" for c in ("run", "test") for t in (1, 4)]
+    kinds.append(f"seed {SEED_ROWS // 1000}k rows")
+    for what in kinds:
         built_in = results[("built-in", what)]
         plugin = results[("plugin", what)]
-        ratio = sum(p for p, _ in plugin) / sum(b for b, _ in built_in)
-        fmt = lambda runs: " / ".join(f"{s * 1000:,.0f} ms" for s, _ in runs)
+        ratio = sum(p[0] for p in plugin) / sum(b[0] for b in built_in)
+        fmt = lambda runs: " / ".join(f"{r[0] * 1000:,.0f} ms" for r in runs)
         print(f"| {what} | {fmt(built_in)} | {fmt(plugin)} | {ratio:.2f} |")
-    for what in ("run, threads 1", "run, threads 4", f"seed {SEED_ROWS // 1000}k rows"):
+    for what in kinds:
         for driver in ("built-in", "plugin"):
-            peaks = " / ".join(f"{k / 1024:.0f}" for _, k in results[(driver, what)])
+            peaks = " / ".join(f"{r[1] / 1024:.0f}" for r in results[(driver, what)])
             print(f"peak MiB, {what}, {driver}: {peaks}")
-    replays = " / ".join(f"{s * 1000:,.0f} ms" for s, _ in results[("replay", "run, threads 1")])
+    replays = " / ".join(f"{r[0] * 1000:,.0f} ms" for r in results[("replay", "run, threads 1")])
     print(f"mariadb replay of the {MODELS} models' statements: {replays}")
-    for driver in ("built-in", "plugin"):
-        per_task = [s / MODELS * 1000 for s, _ in results[(driver, "run, threads 1")]]
-        print(f"{driver}: " + " / ".join(f"{t:.2f}" for t in per_task) + " ms per model (threads 1, whole process / models)")
+    for driver, what in [(d, w) for w in ("run", "test") for d in ("built-in", "plugin")] + [("replay", "run")]:
+        runs = results[(driver, f"{what}, threads 1")]
+        per_model = " / ".join(f"{r[0] / MODELS * 1000:.2f}" for r in runs)
+        per_statement = " / ".join(f"{r[0] / r[2] * 1000:.3f}" for r in runs)
+        sent = " / ".join(str(r[2]) for r in runs)
+        print(
+            f"{what}, {driver}, threads 1: {per_model} ms per model; {sent} statements; "
+            f"{per_statement} ms per statement (whole process)"
+        )
 
 
 if __name__ == "__main__":
