@@ -375,8 +375,11 @@ orbital_sdk::export_macros!(Plugin);
 //!
 //! Every method of `Adapter` but `info` has a standard-SQL default; override
 //! what your database says differently. The host connects to the URL
-//! schemes it has drivers for (`sqlite`, `postgres`); an adapter claiming one replaces
-//! the bundled adapter for it.
+//! schemes it has drivers for (`sqlite`, `postgres`, `mysql`); an adapter
+//! claiming one replaces the bundled adapter for it. For a database the
+//! host has no driver for, implement `orbital_sdk::Connection` as well and
+//! export both with `orbital_sdk::export_connected_adapter!` (see the SDK's
+//! `connection` docs).
 
 use orbital_sdk::{{Adapter, AdapterInfo}};
 
