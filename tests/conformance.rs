@@ -827,29 +827,94 @@ fn mysql_wire_component() -> String {
 /// finishes once it is let go of.
 #[test]
 fn a_plugin_connection_takes_the_environment_lock_the_built_in_driver_takes() {
-    use std::io::{BufRead, Write};
     for wire in [false, true] {
         let Some(Backend::MySql(mut db)) = Backend::mysql("wire_lock") else {
             return;
         };
         db.wire = wire;
-        let project = support::TestProject::empty();
-        project
-            .write(
-                "orbital.toml",
-                &format!(
-                    "name = \"x\"\n[targets.dev]\nurl = \"{}\"\n{}",
-                    db.target_url(),
-                    if wire {
-                        mysql_wire_component()
-                    } else {
-                        String::new()
-                    }
-                ),
-            )
-            .write("models/a.sql", "select 1 as x");
-        let lock =
-            "CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), 'environment prod', CHAR(0))))";
+        let project = one_model_on(&db);
+        let held = HeldLock::take(&db, "'environment prod', CHAR(0)");
+        let waiting = WaitingRun::start(&project, "another orbital run holds this environment");
+        held.release();
+        waiting.finishes(&format!("wire {wire}"));
+        assert_eq!(
+            support::backends::mariadb(&db.url, "select x from a")
+                .unwrap()
+                .trim(),
+            "1"
+        );
+    }
+}
+
+/// A build's claim through the mysql-wire adapter's own connection is the
+/// named lock the host's MySQL driver takes for it: while a MariaDB
+/// session holds it, the run waits to build that relation, saying so.
+#[test]
+fn a_plugin_connection_claims_a_build_across_processes() {
+    let Some(Backend::MySql(mut db)) = Backend::mysql("wire_claim") else {
+        return;
+    };
+    db.wire = true;
+    let project = one_model_on(&db);
+    let plan = project.orbital(&["plan", "--json"]).expect_code(0).json();
+    let fingerprint = plan["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == "a")
+        .and_then(|n| n["fingerprint"].as_str())
+        .expect("a's fingerprint")
+        .to_string();
+    let relation = format!("orbital__a__{}", &fingerprint[..12]);
+    let held = HeldLock::take(&db, &format!("'build \"{relation}\"'"));
+    let waiting = WaitingRun::start(
+        &project,
+        &format!("another orbital run is building \"{relation}\""),
+    );
+    held.release();
+    waiting.finishes("claimed build");
+    assert_eq!(
+        support::backends::mariadb(&db.url, "select x from a")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+}
+
+/// A project with one table model `a` whose target is `db`.
+fn one_model_on(db: &support::backends::MyDatabase) -> support::TestProject {
+    let project = support::TestProject::empty();
+    project
+        .write(
+            "orbital.toml",
+            &format!(
+                "name = \"x\"\n[targets.dev]\nurl = \"{}\"\n{}",
+                db.target_url(),
+                if db.wire {
+                    mysql_wire_component()
+                } else {
+                    String::new()
+                }
+            ),
+        )
+        .write(
+            "models/a.sql",
+            "-- config: materialized = 'table'\nselect 1 as x",
+        );
+    project
+}
+
+/// A MariaDB session holding Orbital's named lock whose name is the SQL
+/// `name` (as the host names it), until released.
+struct HeldLock {
+    session: std::process::Child,
+    input: std::process::ChildStdin,
+}
+
+impl HeldLock {
+    fn take(db: &support::backends::MyDatabase, name: &str) -> Self {
+        use std::io::Write;
+        let lock = format!("CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), {name})))");
         let (credentials, address) = db
             .url
             .trim_start_matches("mysql://")
@@ -858,7 +923,7 @@ fn a_plugin_connection_takes_the_environment_lock_the_built_in_driver_takes() {
         let (user, password) = credentials.split_once(':').expect("a password");
         let (host, port_and_db) = address.split_once(':').expect("a port");
         let (port, database) = port_and_db.split_once('/').expect("a database");
-        let mut holder = std::process::Command::new("mariadb")
+        let mut session = std::process::Command::new("mariadb")
             .args([
                 "-h",
                 host,
@@ -873,46 +938,61 @@ fn a_plugin_connection_takes_the_environment_lock_the_built_in_driver_takes() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start a mariadb session");
-        let mut input = holder.stdin.take().expect("its stdin");
+        let mut input = session.stdin.take().expect("its stdin");
         writeln!(input, "SELECT GET_LOCK({lock}, 10);").unwrap();
         input.flush().unwrap();
         let held = format!("SELECT IS_USED_LOCK({lock}) IS NOT NULL");
         while support::backends::mariadb(&db.url, &held).unwrap().trim() != "1" {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let mut waiter = std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
+        Self { session, input }
+    }
+
+    /// Ends the session: the server lets go of its lock.
+    fn release(mut self) {
+        drop(self.input);
+        self.session.wait().expect("the session ends");
+    }
+}
+
+/// An `orbital run` that has said it waits.
+struct WaitingRun {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    said: Vec<String>,
+}
+
+impl WaitingRun {
+    /// Starts `orbital run` in `project` and reads its stderr until a line
+    /// says `waiting` (the test fails if it ends first).
+    fn start(project: &support::TestProject, waiting: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_orbital"))
             .args(["run", "--project"])
             .arg(project.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start a run");
-        let mut lines = std::io::BufReader::new(waiter.stderr.take().expect("its stderr")).lines();
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("its stderr")).lines();
         let mut said = Vec::new();
         for line in lines.by_ref() {
             let line = line.expect("a line");
-            let waiting = line.contains("another orbital run holds this environment; waiting");
+            let found = line.contains(waiting) && line.contains("waiting for it");
             said.push(line);
-            if waiting {
-                break;
+            if found {
+                return Self { child, lines, said };
             }
         }
-        assert!(
-            said.last().is_some_and(|l| l.contains("waiting")),
-            "wire {wire}: {said:?}"
-        );
-        // The session ends, and the server lets go of its lock.
-        drop(input);
-        holder.wait().expect("the session ends");
-        said.extend(lines.map_while(Result::ok));
-        let status = waiter.wait().expect("the run ends");
-        assert!(status.success(), "wire {wire}: {said:?}");
-        assert_eq!(
-            support::backends::mariadb(&db.url, "select x from a")
-                .unwrap()
-                .trim(),
-            "1"
-        );
+        let _ = child.wait();
+        panic!("the run never said it waits ({waiting}): {said:?}");
+    }
+
+    /// The run ends, successfully.
+    fn finishes(mut self, what: &str) {
+        self.said.extend(self.lines.map_while(Result::ok));
+        let status = self.child.wait().expect("the run ends");
+        assert!(status.success(), "{what}: {:?}", self.said);
     }
 }
 

@@ -80,6 +80,13 @@ pub trait Connection: Sized + 'static {
         let _ = name;
         Ok(None)
     }
+    /// Lets go of the lock `name` this session took with
+    /// [`try_lock`](Connection::try_lock). The default does nothing, as
+    /// the default `try_lock` takes nothing.
+    fn unlock(&self, name: &str) -> Result<(), DbError> {
+        let _ = name;
+        Ok(())
+    }
 }
 
 /// Connects a [`Connection`] to the generated bindings; used by
@@ -110,6 +117,9 @@ impl<C: Connection> wit::GuestSession for SessionOf<C> {
     }
     fn try_lock(&self, name: String) -> Result<Option<bool>, DbError> {
         self.0.try_lock(&name)
+    }
+    fn unlock(&self, name: String) -> Result<(), DbError> {
+        self.0.unlock(&name)
     }
 }
 

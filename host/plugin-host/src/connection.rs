@@ -137,6 +137,22 @@ impl PluginConnection {
         .await
     }
 
+    /// Lets go of the database lock `name` this session took.
+    pub async fn unlock(
+        &mut self,
+        name: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Result<(), DbError>, PluginError> {
+        self.call(interrupt, async |bindings, store, session| {
+            bindings
+                .orbital_plugin0_2_0_connection()
+                .session()
+                .call_unlock(store, session, name)
+                .await
+        })
+        .await
+    }
+
     async fn call<R>(
         &mut self,
         interrupt: &Interrupt,

@@ -128,8 +128,7 @@ impl Connection for Session {
     /// The server lets go of it when the connection ends.
     fn try_lock(&self, name: &str) -> Result<Option<bool>, DbError> {
         let statement = Statement {
-            sql: "SELECT GET_LOCK(CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0)"
-                .into(),
+            sql: format!("SELECT GET_LOCK({LOCK_NAME}, 0)"),
             params: vec![Value::Text(name.into())],
         };
         match self.query(&statement)?.rows.first().and_then(|r| r.first()) {
@@ -142,7 +141,18 @@ impl Connection for Session {
             }),
         }
     }
+
+    fn unlock(&self, name: &str) -> Result<(), DbError> {
+        self.execute(&Statement {
+            sql: format!("SELECT RELEASE_LOCK({LOCK_NAME})"),
+            params: vec![Value::Text(name.into())],
+        })
+        .map(drop)
+    }
 }
+
+/// The server-wide name of the lock the host calls `?`.
+const LOCK_NAME: &str = "CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), ?)))";
 
 impl Session {
     fn sql(&self, statement: &Statement) -> Result<String, DbError> {

@@ -19,6 +19,9 @@
 //!     relation's oid. A waiter reuses only a relation noted there with
 //!     the oid it has now: one dropped, or made again by a build that died
 //!     half way, has another oid.
+//!   - Across processes through an adapter's own connection: the
+//!     adapter's lock (`try-lock`) on a session kept for claims, without a
+//!     note: a waiter builds the relation again once the lock is free.
 //!   - Across processes on MySQL: the same with a named lock (`GET_LOCK`)
 //!     and the relation's creation time for its oid. MySQL keeps that time
 //!     to the second, so a relation dropped and made again by hand within
@@ -70,7 +73,7 @@ const RELEASE_CLAIM: &str = "SELECT pg_advisory_unlock($1)";
 /// MySQL: takes a build's claim (the lock named after the relation) and
 /// says whether the relation is noted as built whole (the creation time
 /// noted is the one it has).
-const MYSQL_TAKE_CLAIM: &str = "SELECT GET_LOCK(CONCAT('orbital build ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))), 0), \
+const MYSQL_TAKE_CLAIM: &str = "SELECT GET_LOCK(CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), 'build ', ?))), 0), \
      EXISTS (SELECT 1 FROM _orbital_builds b WHERE b.relation = ? AND b.created = \
      (SELECT COALESCE(CAST(CREATE_TIME AS CHAR), 'view') FROM information_schema.tables \
       WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?))";
@@ -83,7 +86,7 @@ const MYSQL_NOTE_BUILT: &str = "INSERT INTO _orbital_builds (relation, created) 
 
 /// MySQL: lets go of a build's claim.
 const MYSQL_RELEASE_CLAIM: &str =
-    "SELECT RELEASE_LOCK(CONCAT('orbital build ', SHA1(CONCAT(DATABASE(), CHAR(0), ?))))";
+    "SELECT RELEASE_LOCK(CONCAT('orbital ', SHA1(CONCAT(DATABASE(), CHAR(0), 'build ', ?))))";
 
 /// A step of a build's claim on MySQL, on the claims connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,9 @@ enum ClaimLock {
     Advisory(i64),
     /// MySQL's named lock (`GET_LOCK`) for the relation.
     Named,
+    /// An adapter's lock (`try-lock`) named [`build_lock`], on the claims
+    /// session of its own connection.
+    Plugin,
 }
 
 /// The builds being claimed in this process.
@@ -111,6 +117,8 @@ pub(super) struct Claims {
     connection: Mutex<Option<PgConnection>>,
     /// MySQL: the connection cross-process claims live on.
     mysql_connection: Mutex<Option<MySqlConnection>>,
+    /// An adapter's own connection: the session its claims live on.
+    plugin_session: Mutex<Option<PluginConnection>>,
     /// `_orbital_builds` exists.
     table_made: std::sync::OnceLock<()>,
 }
@@ -261,6 +269,12 @@ fn cancelled_waiting() -> DbError {
 /// an adapter's `try-lock`) is asked for.
 fn environment_lock(scope: &str) -> String {
     format!("environment {scope}")
+}
+
+/// The name of a build's claim on `relation` (quoted), as a named lock
+/// (MySQL's, an adapter's `try-lock`) is asked for.
+fn build_lock(relation: &str) -> String {
+    format!("build {relation}")
 }
 
 /// A stable advisory lock key for `what`.
@@ -457,7 +471,71 @@ impl Warehouse {
                 return Ok(Claimed::Built { by: None });
             }
         }
+        // No note of finished builds here: after waiting, the build is made
+        // again (it replaces the other's), but never at the same time.
+        if let Backend::Plugin(link) = &self.backend
+            && self.lock_plugin_build(link, &claim.relation).await?
+        {
+            claim.lock = Some(ClaimLock::Plugin);
+        }
         Ok(Claimed::Build(claim))
+    }
+
+    /// Takes the adapter's lock for `relation` on the claims session,
+    /// trying again while another process holds it (unless this handle's
+    /// run is cancelled). `false`: the adapter's database has no locks.
+    async fn lock_plugin_build(&self, link: &PluginLink, relation: &str) -> Result<bool, DbError> {
+        let name = build_lock(relation);
+        let mut said = false;
+        loop {
+            if self.run.interrupt.is_set() {
+                return Err(cancelled_waiting());
+            }
+            match self.on_plugin_claims_session(link, &name, true).await? {
+                Some(true) => return Ok(true),
+                None => return Ok(false),
+                Some(false) => {
+                    if !said {
+                        tracing::warn!(
+                            "another orbital run is building {relation}; waiting for it"
+                        );
+                        said = true;
+                    }
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+            }
+        }
+    }
+
+    /// Takes (`take`) or lets go of the adapter's lock `name` on the
+    /// session claims live on, opening it if needed. A session whose call
+    /// failed without a database code is dropped with its claims, as a
+    /// broken claims connection is (see [`Warehouse::on_claims_connection`]).
+    async fn on_plugin_claims_session(
+        &self,
+        link: &PluginLink,
+        name: &str,
+        take: bool,
+    ) -> Result<Option<bool>, DbError> {
+        let mut slot = self.claims.plugin_session.lock().await;
+        let session = match slot.as_mut() {
+            Some(session) => session,
+            None => slot.insert(link.dedicated().await?),
+        };
+        // Not the run's interrupt: an interrupted call leaves the session,
+        // and every claim on it, unusable.
+        let calm = Interrupt::default();
+        let result = if take {
+            PluginLink::try_lock(session, name, &calm).await
+        } else {
+            PluginLink::unlock(session, name, &calm)
+                .await
+                .map(|()| None)
+        };
+        if result.as_ref().is_err_and(|e| e.code.is_none()) {
+            slot.take();
+        }
+        result
     }
 
     /// [`Warehouse::lock_build`] on MySQL.
@@ -760,6 +838,10 @@ async fn unlock(warehouse: &Warehouse, lock: ClaimLock, relation: &RelationName)
             .map(drop),
         (ClaimLock::Named, Backend::MySql(connections)) => warehouse
             .on_mysql_claims_connection(connections, MySqlClaim::Release, relation)
+            .await
+            .map(drop),
+        (ClaimLock::Plugin, Backend::Plugin(link)) => warehouse
+            .on_plugin_claims_session(link, &build_lock(&relation.quoted()), false)
             .await
             .map(drop),
         _ => return,

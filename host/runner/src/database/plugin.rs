@@ -4,10 +4,10 @@
 //!
 //! An environment's run lock is the adapter's (`try-lock`), on a session
 //! kept for the run; an adapter whose database has none leaves runs apart
-//! only within one project (its file lock). What such a target does not
-//! get: cross-process build claims (a run takes this process's), and a
-//! catalog listing (the store is trusted, and publishing asks the adapter
-//! what stands at each view's name).
+//! only within one project (its file lock). Build claims take the
+//! adapter's lock too, without a note of finished builds. What such a
+//! target does not get: a catalog listing (the store is trusted, and
+//! publishing asks the adapter what stands at each view's name).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -199,6 +199,18 @@ impl PluginLink {
     ) -> Result<Option<bool>, DbError> {
         session
             .try_lock(name, interrupt)
+            .await
+            .map_err(plugin_error)?
+    }
+
+    /// Lets go of the database lock `name` that `session` took.
+    pub(super) async fn unlock(
+        session: &mut PluginConnection,
+        name: &str,
+        interrupt: &Interrupt,
+    ) -> Result<(), DbError> {
+        session
+            .unlock(name, interrupt)
             .await
             .map_err(plugin_error)?
     }
