@@ -19,11 +19,12 @@ Each round uses a fresh database; peak memory is the orbital process's.
 import base64
 import http.client
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+
+from bench_util import timed_orbital, write_seed
 
 ORBITAL = os.path.realpath(sys.argv[1])
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -67,18 +68,7 @@ def fresh_database(name):
 
 
 def orbital(project, *args):
-    """Wall seconds and peak KiB of one orbital process."""
-    started = time.perf_counter()
-    timed = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", ORBITAL, *args],
-        cwd=project,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    elapsed = time.perf_counter() - started
-    return elapsed, int(timed.stderr.strip().splitlines()[-1])
+    return timed_orbital(ORBITAL, project, *args)
 
 
 def project(folder, database, threads=4):
@@ -89,13 +79,6 @@ def project(folder, database, threads=4):
             f'name = "bench"\n[targets.dev]\nurl = "{SERVER}/{database}"\nthreads = {threads}\n'
             '[seeds.rows.column-types]\namount = "numeric"\nday = "date"\n'
         )
-
-
-def write_seed(path, rows):
-    with open(path, "w") as f:
-        f.write("id,name,amount,day\n")
-        for i in range(rows):
-            f.write(f"{i},name {i % 1000},{i % 10000}.{i % 100:02d},2024-{1 + i % 12:02d}-{1 + i % 28:02d}\n")
 
 
 def seed_round(work, round_):

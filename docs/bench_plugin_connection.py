@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from bench_util import timed_orbital, write_seed
+
 ORBITAL = os.path.realpath(sys.argv[1])
 COMPONENT = os.path.realpath(sys.argv[2])
 ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 3
@@ -67,18 +69,7 @@ def fresh_database(name):
 
 
 def orbital(project, *args):
-    """Wall seconds and peak KiB of one orbital process."""
-    started = time.perf_counter()
-    timed = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", ORBITAL, *args],
-        cwd=project,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    elapsed = time.perf_counter() - started
-    return elapsed, int(timed.stderr.strip().splitlines()[-1])
+    return timed_orbital(ORBITAL, project, *args)
 
 
 def project(folder, database, driver, threads):
@@ -92,13 +83,6 @@ def project(folder, database, driver, threads):
             f"threads = {threads}\n"
             '[seeds.src.column-types]\namount = "numeric"\nday = "date"\n' + plugins
         )
-
-
-def write_seed(path, rows):
-    with open(path, "w") as f:
-        f.write("id,name,amount,day\n")
-        for i in range(rows):
-            f.write(f"{i},name {i % 1000},{i % 10000}.{i % 100:02d},2024-{1 + i % 12:02d}-{1 + i % 28:02d}\n")
 
 
 def models_run(work, tag, driver, threads):
