@@ -540,6 +540,14 @@ fn bad_input_is_refused_before_anything_is_written() {
         );
         refused(&["build"], 2, says);
     }
+    // A scheme is the same in any case (RFC 3986).
+    project.write(
+        "orbital.toml",
+        "name = \"p\"\n[targets.dev]\nurl = \"SQLite://target/p.db\"\n",
+    );
+    project.orbital(&["build"]).expect_code(0);
+    std::fs::remove_file(&database).unwrap();
+    std::fs::remove_dir_all(project.path().join("target")).unwrap();
     project.write(
         "orbital.toml",
         "name = \"p\"\n[targets.\"a/b\"]\nurl = \"sqlite://target/p.db\"\n",

@@ -100,9 +100,23 @@ fn thread_count<'de, D: serde::Deserializer<'de>>(
 fn target_url<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<String, D::Error> {
-    let url = String::deserialize(deserializer)?;
+    let url = lowercase_scheme(String::deserialize(deserializer)?);
     check_url(&url).map_err(serde::de::Error::custom)?;
     Ok(url)
+}
+
+/// A scheme is case-insensitive (RFC 3986), and lowercase is its
+/// canonical form: `Postgres://` is `postgres://` to every driver and
+/// adapter.
+fn lowercase_scheme(url: String) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest))
+            if is_scheme(scheme) && scheme.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            format!("{}://{rest}", scheme.to_ascii_lowercase())
+        }
+        _ => url,
+    }
 }
 
 fn check_url(url: &str) -> std::result::Result<(), String> {
@@ -633,6 +647,23 @@ tags = ["finance"]
             err.to_string().contains("unknown field `model_paths`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_url_scheme_is_read_in_any_case() {
+        for (written, read) in [
+            ("SQLite://target/A.db", "sqlite://target/A.db"),
+            ("ClickHouse://U:P@h:8123/DB", "clickhouse://U:P@h:8123/DB"),
+            ("postgres://h/db", "postgres://h/db"),
+        ] {
+            let config = ProjectConfig::parse(
+                Path::new("orbital.toml"),
+                &format!("name = \"p\"\n[targets.dev]\nurl = \"{written}\"\n"),
+                |_| None,
+            )
+            .unwrap();
+            assert_eq!(config.targets["dev"].url, read);
+        }
     }
 
     #[test]
