@@ -89,6 +89,29 @@ pub trait Connection: Sized + 'static {
     }
 }
 
+/// A part of a target URL (user, password, database, a query value) with
+/// its `%XX` escapes decoded. The error names no part of the URL: the
+/// part may be a password.
+pub fn percent_decode(part: &str) -> Result<String, String> {
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'%' {
+            let byte = part
+                .get(at + 1..at + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or("a `%` in the URL is not followed by two hex digits")?;
+            out.push(byte);
+            at += 3;
+        } else {
+            out.push(bytes[at]);
+            at += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "a %-escaped part of the URL is not UTF-8".into())
+}
+
 /// Connects a [`Connection`] to the generated bindings; used by
 /// [`export_connected_adapter!`](crate::export_connected_adapter).
 #[doc(hidden)]
@@ -134,4 +157,19 @@ macro_rules! export_connected_adapter {
             __OrbitalConnectionExport with_types_in $crate::__wit::connection
         );
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn url_parts_are_percent_decoded_without_echoing_them() {
+        assert_eq!(percent_decode("p%40ss%2Fw").unwrap(), "p@ss/w");
+        assert_eq!(percent_decode("plain").unwrap(), "plain");
+        for bad in ["secret%4", "secret%zz", "secret%ff"] {
+            let error = percent_decode(bad).unwrap_err();
+            assert!(!error.contains("secret"), "{error}");
+        }
+    }
 }

@@ -58,7 +58,7 @@ mod materialization;
 
 pub use adapter::{Adapter, AdapterExport, AdapterInfo, Swap, default_column_type};
 #[cfg(feature = "api-0-2")]
-pub use connection::{Connection, ConnectionExport, DbError, SessionOf};
+pub use connection::{Connection, ConnectionExport, DbError, SessionOf, percent_decode};
 pub use macros::{Argument, Call, MacroExport, Macros, Position, Signature, catalog};
 pub use materialization::{
     Materialization, MaterializationExport, ModelTask, Outcome, build, config_columns, config_str,

@@ -3,7 +3,7 @@
 //! no server-side parameters) and a query's rows read back as
 //! `TabSeparatedWithNamesAndTypes`.
 
-use orbital_sdk::{Connection, DbError, RowSet, Statement};
+use orbital_sdk::{Connection, DbError, RowSet, Statement, percent_decode};
 
 use crate::values::{inline_params, parse_tab_separated};
 
@@ -199,26 +199,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            let hex = text
-                .get(at + 1..at + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("`{text}` has a bad %-escape"))?;
-            out.push(hex);
-            at += 3;
-        } else {
-            out.push(bytes[at]);
-            at += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("`{text}` is not UTF-8 once decoded"))
 }
 
 fn percent_encode(text: &str) -> String {

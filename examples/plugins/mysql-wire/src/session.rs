@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::net::TcpStream;
 
-use orbital_sdk::{Connection, DbError, RowSet, Statement, Value};
+use orbital_sdk::{Connection, DbError, RowSet, Statement, Value, percent_decode};
 
 use crate::protocol::{Answer, Failure, Login, Wire};
 use crate::values::{cell, column, inline_params};
@@ -228,8 +228,8 @@ impl Target {
         };
         let (user, password) = match credentials {
             Some(c) => match c.split_once(':') {
-                Some((user, password)) => (decode(user)?, decode(password)?),
-                None => (decode(c)?, String::new()),
+                Some((user, password)) => (percent_decode(user)?, percent_decode(password)?),
+                None => (percent_decode(c)?, String::new()),
             },
             None => ("root".into(), String::new()),
         };
@@ -254,7 +254,9 @@ impl Target {
                 .map_err(|_| invalid("the port is not a number"))?,
             None => 3306,
         };
-        let database = (!path.is_empty()).then(|| decode(path)).transpose()?;
+        let database = (!path.is_empty())
+            .then(|| percent_decode(path))
+            .transpose()?;
         Ok(Self {
             user,
             password,
@@ -274,26 +276,6 @@ fn redact(url: &str) -> String {
         },
         _ => url.to_string(),
     }
-}
-
-fn decode(part: &str) -> Result<String, String> {
-    let bytes = part.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = part
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| "a `%` not followed by two hex digits in the URL".to_string())?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "a percent-encoded part of the URL is not UTF-8".into())
 }
 
 #[cfg(test)]
