@@ -58,6 +58,21 @@ pub type Result<T, E = CasError> = std::result::Result<T, E>;
 pub const FORMAT: u32 = 2;
 
 pub(crate) const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
+/// The key in [`META`] of [`Store::generation`].
+const GENERATION: &str = "generation";
+
+/// Increases [`Store::generation`] in the transaction `txn`.
+fn bump_generation(txn: &redb::WriteTransaction) -> Result<()> {
+    let mut meta = txn.open_table(META)?;
+    let now = read_generation(meta.get(GENERATION)?.map(|v| v.value().to_string()));
+    meta.insert(GENERATION, (now + 1).to_string().as_str())?;
+    Ok(())
+}
+
+/// A stored generation: none (a store no write has bumped yet) is 0.
+fn read_generation(stored: Option<String>) -> u64 {
+    stored.and_then(|text| text.parse().ok()).unwrap_or(0)
+}
 pub(crate) const OBJECTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("objects");
 const PARSED: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("parsed");
 const PLUGIN_SETS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("plugin_sets");
@@ -180,6 +195,7 @@ impl Store {
             txn.open_table(WAREHOUSE_FILES)?;
             txn.open_table(ENV_VERSIONS)?;
         }
+        bump_generation(&txn)?;
         txn.commit()?;
         Ok(())
     }
@@ -649,8 +665,20 @@ impl Store {
         let txn = self.db.begin_write()?;
         let mut writer = Writer { txn };
         let out = change(&mut writer)?;
+        bump_generation(&writer.txn)?;
         writer.txn.commit()?;
         Ok(out)
+    }
+
+    /// A number every write transaction (of any process) increases: while
+    /// it is the same, so is everything stored. What a long-lived process
+    /// keeps of what it read is good while this number is.
+    pub fn generation(&self) -> Result<u64> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        Ok(read_generation(
+            meta.get(GENERATION)?.map(|v| v.value().to_string()),
+        ))
     }
 
     /// Removes objects and parse results nothing reaches: objects not named

@@ -36,5 +36,27 @@ fn main() {
             t.elapsed(),
             compiled.dag.nodes.len()
         );
+        // What a daemon does after one model file changed: compile that
+        // model again and take the others from the last compile.
+        let t = Instant::now();
+        let options = orbital_core::CompileOptions {
+            previous: Some(orbital_core::Previous {
+                dag: &compiled.dag,
+                changed: &[0],
+            }),
+            ..Default::default()
+        };
+        let again = orbital_core::compile(&project, &target, options).expect("compile again");
+        let recompile = t.elapsed();
+        let t = Instant::now();
+        let nodes = again.dag.nodes.clone();
+        let copy = t.elapsed();
+        let t = Instant::now();
+        let dag = orbital_core::Dag::new(nodes, |_, _| None).expect("graph");
+        println!(
+            "  one model again {recompile:?} (of which copying the nodes {copy:?}, the graph {:?}), nodes {}",
+            t.elapsed(),
+            dag.nodes.len()
+        );
     }
 }

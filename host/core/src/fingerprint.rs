@@ -61,64 +61,74 @@ pub fn local_hashes(
     dag: &Dag,
     plugins: &PluginHashes,
 ) -> Result<Vec<Hash>, (String, String)> {
-    dag.nodes
-        .par_iter()
-        .enumerate()
-        .map(|(id, node)| match &node.kind {
-            NodeKind::Seed(config) => {
-                let mut hasher = Hasher::new("orbital fingerprint v1 seed");
-                hasher.field(&node.name).field(project.seeds[id].content.0);
-                for (column, logical) in &config.column_types {
-                    hasher.field(column).field(format!("{logical:?}"));
-                }
-                hasher.field(plugins.adapter.0);
-                Ok(hasher.finish())
-            }
-            // Tests build nothing and are never recorded; the hash only
-            // names what one ran.
-            NodeKind::Test(test) => Ok(Hasher::new("orbital fingerprint v1 test")
-                .field(test.query.sql.as_bytes())
-                .field(format!("{:?}", test.severity))
-                .finish()),
-            NodeKind::Model(model) => {
-                let strategy = &model.config.materialized;
-                // Ephemeral models are inlined by the host: no plugin builds them.
-                let plugin = match plugins.strategies.get(strategy) {
-                    Some(plugin) => plugin.0,
-                    None if strategy == EPHEMERAL => [0; 32],
-                    None => return Err((strategy.clone(), node.name.clone())),
-                };
-                let mut hasher = Hasher::new("orbital fingerprint v1 model");
-                hasher
-                    .field(&node.name)
-                    .field(model.sql.as_bytes())
-                    .field(strategy);
-                if let Some(incremental) = &model.incremental_sql {
-                    hasher.field("incremental build").field(incremental);
-                }
-                // serde_json keeps object keys sorted (no preserve_order), so
-                // equal configs serialize to equal bytes.
-                // Where the model is published and what it is said to be
-                // do not change what its build holds.
-                let not_built = crate::project::NOT_BUILT;
-                for (key, value) in &model.config.extra {
-                    if !not_built.contains(&key.as_str()) {
-                        hasher.field(key).field(value.to_string());
-                    }
-                }
-                for (key, referent) in &model.references {
-                    if let crate::Referent::Source(relation) = referent {
-                        hasher.field(key).field(relation.quoted());
-                    }
-                }
-                hasher.field(plugin).field(plugins.adapter.0);
-                for macros in &model.macros {
-                    hasher.field(macros.0);
-                }
-                Ok(hasher.finish())
-            }
-        })
+    (0..dag.nodes.len())
+        .into_par_iter()
+        .map(|id| local_hash(project, dag, id, plugins))
         .collect()
+}
+
+/// Node `id`'s local hash: what it is made from besides its upstreams.
+fn local_hash(
+    project: &Project,
+    dag: &Dag,
+    id: NodeId,
+    plugins: &PluginHashes,
+) -> Result<Hash, (String, String)> {
+    let node = &dag.nodes[id];
+    match &node.kind {
+        NodeKind::Seed(config) => {
+            let mut hasher = Hasher::new("orbital fingerprint v1 seed");
+            hasher.field(&node.name).field(project.seeds[id].content.0);
+            for (column, logical) in &config.column_types {
+                hasher.field(column).field(format!("{logical:?}"));
+            }
+            hasher.field(plugins.adapter.0);
+            Ok(hasher.finish())
+        }
+        // Tests build nothing and are never recorded; the hash only
+        // names what one ran.
+        NodeKind::Test(test) => Ok(Hasher::new("orbital fingerprint v1 test")
+            .field(test.query.sql.as_bytes())
+            .field(format!("{:?}", test.severity))
+            .finish()),
+        NodeKind::Model(model) => {
+            let strategy = &model.config.materialized;
+            // Ephemeral models are inlined by the host: no plugin builds them.
+            let plugin = match plugins.strategies.get(strategy) {
+                Some(plugin) => plugin.0,
+                None if strategy == EPHEMERAL => [0; 32],
+                None => return Err((strategy.clone(), node.name.clone())),
+            };
+            let mut hasher = Hasher::new("orbital fingerprint v1 model");
+            hasher
+                .field(&node.name)
+                .field(model.sql.as_bytes())
+                .field(strategy);
+            if let Some(incremental) = &model.incremental_sql {
+                hasher.field("incremental build").field(incremental);
+            }
+            // serde_json keeps object keys sorted (no preserve_order), so
+            // equal configs serialize to equal bytes.
+            // Where the model is published and what it is said to be
+            // do not change what its build holds.
+            let not_built = crate::project::NOT_BUILT;
+            for (key, value) in &model.config.extra {
+                if !not_built.contains(&key.as_str()) {
+                    hasher.field(key).field(value.to_string());
+                }
+            }
+            for (key, referent) in &model.references {
+                if let crate::Referent::Source(relation) = referent {
+                    hasher.field(key).field(relation.quoted());
+                }
+            }
+            hasher.field(plugin).field(plugins.adapter.0);
+            for macros in &model.macros {
+                hasher.field(macros.0);
+            }
+            Ok(hasher.finish())
+        }
+    }
 }
 
 /// One node's fingerprint from its local hash and its upstreams', which go
@@ -149,6 +159,50 @@ pub fn fingerprint(
         let full = combine_all(dag, &local);
         Ok(Fingerprints { local, full })
     })
+}
+
+/// The fingerprints of `dag`, a compile of `project` made from an earlier
+/// one whose fingerprints are `earlier` by compiling again only the models
+/// `changed` (node ids): those and the tests are hashed again, and what is
+/// downstream of a node whose fingerprint changed. Node ids mean the same in
+/// both compiles (see [`crate::Previous`]); when the counts differ,
+/// everything is hashed.
+pub fn fingerprint_since(
+    project: &Project,
+    dag: &Dag,
+    plugins: &PluginHashes,
+    earlier: &Fingerprints,
+    changed: &[NodeId],
+) -> Result<Fingerprints, (String, String)> {
+    let count = dag.nodes.len();
+    if earlier.local.len() != count || earlier.full.len() != count {
+        return fingerprint(project, dag, plugins);
+    }
+    let tests = (project.seeds.len() + project.models.len()).min(count);
+    let mut local = earlier.local.clone();
+    let mut again = vec![false; count];
+    for id in changed.iter().copied().chain(tests..count) {
+        local[id] = local_hash(project, dag, id, plugins)?;
+        again[id] = true;
+    }
+    // A node's fingerprint is its local hash, its upstreams' names and
+    // fingerprints: one whose inputs are all as they were is as it was,
+    // and so is everything downstream of it that nothing else changed.
+    // (An upstream added or dropped is a change of the SQL that names it.)
+    let mut full = earlier.full.clone();
+    for &id in &dag.order {
+        if !again[id] {
+            continue;
+        }
+        let fingerprint = combine_one(dag, id, local[id], |dep| full[dep]);
+        if fingerprint != full[id] {
+            full[id] = fingerprint;
+            for &child in &dag.children[id] {
+                again[child] = true;
+            }
+        }
+    }
+    Ok(Fingerprints { local, full })
 }
 
 /// Every node's fingerprint, one level of the graph at a time: a node's
@@ -212,7 +266,9 @@ mod tests {
         let target = project.config.target(None).unwrap().1.clone();
         let dag = crate::compile(&project, &target, Default::default())
             .unwrap()
-            .dag;
+            .dag
+            .as_ref()
+            .clone();
         (project, dag)
     }
 

@@ -38,8 +38,8 @@ mod threads;
 pub use compile::tokens;
 
 pub use compile::{
-    CompileOptions, CompiledModel, CompiledProject, NoCache, ParseCache, ParsedModel, Referent,
-    compile,
+    CompileOptions, CompiledModel, CompiledProject, NoCache, ParseCache, ParsedModel, Previous,
+    Referent, compile,
 };
 pub use config::{ComponentRef, ProjectConfig, Target};
 pub use dag::{Dag, Node, NodeId, NodeKind};

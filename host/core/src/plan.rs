@@ -533,7 +533,9 @@ mod tests {
         let target = project.config.target(None).unwrap().1.clone();
         let dag = crate::compile(&project, &target, Default::default())
             .unwrap()
-            .dag;
+            .dag
+            .as_ref()
+            .clone();
         let plugins = PluginHashes {
             adapter: Hash::of(b"a"),
             strategies: [

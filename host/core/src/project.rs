@@ -237,11 +237,8 @@ impl Project {
                 Err(e) => errors.push(e),
             }
         }
-        errors.extend(duplicate_names(
-            &project.models,
-            &project.seeds,
-            &project.tests,
-        ));
+        // Names come from paths, and no path changed: they are as unique
+        // as when the project was loaded.
         Some(Error::collect(errors).map(|()| project))
     }
 

@@ -334,7 +334,7 @@ mod tests {
             kind: if path.starts_with("seeds") {
                 NodeKind::Seed(SeedConfig::default())
             } else {
-                NodeKind::Model(model.clone())
+                NodeKind::Model(std::sync::Arc::new(model.clone()))
             },
             path: path.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),

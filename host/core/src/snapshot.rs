@@ -62,6 +62,11 @@ impl Stamp {
     }
 }
 
+/// One file's stamp, following a symbolic link as [`stamp_files`] does.
+pub fn stamp_file(path: &Path) -> std::io::Result<Stamp> {
+    std::fs::metadata(path).map(|metadata| Stamp::of(&metadata))
+}
+
 /// Every source file of the project with its stamp, in [`crate::project::source_files`] order.
 pub fn stamp_files(root: &Path, config: &ProjectConfig) -> Result<Vec<(PathBuf, Stamp)>> {
     let files = crate::project::source_entries(root, config)?;
@@ -272,7 +277,9 @@ mod tests {
         let target = project.config.target(None).unwrap().1.clone();
         let dag = crate::compile(&project, &target, Default::default())
             .unwrap()
-            .dag;
+            .dag
+            .as_ref()
+            .clone();
         (project.clone(), dag, key(&project.config, &target, "test"))
     }
 

@@ -6,25 +6,88 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use orbital_core::compile::{ParseCache, ParsedModel};
+use orbital_core::fingerprint::{Fingerprints, PluginHashes};
 use orbital_core::snapshot::Stamp;
-use orbital_core::{Hash, Snapshot};
+use orbital_core::{Dag, Hash, NodeId, Project};
 
-/// A project's last compile.
+/// A project's last compile, shared with the sessions that use it: a
+/// request on an unchanged project copies nothing.
 pub(crate) struct Kept {
-    pub(crate) snapshot: Snapshot,
+    /// The snapshot key it was compiled under ([`orbital_core::snapshot::key`]).
+    pub(crate) key: Hash,
+    /// Every source file's stamp when it was read.
+    pub(crate) files: Vec<(PathBuf, Stamp)>,
+    /// The project watch's event number those stamps are as new as
+    /// ([`crate::watch::Watch::stamps`]), when it is watched.
+    pub(crate) watched: Option<u64>,
+    pub(crate) project: Arc<Project>,
+    pub(crate) dag: Arc<Dag>,
     /// Files whose stamps were too recent to trust when it was read
-    /// ([`Snapshot::racy`]): read again whatever their stamps say.
+    /// ([`orbital_core::Snapshot::racy`]): read again whatever their stamps say.
     pub(crate) racy: Vec<usize>,
+    /// Its fingerprints, once a request computed them, with the plugins
+    /// they were computed for.
+    pub(crate) fingerprints: Mutex<Option<Prints>>,
+    /// When it was made from the previous compile by compiling some models
+    /// again: that compile's fingerprints (if it had any), and those
+    /// models' node ids. Most of its own are the same.
+    pub(crate) since: Option<(Prints, Vec<NodeId>)>,
+}
+
+/// A compile's fingerprints for one set of plugins.
+pub(crate) type Prints = (PluginHashes, Arc<Fingerprints>);
+
+impl Kept {
+    /// Its fingerprints for `plugins`: kept, else computed from the
+    /// previous compile's where they can be, else by `whole`, and kept.
+    pub(crate) fn fingerprints(
+        &self,
+        plugins: &PluginHashes,
+        whole: impl FnOnce() -> Result<Fingerprints, (String, String)>,
+    ) -> Result<Arc<Fingerprints>, (String, String)> {
+        let mut kept = crate::lock(&self.fingerprints);
+        if let Some((for_plugins, prints)) = &*kept
+            && for_plugins == plugins
+        {
+            return Ok(prints.clone());
+        }
+        let prints = match &self.since {
+            Some(((for_plugins, earlier), changed)) if for_plugins == plugins => {
+                tracing::debug!(
+                    changed = changed.len(),
+                    "fingerprints from the previous compile's"
+                );
+                orbital_core::fingerprint::fingerprint_since(
+                    &self.project,
+                    &self.dag,
+                    plugins,
+                    earlier,
+                    changed,
+                )?
+            }
+            _ => whole()?,
+        };
+        let prints = Arc::new(prints);
+        *kept = Some((plugins.clone(), prints.clone()));
+        Ok(prints)
+    }
+
+    /// The fingerprints kept, if any, with what a compile made from this one
+    /// by compiling `changed` (node ids) again needs of them.
+    pub(crate) fn since(&self, changed: Vec<NodeId>) -> Option<(Prints, Vec<NodeId>)> {
+        let kept = crate::lock(&self.fingerprints).clone()?;
+        Some((kept, changed))
+    }
 }
 
 impl Kept {
     /// The files that changed since this compile, or `None` when files came
     /// or went (the project is read whole then).
     pub(crate) fn changed(&self, files: &[(PathBuf, Stamp)]) -> Option<Vec<PathBuf>> {
-        let kept = &self.snapshot.files;
+        let kept = &self.files;
         if kept.len() != files.len() || kept.iter().zip(files).any(|(a, b)| a.0 != b.0) {
             return None;
         }
@@ -75,19 +138,31 @@ mod tests {
     }
 
     fn kept(files: &[(&str, u64)], racy: Vec<usize>) -> Kept {
+        let root = std::path::Path::new("/nowhere");
         Kept {
-            snapshot: Snapshot {
-                key: Hash::of(b"k"),
-                files: files
-                    .iter()
-                    .map(|(p, n)| (PathBuf::from(p), stamp(*n)))
-                    .collect(),
+            key: Hash::of(b"k"),
+            files: files
+                .iter()
+                .map(|(p, n)| (PathBuf::from(p), stamp(*n)))
+                .collect(),
+            watched: None,
+            project: Arc::new(Project {
+                root: root.to_path_buf(),
+                config: orbital_core::ProjectConfig::parse(
+                    &root.join("orbital.toml"),
+                    "name = \"kept\"\n",
+                    |_| None,
+                )
+                .unwrap(),
                 models: Vec::new(),
                 seeds: Vec::new(),
                 tests: Vec::new(),
-                dag: orbital_core::Dag::new(Vec::new(), |_, _| None).unwrap(),
-            },
+                disabled: Vec::new(),
+            }),
+            dag: Arc::new(Dag::new(Vec::new(), |_, _| None).unwrap()),
             racy,
+            fingerprints: Mutex::default(),
+            since: None,
         }
     }
 

@@ -39,6 +39,7 @@ mod run;
 mod session;
 mod shared;
 mod show;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,6 +94,12 @@ struct Shared {
     /// With [`EngineOptions::keep_projects`]: each project's last compile,
     /// by project folder.
     projects: Mutex<HashMap<PathBuf, Arc<kept::Kept>>>,
+    /// With [`EngineOptions::keep_projects`]: a watch on each project
+    /// folder, so that a request stamps only the files that changed.
+    watches: Mutex<HashMap<PathBuf, Arc<watch::Watch>>>,
+    /// With [`EngineOptions::keep_projects`]: the records last read of each
+    /// (store, warehouse, environment), at the store's generation then.
+    records: Mutex<HashMap<RecordsKey, (u64, session::RecordMaps)>>,
     /// With [`EngineOptions::keep_projects`]: the parse results the last
     /// compiles used.
     parses: std::sync::RwLock<HashMap<orbital_core::Hash, orbital_core::compile::ParsedModel>>,
@@ -102,6 +109,9 @@ struct Shared {
     /// [`Engine::run_task`]).
     task_plugins: Mutex<HashMap<shared::TaskPluginsKey, Arc<orbital_runner::LoadedPlugins>>>,
 }
+
+/// Whose records are kept: (store file, warehouse, environment).
+type RecordsKey = (PathBuf, String, String);
 
 /// One environment of one target of one project: (state folder, target,
 /// environment).
@@ -128,6 +138,8 @@ impl Engine {
                 warehouses: tokio::sync::Mutex::default(),
                 queues: Mutex::default(),
                 projects: Mutex::default(),
+                watches: Mutex::default(),
+                records: Mutex::default(),
                 parses: std::sync::RwLock::default(),
                 details: Mutex::default(),
                 task_plugins: Mutex::default(),
@@ -141,6 +153,18 @@ impl Engine {
             return None;
         }
         lock(&self.shared.projects).get(root).cloned()
+    }
+
+    /// The watch on the project in `root`, when this engine keeps projects.
+    pub(crate) fn watch(&self, root: &Path) -> Option<Arc<watch::Watch>> {
+        if !self.shared.options.keep_projects {
+            return None;
+        }
+        let mut watches = lock(&self.shared.watches);
+        let watch = watches
+            .entry(root.to_path_buf())
+            .or_insert_with(|| Arc::new(watch::Watch::new(root)));
+        Some(watch.clone())
     }
 
     pub(crate) fn kept_details(
@@ -172,11 +196,14 @@ impl Engine {
     }
 
     /// Compiles through `store`'s parse cache, and when this engine keeps
-    /// projects, through the parse results the last compile used first;
-    /// those this compile used (and made) are kept for the next.
+    /// projects, through the parse results the last compile used first.
+    /// A whole compile (`replaced` is `None`) keeps those it used (and
+    /// made) for the next; a compile of changed models adds those it made
+    /// and forgets the `replaced` ones (the changed models' old texts).
     pub(crate) fn compile_with_parses(
         &self,
         store: &dyn orbital_core::compile::ParseCache,
+        replaced: Option<&[orbital_core::Hash]>,
         compile: impl FnOnce(
             &dyn orbital_core::compile::ParseCache,
         ) -> orbital_core::Result<orbital_core::CompiledProject>,
@@ -192,11 +219,20 @@ impl Engine {
         let compiled = compile(&memo)?;
         let mut used = memo.used.into_inner().unwrap_or_else(|e| e.into_inner());
         used.extend(compiled.fresh_parses.iter().cloned());
-        *self
+        let mut memory = self
             .shared
             .parses
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = used;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match replaced {
+            None => *memory = used,
+            Some(replaced) => {
+                for key in replaced {
+                    memory.remove(key);
+                }
+                memory.extend(used);
+            }
+        }
         Ok(compiled)
     }
 

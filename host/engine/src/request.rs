@@ -158,7 +158,7 @@ pub struct CompileRequest {
 
 /// A compiled project and the nodes a request selected.
 pub struct Compiled {
-    pub project: Project,
+    pub project: std::sync::Arc<Project>,
     pub compiled: CompiledProject,
     pub selection: Selection,
     /// With [`Listing::Detailed`].

@@ -438,7 +438,7 @@ async fn execute(
     options: &RunOptions,
     events: &Events,
 ) -> Vec<NodeResult> {
-    let dag = Arc::new(session.compiled.dag.clone());
+    let dag = session.compiled.dag.clone();
     let (sender, mut progress) = tokio::sync::mpsc::unbounded_channel();
     let work = orbital_runner::execute(
         plugins,

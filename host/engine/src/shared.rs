@@ -162,9 +162,7 @@ impl Session {
             })
         })?;
         let count = taken.len();
-        connected
-            .builds
-            .extend(taken.into_iter().map(|r| (r.fingerprint, r)));
+        Arc::make_mut(&mut connected.builds).extend(taken.into_iter().map(|r| (r.fingerprint, r)));
         Ok(count)
     }
 }

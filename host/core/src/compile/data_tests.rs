@@ -149,7 +149,7 @@ pub(super) fn test_node(
 ) -> Node {
     Node {
         name,
-        kind: NodeKind::Test(test),
+        kind: NodeKind::Test(std::sync::Arc::new(test)),
         path: path.to_path_buf(),
         tags: Vec::new(),
         relation: RelationName::default(),

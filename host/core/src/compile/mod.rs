@@ -55,20 +55,23 @@ use resolve::{Resolver, resolve_model};
 /// Every node of the project, in a checked acyclic graph.
 #[derive(Debug, Clone)]
 pub struct CompiledProject {
-    pub dag: Dag,
+    /// Shared: a daemon keeps it between requests, and a run hands it to
+    /// its tasks.
+    pub dag: std::sync::Arc<Dag>,
     /// Parse results that were not in the cache, for the caller to store.
     pub fresh_parses: Vec<(Hash, ParsedModel)>,
 }
 
 /// What a compile takes besides the project: earlier parse results, the
-/// macro plugins, and which materializations keep history. The default
-/// parses everything, expands no plugin macros and knows only the built-in
-/// stateful names.
+/// macro plugins, which materializations keep history, and the previous
+/// compile of the same project. The default parses everything, expands no
+/// plugin macros, knows only the built-in stateful names and starts afresh.
 #[derive(Clone, Copy)]
 pub struct CompileOptions<'a> {
     pub cache: &'a dyn ParseCache,
     pub macros: &'a dyn ProjectMacros,
     pub strategies: &'a dyn crate::incremental::Strategies,
+    pub previous: Option<Previous<'a>>,
 }
 
 impl Default for CompileOptions<'_> {
@@ -77,8 +80,79 @@ impl Default for CompileOptions<'_> {
             cache: &NoCache,
             macros: &NoMacros,
             strategies: &crate::incremental::BuiltIn,
+            previous: None,
         }
     }
+}
+
+/// The last compile of the same project (same config, target and macro
+/// plugins, the same files), for a compile after only some model files
+/// changed, as in a daemon after an edit: every other model's node is taken
+/// from it instead of being looked up, resolved and built again.
+#[derive(Clone, Copy)]
+pub struct Previous<'a> {
+    pub dag: &'a Dag,
+    /// Indices into `project.models` of the models whose files changed,
+    /// in ascending order.
+    pub changed: &'a [usize],
+}
+
+impl Previous<'_> {
+    /// Whether the previous graph's seeds and models are this project's,
+    /// in the same order: node ids then mean the same.
+    fn lines_up(&self, project: &Project) -> bool {
+        let seeds = project.seeds.iter().map(|s| s.name.as_str());
+        let models = project.models.iter().map(|m| m.name.as_str());
+        let expected = project.seeds.len() + project.models.len();
+        self.dag.nodes.len() >= expected
+            && seeds
+                .chain(models)
+                .zip(&self.dag.nodes)
+                .all(|(name, node)| node.name == name)
+    }
+
+    /// Whether model `index`'s node can be taken from the previous compile:
+    /// nothing it was made from can have changed (its file did not, and no
+    /// macro expanded in it: an expansion may read other models' columns).
+    fn reusable(&self, index: usize, seeds: usize) -> bool {
+        self.changed.binary_search(&index).is_err()
+            && (self.dag.nodes.get(seeds + index))
+                .and_then(Node::as_model)
+                .is_some_and(|m| m.macros.is_empty())
+    }
+
+    /// Whether `nodes`, where `reused` ones are the previous compile's,
+    /// make the previous graph's shape: every other node is where it was,
+    /// reads what it read, and is inlined (ephemeral) as it was. Then no
+    /// edge, inherited upstream or order changed.
+    fn same_shape(&self, nodes: &[Node], reused: &[bool]) -> bool {
+        nodes.len() == self.dag.nodes.len()
+            && (nodes.iter().zip(&self.dag.nodes).enumerate())
+                .filter(|(id, _)| !reused.get(*id).copied().unwrap_or(false))
+                .all(|(_, (new, old))| {
+                    new.name == old.name
+                        && new.is_test() == old.is_test()
+                        && new.is_ephemeral() == old.is_ephemeral()
+                        && new.depends_on == written_dependencies(old)
+                })
+    }
+}
+
+/// The nodes a node's SQL reads, in id order: its `depends_on` before a
+/// [`Dag`] adds what it inherits through ephemeral models.
+fn written_dependencies(node: &Node) -> Vec<NodeId> {
+    let Some(query) = node.query() else {
+        return Vec::new();
+    };
+    let mut ids: Vec<NodeId> = (query.references.iter())
+        .filter_map(|(_, referent)| match referent {
+            Referent::Node(id) => Some(*id),
+            Referent::Source(_) | Referent::This => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Compiles every model and test of `project` for `target`: parses what
@@ -89,7 +163,29 @@ pub fn compile(
     target: &Target,
     options: CompileOptions<'_>,
 ) -> Result<CompiledProject> {
-    crate::threads::install(|| compile_on_this_pool(project, target, options))
+    crate::threads::install(|| {
+        let previous = options.previous.filter(|p| p.lines_up(project));
+        match compile_on_this_pool(
+            project,
+            target,
+            CompileOptions {
+                previous,
+                ..options
+            },
+        ) {
+            // Errors are reported as a whole compile finds them (a cycle's
+            // location comes from what each model wrote).
+            Err(_) if previous.is_some() => compile_on_this_pool(
+                project,
+                target,
+                CompileOptions {
+                    previous: None,
+                    ..options
+                },
+            ),
+            compiled => compiled,
+        }
+    })
 }
 
 fn compile_on_this_pool(
@@ -101,6 +197,7 @@ fn compile_on_this_pool(
         cache,
         macros,
         strategies,
+        previous,
     } = options;
     let dialect_name = target.parser_dialect();
     let identity = SqlMacros::identity(macros);
@@ -125,12 +222,19 @@ fn compile_on_this_pool(
     // `written_at`: where each model writes each dependency, by model index,
     // for a cycle's error.
     let written_at: Vec<Dependencies> = Vec::with_capacity(project.models.len());
+    let seeds = project.seeds.len();
     let outcomes: Vec<Result<Option<FreshParse>>> = Vec::with_capacity(project.models.len());
     let mut sinks = (nodes, (written_at, outcomes));
     sinks.par_extend(
         (0..project.models.len())
             .into_par_iter()
-            .map(|index| compile_model(index, &catalog, &resolver, target)),
+            .map(|index| match previous {
+                Some(previous) if previous.reusable(index, seeds) => (
+                    previous.dag.nodes[seeds + index].clone(),
+                    (Vec::new(), Ok(None)),
+                ),
+                _ => compile_model(index, &catalog, &resolver, target),
+            }),
     );
     let (mut nodes, (written_at, outcomes)) = sinks;
     let mut errors = Vec::new();
@@ -168,8 +272,29 @@ fn compile_on_this_pool(
             *column as usize,
         ))
     };
-    let dag = Dag::new(nodes, edge_at)?;
-    Ok(CompiledProject { dag, fresh_parses })
+    // Which nodes are the previous compile's: those keep the edges the
+    // graph gave them (upstreams inherited through ephemeral models).
+    let reused: Vec<bool> = (0..nodes.len())
+        .map(|id| {
+            let model = id.checked_sub(seeds).filter(|&m| m < project.models.len());
+            model.is_some_and(|m| previous.is_some_and(|p| p.reusable(m, seeds)))
+        })
+        .collect();
+    let dag = match previous {
+        Some(previous) if previous.same_shape(&nodes, &reused) => {
+            previous.dag.with_shape_of(nodes, &reused)
+        }
+        _ => {
+            for (node, _) in nodes.iter_mut().zip(&reused).filter(|(_, r)| **r) {
+                node.depends_on = written_dependencies(node);
+            }
+            Dag::new(nodes, edge_at)?
+        }
+    };
+    Ok(CompiledProject {
+        dag: std::sync::Arc::new(dag),
+        fresh_parses,
+    })
 }
 
 /// Parses (or takes from the cache), resolves and builds the node of model
@@ -297,7 +422,7 @@ fn model_node(
     Node {
         name: model.name.clone(),
         tags: model.config.tags.clone(),
-        kind: NodeKind::Model(compiled),
+        kind: NodeKind::Model(std::sync::Arc::new(compiled)),
         path: model.path.clone(),
         relation: published(model, target, literal),
         depends_on: dependency_ids(deps),

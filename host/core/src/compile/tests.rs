@@ -477,3 +477,126 @@ fn a_model_where_a_source_table_lives_is_refused() {
         "{err}"
     );
 }
+
+/// Compiles `project` again after `edits` (model name, new SQL) both ways,
+/// from scratch and from `before` with [`Previous`], and checks the graphs
+/// and the fingerprints agree.
+fn recompile_both_ways(dir: &std::path::Path, before: &CompiledProject, edits: &[(&str, &str)]) {
+    for (name, sql) in edits {
+        std::fs::write(dir.join(format!("models/{name}.sql")), sql).unwrap();
+    }
+    let project = Project::load(dir).unwrap();
+    let target = project.config.target(None).unwrap().1.clone();
+    let mut changed: Vec<usize> = (project.models.iter().enumerate())
+        .filter(|(_, m)| edits.iter().any(|(name, _)| m.name == *name))
+        .map(|(index, _)| index)
+        .collect();
+    changed.sort_unstable();
+    let whole = compile(&project, &target, Default::default()).unwrap();
+    let options = CompileOptions {
+        previous: Some(Previous {
+            dag: &before.dag,
+            changed: &changed,
+        }),
+        ..Default::default()
+    };
+    let again = compile(&project, &target, options).unwrap();
+    assert_eq!(format!("{:?}", again.dag), format!("{:?}", whole.dag));
+    let plugins = crate::fingerprint::PluginHashes {
+        adapter: Hash::of(b"adapter"),
+        strategies: ["view", "table"]
+            .into_iter()
+            .map(|s| (s.to_string(), Hash::of(s.as_bytes())))
+            .collect(),
+    };
+    // Fingerprints read only seeds from the project, which no edit touches.
+    let earlier = crate::fingerprint::fingerprint(&project, &before.dag, &plugins).unwrap();
+    let seeds = project.seeds.len();
+    let ids: Vec<NodeId> = changed.iter().map(|m| seeds + m).collect();
+    let since =
+        crate::fingerprint::fingerprint_since(&project, &again.dag, &plugins, &earlier, &ids)
+            .unwrap();
+    let from_scratch = crate::fingerprint::fingerprint(&project, &whole.dag, &plugins).unwrap();
+    assert_eq!(since, from_scratch);
+}
+
+#[test]
+fn a_compile_of_the_changed_models_is_the_whole_compile() {
+    let (dir, project) = project(&[
+        (
+            "stg",
+            "-- config: materialized = 'ephemeral'\nselect id from raw_orders",
+        ),
+        ("mid", "select id from stg"),
+        ("top", "select m.id from mid m join stg s on s.id = m.id"),
+        ("other", "select * from raw.events"),
+    ]);
+    let target = project.config.target(None).unwrap().1.clone();
+    let mut before = compile(&project, &target, Default::default()).unwrap();
+    // A comment, a real change, a new upstream, an ephemeral model turned
+    // into a table and back: each from the compile before it.
+    let edits: [&[(&str, &str)]; 5] = [
+        &[("mid", "select id from stg -- a comment")],
+        &[("mid", "select id + 1 as id from stg")],
+        &[("mid", "select s.id from stg s join other o on o.id = s.id")],
+        &[(
+            "stg",
+            "-- config: materialized = 'table'\nselect id from raw_orders",
+        )],
+        &[
+            (
+                "stg",
+                "-- config: materialized = 'ephemeral'\nselect id, 2 as two from raw_orders",
+            ),
+            ("other", "select 1 as id"),
+        ],
+    ];
+    for edit in edits {
+        recompile_both_ways(dir.path(), &before, edit);
+        let project = Project::load(dir.path()).unwrap();
+        before = compile(&project, &target, Default::default()).unwrap();
+    }
+}
+
+#[test]
+fn a_compile_from_a_graph_that_does_not_line_up_starts_afresh() {
+    let (dir, project) = project(&[("a", "select 1 as x"), ("b", "select x from a")]);
+    let target = project.config.target(None).unwrap().1.clone();
+    let before = compile(&project, &target, Default::default()).unwrap();
+    std::fs::write(dir.path().join("models/aa.sql"), "select 2 as x").unwrap();
+    let project = Project::load(dir.path()).unwrap();
+    let options = CompileOptions {
+        previous: Some(Previous {
+            dag: &before.dag,
+            changed: &[],
+        }),
+        ..Default::default()
+    };
+    let again = compile(&project, &target, options).unwrap();
+    let whole = compile(&project, &target, Default::default()).unwrap();
+    assert_eq!(format!("{:?}", again.dag), format!("{:?}", whole.dag));
+}
+
+#[test]
+fn an_error_found_from_a_previous_compile_is_the_whole_compiles_error() {
+    let (dir, project) = project(&[("a", "select 1 as x"), ("b", "select x from a")]);
+    let target = project.config.target(None).unwrap().1.clone();
+    let before = compile(&project, &target, Default::default()).unwrap();
+    // A cycle through an unchanged model: its location is where `a` reads `b`.
+    std::fs::write(dir.path().join("models/a.sql"), "select x from b").unwrap();
+    let project = Project::load(dir.path()).unwrap();
+    let index = project.models.iter().position(|m| m.name == "a").unwrap();
+    let options = CompileOptions {
+        previous: Some(Previous {
+            dag: &before.dag,
+            changed: &[index],
+        }),
+        ..Default::default()
+    };
+    let again = compile(&project, &target, options).unwrap_err().to_string();
+    let whole = compile(&project, &target, Default::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(again, whole);
+    assert!(again.contains("cycle"), "{again}");
+}
