@@ -190,15 +190,20 @@ pub fn fingerprint_since(
     // and so is everything downstream of it that nothing else changed.
     // (An upstream added or dropped is a change of the SQL that names it.)
     let mut full = earlier.full.clone();
-    for &id in &dag.order {
-        if !again[id] {
-            continue;
-        }
-        let fingerprint = combine_one(dag, id, local[id], |dep| full[dep]);
-        if fingerprint != full[id] {
-            full[id] = fingerprint;
-            for &child in &dag.children[id] {
-                again[child] = true;
+    for ids in levels(dag) {
+        let ids: Vec<NodeId> = ids.into_iter().filter(|&id| again[id]).collect();
+        let hash = |&id: &NodeId| (id, combine_one(dag, id, local[id], |dep| full[dep]));
+        // Hashing a few nodes on other threads costs more than it saves.
+        let hashed: Vec<(NodeId, Hash)> = match ids.len() {
+            0..64 => ids.iter().map(hash).collect(),
+            _ => crate::threads::install(|| ids.par_iter().map(hash).collect()),
+        };
+        for (id, fingerprint) in hashed {
+            if fingerprint != full[id] {
+                full[id] = fingerprint;
+                for &child in &dag.children[id] {
+                    again[child] = true;
+                }
             }
         }
     }
@@ -209,6 +214,22 @@ pub fn fingerprint_since(
 /// level is one more than its deepest upstream's, so the nodes of a level
 /// read only earlier levels and hash on all cores.
 fn combine_all(dag: &Dag, local: &[Hash]) -> Vec<Hash> {
+    let mut full = vec![Hash::default(); dag.nodes.len()];
+    for ids in &levels(dag) {
+        let hashes: Vec<Hash> = ids
+            .par_iter()
+            .map(|&id| combine_one(dag, id, local[id], |dep| full[dep]))
+            .collect();
+        for (&id, hash) in ids.iter().zip(hashes) {
+            full[id] = hash;
+        }
+    }
+    full
+}
+
+/// The graph's nodes by level: a node's level is one more than its
+/// deepest upstream's, so the nodes of a level read only earlier levels.
+fn levels(dag: &Dag) -> Vec<Vec<NodeId>> {
     let mut level = vec![0usize; dag.nodes.len()];
     let mut levels: Vec<Vec<NodeId>> = Vec::new();
     for &id in &dag.order {
@@ -222,17 +243,7 @@ fn combine_all(dag: &Dag, local: &[Hash]) -> Vec<Hash> {
         }
         levels[depth].push(id);
     }
-    let mut full = vec![Hash::default(); dag.nodes.len()];
-    for ids in &levels {
-        let hashes: Vec<Hash> = ids
-            .par_iter()
-            .map(|&id| combine_one(dag, id, local[id], |dep| full[dep]))
-            .collect();
-        for (&id, hash) in ids.iter().zip(hashes) {
-            full[id] = hash;
-        }
-    }
-    full
+    levels
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ const CONFIG_PREFIX: &str = "config:";
 pub struct Project {
     pub root: PathBuf,
     pub config: ProjectConfig,
-    pub models: Vec<Model>,
+    /// Shared: a daemon's compile after an edit copies the project it kept.
+    pub models: Vec<std::sync::Arc<Model>>,
     pub seeds: Vec<Seed>,
     /// Singular data tests, from `test-paths`.
     pub tests: Vec<SingularTest>,
@@ -212,7 +213,7 @@ impl Project {
         Ok(Self {
             root: root.to_path_buf(),
             config,
-            models,
+            models: models.into_iter().map(std::sync::Arc::new).collect(),
             seeds,
             tests,
             disabled,
@@ -232,7 +233,7 @@ impl Project {
         for path in changed {
             let index = project.models.iter().position(|m| &m.path == path)?;
             match load_model(&project.root, path, &project.config) {
-                Ok(model) if model.config.enabled => project.models[index] = model,
+                Ok(model) if model.config.enabled => project.models[index] = model.into(),
                 Ok(_) => return None,
                 Err(e) => errors.push(e),
             }

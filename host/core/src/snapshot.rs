@@ -147,7 +147,7 @@ pub fn hash_stamps(hasher: &mut Hasher, files: &[(PathBuf, Stamp)]) {
 pub struct Snapshot {
     pub key: Hash,
     pub files: Vec<(PathBuf, Stamp)>,
-    pub models: Vec<Model>,
+    pub models: Vec<std::sync::Arc<Model>>,
     pub seeds: Vec<Seed>,
     pub tests: Vec<SingularTest>,
     pub dag: Dag,
@@ -160,7 +160,7 @@ pub struct Snapshot {
 pub struct SnapshotOf<'a> {
     pub key: &'a Hash,
     pub files: &'a [(PathBuf, Stamp)],
-    pub models: &'a [Model],
+    pub models: &'a [std::sync::Arc<Model>],
     pub seeds: &'a [Seed],
     pub tests: &'a [SingularTest],
     pub dag: &'a Dag,

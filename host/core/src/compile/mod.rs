@@ -368,7 +368,8 @@ fn published(model: &Model, target: &Target, literal: bool) -> RelationName {
 /// custom schema on a target without schemas, and two nodes published as
 /// one relation.
 fn published_names(project: &Project, nodes: &[Node], target: &Target) -> Vec<Error> {
-    let custom = |m: &&Model| m.config.schema().is_some() || m.config.alias().is_some();
+    let custom =
+        |m: &&std::sync::Arc<Model>| m.config.schema().is_some() || m.config.alias().is_some();
     if !project.models.iter().any(|m| custom(&m)) {
         return Vec::new();
     }
