@@ -89,18 +89,25 @@ def edit_to_plan(session, base, project, edits=5):
     the ms each took. The model is left as it was."""
     model = next(os.path.join(root, f) for root, _, files in
                  sorted(os.walk(os.path.join(project, "models"))) for f in sorted(files))
-    original = open(model).read()
+    comment = lambda text, _: text.rstrip() + f"\n-- edit {time.time()}\n"  # noqa: E731
+    return timed_edits(session, base, model, comment, edits)
+
+
+def timed_edits(session, base, path, change, edits):
+    """`edits` edits of `path` by `change(original, i)`, each followed by a
+    timed `POST /v1/plan`; the ms each took. The file is left as it was."""
+    original = open(path).read()
     latencies = []
     try:
-        for _ in range(edits):
-            with open(model, "w") as f:
-                f.write(original.rstrip() + f"\n-- edit {time.time()}\n")
+        for i in range(edits):
+            with open(path, "w") as f:
+                f.write(change(original, i))
             started = time.perf_counter()
             answer = session.post(base + "/v1/plan", json={}, timeout=600)
             latencies.append((time.perf_counter() - started) * 1000)
             assert answer.status_code == 200, answer.text[:300]
     finally:
-        with open(model, "w") as f:
+        with open(path, "w") as f:
             f.write(original)
     return latencies
 

@@ -60,25 +60,6 @@ def edit_kinds(orbital, project):
     return os.path.join(project, leaf["path"]), os.path.join(project, root["path"])
 
 
-def timed_edits(session, base, path, change, edits):
-    """`edits` edits of `path` by `change(original, i)`, each followed by a
-    timed plan; the file is left as it was."""
-    original = open(path).read()
-    latencies = []
-    try:
-        for i in range(edits):
-            with open(path, "w") as f:
-                f.write(change(original, i))
-            started = time.perf_counter()
-            answer = session.post(base + "/v1/plan", json={}, timeout=600)
-            latencies.append((time.perf_counter() - started) * 1000)
-            assert answer.status_code == 200, answer.text[:300]
-    finally:
-        with open(path, "w") as f:
-            f.write(original)
-    return latencies
-
-
 def literal(original, i):
     changed = re.sub(r"is not null", f"> {i + 1}", original, count=1)
     assert changed != original, "no literal to change"
@@ -110,7 +91,7 @@ def measure(orbital, project, data, files, edits):
         for kind, path, change in (("comment", leaf, comment), ("leaf", leaf, literal),
                                    ("root", root, literal)):
             mark = os.path.getsize(log_path)
-            trips = timed_edits(session, base, path, change, edits)
+            trips = bench_daemon.timed_edits(session, base, path, change, edits)
             # Each kind's file is restored after it: one plan puts the
             # daemon back on the unchanged project before the next kind.
             session.post(base + "/v1/plan", json={}, timeout=600)

@@ -328,6 +328,11 @@ mod tests {
         (dir, config)
     }
 
+    /// Every file stamped, as without a watch.
+    fn everything(root: &Path, config: &ProjectConfig) -> Stamps {
+        orbital_core::snapshot::stamp_files(root, config).unwrap()
+    }
+
     fn stamp_of(files: &Stamps, path: &str) -> Stamp {
         files.iter().find(|(p, _)| p == Path::new(path)).unwrap().1
     }
@@ -352,10 +357,7 @@ mod tests {
             stamp_of(&edited, "models/a.sql"),
             stamp_of(&files, "models/a.sql")
         );
-        assert_eq!(
-            edited,
-            orbital_core::snapshot::stamp_files(dir.path(), &config).unwrap()
-        );
+        assert_eq!(edited, everything(dir.path(), &config));
         // The same edit is still news to a caller that kept the old stamps
         // (a compile that failed keeps none).
         let (still, _) = watch.stamps(&config, Some((&files, at))).unwrap();
@@ -375,10 +377,7 @@ mod tests {
         )
         .unwrap();
         let (files, at) = watch.stamps(&config, Some((&files, at))).unwrap();
-        assert_eq!(
-            files,
-            orbital_core::snapshot::stamp_files(dir.path(), &config).unwrap()
-        );
+        assert_eq!(files, everything(dir.path(), &config));
         std::fs::write(dir.path().join("models/c.sql"), "select 3 as x").unwrap();
         let (files, at) = watch.stamps(&config, Some((&files, at))).unwrap();
         assert_eq!(files.len(), 4);
@@ -388,10 +387,7 @@ mod tests {
         std::fs::write(dir.path().join("models/marts/d.sql"), "select 4 as x").unwrap();
         let (files, _) = watch.stamps(&config, Some((&files, at))).unwrap();
         assert_eq!(files.len(), 5);
-        assert_eq!(
-            files,
-            orbital_core::snapshot::stamp_files(dir.path(), &config).unwrap()
-        );
+        assert_eq!(files, everything(dir.path(), &config));
     }
 
     #[test]
@@ -410,10 +406,7 @@ mod tests {
         assert_eq!(files.len(), 2, "{files:?}");
         std::fs::write(dir.path().join("sql/e.sql"), "select 55 as xy").unwrap();
         let (again, _) = watch.stamps(&config, Some((&files, at))).unwrap();
-        assert_eq!(
-            again,
-            orbital_core::snapshot::stamp_files(dir.path(), &config).unwrap()
-        );
+        assert_eq!(again, everything(dir.path(), &config));
         assert_ne!(again, files);
     }
 
@@ -427,10 +420,7 @@ mod tests {
         let (files, at) = watch.stamps(&config, None).unwrap();
         std::fs::write(elsewhere.path().join("e.sql"), "select 55 as xy").unwrap();
         let (again, _) = watch.stamps(&config, Some((&files, at))).unwrap();
-        assert_eq!(
-            again,
-            orbital_core::snapshot::stamp_files(dir.path(), &config).unwrap()
-        );
+        assert_eq!(again, everything(dir.path(), &config));
         assert_ne!(again, files);
     }
 }

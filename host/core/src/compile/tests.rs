@@ -478,6 +478,17 @@ fn a_model_where_a_source_table_lives_is_refused() {
     );
 }
 
+/// Options for a compile after the models `changed` of `before` changed.
+fn after<'a>(before: &'a CompiledProject, changed: &'a [usize]) -> CompileOptions<'a> {
+    CompileOptions {
+        previous: Some(Previous {
+            dag: &before.dag,
+            changed,
+        }),
+        ..Default::default()
+    }
+}
+
 /// Compiles `project` again after `edits` (model name, new SQL) both ways,
 /// from scratch and from `before` with [`Previous`], and checks the graphs
 /// and the fingerprints agree.
@@ -493,14 +504,7 @@ fn recompile_both_ways(dir: &std::path::Path, before: &CompiledProject, edits: &
         .collect();
     changed.sort_unstable();
     let whole = compile(&project, &target, Default::default()).unwrap();
-    let options = CompileOptions {
-        previous: Some(Previous {
-            dag: &before.dag,
-            changed: &changed,
-        }),
-        ..Default::default()
-    };
-    let again = compile(&project, &target, options).unwrap();
+    let again = compile(&project, &target, after(before, &changed)).unwrap();
     assert_eq!(format!("{:?}", again.dag), format!("{:?}", whole.dag));
     let plugins = crate::fingerprint::PluginHashes {
         adapter: Hash::of(b"adapter"),
@@ -565,14 +569,7 @@ fn a_compile_from_a_graph_that_does_not_line_up_starts_afresh() {
     let before = compile(&project, &target, Default::default()).unwrap();
     std::fs::write(dir.path().join("models/aa.sql"), "select 2 as x").unwrap();
     let project = Project::load(dir.path()).unwrap();
-    let options = CompileOptions {
-        previous: Some(Previous {
-            dag: &before.dag,
-            changed: &[],
-        }),
-        ..Default::default()
-    };
-    let again = compile(&project, &target, options).unwrap();
+    let again = compile(&project, &target, after(&before, &[])).unwrap();
     let whole = compile(&project, &target, Default::default()).unwrap();
     assert_eq!(format!("{:?}", again.dag), format!("{:?}", whole.dag));
 }
@@ -586,14 +583,9 @@ fn an_error_found_from_a_previous_compile_is_the_whole_compiles_error() {
     std::fs::write(dir.path().join("models/a.sql"), "select x from b").unwrap();
     let project = Project::load(dir.path()).unwrap();
     let index = project.models.iter().position(|m| m.name == "a").unwrap();
-    let options = CompileOptions {
-        previous: Some(Previous {
-            dag: &before.dag,
-            changed: &[index],
-        }),
-        ..Default::default()
-    };
-    let again = compile(&project, &target, options).unwrap_err().to_string();
+    let again = compile(&project, &target, after(&before, &[index]))
+        .unwrap_err()
+        .to_string();
     let whole = compile(&project, &target, Default::default())
         .unwrap_err()
         .to_string();
