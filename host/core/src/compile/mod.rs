@@ -223,13 +223,20 @@ fn compile_on_this_pool(
     // for a cycle's error.
     let written_at: Vec<Dependencies> = Vec::with_capacity(project.models.len());
     let seeds = project.seeds.len();
+    // Which nodes are taken from the previous compile (by node id): those
+    // keep the edges the graph gave them (upstreams inherited through
+    // ephemeral models).
+    let reused: Vec<bool> = (0..seeds)
+        .map(|_| false)
+        .chain((0..project.models.len()).map(|m| previous.is_some_and(|p| p.reusable(m, seeds))))
+        .collect();
     let outcomes: Vec<Result<Option<FreshParse>>> = Vec::with_capacity(project.models.len());
     let mut sinks = (nodes, (written_at, outcomes));
     sinks.par_extend(
         (0..project.models.len())
             .into_par_iter()
             .map(|index| match previous {
-                Some(previous) if previous.reusable(index, seeds) => (
+                Some(previous) if reused[seeds + index] => (
                     previous.dag.nodes[seeds + index].clone(),
                     (Vec::new(), Ok(None)),
                 ),
@@ -272,14 +279,6 @@ fn compile_on_this_pool(
             *column as usize,
         ))
     };
-    // Which nodes are the previous compile's: those keep the edges the
-    // graph gave them (upstreams inherited through ephemeral models).
-    let reused: Vec<bool> = (0..nodes.len())
-        .map(|id| {
-            let model = id.checked_sub(seeds).filter(|&m| m < project.models.len());
-            model.is_some_and(|m| previous.is_some_and(|p| p.reusable(m, seeds)))
-        })
-        .collect();
     let dag = match previous {
         Some(previous) if previous.same_shape(&nodes, &reused) => {
             previous.dag.with_shape_of(nodes, &reused)
