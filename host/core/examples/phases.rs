@@ -48,6 +48,7 @@ fn main() {
         };
         let again = orbital_core::compile(&project, &target, options).expect("compile again");
         let recompile = t.elapsed();
+        fingerprint_phases(&project, &again.dag);
         let t = Instant::now();
         let nodes = again.dag.nodes.clone();
         let copy = t.elapsed();
@@ -59,4 +60,50 @@ fn main() {
             dag.nodes.len()
         );
     }
+}
+
+/// Fingerprinting the whole project, and again after an edit of the model
+/// most of the project reads (every fingerprint downstream changes).
+fn fingerprint_phases(project: &orbital_core::Project, dag: &orbital_core::Dag) {
+    use orbital_core::Hash;
+    use orbital_core::fingerprint::{PluginHashes, combine_one, fingerprint, fingerprint_since};
+    let plugins = PluginHashes {
+        adapter: Hash::of(b"adapter"),
+        strategies: ["view", "table", "ephemeral", "incremental", "snapshot"]
+            .iter()
+            .map(|s| (s.to_string(), Hash::of(s.as_bytes())))
+            .collect(),
+    };
+    let t = Instant::now();
+    let prints = fingerprint(project, dag, &plugins).expect("fingerprint");
+    let whole = t.elapsed();
+    let mut readers = vec![0usize; dag.nodes.len()];
+    for &id in dag.order.iter().rev() {
+        for &dep in &dag.nodes[id].depends_on {
+            readers[dep] += 1 + readers[id];
+        }
+    }
+    let root = (0..dag.nodes.len())
+        .max_by_key(|&id| readers[id])
+        .expect("a node");
+    // The fingerprints as they were before the root's edit.
+    let mut earlier = prints.clone();
+    earlier.local[root] = Hash::of(b"before the edit");
+    for &id in &dag.order {
+        earlier.full[id] = combine_one(dag, id, earlier.local[id], |dep| earlier.full[dep]);
+    }
+    let mut since = None;
+    let t = Instant::now();
+    for _ in 0..100 {
+        since = Some(fingerprint_since(project, dag, &plugins, &earlier, &[root]).expect("since"));
+    }
+    let best = t.elapsed() / 100;
+    let since = since.expect("hashed");
+    let changed = (since.full.iter().zip(&earlier.full))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(since, prints);
+    println!(
+        "  fingerprint whole {whole:?}; after a root edit {best:?}, mean of 100 ({changed} changed)"
+    );
 }

@@ -19,7 +19,8 @@ use crate::{Engine, in_place, lock};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PlanEntry {
     pub name: String,
-    pub kind: String,
+    /// `model`, `seed`, ...: no allocation per node for the daemon's plans.
+    pub kind: std::borrow::Cow<'static, str>,
     pub change: Change,
     pub action: Action,
     pub fingerprint: Hash,
@@ -101,6 +102,7 @@ impl Engine {
         let connected = session.connect_sharing().await?;
         tracing::debug!(elapsed = ?started.elapsed(), "plan: connected and fingerprinted");
         let selection = session.select(&request.selector, &connected)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "plan: selected");
         let dag = &session.compiled.dag;
         let plan = session.plan(&connected, &selection, false)?;
         tracing::debug!(elapsed = ?started.elapsed(), "plan: planned");
@@ -131,7 +133,7 @@ impl Engine {
             };
             entries.push(PlanEntry {
                 name: node.name.clone(),
-                kind: node.kind_name().to_string(),
+                kind: node.kind_name().into(),
                 change: step.change,
                 action: step.action,
                 fingerprint: step.fingerprint,

@@ -3,14 +3,17 @@
 //! hashes (from the store when it knows this set of components, else by
 //! loading them), fingerprint, and read the environment's records.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use orbital_cas::{BuildRecord, EnvEntry, Store};
 use orbital_core::dag::RelationName;
-use orbital_core::plan::{Recorded, environment_relation, environment_schema, physical_relation};
+use orbital_core::plan::{
+    Recorded, RecordedByName, environment_relation, environment_schema, physical_relation,
+};
 use orbital_core::{
     CompiledProject, Fingerprints, Hash, NodeId, PluginHashes, Project, ProjectConfig, Selection,
     Snapshot, Target,
@@ -76,7 +79,7 @@ pub enum Records {
 pub(crate) struct RecordMaps {
     recorded: Arc<BTreeMap<String, EnvEntry>>,
     builds: Arc<BTreeMap<Hash, BuildRecord>>,
-    planned: Arc<BTreeMap<String, Recorded>>,
+    planned: Arc<RecordedByName>,
 }
 
 /// The warehouse whose records are being read, and the reading thread.
@@ -99,13 +102,13 @@ pub struct Connected {
     pub fingerprints: Fingerprints,
     pub recorded: Arc<BTreeMap<String, EnvEntry>>,
     /// `recorded` as the planner reads it.
-    planned: Arc<BTreeMap<String, Recorded>>,
+    planned: Arc<RecordedByName>,
     pub builds: Arc<BTreeMap<Hash, BuildRecord>>,
     /// Which component serves the adapter and each strategy.
     pub plugins: PluginHashes,
     /// The default environment's records, when this session's is another
     /// and the project has stateful models (see `PlanOptions::base`).
-    pub base: Option<BTreeMap<String, Recorded>>,
+    pub base: Option<RecordedByName>,
     /// The warehouse's tables and views where builds and this environment
     /// live: what the store's records are checked against (`None` for a
     /// warehouse Orbital has never written).
@@ -731,7 +734,7 @@ fn read_records(
 }
 
 /// The environment records as the planner reads them.
-pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> BTreeMap<String, Recorded> {
+pub fn recorded(entries: &BTreeMap<String, EnvEntry>) -> RecordedByName {
     entries
         .iter()
         .map(|(name, e)| {
@@ -854,8 +857,9 @@ pub(crate) fn load(
                 if let Some(project) = Project::clone(&kept.project).reloaded(&changed) {
                     tracing::info!(changed = changed.len(), "read again what changed");
                     let project = project?;
+                    let changed: HashSet<&OsStr> = changed.iter().map(|p| p.as_os_str()).collect();
                     let models: Vec<usize> = (project.models.iter().enumerate())
-                        .filter(|(_, m)| changed.contains(&m.path))
+                        .filter(|(_, m)| changed.contains(m.path.as_os_str()))
                         .map(|(index, _)| index)
                         .collect();
                     let (dialect, macro_identity) =
