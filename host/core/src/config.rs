@@ -309,8 +309,11 @@ impl ProjectConfig {
     /// Reads `orbital.toml` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let text = match crate::project::read_bytes(&path) {
+            Ok(bytes) => crate::project::decode_text(bytes).map_err(|not| Error::Config {
+                location: Location::new(&path, not.line, not.column),
+                message: not.to_string(),
+            })?,
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound && crate::dbt::is_dbt_project(dir) =>
             {
@@ -323,8 +326,7 @@ impl ProjectConfig {
             }
             Err(e) => return Err(Error::io(path, e)),
         };
-        let text = text.strip_prefix(crate::project::BOM).unwrap_or(&text);
-        Self::parse(&path, text, |name| std::env::var(name).ok())
+        Self::parse(&path, &text, |name| std::env::var(name).ok())
     }
 
     /// Parses project file text; `env` looks up `${VAR}` references.

@@ -395,10 +395,60 @@ fn walk(
     Ok(())
 }
 
-/// A UTF-8 file's text, as `std::fs::read_to_string` reads it but without
-/// asking the file for its size and position first: two system calls of
-/// the five per file, about a tenth of reading 100k small models.
-fn read_text(path: &Path) -> std::io::Result<String> {
+/// The text of the project file at `path` (relative to `root`): a file
+/// that is not UTF-8 is refused at the first byte that is not, by line and
+/// column.
+fn read_source(root: &Path, path: &Path) -> Result<String> {
+    let full = root.join(path);
+    let bytes = read_bytes(&full).map_err(|e| Error::io(&full, e))?;
+    decode_text(bytes).map_err(|not| Error::Config {
+        location: crate::error::Location::new(path, not.line, not.column),
+        message: not.to_string(),
+    })
+}
+
+/// Where a file stops being UTF-8.
+#[derive(Debug)]
+pub(crate) struct NotUtf8 {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    byte: u8,
+}
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "not UTF-8 text (byte 0x{:02x}): save the file as UTF-8",
+            self.byte
+        )
+    }
+}
+
+/// A file's bytes as text, without a leading byte-order mark.
+pub(crate) fn decode_text(bytes: Vec<u8>) -> std::result::Result<String, NotUtf8> {
+    let mut text = String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        // Everything before `at` is valid UTF-8.
+        let before = String::from_utf8_lossy(&bytes[..at]);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        NotUtf8 {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+            byte: bytes[at],
+        }
+    })?;
+    if text.starts_with(BOM) {
+        text.drain(..BOM.len_utf8());
+    }
+    Ok(text)
+}
+
+/// A file's bytes, as `std::fs::read` reads them but without asking the
+/// file for its size and position first: two system calls of the five per
+/// file, about a tenth of reading 100k small models.
+pub(crate) fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut chunk = [0u8; 16 * 1024];
@@ -411,12 +461,7 @@ fn read_text(path: &Path) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    let mut text = String::from_utf8(bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    if text.starts_with(BOM) {
-        text.drain(..BOM.len_utf8());
-    }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// The byte-order mark some editors write at the start of a file: not part
@@ -424,7 +469,7 @@ fn read_text(path: &Path) -> std::io::Result<String> {
 pub(crate) const BOM: char = '\u{feff}';
 
 fn load_model(root: &Path, path: &Path, project: &ProjectConfig) -> Result<Model> {
-    let text = read_text(&root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
+    let text = read_source(root, path)?;
     let name = stem(path);
     // A dbt model's own config comes from its `config(...)` calls and its
     // schema files, a native one's from its `-- config:` lines.
@@ -473,7 +518,7 @@ fn load_snapshots(
     project: &ProjectConfig,
     dbt: &crate::dbt::DbtProject,
 ) -> Result<Vec<Model>> {
-    let text = read_text(&root.join(path)).map_err(|e| Error::io(root.join(path), e))?;
+    let text = read_source(root, path)?;
     let target = crate::dbt::jinja_target(project);
     let mut models = Vec::new();
     for (rendered, target_schema) in dbt.render_snapshots(path, &text, &target)? {
@@ -789,8 +834,7 @@ fn unmatched_config(
 }
 
 fn load_test(root: &Path, path: &Path, project: &ProjectConfig) -> Result<SingularTest> {
-    let full = root.join(path);
-    let text = read_text(&full).map_err(|e| Error::io(full, e))?;
+    let text = read_source(root, path)?;
     let name = stem(path);
     let (sql, own) = match &project.dbt {
         Some(dbt) => {
@@ -1135,6 +1179,32 @@ mod tests {
             std::fs::write(full, text).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_where_it_stops_being_utf8() {
+        let dir = project(&[
+            (
+                "orbital.toml",
+                "name = \"p\"\n[targets.dev]\nurl = \"sqlite://p.db\"\n",
+            ),
+            ("models/ok.sql", "select 1 as a"),
+        ]);
+        std::fs::write(
+            dir.path().join("models/bad.sql"),
+            b"select 1 as a,\n  '\xc3\xa9\xff' as b",
+        )
+        .unwrap();
+        let error = Project::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("models/bad.sql:2:5: not UTF-8 text (byte 0xff)"),
+            "{error}"
+        );
+        // A byte-order mark is not text.
+        assert_eq!(
+            decode_text(b"\xef\xbb\xbfselect 1".to_vec()).unwrap(),
+            "select 1"
+        );
     }
 
     #[test]

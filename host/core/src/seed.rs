@@ -60,9 +60,13 @@ pub fn read(
     display_path: &Path,
     config: &SeedConfig,
 ) -> Result<SeedTable> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let text = text.strip_prefix(crate::project::BOM).unwrap_or(&text);
-    parse(name, text, display_path, config)
+    let bytes = crate::project::read_bytes(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::project::decode_text(bytes).map_err(|not| Error::Csv {
+        location: Location::new(display_path, not.line, not.column),
+        seed: name.to_string(),
+        message: not.to_string(),
+    })?;
+    parse(name, &text, display_path, config)
 }
 
 /// Parses seed CSV text (header row first).
@@ -349,6 +353,19 @@ mod tests {
 
     fn parse_csv(text: &str) -> Result<SeedTable> {
         parse("s", text, Path::new("seeds/s.csv"), &SeedConfig::default())
+    }
+
+    #[test]
+    fn a_seed_that_is_not_utf8_is_refused_by_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.csv");
+        std::fs::write(&path, b"\xef\xbb\xbfid,name\n1,caf\xe9\n").unwrap();
+        let display = Path::new("seeds/s.csv");
+        let error = read("s", &path, display, &SeedConfig::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "seeds/s.csv:2:6: malformed CSV in seed `s`: not UTF-8 text (byte 0xe9): save the file as UTF-8"
+        );
     }
 
     #[test]
