@@ -31,6 +31,12 @@ impl Identity {
     /// A folder with some of the files but not all is an error, not
     /// repaired: a client may pin the certificate that is missing a key.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, DaemonError> {
+        if data_dir.exists() && !data_dir.is_dir() {
+            return Err(DaemonError::Identity(format!(
+                "the data folder {} is a file, not a folder: pass --data-dir a folder (it is made if missing)",
+                data_dir.display()
+            )));
+        }
         std::fs::create_dir_all(data_dir).map_err(DaemonError::file(data_dir))?;
         let paths = [CERTIFICATE, KEY, TOKEN].map(|name| data_dir.join(name));
         let present = paths.iter().filter(|p| p.exists()).count();
@@ -148,5 +154,14 @@ mod tests {
             "{error}"
         );
         assert!(!dir.path().join(KEY).exists());
+    }
+
+    #[test]
+    fn a_file_for_a_data_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data");
+        std::fs::write(&file, "").unwrap();
+        let error = Identity::load_or_create(&file).err().unwrap().to_string();
+        assert!(error.contains("is a file, not a folder"), "{error}");
     }
 }
