@@ -6,7 +6,10 @@
 //!   ancestors.
 //! - Methods: a bare value matches names (`*` and `?` wildcards); `tag:`;
 //!   `path:` (a file or a folder, relative to the project); `resource_type:`
-//!   (`model` or `seed`); `state:modified` (new, or its own SQL, config or
+//!   (`model` or `seed`); `config.KEY:VALUE` (models whose config has it:
+//!   `config.materialized:table`, `config.tags:nightly`, a key of its own,
+//!   `config.meta.owner:ana` inside a table; a list matches when one of
+//!   its items does); `state:modified` (new, or its own SQL, config or
 //!   plugins changed against an environment's recorded state; `state:new`
 //!   only new ones). `state:modified+` adds what the change reaches.
 //! - `--exclude` takes the same syntax and removes what it matches.
@@ -229,11 +232,26 @@ fn atom_matches(dag: &Dag, text: &str, state: Option<&StateDiff>) -> Result<Vec<
             };
             (0..dag.nodes.len()).filter(|&i| flags[i]).collect()
         }
+        config if config.starts_with("config.") => {
+            let key = &config["config.".len()..];
+            if key.is_empty() || key.split('.').any(str::is_empty) {
+                return Err(Error::Selector {
+                    selector: text.to_string(),
+                    message: "`config.` needs a key, as in `config.materialized:table`".into(),
+                });
+            }
+            (0..dag.nodes.len())
+                .filter(|&i| {
+                    (dag.nodes[i].as_model())
+                        .is_some_and(|m| config_matches(&m.config, key, atom.value))
+                })
+                .collect()
+        }
         other => {
             return Err(Error::Selector {
                 selector: text.to_string(),
                 message: format!(
-                    "unknown method `{other}` (known: name, tag:, path:, resource_type:, state:)"
+                    "unknown method `{other}` (known: name, tag:, path:, resource_type:, config.KEY:, state:)"
                 ),
             });
         }
@@ -272,6 +290,49 @@ fn atom_matches(dag: &Dag, text: &str, state: Option<&StateDiff>) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+/// Whether a model's config holds `pattern` at `key` (dotted into tables;
+/// `-` and `_` alike, as orbital.toml and dbt spell keys either way).
+fn config_matches(config: &crate::project::ModelConfig, key: &str, pattern: &str) -> bool {
+    use serde_json::Value;
+    let mut parts = key.split('.');
+    let first = parts.next().unwrap_or_default().replace('-', "_");
+    let top = match first.as_str() {
+        "materialized" => Value::String(config.materialized.clone()),
+        "tags" => Value::from(config.tags.clone()),
+        "enabled" => Value::Bool(config.enabled),
+        _ => match lookup(&config.extra, &first) {
+            Some(value) => value.clone(),
+            None => return false,
+        },
+    };
+    let mut found = &top;
+    for part in parts {
+        match found.as_object().and_then(|table| lookup(table, part)) {
+            Some(inner) => found = inner,
+            None => return false,
+        }
+    }
+    value_matches(found, pattern)
+}
+
+fn lookup<'a>(
+    table: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    let same = |written: &str| written.replace('-', "_") == key.replace('-', "_");
+    table.iter().find(|(k, _)| same(k)).map(|(_, v)| v)
+}
+
+fn value_matches(value: &serde_json::Value, pattern: &str) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => glob(pattern, text),
+        Value::Bool(_) | Value::Number(_) => value.to_string().eq_ignore_ascii_case(pattern),
+        Value::Array(items) => items.iter().any(|item| value_matches(item, pattern)),
+        Value::Null | Value::Object(_) => false,
+    }
 }
 
 fn name_hint(dag: &Dag, value: &str) -> String {
@@ -365,6 +426,48 @@ mod tests {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    #[test]
+    fn config_selects_by_materialization_own_keys_and_lists() {
+        let mut dag = dag();
+        let mut configure = |id: usize, edit: &dyn Fn(&mut crate::project::ModelConfig)| {
+            let NodeKind::Model(model) = &mut dag.nodes[id].kind else {
+                panic!("node {id} is not a model");
+            };
+            edit(&mut std::sync::Arc::make_mut(model).config);
+        };
+        configure(3, &|c| {
+            c.materialized = "table".into();
+            c.tags = vec!["nightly".into()];
+            let meta = serde_json::json!({ "owner": "ana", "pii": true });
+            c.extra.insert("meta".into(), meta);
+            c.extra
+                .insert("unique_key".into(), serde_json::json!(["id", "day"]));
+        });
+        configure(4, &|c| {
+            c.extra.insert("unique-key".into(), serde_json::json!("id"));
+        });
+        let pick = |selector: &str| -> Result<Vec<String>> {
+            let nodes = Selection::resolve(&dag, &[selector.to_string()], &[])?.nodes;
+            Ok(nodes.iter().map(|&i| dag.nodes[i].name.clone()).collect())
+        };
+        assert_eq!(pick("config.materialized:table").unwrap(), ["mart"]);
+        assert_eq!(pick("config.materialized:view").unwrap().len(), 3);
+        assert_eq!(pick("config.tags:night*").unwrap(), ["mart"]);
+        assert_eq!(pick("config.meta.owner:ana").unwrap(), ["mart"]);
+        assert_eq!(pick("config.meta.pii:true").unwrap(), ["mart"]);
+        // A list matches by any item; `-` and `_` spell one key.
+        assert_eq!(pick("config.unique_key:id").unwrap(), ["other", "mart"]);
+        assert_eq!(pick("config.unique-key:day").unwrap(), ["mart"]);
+        assert_eq!(pick("config.materialized:table+").unwrap(), ["mart"]);
+        assert!(pick("config.enabled:true").unwrap().len() == 4);
+        let error = pick("config.meta.owner:bob").unwrap_err().to_string();
+        assert!(error.contains("matches no model or seed"), "{error}");
+        let error = pick("config.:x").unwrap_err().to_string();
+        assert!(error.contains("`config.` needs a key"), "{error}");
+        let error = pick("conf.materialized:x").unwrap_err().to_string();
+        assert!(error.contains("config.KEY:"), "{error}");
     }
 
     #[test]
