@@ -50,7 +50,8 @@ fn main() {
         let recompile = t.elapsed();
         fingerprint_phases(&project, &again.dag);
         let t = Instant::now();
-        let nodes = again.dag.nodes.clone();
+        let nodes: Vec<orbital_core::Node> =
+            again.dag.nodes.iter().map(|n| (**n).clone()).collect();
         let copy = t.elapsed();
         let t = Instant::now();
         let dag = orbital_core::Dag::new(nodes, |_, _| None).expect("graph");

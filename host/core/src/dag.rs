@@ -3,6 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -125,7 +126,7 @@ impl Node {
 /// CTE into every model that reads it ([`crate::compile::render_model`]).
 pub const EPHEMERAL: &str = "ephemeral";
 
-fn children_of(nodes: &[Node]) -> Vec<Vec<NodeId>> {
+fn children_of(nodes: &[Arc<Node>]) -> Vec<Vec<NodeId>> {
     let mut children = vec![Vec::new(); nodes.len()];
     for (id, node) in nodes.iter().enumerate() {
         for &dep in &node.depends_on {
@@ -140,7 +141,7 @@ fn children_of(nodes: &[Node]) -> Vec<Vec<NodeId>> {
 /// dependencies (which the scheduler, the planner and `+` selectors then
 /// see as ordinary edges). In topological order, so chains fold in whole.
 /// Whether any node gained a dependency.
-fn inherit_ephemeral_dependencies(nodes: &mut [Node], order: &[NodeId]) -> bool {
+fn inherit_ephemeral_dependencies(nodes: &mut [Arc<Node>], order: &[NodeId]) -> bool {
     let mut changed = false;
     for &id in order {
         let inherited: Vec<NodeId> = nodes[id]
@@ -152,7 +153,7 @@ fn inherit_ephemeral_dependencies(nodes: &mut [Node], order: &[NodeId]) -> bool 
         if inherited.is_empty() {
             continue;
         }
-        let deps = &mut nodes[id].depends_on;
+        let deps = &mut Arc::make_mut(&mut nodes[id]).depends_on;
         deps.extend(inherited);
         deps.sort_unstable();
         deps.dedup();
@@ -164,7 +165,9 @@ fn inherit_ephemeral_dependencies(nodes: &mut [Node], order: &[NodeId]) -> bool 
 /// Nodes with their edges both ways and a topological order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Dag {
-    pub nodes: Vec<Node>,
+    /// Shared: a compile after an edit takes the unchanged nodes as they
+    /// are (cloning 10k nodes was five allocations each).
+    pub nodes: Vec<Arc<Node>>,
     /// Downstream nodes of each node.
     pub children: Vec<Vec<NodeId>>,
     /// Every node after all of its dependencies; ties broken by name.
@@ -191,7 +194,16 @@ impl Dag {
     /// Builds the graph; `edge_at(node, dependency)` tells where the
     /// dependency is written, so a cycle can point at its source.
     pub fn new(
-        mut nodes: Vec<Node>,
+        nodes: Vec<Node>,
+        edge_at: impl Fn(NodeId, NodeId) -> Option<Location>,
+    ) -> Result<Self> {
+        Self::of_shared(nodes.into_iter().map(Arc::new).collect(), edge_at)
+    }
+
+    /// [`Dag::new`] of nodes that may be shared with another graph (one is
+    /// copied only where the graph changes its upstreams).
+    pub(crate) fn of_shared(
+        mut nodes: Vec<Arc<Node>>,
         edge_at: impl Fn(NodeId, NodeId) -> Option<Location>,
     ) -> Result<Self> {
         let children = children_of(&nodes);
@@ -211,7 +223,12 @@ impl Dag {
             false => children,
         };
         for node in &mut nodes {
-            node.depends_on.sort_unstable_by_key(|&dep| rank[dep]);
+            let sorted = node.depends_on.is_sorted_by_key(|&dep| rank[dep]);
+            if !sorted {
+                Arc::make_mut(node)
+                    .depends_on
+                    .sort_unstable_by_key(|&dep| rank[dep]);
+            }
         }
         Ok(Self {
             children,
@@ -225,10 +242,12 @@ impl Dag {
     /// they read: this graph's edges and order. The `kept` nodes are this
     /// graph's own (their `depends_on` is already the graph's); the others
     /// get their counterparts'.
-    pub(crate) fn with_shape_of(&self, mut nodes: Vec<Node>, kept: &[bool]) -> Self {
+    pub(crate) fn with_shape_of(&self, mut nodes: Vec<Arc<Node>>, kept: &[bool]) -> Self {
         for (id, node) in nodes.iter_mut().enumerate() {
             if !kept.get(id).copied().unwrap_or(false) {
-                node.depends_on.clone_from(&self.nodes[id].depends_on);
+                Arc::make_mut(node)
+                    .depends_on
+                    .clone_from(&self.nodes[id].depends_on);
             }
         }
         Self {
@@ -298,7 +317,7 @@ impl Dag {
 /// Each node's place in name order (ties by id). Names are compared once
 /// here, so the orders built on it compare integers: at 100k nodes, a
 /// ready set ordered by name strings took 77 ms.
-fn name_ranks(nodes: &[Node]) -> Vec<usize> {
+fn name_ranks(nodes: &[Arc<Node>]) -> Vec<usize> {
     let mut by_name: Vec<NodeId> = (0..nodes.len()).collect();
     by_name.sort_unstable_by(|&a, &b| nodes[a].name.cmp(&nodes[b].name).then(a.cmp(&b)));
     let mut rank = vec![0; nodes.len()];
@@ -309,7 +328,7 @@ fn name_ranks(nodes: &[Node]) -> Vec<usize> {
 }
 
 /// Kahn's algorithm with a name-ordered ready set, so the order is stable.
-fn topological_order(nodes: &[Node], children: &[Vec<NodeId>], rank: &[usize]) -> Vec<NodeId> {
+fn topological_order(nodes: &[Arc<Node>], children: &[Vec<NodeId>], rank: &[usize]) -> Vec<NodeId> {
     let mut waiting: Vec<usize> = nodes.iter().map(|n| n.depends_on.len()).collect();
     let mut ready: BinaryHeap<Reverse<(usize, NodeId)>> = (0..nodes.len())
         .filter(|&id| waiting[id] == 0)
@@ -330,7 +349,7 @@ fn topological_order(nodes: &[Node], children: &[Vec<NodeId>], rank: &[usize]) -
 
 /// A cycle among the nodes Kahn's algorithm could not order, as a closed
 /// path starting at its alphabetically first member: [a, c, b, a].
-fn find_cycle(nodes: &[Node], ordered: &[NodeId]) -> Vec<NodeId> {
+fn find_cycle(nodes: &[Arc<Node>], ordered: &[NodeId]) -> Vec<NodeId> {
     let mut done = vec![false; nodes.len()];
     for &id in ordered {
         done[id] = true;

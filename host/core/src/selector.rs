@@ -432,7 +432,8 @@ mod tests {
     fn config_selects_by_materialization_own_keys_and_lists() {
         let mut dag = dag();
         let mut configure = |id: usize, edit: &dyn Fn(&mut crate::project::ModelConfig)| {
-            let NodeKind::Model(model) = &mut dag.nodes[id].kind else {
+            let NodeKind::Model(model) = &mut std::sync::Arc::make_mut(&mut dag.nodes[id]).kind
+            else {
                 panic!("node {id} is not a model");
             };
             edit(&mut std::sync::Arc::make_mut(model).config);

@@ -20,7 +20,7 @@ pub(super) fn compile_tests(
     catalog: &ProjectCatalog<'_>,
     macros: &dyn ProjectMacros,
     resolver: &Resolver<'_>,
-    nodes: &[Node],
+    nodes: &[std::sync::Arc<Node>],
 ) -> Vec<Result<(Node, Option<FreshParse>)>> {
     let dialect = dialect_for(catalog.dialect);
     let mut out = Vec::new();

@@ -31,6 +31,7 @@ pub mod tokens;
 mod types;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -117,7 +118,7 @@ impl Previous<'_> {
     fn reusable(&self, index: usize, seeds: usize) -> bool {
         self.changed.binary_search(&index).is_err()
             && (self.dag.nodes.get(seeds + index))
-                .and_then(Node::as_model)
+                .and_then(|node| node.as_model())
                 .is_some_and(|m| m.macros.is_empty())
     }
 
@@ -125,7 +126,7 @@ impl Previous<'_> {
     /// make the previous graph's shape: every other node is where it was,
     /// reads what it read, and is inlined (ephemeral) as it was. Then no
     /// edge, inherited upstream or order changed.
-    fn same_shape(&self, nodes: &[Node], reused: &[bool]) -> bool {
+    fn same_shape(&self, nodes: &[Arc<Node>], reused: &[bool]) -> bool {
         nodes.len() == self.dag.nodes.len()
             && (nodes.iter().zip(&self.dag.nodes).enumerate())
                 .filter(|(id, _)| !reused.get(*id).copied().unwrap_or(false))
@@ -204,17 +205,19 @@ fn compile_on_this_pool(
     SqlMacros::prepare(macros);
     let catalog = ProjectCatalog::new(project, dialect_name, &identity, cache, macros);
     let resolver = Resolver::new(project, strategies);
-    let mut nodes: Vec<Node> = Vec::with_capacity(project.seeds.len() + project.models.len());
-    nodes.extend(project.seeds.iter().map(|seed| Node {
-        name: seed.name.clone(),
-        kind: NodeKind::Seed(seed.config.clone()),
-        path: seed.path.clone(),
-        tags: Vec::new(),
-        relation: RelationName {
-            schema: target.schema.clone(),
-            identifier: seed.name.clone(),
-        },
-        depends_on: Vec::new(),
+    let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(project.seeds.len() + project.models.len());
+    nodes.extend(project.seeds.iter().map(|seed| {
+        Arc::new(Node {
+            name: seed.name.clone(),
+            kind: NodeKind::Seed(seed.config.clone()),
+            path: seed.path.clone(),
+            tags: Vec::new(),
+            relation: RelationName {
+                schema: target.schema.clone(),
+                identifier: seed.name.clone(),
+            },
+            depends_on: Vec::new(),
+        })
     }));
     // Parsing, resolving and building each model's node run on all cores,
     // writing each node straight into its slot: at 100k models, moving the
@@ -240,7 +243,10 @@ fn compile_on_this_pool(
                     previous.dag.nodes[seeds + index].clone(),
                     (Vec::new(), Ok(None)),
                 ),
-                _ => compile_model(index, &catalog, &resolver, target),
+                _ => {
+                    let (node, rest) = compile_model(index, &catalog, &resolver, target);
+                    (Arc::new(node), rest)
+                }
             }),
     );
     let (mut nodes, (written_at, outcomes)) = sinks;
@@ -257,7 +263,7 @@ fn compile_on_this_pool(
         match test {
             Ok((test, fresh)) => {
                 fresh_parses.extend(fresh);
-                nodes.push(test);
+                nodes.push(Arc::new(test));
             }
             Err(e) => errors.push(e),
         }
@@ -285,9 +291,10 @@ fn compile_on_this_pool(
         }
         _ => {
             for (node, _) in nodes.iter_mut().zip(&reused).filter(|(_, r)| **r) {
-                node.depends_on = written_dependencies(node);
+                let written = written_dependencies(node);
+                Arc::make_mut(node).depends_on = written;
             }
-            Dag::new(nodes, edge_at)?
+            Dag::of_shared(nodes, edge_at)?
         }
     };
     Ok(CompiledProject {
@@ -366,7 +373,7 @@ fn published(model: &Model, target: &Target, literal: bool) -> RelationName {
 /// Refuses models whose `schema` or `alias` config cannot be honoured: a
 /// custom schema on a target without schemas, and two nodes published as
 /// one relation.
-fn published_names(project: &Project, nodes: &[Node], target: &Target) -> Vec<Error> {
+fn published_names(project: &Project, nodes: &[Arc<Node>], target: &Target) -> Vec<Error> {
     let custom =
         |m: &&std::sync::Arc<Model>| m.config.schema().is_some() || m.config.alias().is_some();
     if !project.models.iter().any(|m| custom(&m)) {
@@ -443,7 +450,7 @@ pub(super) fn dependency_ids(deps: &Dependencies) -> Vec<NodeId> {
 /// Test names share the namespace of models and seeds (and so each other).
 /// A model or seed published where a declared source table lives (SQLite
 /// has one namespace) would replace the source's data: refuse it.
-fn shadowed_sources(nodes: &[Node], resolver: &Resolver<'_>) -> Vec<Error> {
+fn shadowed_sources(nodes: &[Arc<Node>], resolver: &Resolver<'_>) -> Vec<Error> {
     if resolver.sources.is_empty() {
         return Vec::new();
     }
@@ -474,13 +481,13 @@ fn shadowed_sources(nodes: &[Node], resolver: &Resolver<'_>) -> Vec<Error> {
 
 /// Model and seed names are unique already (project loading checks them),
 /// and the resolver knows them folded: only tests are looked up.
-fn duplicate_test_names(nodes: &[Node], resolver: &Resolver<'_>) -> Vec<Error> {
+fn duplicate_test_names(nodes: &[Arc<Node>], resolver: &Resolver<'_>) -> Vec<Error> {
     let mut tests: HashMap<String, &Node> = HashMap::new();
     let mut errors = Vec::new();
     for node in nodes.iter().filter(|node| node.is_test()) {
         let folded = node.name.to_lowercase();
         let earlier = match resolver.nodes.get(&folded) {
-            Some(id) => Some(&nodes[*id]),
+            Some(id) => Some(&*nodes[*id]),
             None => tests.get(&folded).copied(),
         };
         match earlier {
