@@ -157,6 +157,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fields_hash_as_length_then_bytes_whatever_their_size() {
+        // Stored fingerprints depend on these bytes: a short field's one
+        // update must equal the length's and the bytes' own.
+        let long = vec![7u8; 200];
+        let mut reference = blake3::Hasher::new_derive_key("t");
+        for field in [
+            &b"name"[..],
+            &[][..],
+            &long[..],
+            &[1u8; 64][..],
+            &[2u8; 65][..],
+        ] {
+            reference.update(&(field.len() as u64).to_le_bytes());
+            reference.update(field);
+        }
+        let mut hasher = Hasher::new("t");
+        hasher.field("name").field([]).field(&long);
+        hasher.field([1u8; 64]).field([2u8; 65]);
+        assert_eq!(hasher.finish(), Hash(*reference.finalize().as_bytes()));
+    }
+
+    #[test]
     fn hashes_order_as_their_bytes() {
         let mut hashes: Vec<Hash> = (0u32..2000).map(|i| Hash::of(&i.to_le_bytes())).collect();
         let mut by_bytes = hashes.clone();
