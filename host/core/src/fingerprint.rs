@@ -188,11 +188,27 @@ pub fn fingerprint_since(
         local[id] = local_hash(project, dag, id, plugins)?;
         again[id] = true;
     }
-    // A node's fingerprint is its local hash, its upstreams' names and
-    // fingerprints: one whose inputs are all as they were is as it was,
-    // and so is everything downstream of it that nothing else changed.
-    // (An upstream added or dropped is a change of the SQL that names it.)
     let mut full = earlier.full.clone();
+    combine_levels(dag, &local, &mut full, again);
+    Ok(Fingerprints { local, full })
+}
+
+/// Every node's fingerprint.
+fn combine_all(dag: &Dag, local: &[Hash]) -> Vec<Hash> {
+    let mut full = vec![Hash::default(); dag.nodes.len()];
+    combine_levels(dag, local, &mut full, vec![true; dag.nodes.len()]);
+    full
+}
+
+/// Hashes the nodes marked `again` into `full`, one level of the graph at
+/// a time: a node's level is one more than its deepest upstream's, so the
+/// nodes of a level read only earlier levels and hash on all cores.
+/// A node's fingerprint is its local hash, its upstreams' names and
+/// fingerprints: one whose inputs are all as they were is as it was, and
+/// so is everything downstream of it that nothing else changed, so only
+/// the children of a node whose fingerprint changed are hashed again.
+/// (An upstream added or dropped is a change of the SQL that names it.)
+fn combine_levels(dag: &Dag, local: &[Hash], full: &mut [Hash], mut again: Vec<bool>) {
     for ids in levels(dag) {
         let ids: Vec<NodeId> = ids.into_iter().filter(|&id| again[id]).collect();
         let hash = |&id: &NodeId| (id, combine_one(dag, id, local[id], |dep| full[dep]));
@@ -210,24 +226,6 @@ pub fn fingerprint_since(
             }
         }
     }
-    Ok(Fingerprints { local, full })
-}
-
-/// Every node's fingerprint, one level of the graph at a time: a node's
-/// level is one more than its deepest upstream's, so the nodes of a level
-/// read only earlier levels and hash on all cores.
-fn combine_all(dag: &Dag, local: &[Hash]) -> Vec<Hash> {
-    let mut full = vec![Hash::default(); dag.nodes.len()];
-    for ids in &levels(dag) {
-        let hashes: Vec<Hash> = ids
-            .par_iter()
-            .map(|&id| combine_one(dag, id, local[id], |dep| full[dep]))
-            .collect();
-        for (&id, hash) in ids.iter().zip(hashes) {
-            full[id] = hash;
-        }
-    }
-    full
 }
 
 /// The graph's nodes by level: a node's level is one more than its

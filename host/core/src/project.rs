@@ -220,36 +220,46 @@ impl Project {
         })
     }
 
-    /// This project with the model files `changed` read again, or `None`
-    /// when that is not enough to know it (a changed file is not one of its
-    /// models, or a model turned disabled): load the whole project then.
-    pub fn reloaded(self, changed: &[PathBuf]) -> Option<Result<Self>> {
+    /// This project with the model files `changed` read again, and those
+    /// models' indices (ascending), or `None` when that is not enough to
+    /// know it (a changed file is not one of its models, or a model turned
+    /// disabled): load the whole project then.
+    pub fn reloaded(self, changed: &[PathBuf]) -> Option<Result<(Self, Vec<usize>)>> {
         // A dbt model's text depends on macros, vars and schema files too.
         if self.config.dbt.is_some() {
             return None;
         }
         let mut project = self;
         let mut errors = Vec::new();
+        let mut indices = Vec::with_capacity(changed.len());
         for path in changed {
-            // Paths as listed, compared as bytes: `Path`'s `==` parses
-            // both into components first (10k models: about a millisecond).
-            let index =
-                (project.models.iter()).position(|m| m.path.as_os_str() == path.as_os_str())?;
+            let index = (project.models.iter()).position(|m| same_listed_path(&m.path, path))?;
+            indices.push(index);
             match load_model(&project.root, path, &project.config) {
                 Ok(model) if model.config.enabled => project.models[index] = model.into(),
                 Ok(_) => return None,
                 Err(e) => errors.push(e),
             }
         }
+        indices.sort_unstable();
+        indices.dedup();
         // Names come from paths, and no path changed: they are as unique
         // as when the project was loaded.
-        Some(Error::collect(errors).map(|()| project))
+        Some(Error::collect(errors).map(|()| (project, indices)))
     }
 
     /// The absolute path of a project-relative path.
     pub fn absolute(&self, relative: &Path) -> PathBuf {
         self.root.join(relative)
     }
+}
+
+/// Whether two project-relative paths, both as a project listing gives
+/// them ([`source_files`]), are the same file: compared as bytes, since
+/// `Path`'s `==` parses both into components first (looking one file up
+/// among 10k: about a millisecond).
+pub fn same_listed_path(a: &Path, b: &Path) -> bool {
+    a.as_os_str() == b.as_os_str()
 }
 
 fn stem(path: &Path) -> String {

@@ -88,8 +88,10 @@ impl Kept {
     /// or went (the project is read whole then).
     pub(crate) fn changed(&self, files: &[(PathBuf, Stamp)]) -> Option<Vec<PathBuf>> {
         let kept = &self.files;
-        let same = |a: &PathBuf, b: &PathBuf| a.as_os_str() == b.as_os_str();
-        if kept.len() != files.len() || kept.iter().zip(files).any(|(a, b)| !same(&a.0, &b.0)) {
+        let same = |(a, _): &(PathBuf, Stamp), (b, _): &(PathBuf, Stamp)| {
+            orbital_core::project::same_listed_path(a, b)
+        };
+        if kept.len() != files.len() || kept.iter().zip(files).any(|(a, b)| !same(a, b)) {
             return None;
         }
         let changed = kept

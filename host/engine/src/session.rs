@@ -3,8 +3,7 @@
 //! hashes (from the store when it knows this set of components, else by
 //! loading them), fingerprint, and read the environment's records.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsStr;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -99,7 +98,8 @@ pub struct Connected {
     pub warehouse: Option<String>,
     /// Set when the plugins had to be loaded to learn their hashes.
     pub loaded: Option<Arc<LoadedPlugins>>,
-    pub fingerprints: Fingerprints,
+    /// Shared with the compile this process keeps, when it is that one.
+    pub fingerprints: Arc<Fingerprints>,
     pub recorded: Arc<BTreeMap<String, EnvEntry>>,
     /// `recorded` as the planner reads it.
     planned: Arc<RecordedByName>,
@@ -531,17 +531,15 @@ impl Session {
     }
 
     /// The project's fingerprints.
-    fn fingerprints(&self, plugins: &PluginHashes) -> Result<Fingerprints, (String, String)> {
+    fn fingerprints(&self, plugins: &PluginHashes) -> Result<Arc<Fingerprints>, (String, String)> {
         // The compile this process keeps, when it is this session's: its
         // fingerprints are kept with it, or made from the previous
         // compile's.
         let kept = (self.engine.kept_project(&self.project.root))
             .filter(|kept| Arc::ptr_eq(&kept.dag, &self.compiled.dag));
         match kept {
-            Some(kept) => kept
-                .fingerprints(plugins, || self.whole_fingerprints(plugins))
-                .map(|prints| (*prints).clone()),
-            None => self.whole_fingerprints(plugins),
+            Some(kept) => kept.fingerprints(plugins, || self.whole_fingerprints(plugins)),
+            None => self.whole_fingerprints(plugins).map(Arc::new),
         }
     }
 
@@ -856,12 +854,7 @@ pub(crate) fn load(
             Some(changed) => {
                 if let Some(project) = Project::clone(&kept.project).reloaded(&changed) {
                     tracing::info!(changed = changed.len(), "read again what changed");
-                    let project = project?;
-                    let changed: HashSet<&OsStr> = changed.iter().map(|p| p.as_os_str()).collect();
-                    let models: Vec<usize> = (project.models.iter().enumerate())
-                        .filter(|(_, m)| changed.contains(m.path.as_os_str()))
-                        .map(|(index, _)| index)
-                        .collect();
+                    let (project, models) = project?;
                     let (dialect, macro_identity) =
                         (target.parser_dialect(), SqlMacros::identity(macros));
                     let replaced: Vec<Hash> = (models.iter())

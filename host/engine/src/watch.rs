@@ -97,7 +97,9 @@ impl Watch {
     fn restamp(&self, files: &Stamps, touched: Vec<PathBuf>) -> Option<Stamps> {
         let mut files = files.clone();
         for path in touched {
-            let index = files.iter().position(|(p, _)| *p == path)?;
+            let same =
+                |(p, _): &(PathBuf, Stamp)| orbital_core::project::same_listed_path(p, &path);
+            let index = files.iter().position(same)?;
             let stamp = orbital_core::snapshot::stamp_file(&self.root.join(&path)).ok()?;
             files[index].1 = stamp;
         }
